@@ -1,0 +1,131 @@
+import datetime
+
+from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EVENT_TYPE_UNSPECIFIED: _ClassVar[EventType]
+    EVENT_TYPE_TRACK: _ClassVar[EventType]
+    EVENT_TYPE_IDENTIFY: _ClassVar[EventType]
+    EVENT_TYPE_PAGE: _ClassVar[EventType]
+    EVENT_TYPE_SCREEN: _ClassVar[EventType]
+    EVENT_TYPE_ALIAS: _ClassVar[EventType]
+    EVENT_TYPE_GROUP: _ClassVar[EventType]
+EVENT_TYPE_UNSPECIFIED: EventType
+EVENT_TYPE_TRACK: EventType
+EVENT_TYPE_IDENTIFY: EventType
+EVENT_TYPE_PAGE: EventType
+EVENT_TYPE_SCREEN: EventType
+EVENT_TYPE_ALIAS: EventType
+EVENT_TYPE_GROUP: EventType
+
+class RawEvent(_message.Message):
+    __slots__ = ("message_id", "workspace_id", "type", "event", "user_id", "anonymous_id", "previous_id", "group_id", "traits", "properties", "context", "integrations", "timestamp", "original_timestamp", "sent_at", "received_at", "source_key_id")
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ANONYMOUS_ID_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_ID_FIELD_NUMBER: _ClassVar[int]
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    TRAITS_FIELD_NUMBER: _ClassVar[int]
+    PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    INTEGRATIONS_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    ORIGINAL_TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    SENT_AT_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_AT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    message_id: str
+    workspace_id: str
+    type: EventType
+    event: str
+    user_id: str
+    anonymous_id: str
+    previous_id: str
+    group_id: str
+    traits: _struct_pb2.Struct
+    properties: _struct_pb2.Struct
+    context: _struct_pb2.Struct
+    integrations: _struct_pb2.Struct
+    timestamp: _timestamp_pb2.Timestamp
+    original_timestamp: _timestamp_pb2.Timestamp
+    sent_at: _timestamp_pb2.Timestamp
+    received_at: _timestamp_pb2.Timestamp
+    source_key_id: str
+    def __init__(self, message_id: _Optional[str] = ..., workspace_id: _Optional[str] = ..., type: _Optional[_Union[EventType, str]] = ..., event: _Optional[str] = ..., user_id: _Optional[str] = ..., anonymous_id: _Optional[str] = ..., previous_id: _Optional[str] = ..., group_id: _Optional[str] = ..., traits: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., properties: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., integrations: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., original_timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source_key_id: _Optional[str] = ...) -> None: ...
+
+class RawEventBatch(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[RawEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[RawEvent, _Mapping]]] = ...) -> None: ...
+
+class Identifier(_message.Message):
+    __slots__ = ("type", "value")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    value: str
+    def __init__(self, type: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+
+class ResolvedEvent(_message.Message):
+    __slots__ = ("event", "person_id", "identifiers")
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    IDENTIFIERS_FIELD_NUMBER: _ClassVar[int]
+    event: RawEvent
+    person_id: str
+    identifiers: _containers.RepeatedCompositeFieldContainer[Identifier]
+    def __init__(self, event: _Optional[_Union[RawEvent, _Mapping]] = ..., person_id: _Optional[str] = ..., identifiers: _Optional[_Iterable[_Union[Identifier, _Mapping]]] = ...) -> None: ...
+
+class ResolvedEventBatch(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[ResolvedEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[ResolvedEvent, _Mapping]]] = ...) -> None: ...
+
+class ProfileChanged(_message.Message):
+    __slots__ = ("workspace_id", "person_id", "changed_fields", "values", "trigger_message_id", "trigger_event", "version", "change_time")
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    TRIGGER_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    TRIGGER_EVENT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_TIME_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    person_id: str
+    changed_fields: _containers.RepeatedScalarFieldContainer[str]
+    values: _struct_pb2.Struct
+    trigger_message_id: str
+    trigger_event: str
+    version: int
+    change_time: _timestamp_pb2.Timestamp
+    def __init__(self, workspace_id: _Optional[str] = ..., person_id: _Optional[str] = ..., changed_fields: _Optional[_Iterable[str]] = ..., values: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., trigger_message_id: _Optional[str] = ..., trigger_event: _Optional[str] = ..., version: _Optional[int] = ..., change_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class PersonCreated(_message.Message):
+    __slots__ = ("workspace_id", "person_id", "identifiers", "trigger_message_id", "create_time")
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    IDENTIFIERS_FIELD_NUMBER: _ClassVar[int]
+    TRIGGER_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    person_id: str
+    identifiers: _containers.RepeatedCompositeFieldContainer[Identifier]
+    trigger_message_id: str
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, workspace_id: _Optional[str] = ..., person_id: _Optional[str] = ..., identifiers: _Optional[_Iterable[_Union[Identifier, _Mapping]]] = ..., trigger_message_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

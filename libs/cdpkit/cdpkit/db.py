@@ -1,0 +1,56 @@
+"""asyncpg pool for one service schema.
+
+Each service owns exactly one Postgres schema; its pool sets ``search_path`` to it, so the
+repositories write plain table names and can never touch another service's tables by accident.
+Use it as ``async with pool.acquire() as conn, conn.transaction(): ...``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import asyncpg
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def check_schema_name(schema: str) -> str:
+    if not _IDENTIFIER.match(schema):
+        raise ValueError(f"invalid schema name {schema!r}")
+    return schema
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for kind in ("json", "jsonb"):
+        await conn.set_type_codec(kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(
+    dsn: str,
+    schema: str,
+    *,
+    application_name: str,
+    min_size: int = 1,
+    max_size: int = 10,
+    command_timeout: float = 30.0,
+) -> asyncpg.Pool:
+    """A pool whose connections live in ``schema`` and decode json/jsonb to Python values."""
+    check_schema_name(schema)
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        command_timeout=command_timeout,
+        init=_init_connection,
+        server_settings={"search_path": schema, "application_name": application_name, "timezone": "UTC"},
+    )
+
+
+async def ping(pool: asyncpg.Pool, timeout: float = 2.0) -> bool:
+    """True when the database answers a trivial query within ``timeout`` seconds."""
+    try:
+        async with pool.acquire(timeout=timeout) as conn:
+            return await conn.fetchval("SELECT 1", timeout=timeout) == 1
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+        return False

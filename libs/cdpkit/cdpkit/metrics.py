@@ -1,0 +1,30 @@
+"""Prometheus metrics shared by every process, and the /metrics endpoint."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+RPC_SECONDS = Histogram(
+    "cdp_rpc_duration_seconds",
+    "gRPC server handling time",
+    ["method", "code"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+CONSUMER_MESSAGES = Counter(
+    "cdp_consumer_messages_total", "JetStream messages handled, by outcome", ["consumer", "outcome"]
+)
+CONSUMER_BATCH_SECONDS = Histogram(
+    "cdp_consumer_batch_seconds",
+    "Time to handle one fetched batch",
+    ["consumer"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+OUTBOX_PUBLISHED = Counter("cdp_outbox_published_total", "Outbox rows published to JetStream", ["schema"])
+OUTBOX_FAILURES = Counter("cdp_outbox_failures_total", "Outbox relay rounds that failed", ["schema"])
+READY = Gauge("cdp_ready", "1 when the process is ready (database and NATS reachable)")
+
+
+def serve_metrics(host: str, port: int) -> int:
+    """Start the /metrics endpoint in a daemon thread; returns the bound port (0 picks one)."""
+    server, _thread = start_http_server(port, addr=host)
+    return server.server_port
