@@ -120,6 +120,7 @@ async def connect(url: str, *, name: str) -> NATS:
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,
         connect_timeout=5,
+        drain_timeout=5,
         error_cb=on_error,
         disconnected_cb=on_disconnected,
         reconnected_cb=on_reconnected,

@@ -164,6 +164,9 @@ class CommonSettings:
         "CDP_SHUTDOWN_GRACE_SECONDS", 10.0, help="time in-flight RPCs get to finish on SIGTERM"
     )
     db_pool_max_size: int = env("CDP_DB_POOL_MAX_SIZE", 10, help="maximum connections in the asyncpg pool")
+    migrate_on_start: bool = env(
+        "CDP_MIGRATE_ON_START", True, help="apply pending migrations before serving (false when a Job migrates)"
+    )
 
     def __post_init__(self) -> None:
         if not self.database_url.get().startswith(("postgres://", "postgresql://")):

@@ -98,6 +98,12 @@ class ConsumerLoop:
                 await asyncio.sleep(1)
                 continue
             await self.process(messages)
+        # Without this, draining the connection waits for the pending pull request to expire.
+        try:
+            await self._sub.unsubscribe()
+        except Exception:  # noqa: BLE001 - the connection may already be closing
+            pass
+        self._sub = None
         log.info("consumer stopped", consumer=self.name)
 
     async def process(self, messages: Sequence[Msg]) -> None:

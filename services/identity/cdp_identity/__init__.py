@@ -1,0 +1,1 @@
+"""Identity service: resolves identifiers to persons (OneID)."""

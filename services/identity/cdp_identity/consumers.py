@@ -1,0 +1,97 @@
+"""Raw events in, resolved events out.
+
+Each fetched batch of ``RawEventBatch`` messages is resolved in one transaction; then, per
+input message, the resolved events are published to ``{prefix}.resolved.{partition of the
+person}`` with ``Nats-Msg-Id`` = ``{input msg id}:{partition}``, and only then acked. A crash
+anywhere replays the batch: resolution is idempotent (the same identifiers resolve to the same
+person) and the publish is de-duplicated by JetStream and, downstream, by message id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import structlog
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from cdp.events.v1 import events_pb2
+from cdp_identity.domain import collect_identifiers
+from cdp_identity.service import IdentityService, ResolveItem
+from cdpkit.bus import RAW, RESOLVED, BusNames
+from cdpkit.consumer import ConsumerSpec, PermanentError
+
+log = structlog.get_logger(__name__)
+
+
+def raw_events_consumer(batch_size: int) -> ConsumerSpec:
+    return ConsumerSpec(durable="identity-raw", stream=RAW, batch_size=batch_size)
+
+
+def _traits(struct: events_pb2.RawEvent) -> tuple[dict, dict]:
+    traits = json_format.MessageToDict(struct.traits) if struct.HasField("traits") else {}
+    context = json_format.MessageToDict(struct.context) if struct.HasField("context") else {}
+    context_traits = context.get("traits") if isinstance(context.get("traits"), dict) else {}
+    return traits, context_traits
+
+
+class RawEventsHandler:
+    def __init__(self, service: IdentityService, js: JetStreamContext, names: BusNames) -> None:
+        self._service = service
+        self._js = js
+        self._names = names
+
+    async def __call__(self, messages: Sequence[Msg]) -> None:
+        batches: list[tuple[Msg, events_pb2.RawEventBatch]] = []
+        for message in messages:
+            try:
+                batches.append((message, events_pb2.RawEventBatch.FromString(message.data)))
+            except DecodeError as exc:
+                raise PermanentError(f"not a RawEventBatch: {exc}") from None
+
+        items: list[ResolveItem] = []
+        carried: list[tuple[int, events_pb2.RawEvent, tuple]] = []
+        for index, (_message, batch) in enumerate(batches):
+            for event in batch.events:
+                traits, context_traits = _traits(event)
+                collected = collect_identifiers(
+                    user_id=event.user_id,
+                    anonymous_id=event.anonymous_id,
+                    previous_id=event.previous_id,
+                    traits=traits,
+                    context_traits=context_traits,
+                )
+                for rejection in collected.rejected:
+                    log.info("identifier ignored", message_id=event.message_id, type=rejection.type, reason=rejection.reason)
+                if not collected.identifiers:
+                    log.warning("event without a usable identifier dropped", message_id=event.message_id)
+                    continue
+                identifiers = tuple(collected.identifiers)
+                items.append(ResolveItem(event.workspace_id, identifiers, event.message_id))
+                carried.append((index, event, identifiers))
+
+        decisions = await self._service.resolve(items) if items else []
+
+        outgoing: dict[tuple[int, int], events_pb2.ResolvedEventBatch] = {}
+        for (index, event, identifiers), decision in zip(carried, decisions, strict=True):
+            partition = int(self._names.partitioned(RESOLVED, decision.person_id).rsplit(".", 1)[1])
+            resolved = outgoing.setdefault((index, partition), events_pb2.ResolvedEventBatch()).events.add()
+            resolved.event.CopyFrom(event)
+            resolved.person_id = decision.person_id
+            resolved.identifiers.extend(events_pb2.Identifier(type=i.type, value=i.value) for i in identifiers)
+
+        publishes = []
+        for (index, partition), batch in outgoing.items():
+            message = batches[index][0]
+            source_id = (message.headers or {}).get("Nats-Msg-Id") or f"raw:{message.metadata.sequence.stream}"
+            publishes.append(
+                self._js.publish(
+                    self._names.subject(RESOLVED, partition),
+                    batch.SerializeToString(),
+                    headers={"Nats-Msg-Id": f"{source_id}:{partition}"},
+                )
+            )
+        await asyncio.gather(*publishes)

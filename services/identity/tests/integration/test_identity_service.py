@@ -1,0 +1,155 @@
+"""Identity against real PostgreSQL, NATS JetStream and gRPC over a socket."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import nats
+import pytest
+
+from cdp.events.v1 import events_pb2
+from cdp.identity.v1 import identity_pb2, identity_pb2_grpc
+from cdp_identity.__main__ import MIGRATIONS
+from cdp_identity.bootstrap import bootstrap
+from cdp_identity.config import SCHEMA, Settings
+from cdpkit.bus import IDENTITY, RAW, RESOLVED, BusNames
+from cdpkit.config import load
+from cdpkit.migrate import migrate
+
+
+@pytest.fixture
+async def identity(service_env):
+    env = {**service_env, "CDP_IDENTITY_GRPC_PORT": "0", "CDP_IDENTITY_METRICS_PORT": "0"}
+    settings = load(Settings, env)
+    await migrate(settings.database_url.get(), SCHEMA, MIGRATIONS)
+    runtime = await bootstrap(settings)
+    await runtime.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}")
+    yield identity_pb2_grpc.IdentityServiceStub(channel), settings
+    await channel.close()
+    await runtime.stop()
+
+
+def ident(type_, value):
+    return events_pb2.Identifier(type=type_, value=value)
+
+
+async def test_resolve_creates_then_attaches(identity):
+    stub, _ = identity
+    first = await stub.ResolveIdentities(
+        identity_pb2.ResolveIdentitiesRequest(
+            parent="workspaces/shop", sets=[identity_pb2.IdentifierSet(identifiers=[ident("anonymous_id", "a1")])]
+        )
+    )
+    assert first.resolutions[0].created
+    person_id = first.resolutions[0].person_id
+    second = await stub.ResolveIdentities(
+        identity_pb2.ResolveIdentitiesRequest(
+            parent="workspaces/shop",
+            sets=[identity_pb2.IdentifierSet(identifiers=[ident("anonymous_id", "a1"), ident("email", "A@Shop.io")])],
+        )
+    )
+    assert second.resolutions[0] == identity_pb2.Resolution(person_id=person_id, created=False)
+
+    person = await stub.LookupPerson(
+        identity_pb2.LookupPersonRequest(parent="workspaces/shop", identifier_type="email", identifier_value="a@shop.IO")
+    )
+    assert person.person_id == person_id
+    assert {(i.type, i.value) for i in person.identifiers} == {("anonymous_id", "a1"), ("email", "a@shop.io")}
+    got = await stub.GetPerson(identity_pb2.GetPersonRequest(name=person.name))
+    assert got.identifiers == person.identifiers
+
+
+async def test_workspaces_are_isolated(identity):
+    stub, _ = identity
+    request = identity_pb2.ResolveIdentitiesRequest(
+        parent="workspaces/one", sets=[identity_pb2.IdentifierSet(identifiers=[ident("user_id", "u1")])]
+    )
+    one = await stub.ResolveIdentities(request)
+    request.parent = "workspaces/two"
+    two = await stub.ResolveIdentities(request)
+    assert one.resolutions[0].person_id != two.resolutions[0].person_id
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await stub.GetPerson(identity_pb2.GetPersonRequest(name=f"workspaces/two/persons/{one.resolutions[0].person_id}"))
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (identity_pb2.ResolveIdentitiesRequest(parent="shops/x"), "parent"),
+        (identity_pb2.ResolveIdentitiesRequest(parent="workspaces/shop"), "sets"),
+        (
+            identity_pb2.ResolveIdentitiesRequest(
+                parent="workspaces/shop", sets=[identity_pb2.IdentifierSet(identifiers=[ident("email", "nope")])]
+            ),
+            "sets[0].identifiers[0]",
+        ),
+    ],
+)
+async def test_bad_input_names_the_field(identity, request_, field):
+    stub, _ = identity
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await stub.ResolveIdentities(request_)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.value.details().startswith(field + ":")
+
+
+async def test_get_person_rejects_malformed_name(identity):
+    stub, _ = identity
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await stub.GetPerson(identity_pb2.GetPersonRequest(name="workspaces/shop/persons/not-a-uuid"))
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_raw_events_are_resolved_and_published_once(identity, nats_url):
+    _, settings = identity
+    names = BusNames(settings.bus_prefix, settings.partitions)
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    resolved_sub = await js.subscribe(names.all_subjects(RESOLVED), stream=names.stream(RESOLVED))
+    created_sub = await js.subscribe(names.all_subjects(IDENTITY), stream=names.stream(IDENTITY))
+    batch = events_pb2.RawEventBatch(
+        events=[
+            events_pb2.RawEvent(message_id="m1", workspace_id="shop", type=events_pb2.EVENT_TYPE_TRACK, event="Viewed",
+                                anonymous_id="anon-7"),
+            events_pb2.RawEvent(message_id="m2", workspace_id="shop", type=events_pb2.EVENT_TYPE_IDENTIFY,
+                                anonymous_id="anon-7", user_id="u-7"),
+            events_pb2.RawEvent(message_id="m3", workspace_id="shop", type=events_pb2.EVENT_TYPE_TRACK, event="x",
+                                anonymous_id="null"),
+        ]
+    )
+    payload = batch.SerializeToString()
+    # The same chunk published twice (an SDK retry) is stored once by JetStream.
+    for _ in range(2):
+        await js.publish(names.subject(RAW, 0), payload, headers={"Nats-Msg-Id": "chunk-1"})
+
+    received: list[events_pb2.ResolvedEvent] = []
+    while len(received) < 2:
+        msg = await resolved_sub.next_msg(timeout=10)
+        received.extend(events_pb2.ResolvedEventBatch.FromString(msg.data).events)
+        await msg.ack()
+    assert [r.event.message_id for r in received] == ["m1", "m2"]  # m3 has no usable identifier
+    assert received[0].person_id == received[1].person_id
+    created = events_pb2.PersonCreated.FromString((await created_sub.next_msg(timeout=10)).data)
+    assert created.person_id == received[0].person_id
+    assert created.trigger_message_id == "m1"
+    with pytest.raises(nats.errors.TimeoutError):
+        await resolved_sub.next_msg(timeout=1)
+    await nc.close()
+
+
+async def test_undecodable_message_is_dead_lettered_with_reason(identity, nats_url):
+    _, settings = identity
+    names = BusNames(settings.bus_prefix, settings.partitions)
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    dlq = await js.subscribe(names.dlq_subject("identity-raw"))
+    await js.publish(names.subject(RAW, 1), b"\xff\xff not protobuf", headers={"Nats-Msg-Id": "bad-1"})
+    msg = await dlq.next_msg(timeout=10)
+    assert msg.data == b"\xff\xff not protobuf"
+    assert msg.headers["Cdp-Dlq-Reason"].startswith("PermanentError")
+    assert msg.headers["Cdp-Original-Msg-Id"] == "bad-1"
+    await nc.close()
+    await asyncio.sleep(0)
