@@ -153,6 +153,7 @@ class CommonSettings:
 
     database_url: Secret = env("CDP_DATABASE_URL", help="PostgreSQL DSN, e.g. postgresql://cdp@127.0.0.1:5432/cdp")
     nats_url: str = env("CDP_NATS_URL", "nats://127.0.0.1:4222", help="NATS server URL(s), comma-separated")
+    grpc_host: str = env("CDP_GRPC_HOST", "127.0.0.1", help="gRPC bind address (0.0.0.0 in containers)")
     bus_prefix: str = env(
         "CDP_BUS_PREFIX", "cdp", help="namespace of every NATS subject and stream (one per environment)"
     )

@@ -106,6 +106,23 @@ class ServiceRuntime:
         self.grpc_port: int | None = None
         self.metrics_port: int | None = None
 
+    @classmethod
+    def for_service(
+        cls, name: str, settings: CommonSettings, infra: Infrastructure, server: GrpcServer, workers: list[Worker]
+    ) -> ServiceRuntime:
+        """The usual wiring: ``settings`` must also carry the service's grpc_port and metrics_port."""
+        return cls(
+            name=name,
+            server=server,
+            grpc_address=f"{settings.grpc_host}:{settings.grpc_port}",  # type: ignore[attr-defined]
+            readiness=infra.ready,
+            close=infra.close,
+            workers=workers,
+            metrics_host=settings.metrics_host,
+            metrics_port=settings.metrics_port,  # type: ignore[attr-defined]
+            shutdown_grace=settings.shutdown_grace_seconds,
+        )
+
     async def start(self) -> None:
         await self.server.set_serving(False)
         self.grpc_port = await self.server.start(self._grpc_address)

@@ -34,14 +34,4 @@ async def bootstrap(settings: Settings) -> ServiceRuntime:
         ),
         OutboxRelay(infra.pool, infra.js, schema=SCHEMA),
     ]
-    return ServiceRuntime(
-        name="identity",
-        server=server,
-        grpc_address=f"{settings.grpc_host}:{settings.grpc_port}",
-        readiness=infra.ready,
-        close=infra.close,
-        workers=workers,
-        metrics_host=settings.metrics_host,
-        metrics_port=settings.metrics_port,
-        shutdown_grace=settings.shutdown_grace_seconds,
-    )
+    return ServiceRuntime.for_service("identity", settings, infra, server, workers)

@@ -9,7 +9,6 @@ SCHEMA = "identity"
 
 @dataclass(frozen=True, kw_only=True)
 class Settings(CommonSettings):
-    grpc_host: str = env("CDP_GRPC_HOST", "127.0.0.1", help="gRPC bind address (0.0.0.0 in containers)")
     grpc_port: int = env("CDP_IDENTITY_GRPC_PORT", 50061, help="gRPC port of the identity service")
     metrics_port: int = env("CDP_IDENTITY_METRICS_PORT", 9461, help="Prometheus /metrics port; 0 picks a free one")
     consumer_batch: int = env("CDP_IDENTITY_CONSUMER_BATCH", 20, help="raw-event messages fetched per batch")

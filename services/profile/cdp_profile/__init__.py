@@ -1,0 +1,1 @@
+"""Profile service: the live 360° profile."""
