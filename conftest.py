@@ -103,3 +103,30 @@ def service_env(database_url: str, nats_url: str, bus_prefix: str) -> dict[str, 
         "CDP_LOG_FORMAT": "console",
         "CDP_SHUTDOWN_GRACE_SECONDS": "2",
     }
+
+
+@pytest.fixture
+async def run_service(service_env):
+    """Start a service in this event loop: ``runtime = await run_service(package_main, Settings, **env)``.
+
+    Migrates its schema into this test's database, binds gRPC and /metrics to free ports,
+    and stops it (gracefully) at the end of the test.
+    """
+    from cdpkit.config import load
+    from cdpkit.migrate import migrate
+
+    started = []
+
+    async def start(main_module, settings_class, **extra_env):
+        service = main_module.__name__.split(".")[0].removeprefix("cdp_").upper()
+        env = {**service_env, f"CDP_{service}_GRPC_PORT": "0", f"CDP_{service}_METRICS_PORT": "0", **extra_env}
+        settings = load(settings_class, env)
+        await migrate(settings.database_url.get(), main_module.SCHEMA, main_module.MIGRATIONS)
+        runtime = await main_module.bootstrap(settings)
+        await runtime.start()
+        started.append(runtime)
+        return runtime
+
+    yield start
+    for runtime in reversed(started):
+        await runtime.stop()

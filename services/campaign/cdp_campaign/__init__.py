@@ -1,0 +1,1 @@
+"""Campaign service: journeys and their deliveries."""

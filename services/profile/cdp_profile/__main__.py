@@ -7,6 +7,8 @@ from pathlib import Path
 
 from cdp_profile.bootstrap import bootstrap
 from cdp_profile.config import SCHEMA, Settings
+
+__all__ = ["MIGRATIONS", "SCHEMA", "Settings", "bootstrap", "main"]
 from cdpkit.cli import service_main
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"

@@ -1,0 +1,1 @@
+"""Segment service: audiences and their live membership."""

@@ -10,25 +10,15 @@ import pytest
 
 from cdp.events.v1 import events_pb2
 from cdp.identity.v1 import identity_pb2, identity_pb2_grpc
-from cdp_identity.__main__ import MIGRATIONS
-from cdp_identity.bootstrap import bootstrap
-from cdp_identity.config import SCHEMA, Settings
+from cdp_identity import __main__ as identity_main
 from cdpkit.bus import IDENTITY, RAW, RESOLVED, BusNames
-from cdpkit.config import load
-from cdpkit.migrate import migrate
 
 
 @pytest.fixture
-async def identity(service_env):
-    env = {**service_env, "CDP_IDENTITY_GRPC_PORT": "0", "CDP_IDENTITY_METRICS_PORT": "0"}
-    settings = load(Settings, env)
-    await migrate(settings.database_url.get(), SCHEMA, MIGRATIONS)
-    runtime = await bootstrap(settings)
-    await runtime.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}")
-    yield identity_pb2_grpc.IdentityServiceStub(channel), settings
-    await channel.close()
-    await runtime.stop()
+async def identity(run_service, service_env):
+    runtime = await run_service(identity_main, identity_main.Settings)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
+        yield identity_pb2_grpc.IdentityServiceStub(channel), BusNames(service_env["CDP_BUS_PREFIX"])
 
 
 def ident(type_, value):
@@ -104,8 +94,7 @@ async def test_get_person_rejects_malformed_name(identity):
 
 
 async def test_raw_events_are_resolved_and_published_once(identity, nats_url):
-    _, settings = identity
-    names = BusNames(settings.bus_prefix, settings.partitions)
+    _, names = identity
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     resolved_sub = await js.subscribe(names.all_subjects(RESOLVED), stream=names.stream(RESOLVED))
@@ -141,8 +130,7 @@ async def test_raw_events_are_resolved_and_published_once(identity, nats_url):
 
 
 async def test_undecodable_message_is_dead_lettered_with_reason(identity, nats_url):
-    _, settings = identity
-    names = BusNames(settings.bus_prefix, settings.partitions)
+    _, names = identity
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     dlq = await js.subscribe(names.dlq_subject("identity-raw"))

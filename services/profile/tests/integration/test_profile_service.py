@@ -13,29 +13,19 @@ from google.protobuf import struct_pb2
 
 from cdp.events.v1 import events_pb2
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
-from cdp_profile.__main__ import MIGRATIONS
-from cdp_profile.bootstrap import bootstrap
-from cdp_profile.config import SCHEMA, Settings
+from cdp_profile import __main__ as profile_main
 from cdpkit.bus import PROFILE, RESOLVED, BusNames
-from cdpkit.config import load
-from cdpkit.migrate import migrate
 
 T0 = datetime(2026, 6, 18, 4, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def profile(service_env, nats_url):
-    env = {**service_env, "CDP_PROFILE_GRPC_PORT": "0", "CDP_PROFILE_METRICS_PORT": "0"}
-    settings = load(Settings, env)
-    await migrate(settings.database_url.get(), SCHEMA, MIGRATIONS)
-    runtime = await bootstrap(settings)
-    await runtime.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}")
+async def profile(run_service, service_env, nats_url):
+    runtime = await run_service(profile_main, profile_main.Settings)
     nc = await nats.connect(nats_url)
-    yield profile_pb2_grpc.ProfileServiceStub(channel), nc.jetstream(), BusNames(settings.bus_prefix, settings.partitions)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
+        yield profile_pb2_grpc.ProfileServiceStub(channel), nc.jetstream(), BusNames(service_env["CDP_BUS_PREFIX"])
     await nc.close()
-    await channel.close()
-    await runtime.stop()
 
 
 def resolved(person_id, message_id, minutes, type_=events_pb2.EVENT_TYPE_TRACK, traits=None):
