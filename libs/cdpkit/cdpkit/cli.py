@@ -1,4 +1,4 @@
-"""The command line every service shares: ``python -m cdp_<service> [serve|migrate|config]``."""
+"""The command line every service shares: ``python -m cdp_<service> [serve|migrate|config|...]``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,18 @@ import structlog
 
 from cdpkit import logs
 from cdpkit.config import CommonSettings, ConfigError, describe, load, redact_url
+from cdpkit.errors import DomainError
 from cdpkit.migrate import migrate
 from cdpkit.runtime import ServiceRuntime
+
+
+@dataclass(frozen=True)
+class ExtraCommand:
+    """A service-specific command: its help, its arguments, and what it runs (after migrations)."""
+
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[Any, argparse.Namespace], Awaitable[None]]
 
 
 def service_main(
@@ -25,17 +36,19 @@ def service_main(
     migrations: Path,
     bootstrap: Callable[[Any], Awaitable[ServiceRuntime]],
     argv: list[str] | None = None,
+    extra_commands: dict[str, ExtraCommand] | None = None,
 ) -> int:
+    extra_commands = extra_commands or {}
     parser = argparse.ArgumentParser(prog=f"python -m cdp_{service}", description=f"CDP {service} service")
-    parser.add_argument(
-        "command",
-        nargs="?",
-        default="serve",
-        choices=["serve", "migrate", "config"],
-        help="serve (default): run the service; migrate: apply migrations and exit; config: list settings",
-    )
-    args = parser.parse_args(argv)
-    if args.command == "config":
+    commands = parser.add_subparsers(dest="command", metavar="{serve,migrate,config,...}")
+    commands.add_parser("serve", help="run the service (the default)")
+    commands.add_parser("migrate", help="apply pending migrations and exit")
+    commands.add_parser("config", help="list the environment variables this service reads")
+    for name, extra in extra_commands.items():
+        extra.add_arguments(commands.add_parser(name, help=extra.help))
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    command = args.command or "serve"
+    if command == "config":
         for name, default, help_text in describe(settings_class):
             print(f"{name:40} {default:28} {help_text}")
         return 0
@@ -46,20 +59,29 @@ def service_main(
         return 2
     logs.configure(service, level=settings.log_level, fmt=settings.log_format)
     log = structlog.get_logger("cdpkit.cli")
-    log.info("configuration loaded", database=redact_url(settings.database_url.get()), nats=settings.nats_url)
 
     async def apply_migrations() -> None:
         applied = await migrate(settings.database_url.get(), schema, migrations)
-        log.info("migrations up to date", schema=schema, applied_now=applied)
+        if applied:
+            log.info("migrations applied", schema=schema, versions=applied)
 
     async def serve() -> None:
+        log.info("starting", database=redact_url(settings.database_url.get()), nats=settings.nats_url)
         if settings.migrate_on_start:
             await apply_migrations()
         runtime = await bootstrap(settings)
         await runtime.run_until_signal()
 
+    async def extra() -> None:
+        await apply_migrations()
+        await extra_commands[command].run(settings, args)
+
+    main = {"serve": serve, "migrate": apply_migrations}.get(command, extra)
     try:
-        asyncio.run(apply_migrations() if args.command == "migrate" else serve())
+        asyncio.run(main())
     except KeyboardInterrupt:
         pass
+    except DomainError as exc:
+        print(f"cdp-{service}: {exc.message}", file=sys.stderr)
+        return 1
     return 0

@@ -94,6 +94,10 @@ class ResourceExhausted(DomainError):
         return [info]
 
 
+class PayloadTooLarge(ResourceExhausted):
+    """A request, message or batch over its size limit (HTTP 413; gRPC RESOURCE_EXHAUSTED)."""
+
+
 class Unavailable(DomainError):
     """A dependency is down; the call may be retried."""
 
@@ -124,3 +128,10 @@ HTTP_STATUS_BY_GRPC_CODE: dict[int, int] = {
 
 def http_status_for(grpc_code: int) -> int:
     return HTTP_STATUS_BY_GRPC_CODE.get(grpc_code, 500)
+
+
+def http_status_of(error: DomainError) -> int:
+    """HTTP status for a domain error; finer than its gRPC code where HTTP has a better word."""
+    if isinstance(error, PayloadTooLarge):
+        return 413
+    return http_status_for(error.grpc_code.value[0])

@@ -163,17 +163,25 @@ def create_server(
     *,
     interceptors: Sequence[grpc.aio.ServerInterceptor] | None = None,
     options: Sequence[tuple[str, Any]] = (),
+    generic_handlers: Sequence[grpc.GenericRpcHandler] = (),
+    generic_service_names: Sequence[str] = (),
 ) -> GrpcServer:
-    """A server with our servicers, health (NOT_SERVING until ready) and reflection."""
+    """A server with our servicers, health (NOT_SERVING until ready) and reflection.
+
+    ``generic_handlers`` serve services without a generated servicer (the gateway's proxy);
+    ``generic_service_names`` lists them for reflection and health.
+    """
     server = grpc.aio.server(
         interceptors=list(interceptors) if interceptors is not None else [LoggingInterceptor(), ErrorMappingInterceptor()],
         options=[("grpc.max_receive_message_length", 8 * 1024 * 1024), *options],
     )
     for registration in registrations:
         registration.add_to_server(registration.servicer, server)
+    if generic_handlers:
+        server.add_generic_rpc_handlers(list(generic_handlers))
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    names = [r.descriptor.full_name for r in registrations]
+    names = [r.descriptor.full_name for r in registrations] + list(generic_service_names)
     reflection.enable_server_reflection(
         [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
     )
