@@ -60,7 +60,9 @@ def check() -> int:
         stale = sorted(
             name
             for name in fresh.keys() | committed.keys()
-            if name not in fresh or name not in committed or not filecmp.cmp(fresh[name], committed[name], shallow=False)
+            if name not in fresh
+            or name not in committed
+            or not filecmp.cmp(fresh[name], committed[name], shallow=False)
         )
     if stale:
         print("generated protobuf code is out of date; run `make protos`:", *stale, sep="\n  ")

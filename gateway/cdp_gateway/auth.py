@@ -74,8 +74,13 @@ class KeyStore:
             if not await repository.workspace_exists(conn, workspace_id):
                 raise NotFound(f"workspace {workspace_id} not found")
             await repository.insert_key(
-                conn, key_id=key_id, workspace_id=workspace_id, kind=kind, scopes=sorted(scopes),
-                key_hash=keys.digest(key), hint=keys.hint(key),
+                conn,
+                key_id=key_id,
+                workspace_id=workspace_id,
+                kind=kind,
+                scopes=sorted(scopes),
+                key_hash=keys.digest(key),
+                hint=keys.hint(key),
             )
         return key_id, key
 

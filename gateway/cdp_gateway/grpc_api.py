@@ -53,7 +53,11 @@ class ProxyHandler(grpc.GenericRpcHandler):
         self._keys = keys
         self._dispatcher = dispatcher
         self.service_names = sorted(
-            {r.service.full_name for r in dispatcher.routes_by_path.values() if r.service.full_name != COLLECTION_SERVICE}
+            {
+                r.service.full_name
+                for r in dispatcher.routes_by_path.values()
+                if r.service.full_name != COLLECTION_SERVICE
+            }
         )
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
@@ -82,4 +86,3 @@ class ProxyHandler(grpc.GenericRpcHandler):
         return grpc.unary_unary_rpc_method_handler(
             forward, request_deserializer=request_class.FromString, response_serializer=identity
         )
-

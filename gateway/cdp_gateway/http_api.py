@@ -24,7 +24,14 @@ from cdp_gateway.dispatch import CallFailed, Dispatcher
 from cdp_gateway.ingest import Ingestion
 from cdp_gateway.keys import from_authorization
 from cdp_gateway.transcoding import MethodNotAllowed, Router, build_request, render
-from cdpkit.errors import DomainError, InvalidArgument, PayloadTooLarge, ResourceExhausted, http_status_for, http_status_of
+from cdpkit.errors import (
+    DomainError,
+    InvalidArgument,
+    PayloadTooLarge,
+    ResourceExhausted,
+    http_status_for,
+    http_status_of,
+)
 from cdpkit.ids import new_id
 from cdpkit.metrics import RPC_SECONDS
 from cdpkit.server import REQUEST_ID_HEADER
@@ -36,7 +43,9 @@ ROUTE_NAME = web.RequestKey("route_name", str)
 COLLECTION_CALLS = ("identify", "track", "page", "screen", "alias", "group", "batch", "import")
 
 
-def error_response(status: status_pb2.Status, *, http_status: int | None = None, headers: dict | None = None) -> web.Response:
+def error_response(
+    status: status_pb2.Status, *, http_status: int | None = None, headers: dict | None = None
+) -> web.Response:
     code = http_status or http_status_for(status.code)
     body = {
         "error": {
@@ -58,7 +67,11 @@ def _domain_error_response(error: DomainError) -> web.Response:
 
 async def _read_json(request: web.Request, limit: int) -> Any:
     """The JSON body (gunzipped by aiohttp when Content-Encoding says so), at most ``limit`` bytes."""
-    if request.content_length is not None and request.content_length > limit and not request.headers.get("Content-Encoding"):
+    if (
+        request.content_length is not None
+        and request.content_length > limit
+        and not request.headers.get("Content-Encoding")
+    ):
         raise PayloadTooLarge(f"request body is {request.content_length} bytes; the limit is {limit}")
     chunks, size = [], 0
     async for chunk in request.content.iter_chunked(64 * 1024):
@@ -131,8 +144,14 @@ class HttpApi:
         finally:
             elapsed = time.perf_counter() - started
             RPC_SECONDS.labels(f"HTTP {request.get(ROUTE_NAME, 'unmatched')}", str(status)).observe(elapsed)
-            log.info("http", method=request.method, path=request.path, status=status, duration_ms=round(elapsed * 1000, 2),
-                     request_id=request_id)
+            log.info(
+                "http",
+                method=request.method,
+                path=request.path,
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+                request_id=request_id,
+            )
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -173,7 +192,9 @@ class HttpApi:
         body = await _read_json(request, self._max_api_body_bytes) if route.body else None
         message = build_request(route, path_values, request.query.items(), body)
         timeout = _timeout(request.headers.get("X-Timeout-Seconds") or request.headers.get("grpc-timeout"))
-        response = await self._dispatcher.invoke(route, message, principal, request_id=request[REQUEST_ID], timeout=timeout)
+        response = await self._dispatcher.invoke(
+            route, message, principal, request_id=request[REQUEST_ID], timeout=timeout
+        )
         return web.json_response(render(response))
 
 

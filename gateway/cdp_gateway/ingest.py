@@ -37,7 +37,9 @@ class Ingestion:
         await self._publisher.publish(events)
         return events
 
-    async def ingest(self, request: gateway_pb2.IngestEventsRequest, principal: Principal) -> gateway_pb2.IngestEventsResponse:
+    async def ingest(
+        self, request: gateway_pb2.IngestEventsRequest, principal: Principal
+    ) -> gateway_pb2.IngestEventsResponse:
         """CollectionService.IngestEvents: RawEvents validated by the same rules as the HTTP shape."""
         if workspace_of(request.parent) != principal.workspace_id:
             raise PermissionDenied(f"the key does not grant access to {request.parent}")

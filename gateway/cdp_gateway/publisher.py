@@ -64,7 +64,9 @@ class EventPublisher:
         try:
             await asyncio.gather(
                 *(
-                    self._js.publish(subject, batch.SerializeToString(), timeout=self._timeout, headers={"Nats-Msg-Id": msg_id})
+                    self._js.publish(
+                        subject, batch.SerializeToString(), timeout=self._timeout, headers={"Nats-Msg-Id": msg_id}
+                    )
                     for subject, msg_id, batch in self.chunks(events)
                 )
             )

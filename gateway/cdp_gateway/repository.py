@@ -24,12 +24,24 @@ async def workspace_exists(conn: asyncpg.Connection, workspace_id: str) -> bool:
 
 
 async def insert_key(
-    conn: asyncpg.Connection, *, key_id: str, workspace_id: str, kind: str, scopes: Sequence[str], key_hash: bytes, hint: str
+    conn: asyncpg.Connection,
+    *,
+    key_id: str,
+    workspace_id: str,
+    kind: str,
+    scopes: Sequence[str],
+    key_hash: bytes,
+    hint: str,
 ) -> None:
     await conn.execute(
         """INSERT INTO api_keys (key_id, workspace_id, kind, scopes, key_hash, display_hint)
            VALUES ($1, $2, $3, $4, $5, $6)""",
-        key_id, workspace_id, kind, list(scopes), key_hash, hint,
+        key_id,
+        workspace_id,
+        kind,
+        list(scopes),
+        key_hash,
+        hint,
     )
 
 

@@ -145,9 +145,7 @@ class MethodNotAllowed(Exception):
 
 
 def _field(descriptor: Any, name: str) -> FieldDescriptor | None:
-    return descriptor.fields_by_name.get(name) or next(
-        (f for f in descriptor.fields if f.json_name == name), None
-    )
+    return descriptor.fields_by_name.get(name) or next((f for f in descriptor.fields if f.json_name == name), None)
 
 
 def _query_value(field: FieldDescriptor, raw: str) -> Any:
@@ -193,9 +191,7 @@ def _set_path(message: Message, path: str, value: str) -> None:
     setattr(target, leaf, value)
 
 
-def build_request(
-    route: Route, path_values: Mapping[str, str], query: Iterable[tuple[str, str]], body: Any
-) -> Message:
+def build_request(route: Route, path_values: Mapping[str, str], query: Iterable[tuple[str, str]], body: Any) -> Message:
     """The gRPC request for one HTTP call: body first, then query parameters, then the path."""
     request = route.request_class()()
     descriptor = request.DESCRIPTOR

@@ -69,7 +69,9 @@ async def test_identify_traits_rudderstack_style_and_clock_skew(gateway):
 async def test_gzip_bodies_are_accepted(gateway):
     body = gzip.compress(json.dumps({"userId": "u1", "event": "Zipped"}).encode())
     response = await gateway.http.post(
-        "/v1/track", data=body, headers={"Content-Encoding": "gzip", "Content-Type": "application/json", **gateway.basic}
+        "/v1/track",
+        data=body,
+        headers={"Content-Encoding": "gzip", "Content-Type": "application/json", **gateway.basic},
     )
     assert response.status == 200, await response.text()
     assert [e.event for e in await gateway.raw_events()] == ["Zipped"]
@@ -103,7 +105,11 @@ async def test_malformed_json_is_400(gateway):
         ("track", {"userId": "u1", "event": "x", "timestamp": "yesterday"}, "timestamp"),
         ("alias", {"userId": "u1"}, "previousId"),
         ("batch", {"batch": []}, "batch"),
-        ("batch", {"batch": [{"type": "track", "userId": "u", "event": "ok"}, {"type": "nope", "userId": "u"}]}, "batch[1].type"),
+        (
+            "batch",
+            {"batch": [{"type": "track", "userId": "u", "event": "ok"}, {"type": "nope", "userId": "u"}]},
+            "batch[1].type",
+        ),
     ],
 )
 async def test_wrong_types_and_missing_fields_name_the_field_and_publish_nothing(gateway, call, body, field):
@@ -114,7 +120,9 @@ async def test_wrong_types_and_missing_fields_name_the_field_and_publish_nothing
 async def test_missing_and_wrong_keys_are_401(gateway):
     response = await gateway.http.post("/v1/track", json={"userId": "u", "event": "x"})
     await assert_rejected(gateway, response, 401, code="UNAUTHENTICATED")
-    response = await gateway.http.post("/v1/track", json={"userId": "u", "event": "x"}, headers=basic_auth("cdp_wk_nope"))
+    response = await gateway.http.post(
+        "/v1/track", json={"userId": "u", "event": "x"}, headers=basic_auth("cdp_wk_nope")
+    )
     await assert_rejected(gateway, response, 401)
 
 
@@ -142,7 +150,9 @@ async def test_gzip_bomb_is_413_without_inflating_it(gateway):
     bomb = gzip.compress(b"[" + b" " * (200 * 1024 * 1024) + b"]", compresslevel=9)
     assert len(bomb) < 300_000
     response = await gateway.http.post(
-        "/v1/batch", data=bomb, headers={"Content-Encoding": "gzip", "Content-Type": "application/json", **gateway.basic}
+        "/v1/batch",
+        data=bomb,
+        headers={"Content-Encoding": "gzip", "Content-Type": "application/json", **gateway.basic},
     )
     await assert_rejected(gateway, response, 413)
 

@@ -151,7 +151,9 @@ def describe(cls: type) -> list[tuple[str, str, str]]:
 class CommonSettings:
     """Settings every service process shares. Services subclass this in their ``config.py``."""
 
-    database_url: Secret = env("CDP_DATABASE_URL", help="PostgreSQL DSN, e.g. postgresql://cdp@127.0.0.1:5432/cdp")
+    database_url: Secret = env(  # noqa: RUF009 - env() returns a dataclasses.field
+        "CDP_DATABASE_URL", help="PostgreSQL DSN, e.g. postgresql://cdp@127.0.0.1:5432/cdp"
+    )
     nats_url: str = env("CDP_NATS_URL", "nats://127.0.0.1:4222", help="NATS server URL(s), comma-separated")
     grpc_host: str = env("CDP_GRPC_HOST", "127.0.0.1", help="gRPC bind address (0.0.0.0 in containers)")
     bus_prefix: str = env(
@@ -165,6 +167,14 @@ class CommonSettings:
         "CDP_SHUTDOWN_GRACE_SECONDS", 10.0, help="time in-flight RPCs get to finish on SIGTERM"
     )
     db_pool_max_size: int = env("CDP_DB_POOL_MAX_SIZE", 10, help="maximum connections in the asyncpg pool")
+    consumer_ack_wait_seconds: float = env(
+        "CDP_CONSUMER_ACK_WAIT_SECONDS",
+        30.0,
+        help="time before JetStream redelivers an unacked message (crash recovery)",
+    )
+    consumer_max_deliver: int = env(
+        "CDP_CONSUMER_MAX_DELIVER", 5, help="deliveries of a failing message before it goes to the dead-letter subject"
+    )
     migrate_on_start: bool = env(
         "CDP_MIGRATE_ON_START", True, help="apply pending migrations before serving (false when a Job migrates)"
     )

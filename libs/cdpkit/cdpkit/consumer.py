@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import nats.errors
 import structlog
@@ -22,6 +22,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from cdpkit.bus import BusNames, StreamSpec
+from cdpkit.config import CommonSettings
 from cdpkit.metrics import CONSUMER_BATCH_SECONDS, CONSUMER_MESSAGES
 
 log = structlog.get_logger(__name__)
@@ -44,6 +45,12 @@ class ConsumerSpec:
     ack_wait_seconds: float = 30.0
     backoff_seconds: tuple[float, ...] = (0.5, 2.0, 10.0, 30.0)
     fetch_timeout_seconds: float = 1.0
+
+    def tuned(self, settings: CommonSettings) -> ConsumerSpec:
+        """This spec with the operator's ack wait and delivery limit."""
+        return replace(
+            self, ack_wait_seconds=settings.consumer_ack_wait_seconds, max_deliver=settings.consumer_max_deliver
+        )
 
 
 def _header_safe(text: str, limit: int = 1000) -> str:
@@ -89,7 +96,7 @@ class ConsumerLoop:
         while not self._stopping.is_set():
             try:
                 messages = await self._sub.fetch(self._spec.batch_size, timeout=self._spec.fetch_timeout_seconds)
-            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            except (TimeoutError, nats.errors.TimeoutError):
                 continue
             except nats.errors.ConnectionClosedError:
                 break

@@ -14,5 +14,7 @@ def paths_to_update(paths: Iterable[str], updatable: frozenset[str]) -> frozense
         return updatable
     unknown = sorted(requested - updatable)
     if unknown:
-        raise InvalidArgument("update_mask", f"cannot update {', '.join(unknown)}; updatable: {', '.join(sorted(updatable))}")
+        raise InvalidArgument(
+            "update_mask", f"cannot update {', '.join(unknown)}; updatable: {', '.join(sorted(updatable))}"
+        )
     return requested

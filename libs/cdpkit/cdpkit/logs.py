@@ -43,9 +43,11 @@ PII_KEYS = frozenset(
     }
 )
 
-_EMAIL = re.compile(r"(?<![\w.+-])([\w.+-])[\w.+-]*@([\w-]+(?:\.[\w-]+)+)")
+_EMAIL = re.compile(r"(?<![\w.+-])([\w.+-])[\w.+-]*@((?:[\w-]+\.)+[A-Za-z]{2,})\b")
 # E.164 numbers and mainland-China mobile numbers standing alone (not inside ids).
-_PHONE = re.compile(r"(?<![\w.-])(\+\d{1,3})?(1[3-9]\d)\d{4}(\d{4})(?![\w.-])|(?<![\w.-])\+(\d{2,4})\d{4,8}(\d{2})(?![\w.-])")
+_PHONE = re.compile(
+    r"(?<![\w.-])(\+\d{1,3})?(1[3-9]\d)\d{4}(\d{4})(?![\w.-])|(?<![\w.-])\+(\d{2,4})\d{4,8}(\d{2})(?![\w.-])"
+)
 
 
 def _mask_phone(match: re.Match[str]) -> str:

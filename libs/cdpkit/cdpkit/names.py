@@ -13,7 +13,9 @@ RESOURCE_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
-def parse(name: str, pattern: str, *, field: str = "name", id_patterns: dict[str, re.Pattern[str]] | None = None) -> dict[str, str]:
+def parse(
+    name: str, pattern: str, *, field: str = "name", id_patterns: dict[str, re.Pattern[str]] | None = None
+) -> dict[str, str]:
     """Split ``name`` by ``pattern`` (e.g. ``workspaces/{workspace}/profiles/{profile}``).
 
     Raises :class:`InvalidArgument` naming ``field`` when it does not match. ``workspace`` is

@@ -55,9 +55,7 @@ async def enqueue_many(conn: asyncpg.Connection, rows: list[tuple[str, str, str,
     """Bulk form of :func:`enqueue`: rows of (workspace_id, subject, msg_id, payload)."""
     if not rows:
         return
-    await conn.executemany(
-        "INSERT INTO outbox (workspace_id, subject, msg_id, payload) VALUES ($1, $2, $3, $4)", rows
-    )
+    await conn.executemany("INSERT INTO outbox (workspace_id, subject, msg_id, payload) VALUES ($1, $2, $3, $4)", rows)
     await conn.execute("SELECT pg_notify($1, current_schema())", NOTIFY_CHANNEL)
 
 
@@ -90,7 +88,8 @@ class OutboxRelay:
         """Publish up to one batch; returns how many rows were published."""
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
-                "SELECT seq, subject, msg_id, payload, headers FROM outbox ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
+                """SELECT seq, subject, msg_id, payload, headers FROM outbox
+                   ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED""",
                 self._batch_size,
             )
             if not rows:
@@ -98,7 +97,9 @@ class OutboxRelay:
             # Publishes are sent in order on one connection; their acks are awaited together.
             await asyncio.gather(
                 *(
-                    self._js.publish(row["subject"], row["payload"], headers={**row["headers"], "Nats-Msg-Id": row["msg_id"]})
+                    self._js.publish(
+                        row["subject"], row["payload"], headers={**row["headers"], "Nats-Msg-Id": row["msg_id"]}
+                    )
                     for row in rows
                 )
             )

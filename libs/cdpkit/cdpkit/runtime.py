@@ -132,7 +132,9 @@ class ServiceRuntime:
             self._tasks.append(asyncio.create_task(self._supervise(worker), name=worker.name))
         await self._check_ready()
         self._tasks.append(asyncio.create_task(self._readiness_loop(), name="readiness"))
-        log.info("started", grpc_port=self.grpc_port, metrics_port=self.metrics_port, workers=[w.name for w in self.workers])
+        log.info(
+            "started", grpc_port=self.grpc_port, metrics_port=self.metrics_port, workers=[w.name for w in self.workers]
+        )
 
     async def _check_ready(self) -> bool:
         try:
@@ -161,7 +163,7 @@ class ServiceRuntime:
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - a worker crash must not take the process down silently
+            except Exception:
                 log.exception("worker crashed, restarting", worker=worker.name, restart_in=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)

@@ -172,7 +172,9 @@ def create_server(
     ``generic_service_names`` lists them for reflection and health.
     """
     server = grpc.aio.server(
-        interceptors=list(interceptors) if interceptors is not None else [LoggingInterceptor(), ErrorMappingInterceptor()],
+        interceptors=list(interceptors)
+        if interceptors is not None
+        else [LoggingInterceptor(), ErrorMappingInterceptor()],
         options=[("grpc.max_receive_message_length", 8 * 1024 * 1024), *options],
     )
     for registration in registrations:

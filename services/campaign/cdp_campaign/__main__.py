@@ -15,7 +15,9 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def main() -> int:
-    return service_main(service="campaign", settings_class=Settings, schema=SCHEMA, migrations=MIGRATIONS, bootstrap=bootstrap)
+    return service_main(
+        service="campaign", settings_class=Settings, schema=SCHEMA, migrations=MIGRATIONS, bootstrap=bootstrap
+    )
 
 
 if __name__ == "__main__":

@@ -43,7 +43,9 @@ class JourneyServicer(campaign_pb2_grpc.JourneyServiceServicer):
     def __init__(self, service: JourneyService) -> None:
         self._service = service
 
-    async def CreateJourney(self, request: campaign_pb2.CreateJourneyRequest, context: grpc.aio.ServicerContext) -> campaign_pb2.Journey:
+    async def CreateJourney(
+        self, request: campaign_pb2.CreateJourneyRequest, context: grpc.aio.ServicerContext
+    ) -> campaign_pb2.Journey:
         workspace_id = workspace_of(request.parent)
         if not request.HasField("journey"):
             raise InvalidArgument("journey", "is required")
@@ -53,7 +55,9 @@ class JourneyServicer(campaign_pb2_grpc.JourneyServiceServicer):
         )
         return to_proto(created)
 
-    async def GetJourney(self, request: campaign_pb2.GetJourneyRequest, context: grpc.aio.ServicerContext) -> campaign_pb2.Journey:
+    async def GetJourney(
+        self, request: campaign_pb2.GetJourneyRequest, context: grpc.aio.ServicerContext
+    ) -> campaign_pb2.Journey:
         ids = _ids(request.name)
         return to_proto(await self._service.get(ids["workspace"], ids["journey"]))
 
@@ -63,13 +67,17 @@ class JourneyServicer(campaign_pb2_grpc.JourneyServiceServicer):
         journeys, token = await self._service.list(workspace_of(request.parent), request.page_size, request.page_token)
         return campaign_pb2.ListJourneysResponse(journeys=[to_proto(j) for j in journeys], next_page_token=token)
 
-    async def UpdateJourney(self, request: campaign_pb2.UpdateJourneyRequest, context: grpc.aio.ServicerContext) -> campaign_pb2.Journey:
+    async def UpdateJourney(
+        self, request: campaign_pb2.UpdateJourneyRequest, context: grpc.aio.ServicerContext
+    ) -> campaign_pb2.Journey:
         j = request.journey
         ids = _ids(j.name, "journey.name")
         changes = Journey(ids["workspace"], ids["journey"], j.display_name, j.description, _definition(j), etag=j.etag)
         return to_proto(await self._service.update(changes, request.update_mask.paths))
 
-    async def DeleteJourney(self, request: campaign_pb2.DeleteJourneyRequest, context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
+    async def DeleteJourney(
+        self, request: campaign_pb2.DeleteJourneyRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
         ids = _ids(request.name)
         await self._service.delete(ids["workspace"], ids["journey"], request.etag)
         return empty_pb2.Empty()

@@ -29,7 +29,7 @@ async def bootstrap(settings: Settings) -> ServiceRuntime:
         ConsumerLoop(
             infra.js,
             infra.names,
-            raw_events_consumer(settings.consumer_batch),
+            raw_events_consumer(settings.consumer_batch).tuned(settings),
             RawEventsHandler(service, infra.js, infra.names),
         ),
         OutboxRelay(infra.pool, infra.js, schema=SCHEMA),

@@ -65,7 +65,9 @@ class RawEventsHandler:
                     context_traits=context_traits,
                 )
                 for rejection in collected.rejected:
-                    log.info("identifier ignored", message_id=event.message_id, type=rejection.type, reason=rejection.reason)
+                    log.info(
+                        "identifier ignored", message_id=event.message_id, type=rejection.type, reason=rejection.reason
+                    )
                 if not collected.identifiers:
                     log.warning("event without a usable identifier dropped", message_id=event.message_id)
                     continue

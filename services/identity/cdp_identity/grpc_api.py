@@ -51,6 +51,8 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         record = await self._service.lookup(workspace_id, request.identifier_type, request.identifier_value)
         return _person(workspace_id, record)
 
-    async def GetPerson(self, request: identity_pb2.GetPersonRequest, context: grpc.aio.ServicerContext) -> identity_pb2.Person:
+    async def GetPerson(
+        self, request: identity_pb2.GetPersonRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.Person:
         ids = parse(request.name, "workspaces/{workspace}/persons/{person}", id_patterns={"person": UUID})
         return _person(ids["workspace"], await self._service.get_person(ids["workspace"], ids["person"]))

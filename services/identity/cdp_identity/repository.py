@@ -19,7 +19,9 @@ class PersonRecord:
     identifiers: tuple[Identifier, ...]
 
 
-async def owners(conn: asyncpg.Connection, workspace_id: str, identifiers: Iterable[Identifier]) -> dict[Identifier, str]:
+async def owners(
+    conn: asyncpg.Connection, workspace_id: str, identifiers: Iterable[Identifier]
+) -> dict[Identifier, str]:
     """Who holds each of ``identifiers`` (absent keys: nobody)."""
     wanted = list(identifiers)
     if not wanted:
@@ -45,7 +47,9 @@ async def lock_workspace_links(conn: asyncpg.Connection, workspace_id: str) -> N
 async def insert_persons(conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]) -> None:
     if person_ids:
         await conn.execute(
-            "INSERT INTO persons (workspace_id, person_id) SELECT $1, unnest($2::uuid[])", workspace_id, list(person_ids)
+            "INSERT INTO persons (workspace_id, person_id) SELECT $1, unnest($2::uuid[])",
+            workspace_id,
+            list(person_ids),
         )
 
 

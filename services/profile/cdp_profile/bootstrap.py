@@ -27,7 +27,10 @@ async def bootstrap(settings: Settings) -> ServiceRuntime:
     )
     workers = [
         ConsumerLoop(
-            infra.js, infra.names, resolved_events_consumer(settings.consumer_batch), ResolvedEventsHandler(service)
+            infra.js,
+            infra.names,
+            resolved_events_consumer(settings.consumer_batch).tuned(settings),
+            ResolvedEventsHandler(service),
         ),
         OutboxRelay(infra.pool, infra.js, schema=SCHEMA),
     ]

@@ -15,9 +15,7 @@ from cdp_profile.service import ProfileService
 from cdpkit.bus import RESOLVED
 from cdpkit.consumer import ConsumerSpec, PermanentError
 
-EVENT_TYPE_NAMES = {
-    value: name.removeprefix("EVENT_TYPE_").lower() for name, value in events_pb2.EventType.items()
-}
+EVENT_TYPE_NAMES = {value: name.removeprefix("EVENT_TYPE_").lower() for name, value in events_pb2.EventType.items()}
 
 
 def resolved_events_consumer(batch_size: int) -> ConsumerSpec:

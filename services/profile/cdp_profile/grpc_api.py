@@ -30,7 +30,9 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
     def __init__(self, service: ProfileService) -> None:
         self._service = service
 
-    async def GetProfile(self, request: profile_pb2.GetProfileRequest, context: grpc.aio.ServicerContext) -> profile_pb2.Profile:
+    async def GetProfile(
+        self, request: profile_pb2.GetProfileRequest, context: grpc.aio.ServicerContext
+    ) -> profile_pb2.Profile:
         ids = parse(request.name, _PROFILE_NAME, id_patterns={"profile": UUID})
         record, recent = await self._service.get_profile(ids["workspace"], ids["profile"])
         state = record.state
@@ -55,5 +57,7 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         self, request: profile_pb2.ListProfileEventsRequest, context: grpc.aio.ServicerContext
     ) -> profile_pb2.ListProfileEventsResponse:
         ids = parse(request.parent, _PROFILE_NAME, field="parent", id_patterns={"profile": UUID})
-        rows, token = await self._service.list_events(ids["workspace"], ids["profile"], request.page_size, request.page_token)
+        rows, token = await self._service.list_events(
+            ids["workspace"], ids["profile"], request.page_size, request.page_token
+        )
         return profile_pb2.ListProfileEventsResponse(events=[_event(r) for r in rows], next_page_token=token)

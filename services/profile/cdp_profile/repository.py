@@ -69,7 +69,9 @@ def _state(row: asyncpg.Record) -> ProfileState:
     )
 
 
-async def lock_profiles(conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]) -> dict[str, ProfileState]:
+async def lock_profiles(
+    conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]
+) -> dict[str, ProfileState]:
     """Current state of the existing profiles among ``person_ids``, locked until commit.
 
     Rows are locked in person_id order so concurrent batches cannot deadlock.

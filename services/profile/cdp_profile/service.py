@@ -43,7 +43,9 @@ class ProfileService:
                 if key in new_keys:
                     new_keys.discard(key)  # a message id repeated inside one batch counts once
                     fresh[row.workspace_id][row.person_id].append(
-                        NewEvent(row.message_id, row.person_id, row.type, row.event, row.event_time, traits.get(key, {}))
+                        NewEvent(
+                            row.message_id, row.person_id, row.type, row.event, row.event_time, traits.get(key, {})
+                        )
                     )
             counted = 0
             for workspace_id in sorted(fresh):
@@ -73,7 +75,12 @@ class ProfileService:
         )
         message.change_time.GetCurrentTime()
         subject = self._names.partitioned(PROFILE, state.person_id)
-        return workspace_id, subject, f"profile:{workspace_id}:{state.person_id}:{state.version}", message.SerializeToString()
+        return (
+            workspace_id,
+            subject,
+            f"profile:{workspace_id}:{state.person_id}:{state.version}",
+            message.SerializeToString(),
+        )
 
     async def get_profile(self, workspace_id: str, person_id: str) -> tuple[ProfileRecord, list[EventRow]]:
         async with self._pool.acquire() as conn:

@@ -35,7 +35,9 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
     def __init__(self, service: SegmentService) -> None:
         self._service = service
 
-    async def CreateSegment(self, request: segment_pb2.CreateSegmentRequest, context: grpc.aio.ServicerContext) -> segment_pb2.Segment:
+    async def CreateSegment(
+        self, request: segment_pb2.CreateSegmentRequest, context: grpc.aio.ServicerContext
+    ) -> segment_pb2.Segment:
         workspace_id = workspace_of(request.parent)
         if not request.HasField("segment"):
             raise InvalidArgument("segment", "is required")
@@ -45,7 +47,9 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
         )
         return to_proto(created)
 
-    async def GetSegment(self, request: segment_pb2.GetSegmentRequest, context: grpc.aio.ServicerContext) -> segment_pb2.Segment:
+    async def GetSegment(
+        self, request: segment_pb2.GetSegmentRequest, context: grpc.aio.ServicerContext
+    ) -> segment_pb2.Segment:
         ids = _ids(request.name)
         return to_proto(await self._service.get(ids["workspace"], ids["segment"]))
 
@@ -55,13 +59,17 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
         segments, token = await self._service.list(workspace_of(request.parent), request.page_size, request.page_token)
         return segment_pb2.ListSegmentsResponse(segments=[to_proto(s) for s in segments], next_page_token=token)
 
-    async def UpdateSegment(self, request: segment_pb2.UpdateSegmentRequest, context: grpc.aio.ServicerContext) -> segment_pb2.Segment:
+    async def UpdateSegment(
+        self, request: segment_pb2.UpdateSegmentRequest, context: grpc.aio.ServicerContext
+    ) -> segment_pb2.Segment:
         s = request.segment
         ids = _ids(s.name, "segment.name")
         changes = Segment(ids["workspace"], ids["segment"], s.display_name, s.description, s.rule, etag=s.etag)
         return to_proto(await self._service.update(changes, request.update_mask.paths))
 
-    async def DeleteSegment(self, request: segment_pb2.DeleteSegmentRequest, context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
+    async def DeleteSegment(
+        self, request: segment_pb2.DeleteSegmentRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
         ids = _ids(request.name)
         await self._service.delete(ids["workspace"], ids["segment"], request.etag)
         return empty_pb2.Empty()

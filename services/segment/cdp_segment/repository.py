@@ -18,12 +18,19 @@ async def insert(conn: asyncpg.Connection, segment: Segment) -> Segment | None:
     row = await conn.fetchrow(
         f"""INSERT INTO segments (workspace_id, segment_id, display_name, description, rule, etag)
             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING {_COLUMNS}""",
-        segment.workspace_id, segment.segment_id, segment.display_name, segment.description, segment.rule, segment.etag,
+        segment.workspace_id,
+        segment.segment_id,
+        segment.display_name,
+        segment.description,
+        segment.rule,
+        segment.etag,
     )
     return _segment(row) if row else None
 
 
-async def get(conn: asyncpg.Connection, workspace_id: str, segment_id: str, *, for_update: bool = False) -> Segment | None:
+async def get(
+    conn: asyncpg.Connection, workspace_id: str, segment_id: str, *, for_update: bool = False
+) -> Segment | None:
     lock = " FOR UPDATE" if for_update else ""
     row = await conn.fetchrow(
         f"SELECT {_COLUMNS} FROM segments WHERE workspace_id = $1 AND segment_id = $2{lock}", workspace_id, segment_id
@@ -35,7 +42,12 @@ async def update(conn: asyncpg.Connection, segment: Segment) -> Segment:
     row = await conn.fetchrow(
         f"""UPDATE segments SET display_name = $3, description = $4, rule = $5, etag = $6, updated_at = now()
             WHERE workspace_id = $1 AND segment_id = $2 RETURNING {_COLUMNS}""",
-        segment.workspace_id, segment.segment_id, segment.display_name, segment.description, segment.rule, segment.etag,
+        segment.workspace_id,
+        segment.segment_id,
+        segment.display_name,
+        segment.description,
+        segment.rule,
+        segment.etag,
     )
     return _segment(row)
 
@@ -48,6 +60,8 @@ async def list_page(conn: asyncpg.Connection, workspace_id: str, *, after: str, 
     rows = await conn.fetch(
         f"""SELECT {_COLUMNS} FROM segments WHERE workspace_id = $1 AND segment_id > $2
             ORDER BY segment_id LIMIT $3""",
-        workspace_id, after, limit,
+        workspace_id,
+        after,
+        limit,
     )
     return [_segment(r) for r in rows]

@@ -67,7 +67,9 @@ class SegmentService:
         size = page_size(requested_size)
         position = decode_token(token, scope=workspace_id)
         async with self._pool.acquire() as conn:
-            rows = await repository.list_page(conn, workspace_id, after=position["after"] if position else "", limit=size + 1)
+            rows = await repository.list_page(
+                conn, workspace_id, after=position["after"] if position else "", limit=size + 1
+            )
         if len(rows) <= size:
             return rows, ""
         rows = rows[:size]

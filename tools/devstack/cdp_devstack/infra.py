@@ -87,7 +87,7 @@ def _make_traversable(path: Path) -> None:
 def _ensure_binaries_executable() -> None:
     root = POSTGRES_BIN_PATH.parent
     for sub in ("bin", "lib", "share"):
-        for dirpath, dirnames, filenames in os.walk(root / sub):
+        for dirpath, _dirnames, filenames in os.walk(root / sub):
             os.chmod(dirpath, os.stat(dirpath).st_mode | 0o055)
             for name in filenames:
                 target = os.path.join(dirpath, name)
@@ -133,8 +133,17 @@ class PostgresServer:
         if user:
             os.chown(self.pgdata, user.pw_uid, user.pw_gid)
         subprocess.run(
-            [str(POSTGRES_BIN_PATH / "initdb"), "-D", str(self.pgdata), "-U", "postgres", "--auth=trust",
-             "--encoding=UTF8", "--locale=C", "--no-sync"],
+            [
+                str(POSTGRES_BIN_PATH / "initdb"),
+                "-D",
+                str(self.pgdata),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
             check=True,
             capture_output=True,
             **self._run_as(),
@@ -145,13 +154,20 @@ class PostgresServer:
         socket_dir = self.pgdata  # short enough, owned by the server user
         args = [
             str(POSTGRES_BIN_PATH / "postgres"),
-            "-D", str(self.pgdata),
-            "-h", self.host,
-            "-p", str(self.port),
-            "-k", str(socket_dir),
-            "-c", "max_connections=300",
-            "-c", "shared_buffers=256MB",
-            "-c", "timezone=UTC",
+            "-D",
+            str(self.pgdata),
+            "-h",
+            self.host,
+            "-p",
+            str(self.port),
+            "-k",
+            str(socket_dir),
+            "-c",
+            "max_connections=300",
+            "-c",
+            "shared_buffers=256MB",
+            "-c",
+            "timezone=UTC",
         ]
         if self.fast:
             args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
@@ -172,9 +188,24 @@ class PostgresServer:
 
     def psql(self, sql: str, database: str = "postgres") -> str:
         result = subprocess.run(
-            [str(POSTGRES_BIN_PATH / "psql"), "-h", self.host, "-p", str(self.port), "-U", "postgres",
-             "-d", database, "-v", "ON_ERROR_STOP=1", "-tAc", sql],
-            check=True, capture_output=True, text=True,
+            [
+                str(POSTGRES_BIN_PATH / "psql"),
+                "-h",
+                self.host,
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                database,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-tAc",
+                sql,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         )
         return result.stdout.strip()
 
@@ -229,15 +260,23 @@ class NatsServer:
             raise InfraError(f"port {self.port} is already in use (set CDP_NATS_PORT or CDP_NATS_URL)")
         args = [
             nats_server_binary(),
-            "--addr", self.host,
-            "--port", str(self.port),
-            "--http_port", str(self.monitor_port),
+            "--addr",
+            self.host,
+            "--port",
+            str(self.port),
+            "--http_port",
+            str(self.monitor_port),
             "--jetstream",
-            "--store_dir", str(self.data_dir / "jetstream"),
-            "--server_name", f"cdp-dev-{self.port}",
-            "--log", str(self.log_path),
+            "--store_dir",
+            str(self.data_dir / "jetstream"),
+            "--server_name",
+            f"cdp-dev-{self.port}",
+            "--log",
+            str(self.log_path),
         ]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
+        )
         _wait(self._healthy, timeout, "nats-server", self.process, self.log_path)
 
     def _healthy(self) -> bool:

@@ -36,7 +36,9 @@ async def test_journey_lifecycle(stub):
 
     updated = await stub.UpdateJourney(
         campaign_pb2.UpdateJourneyRequest(
-            journey=campaign_pb2.Journey(name=created.name, definition=definition(steps=[{"wait": "1h"}]), etag=created.etag),
+            journey=campaign_pb2.Journey(
+                name=created.name, definition=definition(steps=[{"wait": "1h"}]), etag=created.etag
+            ),
             update_mask=field_mask_pb2.FieldMask(paths=["definition"]),
         )
     )
@@ -44,7 +46,9 @@ async def test_journey_lifecycle(stub):
 
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await stub.UpdateJourney(
-            campaign_pb2.UpdateJourneyRequest(journey=campaign_pb2.Journey(name=created.name, display_name="x", etag=created.etag))
+            campaign_pb2.UpdateJourneyRequest(
+                journey=campaign_pb2.Journey(name=created.name, display_name="x", etag=created.etag)
+            )
         )
     assert error.value.code() == grpc.StatusCode.ABORTED
 
@@ -58,6 +62,8 @@ async def test_journey_lifecycle(stub):
 
 async def test_missing_display_name_is_invalid(stub):
     with pytest.raises(grpc.aio.AioRpcError) as error:
-        await stub.CreateJourney(campaign_pb2.CreateJourneyRequest(parent="workspaces/shop", journey=campaign_pb2.Journey()))
+        await stub.CreateJourney(
+            campaign_pb2.CreateJourneyRequest(parent="workspaces/shop", journey=campaign_pb2.Journey())
+        )
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error.value.details().startswith("journey.display_name:")

@@ -43,7 +43,9 @@ async def test_resolve_creates_then_attaches(identity):
     assert second.resolutions[0] == identity_pb2.Resolution(person_id=person_id, created=False)
 
     person = await stub.LookupPerson(
-        identity_pb2.LookupPersonRequest(parent="workspaces/shop", identifier_type="email", identifier_value="a@shop.IO")
+        identity_pb2.LookupPersonRequest(
+            parent="workspaces/shop", identifier_type="email", identifier_value="a@shop.IO"
+        )
     )
     assert person.person_id == person_id
     assert {(i.type, i.value) for i in person.identifiers} == {("anonymous_id", "a1"), ("email", "a@shop.io")}
@@ -61,7 +63,9 @@ async def test_workspaces_are_isolated(identity):
     two = await stub.ResolveIdentities(request)
     assert one.resolutions[0].person_id != two.resolutions[0].person_id
     with pytest.raises(grpc.aio.AioRpcError) as error:
-        await stub.GetPerson(identity_pb2.GetPersonRequest(name=f"workspaces/two/persons/{one.resolutions[0].person_id}"))
+        await stub.GetPerson(
+            identity_pb2.GetPersonRequest(name=f"workspaces/two/persons/{one.resolutions[0].person_id}")
+        )
     assert error.value.code() == grpc.StatusCode.NOT_FOUND
 
 
@@ -101,12 +105,23 @@ async def test_raw_events_are_resolved_and_published_once(identity, nats_url):
     created_sub = await js.subscribe(names.all_subjects(IDENTITY), stream=names.stream(IDENTITY))
     batch = events_pb2.RawEventBatch(
         events=[
-            events_pb2.RawEvent(message_id="m1", workspace_id="shop", type=events_pb2.EVENT_TYPE_TRACK, event="Viewed",
-                                anonymous_id="anon-7"),
-            events_pb2.RawEvent(message_id="m2", workspace_id="shop", type=events_pb2.EVENT_TYPE_IDENTIFY,
-                                anonymous_id="anon-7", user_id="u-7"),
-            events_pb2.RawEvent(message_id="m3", workspace_id="shop", type=events_pb2.EVENT_TYPE_TRACK, event="x",
-                                anonymous_id="null"),
+            events_pb2.RawEvent(
+                message_id="m1",
+                workspace_id="shop",
+                type=events_pb2.EVENT_TYPE_TRACK,
+                event="Viewed",
+                anonymous_id="anon-7",
+            ),
+            events_pb2.RawEvent(
+                message_id="m2",
+                workspace_id="shop",
+                type=events_pb2.EVENT_TYPE_IDENTIFY,
+                anonymous_id="anon-7",
+                user_id="u-7",
+            ),
+            events_pb2.RawEvent(
+                message_id="m3", workspace_id="shop", type=events_pb2.EVENT_TYPE_TRACK, event="x", anonymous_id="null"
+            ),
         ]
     )
     payload = batch.SerializeToString()

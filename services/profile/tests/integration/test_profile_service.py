@@ -95,7 +95,9 @@ async def test_list_events_pages_with_tokens(profile):
     await wait_for_count(stub, parent, 25)
     seen, token = [], ""
     while True:
-        page = await stub.ListProfileEvents(profile_pb2.ListProfileEventsRequest(parent=parent, page_size=10, page_token=token))
+        page = await stub.ListProfileEvents(
+            profile_pb2.ListProfileEventsRequest(parent=parent, page_size=10, page_token=token)
+        )
         seen += [e.message_id for e in page.events]
         token = page.next_page_token
         if not token:
@@ -103,7 +105,9 @@ async def test_list_events_pages_with_tokens(profile):
     assert seen == [f"m{i:02d}" for i in reversed(range(25))]
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await stub.ListProfileEvents(
-            profile_pb2.ListProfileEventsRequest(parent=f"workspaces/shop/profiles/{uuid.uuid4()}", page_token="garbage")
+            profile_pb2.ListProfileEventsRequest(
+                parent=f"workspaces/shop/profiles/{uuid.uuid4()}", page_token="garbage"
+            )
         )
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 

@@ -29,7 +29,9 @@ def test_older_event_does_not_move_last_seen_back():
 
 
 def test_traits_merge_in_event_time_order_and_report_only_changes():
-    current = ProfileState("p1", traits={"tier": "gold", "city": "Hangzhou"}, event_count=1, first_seen_at=T0, last_seen_at=T0)
+    current = ProfileState(
+        "p1", traits={"tier": "gold", "city": "Hangzhou"}, event_count=1, first_seen_at=T0, last_seen_at=T0
+    )
     change = apply_events(
         current,
         [ev("2", 2, {"city": "Shanghai"}, "identify"), ev("1", 1, {"city": "Beijing", "tier": "gold"}, "identify")],

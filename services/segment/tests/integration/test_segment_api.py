@@ -59,7 +59,9 @@ async def test_list_pages_and_isolation(stub):
     await create(stub, "other", parent="workspaces/elsewhere")
     names, token = [], ""
     while True:
-        page = await stub.ListSegments(segment_pb2.ListSegmentsRequest(parent="workspaces/shop", page_size=2, page_token=token))
+        page = await stub.ListSegments(
+            segment_pb2.ListSegmentsRequest(parent="workspaces/shop", page_size=2, page_token=token)
+        )
         names += [s.name.rsplit("/", 1)[1] for s in page.segments]
         token = page.next_page_token
         if not token:
