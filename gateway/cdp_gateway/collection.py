@@ -33,7 +33,8 @@ CALL_TYPES = {
 }
 MAX_ID_LENGTH = 256
 MAX_EVENT_NAME = 200
-# A client clock further off than this is not trusted to correct timestamps.
+# Skew correction applies only when the device sent the event within this long after it
+# happened (sentAt - timestamp); beyond it the two client times are not trusted together.
 MAX_SKEW = timedelta(days=365)
 
 
@@ -138,7 +139,8 @@ def to_raw_event(
     properties = _object(message, "properties", f"{prefix}properties")
     integrations = _object(message, "integrations", f"{prefix}integrations")
 
-    original = parse_time(message.get("timestamp") or message.get("originalTimestamp"), f"{prefix}timestamp")
+    time_key = "timestamp" if message.get("timestamp") else "originalTimestamp"
+    original = parse_time(message.get(time_key), f"{prefix}{time_key}")
     own_sent_at = parse_time(message.get("sentAt"), f"{prefix}sentAt") or sent_at
     timestamp = original or received_at
     if original and own_sent_at and abs(own_sent_at - original) <= MAX_SKEW:

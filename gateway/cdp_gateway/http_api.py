@@ -177,7 +177,7 @@ class HttpApi:
 
     async def _api(self, request: web.Request) -> web.Response:
         try:
-            matched = self._router.match(request.method, request.path)
+            matched = self._router.match(request.method, request.rel_url.raw_path)
         except MethodNotAllowed as exc:
             return error_response(
                 status_pb2.Status(code=code_pb2.UNIMPLEMENTED, message=f"{request.method} is not allowed here"),

@@ -158,26 +158,33 @@ def _query_value(field: FieldDescriptor, raw: str) -> Any:
 
 
 def _query_tree(descriptor: Any, query: Iterable[tuple[str, str]], skip: set[str]) -> dict[str, Any]:
+    """Query parameters as a dict for ``json_format.ParseDict``; ``skip`` holds the field paths
+    (proto names) already bound by the path or the body."""
     tree: dict[str, Any] = {}
     for key, raw in query:
         parts = key.split(".")
-        node, current = tree, descriptor
+        node, current, names = tree, descriptor, []
         for depth, part in enumerate(parts):
             field = _field(current, part) if current is not None else None
             if field is None:
                 raise InvalidArgument(key, "is not a field of this request")
-            path = ".".join(parts[: depth + 1])
-            if path in skip:
+            names.append(field.name)
+            if ".".join(names) in skip:
                 raise InvalidArgument(key, "is already set by the path or body")
+            existing = node.get(field.name)
             if depth == len(parts) - 1:
+                if isinstance(existing, dict):
+                    raise InvalidArgument(key, "conflicts with another query parameter")
                 value = _query_value(field, raw)
                 if field.is_repeated:
                     node.setdefault(field.name, []).append(value)
                 else:
                     node[field.name] = value
             else:
-                if field.message_type is None:
+                if field.message_type is None or field.is_repeated:
                     raise InvalidArgument(key, "is not a field of this request")
+                if existing is not None and not isinstance(existing, dict):
+                    raise InvalidArgument(key, "conflicts with another query parameter")
                 node = node.setdefault(field.name, {})
                 current = field.message_type
     return tree
@@ -195,6 +202,8 @@ def build_request(route: Route, path_values: Mapping[str, str], query: Iterable[
     """The gRPC request for one HTTP call: body first, then query parameters, then the path."""
     request = route.request_class()()
     descriptor = request.DESCRIPTOR
+    if route.body and body is not None and not isinstance(body, dict):
+        raise InvalidArgument("body", "must be a JSON object")
     try:
         if route.body == "*":
             if body is not None:
@@ -206,7 +215,10 @@ def build_request(route: Route, path_values: Mapping[str, str], query: Iterable[
             raise InvalidArgument("body", f"{route.verb} {route.template} takes no body")
     except json_format.ParseError as exc:
         raise InvalidArgument("body", str(exc)) from None
-    if route.body != "*":
+    if route.body == "*":
+        for key, _ in query:
+            raise InvalidArgument(key, "this method takes its fields in the body, not the query string")
+    else:
         skip = set(path_values) | ({route.body} if route.body else set())
         tree = _query_tree(descriptor, query, skip)
         if tree:
