@@ -93,10 +93,19 @@ async def bus_prefix(nats_url: str) -> str:
         await nc.close()
 
 
+@pytest.fixture(scope="session")
+def pii_env() -> dict[str, str]:
+    """Random PII keys for the session (services that store personal data require them)."""
+    from cdpkit.pii import new_key
+
+    return {"CDP_PII_KEYS": f"test1:{new_key()}", "CDP_PII_HASH_KEY": new_key()}
+
+
 @pytest.fixture
-def service_env(database_url: str, nats_url: str, bus_prefix: str) -> dict[str, str]:
+def service_env(database_url: str, nats_url: str, bus_prefix: str, pii_env: dict[str, str]) -> dict[str, str]:
     """Environment for a service under test: this test's database and namespace, free ports."""
     return {
+        **pii_env,
         "CDP_DATABASE_URL": database_url,
         "CDP_NATS_URL": nats_url,
         "CDP_BUS_PREFIX": bus_prefix,

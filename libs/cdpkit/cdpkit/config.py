@@ -190,3 +190,20 @@ class CommonSettings:
             raise ValueError("CDP_PARTITIONS must be between 1 and 1024")
         if not self.bus_prefix.replace("_", "").replace("-", "").isalnum():
             raise ValueError("CDP_BUS_PREFIX may hold only letters, digits, '-' and '_'")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PiiSettings:
+    """Mixed into the settings of services that store personal data (see cdpkit.pii)."""
+
+    pii_keys: Secret = env(  # noqa: RUF009
+        "CDP_PII_KEYS", help="PII encryption keys, 'kid:base64(32 bytes)', comma-separated; the first seals"
+    )
+    pii_hash_key: Secret = env(  # noqa: RUF009
+        "CDP_PII_HASH_KEY", help="base64 secret (>= 32 bytes) for the keyed hash that looks PII up"
+    )
+
+    def pii_vault(self):  # -> cdpkit.pii.PiiVault (imported lazily: config stays dependency-free)
+        from cdpkit.pii import PiiVault
+
+        return PiiVault.from_config(self.pii_keys.get(), self.pii_hash_key.get())

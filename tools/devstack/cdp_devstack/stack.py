@@ -23,6 +23,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cdp_devstack.infra import InfraError, NatsServer, PostgresServer
+from cdpkit.pii import new_key
 
 COMPONENTS = ("identity", "profile", "segment", "campaign", "gateway")
 
@@ -109,6 +110,19 @@ class Stack:
 
     # Components
 
+    def pii_env(self) -> dict[str, str]:
+        """Development PII keys, made once per state directory (0600) unless the environment has them."""
+        if "CDP_PII_KEYS" in os.environ and "CDP_PII_HASH_KEY" in os.environ:
+            return {"CDP_PII_KEYS": os.environ["CDP_PII_KEYS"], "CDP_PII_HASH_KEY": os.environ["CDP_PII_HASH_KEY"]}
+        path = self.state_dir / "pii-keys.env"
+        if not path.exists():
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(f"CDP_PII_KEYS=dev1:{new_key()}\nCDP_PII_HASH_KEY={new_key()}\n")
+        pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+        return {key: value for key, value in pairs}
+
     def env_for(self, component: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CDP_")}
         env.update(
@@ -119,6 +133,7 @@ class Stack:
                 "CDP_LOG_FORMAT": os.environ.get("CDP_LOG_FORMAT", "console"),
                 "CDP_LOG_LEVEL": os.environ.get("CDP_LOG_LEVEL", "info"),
                 "PYTHONUNBUFFERED": "1",
+                **self.pii_env(),
                 f"CDP_{component.upper()}_GRPC_PORT": str(self.ports.grpc(component)),
                 f"CDP_{component.upper()}_METRICS_PORT": str(self.ports.metrics(component)),
             }

@@ -129,3 +129,41 @@ class PersonCreated(_message.Message):
     trigger_message_id: str
     create_time: _timestamp_pb2.Timestamp
     def __init__(self, workspace_id: _Optional[str] = ..., person_id: _Optional[str] = ..., identifiers: _Optional[_Iterable[_Union[Identifier, _Mapping]]] = ..., trigger_message_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class PersonsMerged(_message.Message):
+    __slots__ = ("workspace_id", "survivor_person_id", "merged_person_ids", "bridging_identifier", "rule", "trigger_message_id", "merge_id", "merge_time")
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    SURVIVOR_PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    MERGED_PERSON_IDS_FIELD_NUMBER: _ClassVar[int]
+    BRIDGING_IDENTIFIER_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    TRIGGER_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    MERGE_ID_FIELD_NUMBER: _ClassVar[int]
+    MERGE_TIME_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    survivor_person_id: str
+    merged_person_ids: _containers.RepeatedScalarFieldContainer[str]
+    bridging_identifier: Identifier
+    rule: str
+    trigger_message_id: str
+    merge_id: str
+    merge_time: _timestamp_pb2.Timestamp
+    def __init__(self, workspace_id: _Optional[str] = ..., survivor_person_id: _Optional[str] = ..., merged_person_ids: _Optional[_Iterable[str]] = ..., bridging_identifier: _Optional[_Union[Identifier, _Mapping]] = ..., rule: _Optional[str] = ..., trigger_message_id: _Optional[str] = ..., merge_id: _Optional[str] = ..., merge_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class PersonSplit(_message.Message):
+    __slots__ = ("workspace_id", "person_id", "new_person_id", "moved_identifiers", "undone_merge_id", "reason", "split_time")
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    NEW_PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    MOVED_IDENTIFIERS_FIELD_NUMBER: _ClassVar[int]
+    UNDONE_MERGE_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_TIME_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    person_id: str
+    new_person_id: str
+    moved_identifiers: _containers.RepeatedCompositeFieldContainer[Identifier]
+    undone_merge_id: str
+    reason: str
+    split_time: _timestamp_pb2.Timestamp
+    def __init__(self, workspace_id: _Optional[str] = ..., person_id: _Optional[str] = ..., new_person_id: _Optional[str] = ..., moved_identifiers: _Optional[_Iterable[_Union[Identifier, _Mapping]]] = ..., undone_merge_id: _Optional[str] = ..., reason: _Optional[str] = ..., split_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
