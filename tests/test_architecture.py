@@ -23,8 +23,17 @@ COMPONENTS = {
     "cdp_campaign": ROOT / "services/campaign",
     "cdp_gateway": ROOT / "gateway",
 }
-LIBRARIES = {"cdpkit": ROOT / "libs/cdpkit", "cdp_devstack": ROOT / "tools/devstack"}
-IN_HOUSE = {**{name: name.replace("_", "-") for name in COMPONENTS}, "cdpkit": "cdpkit", "cdp": "cdp-protos"}
+LIBRARIES = {
+    "cdpkit": ROOT / "libs/cdpkit",
+    "cdp_analytics": ROOT / "libs/cdp-analytics",
+    "cdp_devstack": ROOT / "tools/devstack",
+}
+IN_HOUSE = {
+    **{name: name.replace("_", "-") for name in COMPONENTS},
+    "cdpkit": "cdpkit",
+    "cdp": "cdp-protos",
+    "cdp_analytics": "cdp-analytics",
+}
 
 
 def imported_top_levels(package_dir: Path) -> set[str]:
