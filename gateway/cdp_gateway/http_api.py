@@ -99,6 +99,7 @@ class HttpApi:
         readiness: Callable[[], Awaitable[bool]],
         max_batch_bytes: int,
         max_api_body_bytes: int,
+        openapi: dict[str, Any] | None = None,
     ) -> None:
         self._keys = keys
         self._ingestion = ingestion
@@ -107,11 +108,13 @@ class HttpApi:
         self._readiness = readiness
         self._max_batch_bytes = max_batch_bytes
         self._max_api_body_bytes = max_api_body_bytes
+        self._openapi = web.json_response(openapi or {}).body
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self._max_api_body_bytes + 1, middlewares=[self._observe])
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/openapi.json", self._openapi_json)
         for call in COLLECTION_CALLS:
             app.router.add_post(f"/v1/{call}", self._collector(call))
         app.router.add_route("*", "/{tail:.*}", self._api)
@@ -155,6 +158,9 @@ class HttpApi:
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
+
+    async def _openapi_json(self, _request: web.Request) -> web.Response:
+        return web.Response(body=self._openapi, content_type="application/json")
 
     async def _readyz(self, _request: web.Request) -> web.Response:
         ready = await self._readiness()
