@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 from google.protobuf import json_format
 from google.rpc import code_pb2, status_pb2
 
@@ -61,7 +63,7 @@ def error_response(
 def _domain_error_response(error: DomainError) -> web.Response:
     headers = None
     if isinstance(error, ResourceExhausted) and error.retry_after:
-        headers = {"Retry-After": str(max(1, round(error.retry_after)))}
+        headers = {"Retry-After": str(max(1, math.ceil(error.retry_after)))}
     return error_response(error.to_status(), http_status=http_status_of(error), headers=headers)
 
 
@@ -74,11 +76,15 @@ async def _read_json(request: web.Request, limit: int) -> Any:
     ):
         raise PayloadTooLarge(f"request body is {request.content_length} bytes; the limit is {limit}")
     chunks, size = [], 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+    except RequestPayloadError:
+        # A body that is not what Content-Encoding says (corrupt gzip) or was cut short.
+        raise InvalidArgument("body", "cannot be decoded (corrupt gzip data or a truncated body)") from None
     raw = b"".join(chunks)
     if not raw.strip():
         return None

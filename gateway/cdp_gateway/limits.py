@@ -7,9 +7,10 @@ counter per request) at the price of precision: a client whose connections all l
 replica gets ``1 / replicas`` of its budget there. docs/gateway.md explains the choice.
 
 Write keys pay one token per event (a 500-event batch costs 500), secret keys one per request.
-The bucket holds ``burst_seconds`` of rate. A request is admitted while the bucket is not empty
-and may take it below zero (a large batch is never refused forever); the key then waits until
-the debt is paid back, and the answer says how long (``Retry-After``).
+The bucket holds ``burst_seconds`` of rate. A request is admitted when the bucket holds its
+cost; a request costing more than the whole bucket (a big batch on a small limit) is admitted
+when the bucket is full and overdraws it, so it is never refused forever. A refused request
+is told how long to wait (``Retry-After``) and costs nothing.
 """
 
 from __future__ import annotations
@@ -32,13 +33,14 @@ class TokenBucket:
         self.updated = now
 
     def take(self, cost: float, now: float) -> float:
-        """0 when admitted (tokens taken), else the seconds until the bucket is positive again."""
+        """0 when admitted (tokens taken), else the seconds until the request would be admitted."""
         self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
-        if self.tokens > 0:
+        needed = min(cost, self.capacity)
+        if self.tokens >= needed:
             self.tokens -= cost
             return 0.0
-        return (-self.tokens + 1e-9) / self.rate if self.rate > 0 else math.inf
+        return (needed - self.tokens) / self.rate if self.rate > 0 else math.inf
 
 
 class RateLimiter:
