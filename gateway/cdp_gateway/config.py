@@ -46,3 +46,4 @@ class Settings(CommonSettings):
     dedup_max_entries: int = env(
         "CDP_GATEWAY_DEDUP_MAX_ENTRIES", 250_000, help="messageIds remembered per replica (0: no gateway de-dup)"
     )
+    uvloop: bool = env("CDP_GATEWAY_UVLOOP", True, help="run on uvloop when installed (read before the loop starts)")

@@ -9,12 +9,12 @@ Every error answer has the same JSON shape, Google's (AIP-193)::
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
@@ -42,6 +42,7 @@ log = structlog.get_logger(__name__)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 ROUTE_NAME = web.RequestKey("route_name", str)
+_SUCCESS = b'{"success": true}'
 COLLECTION_CALLS = ("identify", "track", "page", "screen", "alias", "group", "batch", "import")
 
 
@@ -89,8 +90,8 @@ async def _read_json(request: web.Request, limit: int) -> Any:
     if not raw.strip():
         return None
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
         raise InvalidArgument("body", f"malformed JSON: {exc}") from None
 
 
@@ -183,7 +184,7 @@ class HttpApi:
             if body is None:
                 raise InvalidArgument("body", "is required")
             await self._ingestion.collect(call, body, principal)
-            return web.json_response({"success": True})
+            return web.Response(body=_SUCCESS, content_type="application/json")
 
         return collect
 
