@@ -86,7 +86,13 @@ async def test_schemathesis_finds_no_server_error(running_stack, tmp_path: Path)
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("CDP_")}
     result = await asyncio.to_thread(
-        subprocess.run, command, capture_output=True, text=True, env=env, timeout=TIME_BUDGET_SECONDS + 60
+        subprocess.run,
+        command,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,  # its report directory lands here, not in the repository
+        timeout=TIME_BUDGET_SECONDS + 60,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-8000:]
