@@ -66,7 +66,13 @@ def test_in_house_imports_are_declared_dependencies(package):
 @pytest.mark.parametrize("package", sorted(COMPONENTS))
 def test_each_component_has_entrypoint_config_and_its_own_schema(package):
     source = COMPONENTS[package] / package
-    for module in ("__main__.py", "bootstrap.py", "config.py", "grpc_api.py", "service.py" if package != "cdp_gateway" else "ingest.py"):
+    for module in (
+        "__main__.py",
+        "bootstrap.py",
+        "config.py",
+        "grpc_api.py",
+        "service.py" if package != "cdp_gateway" else "ingest.py",
+    ):
         assert (source / module).exists(), f"{package} lacks {module}"
     migrations = sorted((source / "migrations").glob("*.sql"))
     assert migrations and migrations[0].name.startswith("0001_")
