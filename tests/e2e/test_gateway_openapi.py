@@ -2,8 +2,10 @@
 
 Bounded and reproducible: a fixed seed, a time budget (about 1,500-2,500 generated requests on
 2 cores). The fuzzing phase only: schemathesis 4.32's coverage phase stops with an internal error
-of its own on Python 3.11 (hypothesis describing a lambda), after finding no 5xx either. Every operation is tried with an admin/read/write secret key of workspace
-``demo`` (so requests get past authentication and reach the services) and also as generated.
+of its own on Python 3.11 (hypothesis describing a lambda), after finding no 5xx either.
+Every operation is sent with an admin/read/write secret key of workspace ``demo`` (so requests
+get past authentication and reach the services); path parameters named ``workspace`` are
+``demo``, everything else is generated.
 """
 
 from __future__ import annotations
