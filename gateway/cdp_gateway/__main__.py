@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -15,7 +17,19 @@ __all__ = ["MIGRATIONS", "SCHEMA", "Settings", "bootstrap", "main"]
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
+def _use_uvloop() -> None:
+    """The gateway's loop is uvloop when installed (CDP_GATEWAY_UVLOOP=false turns it off)."""
+    if os.environ.get("CDP_GATEWAY_UVLOOP", "true").lower() in ("0", "false", "no"):
+        return
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
 def main() -> int:
+    _use_uvloop()
     return service_main(
         service="gateway",
         settings_class=Settings,

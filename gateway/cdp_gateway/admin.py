@@ -1,7 +1,8 @@
 """``python -m cdp_gateway admin ...``: workspaces and keys from the command line.
 
-The HTTP/gRPC administration API arrives with issue 7; until then operators (and ``cdp up``)
-use these commands. A new key is printed once and never stored in clear.
+The same use cases are served over HTTP/gRPC by ``cdp.gateway.v1.ApiKeyService`` (admin scope);
+these commands bootstrap a workspace and its first admin key, and serve ``cdp up``. A new key is
+printed once and never stored in clear.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     key.add_argument("workspace_id")
     key.add_argument("--kind", choices=[WRITE, SECRET], required=True)
     key.add_argument("--scopes", default="", help="comma-separated: read,write,admin (secret keys)")
+    key.add_argument("--rate-limit", type=int, default=0, help="events/s (write) or requests/s (secret); 0: default")
+    key.add_argument("--display-name", default="")
     dev = commands.add_parser(
         "dev-workspace", help="ensure a workspace with a write key and a read/write secret key in files (cdp up)"
     )
@@ -50,7 +53,9 @@ async def run(settings: Settings, args: argparse.Namespace) -> None:
             print(f"workspace {args.workspace_id} created")
         elif args.admin_command == "create-key":
             scopes = frozenset(s.strip() for s in args.scopes.split(",") if s.strip())
-            key_id, key = await keys.create_key(args.workspace_id, args.kind, scopes)
+            key_id, key = await keys.create_key(
+                args.workspace_id, args.kind, scopes, rate_limit=args.rate_limit, display_name=args.display_name
+            )
             print(f"{key_id} {key}")
         elif args.admin_command == "dev-workspace":
             try:

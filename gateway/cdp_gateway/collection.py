@@ -12,12 +12,12 @@ Timestamps: ``timestamp`` = when it happened, corrected for the client's clock s
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from google.protobuf import struct_pb2
+import orjson
+from google.protobuf import struct_pb2, timestamp_pb2
 
 from cdp.events.v1 import events_pb2
 from cdpkit.errors import InvalidArgument, PayloadTooLarge
@@ -91,6 +91,17 @@ def _struct(value: dict) -> struct_pb2.Struct:
     return struct
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _set_time(stamp: timestamp_pb2.Timestamp, moment: datetime) -> None:
+    """``stamp.FromDatetime(moment)`` for aware datetimes, without its per-call calendar work
+    (it was a sixth of the gateway's CPU at full ingest rate)."""
+    delta = moment - _EPOCH
+    stamp.seconds = delta.days * 86_400 + delta.seconds
+    stamp.nanos = delta.microseconds * 1000
+
+
 def to_raw_event(
     message: Any,
     *,
@@ -107,7 +118,7 @@ def to_raw_event(
     if not isinstance(message, dict):
         raise InvalidArgument(field or "body", "must be a JSON object")
     prefix = f"{field}." if field else ""
-    size = len(json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode())
+    size = len(orjson.dumps(message))  # compact UTF-8 JSON, as sent by an SDK
     if size > limits.max_message_bytes:
         raise PayloadTooLarge(f"{field or 'message'} is {size} bytes; the limit is {limits.max_message_bytes}")
     kind = call_type or _string(message, "type", f"{prefix}type", required=True)
@@ -157,20 +168,24 @@ def to_raw_event(
         group_id=group_id,
         source_key_id=key_id,
     )
+    # Filled in place (a Struct built apart and copied in costs a second walk).
     if traits is not None:
-        event.traits.CopyFrom(_struct(traits))
+        event.traits.SetInParent()
+        event.traits.update(traits)
     if properties is not None:
-        event.properties.CopyFrom(_struct(properties))
+        event.properties.SetInParent()
+        event.properties.update(properties)
     if context:
-        event.context.CopyFrom(_struct(context))
+        event.context.update(context)
     if integrations is not None:
-        event.integrations.CopyFrom(_struct(integrations))
-    event.timestamp.FromDatetime(timestamp)
-    event.received_at.FromDatetime(received_at)
+        event.integrations.SetInParent()
+        event.integrations.update(integrations)
+    _set_time(event.timestamp, timestamp)
+    _set_time(event.received_at, received_at)
     if original:
-        event.original_timestamp.FromDatetime(original)
+        _set_time(event.original_timestamp, original)
     if own_sent_at:
-        event.sent_at.FromDatetime(own_sent_at)
+        _set_time(event.sent_at, own_sent_at)
     return event
 
 

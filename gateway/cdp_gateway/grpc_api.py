@@ -1,4 +1,5 @@
-"""The gateway's gRPC door: CollectionService served here, the services' APIs forwarded.
+"""The gateway's gRPC door: CollectionService served here, the gateway's own API services
+(ApiKeyService, CustomerService) answered locally, the services' APIs forwarded.
 
 Callers authenticate with ``authorization: Bearer <secret key>`` (or ``Basic`` with a write key
 for collection) in the metadata. Forwarded calls keep the caller's deadline and carry the
@@ -15,7 +16,7 @@ from grpc_status import rpc_status
 
 from cdp.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from cdp_gateway.auth import KeyStore
-from cdp_gateway.dispatch import COLLECTION_SERVICE, CallFailed, Dispatcher, authorize
+from cdp_gateway.dispatch import COLLECTION_SERVICE, CallFailed, Dispatcher
 from cdp_gateway.ingest import Ingestion
 from cdp_gateway.keys import Principal, from_authorization
 from cdpkit.ids import new_id
@@ -47,7 +48,8 @@ class CollectionServicer(gateway_pb2_grpc.CollectionServiceServicer):
 
 
 class ProxyHandler(grpc.GenericRpcHandler):
-    """Forwards the annotated methods of the services to their owners, after authorisation."""
+    """Every annotated method but collection: forwarded to its owner, or answered by the
+    gateway's local handler, after authentication, authorisation and the key's rate limit."""
 
     def __init__(self, keys: KeyStore, dispatcher: Dispatcher) -> None:
         self._keys = keys
@@ -65,17 +67,24 @@ class ProxyHandler(grpc.GenericRpcHandler):
         if route is None or route.service.full_name == COLLECTION_SERVICE:
             return None
         request_class = route.request_class()
+        local = self._dispatcher.is_local(route)
 
         async def forward(request: Any, context: grpc.aio.ServicerContext) -> bytes:
             principal: Principal = await self._keys.authenticate(_key(context))
-            authorize(route, principal, request)
             metadata = dict(context.invocation_metadata() or ())
+            request_id = metadata.get(REQUEST_ID_HEADER) or new_id()
             try:
+                if local:
+                    response = await self._dispatcher.invoke(
+                        route, request, principal, request_id=request_id, timeout=context.time_remaining()
+                    )
+                    return response.SerializeToString()
+                self._dispatcher.admit(route, principal, request)
                 return await self._dispatcher.forward(
                     route,
                     request.SerializeToString(),
                     principal,
-                    request_id=metadata.get(REQUEST_ID_HEADER) or new_id(),
+                    request_id=request_id,
                     timeout=context.time_remaining(),
                 )
             except CallFailed as failure:

@@ -9,13 +9,15 @@ Every error answer has the same JSON shape, Google's (AIP-193)::
 from __future__ import annotations
 
 import asyncio
-import json
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 import structlog
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 from google.protobuf import json_format
 from google.rpc import code_pb2, status_pb2
 
@@ -40,6 +42,7 @@ log = structlog.get_logger(__name__)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 ROUTE_NAME = web.RequestKey("route_name", str)
+_SUCCESS = b'{"success": true}'
 COLLECTION_CALLS = ("identify", "track", "page", "screen", "alias", "group", "batch", "import")
 
 
@@ -61,7 +64,7 @@ def error_response(
 def _domain_error_response(error: DomainError) -> web.Response:
     headers = None
     if isinstance(error, ResourceExhausted) and error.retry_after:
-        headers = {"Retry-After": str(max(1, round(error.retry_after)))}
+        headers = {"Retry-After": str(max(1, math.ceil(error.retry_after)))}
     return error_response(error.to_status(), http_status=http_status_of(error), headers=headers)
 
 
@@ -74,17 +77,21 @@ async def _read_json(request: web.Request, limit: int) -> Any:
     ):
         raise PayloadTooLarge(f"request body is {request.content_length} bytes; the limit is {limit}")
     chunks, size = [], 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+    except RequestPayloadError:
+        # A body that is not what Content-Encoding says (corrupt gzip) or was cut short.
+        raise InvalidArgument("body", "cannot be decoded (corrupt gzip data or a truncated body)") from None
     raw = b"".join(chunks)
     if not raw.strip():
         return None
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
         raise InvalidArgument("body", f"malformed JSON: {exc}") from None
 
 
@@ -99,6 +106,7 @@ class HttpApi:
         readiness: Callable[[], Awaitable[bool]],
         max_batch_bytes: int,
         max_api_body_bytes: int,
+        openapi: dict[str, Any] | None = None,
     ) -> None:
         self._keys = keys
         self._ingestion = ingestion
@@ -107,11 +115,13 @@ class HttpApi:
         self._readiness = readiness
         self._max_batch_bytes = max_batch_bytes
         self._max_api_body_bytes = max_api_body_bytes
+        self._openapi = web.json_response(openapi or {}).body
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self._max_api_body_bytes + 1, middlewares=[self._observe])
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/openapi.json", self._openapi_json)
         for call in COLLECTION_CALLS:
             app.router.add_post(f"/v1/{call}", self._collector(call))
         app.router.add_route("*", "/{tail:.*}", self._api)
@@ -156,6 +166,9 @@ class HttpApi:
     async def _healthz(self, _request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
+    async def _openapi_json(self, _request: web.Request) -> web.Response:
+        return web.Response(body=self._openapi, content_type="application/json")
+
     async def _readyz(self, _request: web.Request) -> web.Response:
         ready = await self._readiness()
         return web.json_response({"ready": ready}, status=200 if ready else 503)
@@ -171,7 +184,7 @@ class HttpApi:
             if body is None:
                 raise InvalidArgument("body", "is required")
             await self._ingestion.collect(call, body, principal)
-            return web.json_response({"success": True})
+            return web.Response(body=_SUCCESS, content_type="application/json")
 
         return collect
 

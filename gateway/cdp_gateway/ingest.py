@@ -10,7 +10,9 @@ from google.protobuf import json_format
 from cdp.events.v1 import events_pb2
 from cdp.gateway.v1 import gateway_pb2
 from cdp_gateway.collection import Limits, events_from_body, to_raw_event
+from cdp_gateway.dedup import SeenMessages
 from cdp_gateway.keys import Principal
+from cdp_gateway.limits import RateLimiter
 from cdp_gateway.publisher import EventPublisher
 from cdpkit.errors import InvalidArgument, PayloadTooLarge, PermissionDenied
 from cdpkit.names import workspace_of
@@ -20,9 +22,27 @@ _TYPE_NAMES = {v: k.removeprefix("EVENT_TYPE_").lower() for k, v in events_pb2.E
 
 
 class Ingestion:
-    def __init__(self, publisher: EventPublisher, limits: Limits) -> None:
+    def __init__(
+        self,
+        publisher: EventPublisher,
+        limits: Limits,
+        *,
+        limiter: RateLimiter | None = None,
+        seen: SeenMessages | None = None,
+    ) -> None:
         self._publisher = publisher
         self._limits = limits
+        self._limiter = limiter
+        self._seen = seen
+
+    async def _accept(self, events: list[events_pb2.RawEvent], principal: Principal) -> None:
+        """Rate-limit (one token per event), drop recently seen message ids, publish durably."""
+        if self._limiter is not None:
+            self._limiter.take(principal, len(events))
+        fresh = self._seen.fresh(events) if self._seen is not None else events
+        await self._publisher.publish(fresh)
+        if self._seen is not None:
+            self._seen.remember(fresh)
 
     async def collect(self, call_type: str, body: Any, principal: Principal) -> list[events_pb2.RawEvent]:
         """A Segment tracking-API call (``/v1/track``, ``/v1/batch`` ...)."""
@@ -34,7 +54,7 @@ class Ingestion:
             received_at=datetime.now(UTC),
             limits=self._limits,
         )
-        await self._publisher.publish(events)
+        await self._accept(events, principal)
         return events
 
     async def ingest(
@@ -69,5 +89,5 @@ class Ingestion:
                     limits=self._limits,
                 )
             )
-        await self._publisher.publish(events)
+        await self._accept(events, principal)
         return gateway_pb2.IngestEventsResponse(accepted_count=len(events), message_ids=[e.message_id for e in events])

@@ -15,6 +15,7 @@ import hashlib
 import secrets
 import string
 from dataclasses import dataclass
+from datetime import datetime
 
 WRITE = "write"
 SECRET = "secret"
@@ -31,6 +32,9 @@ class Principal:
     key_id: str
     kind: str
     scopes: frozenset[str]
+    # Token-bucket rate of the key (events/s for write keys, requests/s for secret keys);
+    # 0 means the gateway's default for the kind.
+    rate_limit: int = 0
 
     def may(self, scope: str) -> bool:
         return self.kind == SECRET and (scope in self.scopes or "admin" in self.scopes)
@@ -65,3 +69,20 @@ def from_authorization(header: str | None) -> str | None:
         user, _, _password = decoded.partition(":")
         return user or None
     return None
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """A stored key as the administration API shows it (never its secret)."""
+
+    key_id: str
+    workspace_id: str
+    kind: str
+    scopes: tuple[str, ...]
+    display_name: str
+    rate_limit: int
+    display_hint: str
+    created_at: datetime
+    rotated_at: datetime | None = None
+    previous_expires_at: datetime | None = None
+    revoked_at: datetime | None = None

@@ -32,6 +32,27 @@ def chunk_id(workspace_id: str, events: Sequence[events_pb2.RawEvent]) -> str:
     return digest.hexdigest()[:40]
 
 
+_EVENTS_TAG = b"\x0a"  # RawEventBatch.events: field 1, wire type 2 (length-delimited)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def encode_batch(events: Sequence[events_pb2.RawEvent]) -> bytes:
+    """``RawEventBatch(events=events).SerializeToString()``, by concatenation."""
+    parts = []
+    for event in events:
+        data = event.SerializeToString()
+        parts.append(_EVENTS_TAG + _varint(len(data)) + data)
+    return b"".join(parts)
+
+
 class EventPublisher:
     def __init__(self, js: JetStreamContext, names: BusNames, *, chunk_size: int = 100, timeout: float = 5.0) -> None:
         self._js = js
@@ -39,23 +60,27 @@ class EventPublisher:
         self._chunk_size = chunk_size
         self._timeout = timeout
 
-    def chunks(self, events: Sequence[events_pb2.RawEvent]) -> list[tuple[str, str, events_pb2.RawEventBatch]]:
-        """(subject, msg id, batch) for every chunk, grouped by partition, order kept."""
+    def _groups(self, events: Sequence[events_pb2.RawEvent]) -> list[tuple[str, str, Sequence[events_pb2.RawEvent]]]:
         by_partition: dict[int, list[events_pb2.RawEvent]] = {}
+        partitions = self._names.partitions
         for event in events:
-            by_partition.setdefault(partition_of(partition_key(event), self._names.partitions), []).append(event)
+            by_partition.setdefault(partition_of(partition_key(event), partitions), []).append(event)
         result = []
         for partition, group in sorted(by_partition.items()):
+            subject = self._names.subject(RAW, partition)
             for start in range(0, len(group), self._chunk_size):
                 chunk = group[start : start + self._chunk_size]
-                result.append(
-                    (
-                        self._names.subject(RAW, partition),
-                        chunk_id(chunk[0].workspace_id, chunk),
-                        events_pb2.RawEventBatch(events=chunk),
-                    )
-                )
+                result.append((subject, chunk_id(chunk[0].workspace_id, chunk), chunk))
         return result
+
+    def chunks(self, events: Sequence[events_pb2.RawEvent]) -> list[tuple[str, str, events_pb2.RawEventBatch]]:
+        """(subject, msg id, batch) for every chunk, grouped by partition, order kept."""
+        return [(s, m, events_pb2.RawEventBatch(events=chunk)) for s, m, chunk in self._groups(events)]
+
+    def payloads(self, events: Sequence[events_pb2.RawEvent]) -> list[tuple[str, str, bytes]]:
+        """The same chunks as serialized RawEventBatch bytes, built without copying the events
+        into a batch message: a repeated message field is each element as tag + length + bytes."""
+        return [(s, m, encode_batch(chunk)) for s, m, chunk in self._groups(events)]
 
     async def publish(self, events: Sequence[events_pb2.RawEvent]) -> None:
         """Return once every event is stored in JetStream; raise Unavailable otherwise."""
@@ -64,10 +89,8 @@ class EventPublisher:
         try:
             await asyncio.gather(
                 *(
-                    self._js.publish(
-                        subject, batch.SerializeToString(), timeout=self._timeout, headers={"Nats-Msg-Id": msg_id}
-                    )
-                    for subject, msg_id, batch in self.chunks(events)
+                    self._js.publish(subject, payload, timeout=self._timeout, headers={"Nats-Msg-Id": msg_id})
+                    for subject, msg_id, payload in self.payloads(events)
                 )
             )
         except Exception as exc:  # noqa: BLE001 - any failure means "not durably accepted"

@@ -161,3 +161,95 @@ async def test_health_endpoints(gateway):
     assert (await gateway.http.get("/healthz")).status == 200
     ready = await gateway.http.get("/readyz")
     assert ready.status == 200 and (await ready.json()) == {"ready": True}
+
+
+# --------------------------------------------------------------------------------------------
+# More bad input (issue 7): each answer is a 4xx with a message, and nothing is published.
+
+
+async def test_a_key_of_another_workspace_is_403_on_the_ingest_api(gateway):
+    _, rival_writer = await gateway.runtime.keys.create_key("rival", "write")
+    event = {"type": "EVENT_TYPE_TRACK", "event": "x", "userId": "u"}
+    response = await gateway.http.post(
+        "/v1/workspaces/shop/events:ingest", json={"events": [event]}, headers=basic_auth(rival_writer)
+    )
+    await assert_rejected(gateway, response, 403, code="PERMISSION_DENIED")
+    # A shop secret key is not a key of the rival workspace either.
+    response = await gateway.http.post(
+        "/v1/workspaces/rival/events:ingest",
+        json={"events": [event]},
+        headers={"Authorization": f"Bearer {gateway.secret_key}"},
+    )
+    await assert_rejected(gateway, response, 403, code="PERMISSION_DENIED")
+    # The same call with the shop's own write key goes through.
+    response = await gateway.http.post(
+        "/v1/workspaces/shop/events:ingest", json={"events": [event]}, headers=gateway.basic
+    )
+    assert response.status == 200, await response.text()
+    assert (await response.json())["acceptedCount"] == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b"{not json", "body"),
+        (b'{"events": {"type": "EVENT_TYPE_TRACK"}}', "body"),
+        (b'{"events": [{"type": "EVENT_TYPE_TRACK", "userId": 5, "event": "x", "timestamp": 7}]}', "body"),
+        (b'{"events": [{"type": "EVENT_TYPE_TRACK", "userId": "u"}]}', "events[0].event"),
+        (b'{"events": []}', "events"),
+    ],
+)
+async def test_bad_input_on_the_ingest_api_is_400(gateway, body, field):
+    response = await gateway.http.post(
+        "/v1/workspaces/shop/events:ingest",
+        data=body,
+        headers={"Content-Type": "application/json", **gateway.basic},
+    )
+    await assert_rejected(gateway, response, 400, field=field, code="INVALID_ARGUMENT")
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        (b"[1, 2]", {}),
+        (b'"just a string"', {}),
+        (b"", {}),
+        (b"\x1f\x8b\x08\x00 not really gzip", {"Content-Encoding": "gzip"}),
+    ],
+    ids=["array", "string", "empty", "corrupt-gzip"],
+)
+async def test_bodies_that_are_not_a_json_object_are_400(gateway, body, headers):
+    response = await gateway.http.post(
+        "/v1/track", data=body, headers={"Content-Type": "application/json", **headers, **gateway.basic}
+    )
+    await assert_rejected(gateway, response, 400, code="INVALID_ARGUMENT")
+
+
+async def test_too_many_messages_in_one_batch_is_413(gateway):
+    batch = {"batch": [{"type": "track", "userId": "u", "event": "x"} for _ in range(2501)]}
+    response = await gateway.http.post("/v1/batch", json=batch, headers=gateway.basic)
+    await assert_rejected(gateway, response, 413)
+    assert "2501 messages" in (await response.json())["error"]["message"]
+
+
+async def test_oversize_message_inside_a_batch_names_it(gateway):
+    batch = {
+        "batch": [
+            {"type": "track", "userId": "u", "event": "ok"},
+            {"type": "track", "userId": "u", "event": "big", "properties": {"blob": "x" * 40_000}},
+        ]
+    }
+    response = await gateway.http.post("/v1/batch", json=batch, headers=gateway.basic)
+    await assert_rejected(gateway, response, 413)
+    assert "batch[1]" in (await response.json())["error"]["message"]
+
+
+async def test_a_revoked_key_is_401(gateway):
+    key_id, key = await gateway.runtime.keys.create_key("shop", "write")
+    response = await gateway.http.post("/v1/track", json={"userId": "u", "event": "x"}, headers=basic_auth(key))
+    assert response.status == 200
+    await gateway.runtime.keys.revoke_key("shop", key_id)
+    before = await gateway.raw_message_count()
+    response = await gateway.http.post("/v1/track", json={"userId": "u", "event": "y"}, headers=basic_auth(key))
+    assert response.status == 401
+    assert await gateway.raw_message_count() == before

@@ -36,15 +36,19 @@ def allowed(method: str, principal: Principal, request) -> bool:
     return True
 
 
-def test_exposed_services():
+def test_exposed_services_are_discovered_from_the_annotated_protos():
     names = [s.full_name for s in exposed_services()]
     assert names == [
+        "cdp.gateway.v1.ApiKeyService",
         COLLECTION_SERVICE,
+        "cdp.gateway.v1.CustomerService",
+        "cdp.campaign.v1.JourneyService",
         "cdp.identity.v1.IdentityService",
         "cdp.profile.v1.ProfileService",
         "cdp.segment.v1.SegmentService",
-        "cdp.campaign.v1.JourneyService",
     ]
+    # Payload-only protos (cdp.events.v1) have no service and are not exposed.
+    assert not any(name.startswith("cdp.events.") for name in names)
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,7 +198,8 @@ def test_dispatcher_indexes_the_first_binding_of_each_method():
 async def test_invoke_authorizes_then_calls_the_local_handler():
     calls = []
 
-    async def handler(request, principal):
+    async def handler(request, principal, **call):
+        assert set(call) == {"request_id", "timeout"}
         calls.append((request, principal))
         return gateway_pb2.IngestEventsResponse(accepted_count=1)
 
@@ -211,7 +216,7 @@ async def test_invoke_authorizes_then_calls_the_local_handler():
 
 
 async def test_invoke_turns_domain_errors_of_local_handlers_into_call_failed():
-    async def handler(request, principal):
+    async def handler(request, principal, **_):
         raise NotFound("nothing here")
 
     route = ROUTES["DeleteSegment"]

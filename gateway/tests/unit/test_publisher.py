@@ -6,7 +6,7 @@ import pytest
 
 from cdp.events.v1 import events_pb2
 from cdp_gateway.collection import partition_key
-from cdp_gateway.publisher import EventPublisher, chunk_id
+from cdp_gateway.publisher import EventPublisher, chunk_id, encode_batch
 from cdpkit.bus import RAW, BusNames, partition_of
 from cdpkit.errors import Unavailable
 
@@ -157,3 +157,17 @@ async def test_publish_failure_is_unavailable():
     js = FakeJetStream(fail=TimeoutError("no ack"))
     with pytest.raises(Unavailable):
         await EventPublisher(js, NAMES).publish([event("v", "m")])  # type: ignore[arg-type]
+
+
+def test_payloads_are_the_serialized_batches_of_chunks():
+    events = [event(f"v{i % 7}", f"m{i}", user=f"u{i}") for i in range(230)]
+    for e in events:
+        e.properties.update({"sku": "A-1", "price": 1999, "tags": ["x", "y"]})
+        e.timestamp.seconds = 1_700_000_000
+    chunks = publisher(chunk_size=50).chunks(events)
+    payloads = publisher(chunk_size=50).payloads(events)
+    assert [(s, m) for s, m, _ in chunks] == [(s, m) for s, m, _ in payloads]
+    for (_, _, batch), (_, _, payload) in zip(chunks, payloads, strict=True):
+        assert events_pb2.RawEventBatch.FromString(payload) == batch
+    big = events_pb2.RawEvent(message_id="big", properties={"blob": "x" * 70_000})  # multi-byte length
+    assert events_pb2.RawEventBatch.FromString(encode_batch([big, big])).events[1] == big
