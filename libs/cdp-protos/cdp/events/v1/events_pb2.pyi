@@ -97,7 +97,7 @@ class ResolvedEventBatch(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[ResolvedEvent, _Mapping]]] = ...) -> None: ...
 
 class ProfileChanged(_message.Message):
-    __slots__ = ("workspace_id", "person_id", "changed_fields", "values", "trigger_message_id", "trigger_event", "version", "change_time")
+    __slots__ = ("workspace_id", "person_id", "changed_fields", "values", "trigger_message_id", "trigger_event", "version", "change_time", "events", "orders")
     WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
     PERSON_ID_FIELD_NUMBER: _ClassVar[int]
     CHANGED_FIELDS_FIELD_NUMBER: _ClassVar[int]
@@ -106,6 +106,8 @@ class ProfileChanged(_message.Message):
     TRIGGER_EVENT_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CHANGE_TIME_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    ORDERS_FIELD_NUMBER: _ClassVar[int]
     workspace_id: str
     person_id: str
     changed_fields: _containers.RepeatedScalarFieldContainer[str]
@@ -114,7 +116,97 @@ class ProfileChanged(_message.Message):
     trigger_event: str
     version: int
     change_time: _timestamp_pb2.Timestamp
-    def __init__(self, workspace_id: _Optional[str] = ..., person_id: _Optional[str] = ..., changed_fields: _Optional[_Iterable[str]] = ..., values: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., trigger_message_id: _Optional[str] = ..., trigger_event: _Optional[str] = ..., version: _Optional[int] = ..., change_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    events: _containers.RepeatedCompositeFieldContainer[EventFact]
+    orders: _containers.RepeatedCompositeFieldContainer[OrderFact]
+    def __init__(self, workspace_id: _Optional[str] = ..., person_id: _Optional[str] = ..., changed_fields: _Optional[_Iterable[str]] = ..., values: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., trigger_message_id: _Optional[str] = ..., trigger_event: _Optional[str] = ..., version: _Optional[int] = ..., change_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., events: _Optional[_Iterable[_Union[EventFact, _Mapping]]] = ..., orders: _Optional[_Iterable[_Union[OrderFact, _Mapping]]] = ...) -> None: ...
+
+class EventFact(_message.Message):
+    __slots__ = ("message_id", "event", "event_time", "properties")
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
+    PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    message_id: str
+    event: str
+    event_time: _timestamp_pb2.Timestamp
+    properties: _struct_pb2.Struct
+    def __init__(self, message_id: _Optional[str] = ..., event: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., properties: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class OrderFact(_message.Message):
+    __slots__ = ("order_id", "status", "total_minor", "currency", "store_id", "staff_id", "order_time", "items")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_MINOR_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    STAFF_ID_FIELD_NUMBER: _ClassVar[int]
+    ORDER_TIME_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    status: str
+    total_minor: int
+    currency: str
+    store_id: str
+    staff_id: str
+    order_time: _timestamp_pb2.Timestamp
+    items: _containers.RepeatedCompositeFieldContainer[OrderLineFact]
+    def __init__(self, order_id: _Optional[str] = ..., status: _Optional[str] = ..., total_minor: _Optional[int] = ..., currency: _Optional[str] = ..., store_id: _Optional[str] = ..., staff_id: _Optional[str] = ..., order_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., items: _Optional[_Iterable[_Union[OrderLineFact, _Mapping]]] = ...) -> None: ...
+
+class OrderLineFact(_message.Message):
+    __slots__ = ("product_id", "sku", "category", "quantity", "price_minor")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    PRICE_MINOR_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    sku: str
+    category: str
+    quantity: int
+    price_minor: int
+    def __init__(self, product_id: _Optional[str] = ..., sku: _Optional[str] = ..., category: _Optional[str] = ..., quantity: _Optional[int] = ..., price_minor: _Optional[int] = ...) -> None: ...
+
+class ObjectTagsChanged(_message.Message):
+    __slots__ = ("workspace_id", "object_kind", "object_id", "tags", "version")
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_KIND_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    object_kind: str
+    object_id: str
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    version: int
+    def __init__(self, workspace_id: _Optional[str] = ..., object_kind: _Optional[str] = ..., object_id: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., version: _Optional[int] = ...) -> None: ...
+
+class SegmentMembershipChanged(_message.Message):
+    __slots__ = ("workspace_id", "segment_id", "person_id", "change", "reason", "segment_version", "change_time", "trigger_message_id")
+    class Change(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        CHANGE_UNSPECIFIED: _ClassVar[SegmentMembershipChanged.Change]
+        CHANGE_ENTERED: _ClassVar[SegmentMembershipChanged.Change]
+        CHANGE_EXITED: _ClassVar[SegmentMembershipChanged.Change]
+    CHANGE_UNSPECIFIED: SegmentMembershipChanged.Change
+    CHANGE_ENTERED: SegmentMembershipChanged.Change
+    CHANGE_EXITED: SegmentMembershipChanged.Change
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_TIME_FIELD_NUMBER: _ClassVar[int]
+    TRIGGER_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    segment_id: str
+    person_id: str
+    change: SegmentMembershipChanged.Change
+    reason: str
+    segment_version: int
+    change_time: _timestamp_pb2.Timestamp
+    trigger_message_id: str
+    def __init__(self, workspace_id: _Optional[str] = ..., segment_id: _Optional[str] = ..., person_id: _Optional[str] = ..., change: _Optional[_Union[SegmentMembershipChanged.Change, str]] = ..., reason: _Optional[str] = ..., segment_version: _Optional[int] = ..., change_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trigger_message_id: _Optional[str] = ...) -> None: ...
 
 class PersonCreated(_message.Message):
     __slots__ = ("workspace_id", "person_id", "identifiers", "trigger_message_id", "create_time")
