@@ -175,6 +175,11 @@ class CommonSettings:
     consumer_max_deliver: int = env(
         "CDP_CONSUMER_MAX_DELIVER", 5, help="deliveries of a failing message before it goes to the dead-letter subject"
     )
+    consumer_lease_seconds: float = env(
+        "CDP_CONSUMER_LEASE_SECONDS",
+        10.0,
+        help="lease on a partition (NATS KV); a replica that stops renewing loses its partitions after this",
+    )
     migrate_on_start: bool = env(
         "CDP_MIGRATE_ON_START", True, help="apply pending migrations before serving (false when a Job migrates)"
     )
@@ -186,6 +191,8 @@ class CommonSettings:
             raise ValueError("CDP_LOG_FORMAT must be json, console or auto")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ValueError("CDP_LOG_LEVEL must be debug, info, warning or error")
+        if not 1.0 <= self.consumer_lease_seconds <= 300.0:
+            raise ValueError("CDP_CONSUMER_LEASE_SECONDS must be between 1 and 300")
         if not 1 <= self.partitions <= 1024:
             raise ValueError("CDP_PARTITIONS must be between 1 and 1024")
         if not self.bus_prefix.replace("_", "").replace("-", "").isalnum():
