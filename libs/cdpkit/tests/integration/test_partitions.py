@@ -108,7 +108,7 @@ async def test_replicas_share_partitions_and_keep_each_key_in_order(nats_url, bu
         assert per_key(seen) == {key: list(range(20)) for key in keys}
         # Both replicas did work, each only on the partitions it held at the time.
         assert {member for member, *_ in seen} == {"a", "b"}
-        for member, subject, key, _seq in seen:
+        for _member, subject, key, _seq in seen:
             assert subject == names.partitioned(RAW, key)
         after_b_joined = [(m, s) for m, s, _k, seq in seen if seq >= 10]
         for member, subject in after_b_joined:
@@ -159,8 +159,7 @@ async def test_a_dead_replicas_partitions_are_taken_over_and_its_batch_comes_fir
         # The process dies: no release, no ack, its connection just goes away.
         doomed.task.cancel()
         await doomed_nc.close()
-        survivor = Replica(survivor_nc, names, "survivor", [], hang_on=set())
-        survivor.consumer._handler = Recorder("survivor", seen)  # noqa: SLF001 - same recorder list
+        survivor = Replica(survivor_nc, names, "survivor", seen)
         await publish(js, names, [key], 1, 3)  # newer events of the same shopper
 
         # The leases expire (TTL), the survivor takes every partition...
