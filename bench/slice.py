@@ -33,7 +33,17 @@ from cdp_devstack.stack import Ports, Stack
 
 
 def _ports() -> Ports:
-    names = ["postgres", "nats", "nats_monitor", "gateway_http", "gateway_grpc", "identity", "profile", "segment", "campaign"]
+    names = [
+        "postgres",
+        "nats",
+        "nats_monitor",
+        "gateway_http",
+        "gateway_grpc",
+        "identity",
+        "profile",
+        "segment",
+        "campaign",
+    ]
     return Ports(**{n: free_port() for n in names}, metrics_base=0)
 
 
@@ -48,8 +58,13 @@ async def _run(events: int, users: int, stack: Stack, write_key: str, secret_key
     batches = [
         {
             "batch": [
-                {"type": "track", "event": "Product Viewed", "userId": f"user-{(b * 100 + i) % users}",
-                 "messageId": f"m-{b}-{i}", "properties": {"sku": f"SKU-{i % 50}", "price": 1999}}
+                {
+                    "type": "track",
+                    "event": "Product Viewed",
+                    "userId": f"user-{(b * 100 + i) % users}",
+                    "messageId": f"m-{b}-{i}",
+                    "properties": {"sku": f"SKU-{i % 50}", "price": 1999},
+                }
                 for i in range(100)
             ]
         }
@@ -70,7 +85,7 @@ async def _run(events: int, users: int, stack: Stack, write_key: str, secret_key
         started = time.perf_counter()
         await asyncio.gather(*(client(http) for _ in range(8)))
         ingest_seconds = time.perf_counter() - started
-        while await conn.fetchval("SELECT count(*) FROM profile.events") < events:
+        while await conn.fetchval("SELECT count(*) FROM profile.events") < events:  # noqa: ASYNC110 - polling a table
             await asyncio.sleep(0.05)
         pipeline_seconds = time.perf_counter() - started
 
@@ -98,8 +113,14 @@ async def _run(events: int, users: int, stack: Stack, write_key: str, secret_key
     return [
         ("HTTP /v1/batch ingest, acked after JetStream", f"{events / ingest_seconds:,.0f} events/s"),
         ("pipeline: request -> stored in profile", f"{events / pipeline_seconds:,.0f} events/s"),
-        ("GetProfile via gateway HTTP, p50 / p99", f"{statistics.median(http_latency):.2f} / {_percentile(http_latency, 0.99):.2f} ms"),
-        ("GetProfile gRPC direct, p50 / p99", f"{statistics.median(grpc_latency):.2f} / {_percentile(grpc_latency, 0.99):.2f} ms"),
+        (
+            "GetProfile via gateway HTTP, p50 / p99",
+            f"{statistics.median(http_latency):.2f} / {_percentile(http_latency, 0.99):.2f} ms",
+        ),
+        (
+            "GetProfile gRPC direct, p50 / p99",
+            f"{statistics.median(grpc_latency):.2f} / {_percentile(grpc_latency, 0.99):.2f} ms",
+        ),
     ]
 
 
@@ -114,16 +135,26 @@ def main() -> None:
         try:
             stack.start_infrastructure()
             stack.start_components()
-            stack.run_gateway_admin("dev-workspace", "demo", "--write-key-file", f"{tmp}/wk", "--secret-key-file", f"{tmp}/sk")
+            stack.run_gateway_admin(
+                "dev-workspace", "demo", "--write-key-file", f"{tmp}/wk", "--secret-key-file", f"{tmp}/sk"
+            )
             stack.wait_serving()
             rows = asyncio.run(
-                _run(args.events, args.users, stack, Path(f"{tmp}/wk").read_text().strip(), Path(f"{tmp}/sk").read_text().strip())
+                _run(
+                    args.events,
+                    args.users,
+                    stack,
+                    Path(f"{tmp}/wk").read_text().strip(),
+                    Path(f"{tmp}/sk").read_text().strip(),
+                )
             )
         finally:
             stack.stop()
             log.close()
-    print(f"\nslice benchmark: {args.events:,} events, {args.users:,} users; "
-          f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"\nslice benchmark: {args.events:,} events, {args.users:,} users; "
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     width = max(len(r[0]) for r in rows)
     print(f"{'measure':<{width}}  value")
     for name, value in rows:

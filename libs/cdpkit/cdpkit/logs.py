@@ -46,7 +46,7 @@ PII_KEYS = frozenset(
 _EMAIL = re.compile(r"(?<![\w.+-])([\w.+-])[\w.+-]*@((?:[\w-]+\.)+[A-Za-z]{2,})\b")
 # E.164 numbers and mainland-China mobile numbers standing alone (not inside ids).
 _PHONE = re.compile(
-    r"(?<![\w.-])(\+\d{1,3})?(1[3-9]\d)\d{4}(\d{4})(?![\w.-])|(?<![\w.-])\+(\d{2,4})\d{4,8}(\d{2})(?![\w.-])"
+    r"(?<![\w.-])(\+\d{1,3})?(1[3-9]\d)\d{4}(\d{4})(?![\w-]|\.\d)|(?<![\w.-])\+(\d{2,4})\d{4,8}(\d{2})(?![\w-]|\.\d)"
 )
 
 
@@ -78,7 +78,7 @@ def mask_value(value: Any) -> str:
 
 def _mask(value: Any, depth: int = 0) -> Any:
     if depth > 8:
-        return value
+        return "***"  # fail closed: too deep to inspect is too deep to print
     if isinstance(value, str):
         return mask_text(value)
     if isinstance(value, Mapping):
@@ -111,14 +111,15 @@ def configure(service: str, *, level: str = "info", fmt: str = "auto", stream: A
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
-        mask_pii,
     ]
     renderer: Any
     if use_json:
-        renderer = structlog.processors.JSONRenderer()
+        # Exceptions become text *before* masking: database errors quote the values they reject.
         shared.append(structlog.processors.format_exc_info)
+        renderer = structlog.processors.JSONRenderer()
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    shared.append(mask_pii)
 
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

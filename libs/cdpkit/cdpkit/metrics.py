@@ -27,7 +27,14 @@ OUTBOX_FAILURES = Counter("cdp_outbox_failures_total", "Outbox relay rounds that
 READY = Gauge("cdp_ready", "1 when the process is ready (database and NATS reachable)")
 
 
-def serve_metrics(host: str, port: int) -> int:
-    """Start the /metrics endpoint in a daemon thread; returns the bound port (0 picks one)."""
-    server, _thread = start_http_server(port, addr=host)
-    return server.server_port
+class MetricsServer:
+    """The /metrics endpoint in a daemon thread; ``port`` 0 picks a free one."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._server, self._thread = start_http_server(port, addr=host)
+        self.port: int = self._server.server_port
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

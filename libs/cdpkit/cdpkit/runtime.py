@@ -25,7 +25,7 @@ from nats.js import JetStreamContext
 
 from cdpkit import bus, db
 from cdpkit.config import CommonSettings
-from cdpkit.metrics import READY, serve_metrics
+from cdpkit.metrics import READY, MetricsServer
 from cdpkit.server import GrpcServer
 
 log = structlog.get_logger(__name__)
@@ -105,6 +105,7 @@ class ServiceRuntime:
         self._stopping = False
         self.grpc_port: int | None = None
         self.metrics_port: int | None = None
+        self._metrics: MetricsServer | None = None
 
     @classmethod
     def for_service(
@@ -127,7 +128,8 @@ class ServiceRuntime:
         await self.server.set_serving(False)
         self.grpc_port = await self.server.start(self._grpc_address)
         if self._metrics_port is not None:
-            self.metrics_port = serve_metrics(self._metrics_host, self._metrics_port)
+            self._metrics = MetricsServer(self._metrics_host, self._metrics_port)
+            self.metrics_port = self._metrics.port
         for worker in self.workers:
             self._tasks.append(asyncio.create_task(self._supervise(worker), name=worker.name))
         await self._check_ready()
@@ -187,6 +189,8 @@ class ServiceRuntime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._close()
+        if self._metrics is not None:
+            self._metrics.close()
         self._stopped.set()
         log.info("stopped")
 

@@ -13,6 +13,7 @@ interceptors wrap every RPC (health and reflection excepted):
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -84,6 +85,8 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                 await context.abort(status.code, status.details, status.trailing_metadata)
             except grpc.aio.AbortError:
                 raise
+            except NotImplementedError:
+                await context.abort(grpc.StatusCode.UNIMPLEMENTED, "method not implemented")
             except Exception:
                 log.exception("unhandled error in rpc")
                 await context.abort(grpc.StatusCode.INTERNAL, "internal error")
@@ -110,6 +113,9 @@ class LoggingInterceptor(grpc.aio.ServerInterceptor):
                 return await call()
             except grpc.aio.AbortError:
                 code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED
                 raise
             except BaseException:
                 code = grpc.StatusCode.UNKNOWN
