@@ -75,7 +75,10 @@ async def migrate(dsn: str, schema: str, directory: Path) -> list[str]:
 
 
 async def _apply(conn: asyncpg.Connection, schema: str, plan: list[Migration]) -> list[str]:
-    await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    # Only when missing: a role limited to its own (pre-created) schema has no CREATE on the
+    # database, and PostgreSQL checks that privilege even for CREATE SCHEMA IF NOT EXISTS.
+    if not await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema):
+        await conn.execute(f"CREATE SCHEMA {schema}")
     await conn.execute(
         f"""CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
                 version text PRIMARY KEY,
