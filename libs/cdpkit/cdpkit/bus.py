@@ -72,6 +72,8 @@ class BusNames:
 
     prefix: str = "cdp"
     partitions: int = 4
+    # JetStream replicas of every stream (and lease bucket): 3 on a 3-node NATS cluster.
+    replicas: int = 1
     _upper: str = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -107,6 +109,7 @@ class BusNames:
             max_age=spec.max_age_seconds,
             duplicate_window=spec.duplicate_window_seconds,
             max_msg_size=spec.max_msg_size,
+            num_replicas=self.replicas,
         )
 
 

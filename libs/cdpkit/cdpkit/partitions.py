@@ -300,12 +300,14 @@ class PartitionedConsumer:
 
     async def _bucket(self) -> KeyValue:
         name = bucket_name(self._names, self.name)
-        config = KeyValueConfig(bucket=name, history=1, ttl=self._ttl, storage=StorageType.FILE)
+        config = KeyValueConfig(
+            bucket=name, history=1, ttl=self._ttl, storage=StorageType.FILE, replicas=self._names.replicas
+        )
         try:
             return await self._js.create_key_value(config)
         except nats.js.errors.BadRequestError as exc:
             if exc.err_code != 10058:  # exists with another configuration (another TTL)
                 raise
             info = await self._js.stream_info(f"KV_{name}")
-            await self._js.update_stream(replace(info.config, max_age=self._ttl))
+            await self._js.update_stream(replace(info.config, max_age=self._ttl, num_replicas=self._names.replicas))
             return await self._js.key_value(name)
