@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-ROLES_SQL = ROOT / "deploy/k8s/base/db/roles.sql"
+SETUP_SH = ROOT / "deploy/k8s/base/db/setup-roles.sh"
 COMPONENTS = ("gateway", "identity", "profile", "segment", "campaign")
 # A table each component's first migration creates.
 TABLE = {
@@ -36,23 +36,44 @@ def as_user(url: str, user: str, database: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}@{host}", path=f"/{database}"))
 
 
+def setup_roles(server_url: str, database: str, passwords: dict[str, str]) -> subprocess.CompletedProcess:
+    """deploy/k8s/base/db/setup-roles.sh, as the dev db-setup Job and compose run it (psql, libpq env)."""
+    from cdp_devstack.infra import POSTGRES_BIN_PATH
+
+    parts = urlsplit(server_url)
+    env = {
+        "PATH": f"{POSTGRES_BIN_PATH}:{os.environ['PATH']}",
+        "PGHOST": parts.hostname,
+        "PGPORT": str(parts.port or 5432),
+        "PGUSER": parts.username,
+        "PGDATABASE": database,
+        **passwords,
+    }
+    if parts.password:
+        env["PGPASSWORD"] = parts.password
+    return subprocess.run(["sh", str(SETUP_SH)], env=env, capture_output=True, text=True, check=False)
+
+
 @pytest.fixture
 async def roles_database(postgres_server_url):
-    """A fresh database with roles.sql applied (twice: it is idempotent), logins enabled for the test."""
+    """A fresh database set up by setup-roles.sh (run twice: it is idempotent)."""
     name = f"roles_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(postgres_server_url)
     existing = {r["rolname"] for r in await admin.fetch("SELECT rolname FROM pg_roles WHERE rolname LIKE 'cdp\\_%'")}
     await admin.execute(f'CREATE DATABASE "{name}"')
-    db = await asyncpg.connect(as_user(postgres_server_url, urlsplit(postgres_server_url).username, name))
-    try:
-        await db.execute(ROLES_SQL.read_text())
-        await db.execute(ROLES_SQL.read_text())
-    finally:
-        await db.close()
     roles = [f"cdp_{c}{suffix}" for c in COMPONENTS for suffix in ("", "_app")]
-    for role in roles:
-        await admin.execute(f'ALTER ROLE "{role}" LOGIN')
+    passwords = {f"PW_{c.upper()}_{kind}": uuid.uuid4().hex for c in COMPONENTS for kind in ("OWNER", "APP")}
     try:
+        for _ in range(2):
+            result = await asyncio.to_thread(setup_roles, postgres_server_url, name, passwords)
+            assert result.returncode == 0, result.stderr + result.stdout
+            assert "roles ready" in result.stdout
+        logins = await admin.fetch(
+            "SELECT rolname, rolcanlogin, rolpassword IS NOT NULL AS has_password"
+            " FROM pg_authid WHERE rolname = ANY($1)",
+            roles,
+        )
+        assert {r["rolname"] for r in logins if r["rolcanlogin"] and r["has_password"]} == set(roles)
         yield name
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

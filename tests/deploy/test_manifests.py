@@ -3,7 +3,10 @@ disruption budgets, migrations, configuration and the network policies' effect."
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 
 import jsonschema
 import kubernetes_validate
@@ -160,7 +163,7 @@ def test_every_variable_is_one_the_component_reads_and_every_required_one_is_set
         missing = required - set(variables)
         assert not missing, (
             f"{component}/{container['name']} needs {sorted(missing)}: add them to "
-            f"deploy/k8s/base/{component}/ (a secretKeyRef for secrets) and to deploy/k8s/make-secrets.sh"
+            f"deploy/k8s/base/{component}/ (a secretKeyRef for secrets) and to deploy/make-secrets.py"
         )
 
 
@@ -265,3 +268,43 @@ def test_prod_runs_nats_from_the_official_chart_clustered_with_jetstream():
     # The release is named nats: its client Service is what cdp-common points at.
     assert common_config(render("prod"))["CDP_NATS_URL"] == "nats://nats:4222"
     assert "helm install nats nats/nats" in (K8S / "overlays/prod/nats-values.yaml").read_text()
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_make_secrets_makes_every_secret_and_key_the_manifests_read(overlay):
+    result = subprocess.run(
+        [sys.executable, str(K8S.parent / "make-secrets.py"), overlay], capture_output=True, text=True, check=True
+    )
+    made = {s["metadata"]["name"]: s for s in json.loads(result.stdout)["items"]}
+    again = json.loads(
+        subprocess.run(
+            [sys.executable, str(K8S.parent / "make-secrets.py"), overlay], capture_output=True, text=True
+        ).stdout
+    )
+    assert made["cdp-identity-db-app"]["stringData"]["password"] != again["items"][1]["stringData"]["password"]
+
+    referenced: set[tuple[str, str]] = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "secretKeyRef" in node:
+                referenced.add((node["secretKeyRef"]["name"], node["secretKeyRef"]["key"]))
+            for key, value in node.items():
+                if key == "passwordSecret":
+                    referenced.update({(value["name"], "username"), (value["name"], "password")})
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(list(render(overlay)))
+    assert referenced, "the manifests reference secrets"
+    for name, key in referenced - {("cdp-backup-s3", "ACCESS_KEY_ID"), ("cdp-backup-s3", "ACCESS_SECRET_KEY")}:
+        assert name in made and key in made[name]["stringData"], f"{name}/{key}"
+    # Each URL logs in as the role its Secret names, on this overlay's database endpoint.
+    host = {"dev": "@postgres:5432/cdp", "prod": "@cdp-postgres-rw:5432/cdp"}[overlay]
+    for component in COMPONENTS:
+        for suffix, role in (("owner", f"cdp_{component}"), ("app", f"cdp_{component}_app")):
+            data = made[f"cdp-{component}-db-{suffix}"]["stringData"]
+            assert data["username"] == role
+            assert data["url"].startswith(f"postgresql://{role}:{data['password']}{host}")
