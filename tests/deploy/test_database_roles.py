@@ -84,11 +84,15 @@ async def roles_database(postgres_server_url):
 
 
 def migrate(component: str, url: str, pii_env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return run(component, url, pii_env, "migrate", *args)
+
+
+def run(component: str, url: str, extra_env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CDP_")}
-    env.update(pii_env)
+    env.update(extra_env)
     env.update({"CDP_DATABASE_URL": url, "CDP_LOG_FORMAT": "json"})
     return subprocess.run(
-        [sys.executable, "-m", f"cdp_{component}", "migrate", *args],
+        [sys.executable, "-m", f"cdp_{component}", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -149,6 +153,13 @@ async def test_each_component_migrates_and_runs_with_roles_limited_to_its_schema
         finally:
             await app.close()
             await owner.close()
+
+    # Admin commands run as the app role where a Job migrates (they only read and write rows).
+    admin_env = {**pii_env, "CDP_MIGRATE_ON_START": "false"}
+    admin = await asyncio.to_thread(
+        run, "gateway", urls["gateway", "app"], admin_env, "admin", "create-workspace", "shop"
+    )
+    assert admin.returncode == 0, admin.stderr + admin.stdout
 
     # Re-running the migrations is a no-op, and roles.sql after them keeps the app's grants.
     result = await asyncio.to_thread(migrate, "identity", urls["identity", "owner"], pii_env)

@@ -81,7 +81,10 @@ def service_main(
         await runtime.run_until_signal()
 
     async def extra() -> None:
-        await apply_migrations()
+        # Like serve: where a Job migrates (CDP_MIGRATE_ON_START=false) the app role runs admin
+        # commands, and it may not change the schema.
+        if settings.migrate_on_start:
+            await apply_migrations()
         await extra_commands[command].run(settings, args)
 
     outcome = {"code": 0}
