@@ -190,8 +190,8 @@ class PartitionedConsumer:
     async def _renew(self, lease: _Lease) -> bool:
         assert self._kv is not None
         async with lease.lock:
-            if lease.partition not in self._leases:
-                return False
+            if self._leases.get(lease.partition) is not lease:
+                return False  # released or lost meanwhile
             try:
                 lease.revision = await self._kv.update(
                     f"p.{lease.partition}", self.member.encode(), last=lease.revision
