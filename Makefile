@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-COMPONENTS := libs/cdp-protos libs/cdpkit services/identity services/profile services/segment services/campaign gateway tools/devstack
+COMPONENTS := libs/cdp-protos libs/cdpkit libs/cdp-analytics services/identity services/profile services/segment services/campaign gateway tools/devstack
 PYPROJECTS := $(addsuffix /pyproject.toml,$(COMPONENTS))
 EDITABLE := $(addprefix -e ,$(COMPONENTS))
 

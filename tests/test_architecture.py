@@ -23,8 +23,17 @@ COMPONENTS = {
     "cdp_campaign": ROOT / "services/campaign",
     "cdp_gateway": ROOT / "gateway",
 }
-LIBRARIES = {"cdpkit": ROOT / "libs/cdpkit", "cdp_devstack": ROOT / "tools/devstack"}
-IN_HOUSE = {**{name: name.replace("_", "-") for name in COMPONENTS}, "cdpkit": "cdpkit", "cdp": "cdp-protos"}
+LIBRARIES = {
+    "cdpkit": ROOT / "libs/cdpkit",
+    "cdp_analytics": ROOT / "libs/cdp-analytics",
+    "cdp_devstack": ROOT / "tools/devstack",
+}
+IN_HOUSE = {
+    **{name: name.replace("_", "-") for name in COMPONENTS},
+    "cdpkit": "cdpkit",
+    "cdp": "cdp-protos",
+    "cdp_analytics": "cdp-analytics",
+}
 
 
 def imported_top_levels(package_dir: Path) -> set[str]:
@@ -66,7 +75,13 @@ def test_in_house_imports_are_declared_dependencies(package):
 @pytest.mark.parametrize("package", sorted(COMPONENTS))
 def test_each_component_has_entrypoint_config_and_its_own_schema(package):
     source = COMPONENTS[package] / package
-    for module in ("__main__.py", "bootstrap.py", "config.py", "grpc_api.py", "service.py" if package != "cdp_gateway" else "ingest.py"):
+    for module in (
+        "__main__.py",
+        "bootstrap.py",
+        "config.py",
+        "grpc_api.py",
+        "service.py" if package != "cdp_gateway" else "ingest.py",
+    ):
         assert (source / module).exists(), f"{package} lacks {module}"
     migrations = sorted((source / "migrations").glob("*.sql"))
     assert migrations and migrations[0].name.startswith("0001_")

@@ -7,8 +7,11 @@ Use it as ``async with pool.acquire() as conn, conn.transaction(): ...``.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 
@@ -21,9 +24,9 @@ def check_schema_name(schema: str) -> str:
     return schema
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
+async def _init_connection(conn: asyncpg.Connection, decoder: Callable[[str], Any] = json.loads) -> None:
     for kind in ("json", "jsonb"):
-        await conn.set_type_codec(kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+        await conn.set_type_codec(kind, encoder=json.dumps, decoder=decoder, schema="pg_catalog")
 
 
 async def create_pool(
@@ -34,15 +37,17 @@ async def create_pool(
     min_size: int = 1,
     max_size: int = 10,
     command_timeout: float = 30.0,
+    json_decoder: Callable[[str], Any] = json.loads,
 ) -> asyncpg.Pool:
-    """A pool whose connections live in ``schema`` and decode json/jsonb to Python values."""
+    """A pool whose connections live in ``schema`` and decode json/jsonb to Python values
+    (with ``json_decoder``: e.g. ``functools.partial(json.loads, parse_float=Decimal)``)."""
     check_schema_name(schema)
     return await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         command_timeout=command_timeout,
-        init=_init_connection,
+        init=functools.partial(_init_connection, decoder=json_decoder),
         server_settings={"search_path": schema, "application_name": application_name, "timezone": "UTC"},
     )
 

@@ -1,0 +1,151 @@
+"""Rules as data. Frozen, hashable, comparable: the printer and parser round-trip them."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+Scalar = str | Decimal | bool
+
+
+class Op(enum.Enum):
+    EQ = "="
+    NEQ = "!="
+    LT = "<"
+    LTE = "<="
+    GT = ">"
+    GTE = ">="
+    BETWEEN = "between"
+    IN = "in"
+    CONTAINS = "contains"
+    STARTS_WITH = "starts_with"
+    EXISTS = "exists"
+    WITHIN_LAST = "within last"
+    MORE_THAN_AGO = "more than ago"
+
+
+COMPARISONS = (Op.EQ, Op.NEQ, Op.LT, Op.LTE, Op.GT, Op.GTE)
+ORDERING = (Op.LT, Op.LTE, Op.GT, Op.GTE)
+COUNT_OPS = COMPARISONS
+
+
+@dataclass(frozen=True)
+class Window:
+    """Either the last ``within_days`` days, or [start, end)."""
+
+    within_days: int | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+@dataclass(frozen=True)
+class All:
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Any_:
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    item: Node
+
+
+@dataclass(frozen=True)
+class FieldCond:
+    """traits.<x>, computed.<x>, lifecycle_stage, tier, rfm_group, tags, consent.<channel>."""
+
+    field: str
+    op: Op
+    values: tuple[Scalar, ...] = ()
+    days: int = 0
+
+
+@dataclass(frozen=True)
+class PropFilter:
+    prop: str
+    op: Op
+    values: tuple[Scalar, ...] = ()
+
+
+@dataclass(frozen=True)
+class EventCond:
+    name: str
+    filters: tuple[PropFilter, ...] = ()
+    window: Window | None = None
+    count_op: Op = Op.GTE
+    count: int = 1
+
+
+@dataclass(frozen=True)
+class ItemFilter:
+    sku: str = ""
+    category: str = ""
+    product_tag: str = ""
+
+
+@dataclass(frozen=True)
+class OrderCond:
+    aggregate: str  # "count", "sum" or "avg"
+    op: Op
+    value: Decimal
+    window: Window | None = None
+    item: ItemFilter | None = None
+    store_tag: str = ""
+    staff_tag: str = ""
+
+
+@dataclass(frozen=True)
+class Member:
+    segment_id: str
+
+
+Node = All | Any_ | Not | FieldCond | EventCond | OrderCond | Member
+
+AGGREGATES = ("count", "sum", "avg")
+SCALAR_FIELDS = ("lifecycle_stage", "tier", "rfm_group")
+FIELD_PREFIXES = ("traits.", "computed.", "consent.")
+
+
+def normalise(node: Node) -> Node:
+    """Flatten nested groups of the same kind and unwrap one-item groups (the canonical form)."""
+    if isinstance(node, (All, Any_)):
+        kind = type(node)
+        flat: list[Node] = []
+        for item in node.items:
+            item = normalise(item)
+            flat.extend(item.items if isinstance(item, kind) else (item,))
+        return flat[0] if len(flat) == 1 else kind(tuple(flat))
+    if isinstance(node, Not):
+        return Not(normalise(node.item))
+    return node
+
+
+def referenced_segments(node: Node) -> set[str]:
+    if isinstance(node, Member):
+        return {node.segment_id}
+    if isinstance(node, (All, Any_)):
+        return set().union(*(referenced_segments(i) for i in node.items))
+    if isinstance(node, Not):
+        return referenced_segments(node.item)
+    return set()
+
+
+def read_fields(node: Node) -> set[str]:
+    """What a rule reads, for live re-evaluation: field names, "events:<name>", "orders",
+    "segment:<id>"."""
+    if isinstance(node, (All, Any_)):
+        return set().union(*(read_fields(i) for i in node.items))
+    if isinstance(node, Not):
+        return read_fields(node.item)
+    if isinstance(node, FieldCond):
+        return {node.field}
+    if isinstance(node, EventCond):
+        return {f"events:{node.name}"}
+    if isinstance(node, OrderCond):
+        return {"orders"}
+    return {f"segment:{node.segment_id}"}

@@ -1,0 +1,58 @@
+"""What the evaluators read about a person: the projection, as plain Python."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EventFact:
+    name: str
+    time: datetime
+    properties: dict[str, Any] = field(default_factory=dict)
+    message_id: str = ""
+
+
+@dataclass(frozen=True)
+class ItemFact:
+    sku: str = ""
+    category: str = ""
+    product_id: str = ""
+
+
+@dataclass(frozen=True)
+class OrderFact:
+    order_id: str
+    time: datetime
+    total_minor: int
+    status: str = "completed"  # completed, refunded, cancelled
+    store_id: str = ""
+    staff_id: str = ""
+    items: tuple[ItemFact, ...] = ()
+
+
+@dataclass
+class PersonFacts:
+    person_id: str
+    traits: dict[str, Any] = field(default_factory=dict)
+    computed: dict[str, Any] = field(default_factory=dict)
+    lifecycle_stage: str | None = None
+    tier: str | None = None
+    rfm_group: str | None = None
+    tags: frozenset[str] = frozenset()
+    consent: dict[str, bool] = field(default_factory=dict)
+    events: list[EventFact] = field(default_factory=list)
+    orders: list[OrderFact] = field(default_factory=list)
+    memberships: frozenset[str] = frozenset()
+
+
+@dataclass
+class WorkspaceFacts:
+    """Tags of products, stores and staff: (kind, object id) -> tags."""
+
+    object_tags: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+
+    def tags_of(self, kind: str, object_id: str) -> frozenset[str]:
+        return self.object_tags.get((kind, object_id), frozenset())

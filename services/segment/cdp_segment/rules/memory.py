@@ -1,0 +1,213 @@
+"""Evaluate a rule for one person held in memory: the live path.
+
+The semantics (shared with ``sql``; docs/segment.md states them for users):
+
+- a missing field, a JSON null, or a value of another type than the operand makes a
+  comparison false; ``!=`` means "present and different";
+- numbers compare as exact decimals, strings by code point, booleans only with = and !=;
+- ``contains`` is a substring test on strings and a membership test on lists;
+- relative dates read ISO 8601 strings (``YYYY-MM-DD[Thh:mm[:ss[.ffffff]]][Z|±hh:mm]``, no
+  zone = UTC); anything else makes the condition false;
+- event and order windows: ``within Nd`` is now - N days < t ≤ now; ``between A and B`` is
+  A ≤ t < B; orders count only when completed; an average of no orders is false, a sum is 0.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from cdp_segment.rules.ast import (
+    All,
+    Any_,
+    EventCond,
+    FieldCond,
+    Member,
+    Node,
+    Not,
+    Op,
+    OrderCond,
+    Scalar,
+    Window,
+)
+from cdp_segment.rules.data import OrderFact, PersonFacts, WorkspaceFacts
+
+MISSING = object()
+# Same shape as the try_timestamptz() SQL function of the projection migration.
+ISO_TIME = re.compile(
+    r"[1-9]\d{3}-\d{2}-\d{2}(T([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?)?(Z|[+-](0\d|1[0-4]):[0-5]\d)?",
+    re.ASCII,
+)
+
+
+def as_time(value: Any) -> datetime | None:
+    """An ISO 8601 timestamp string as an aware UTC datetime, else None."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not isinstance(value, str) or not ISO_TIME.fullmatch(value):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _kind(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, Decimal)):
+        return "number"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    return None
+
+
+def _num(value: Any) -> Decimal:
+    return value if isinstance(value, Decimal) else Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+
+
+def _eq(value: Any, operand: Scalar) -> bool:
+    kind = _kind(value)
+    if kind != _kind(operand):
+        return False
+    if kind == "number":
+        return _num(value) == _num(operand)
+    return value == operand
+
+
+def _ordered(value: Any, op: Op, operand: Scalar) -> bool:
+    kind = _kind(value)
+    if kind not in ("number", "string") or kind != _kind(operand):
+        return False
+    left, right = (_num(value), _num(operand)) if kind == "number" else (value, operand)
+    return {Op.LT: left < right, Op.LTE: left <= right, Op.GT: left > right, Op.GTE: left >= right}[op]
+
+
+def compare(value: Any, op: Op, operands: tuple[Scalar, ...], days: int = 0, now: datetime | None = None) -> bool:
+    present = value is not MISSING and value is not None
+    if op is Op.EXISTS:
+        return present
+    if not present:
+        return False
+    if op is Op.EQ:
+        return _eq(value, operands[0])
+    if op is Op.NEQ:
+        return not _eq(value, operands[0])
+    if op in (Op.LT, Op.LTE, Op.GT, Op.GTE):
+        return _ordered(value, op, operands[0])
+    if op is Op.BETWEEN:
+        return _ordered(value, Op.GTE, operands[0]) and _ordered(value, Op.LTE, operands[1])
+    if op is Op.IN:
+        return any(_eq(value, operand) for operand in operands)
+    if op is Op.CONTAINS:
+        if isinstance(value, str):
+            return isinstance(operands[0], str) and operands[0] in value
+        if isinstance(value, list):
+            return any(_eq(item, operands[0]) for item in value)
+        return False
+    if op is Op.STARTS_WITH:
+        return isinstance(value, str) and isinstance(operands[0], str) and value.startswith(operands[0])
+    moment = as_time(value)
+    if moment is None or now is None:
+        return False
+    if op is Op.WITHIN_LAST:
+        return now - timedelta(days=days) < moment <= now
+    return moment <= now - timedelta(days=days)  # MORE_THAN_AGO
+
+
+def field_value(person: PersonFacts, field: str) -> Any:
+    if field.startswith("traits."):
+        return person.traits.get(field[7:], MISSING)
+    if field.startswith("computed."):
+        return person.computed.get(field[9:], MISSING)
+    if field.startswith("consent."):
+        return person.consent.get(field[8:], MISSING)
+    if field == "tags":
+        return sorted(person.tags) if person.tags else MISSING
+    return getattr(person, field)
+
+
+def in_window(moment: datetime, window: Window | None, now: datetime) -> bool:
+    if window is None:
+        return True
+    if window.within_days is not None:
+        return now - timedelta(days=window.within_days) < moment <= now
+    return window.start <= moment < window.end
+
+
+def _order_matches(order: OrderFact, node: OrderCond, workspace: WorkspaceFacts, now: datetime) -> bool:
+    if order.status != "completed" or not in_window(order.time, node.window, now):
+        return False
+    if node.store_tag and node.store_tag not in workspace.tags_of("store", order.store_id):
+        return False
+    if node.staff_tag and node.staff_tag not in workspace.tags_of("staff", order.staff_id):
+        return False
+    if node.item is not None:
+        wanted = node.item
+
+        def item_ok(item) -> bool:
+            if wanted.sku and item.sku != wanted.sku:
+                return False
+            if wanted.category and not (
+                item.category == wanted.category or item.category.startswith(wanted.category + "/")
+            ):
+                return False
+            return not wanted.product_tag or wanted.product_tag in workspace.tags_of("product", item.product_id)
+
+        if not any(item_ok(i) for i in order.items):
+            return False
+    return True
+
+
+def event_matches(event, node: EventCond, now: datetime) -> bool:
+    return (
+        event.name == node.name
+        and in_window(event.time, node.window, now)
+        and all(compare(event.properties.get(f.prop, MISSING), f.op, f.values) for f in node.filters)
+    )
+
+
+def _count_ok(count: Decimal, op: Op, operand: Decimal) -> bool:
+    return (
+        _eq(count, operand)
+        if op is Op.EQ
+        else (not _eq(count, operand))
+        if op is Op.NEQ
+        else _ordered(count, op, operand)
+    )
+
+
+def evaluate(node: Node, person: PersonFacts, workspace: WorkspaceFacts, now: datetime) -> bool:
+    if isinstance(node, All):
+        return all(evaluate(i, person, workspace, now) for i in node.items)
+    if isinstance(node, Any_):
+        return any(evaluate(i, person, workspace, now) for i in node.items)
+    if isinstance(node, Not):
+        return not evaluate(node.item, person, workspace, now)
+    if isinstance(node, FieldCond):
+        return compare(field_value(person, node.field), node.op, node.values, node.days, now)
+    if isinstance(node, EventCond):
+        count = sum(1 for e in person.events if event_matches(e, node, now))
+        return _count_ok(Decimal(count), node.count_op, Decimal(node.count))
+    if isinstance(node, OrderCond):
+        totals = [Decimal(o.total_minor) for o in person.orders if _order_matches(o, node, workspace, now)]
+        if node.aggregate == "count":
+            value = Decimal(len(totals))
+        elif node.aggregate == "sum":
+            value = sum(totals, Decimal(0))
+        else:
+            if not totals:
+                return False
+            # avg op v  <=>  sum op v * n: exact, with no rounding of the average
+            return _count_ok(sum(totals, Decimal(0)), node.op, node.value * len(totals))
+        return _count_ok(value, node.op, node.value)
+    if isinstance(node, Member):
+        return node.segment_id in person.memberships
+    raise TypeError(f"unknown node {node!r}")
