@@ -32,8 +32,11 @@ from tests.deploy.render import COMPONENTS, ROOT, config_variables
 DOCKERFILE = ROOT / "deploy/Dockerfile"
 COMPOSE = ROOT / "deploy/compose/compose.yaml"
 IN_HOUSE = {
-    "cdp-protos": ROOT / "libs/cdp-protos",
-    "cdpkit": ROOT / "libs/cdpkit",
+    # Every library under libs/ (cdp-protos, cdpkit, and any added later) and the components.
+    **{
+        tomllib.loads(path.read_text())["project"]["name"]: path.parent
+        for path in sorted((ROOT / "libs").glob("*/pyproject.toml"))
+    },
     **{f"cdp-{c}": ROOT / ("gateway" if c == "gateway" else f"services/{c}") for c in COMPONENTS},
 }
 GRPC_PORT = {"gateway": 50051, "identity": 50061, "profile": 50062, "segment": 50063, "campaign": 50064}
@@ -116,6 +119,8 @@ def test_dockerfile_builds_the_component_alone_and_runs_it_unprivileged(componen
     # The build stage copies the component's in-house closure and nothing else, and installs it.
     copied = {a.split()[0] for i, a in build if i == "COPY"}
     expected = {str(IN_HOUSE[d].relative_to(ROOT)) for d in closure(f"cdp-{component}")}
+    # A component that starts depending on another library (libs/...) needs it copied and
+    # installed here too (and in the pip install line below).
     assert copied == expected | {"deploy/constraints.txt"}
     (install,) = [a for i, a in build if i == "RUN" and "pip install" in a]
     assert "-c constraints.txt ./libs/cdp-protos ./libs/cdpkit ./component" in install
