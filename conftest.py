@@ -87,7 +87,8 @@ async def bus_prefix(nats_url: str) -> str:
     try:
         js = nc.jetstream()
         for info in await js.streams_info():
-            if info.config.name.startswith(prefix.upper() + "_"):
+            # The streams, and the KV buckets (KV_{PREFIX}_...) of partition leases.
+            if info.config.name.startswith((prefix.upper() + "_", f"KV_{prefix.upper()}_")):
                 await js.delete_stream(info.config.name)
     finally:
         await nc.close()

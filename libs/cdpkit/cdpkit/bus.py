@@ -44,12 +44,15 @@ class StreamSpec:
     max_age_seconds: float = 7 * DAY
     duplicate_window_seconds: float = 10 * 60
     max_msg_size: int = 8 * 1024 * 1024
+    # Subjects are {prefix}.{token}.{partition}: consumers take one durable per partition and
+    # share the partitions out among replicas (cdpkit.partitions).
+    partitioned: bool = False
 
 
-RAW = StreamSpec("RAW", "raw")
-RESOLVED = StreamSpec("RESOLVED", "resolved")
+RAW = StreamSpec("RAW", "raw", partitioned=True)
+RESOLVED = StreamSpec("RESOLVED", "resolved", partitioned=True)
 IDENTITY = StreamSpec("IDENTITY", "identity", max_age_seconds=30 * DAY)
-PROFILE = StreamSpec("PROFILE", "profile")
+PROFILE = StreamSpec("PROFILE", "profile", partitioned=True)
 SEGMENT = StreamSpec("SEGMENT", "segment", max_age_seconds=30 * DAY)
 CAMPAIGN = StreamSpec("CAMPAIGN", "campaign", max_age_seconds=30 * DAY)
 DLQ = StreamSpec("DLQ", "dlq", max_age_seconds=30 * DAY)
@@ -69,10 +72,17 @@ class BusNames:
 
     prefix: str = "cdp"
     partitions: int = 4
+    # JetStream replicas of every stream (and lease bucket): 3 on a 3-node NATS cluster.
+    replicas: int = 1
     _upper: str = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_upper", self.prefix.upper().replace("-", "_"))
+
+    @property
+    def stream_prefix(self) -> str:
+        """The upper-case prefix of stream (and KV bucket) names."""
+        return self._upper
 
     def stream(self, spec: StreamSpec) -> str:
         return f"{self._upper}_{spec.suffix}"
@@ -99,6 +109,7 @@ class BusNames:
             max_age=spec.max_age_seconds,
             duplicate_window=spec.duplicate_window_seconds,
             max_msg_size=spec.max_msg_size,
+            num_replicas=self.replicas,
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ import structlog
 from cdpkit import logs
 from cdpkit.config import CommonSettings, ConfigError, describe, load, redact_url
 from cdpkit.errors import DomainError
-from cdpkit.migrate import migrate
+from cdpkit.migrate import migrate, pending
 from cdpkit.runtime import ServiceRuntime
 
 
@@ -42,7 +43,14 @@ def service_main(
     parser = argparse.ArgumentParser(prog=f"python -m cdp_{service}", description=f"CDP {service} service")
     commands = parser.add_subparsers(dest="command", metavar="{serve,migrate,config,...}")
     commands.add_parser("serve", help="run the service (the default)")
-    commands.add_parser("migrate", help="apply pending migrations and exit")
+    migrate_parser = commands.add_parser("migrate", help="apply pending migrations and exit")
+    migrate_parser.add_argument(
+        "--wait",
+        type=float,
+        metavar="SECONDS",
+        help="apply nothing: wait until another process (the migration Job) has applied every migration "
+        "this code ships; exit 3 if it has not within SECONDS (an init container's check)",
+    )
     commands.add_parser("config", help="list the environment variables this service reads")
     for name, extra in extra_commands.items():
         extra.add_arguments(commands.add_parser(name, help=extra.help))
@@ -73,10 +81,29 @@ def service_main(
         await runtime.run_until_signal()
 
     async def extra() -> None:
-        await apply_migrations()
+        # Like serve: where a Job migrates (CDP_MIGRATE_ON_START=false) the app role runs admin
+        # commands, and it may not change the schema.
+        if settings.migrate_on_start:
+            await apply_migrations()
         await extra_commands[command].run(settings, args)
 
-    main = {"serve": serve, "migrate": apply_migrations}.get(command, extra)
+    outcome = {"code": 0}
+
+    async def wait_for_migrations() -> None:
+        deadline = time.monotonic() + args.wait
+        while missing := await pending(settings.database_url.get(), schema, migrations):
+            if time.monotonic() >= deadline:
+                log.error("migrations still pending", schema=schema, versions=missing)
+                outcome["code"] = 3
+                return
+            log.info("waiting for migrations", schema=schema, versions=missing)
+            await asyncio.sleep(2)
+        log.info("schema is current", schema=schema)
+
+    if command == "migrate" and args.wait is not None:
+        main = wait_for_migrations
+    else:
+        main = {"serve": serve, "migrate": apply_migrations}.get(command, extra)
     try:
         asyncio.run(main())
     except KeyboardInterrupt:
@@ -84,4 +111,4 @@ def service_main(
     except DomainError as exc:
         print(f"cdp-{service}: {exc.message}", file=sys.stderr)
         return 1
-    return 0
+    return outcome["code"]

@@ -160,6 +160,9 @@ class CommonSettings:
         "CDP_BUS_PREFIX", "cdp", help="namespace of every NATS subject and stream (one per environment)"
     )
     partitions: int = env("CDP_PARTITIONS", 4, help="number of partitions of the event subjects")
+    stream_replicas: int = env(
+        "CDP_STREAM_REPLICAS", 1, help="JetStream replicas of each stream: 1 on one server, 3 on a NATS cluster"
+    )
     log_level: str = env("CDP_LOG_LEVEL", "info", help="debug, info, warning or error")
     log_format: str = env("CDP_LOG_FORMAT", "auto", help="json, console, or auto (json unless on a TTY)")
     metrics_host: str = env("CDP_METRICS_HOST", "127.0.0.1", help="bind address of the Prometheus /metrics endpoint")
@@ -175,6 +178,11 @@ class CommonSettings:
     consumer_max_deliver: int = env(
         "CDP_CONSUMER_MAX_DELIVER", 5, help="deliveries of a failing message before it goes to the dead-letter subject"
     )
+    consumer_lease_seconds: float = env(
+        "CDP_CONSUMER_LEASE_SECONDS",
+        10.0,
+        help="lease on a partition (NATS KV); a replica that stops renewing loses its partitions after this",
+    )
     migrate_on_start: bool = env(
         "CDP_MIGRATE_ON_START", True, help="apply pending migrations before serving (false when a Job migrates)"
     )
@@ -186,6 +194,10 @@ class CommonSettings:
             raise ValueError("CDP_LOG_FORMAT must be json, console or auto")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ValueError("CDP_LOG_LEVEL must be debug, info, warning or error")
+        if not 1.0 <= self.consumer_lease_seconds <= 300.0:
+            raise ValueError("CDP_CONSUMER_LEASE_SECONDS must be between 1 and 300")
+        if self.stream_replicas not in (1, 3, 5):
+            raise ValueError("CDP_STREAM_REPLICAS must be 1, 3 or 5")
         if not 1 <= self.partitions <= 1024:
             raise ValueError("CDP_PARTITIONS must be between 1 and 1024")
         if not self.bus_prefix.replace("_", "").replace("-", "").isalnum():

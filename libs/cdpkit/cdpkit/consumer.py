@@ -6,6 +6,13 @@ i.e. after commit. When a batch fails, its messages are retried one by one so th
 message cannot hold the others back: a failing message is nak'ed with a growing delay and,
 after ``max_deliver`` attempts (or at once for a :class:`PermanentError`), published to the
 dead-letter subject ``{prefix}.dlq.{durable}`` with the reason in headers, then terminated.
+
+On a partitioned stream (``{prefix}.raw.N`` ...) a spec made with :meth:`ConsumerSpec.tuned`
+is *partitioned*: the loop then runs one durable consumer per partition (``{durable}-p{N}``)
+for the partitions this replica holds a lease on, and replicas share the partitions out among
+themselves (:mod:`cdpkit.partitions`). One partition is only ever consumed by one replica, one
+batch at a time, so the events of one key (a person) are applied in order however many
+replicas run.
 """
 
 from __future__ import annotations
@@ -45,11 +52,18 @@ class ConsumerSpec:
     ack_wait_seconds: float = 30.0
     backoff_seconds: tuple[float, ...] = (0.5, 2.0, 10.0, 30.0)
     fetch_timeout_seconds: float = 1.0
+    # One durable per partition, partitions leased among replicas (see cdpkit.partitions).
+    partitioned: bool = False
+    lease_seconds: float = 10.0
 
     def tuned(self, settings: CommonSettings) -> ConsumerSpec:
-        """This spec with the operator's ack wait and delivery limit."""
+        """This spec with the operator's settings; partitioned when its stream is (and no filter is set)."""
         return replace(
-            self, ack_wait_seconds=settings.consumer_ack_wait_seconds, max_deliver=settings.consumer_max_deliver
+            self,
+            ack_wait_seconds=settings.consumer_ack_wait_seconds,
+            max_deliver=settings.consumer_max_deliver,
+            partitioned=self.stream.partitioned and self.filter_subject is None,
+            lease_seconds=settings.consumer_lease_seconds,
         )
 
 
@@ -58,41 +72,95 @@ def _header_safe(text: str, limit: int = 1000) -> str:
 
 
 class ConsumerLoop:
-    """Runs one durable pull consumer until :meth:`stop` is called."""
+    """Runs one durable pull consumer until :meth:`stop` is called.
 
-    def __init__(self, js: JetStreamContext, names: BusNames, spec: ConsumerSpec, handler: Handler) -> None:
+    With a partitioned spec it runs a :class:`cdpkit.partitions.PartitionedConsumer` instead,
+    which starts one ``ConsumerLoop`` per leased partition (``partition=N``).
+    """
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        names: BusNames,
+        spec: ConsumerSpec,
+        handler: Handler,
+        *,
+        partition: int | None = None,
+    ) -> None:
         self._js = js
         self._names = names
         self._spec = spec
         self._handler = handler
+        self._partition = partition
         self._stopping = asyncio.Event()
         self._sub: JetStreamContext.PullSubscription | None = None
+        self._group = None
+        self._hold_seconds = 0.0
+        # The logical name (metrics, logs, dead-letter subject) is the same for every partition.
         self.name = spec.durable
+        self.durable = spec.durable if partition is None else f"{spec.durable}-p{partition}"
 
     async def setup(self) -> None:
         """Create (or update) the durable consumer and bind a pull subscription to it."""
         stream = self._names.stream(self._spec.stream)
+        if self._partition is not None:
+            filter_subject = self._names.subject(self._spec.stream, self._partition)
+        else:
+            filter_subject = self._spec.filter_subject or self._names.all_subjects(self._spec.stream)
         config = ConsumerConfig(
-            durable_name=self._spec.durable,
+            durable_name=self.durable,
             deliver_policy=DeliverPolicy.ALL,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=self._spec.ack_wait_seconds,
             # We dead-letter ourselves after max_deliver; the server must never silently give up.
             max_deliver=-1,
             max_ack_pending=max(1000, self._spec.batch_size * 20),
-            filter_subject=self._spec.filter_subject or self._names.all_subjects(self._spec.stream),
+            filter_subject=filter_subject,
         )
-        await self._js.add_consumer(stream, config)
-        self._sub = await self._js.pull_subscribe_bind(durable=self._spec.durable, stream=stream)
+        info = await self._js.add_consumer(stream, config)
+        if self._partition is not None and info.num_ack_pending:
+            # A replica that held this partition died with messages in flight. JetStream hands
+            # them out again first once their ack wait ends; fetching before that would apply
+            # newer events of the same persons ahead of them. So wait out one ack wait.
+            self._hold_seconds = self._spec.ack_wait_seconds
+            log.info(
+                "partition taken over with messages in flight, waiting for their redelivery",
+                consumer=self.name,
+                partition=self._partition,
+                in_flight=info.num_ack_pending,
+                wait_seconds=self._hold_seconds,
+            )
+        self._sub = await self._js.pull_subscribe_bind(durable=self.durable, stream=stream)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
 
     def stop(self) -> None:
         self._stopping.set()
+        if self._group is not None:
+            self._group.stop()
 
     async def run(self) -> None:
+        if self._spec.partitioned and self._partition is None:
+            from cdpkit.partitions import PartitionedConsumer  # the group runs ConsumerLoops itself
+
+            if self._group is None:
+                self._group = PartitionedConsumer(self._js, self._names, self._spec, self._handler)
+            if self._stopping.is_set():
+                self._group.stop()
+            await self._group.run()
+            return
         if self._sub is None:
             await self.setup()
         assert self._sub is not None
-        log.info("consumer started", consumer=self.name)
+        if self._hold_seconds:
+            try:
+                await asyncio.wait_for(self._stopping.wait(), timeout=self._hold_seconds)
+            except TimeoutError:
+                pass
+            self._hold_seconds = 0.0
+        log.info("consumer started", consumer=self.name, durable=self.durable)
         while not self._stopping.is_set():
             try:
                 messages = await self._sub.fetch(self._spec.batch_size, timeout=self._spec.fetch_timeout_seconds)
@@ -111,7 +179,7 @@ class ConsumerLoop:
         except Exception:  # noqa: BLE001 - the connection may already be closing
             pass
         self._sub = None
-        log.info("consumer stopped", consumer=self.name)
+        log.info("consumer stopped", consumer=self.name, durable=self.durable)
 
     async def process(self, messages: Sequence[Msg]) -> None:
         started = time.perf_counter()

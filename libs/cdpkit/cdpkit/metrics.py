@@ -19,6 +19,9 @@ CONSUMER_BATCH_SECONDS = Histogram(
     ["consumer"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+CONSUMER_PARTITIONS = Gauge(
+    "cdp_consumer_partitions", "Partitions this replica holds a lease on and consumes", ["consumer"]
+)
 OUTBOX_PUBLISHED = Counter("cdp_outbox_published_total", "Outbox rows published to JetStream", ["schema"])
 OUTBOX_FAILURES = Counter("cdp_outbox_failures_total", "Outbox relay rounds that failed", ["schema"])
 READY = Gauge("cdp_ready", "1 when the process is ready (database and NATS reachable)")

@@ -74,8 +74,32 @@ async def migrate(dsn: str, schema: str, directory: Path) -> list[str]:
         await conn.close()
 
 
+async def pending(dsn: str, schema: str, directory: Path) -> list[str]:
+    """Versions this code ships that the database has not applied (read-only: any role that can
+    read ``<schema>.schema_migrations`` may ask, e.g. a service waiting for its migration Job)."""
+    check_schema_name(schema)
+    plan = discover(KIT_MIGRATIONS, prefix="kit:") + discover(directory)
+    conn = await asyncpg.connect(dsn, server_settings={"application_name": f"{schema}-migrate-check"})
+    try:
+        exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{schema}.schema_migrations")
+        applied = (
+            {r["version"]: r["checksum"] for r in await conn.fetch(f"SELECT * FROM {schema}.schema_migrations")}
+            if exists
+            else {}
+        )
+    finally:
+        await conn.close()
+    for migration in plan:
+        if migration.version in applied and applied[migration.version] != migration.checksum:
+            raise MigrationError(f"{schema}: migration {migration.version} was edited after it was applied")
+    return [m.version for m in plan if m.version not in applied]
+
+
 async def _apply(conn: asyncpg.Connection, schema: str, plan: list[Migration]) -> list[str]:
-    await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    # Only when missing: a role limited to its own (pre-created) schema has no CREATE on the
+    # database, and PostgreSQL checks that privilege even for CREATE SCHEMA IF NOT EXISTS.
+    if not await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema):
+        await conn.execute(f"CREATE SCHEMA {schema}")
     await conn.execute(
         f"""CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
                 version text PRIMARY KEY,

@@ -61,7 +61,7 @@ class Infrastructure:
             await pool.close()
             raise
         js = nc.jetstream()
-        names = bus.BusNames(settings.bus_prefix, settings.partitions)
+        names = bus.BusNames(settings.bus_prefix, settings.partitions, settings.stream_replicas)
         await bus.ensure_streams(js, names)
         return cls(pool, nc, js, names)
 

@@ -140,6 +140,11 @@ class Registration:
     descriptor: ServiceDescriptor
 
 
+# Health service name that is SERVING from start to shutdown whatever the dependencies say: the
+# liveness probe's (a database outage must make pods unready, never restart them all).
+LIVENESS = "liveness"
+
+
 class GrpcServer:
     def __init__(self, server: grpc.aio.Server, health: health_aio.HealthServicer, service_names: Sequence[str]):
         self.server = server
@@ -152,6 +157,7 @@ class GrpcServer:
         if self.port == 0:
             raise OSError(f"could not bind gRPC server to {address}")
         await self.server.start()
+        await self.health.set(LIVENESS, _SERVING)
         return self.port
 
     async def set_serving(self, serving: bool) -> None:
