@@ -168,9 +168,9 @@ def wheel_requirements(wheel: Path) -> set[str]:
     with zipfile.ZipFile(wheel) as archive:
         metadata = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
         text = archive.read(metadata).decode()
-    return {
-        normalise(Requirement(line.split(":", 1)[1]).name) for line in re.findall(r"^Requires-Dist: .+$", text, re.M)
-    }
+    requirements = [Requirement(line.split(":", 1)[1]) for line in re.findall(r"^Requires-Dist: .+$", text, re.M)]
+    # Optional extras (e.g. identity's `bench`) are not part of an image.
+    return {normalise(r.name) for r in requirements if not (r.marker and "extra" in str(r.marker))}
 
 
 def third_party_closure(names: set[str]) -> dict[str, str]:

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+import structlog
+
 from cdp.identity.v1 import identity_pb2, identity_pb2_grpc
 from cdp_identity.config import SCHEMA, Settings
 from cdp_identity.consumers import RawEventsHandler, raw_events_consumer
 from cdp_identity.grpc_api import IdentityServicer
-from cdp_identity.service import IdentityService
+from cdp_identity.service import IdentityService, convert_plaintext_pii
+from cdp_identity.workers import Maintenance, Suggester
 from cdpkit.consumer import ConsumerLoop
 from cdpkit.outbox import OutboxRelay
 from cdpkit.runtime import Infrastructure, ServiceRuntime
 from cdpkit.server import Registration, create_server
 
+log = structlog.get_logger(__name__)
+
 
 async def bootstrap(settings: Settings) -> ServiceRuntime:
+    vault = settings.pii_vault()
     infra = await Infrastructure.open(settings, schema=SCHEMA, client_name="cdp-identity")
-    service = IdentityService(infra.pool, infra.names)
+    service = IdentityService(
+        infra.pool, infra.names, vault, journal_days=settings.journal_days, locking=settings.locking
+    )
+    # Rows written in plaintext before migration 0002 are converted before anything reads them.
+    converted = await convert_plaintext_pii(infra.pool, service)
+    if converted:
+        log.info("plaintext PII identifiers converted to keyed hash + AES-GCM", rows=converted)
     server = create_server(
         [
             Registration(
@@ -33,5 +45,7 @@ async def bootstrap(settings: Settings) -> ServiceRuntime:
             RawEventsHandler(service, infra.js, infra.names),
         ),
         OutboxRelay(infra.pool, infra.js, schema=SCHEMA),
+        Maintenance(infra.pool, journal_days=settings.journal_days),
+        Suggester(service, interval=settings.suggest_interval_seconds),
     ]
     return ServiceRuntime.for_service("identity", settings, infra, server, workers)

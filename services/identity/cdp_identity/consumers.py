@@ -17,14 +17,20 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from prometheus_client import Counter
 
 from cdp.events.v1 import events_pb2
-from cdp_identity.domain import collect_identifiers
+from cdp_identity.matching import extract as extract_attributes
+from cdp_identity.rules import BUILTIN_NAMES, collect_identifiers
 from cdp_identity.service import IdentityService, ResolveItem
 from cdpkit.bus import RAW, RESOLVED, BusNames
 from cdpkit.consumer import ConsumerSpec, PermanentError
 
 log = structlog.get_logger(__name__)
+
+IGNORED = Counter("cdp_identity_identifiers_ignored_total", "Blocked or invalid identifier values ignored", ["type"])
+DROPPED = Counter("cdp_identity_events_dropped_total", "Raw events without a usable identifier")
+KNOWN_TYPES = BUILTIN_NAMES
 
 
 def raw_events_consumer(batch_size: int) -> ConsumerSpec:
@@ -34,8 +40,7 @@ def raw_events_consumer(batch_size: int) -> ConsumerSpec:
 def _traits(struct: events_pb2.RawEvent) -> tuple[dict, dict]:
     traits = json_format.MessageToDict(struct.traits) if struct.HasField("traits") else {}
     context = json_format.MessageToDict(struct.context) if struct.HasField("context") else {}
-    context_traits = context.get("traits") if isinstance(context.get("traits"), dict) else {}
-    return traits, context_traits
+    return traits, context
 
 
 class RawEventsHandler:
@@ -54,31 +59,42 @@ class RawEventsHandler:
 
         items: list[ResolveItem] = []
         carried: list[tuple[int, events_pb2.RawEvent, tuple]] = []
+        rules = {}
+        for workspace_id in sorted({e.workspace_id for _, b in batches for e in b.events}):
+            rules[workspace_id] = await self._service.rules_for(workspace_id)
         for index, (_message, batch) in enumerate(batches):
             for event in batch.events:
-                traits, context_traits = _traits(event)
+                traits, context = _traits(event)
                 collected = collect_identifiers(
+                    rules[event.workspace_id],
                     user_id=event.user_id,
                     anonymous_id=event.anonymous_id,
                     previous_id=event.previous_id,
                     traits=traits,
-                    context_traits=context_traits,
+                    context=context,
                 )
                 for rejection in collected.rejected:
+                    IGNORED.labels(rejection.type if rejection.type in KNOWN_TYPES else "custom").inc()
                     log.info(
                         "identifier ignored", message_id=event.message_id, type=rejection.type, reason=rejection.reason
                     )
                 if not collected.identifiers:
+                    DROPPED.inc()
                     log.warning("event without a usable identifier dropped", message_id=event.message_id)
                     continue
                 identifiers = tuple(collected.identifiers)
-                items.append(ResolveItem(event.workspace_id, identifiers, event.message_id))
+                attributes = extract_attributes(traits) if traits else None
+                items.append(ResolveItem(event.workspace_id, identifiers, event.message_id, attributes))
                 carried.append((index, event, identifiers))
 
         decisions = await self._service.resolve(items) if items else []
 
         outgoing: dict[tuple[int, int], events_pb2.ResolvedEventBatch] = {}
         for (index, event, identifiers), decision in zip(carried, decisions, strict=True):
+            if not decision.person_id:
+                DROPPED.inc()
+                log.warning("event dropped: its identifiers are blocked", message_id=event.message_id)
+                continue
             partition = int(self._names.partitioned(RESOLVED, decision.person_id).rsplit(".", 1)[1])
             resolved = outgoing.setdefault((index, partition), events_pb2.ResolvedEventBatch()).events.add()
             resolved.event.CopyFrom(event)

@@ -1,29 +1,156 @@
-"""SQL for the identity schema. Every query is scoped by workspace_id."""
+"""SQL for the identity schema. Every query is scoped by workspace_id.
+
+Identifier values are passed in as lookup keys (``Key`` = (type, key)): the plaintext for
+ordinary types, ``h:<keyed hash>`` for PII types; sealed display values travel alongside.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
-from cdp_identity.domain import Identifier
+Key = tuple[str, str]
 
 
 @dataclass(frozen=True)
-class PersonRecord:
+class PersonRow:
     person_id: str
+    status: str
+    merged_into: str | None
+    merge_count: int
+    quarantine_reason: str | None
     created_at: datetime
     updated_at: datetime
-    identifiers: tuple[Identifier, ...]
 
 
-async def owners(
-    conn: asyncpg.Connection, workspace_id: str, identifiers: Iterable[Identifier]
-) -> dict[Identifier, str]:
-    """Who holds each of ``identifiers`` (absent keys: nobody)."""
-    wanted = list(identifiers)
+@dataclass(frozen=True)
+class IdentifierRow:
+    key: Key
+    person_id: str | None
+    sealed: bytes | None
+    anchor: Key | None
+    message_id: str | None
+    origin_person_id: str | None
+    rule: str | None
+    linked_at: datetime
+    blocked_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class NewLink:
+    key: Key
+    sealed: bytes | None
+    person_id: str
+    anchor: Key | None
+    message_id: str
+    origin_person_id: str
+    rule: str
+
+
+@dataclass(frozen=True)
+class MergeRow:
+    merge_id: str
+    survivor_id: str
+    merged_id: str
+    anchor: Key
+    anchor_sealed: bytes | None
+    bridge: Key
+    bridge_sealed: bytes | None
+    message_id: str
+    rule: str
+    rule_version: int
+    kind: str
+    created_at: datetime | None = None
+    undone_at: datetime | None = None
+    undo_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ConflictRow:
+    conflict_id: str
+    kind: str
+    key: Key
+    sealed: bytes | None
+    person_id: str | None
+    other_person_id: str | None
+    message_id: str
+    detail: str
+    rule_version: int
+    created_at: datetime | None = None
+
+
+# Rules ----------------------------------------------------------------------------------------
+
+
+async def rules_version(conn: asyncpg.Connection, workspace_id: str) -> int:
+    return await conn.fetchval("SELECT coalesce(max(version), 0) FROM rules WHERE workspace_id = $1", workspace_id)
+
+
+async def load_rules(conn: asyncpg.Connection, workspace_id: str, version: int) -> tuple[dict, str, datetime] | None:
+    row = await conn.fetchrow(
+        "SELECT document, comment, created_at FROM rules WHERE workspace_id = $1 AND version = $2",
+        workspace_id,
+        version,
+    )
+    return None if row is None else (row["document"], row["comment"], row["created_at"])
+
+
+async def insert_rules(
+    conn: asyncpg.Connection, workspace_id: str, version: int, document: dict, comment: str
+) -> datetime | None:
+    """None when that version already exists (a concurrent update won)."""
+    return await conn.fetchval(
+        """INSERT INTO rules (workspace_id, version, document, comment) VALUES ($1, $2, $3, $4)
+           ON CONFLICT DO NOTHING RETURNING created_at""",
+        workspace_id,
+        version,
+        document,
+        comment,
+    )
+
+
+# Locks and reads for resolution -------------------------------------------------------------------
+
+
+async def lock_workspace_links(conn: asyncpg.Connection, workspace_id: str) -> None:
+    """Exclusive: no other change to this workspace's graph until the transaction ends."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('identity-links:' || $1, 0))", workspace_id)
+
+
+async def lock_workspace_shared(conn: asyncpg.Connection, workspace_id: str) -> None:
+    """Shared: resolvers run side by side; graph surgery (unmerge, removal) waits for them."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock_shared(hashtextextended('identity-links:' || $1, 0))", workspace_id
+    )
+
+
+async def lock_persons(conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str], *, wait: bool) -> bool:
+    """Row-lock persons in id order (so two lockers never wait on each other in a cycle).
+
+    With ``wait=False`` answers False instead of waiting when one is locked elsewhere.
+    """
+    if not person_ids:
+        return True
+    try:
+        await conn.execute(
+            f"""SELECT 1 FROM persons WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])
+                ORDER BY person_id FOR UPDATE{"" if wait else " NOWAIT"}""",
+            workspace_id,
+            sorted(person_ids),
+        )
+    except asyncpg.exceptions.LockNotAvailableError:
+        return False
+    return True
+
+
+async def owners(conn: asyncpg.Connection, workspace_id: str, keys: Iterable[Key]) -> dict[Key, str | None]:
+    """Who holds each key (absent: nobody; None: removed and blocked)."""
+    wanted = list(keys)
     if not wanted:
         return {}
     rows = await conn.fetch(
@@ -33,15 +160,61 @@ async def owners(
              ON i.id_type = w.id_type AND i.id_value = w.id_value
            WHERE i.workspace_id = $1""",
         workspace_id,
-        [i.type for i in wanted],
-        [i.value for i in wanted],
+        [k[0] for k in wanted],
+        [k[1] for k in wanted],
     )
-    return {Identifier(r["id_type"], r["id_value"]): r["person_id"] for r in rows}
+    return {(r["id_type"], r["id_value"]): r["person_id"] for r in rows}
 
 
-async def lock_workspace_links(conn: asyncpg.Connection, workspace_id: str) -> None:
-    """Serialise creation of new links in one workspace until the transaction ends."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('identity-links:' || $1, 0))", workspace_id)
+async def person_links(
+    conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]
+) -> tuple[dict[str, PersonRow], dict[str, list[tuple[str, datetime]]]]:
+    """Persons and the (type, linked_at) of their identifiers."""
+    if not person_ids:
+        return {}, {}
+    persons = await conn.fetch(
+        """SELECT person_id::text AS person_id, status, merged_into::text AS merged_into, merge_count,
+                  quarantine_reason, created_at, updated_at
+           FROM persons WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])""",
+        workspace_id,
+        list(person_ids),
+    )
+    links = await conn.fetch(
+        """SELECT person_id::text AS person_id, id_type, first_seen_at FROM identifiers
+           WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])""",
+        workspace_id,
+        list(person_ids),
+    )
+    by_person: dict[str, list[tuple[str, datetime]]] = {p: [] for p in person_ids}
+    for r in links:
+        by_person[r["person_id"]].append((r["id_type"], r["first_seen_at"]))
+    return {r["person_id"]: PersonRow(**dict(r)) for r in persons}, by_person
+
+
+async def separations(conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]) -> set[frozenset[str]]:
+    if not person_ids:
+        return set()
+    rows = await conn.fetch(
+        """SELECT person_a::text AS a, person_b::text AS b FROM separations
+           WHERE workspace_id = $1 AND (person_a = ANY($2::uuid[]) OR person_b = ANY($2::uuid[]))""",
+        workspace_id,
+        list(person_ids),
+    )
+    return {frozenset((r["a"], r["b"])) for r in rows}
+
+
+async def journal_seen(conn: asyncpg.Connection, workspace_id: str, message_ids: Sequence[str]) -> set[str]:
+    if not message_ids:
+        return set()
+    rows = await conn.fetch(
+        "SELECT message_id FROM journal WHERE workspace_id = $1 AND message_id = ANY($2::text[])",
+        workspace_id,
+        list(message_ids),
+    )
+    return {r["message_id"] for r in rows}
+
+
+# Writes of a resolution ------------------------------------------------------------------------------
 
 
 async def insert_persons(conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]) -> None:
@@ -53,49 +226,689 @@ async def insert_persons(conn: asyncpg.Connection, workspace_id: str, person_ids
         )
 
 
-async def insert_identifiers(
-    conn: asyncpg.Connection, workspace_id: str, links: Sequence[tuple[Identifier, str, str | None]]
-) -> None:
-    """Attach identifiers: rows of (identifier, person_id, source message id)."""
+async def insert_links(conn: asyncpg.Connection, workspace_id: str, links: Sequence[NewLink]) -> int:
+    """Insert new identifiers in key order; returns how many were inserted (fewer: another
+    transaction linked one of them first, and the caller must start over)."""
     if not links:
-        return
-    await conn.execute(
-        """INSERT INTO identifiers (workspace_id, id_type, id_value, person_id, source_message_id)
-           SELECT $1, t, v, p, m FROM unnest($2::text[], $3::text[], $4::uuid[], $5::text[]) AS x(t, v, p, m)""",
+        return 0
+    links = sorted(links, key=lambda link: link.key)
+    result = await conn.execute(
+        """INSERT INTO identifiers (workspace_id, id_type, id_value, sealed, person_id, anchor_type, anchor_value,
+                                    source_message_id, origin_person_id, rule)
+           SELECT $1, t, v, s, p, at, av, m, o, r
+           FROM unnest($2::text[], $3::text[], $4::bytea[], $5::uuid[], $6::text[], $7::text[], $8::text[],
+                       $9::uuid[], $10::text[]) WITH ORDINALITY AS x(t, v, s, p, at, av, m, o, r, n)
+           ORDER BY n
+           ON CONFLICT DO NOTHING""",
         workspace_id,
-        [i.type for i, _, _ in links],
-        [i.value for i, _, _ in links],
-        [p for _, p, _ in links],
-        [m for _, _, m in links],
+        [link.key[0] for link in links],
+        [link.key[1] for link in links],
+        [link.sealed for link in links],
+        [link.person_id for link in links],
+        [link.anchor[0] if link.anchor else None for link in links],
+        [link.anchor[1] if link.anchor else None for link in links],
+        [link.message_id for link in links],
+        [link.origin_person_id for link in links],
+        [link.rule for link in links],
+    )
+    return int(result.split()[-1])
+
+
+async def apply_merges(conn: asyncpg.Connection, workspace_id: str, moves: Sequence[tuple[str, str]]) -> None:
+    """Move identifiers of merged persons to their survivors: rows of (merged, final survivor)."""
+    if not moves:
+        return
+    merged = [m for m, _ in moves]
+    survivors = [s for _, s in moves]
+    await conn.execute(
+        """UPDATE identifiers i SET person_id = m.survivor
+           FROM unnest($2::uuid[], $3::uuid[]) AS m(merged, survivor)
+           WHERE i.workspace_id = $1 AND i.person_id = m.merged""",
+        workspace_id,
+        merged,
+        survivors,
+    )
+    # Merged-away persons (and those merged into them before) resolve to the final survivor.
+    await conn.execute(
+        """UPDATE persons p SET status = 'merged', merged_into = m.survivor, updated_at = now()
+           FROM unnest($2::uuid[], $3::uuid[]) AS m(merged, survivor)
+           WHERE p.workspace_id = $1 AND (p.person_id = m.merged OR p.merged_into = m.merged)""",
+        workspace_id,
+        merged,
+        survivors,
     )
 
 
-async def touch_persons(conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]) -> None:
+async def update_persons(
+    conn: asyncpg.Connection, workspace_id: str, rows: Sequence[tuple[str, str, int, str | None]]
+) -> None:
+    """Set (person, status, merge_count, quarantine reason) and touch updated_at."""
+    if not rows:
+        return
+    await conn.execute(
+        """UPDATE persons p SET status = u.status, merge_count = u.merge_count, updated_at = now(),
+                  quarantine_reason = coalesce(u.reason, p.quarantine_reason),
+                  quarantined_at = CASE WHEN u.status = 'quarantined' AND p.status <> 'quarantined' THEN now()
+                                        ELSE p.quarantined_at END
+           FROM unnest($2::uuid[], $3::text[], $4::int[], $5::text[]) AS u(person_id, status, merge_count, reason)
+           WHERE p.workspace_id = $1 AND p.person_id = u.person_id""",
+        workspace_id,
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [r[3] for r in rows],
+    )
+
+
+async def insert_merges(conn: asyncpg.Connection, workspace_id: str, merges: Sequence[MergeRow]) -> None:
+    if not merges:
+        return
+    await conn.executemany(
+        """INSERT INTO merges (workspace_id, merge_id, survivor_id, merged_id, anchor_type, anchor_value, anchor_sealed,
+                               bridge_type, bridge_value, bridge_sealed, message_id, rule, rule_version, kind)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)""",
+        [
+            (
+                workspace_id,
+                m.merge_id,
+                m.survivor_id,
+                m.merged_id,
+                m.anchor[0],
+                m.anchor[1],
+                m.anchor_sealed,
+                m.bridge[0],
+                m.bridge[1],
+                m.bridge_sealed,
+                m.message_id,
+                m.rule,
+                m.rule_version,
+                m.kind,
+            )
+            for m in merges
+        ],
+    )
+
+
+async def insert_separations(
+    conn: asyncpg.Connection, workspace_id: str, pairs: Sequence[tuple[str, str, str | None]]
+) -> None:
+    if pairs:
+        await conn.executemany(
+            """INSERT INTO separations (workspace_id, person_a, person_b, merge_id) VALUES ($1, $2, $3, $4)
+               ON CONFLICT DO NOTHING""",
+            [(workspace_id, min(a, b), max(a, b), m) for a, b, m in pairs],
+        )
+
+
+async def insert_conflicts(conn: asyncpg.Connection, workspace_id: str, conflicts: Sequence[ConflictRow]) -> list[str]:
+    """Insert, skipping ones already recorded for the same message; returns the ids inserted."""
+    if not conflicts:
+        return []
+    conflicts = sorted(conflicts, key=lambda c: (c.message_id, c.key))
+    rows = await conn.fetch(
+        """INSERT INTO conflicts (workspace_id, conflict_id, kind, id_type, id_value, sealed, person_id,
+                                  other_person_id, message_id, detail, rule_version)
+           SELECT $1, c, k, t, v, s, p, o, m, d, r
+           FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::uuid[], $8::uuid[],
+                       $9::text[], $10::text[], $11::int[]) AS x(c, k, t, v, s, p, o, m, d, r)
+           ON CONFLICT DO NOTHING RETURNING conflict_id::text""",
+        workspace_id,
+        [c.conflict_id for c in conflicts],
+        [c.kind for c in conflicts],
+        [c.key[0] for c in conflicts],
+        [c.key[1] for c in conflicts],
+        [c.sealed for c in conflicts],
+        [c.person_id or None for c in conflicts],
+        [c.other_person_id for c in conflicts],
+        [c.message_id for c in conflicts],
+        [c.detail for c in conflicts],
+        [c.rule_version for c in conflicts],
+    )
+    return [r["conflict_id"] for r in rows]
+
+
+async def insert_journal(conn: asyncpg.Connection, workspace_id: str, rows: Sequence[tuple[str, str, bytes]]) -> None:
+    """(message id, person id, sealed identifiers); a message already journaled is kept as it was."""
+    if rows:
+        await conn.execute(
+            """INSERT INTO journal (workspace_id, message_id, person_id, identifiers)
+               SELECT $1, m, p, i FROM unnest($2::text[], $3::uuid[], $4::bytea[]) AS x(m, p, i)
+               ON CONFLICT DO NOTHING""",
+            workspace_id,
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+            [r[2] for r in rows],
+        )
+
+
+async def prune_journal(conn: asyncpg.Connection, days: int, limit: int = 10_000) -> int:
+    result = await conn.execute(
+        """DELETE FROM journal WHERE ctid = ANY(ARRAY(
+               SELECT ctid FROM journal WHERE resolved_at < now() - make_interval(days => $1) LIMIT $2))""",
+        days,
+        limit,
+    )
+    return int(result.split()[-1])
+
+
+async def journal_window(conn: asyncpg.Connection, workspace_id: str, days: int, limit: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT message_id, identifiers FROM journal
+           WHERE workspace_id = $1 AND resolved_at >= now() - make_interval(days => $2)
+           ORDER BY seq LIMIT $3""",
+        workspace_id,
+        days,
+        limit,
+    )
+
+
+# Reads for the API ----------------------------------------------------------------------------------
+
+
+_IDENTIFIER_COLUMNS = """id_type, id_value, person_id::text AS person_id, sealed, anchor_type, anchor_value,
+    source_message_id, origin_person_id::text AS origin_person_id, rule, first_seen_at, blocked_reason"""
+
+
+def _identifier(r: Any) -> IdentifierRow:
+    return IdentifierRow(
+        key=(r["id_type"], r["id_value"]),
+        person_id=r["person_id"],
+        sealed=r["sealed"],
+        anchor=(r["anchor_type"], r["anchor_value"]) if r["anchor_type"] is not None else None,
+        message_id=r["source_message_id"],
+        origin_person_id=r["origin_person_id"] or r["person_id"],
+        rule=r["rule"],
+        linked_at=r["first_seen_at"],
+        blocked_reason=r["blocked_reason"],
+    )
+
+
+async def get_person(conn: asyncpg.Connection, workspace_id: str, person_id: str) -> PersonRow | None:
+    row = await conn.fetchrow(
+        """SELECT person_id::text AS person_id, status, merged_into::text AS merged_into, merge_count,
+                  quarantine_reason, created_at, updated_at
+           FROM persons WHERE workspace_id = $1 AND person_id = $2::uuid""",
+        workspace_id,
+        person_id,
+    )
+    return None if row is None else PersonRow(**dict(row))
+
+
+async def identifiers_of(
+    conn: asyncpg.Connection, workspace_id: str, person_id: str, *, for_update: bool = False
+) -> list[IdentifierRow]:
+    rows = await conn.fetch(
+        f"""SELECT {_IDENTIFIER_COLUMNS} FROM identifiers WHERE workspace_id = $1 AND person_id = $2::uuid
+            ORDER BY first_seen_at, id_type, id_value {"FOR UPDATE" if for_update else ""}""",
+        workspace_id,
+        person_id,
+    )
+    return [_identifier(r) for r in rows]
+
+
+async def identifier(conn: asyncpg.Connection, workspace_id: str, key: Key) -> IdentifierRow | None:
+    row = await conn.fetchrow(
+        f"SELECT {_IDENTIFIER_COLUMNS} FROM identifiers WHERE workspace_id = $1 AND id_type = $2 AND id_value = $3",
+        workspace_id,
+        key[0],
+        key[1],
+    )
+    return None if row is None else _identifier(row)
+
+
+async def merged_persons(conn: asyncpg.Connection, workspace_id: str, person_id: str) -> list[str]:
+    rows = await conn.fetch(
+        """SELECT person_id::text AS p FROM persons WHERE workspace_id = $1 AND merged_into = $2::uuid
+           ORDER BY person_id""",
+        workspace_id,
+        person_id,
+    )
+    return [r["p"] for r in rows]
+
+
+_MERGE_COLUMNS = """merge_id::text AS merge_id, survivor_id::text AS survivor_id, merged_id::text AS merged_id,
+    anchor_type, anchor_value, anchor_sealed, bridge_type, bridge_value, bridge_sealed, message_id, rule,
+    rule_version, kind, created_at, undone_at, undo_reason"""
+
+
+def _merge(r: Any) -> MergeRow:
+    return MergeRow(
+        merge_id=r["merge_id"],
+        survivor_id=r["survivor_id"],
+        merged_id=r["merged_id"],
+        anchor=(r["anchor_type"], r["anchor_value"]),
+        anchor_sealed=r["anchor_sealed"],
+        bridge=(r["bridge_type"], r["bridge_value"]),
+        bridge_sealed=r["bridge_sealed"],
+        message_id=r["message_id"],
+        rule=r["rule"],
+        rule_version=r["rule_version"],
+        kind=r["kind"],
+        created_at=r["created_at"],
+        undone_at=r["undone_at"],
+        undo_reason=r["undo_reason"],
+    )
+
+
+async def get_merge(conn: asyncpg.Connection, workspace_id: str, merge_id: str) -> MergeRow | None:
+    row = await conn.fetchrow(
+        f"SELECT {_MERGE_COLUMNS} FROM merges WHERE workspace_id = $1 AND merge_id = $2::uuid", workspace_id, merge_id
+    )
+    return None if row is None else _merge(row)
+
+
+async def merges_involving(
+    conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str], *, active_only: bool, limit: int = 10_000
+) -> list[MergeRow]:
+    rows = await conn.fetch(
+        f"""SELECT {_MERGE_COLUMNS} FROM merges
+            WHERE workspace_id = $1 AND (survivor_id = ANY($2::uuid[]) OR merged_id = ANY($2::uuid[]))
+              AND ($3::boolean IS FALSE OR undone_at IS NULL)
+            ORDER BY created_at DESC, merge_id DESC LIMIT $4""",
+        workspace_id,
+        list(person_ids),
+        active_only,
+        limit,
+    )
+    return [_merge(r) for r in rows]
+
+
+async def list_merges(
+    conn: asyncpg.Connection,
+    workspace_id: str,
+    *,
+    person_id: str | None,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[MergeRow]:
+    rows = await conn.fetch(
+        f"""SELECT {_MERGE_COLUMNS} FROM merges
+            WHERE workspace_id = $1
+              AND ($2::uuid IS NULL OR survivor_id = $2::uuid OR merged_id = $2::uuid)
+              AND ($3::timestamptz IS NULL OR (created_at, merge_id) < ($3::timestamptz, $4::uuid))
+            ORDER BY created_at DESC, merge_id DESC LIMIT $5""",
+        workspace_id,
+        person_id,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
+    )
+    return [_merge(r) for r in rows]
+
+
+async def mark_merges_undone(
+    conn: asyncpg.Connection, workspace_id: str, merge_ids: Sequence[str], reason: str
+) -> None:
+    if merge_ids:
+        await conn.execute(
+            """UPDATE merges SET undone_at = now(), undo_reason = $3
+               WHERE workspace_id = $1 AND merge_id = ANY($2::uuid[]) AND undone_at IS NULL""",
+            workspace_id,
+            list(merge_ids),
+            reason,
+        )
+
+
+async def reassign(
+    conn: asyncpg.Connection,
+    workspace_id: str,
+    owners: dict[str, list[Key]],
+    merged_into: dict[str, str],
+    merge_counts: dict[str, int],
+    known_persons: set[str],
+) -> None:
+    """Write a recomputed graph: identifiers to their owners, persons (re)activated or merged."""
+    new = [p for p in owners if p not in known_persons]
+    await insert_persons(conn, workspace_id, new)
+    keys = [(p, k) for p, ks in owners.items() for k in ks]
+    await conn.execute(
+        """UPDATE identifiers i SET person_id = x.p
+           FROM unnest($2::uuid[], $3::text[], $4::text[]) AS x(p, t, v)
+           WHERE i.workspace_id = $1 AND i.id_type = x.t AND i.id_value = x.v AND i.person_id IS DISTINCT FROM x.p""",
+        workspace_id,
+        [p for p, _ in keys],
+        [k[0] for _, k in keys],
+        [k[1] for _, k in keys],
+    )
+    await conn.execute(
+        """UPDATE persons p SET status = CASE WHEN p.status = 'quarantined' THEN 'quarantined' ELSE 'active' END,
+                  merged_into = NULL, merge_count = coalesce(x.c, 0), updated_at = now()
+           FROM unnest($2::uuid[], $3::int[]) AS x(p, c)
+           WHERE p.workspace_id = $1 AND p.person_id = x.p""",
+        workspace_id,
+        list(owners),
+        [merge_counts.get(p, 0) for p in owners],
+    )
+    # Persons that own no component now resolve to the owner of their oldest identifier.
+    if merged_into:
+        await conn.execute(
+            """UPDATE persons p SET status = 'merged', merged_into = x.s, updated_at = now()
+               FROM unnest($2::uuid[], $3::uuid[]) AS x(p, s)
+               WHERE p.workspace_id = $1 AND p.person_id = x.p""",
+            workspace_id,
+            list(merged_into),
+            list(merged_into.values()),
+        )
+
+
+async def release_person(conn: asyncpg.Connection, workspace_id: str, person_id: str) -> None:
+    await conn.execute(
+        """UPDATE persons SET status = 'active', quarantine_reason = NULL, quarantined_at = NULL, updated_at = now()
+           WHERE workspace_id = $1 AND person_id = $2::uuid AND status = 'quarantined'""",
+        workspace_id,
+        person_id,
+    )
+
+
+async def delete_identifier(conn: asyncpg.Connection, workspace_id: str, key: Key) -> None:
+    await conn.execute(
+        "DELETE FROM identifiers WHERE workspace_id = $1 AND id_type = $2 AND id_value = $3",
+        workspace_id,
+        key[0],
+        key[1],
+    )
+
+
+async def block_identifier(conn: asyncpg.Connection, workspace_id: str, key: Key, reason: str) -> None:
+    await conn.execute(
+        """UPDATE identifiers SET person_id = NULL, blocked_reason = $4, anchor_type = NULL, anchor_value = NULL
+           WHERE workspace_id = $1 AND id_type = $2 AND id_value = $3""",
+        workspace_id,
+        key[0],
+        key[1],
+        reason,
+    )
+
+
+async def insert_removal(
+    conn: asyncpg.Connection,
+    workspace_id: str,
+    removal_id: str,
+    person_id: str,
+    key: Key,
+    sealed: bytes | None,
+    blocked: bool,
+    reason: str,
+) -> None:
+    await conn.execute(
+        """INSERT INTO removals (workspace_id, removal_id, person_id, id_type, id_value, sealed, blocked, reason)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+        workspace_id,
+        removal_id,
+        person_id,
+        key[0],
+        key[1],
+        sealed,
+        blocked,
+        reason,
+    )
+
+
+async def list_conflicts(
+    conn: asyncpg.Connection,
+    workspace_id: str,
+    *,
+    person_id: str | None,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[ConflictRow]:
+    rows = await conn.fetch(
+        """SELECT conflict_id::text AS conflict_id, kind, id_type, id_value, sealed, person_id::text AS person_id,
+                  other_person_id::text AS other_person_id, message_id, detail, rule_version, created_at
+           FROM conflicts
+           WHERE workspace_id = $1
+             AND ($2::uuid IS NULL OR person_id = $2::uuid OR other_person_id = $2::uuid)
+             AND ($3::timestamptz IS NULL OR (created_at, conflict_id) < ($3::timestamptz, $4::uuid))
+           ORDER BY created_at DESC, conflict_id DESC LIMIT $5""",
+        workspace_id,
+        person_id,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
+    )
+    return [
+        ConflictRow(
+            conflict_id=r["conflict_id"],
+            kind=r["kind"],
+            key=(r["id_type"], r["id_value"]),
+            sealed=r["sealed"],
+            person_id=r["person_id"],
+            other_person_id=r["other_person_id"],
+            message_id=r["message_id"],
+            detail=r["detail"],
+            rule_version=r["rule_version"],
+            created_at=r["created_at"],
+        )
+        for r in rows
+    ]
+
+
+# PII conversion of rows written before migration 0002 ----------------------------------------------------
+
+
+async def plaintext_pii_rows(conn: asyncpg.Connection, types: Sequence[str], limit: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT workspace_id, id_type, id_value, person_id::text AS person_id FROM identifiers
+           WHERE id_type = ANY($1::text[]) AND sealed IS NULL AND id_value NOT LIKE 'h:%'
+           ORDER BY workspace_id, id_type, id_value LIMIT $2 FOR UPDATE SKIP LOCKED""",
+        list(types),
+        limit,
+    )
+
+
+async def convert_pii_row(
+    conn: asyncpg.Connection, workspace_id: str, type_: str, old_value: str, key: str | None, sealed: bytes | None
+) -> bool:
+    """Rewrite one plaintext row to (key, sealed); drop it when invalid (key None) or already held."""
+    if key is not None:
+        taken = await conn.fetchval(
+            "SELECT 1 FROM identifiers WHERE workspace_id = $1 AND id_type = $2 AND id_value = $3",
+            workspace_id,
+            type_,
+            key,
+        )
+        if not taken:
+            await conn.execute(
+                """UPDATE identifiers SET id_value = $4, sealed = $5
+                   WHERE workspace_id = $1 AND id_type = $2 AND id_value = $3""",
+                workspace_id,
+                type_,
+                old_value,
+                key,
+                sealed,
+            )
+            return True
+    await conn.execute(
+        "DELETE FROM identifiers WHERE workspace_id = $1 AND id_type = $2 AND id_value = $3",
+        workspace_id,
+        type_,
+        old_value,
+    )
+    return False
+
+
+# Match suggestions ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SuggestionRow:
+    suggestion_id: str
+    person_a: str
+    person_b: str
+    score: float
+    comparisons: list
+    state: str
+    created_at: datetime
+    decided_at: datetime | None
+    merge_id: str | None
+
+
+async def match_profiles(conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]) -> dict[str, bytes]:
+    if not person_ids:
+        return {}
+    rows = await conn.fetch(
+        """SELECT person_id::text AS p, attributes FROM match_profiles
+           WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])""",
+        workspace_id,
+        list(person_ids),
+    )
+    return {r["p"]: r["attributes"] for r in rows}
+
+
+async def upsert_match_profiles(conn: asyncpg.Connection, workspace_id: str, rows: Sequence[tuple[str, bytes]]) -> None:
+    if rows:
+        rows = sorted(rows)
+        await conn.execute(
+            """INSERT INTO match_profiles (workspace_id, person_id, attributes)
+               SELECT $1, p, a FROM unnest($2::uuid[], $3::bytea[]) AS x(p, a)
+               ON CONFLICT (workspace_id, person_id)
+               DO UPDATE SET attributes = excluded.attributes, dirty = true, updated_at = now()""",
+            workspace_id,
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+        )
+
+
+async def mark_match_dirty(conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]) -> None:
     if person_ids:
         await conn.execute(
-            "UPDATE persons SET updated_at = now() WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])",
+            """UPDATE match_profiles SET dirty = true WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])""",
             workspace_id,
             list(person_ids),
         )
 
 
-async def get_person(conn: asyncpg.Connection, workspace_id: str, person_id: str) -> PersonRecord | None:
+async def retire_match_persons(conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]) -> None:
+    """Merged-away persons: no longer candidates, their pending suggestions obsolete."""
+    if not person_ids:
+        return
+    await conn.execute(
+        "DELETE FROM match_keys WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])", workspace_id, list(person_ids)
+    )
+    await obsolete_suggestions(conn, workspace_id, person_ids)
+
+
+async def obsolete_suggestions(conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]) -> None:
+    if person_ids:
+        await conn.execute(
+            """UPDATE match_suggestions SET state = 'obsolete', decided_at = now()
+               WHERE workspace_id = $1 AND state = 'pending'
+                 AND (person_a = ANY($2::uuid[]) OR person_b = ANY($2::uuid[]))""",
+            workspace_id,
+            list(person_ids),
+        )
+
+
+async def dirty_match_profiles(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT m.workspace_id, m.person_id::text AS person_id, m.attributes, p.status
+           FROM match_profiles m JOIN persons p USING (workspace_id, person_id)
+           WHERE m.dirty ORDER BY m.workspace_id, m.person_id LIMIT $1 FOR UPDATE OF m SKIP LOCKED""",
+        limit,
+    )
+
+
+async def replace_match_keys(conn: asyncpg.Connection, workspace_id: str, person_id: str, keys: Sequence[str]) -> None:
+    await conn.execute("DELETE FROM match_keys WHERE workspace_id = $1 AND person_id = $2", workspace_id, person_id)
+    if keys:
+        await conn.execute(
+            """INSERT INTO match_keys (workspace_id, block_key, person_id)
+               SELECT $1, k, $3 FROM unnest($2::text[]) AS k ON CONFLICT DO NOTHING""",
+            workspace_id,
+            sorted(set(keys)),
+            person_id,
+        )
+
+
+async def block_members(
+    conn: asyncpg.Connection, workspace_id: str, keys: Sequence[str], limit: int
+) -> dict[str, list[str]]:
+    """Persons filed under each key; keys with more than ``limit`` persons come back empty (too common)."""
+    if not keys:
+        return {}
+    rows = await conn.fetch(
+        """SELECT k.block_key, array_agg(k.person_id::text) AS persons
+           FROM (SELECT block_key, person_id, count(*) OVER (PARTITION BY block_key) AS n
+                 FROM match_keys WHERE workspace_id = $1 AND block_key = ANY($2::text[])) k
+           WHERE k.n <= $3 GROUP BY k.block_key""",
+        workspace_id,
+        list(keys),
+        limit,
+    )
+    return {r["block_key"]: r["persons"] for r in rows}
+
+
+async def clear_dirty(conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]) -> None:
+    await conn.execute(
+        "UPDATE match_profiles SET dirty = false WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])",
+        workspace_id,
+        list(person_ids),
+    )
+
+
+async def insert_suggestions(
+    conn: asyncpg.Connection, workspace_id: str, rows: Sequence[tuple[str, str, str, float, list]]
+) -> int:
+    """(id, person a, person b, score, comparisons); a pair seen before (any state) is left as it is."""
+    if not rows:
+        return 0
+    result = await conn.execute(
+        """INSERT INTO match_suggestions (workspace_id, suggestion_id, person_a, person_b, score, comparisons)
+           SELECT $1, i, a, b, s, c::jsonb
+           FROM unnest($2::uuid[], $3::uuid[], $4::uuid[], $5::float8[], $6::text[]) AS x(i, a, b, s, c)
+           ORDER BY a, b
+           ON CONFLICT (workspace_id, person_a, person_b) DO NOTHING""",
+        workspace_id,
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [r[3] for r in rows],
+        [json.dumps(r[4]) for r in rows],
+    )
+    return int(result.split()[-1])
+
+
+_SUGGESTION_COLUMNS = """suggestion_id::text AS suggestion_id, person_a::text AS person_a, person_b::text AS person_b,
+    score, comparisons, state, created_at, decided_at, merge_id::text AS merge_id"""
+
+
+async def list_suggestions(
+    conn: asyncpg.Connection, workspace_id: str, *, state: str, after: tuple[datetime, str] | None, limit: int
+) -> list[SuggestionRow]:
+    rows = await conn.fetch(
+        f"""SELECT {_SUGGESTION_COLUMNS} FROM match_suggestions
+            WHERE workspace_id = $1 AND state = $2
+              AND ($3::timestamptz IS NULL OR (created_at, suggestion_id) > ($3::timestamptz, $4::uuid))
+            ORDER BY created_at, suggestion_id LIMIT $5""",
+        workspace_id,
+        state,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
+    )
+    return [SuggestionRow(**dict(r)) for r in rows]
+
+
+async def get_suggestion(
+    conn: asyncpg.Connection, workspace_id: str, suggestion_id: str, *, for_update: bool = False
+) -> SuggestionRow | None:
     row = await conn.fetchrow(
-        "SELECT created_at, updated_at FROM persons WHERE workspace_id = $1 AND person_id = $2::uuid",
+        f"""SELECT {_SUGGESTION_COLUMNS} FROM match_suggestions WHERE workspace_id = $1 AND suggestion_id = $2::uuid
+            {"FOR UPDATE" if for_update else ""}""",
         workspace_id,
-        person_id,
+        suggestion_id,
     )
-    if row is None:
-        return None
-    links = await conn.fetch(
-        """SELECT id_type, id_value FROM identifiers WHERE workspace_id = $1 AND person_id = $2::uuid
-           ORDER BY id_type, id_value""",
+    return None if row is None else SuggestionRow(**dict(row))
+
+
+async def decide_suggestion(
+    conn: asyncpg.Connection, workspace_id: str, suggestion_id: str, state: str, merge_id: str | None
+) -> None:
+    await conn.execute(
+        """UPDATE match_suggestions SET state = $3, decided_at = now(), merge_id = $4
+           WHERE workspace_id = $1 AND suggestion_id = $2::uuid""",
         workspace_id,
-        person_id,
-    )
-    return PersonRecord(
-        person_id=person_id,
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        identifiers=tuple(Identifier(r["id_type"], r["id_value"]) for r in links),
+        suggestion_id,
+        state,
+        merge_id,
     )

@@ -259,3 +259,55 @@ class PersonSplit(_message.Message):
     reason: str
     split_time: _timestamp_pb2.Timestamp
     def __init__(self, workspace_id: _Optional[str] = ..., person_id: _Optional[str] = ..., new_person_id: _Optional[str] = ..., moved_identifiers: _Optional[_Iterable[_Union[Identifier, _Mapping]]] = ..., undone_merge_id: _Optional[str] = ..., reason: _Optional[str] = ..., split_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class IdentifiersLinked(_message.Message):
+    __slots__ = ("workspace_id", "person_id", "identifiers", "trigger_message_id", "rule", "link_time")
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    IDENTIFIERS_FIELD_NUMBER: _ClassVar[int]
+    TRIGGER_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    LINK_TIME_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    person_id: str
+    identifiers: _containers.RepeatedCompositeFieldContainer[Identifier]
+    trigger_message_id: str
+    rule: str
+    link_time: _timestamp_pb2.Timestamp
+    def __init__(self, workspace_id: _Optional[str] = ..., person_id: _Optional[str] = ..., identifiers: _Optional[_Iterable[_Union[Identifier, _Mapping]]] = ..., trigger_message_id: _Optional[str] = ..., rule: _Optional[str] = ..., link_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class IdentityConflict(_message.Message):
+    __slots__ = ("workspace_id", "conflict_id", "kind", "identifier", "person_id", "other_person_id", "trigger_message_id", "detail", "conflict_time")
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    CONFLICT_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    IDENTIFIER_FIELD_NUMBER: _ClassVar[int]
+    PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    OTHER_PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    TRIGGER_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    CONFLICT_TIME_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    conflict_id: str
+    kind: str
+    identifier: Identifier
+    person_id: str
+    other_person_id: str
+    trigger_message_id: str
+    detail: str
+    conflict_time: _timestamp_pb2.Timestamp
+    def __init__(self, workspace_id: _Optional[str] = ..., conflict_id: _Optional[str] = ..., kind: _Optional[str] = ..., identifier: _Optional[_Union[Identifier, _Mapping]] = ..., person_id: _Optional[str] = ..., other_person_id: _Optional[str] = ..., trigger_message_id: _Optional[str] = ..., detail: _Optional[str] = ..., conflict_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class PersonQuarantined(_message.Message):
+    __slots__ = ("workspace_id", "person_id", "reason", "trigger_message_id", "quarantine_time")
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    TRIGGER_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    QUARANTINE_TIME_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    person_id: str
+    reason: str
+    trigger_message_id: str
+    quarantine_time: _timestamp_pb2.Timestamp
+    def __init__(self, workspace_id: _Optional[str] = ..., person_id: _Optional[str] = ..., reason: _Optional[str] = ..., trigger_message_id: _Optional[str] = ..., quarantine_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -25,10 +25,11 @@ _sym_db = _symbol_database.Default()
 from cdp.events.v1 import events_pb2 as cdp_dot_events_dot_v1_dot_events__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63\x64p/identity/v1/identity.proto\x12\x0f\x63\x64p.identity.v1\x1a\x1a\x63\x64p/events/v1/events.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd3\x01\n\x06Person\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\tperson_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x34\n\x0bidentifiers\x18\x03 \x03(\x0b\x32\x19.cdp.events.v1.IdentifierB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"?\n\rIdentifierSet\x12.\n\x0bidentifiers\x18\x01 \x03(\x0b\x32\x19.cdp.events.v1.Identifier\"d\n\x18ResolveIdentitiesRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x32\n\x04sets\x18\x02 \x03(\x0b\x32\x1e.cdp.identity.v1.IdentifierSetB\x04\xe2\x41\x01\x02\"M\n\x19ResolveIdentitiesResponse\x12\x30\n\x0bresolutions\x18\x01 \x03(\x0b\x32\x1b.cdp.identity.v1.Resolution\"0\n\nResolution\x12\x11\n\tperson_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"j\n\x13LookupPersonRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1d\n\x0fidentifier_type\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1e\n\x10identifier_value\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\"&\n\x10GetPersonRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x32\xa9\x03\n\x0fIdentityService\x12\xa0\x01\n\x11ResolveIdentities\x12).cdp.identity.v1.ResolveIdentitiesRequest\x1a*.cdp.identity.v1.ResolveIdentitiesResponse\"4\x82\xd3\xe4\x93\x02.\")/v1/{parent=workspaces/*}/persons:resolve:\x01*\x12\x7f\n\x0cLookupPerson\x12$.cdp.identity.v1.LookupPersonRequest\x1a\x17.cdp.identity.v1.Person\"0\x82\xd3\xe4\x93\x02*\x12(/v1/{parent=workspaces/*}/persons:lookup\x12r\n\tGetPerson\x12!.cdp.identity.v1.GetPersonRequest\x1a\x17.cdp.identity.v1.Person\")\x82\xd3\xe4\x93\x02#\x12!/v1/{name=workspaces/*/persons/*}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63\x64p/identity/v1/identity.proto\x12\x0f\x63\x64p.identity.v1\x1a\x1a\x63\x64p/events/v1/events.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xab\x04\n\x06Person\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\tperson_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x34\n\x0bidentifiers\x18\x03 \x03(\x0b\x32\x19.cdp.events.v1.IdentifierB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x32\n\x05state\x18\x06 \x01(\x0e\x32\x1d.cdp.identity.v1.Person.StateB\x04\xe2\x41\x01\x03\x12\x1f\n\x11quarantine_reason\x18\x07 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1f\n\x11merged_person_ids\x18\x08 \x03(\tB\x04\xe2\x41\x01\x03\x12?\n\x10identifier_links\x18\t \x03(\x0b\x32\x1f.cdp.identity.v1.IdentifierLinkB\x04\xe2\x41\x01\x03\x12\x33\n\rmerge_history\x18\n \x03(\x0b\x32\x16.cdp.identity.v1.MergeB\x04\xe2\x41\x01\x03\x12!\n\x13requested_person_id\x18\x0b \x01(\tB\x04\xe2\x41\x01\x03\"G\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTATE_ACTIVE\x10\x01\x12\x15\n\x11STATE_QUARANTINED\x10\x02\"\xd5\x01\n\x0eIdentifierLink\x12-\n\nidentifier\x18\x01 \x01(\x0b\x32\x19.cdp.events.v1.Identifier\x12)\n\x06\x61nchor\x18\x02 \x01(\x0b\x32\x19.cdp.events.v1.Identifier\x12\x12\n\nmessage_id\x18\x03 \x01(\t\x12\x0c\n\x04rule\x18\x04 \x01(\t\x12-\n\tlink_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10origin_person_id\x18\x06 \x01(\t\"\xde\x04\n\x05Merge\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08merge_id\x18\x02 \x01(\t\x12\x1a\n\x12survivor_person_id\x18\x03 \x01(\t\x12\x18\n\x10merged_person_id\x18\x04 \x01(\t\x12\x34\n\x11\x61nchor_identifier\x18\x05 \x01(\x0b\x32\x19.cdp.events.v1.Identifier\x12\x36\n\x13\x62ridging_identifier\x18\x06 \x01(\x0b\x32\x19.cdp.events.v1.Identifier\x12\x1a\n\x12trigger_message_id\x18\x07 \x01(\t\x12\x0c\n\x04rule\x18\x08 \x01(\t\x12\x14\n\x0crule_version\x18\t \x01(\x05\x12)\n\x04kind\x18\n \x01(\x0e\x32\x1b.cdp.identity.v1.Merge.Kind\x12+\n\x05state\x18\x0b \x01(\x0e\x32\x1c.cdp.identity.v1.Merge.State\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tundo_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bundo_reason\x18\x0e \x01(\t\"B\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTATE_ACTIVE\x10\x01\x12\x10\n\x0cSTATE_UNDONE\x10\x02\"@\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\r\n\tKIND_AUTO\x10\x01\x12\x13\n\x0fKIND_SUGGESTION\x10\x02\"S\n\rIdentifierSet\x12.\n\x0bidentifiers\x18\x01 \x03(\x0b\x32\x19.cdp.events.v1.Identifier\x12\x12\n\nmessage_id\x18\x02 \x01(\t\"d\n\x18ResolveIdentitiesRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x32\n\x04sets\x18\x02 \x03(\x0b\x32\x1e.cdp.identity.v1.IdentifierSetB\x04\xe2\x41\x01\x02\"M\n\x19ResolveIdentitiesResponse\x12\x30\n\x0bresolutions\x18\x01 \x03(\x0b\x32\x1b.cdp.identity.v1.Resolution\"\x92\x01\n\nResolution\x12\x11\n\tperson_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\x12\x19\n\x11merged_person_ids\x18\x03 \x03(\t\x12\x34\n\tconflicts\x18\x04 \x03(\x0b\x32!.cdp.identity.v1.IdentityConflict\x12\x0f\n\x07ignored\x18\x05 \x03(\t\"j\n\x13LookupPersonRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1d\n\x0fidentifier_type\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1e\n\x10identifier_value\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\"&\n\x10GetPersonRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"c\n\x11ListMergesRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x11\n\tperson_id\x18\x04 \x01(\t\"U\n\x12ListMergesResponse\x12&\n\x06merges\x18\x01 \x03(\x0b\x32\x16.cdp.identity.v1.Merge\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"4\n\x0eUnmergeRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0e\n\x06reason\x18\x02 \x01(\t\"|\n\x0fUnmergeResponse\x12%\n\x05merge\x18\x01 \x01(\x0b\x32\x16.cdp.identity.v1.Merge\x12(\n\x07persons\x18\x02 \x03(\x0b\x32\x17.cdp.identity.v1.Person\x12\x18\n\x10undone_merge_ids\x18\x03 \x03(\t\"\x81\x01\n\x17RemoveIdentifierRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x33\n\nidentifier\x18\x02 \x01(\x0b\x32\x19.cdp.events.v1.IdentifierB\x04\xe2\x41\x01\x02\x12\r\n\x05\x62lock\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\"^\n\x18RemoveIdentifierResponse\x12(\n\x07persons\x18\x01 \x03(\x0b\x32\x17.cdp.identity.v1.Person\x12\x18\n\x10undone_merge_ids\x18\x02 \x03(\t\":\n\x14ReleasePersonRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xfc\x01\n\x10IdentityConflict\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12-\n\nidentifier\x18\x03 \x01(\x0b\x32\x19.cdp.events.v1.Identifier\x12\x11\n\tperson_id\x18\x04 \x01(\t\x12\x17\n\x0fother_person_id\x18\x05 \x01(\t\x12\x1a\n\x12trigger_message_id\x18\x06 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x07 \x01(\t\x12\x14\n\x0crule_version\x18\x08 \x01(\x05\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"n\n\x1cListIdentityConflictsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x11\n\tperson_id\x18\x04 \x01(\t\"w\n\x1dListIdentityConflictsResponse\x12=\n\x12identity_conflicts\x18\x01 \x03(\x0b\x32!.cdp.identity.v1.IdentityConflict\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xf4\x02\n\x12IdentifierTypeRule\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x08priority\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x1b\n\x0emax_per_person\x18\x03 \x01(\x05H\x01\x88\x01\x01\x12\x18\n\x0bwindow_days\x18\x04 \x01(\x05H\x02\x88\x01\x01\x12\x13\n\x06\x62ridge\x18\x05 \x01(\x08H\x03\x88\x01\x01\x12\x10\n\x03pii\x18\x06 \x01(\x08H\x04\x88\x01\x01\x12\x17\n\nnormaliser\x18\x07 \x01(\tH\x05\x88\x01\x01\x12/\n\x07\x62locked\x18\x08 \x01(\x0b\x32\x1e.cdp.identity.v1.BlockedValues\x12\x15\n\x08\x64isabled\x18\t \x01(\x08H\x06\x88\x01\x01\x12\x15\n\x07\x62uiltin\x18\n \x01(\x08\x42\x04\xe2\x41\x01\x03\x42\x0b\n\t_priorityB\x11\n\x0f_max_per_personB\x0e\n\x0c_window_daysB\t\n\x07_bridgeB\x06\n\x04_piiB\r\n\x0b_normaliserB\x0b\n\t_disabled\"0\n\rBlockedValues\x12\r\n\x05\x65xact\x18\x01 \x03(\t\x12\x10\n\x08patterns\x18\x02 \x03(\t\"O\n\nGuardrails\x12\"\n\x1amax_identifiers_per_person\x18\x01 \x01(\x05\x12\x1d\n\x15max_merges_per_person\x18\x02 \x01(\x05\"6\n\x10MatchingSettings\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x11\n\tthreshold\x18\x02 \x01(\x01\"\xcd\x02\n\rIdentityRules\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\x07version\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12=\n\x10identifier_types\x18\x03 \x03(\x0b\x32#.cdp.identity.v1.IdentifierTypeRule\x12/\n\nguardrails\x18\x04 \x01(\x0b\x32\x1b.cdp.identity.v1.Guardrails\x12\x33\n\x08matching\x18\x05 \x01(\x0b\x32!.cdp.identity.v1.MatchingSettings\x12\x1c\n\x14\x64\x65\x66\x61ult_phone_region\x18\x06 \x01(\t\x12\x0f\n\x07\x63omment\x18\x07 \x01(\t\x12\x0c\n\x04\x65tag\x18\x08 \x01(\t\x12\x35\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\">\n\x17GetIdentityRulesRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0f\n\x07version\x18\x02 \x01(\x05\"\x82\x01\n\x1aUpdateIdentityRulesRequest\x12\x33\n\x05rules\x18\x01 \x01(\x0b\x32\x1e.cdp.identity.v1.IdentityRulesB\x04\xe2\x41\x01\x02\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\xb8\x01\n\x1a\x44ryRunIdentityRulesRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x33\n\x05rules\x18\x02 \x01(\x0b\x32\x1e.cdp.identity.v1.IdentityRulesB\x04\xe2\x41\x01\x02\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x0c\n\x04\x64\x61ys\x18\x04 \x01(\x05\x12\x12\n\nmax_events\x18\x05 \x01(\x05\"\xab\x02\n\x0fMergeDifference\x12\x33\n\x04side\x18\x01 \x01(\x0e\x32%.cdp.identity.v1.MergeDifference.Side\x12\x1a\n\x12trigger_message_id\x18\x02 \x01(\t\x12\x34\n\x11\x61nchor_identifier\x18\x03 \x01(\x0b\x32\x19.cdp.events.v1.Identifier\x12\x36\n\x13\x62ridging_identifier\x18\x04 \x01(\x0b\x32\x19.cdp.events.v1.Identifier\x12\x0c\n\x04rule\x18\x05 \x01(\t\"K\n\x04Side\x12\x14\n\x10SIDE_UNSPECIFIED\x10\x00\x12\x15\n\x11SIDE_CURRENT_ONLY\x10\x01\x12\x16\n\x12SIDE_PROPOSED_ONLY\x10\x02\"\xb4\x02\n\x1b\x44ryRunIdentityRulesResponse\x12\x17\n\x0f\x63urrent_version\x18\x01 \x01(\x05\x12\x17\n\x0f\x65vents_replayed\x18\x02 \x01(\x03\x12\x11\n\ttruncated\x18\x03 \x01(\x08\x12\x16\n\x0e\x63urrent_merges\x18\x04 \x01(\x03\x12\x17\n\x0fproposed_merges\x18\x05 \x01(\x03\x12\x19\n\x11\x63urrent_conflicts\x18\x06 \x01(\x03\x12\x1a\n\x12proposed_conflicts\x18\x07 \x01(\x03\x12\x17\n\x0f\x63urrent_persons\x18\x08 \x01(\x03\x12\x18\n\x10proposed_persons\x18\t \x01(\x03\x12\x35\n\x0b\x64ifferences\x18\n \x03(\x0b\x32 .cdp.identity.v1.MergeDifference\"\xc2\x03\n\x0fMatchSuggestion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rsuggestion_id\x18\x02 \x01(\t\x12\x11\n\tperson_id\x18\x03 \x01(\t\x12\x17\n\x0fother_person_id\x18\x04 \x01(\t\x12\r\n\x05score\x18\x05 \x01(\x01\x12\x35\n\x0b\x63omparisons\x18\x06 \x03(\x0b\x32 .cdp.identity.v1.FieldComparison\x12\x35\n\x05state\x18\x07 \x01(\x0e\x32&.cdp.identity.v1.MatchSuggestion.State\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x64\x65\x63ide_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08merge_id\x18\n \x01(\t\"m\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_PENDING\x10\x01\x12\x12\n\x0eSTATE_ACCEPTED\x10\x02\x12\x12\n\x0eSTATE_REJECTED\x10\x03\x12\x12\n\x0eSTATE_OBSOLETE\x10\x04\"?\n\x0f\x46ieldComparison\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\r\n\x05level\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\x01\"\x91\x01\n\x1bListMatchSuggestionsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x35\n\x05state\x18\x04 \x01(\x0e\x32&.cdp.identity.v1.MatchSuggestion.State\"t\n\x1cListMatchSuggestionsResponse\x12;\n\x11match_suggestions\x18\x01 \x03(\x0b\x32 .cdp.identity.v1.MatchSuggestion\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"2\n\x1c\x41\x63\x63\x65ptMatchSuggestionRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\xab\x01\n\x1d\x41\x63\x63\x65ptMatchSuggestionResponse\x12:\n\x10match_suggestion\x18\x01 \x01(\x0b\x32 .cdp.identity.v1.MatchSuggestion\x12%\n\x05merge\x18\x02 \x01(\x0b\x32\x16.cdp.identity.v1.Merge\x12\'\n\x06person\x18\x03 \x01(\x0b\x32\x17.cdp.identity.v1.Person\"2\n\x1cRejectMatchSuggestionRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x32\xf2\x10\n\x0fIdentityService\x12\xa0\x01\n\x11ResolveIdentities\x12).cdp.identity.v1.ResolveIdentitiesRequest\x1a*.cdp.identity.v1.ResolveIdentitiesResponse\"4\x82\xd3\xe4\x93\x02.\")/v1/{parent=workspaces/*}/persons:resolve:\x01*\x12\x7f\n\x0cLookupPerson\x12$.cdp.identity.v1.LookupPersonRequest\x1a\x17.cdp.identity.v1.Person\"0\x82\xd3\xe4\x93\x02*\x12(/v1/{parent=workspaces/*}/persons:lookup\x12r\n\tGetPerson\x12!.cdp.identity.v1.GetPersonRequest\x1a\x17.cdp.identity.v1.Person\")\x82\xd3\xe4\x93\x02#\x12!/v1/{name=workspaces/*/persons/*}\x12\x7f\n\nListMerges\x12\".cdp.identity.v1.ListMergesRequest\x1a#.cdp.identity.v1.ListMergesResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/{parent=workspaces/*}/merges\x12\x81\x01\n\x07Unmerge\x12\x1f.cdp.identity.v1.UnmergeRequest\x1a .cdp.identity.v1.UnmergeResponse\"3\x82\xd3\xe4\x93\x02-\"(/v1/{name=workspaces/*/merges/*}:unmerge:\x01*\x12\xa6\x01\n\x10RemoveIdentifier\x12(.cdp.identity.v1.RemoveIdentifierRequest\x1a).cdp.identity.v1.RemoveIdentifierResponse\"=\x82\xd3\xe4\x93\x02\x37\"2/v1/{name=workspaces/*/persons/*}:removeIdentifier:\x01*\x12\x85\x01\n\rReleasePerson\x12%.cdp.identity.v1.ReleasePersonRequest\x1a\x17.cdp.identity.v1.Person\"4\x82\xd3\xe4\x93\x02.\")/v1/{name=workspaces/*/persons/*}:release:\x01*\x12\xab\x01\n\x15ListIdentityConflicts\x12-.cdp.identity.v1.ListIdentityConflictsRequest\x1a..cdp.identity.v1.ListIdentityConflictsResponse\"3\x82\xd3\xe4\x93\x02-\x12+/v1/{parent=workspaces/*}/identityConflicts\x12\x8b\x01\n\x10GetIdentityRules\x12(.cdp.identity.v1.GetIdentityRulesRequest\x1a\x1e.cdp.identity.v1.IdentityRules\"-\x82\xd3\xe4\x93\x02\'\x12%/v1/{name=workspaces/*/identityRules}\x12\x9e\x01\n\x13UpdateIdentityRules\x12+.cdp.identity.v1.UpdateIdentityRulesRequest\x1a\x1e.cdp.identity.v1.IdentityRules\":\x82\xd3\xe4\x93\x02\x34\x32+/v1/{rules.name=workspaces/*/identityRules}:\x05rules\x12\xa9\x01\n\x13\x44ryRunIdentityRules\x12+.cdp.identity.v1.DryRunIdentityRulesRequest\x1a,.cdp.identity.v1.DryRunIdentityRulesResponse\"7\x82\xd3\xe4\x93\x02\x31\",/v1/{name=workspaces/*/identityRules}:dryRun:\x01*\x12\xa7\x01\n\x14ListMatchSuggestions\x12,.cdp.identity.v1.ListMatchSuggestionsRequest\x1a-.cdp.identity.v1.ListMatchSuggestionsResponse\"2\x82\xd3\xe4\x93\x02,\x12*/v1/{parent=workspaces/*}/matchSuggestions\x12\xb4\x01\n\x15\x41\x63\x63\x65ptMatchSuggestion\x12-.cdp.identity.v1.AcceptMatchSuggestionRequest\x1a..cdp.identity.v1.AcceptMatchSuggestionResponse\"<\x82\xd3\xe4\x93\x02\x36\"1/v1/{name=workspaces/*/matchSuggestions/*}:accept:\x01*\x12\xa6\x01\n\x15RejectMatchSuggestion\x12-.cdp.identity.v1.RejectMatchSuggestionRequest\x1a .cdp.identity.v1.MatchSuggestion\"<\x82\xd3\xe4\x93\x02\x36\"1/v1/{name=workspaces/*/matchSuggestions/*}:reject:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,6 +44,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PERSON'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
   _globals['_PERSON'].fields_by_name['update_time']._loaded_options = None
   _globals['_PERSON'].fields_by_name['update_time']._serialized_options = b'\342A\001\003'
+  _globals['_PERSON'].fields_by_name['state']._loaded_options = None
+  _globals['_PERSON'].fields_by_name['state']._serialized_options = b'\342A\001\003'
+  _globals['_PERSON'].fields_by_name['quarantine_reason']._loaded_options = None
+  _globals['_PERSON'].fields_by_name['quarantine_reason']._serialized_options = b'\342A\001\003'
+  _globals['_PERSON'].fields_by_name['merged_person_ids']._loaded_options = None
+  _globals['_PERSON'].fields_by_name['merged_person_ids']._serialized_options = b'\342A\001\003'
+  _globals['_PERSON'].fields_by_name['identifier_links']._loaded_options = None
+  _globals['_PERSON'].fields_by_name['identifier_links']._serialized_options = b'\342A\001\003'
+  _globals['_PERSON'].fields_by_name['merge_history']._loaded_options = None
+  _globals['_PERSON'].fields_by_name['merge_history']._serialized_options = b'\342A\001\003'
+  _globals['_PERSON'].fields_by_name['requested_person_id']._loaded_options = None
+  _globals['_PERSON'].fields_by_name['requested_person_id']._serialized_options = b'\342A\001\003'
   _globals['_RESOLVEIDENTITIESREQUEST'].fields_by_name['parent']._loaded_options = None
   _globals['_RESOLVEIDENTITIESREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
   _globals['_RESOLVEIDENTITIESREQUEST'].fields_by_name['sets']._loaded_options = None
@@ -55,26 +68,150 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LOOKUPPERSONREQUEST'].fields_by_name['identifier_value']._serialized_options = b'\342A\001\002'
   _globals['_GETPERSONREQUEST'].fields_by_name['name']._loaded_options = None
   _globals['_GETPERSONREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_LISTMERGESREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTMERGESREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_UNMERGEREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_UNMERGEREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_REMOVEIDENTIFIERREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_REMOVEIDENTIFIERREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_REMOVEIDENTIFIERREQUEST'].fields_by_name['identifier']._loaded_options = None
+  _globals['_REMOVEIDENTIFIERREQUEST'].fields_by_name['identifier']._serialized_options = b'\342A\001\002'
+  _globals['_RELEASEPERSONREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_RELEASEPERSONREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_LISTIDENTITYCONFLICTSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTIDENTITYCONFLICTSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_IDENTIFIERTYPERULE'].fields_by_name['name']._loaded_options = None
+  _globals['_IDENTIFIERTYPERULE'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_IDENTIFIERTYPERULE'].fields_by_name['builtin']._loaded_options = None
+  _globals['_IDENTIFIERTYPERULE'].fields_by_name['builtin']._serialized_options = b'\342A\001\003'
+  _globals['_IDENTITYRULES'].fields_by_name['version']._loaded_options = None
+  _globals['_IDENTITYRULES'].fields_by_name['version']._serialized_options = b'\342A\001\003'
+  _globals['_IDENTITYRULES'].fields_by_name['update_time']._loaded_options = None
+  _globals['_IDENTITYRULES'].fields_by_name['update_time']._serialized_options = b'\342A\001\003'
+  _globals['_GETIDENTITYRULESREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETIDENTITYRULESREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATEIDENTITYRULESREQUEST'].fields_by_name['rules']._loaded_options = None
+  _globals['_UPDATEIDENTITYRULESREQUEST'].fields_by_name['rules']._serialized_options = b'\342A\001\002'
+  _globals['_DRYRUNIDENTITYRULESREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_DRYRUNIDENTITYRULESREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_DRYRUNIDENTITYRULESREQUEST'].fields_by_name['rules']._loaded_options = None
+  _globals['_DRYRUNIDENTITYRULESREQUEST'].fields_by_name['rules']._serialized_options = b'\342A\001\002'
+  _globals['_LISTMATCHSUGGESTIONSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTMATCHSUGGESTIONSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_ACCEPTMATCHSUGGESTIONREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_ACCEPTMATCHSUGGESTIONREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_REJECTMATCHSUGGESTIONREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_REJECTMATCHSUGGESTIONREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
   _globals['_IDENTITYSERVICE'].methods_by_name['ResolveIdentities']._loaded_options = None
   _globals['_IDENTITYSERVICE'].methods_by_name['ResolveIdentities']._serialized_options = b'\202\323\344\223\002.\")/v1/{parent=workspaces/*}/persons:resolve:\001*'
   _globals['_IDENTITYSERVICE'].methods_by_name['LookupPerson']._loaded_options = None
   _globals['_IDENTITYSERVICE'].methods_by_name['LookupPerson']._serialized_options = b'\202\323\344\223\002*\022(/v1/{parent=workspaces/*}/persons:lookup'
   _globals['_IDENTITYSERVICE'].methods_by_name['GetPerson']._loaded_options = None
   _globals['_IDENTITYSERVICE'].methods_by_name['GetPerson']._serialized_options = b'\202\323\344\223\002#\022!/v1/{name=workspaces/*/persons/*}'
-  _globals['_PERSON']._serialized_start=176
-  _globals['_PERSON']._serialized_end=387
-  _globals['_IDENTIFIERSET']._serialized_start=389
-  _globals['_IDENTIFIERSET']._serialized_end=452
-  _globals['_RESOLVEIDENTITIESREQUEST']._serialized_start=454
-  _globals['_RESOLVEIDENTITIESREQUEST']._serialized_end=554
-  _globals['_RESOLVEIDENTITIESRESPONSE']._serialized_start=556
-  _globals['_RESOLVEIDENTITIESRESPONSE']._serialized_end=633
-  _globals['_RESOLUTION']._serialized_start=635
-  _globals['_RESOLUTION']._serialized_end=683
-  _globals['_LOOKUPPERSONREQUEST']._serialized_start=685
-  _globals['_LOOKUPPERSONREQUEST']._serialized_end=791
-  _globals['_GETPERSONREQUEST']._serialized_start=793
-  _globals['_GETPERSONREQUEST']._serialized_end=831
-  _globals['_IDENTITYSERVICE']._serialized_start=834
-  _globals['_IDENTITYSERVICE']._serialized_end=1259
+  _globals['_IDENTITYSERVICE'].methods_by_name['ListMerges']._loaded_options = None
+  _globals['_IDENTITYSERVICE'].methods_by_name['ListMerges']._serialized_options = b'\202\323\344\223\002\"\022 /v1/{parent=workspaces/*}/merges'
+  _globals['_IDENTITYSERVICE'].methods_by_name['Unmerge']._loaded_options = None
+  _globals['_IDENTITYSERVICE'].methods_by_name['Unmerge']._serialized_options = b'\202\323\344\223\002-\"(/v1/{name=workspaces/*/merges/*}:unmerge:\001*'
+  _globals['_IDENTITYSERVICE'].methods_by_name['RemoveIdentifier']._loaded_options = None
+  _globals['_IDENTITYSERVICE'].methods_by_name['RemoveIdentifier']._serialized_options = b'\202\323\344\223\0027\"2/v1/{name=workspaces/*/persons/*}:removeIdentifier:\001*'
+  _globals['_IDENTITYSERVICE'].methods_by_name['ReleasePerson']._loaded_options = None
+  _globals['_IDENTITYSERVICE'].methods_by_name['ReleasePerson']._serialized_options = b'\202\323\344\223\002.\")/v1/{name=workspaces/*/persons/*}:release:\001*'
+  _globals['_IDENTITYSERVICE'].methods_by_name['ListIdentityConflicts']._loaded_options = None
+  _globals['_IDENTITYSERVICE'].methods_by_name['ListIdentityConflicts']._serialized_options = b'\202\323\344\223\002-\022+/v1/{parent=workspaces/*}/identityConflicts'
+  _globals['_IDENTITYSERVICE'].methods_by_name['GetIdentityRules']._loaded_options = None
+  _globals['_IDENTITYSERVICE'].methods_by_name['GetIdentityRules']._serialized_options = b'\202\323\344\223\002\'\022%/v1/{name=workspaces/*/identityRules}'
+  _globals['_IDENTITYSERVICE'].methods_by_name['UpdateIdentityRules']._loaded_options = None
+  _globals['_IDENTITYSERVICE'].methods_by_name['UpdateIdentityRules']._serialized_options = b'\202\323\344\223\00242+/v1/{rules.name=workspaces/*/identityRules}:\005rules'
+  _globals['_IDENTITYSERVICE'].methods_by_name['DryRunIdentityRules']._loaded_options = None
+  _globals['_IDENTITYSERVICE'].methods_by_name['DryRunIdentityRules']._serialized_options = b'\202\323\344\223\0021\",/v1/{name=workspaces/*/identityRules}:dryRun:\001*'
+  _globals['_IDENTITYSERVICE'].methods_by_name['ListMatchSuggestions']._loaded_options = None
+  _globals['_IDENTITYSERVICE'].methods_by_name['ListMatchSuggestions']._serialized_options = b'\202\323\344\223\002,\022*/v1/{parent=workspaces/*}/matchSuggestions'
+  _globals['_IDENTITYSERVICE'].methods_by_name['AcceptMatchSuggestion']._loaded_options = None
+  _globals['_IDENTITYSERVICE'].methods_by_name['AcceptMatchSuggestion']._serialized_options = b'\202\323\344\223\0026\"1/v1/{name=workspaces/*/matchSuggestions/*}:accept:\001*'
+  _globals['_IDENTITYSERVICE'].methods_by_name['RejectMatchSuggestion']._loaded_options = None
+  _globals['_IDENTITYSERVICE'].methods_by_name['RejectMatchSuggestion']._serialized_options = b'\202\323\344\223\0026\"1/v1/{name=workspaces/*/matchSuggestions/*}:reject:\001*'
+  _globals['_PERSON']._serialized_start=210
+  _globals['_PERSON']._serialized_end=765
+  _globals['_PERSON_STATE']._serialized_start=694
+  _globals['_PERSON_STATE']._serialized_end=765
+  _globals['_IDENTIFIERLINK']._serialized_start=768
+  _globals['_IDENTIFIERLINK']._serialized_end=981
+  _globals['_MERGE']._serialized_start=984
+  _globals['_MERGE']._serialized_end=1590
+  _globals['_MERGE_STATE']._serialized_start=1458
+  _globals['_MERGE_STATE']._serialized_end=1524
+  _globals['_MERGE_KIND']._serialized_start=1526
+  _globals['_MERGE_KIND']._serialized_end=1590
+  _globals['_IDENTIFIERSET']._serialized_start=1592
+  _globals['_IDENTIFIERSET']._serialized_end=1675
+  _globals['_RESOLVEIDENTITIESREQUEST']._serialized_start=1677
+  _globals['_RESOLVEIDENTITIESREQUEST']._serialized_end=1777
+  _globals['_RESOLVEIDENTITIESRESPONSE']._serialized_start=1779
+  _globals['_RESOLVEIDENTITIESRESPONSE']._serialized_end=1856
+  _globals['_RESOLUTION']._serialized_start=1859
+  _globals['_RESOLUTION']._serialized_end=2005
+  _globals['_LOOKUPPERSONREQUEST']._serialized_start=2007
+  _globals['_LOOKUPPERSONREQUEST']._serialized_end=2113
+  _globals['_GETPERSONREQUEST']._serialized_start=2115
+  _globals['_GETPERSONREQUEST']._serialized_end=2153
+  _globals['_LISTMERGESREQUEST']._serialized_start=2155
+  _globals['_LISTMERGESREQUEST']._serialized_end=2254
+  _globals['_LISTMERGESRESPONSE']._serialized_start=2256
+  _globals['_LISTMERGESRESPONSE']._serialized_end=2341
+  _globals['_UNMERGEREQUEST']._serialized_start=2343
+  _globals['_UNMERGEREQUEST']._serialized_end=2395
+  _globals['_UNMERGERESPONSE']._serialized_start=2397
+  _globals['_UNMERGERESPONSE']._serialized_end=2521
+  _globals['_REMOVEIDENTIFIERREQUEST']._serialized_start=2524
+  _globals['_REMOVEIDENTIFIERREQUEST']._serialized_end=2653
+  _globals['_REMOVEIDENTIFIERRESPONSE']._serialized_start=2655
+  _globals['_REMOVEIDENTIFIERRESPONSE']._serialized_end=2749
+  _globals['_RELEASEPERSONREQUEST']._serialized_start=2751
+  _globals['_RELEASEPERSONREQUEST']._serialized_end=2809
+  _globals['_IDENTITYCONFLICT']._serialized_start=2812
+  _globals['_IDENTITYCONFLICT']._serialized_end=3064
+  _globals['_LISTIDENTITYCONFLICTSREQUEST']._serialized_start=3066
+  _globals['_LISTIDENTITYCONFLICTSREQUEST']._serialized_end=3176
+  _globals['_LISTIDENTITYCONFLICTSRESPONSE']._serialized_start=3178
+  _globals['_LISTIDENTITYCONFLICTSRESPONSE']._serialized_end=3297
+  _globals['_IDENTIFIERTYPERULE']._serialized_start=3300
+  _globals['_IDENTIFIERTYPERULE']._serialized_end=3672
+  _globals['_BLOCKEDVALUES']._serialized_start=3674
+  _globals['_BLOCKEDVALUES']._serialized_end=3722
+  _globals['_GUARDRAILS']._serialized_start=3724
+  _globals['_GUARDRAILS']._serialized_end=3803
+  _globals['_MATCHINGSETTINGS']._serialized_start=3805
+  _globals['_MATCHINGSETTINGS']._serialized_end=3859
+  _globals['_IDENTITYRULES']._serialized_start=3862
+  _globals['_IDENTITYRULES']._serialized_end=4195
+  _globals['_GETIDENTITYRULESREQUEST']._serialized_start=4197
+  _globals['_GETIDENTITYRULESREQUEST']._serialized_end=4259
+  _globals['_UPDATEIDENTITYRULESREQUEST']._serialized_start=4262
+  _globals['_UPDATEIDENTITYRULESREQUEST']._serialized_end=4392
+  _globals['_DRYRUNIDENTITYRULESREQUEST']._serialized_start=4395
+  _globals['_DRYRUNIDENTITYRULESREQUEST']._serialized_end=4579
+  _globals['_MERGEDIFFERENCE']._serialized_start=4582
+  _globals['_MERGEDIFFERENCE']._serialized_end=4881
+  _globals['_MERGEDIFFERENCE_SIDE']._serialized_start=4806
+  _globals['_MERGEDIFFERENCE_SIDE']._serialized_end=4881
+  _globals['_DRYRUNIDENTITYRULESRESPONSE']._serialized_start=4884
+  _globals['_DRYRUNIDENTITYRULESRESPONSE']._serialized_end=5192
+  _globals['_MATCHSUGGESTION']._serialized_start=5195
+  _globals['_MATCHSUGGESTION']._serialized_end=5645
+  _globals['_MATCHSUGGESTION_STATE']._serialized_start=5536
+  _globals['_MATCHSUGGESTION_STATE']._serialized_end=5645
+  _globals['_FIELDCOMPARISON']._serialized_start=5647
+  _globals['_FIELDCOMPARISON']._serialized_end=5710
+  _globals['_LISTMATCHSUGGESTIONSREQUEST']._serialized_start=5713
+  _globals['_LISTMATCHSUGGESTIONSREQUEST']._serialized_end=5858
+  _globals['_LISTMATCHSUGGESTIONSRESPONSE']._serialized_start=5860
+  _globals['_LISTMATCHSUGGESTIONSRESPONSE']._serialized_end=5976
+  _globals['_ACCEPTMATCHSUGGESTIONREQUEST']._serialized_start=5978
+  _globals['_ACCEPTMATCHSUGGESTIONREQUEST']._serialized_end=6028
+  _globals['_ACCEPTMATCHSUGGESTIONRESPONSE']._serialized_start=6031
+  _globals['_ACCEPTMATCHSUGGESTIONRESPONSE']._serialized_end=6202
+  _globals['_REJECTMATCHSUGGESTIONREQUEST']._serialized_start=6204
+  _globals['_REJECTMATCHSUGGESTIONREQUEST']._serialized_end=6254
+  _globals['_IDENTITYSERVICE']._serialized_start=6257
+  _globals['_IDENTITYSERVICE']._serialized_end=8419
 # @@protoc_insertion_point(module_scope)

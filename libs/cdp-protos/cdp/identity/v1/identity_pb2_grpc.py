@@ -26,8 +26,12 @@ if _version_not_supported:
 
 
 class IdentityServiceStub:
-    """OneID: resolves the identifiers a shopper shows (user id, anonymous id, email, phone, ...)
-    to one person id. Resource: workspaces/{workspace}/persons/{person}.
+    """OneID: resolves the identifiers a shopper shows (user id, anonymous id, email, phone, WeChat
+    ids, marketplace ids, devices, custom external ids) to one person id, merges persons when a
+    link appears, and never glues two different people together.
+    Resources: workspaces/{workspace}/persons/{person}, workspaces/{workspace}/merges/{merge},
+    workspaces/{workspace}/identityRules, workspaces/{workspace}/identityConflicts/{conflict},
+    workspaces/{workspace}/matchSuggestions/{suggestion}.
     """
 
     def __init__(self, channel):
@@ -51,15 +55,75 @@ class IdentityServiceStub:
                 request_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.GetPersonRequest.SerializeToString,
                 response_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.Person.FromString,
                 _registered_method=True)
+        self.ListMerges = channel.unary_unary(
+                '/cdp.identity.v1.IdentityService/ListMerges',
+                request_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ListMergesRequest.SerializeToString,
+                response_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ListMergesResponse.FromString,
+                _registered_method=True)
+        self.Unmerge = channel.unary_unary(
+                '/cdp.identity.v1.IdentityService/Unmerge',
+                request_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.UnmergeRequest.SerializeToString,
+                response_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.UnmergeResponse.FromString,
+                _registered_method=True)
+        self.RemoveIdentifier = channel.unary_unary(
+                '/cdp.identity.v1.IdentityService/RemoveIdentifier',
+                request_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.RemoveIdentifierRequest.SerializeToString,
+                response_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.RemoveIdentifierResponse.FromString,
+                _registered_method=True)
+        self.ReleasePerson = channel.unary_unary(
+                '/cdp.identity.v1.IdentityService/ReleasePerson',
+                request_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ReleasePersonRequest.SerializeToString,
+                response_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.Person.FromString,
+                _registered_method=True)
+        self.ListIdentityConflicts = channel.unary_unary(
+                '/cdp.identity.v1.IdentityService/ListIdentityConflicts',
+                request_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ListIdentityConflictsRequest.SerializeToString,
+                response_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ListIdentityConflictsResponse.FromString,
+                _registered_method=True)
+        self.GetIdentityRules = channel.unary_unary(
+                '/cdp.identity.v1.IdentityService/GetIdentityRules',
+                request_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.GetIdentityRulesRequest.SerializeToString,
+                response_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.IdentityRules.FromString,
+                _registered_method=True)
+        self.UpdateIdentityRules = channel.unary_unary(
+                '/cdp.identity.v1.IdentityService/UpdateIdentityRules',
+                request_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.UpdateIdentityRulesRequest.SerializeToString,
+                response_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.IdentityRules.FromString,
+                _registered_method=True)
+        self.DryRunIdentityRules = channel.unary_unary(
+                '/cdp.identity.v1.IdentityService/DryRunIdentityRules',
+                request_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.DryRunIdentityRulesRequest.SerializeToString,
+                response_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.DryRunIdentityRulesResponse.FromString,
+                _registered_method=True)
+        self.ListMatchSuggestions = channel.unary_unary(
+                '/cdp.identity.v1.IdentityService/ListMatchSuggestions',
+                request_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ListMatchSuggestionsRequest.SerializeToString,
+                response_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ListMatchSuggestionsResponse.FromString,
+                _registered_method=True)
+        self.AcceptMatchSuggestion = channel.unary_unary(
+                '/cdp.identity.v1.IdentityService/AcceptMatchSuggestion',
+                request_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.AcceptMatchSuggestionRequest.SerializeToString,
+                response_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.AcceptMatchSuggestionResponse.FromString,
+                _registered_method=True)
+        self.RejectMatchSuggestion = channel.unary_unary(
+                '/cdp.identity.v1.IdentityService/RejectMatchSuggestion',
+                request_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.RejectMatchSuggestionRequest.SerializeToString,
+                response_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.MatchSuggestion.FromString,
+                _registered_method=True)
 
 
 class IdentityServiceServicer:
-    """OneID: resolves the identifiers a shopper shows (user id, anonymous id, email, phone, ...)
-    to one person id. Resource: workspaces/{workspace}/persons/{person}.
+    """OneID: resolves the identifiers a shopper shows (user id, anonymous id, email, phone, WeChat
+    ids, marketplace ids, devices, custom external ids) to one person id, merges persons when a
+    link appears, and never glues two different people together.
+    Resources: workspaces/{workspace}/persons/{person}, workspaces/{workspace}/merges/{merge},
+    workspaces/{workspace}/identityRules, workspaces/{workspace}/identityConflicts/{conflict},
+    workspaces/{workspace}/matchSuggestions/{suggestion}.
     """
 
     def ResolveIdentities(self, request, context):
-        """Resolves sets of identifiers to persons, creating a person for a set nobody holds yet.
+        """Resolves sets of identifiers to persons: creates, attaches and merges under the
+        workspace's rules, exactly as for tracked events.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -73,7 +137,90 @@ class IdentityServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetPerson(self, request, context):
-        """Reads one person with its identifiers.
+        """Reads one person with its identifiers and merge history. A merged-away person id answers
+        with the person it was merged into.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMerges(self, request, context):
+        """Lists the merge log, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Unmerge(self, request, context):
+        """Undoes a merge: the graph is recomputed, the merged-away person comes back with its own
+        identifiers, the two are never merged again automatically, and PersonSplit is announced.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveIdentifier(self, request, context):
+        """Removes one identifier from a person (optionally blocking it); when it held the person
+        together, the person splits and PersonSplit is announced.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleasePerson(self, request, context):
+        """Releases a quarantined person: it takes merges and identifiers again (within the guardrails,
+        which quarantine it again if it would still exceed them).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListIdentityConflicts(self, request, context):
+        """Lists merges and links refused by a limit, separation, quarantine or guardrail.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetIdentityRules(self, request, context):
+        """Reads the identity rules in force (or an older version).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateIdentityRules(self, request, context):
+        """Stores a new version of the rules. Identifier types are upserted by name; fields left unset
+        in a type keep their current value.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DryRunIdentityRules(self, request, context):
+        """Replays the resolutions of the last days under proposed rules, in memory, and reports the
+        merges that would differ from the rules in force. Changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMatchSuggestions(self, request, context):
+        """Lists candidate pairs of persons that look like one shopper (never merged automatically).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcceptMatchSuggestion(self, request, context):
+        """Accepts a suggestion: the two persons are merged (merge log kind SUGGESTION).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RejectMatchSuggestion(self, request, context):
+        """Rejects a suggestion: the pair is never suggested again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -97,6 +244,61 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     request_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.GetPersonRequest.FromString,
                     response_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.Person.SerializeToString,
             ),
+            'ListMerges': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMerges,
+                    request_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ListMergesRequest.FromString,
+                    response_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ListMergesResponse.SerializeToString,
+            ),
+            'Unmerge': grpc.unary_unary_rpc_method_handler(
+                    servicer.Unmerge,
+                    request_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.UnmergeRequest.FromString,
+                    response_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.UnmergeResponse.SerializeToString,
+            ),
+            'RemoveIdentifier': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveIdentifier,
+                    request_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.RemoveIdentifierRequest.FromString,
+                    response_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.RemoveIdentifierResponse.SerializeToString,
+            ),
+            'ReleasePerson': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleasePerson,
+                    request_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ReleasePersonRequest.FromString,
+                    response_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.Person.SerializeToString,
+            ),
+            'ListIdentityConflicts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListIdentityConflicts,
+                    request_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ListIdentityConflictsRequest.FromString,
+                    response_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ListIdentityConflictsResponse.SerializeToString,
+            ),
+            'GetIdentityRules': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetIdentityRules,
+                    request_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.GetIdentityRulesRequest.FromString,
+                    response_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.IdentityRules.SerializeToString,
+            ),
+            'UpdateIdentityRules': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateIdentityRules,
+                    request_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.UpdateIdentityRulesRequest.FromString,
+                    response_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.IdentityRules.SerializeToString,
+            ),
+            'DryRunIdentityRules': grpc.unary_unary_rpc_method_handler(
+                    servicer.DryRunIdentityRules,
+                    request_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.DryRunIdentityRulesRequest.FromString,
+                    response_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.DryRunIdentityRulesResponse.SerializeToString,
+            ),
+            'ListMatchSuggestions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMatchSuggestions,
+                    request_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ListMatchSuggestionsRequest.FromString,
+                    response_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ListMatchSuggestionsResponse.SerializeToString,
+            ),
+            'AcceptMatchSuggestion': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcceptMatchSuggestion,
+                    request_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.AcceptMatchSuggestionRequest.FromString,
+                    response_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.AcceptMatchSuggestionResponse.SerializeToString,
+            ),
+            'RejectMatchSuggestion': grpc.unary_unary_rpc_method_handler(
+                    servicer.RejectMatchSuggestion,
+                    request_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.RejectMatchSuggestionRequest.FromString,
+                    response_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.MatchSuggestion.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'cdp.identity.v1.IdentityService', rpc_method_handlers)
@@ -106,8 +308,12 @@ def add_IdentityServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class IdentityService:
-    """OneID: resolves the identifiers a shopper shows (user id, anonymous id, email, phone, ...)
-    to one person id. Resource: workspaces/{workspace}/persons/{person}.
+    """OneID: resolves the identifiers a shopper shows (user id, anonymous id, email, phone, WeChat
+    ids, marketplace ids, devices, custom external ids) to one person id, merges persons when a
+    link appears, and never glues two different people together.
+    Resources: workspaces/{workspace}/persons/{person}, workspaces/{workspace}/merges/{merge},
+    workspaces/{workspace}/identityRules, workspaces/{workspace}/identityConflicts/{conflict},
+    workspaces/{workspace}/matchSuggestions/{suggestion}.
     """
 
     @staticmethod
@@ -181,6 +387,303 @@ class IdentityService:
             '/cdp.identity.v1.IdentityService/GetPerson',
             cdp_dot_identity_dot_v1_dot_identity__pb2.GetPersonRequest.SerializeToString,
             cdp_dot_identity_dot_v1_dot_identity__pb2.Person.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMerges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.identity.v1.IdentityService/ListMerges',
+            cdp_dot_identity_dot_v1_dot_identity__pb2.ListMergesRequest.SerializeToString,
+            cdp_dot_identity_dot_v1_dot_identity__pb2.ListMergesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Unmerge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.identity.v1.IdentityService/Unmerge',
+            cdp_dot_identity_dot_v1_dot_identity__pb2.UnmergeRequest.SerializeToString,
+            cdp_dot_identity_dot_v1_dot_identity__pb2.UnmergeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveIdentifier(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.identity.v1.IdentityService/RemoveIdentifier',
+            cdp_dot_identity_dot_v1_dot_identity__pb2.RemoveIdentifierRequest.SerializeToString,
+            cdp_dot_identity_dot_v1_dot_identity__pb2.RemoveIdentifierResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleasePerson(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.identity.v1.IdentityService/ReleasePerson',
+            cdp_dot_identity_dot_v1_dot_identity__pb2.ReleasePersonRequest.SerializeToString,
+            cdp_dot_identity_dot_v1_dot_identity__pb2.Person.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListIdentityConflicts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.identity.v1.IdentityService/ListIdentityConflicts',
+            cdp_dot_identity_dot_v1_dot_identity__pb2.ListIdentityConflictsRequest.SerializeToString,
+            cdp_dot_identity_dot_v1_dot_identity__pb2.ListIdentityConflictsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetIdentityRules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.identity.v1.IdentityService/GetIdentityRules',
+            cdp_dot_identity_dot_v1_dot_identity__pb2.GetIdentityRulesRequest.SerializeToString,
+            cdp_dot_identity_dot_v1_dot_identity__pb2.IdentityRules.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateIdentityRules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.identity.v1.IdentityService/UpdateIdentityRules',
+            cdp_dot_identity_dot_v1_dot_identity__pb2.UpdateIdentityRulesRequest.SerializeToString,
+            cdp_dot_identity_dot_v1_dot_identity__pb2.IdentityRules.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DryRunIdentityRules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.identity.v1.IdentityService/DryRunIdentityRules',
+            cdp_dot_identity_dot_v1_dot_identity__pb2.DryRunIdentityRulesRequest.SerializeToString,
+            cdp_dot_identity_dot_v1_dot_identity__pb2.DryRunIdentityRulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMatchSuggestions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.identity.v1.IdentityService/ListMatchSuggestions',
+            cdp_dot_identity_dot_v1_dot_identity__pb2.ListMatchSuggestionsRequest.SerializeToString,
+            cdp_dot_identity_dot_v1_dot_identity__pb2.ListMatchSuggestionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcceptMatchSuggestion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.identity.v1.IdentityService/AcceptMatchSuggestion',
+            cdp_dot_identity_dot_v1_dot_identity__pb2.AcceptMatchSuggestionRequest.SerializeToString,
+            cdp_dot_identity_dot_v1_dot_identity__pb2.AcceptMatchSuggestionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RejectMatchSuggestion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.identity.v1.IdentityService/RejectMatchSuggestion',
+            cdp_dot_identity_dot_v1_dot_identity__pb2.RejectMatchSuggestionRequest.SerializeToString,
+            cdp_dot_identity_dot_v1_dot_identity__pb2.MatchSuggestion.FromString,
             options,
             channel_credentials,
             insecure,

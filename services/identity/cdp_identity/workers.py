@@ -1,0 +1,63 @@
+"""Background work of the identity service: journal pruning."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import asyncpg
+import structlog
+
+from cdp_identity import repository
+
+log = structlog.get_logger(__name__)
+
+
+class Maintenance:
+    """Deletes journal entries older than ``journal_days`` every ``interval`` seconds."""
+
+    name = "identity-maintenance"
+
+    def __init__(self, pool: asyncpg.Pool, *, journal_days: int, interval: float = 600.0) -> None:
+        self._pool = pool
+        self._journal_days = journal_days
+        self._interval = interval
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run_once(self) -> None:
+        if self._journal_days:
+            async with self._pool.acquire() as conn:
+                while await repository.prune_journal(conn, self._journal_days) > 0:
+                    if self._stopping.is_set():
+                        break
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            await self.run_once()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=self._interval)
+
+
+class Suggester:
+    """Matches persons whose attributes changed, every ``interval`` seconds."""
+
+    name = "identity-suggester"
+
+    def __init__(self, service, *, interval: float) -> None:
+        self._service = service
+        self._interval = interval
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            created = await self._service.suggest()
+            if created:
+                log.info("match suggestions created", count=created)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=self._interval)
