@@ -22,12 +22,12 @@ $(BIN)/python:
 	$(PIP) install -U pip setuptools wheel
 
 # Stamp files make later runs skip pip entirely unless a pyproject or requirements file changed.
-$(VENV)/.installed: $(BIN)/python $(PYPROJECTS)
-	$(PIP) install --no-build-isolation $(EDITABLE)
+$(VENV)/.installed: $(BIN)/python $(PYPROJECTS) deploy/constraints.txt
+	$(PIP) install --no-build-isolation -c deploy/constraints.txt $(EDITABLE)
 	@touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
-	$(PIP) install -r requirements-dev.txt
+	$(PIP) install -c deploy/constraints.txt -r requirements-dev.txt
 	@touch $@
 
 install: $(VENV)/.installed

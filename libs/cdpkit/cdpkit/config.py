@@ -186,6 +186,16 @@ class CommonSettings:
     migrate_on_start: bool = env(
         "CDP_MIGRATE_ON_START", True, help="apply pending migrations before serving (false when a Job migrates)"
     )
+    clock_offset_file: str = env(
+        "CDP_CLOCK_OFFSET_FILE",
+        "",
+        help="tests only: a file holding seconds to add to the system time (timers, windows); empty in production",
+    )
+
+    def clock(self):  # -> cdpkit.clock.Clock
+        from cdpkit.clock import clock_from_settings
+
+        return clock_from_settings(self.clock_offset_file)
 
     def __post_init__(self) -> None:
         if not self.database_url.get().startswith(("postgres://", "postgresql://")):
