@@ -48,7 +48,7 @@ class NewLink:
     person_id: str
     anchor: Key | None
     message_id: str
-    origin_person_id: str
+    home: str
     rule: str
 
 
@@ -148,13 +148,16 @@ async def lock_persons(conn: asyncpg.Connection, workspace_id: str, person_ids: 
     return True
 
 
-async def owners(conn: asyncpg.Connection, workspace_id: str, keys: Iterable[Key]) -> dict[Key, str | None]:
-    """Who holds each key (absent: nobody; None: removed and blocked)."""
+async def owners(
+    conn: asyncpg.Connection, workspace_id: str, keys: Iterable[Key]
+) -> dict[Key, tuple[str | None, str | None]]:
+    """Who holds each key and its home person (absent: nobody; holder None: removed and blocked)."""
     wanted = list(keys)
     if not wanted:
         return {}
     rows = await conn.fetch(
-        """SELECT i.id_type, i.id_value, i.person_id::text AS person_id
+        """SELECT i.id_type, i.id_value, i.person_id::text AS person_id,
+                  coalesce(i.origin_person_id, i.person_id)::text AS home
            FROM identifiers i
            JOIN unnest($2::text[], $3::text[]) AS w(id_type, id_value)
              ON i.id_type = w.id_type AND i.id_value = w.id_value
@@ -163,7 +166,7 @@ async def owners(conn: asyncpg.Connection, workspace_id: str, keys: Iterable[Key
         [k[0] for k in wanted],
         [k[1] for k in wanted],
     )
-    return {(r["id_type"], r["id_value"]): r["person_id"] for r in rows}
+    return {(r["id_type"], r["id_value"]): (r["person_id"], r["home"]) for r in rows}
 
 
 async def person_links(
@@ -248,7 +251,7 @@ async def insert_links(conn: asyncpg.Connection, workspace_id: str, links: Seque
         [link.anchor[0] if link.anchor else None for link in links],
         [link.anchor[1] if link.anchor else None for link in links],
         [link.message_id for link in links],
-        [link.origin_person_id for link in links],
+        [link.home for link in links],
         [link.rule for link in links],
     )
     return int(result.split()[-1])
@@ -555,20 +558,23 @@ async def reassign(
     owners: dict[str, list[Key]],
     merged_into: dict[str, str],
     merge_counts: dict[str, int],
-    known_persons: set[str],
+    rehomed: dict[Key, str],
+    created: Sequence[str],
 ) -> None:
-    """Write a recomputed graph: identifiers to their owners, persons (re)activated or merged."""
-    new = [p for p in owners if p not in known_persons]
-    await insert_persons(conn, workspace_id, new)
+    """Write a recomputed graph: identifiers to their owners (and new homes), persons (re)activated
+    or merged, new persons for the pieces a removal cut off."""
+    await insert_persons(conn, workspace_id, created)
     keys = [(p, k) for p, ks in owners.items() for k in ks]
     await conn.execute(
-        """UPDATE identifiers i SET person_id = x.p
-           FROM unnest($2::uuid[], $3::text[], $4::text[]) AS x(p, t, v)
-           WHERE i.workspace_id = $1 AND i.id_type = x.t AND i.id_value = x.v AND i.person_id IS DISTINCT FROM x.p""",
+        """UPDATE identifiers i SET person_id = x.p, origin_person_id = coalesce(x.h, i.origin_person_id)
+           FROM unnest($2::uuid[], $3::text[], $4::text[], $5::uuid[]) AS x(p, t, v, h)
+           WHERE i.workspace_id = $1 AND i.id_type = x.t AND i.id_value = x.v
+             AND (i.person_id IS DISTINCT FROM x.p OR x.h IS NOT NULL)""",
         workspace_id,
         [p for p, _ in keys],
         [k[0] for _, k in keys],
         [k[1] for _, k in keys],
+        [rehomed.get(k) for _, k in keys],
     )
     await conn.execute(
         """UPDATE persons p SET status = CASE WHEN p.status = 'quarantined' THEN 'quarantined' ELSE 'active' END,
@@ -579,7 +585,6 @@ async def reassign(
         list(owners),
         [merge_counts.get(p, 0) for p in owners],
     )
-    # Persons that own no component now resolve to the owner of their oldest identifier.
     if merged_into:
         await conn.execute(
             """UPDATE persons p SET status = 'merged', merged_into = x.s, updated_at = now()

@@ -251,11 +251,12 @@ class IdentityService:
         for identifier, key in keys.items():
             if key not in found:
                 continue
-            person = found[key]
+            person, home = found[key]
             if person is None:
                 state.blocked.add(identifier)
             else:
                 state.owners[identifier] = person
+                state.homes[identifier] = home or person
         if with_persons:
             person_ids = sorted(set(state.owners.values()))
             rows, links = await repository.person_links(conn, workspace_id, person_ids)
@@ -555,7 +556,7 @@ class IdentityService:
                 person_id=link.person_id,
                 anchor=key(link.anchor) if link.anchor else None,
                 message_id=link.message_id,
-                origin_person_id=outcome.origin or link.person_id,
+                home=link.home,
                 rule=link.rule,
             )
             for _, outcome in resolved
@@ -755,9 +756,8 @@ class IdentityService:
             except InvalidIdentifier as exc:
                 field_ = "identifier_type" if "type" in exc.reason else "identifier_value"
                 raise InvalidArgument(field_, exc.reason) from None
-            owner = (await repository.owners(conn, workspace_id, [self.key_of(workspace_id, rules, identifier)])).get(
-                self.key_of(workspace_id, rules, identifier)
-            )
+            key = self.key_of(workspace_id, rules, identifier)
+            owner = (await repository.owners(conn, workspace_id, [key])).get(key, (None, None))[0]
             if owner is None:
                 raise NotFound("no person holds this identifier")
             return await self._details(conn, workspace_id, owner)
@@ -924,17 +924,18 @@ class IdentityService:
         edges = [
             graph.MergeEdge(m.merge_id, m.anchor, m.bridge, m.survivor_id, m.merged_id, m.created_at) for m in merges
         ]
-        split = graph.recompute(nodes, edges, new_id=self._new_id, undo=undo, remove=remove)
+        split = graph.recompute(nodes, edges, person=person_id, new_id=self._new_id, undo=undo, remove=remove)
         await repository.mark_merges_undone(conn, workspace_id, split.undone_merges, reason)
-        await repository.reassign(conn, workspace_id, split.owners, split.merged_into, split.merge_counts, set(members))
+        await repository.reassign(
+            conn, workspace_id, split.owners, split.merged_into, split.merge_counts, split.rehomed, split.created
+        )
         # Split persons are matched again (the restored one too); their old suggestions are stale.
         await repository.mark_match_dirty(conn, workspace_id, sorted(split.owners))
         await repository.obsolete_suggestions(conn, workspace_id, sorted(split.owners))
+        # The person split keeps its id (and its events downstream); every other owner is announced.
         keep = person_id if person_id in split.owners else next(iter(split.owners), person_id)
         if undo is not None:
-            owner_of = {k: p for p, ks in split.owners.items() for k in ks}
-            a, b = owner_of.get(undo.anchor), owner_of.get(undo.bridge)
-            keep = a or keep
+            a, b = split.owner_of(undo.anchor), split.owner_of(undo.bridge)
             if a and b and a != b:
                 await repository.insert_separations(conn, workspace_id, [(a, b, undo.merge_id)])
         now = _timestamp()

@@ -51,7 +51,8 @@ def test_pos_then_mini_program_then_app_login_merges_into_one_person():
     ]
     assert login.merges[0].rule == "bridge:wechat_unionid@v0"
     assert login.attached == (U("u-9"),)
-    assert login.links[0].anchor == UNION("un-1") and login.origin == mini.person_id
+    # user_id hangs from the unionid: its home is the mini-program person, whoever holds it now.
+    assert login.links[0].anchor == UNION("un-1") and login.links[0].home == mini.person_id
     assert r.resolve([OPENID("wxapp:o-1")], "mini-2").person_id == pos.person_id
 
 
