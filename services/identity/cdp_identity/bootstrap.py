@@ -44,7 +44,8 @@ async def bootstrap(settings: Settings) -> ServiceRuntime:
             raw_events_consumer(settings.consumer_batch).tuned(settings),
             RawEventsHandler(service, infra.js, infra.names),
         ),
-        OutboxRelay(infra.pool, infra.js, schema=SCHEMA),
+        # Announcements carry identifiers (phones, e-mails): sealed at rest, opened to publish.
+        OutboxRelay(infra.pool, infra.js, schema=SCHEMA, sealer=vault),
         Maintenance(infra.pool, journal_days=settings.journal_days),
         Suggester(service, interval=settings.suggest_interval_seconds),
     ]

@@ -523,6 +523,7 @@ class IdentityService:
                 subject=self._names.subject(IDENTITY, "persons_merged"),
                 message=event,
                 msg_id=f"merged:{merge_id}",
+                sealer=self._vault,
             )
             MERGES.labels("suggestion").inc()
             log.info("suggestion accepted", workspace=workspace_id, survivor=survivor, merged=merged)
@@ -719,7 +720,7 @@ class IdentityService:
                     conflict_time=now,
                 ),
             )
-        await outbox.enqueue_many(conn, rows)
+        await outbox.enqueue_many(conn, rows, sealer=self._vault)
 
     async def resolve_sets(
         self, workspace_id: str, sets: Sequence[tuple[Sequence[tuple[str, str]], str]]
@@ -964,7 +965,7 @@ class IdentityService:
                 )
             )
             log.info("person split", workspace=workspace_id, person_id=keep, new_person_id=owner, cause=cause)
-        await outbox.enqueue_many(conn, rows_out)
+        await outbox.enqueue_many(conn, rows_out, sealer=self._vault)
         order = [keep, *[p for p in split.owners if p != keep]]
         persons = [await self._details(conn, workspace_id, p) for p in order if p in split.owners or p == keep]
         return SplitResult(persons=persons, undone_merge_ids=split.undone_merges)
