@@ -10,6 +10,7 @@ from cdp_identity.consumers import RawEventsHandler, raw_events_consumer
 from cdp_identity.grpc_api import IdentityServicer
 from cdp_identity.service import IdentityService, convert_plaintext_pii
 from cdp_identity.workers import Maintenance, Suggester
+from cdpkit.clock import Clock
 from cdpkit.consumer import ConsumerLoop
 from cdpkit.outbox import OutboxRelay
 from cdpkit.runtime import Infrastructure, ServiceRuntime
@@ -18,11 +19,12 @@ from cdpkit.server import Registration, create_server
 log = structlog.get_logger(__name__)
 
 
-async def bootstrap(settings: Settings) -> ServiceRuntime:
+async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRuntime:
+    clock = clock or settings.clock()
     vault = settings.pii_vault()
     infra = await Infrastructure.open(settings, schema=SCHEMA, client_name="cdp-identity")
     service = IdentityService(
-        infra.pool, infra.names, vault, journal_days=settings.journal_days, locking=settings.locking
+        infra.pool, infra.names, vault, journal_days=settings.journal_days, locking=settings.locking, clock=clock
     )
     # Rows written in plaintext before migration 0002 are converted before anything reads them.
     converted = await convert_plaintext_pii(infra.pool, service)
@@ -46,7 +48,7 @@ async def bootstrap(settings: Settings) -> ServiceRuntime:
         ),
         # Announcements carry identifiers (phones, e-mails): sealed at rest, opened to publish.
         OutboxRelay(infra.pool, infra.js, schema=SCHEMA, sealer=vault),
-        Maintenance(infra.pool, journal_days=settings.journal_days),
+        Maintenance(infra.pool, journal_days=settings.journal_days, clock=clock),
         Suggester(service, interval=settings.suggest_interval_seconds),
     ]
     return ServiceRuntime.for_service("identity", settings, infra, server, workers)

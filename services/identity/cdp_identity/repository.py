@@ -229,7 +229,7 @@ async def insert_persons(conn: asyncpg.Connection, workspace_id: str, person_ids
         )
 
 
-async def insert_links(conn: asyncpg.Connection, workspace_id: str, links: Sequence[NewLink]) -> int:
+async def insert_links(conn: asyncpg.Connection, workspace_id: str, links: Sequence[NewLink], now: datetime) -> int:
     """Insert new identifiers in key order; returns how many were inserted (fewer: another
     transaction linked one of them first, and the caller must start over)."""
     if not links:
@@ -237,8 +237,8 @@ async def insert_links(conn: asyncpg.Connection, workspace_id: str, links: Seque
     links = sorted(links, key=lambda link: link.key)
     result = await conn.execute(
         """INSERT INTO identifiers (workspace_id, id_type, id_value, sealed, person_id, anchor_type, anchor_value,
-                                    source_message_id, origin_person_id, rule)
-           SELECT $1, t, v, s, p, at, av, m, o, r
+                                    source_message_id, origin_person_id, rule, first_seen_at)
+           SELECT $1, t, v, s, p, at, av, m, o, r, $11
            FROM unnest($2::text[], $3::text[], $4::bytea[], $5::uuid[], $6::text[], $7::text[], $8::text[],
                        $9::uuid[], $10::text[]) WITH ORDINALITY AS x(t, v, s, p, at, av, m, o, r, n)
            ORDER BY n
@@ -253,6 +253,7 @@ async def insert_links(conn: asyncpg.Connection, workspace_id: str, links: Seque
         [link.message_id for link in links],
         [link.home for link in links],
         [link.rule for link in links],
+        now,
     )
     return int(result.split()[-1])
 
@@ -370,38 +371,44 @@ async def insert_conflicts(conn: asyncpg.Connection, workspace_id: str, conflict
     return [r["conflict_id"] for r in rows]
 
 
-async def insert_journal(conn: asyncpg.Connection, workspace_id: str, rows: Sequence[tuple[str, str, bytes]]) -> None:
+async def insert_journal(
+    conn: asyncpg.Connection, workspace_id: str, rows: Sequence[tuple[str, str, bytes]], now: datetime
+) -> None:
     """(message id, person id, sealed identifiers); a message already journaled is kept as it was."""
     if rows:
         await conn.execute(
-            """INSERT INTO journal (workspace_id, message_id, person_id, identifiers)
-               SELECT $1, m, p, i FROM unnest($2::text[], $3::uuid[], $4::bytea[]) AS x(m, p, i)
+            """INSERT INTO journal (workspace_id, message_id, person_id, identifiers, resolved_at)
+               SELECT $1, m, p, i, $5 FROM unnest($2::text[], $3::uuid[], $4::bytea[]) AS x(m, p, i)
                ON CONFLICT DO NOTHING""",
             workspace_id,
             [r[0] for r in rows],
             [r[1] for r in rows],
             [r[2] for r in rows],
+            now,
         )
 
 
-async def prune_journal(conn: asyncpg.Connection, days: int, limit: int = 10_000) -> int:
+async def prune_journal(conn: asyncpg.Connection, before: datetime, limit: int = 10_000) -> int:
     result = await conn.execute(
         """DELETE FROM journal WHERE ctid = ANY(ARRAY(
-               SELECT ctid FROM journal WHERE resolved_at < now() - make_interval(days => $1) LIMIT $2))""",
-        days,
+               SELECT ctid FROM journal WHERE resolved_at < $1 LIMIT $2))""",
+        before,
         limit,
     )
     return int(result.split()[-1])
 
 
-async def journal_window(conn: asyncpg.Connection, workspace_id: str, days: int, limit: int) -> list[asyncpg.Record]:
+async def journal_window(
+    conn: asyncpg.Connection, workspace_id: str, days: int, limit: int, now: datetime
+) -> list[asyncpg.Record]:
     return await conn.fetch(
-        """SELECT message_id, identifiers FROM journal
-           WHERE workspace_id = $1 AND resolved_at >= now() - make_interval(days => $2)
+        """SELECT message_id, identifiers, resolved_at FROM journal
+           WHERE workspace_id = $1 AND resolved_at >= $4::timestamptz - make_interval(days => $2)
            ORDER BY seq LIMIT $3""",
         workspace_id,
         days,
         limit,
+        now,
     )
 
 

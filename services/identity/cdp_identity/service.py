@@ -34,6 +34,7 @@ from cdp_identity.rules import (
 )
 from cdpkit import outbox
 from cdpkit.bus import IDENTITY, BusNames
+from cdpkit.clock import Clock, SystemClock
 from cdpkit.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
 from cdpkit.ids import new_id
 from cdpkit.logs import mask_value
@@ -102,12 +103,9 @@ class DryRunReport:
     differences: list[tuple[str, str, Identifier, Identifier, str]] = field(default_factory=list)
 
 
-def _timestamp(when: datetime | None = None) -> Timestamp:
+def _timestamp(when: datetime) -> Timestamp:
     stamp = Timestamp()
-    if when is None:
-        stamp.GetCurrentTime()
-    else:
-        stamp.FromDatetime(when)
+    stamp.FromDatetime(when)
     return stamp
 
 
@@ -125,6 +123,7 @@ class IdentityService:
         new_person_id: Callable[[], str] = new_id,
         journal_days: int = 30,
         locking: str = "rows",
+        clock: Clock | None = None,
     ) -> None:
         if locking not in LOCKING_MODES:
             raise ValueError(f"locking must be one of {LOCKING_MODES}")
@@ -134,6 +133,8 @@ class IdentityService:
         self._vault = vault
         self._new_id = new_person_id
         self._journal_days = journal_days
+        # Every time the resolver decides on (windows, link times, journal, retention) comes from here.
+        self._clock = clock or SystemClock()
         self._rules_cache: dict[str, Rules] = {}
 
     # PII --------------------------------------------------------------------------------------
@@ -300,7 +301,7 @@ class IdentityService:
                     state = await self._load_state(conn, workspace_id, keys, with_persons=True)
                     if set(state.owners.values()) - seen - extra:
                         raise _LostRace
-            resolver = Resolver(state, self._new_id, rules)
+            resolver = Resolver(state, self._new_id, rules, now=self._clock.now)
             for n in fresh:
                 item = items[n]
                 outcomes[n] = resolver.resolve(item.identifiers, item.message_id or f"api:{new_id()}")
@@ -317,7 +318,7 @@ class IdentityService:
             for n in fresh
             if items[n].message_id and outcomes[n].person_id and self._journal_days
         ]
-        await repository.insert_journal(conn, workspace_id, sorted(journal))
+        await repository.insert_journal(conn, workspace_id, sorted(journal), self._clock.now())
         attributes: dict[str, Attributes] = {}
         for n in fresh:
             item, outcome = items[n], outcomes[n]
@@ -474,7 +475,8 @@ class IdentityService:
                 PersonView(p, persons[p].status, persons[p].merge_count, links[p]) for p in (row.person_a, row.person_b)
             ]
             separated = await repository.separations(conn, workspace_id, [row.person_a, row.person_b])
-            problem = Resolver(GraphState(separated=separated), self._new_id, rules).merge_problem(*views)
+            resolver = Resolver(GraphState(separated=separated), self._new_id, rules, now=self._clock.now)
+            problem = resolver.merge_problem(*views)
             if problem:
                 raise FailedPrecondition(f"cannot merge: {problem}")
             survivor, merged = row.person_a, row.person_b  # person_a < person_b: the lower id survives
@@ -515,7 +517,7 @@ class IdentityService:
                 rule=merge.rule,
                 trigger_message_id=merge.message_id,
                 merge_id=merge_id,
-                merge_time=_timestamp(),
+                merge_time=_timestamp(self._clock.now()),
             )
             await outbox.enqueue(
                 conn,
@@ -563,7 +565,7 @@ class IdentityService:
             for _, outcome in resolved
             for link in outcome.links
         ]
-        if await repository.insert_links(conn, workspace_id, links) != len(links):
+        if await repository.insert_links(conn, workspace_id, links, self._clock.now()) != len(links):
             raise _LostRace  # another transaction linked one of these identifiers first
 
         merges = [m for _, o in resolved for m in o.merges]
@@ -628,7 +630,7 @@ class IdentityService:
             await repository.insert_separations(conn, workspace_id, moved_separations)
 
         # Announcements, in the outbox of this transaction.
-        now = _timestamp()
+        now = _timestamp(self._clock.now())
         rows: list[tuple[str, str, str, bytes]] = []
 
         def announce(kind: str, msg_id: str, message: Message) -> None:
@@ -939,7 +941,7 @@ class IdentityService:
             a, b = split.owner_of(undo.anchor), split.owner_of(undo.bridge)
             if a and b and a != b:
                 await repository.insert_separations(conn, workspace_id, [(a, b, undo.merge_id)])
-        now = _timestamp()
+        now = _timestamp(self._clock.now())
         rows_out: list[tuple[str, str, str, bytes]] = []
         for owner, keys in split.owners.items():
             if owner == keep:
@@ -985,7 +987,7 @@ class IdentityService:
                 proposed = apply_update(current, **change)
             except InvalidRules as exc:
                 raise InvalidArgument(f"rules.{exc.field}", exc.reason) from None
-            rows = await repository.journal_window(conn, workspace_id, days, max_events + 1)
+            rows = await repository.journal_window(conn, workspace_id, days, max_events + 1, self._clock.now())
         truncated = len(rows) > max_events
         rows = rows[:max_events]
         events = [

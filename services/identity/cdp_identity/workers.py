@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import timedelta
 
 import asyncpg
 import structlog
 
 from cdp_identity import repository
+from cdpkit.clock import Clock
 
 log = structlog.get_logger(__name__)
 
@@ -18,9 +20,10 @@ class Maintenance:
 
     name = "identity-maintenance"
 
-    def __init__(self, pool: asyncpg.Pool, *, journal_days: int, interval: float = 600.0) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, journal_days: int, clock: Clock, interval: float = 600.0) -> None:
         self._pool = pool
         self._journal_days = journal_days
+        self._clock = clock
         self._interval = interval
         self._stopping = asyncio.Event()
 
@@ -29,8 +32,9 @@ class Maintenance:
 
     async def run_once(self) -> None:
         if self._journal_days:
+            before = self._clock.now() - timedelta(days=self._journal_days)
             async with self._pool.acquire() as conn:
-                while await repository.prune_journal(conn, self._journal_days) > 0:
+                while await repository.prune_journal(conn, before) > 0:
                     if self._stopping.is_set():
                         break
 

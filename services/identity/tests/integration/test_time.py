@@ -1,0 +1,41 @@
+"""Time in the identity service comes from its clock (CDP_CLOCK_OFFSET_FILE moves it in tests)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from cdp.identity.v1 import identity_pb2
+from cdp_identity.workers import Maintenance
+from cdpkit.clock import OffsetFileClock
+
+WS = "shop"
+
+
+async def test_windowed_limits_and_journal_retention_follow_the_service_clock(start_identity, tmp_path):
+    offset = tmp_path / "offset"
+    clock = OffsetFileClock(offset)
+    h = await start_identity(CDP_CLOCK_OFFSET_FILE=str(offset), CDP_IDENTITY_JOURNAL_DAYS="7")
+    await h.stub.UpdateIdentityRules(
+        identity_pb2.UpdateIdentityRulesRequest(
+            rules=identity_pb2.IdentityRules(
+                name=f"workspaces/{WS}/identityRules",
+                identifier_types=[identity_pb2.IdentifierTypeRule(name="device_id", max_per_person=2, window_days=30)],
+            ),
+            update_mask={"paths": ["identifier_types"]},
+        )
+    )
+    (first,) = await h.resolve([("user_id", "u1"), ("device_id", "d1"), ("device_id", "d2")], message_ids=["w1"])
+    (third,) = await h.resolve([("user_id", "u1"), ("device_id", "d3")], message_ids=["w2"])
+    assert [c.kind for c in third.conflicts] == ["limit"]
+
+    clock.advance(timedelta(days=31))  # d1 and d2 were linked more than 30 days ago by the service's clock
+    (later,) = await h.resolve([("user_id", "u1"), ("device_id", "d3")], message_ids=["w3"])
+    assert later.person_id == first.person_id and not later.conflicts
+    rows = await h.sql("SELECT id_value, first_seen_at FROM identity.identifiers WHERE id_type = 'device_id'")
+    seen = {r["id_value"]: r["first_seen_at"] for r in rows}
+    assert seen["d3"] - seen["d1"] >= timedelta(days=31)
+
+    # The journal is pruned by the same clock: w1 and w2 are older than 7 days, w3 is not.
+    (maintenance,) = [w for w in h.runtime.workers if isinstance(w, Maintenance)]
+    await maintenance.run_once()
+    assert [r["message_id"] for r in await h.sql("SELECT message_id FROM identity.journal")] == ["w3"]
