@@ -259,7 +259,8 @@ async def insert_links(conn: asyncpg.Connection, workspace_id: str, links: Seque
 
 
 async def apply_merges(conn: asyncpg.Connection, workspace_id: str, moves: Sequence[tuple[str, str]]) -> None:
-    """Move identifiers of merged persons to their survivors: rows of (merged, final survivor)."""
+    """Merge persons: rows of (merged, final survivor). Identifiers move to the survivor, the merged
+    person (and those merged into it before) resolve to it, and its separations become the survivor's."""
     if not moves:
         return
     merged = [m for m, _ in moves]
@@ -277,6 +278,20 @@ async def apply_merges(conn: asyncpg.Connection, workspace_id: str, moves: Seque
         """UPDATE persons p SET status = 'merged', merged_into = m.survivor, updated_at = now()
            FROM unnest($2::uuid[], $3::uuid[]) AS m(merged, survivor)
            WHERE p.workspace_id = $1 AND (p.person_id = m.merged OR p.merged_into = m.merged)""",
+        workspace_id,
+        merged,
+        survivors,
+    )
+    # An operator split the merged person from someone: the survivor stays apart from them too.
+    await conn.execute(
+        """INSERT INTO separations (workspace_id, person_a, person_b, merge_id)
+           SELECT $1, least(m.survivor, o.other), greatest(m.survivor, o.other), s.merge_id
+           FROM unnest($2::uuid[], $3::uuid[]) AS m(merged, survivor)
+           JOIN separations s ON s.workspace_id = $1 AND m.merged IN (s.person_a, s.person_b)
+           CROSS JOIN LATERAL (SELECT CASE WHEN s.person_a = m.merged THEN s.person_b ELSE s.person_a END) AS o(other)
+           WHERE o.other <> m.survivor
+           ORDER BY 2, 3
+           ON CONFLICT DO NOTHING""",
         workspace_id,
         merged,
         survivors,

@@ -618,17 +618,6 @@ class IdentityService:
                     )
                 )
         inserted = set(await repository.insert_conflicts(conn, workspace_id, conflict_rows))
-        # Separations follow survivors.
-        moved_separations = [
-            (a, b, None)
-            for pair in state.separated
-            if len(pair) == 2
-            for a, b in [tuple(sorted(pair))]
-            if a not in state.merged_into and b not in state.merged_into
-        ]
-        if merges:
-            await repository.insert_separations(conn, workspace_id, moved_separations)
-
         # Announcements, in the outbox of this transaction.
         now = _timestamp(self._clock.now())
         rows: list[tuple[str, str, str, bytes]] = []

@@ -135,3 +135,38 @@ async def test_migration_0004_repairs_homes_written_before_the_fix(service_env, 
         await conn.close()
     # W goes home to B; J's real home (N) cannot be recovered: its holder is the safe guess.
     assert homes == {"phone": a, "email": b, "wechat_unionid": b, "jd_pin": c, "user_id": c}
+
+
+async def test_an_accepted_suggestion_carries_separations_and_can_be_unmerged(identity):
+    import uuid
+
+    h = identity
+    (a,) = await h.resolve([("user_id", "a")], message_ids=["s1"])
+    (b,) = await h.resolve([("phone", "13912345678")], message_ids=["s2"])
+    (c,) = await h.resolve([("email", "c@x.io")], message_ids=["s3"])
+    await h.resolve([("phone", "13912345678"), ("email", "c@x.io")], message_ids=["s4"])
+    await h.stub.Unmerge(identity_pb2.UnmergeRequest(name=(await only_merge(h)).name, reason="two people"))
+    # The suggester found A and B alike (filed here by hand): an operator accepts it.
+    suggestion = str(uuid.uuid4())
+    await h.sql(
+        """INSERT INTO identity.match_suggestions (workspace_id, suggestion_id, person_a, person_b, score, comparisons)
+           VALUES ($1, $2, $3, $4, 20, '[]')""",
+        WS,
+        suggestion,
+        a.person_id,
+        b.person_id,
+    )
+    accepted = await h.stub.AcceptMatchSuggestion(
+        identity_pb2.AcceptMatchSuggestionRequest(name=f"workspaces/{WS}/matchSuggestions/{suggestion}")
+    )
+    assert accepted.person.person_id == a.person_id
+    # B was split from C by an operator: A, now holding B's phone, stays apart from C too.
+    (event,) = await h.resolve([("user_id", "a"), ("email", "c@x.io")], message_ids=["s5"])
+    assert event.person_id == a.person_id and not event.merged_person_ids
+    assert [(x.kind, x.other_person_id) for x in event.conflicts] == [("separated", c.person_id)]
+
+    undone = await h.stub.Unmerge(identity_pb2.UnmergeRequest(name=accepted.merge.name, reason="not the same"))
+    assert {p.person_id: h.pairs(p) for p in undone.persons} == {
+        a.person_id: {("user_id", "a")},
+        b.person_id: {("phone", "+8613912345678")},
+    }
