@@ -782,26 +782,61 @@ async def match_profiles(conn: asyncpg.Connection, workspace_id: str, person_ids
     return {r["p"]: r["attributes"] for r in rows}
 
 
-async def upsert_match_profiles(conn: asyncpg.Connection, workspace_id: str, rows: Sequence[tuple[str, bytes]]) -> None:
+async def lock_match_profiles(
+    conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]
+) -> dict[str, bytes]:
+    """Row-lock the existing profiles of these persons in person order (one statement); their attributes."""
+    if not person_ids:
+        return {}
+    rows = await conn.fetch(
+        """SELECT person_id::text AS p, attributes FROM match_profiles
+           WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])
+           ORDER BY person_id FOR UPDATE""",
+        workspace_id,
+        sorted(person_ids),
+    )
+    return {r["p"]: r["attributes"] for r in rows}
+
+
+async def update_match_profiles(conn: asyncpg.Connection, workspace_id: str, rows: Sequence[tuple[str, bytes]]) -> None:
+    """New attributes for profiles this transaction has locked."""
     if rows:
-        rows = sorted(rows)
         await conn.execute(
-            """INSERT INTO match_profiles (workspace_id, person_id, attributes)
-               SELECT $1, p, a FROM unnest($2::uuid[], $3::bytea[]) AS x(p, a)
-               ON CONFLICT (workspace_id, person_id)
-               DO UPDATE SET attributes = excluded.attributes, dirty = true, updated_at = now()""",
+            """UPDATE match_profiles m SET attributes = x.a, dirty = true, updated_at = now()
+               FROM unnest($2::uuid[], $3::bytea[]) AS x(p, a)
+               WHERE m.workspace_id = $1 AND m.person_id = x.p""",
             workspace_id,
             [r[0] for r in rows],
             [r[1] for r in rows],
         )
 
 
+async def insert_match_profiles(conn: asyncpg.Connection, workspace_id: str, rows: Sequence[tuple[str, bytes]]) -> int:
+    """First profiles, in person order; returns how many were inserted (fewer: one appeared meanwhile)."""
+    if not rows:
+        return 0
+    rows = sorted(rows)
+    result = await conn.execute(
+        """INSERT INTO match_profiles (workspace_id, person_id, attributes)
+           SELECT $1, p, a FROM unnest($2::uuid[], $3::bytea[]) WITH ORDINALITY AS x(p, a, n)
+           ORDER BY n
+           ON CONFLICT DO NOTHING""",
+        workspace_id,
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+    )
+    return int(result.split()[-1])
+
+
 async def mark_match_dirty(conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]) -> None:
     if person_ids:
         await conn.execute(
-            """UPDATE match_profiles SET dirty = true WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])""",
+            """UPDATE match_profiles m SET dirty = true
+               FROM (SELECT person_id FROM match_profiles WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])
+                     ORDER BY person_id FOR UPDATE) AS l
+               WHERE m.workspace_id = $1 AND m.person_id = l.person_id""",
             workspace_id,
-            list(person_ids),
+            sorted(person_ids),
         )
 
 
@@ -817,20 +852,30 @@ async def retire_match_persons(conn: asyncpg.Connection, workspace_id: str, pers
 
 async def obsolete_suggestions(conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]) -> None:
     if person_ids:
+        # Rows locked in id order (one statement): two transactions never wait on each other in a cycle.
         await conn.execute(
-            """UPDATE match_suggestions SET state = 'obsolete', decided_at = now()
-               WHERE workspace_id = $1 AND state = 'pending'
-                 AND (person_a = ANY($2::uuid[]) OR person_b = ANY($2::uuid[]))""",
+            """UPDATE match_suggestions s SET state = 'obsolete', decided_at = now()
+               FROM (SELECT suggestion_id FROM match_suggestions
+                     WHERE workspace_id = $1 AND state = 'pending'
+                       AND (person_a = ANY($2::uuid[]) OR person_b = ANY($2::uuid[]))
+                     ORDER BY suggestion_id FOR UPDATE) AS l
+               WHERE s.workspace_id = $1 AND s.suggestion_id = l.suggestion_id AND s.state = 'pending'""",
             workspace_id,
             list(person_ids),
         )
 
 
-async def dirty_match_profiles(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+async def dirty_workspaces(conn: asyncpg.Connection) -> list[str]:
+    rows = await conn.fetch("SELECT DISTINCT workspace_id FROM match_profiles WHERE dirty ORDER BY 1")
+    return [r["workspace_id"] for r in rows]
+
+
+async def dirty_match_profiles(conn: asyncpg.Connection, workspace_id: str, limit: int) -> list[asyncpg.Record]:
     return await conn.fetch(
         """SELECT m.workspace_id, m.person_id::text AS person_id, m.attributes, p.status
            FROM match_profiles m JOIN persons p USING (workspace_id, person_id)
-           WHERE m.dirty ORDER BY m.workspace_id, m.person_id LIMIT $1 FOR UPDATE OF m SKIP LOCKED""",
+           WHERE m.workspace_id = $1 AND m.dirty ORDER BY m.person_id LIMIT $2 FOR UPDATE OF m SKIP LOCKED""",
+        workspace_id,
         limit,
     )
 

@@ -214,13 +214,14 @@ class IdentityService:
 
         Row locking (default): a batch that lost a race (another transaction linked one of its
         new identifiers first, or moved one of its persons) starts over; after a few attempts it
-        takes the workspace lock exclusively, which always succeeds.
+        takes the workspace lock exclusively, which settles the graph. Only a first match profile
+        created concurrently by a lock-free batch can still make it start over then.
         """
         by_workspace: dict[str, list[int]] = {}
         for index, item in enumerate(items):
             by_workspace.setdefault(item.workspace_id, []).append(index)
-        for attempt in range(MAX_ATTEMPTS):
-            exclusive = self._locking == "workspace" or attempt == MAX_ATTEMPTS - 1
+        for attempt in range(2 * MAX_ATTEMPTS):
+            exclusive = self._locking == "workspace" or attempt >= MAX_ATTEMPTS - 1
             outcomes: list[Outcome | None] = [None] * len(items)
             try:
                 async with self._pool.acquire() as conn, conn.transaction():
@@ -236,13 +237,13 @@ class IdentityService:
                             outcomes[index] = outcome
                     if not wrote:
                         # Only journal rows were written: losing the last few on a machine crash
-                        # costs nothing (replays are idempotent anyway); skip the WAL flush wait.
+                        # costs nothing (a replay then resolves the same way); skip the WAL flush wait.
                         await conn.execute("SET LOCAL synchronous_commit TO off")
                 return outcomes  # type: ignore[return-value]
             except _LostRace:
                 RETRIES.inc()
                 await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-        raise AssertionError("unreachable: the last attempt is exclusive")
+        raise RuntimeError(f"resolution lost {2 * MAX_ATTEMPTS} races in a row")
 
     async def _load_state(
         self, conn: asyncpg.Connection, workspace_id: str, keys: dict[Identifier, Key], *, with_persons: bool
@@ -271,7 +272,7 @@ class IdentityService:
     async def _resolve_workspace(
         self, conn: asyncpg.Connection, workspace_id: str, items: list[ResolveItem], *, exclusive: bool
     ) -> tuple[list[Outcome], bool]:
-        """Outcomes in input order, and whether the identity graph was written."""
+        """Outcomes in input order, and whether anything but journal rows was written."""
         rules = await self._rules(conn, workspace_id)
         keys = {i: self.key_of(workspace_id, rules, i) for item in items for i in item.identifiers}
         replayed: set[str] = set()
@@ -281,6 +282,7 @@ class IdentityService:
         fresh = [n for n, item in enumerate(items) if item.message_id not in replayed]
         state = await self._load_state(conn, workspace_id, keys, with_persons=False)
         outcomes: list[Outcome | None] = [None] * len(items)
+        moves: list[tuple[str, str]] = []
         wrote = any(needs_write(state, items[n].identifiers) for n in fresh)
         if wrote:
             # Changes ahead. Batches that change nothing never lock anything.
@@ -306,6 +308,7 @@ class IdentityService:
                 item = items[n]
                 outcomes[n] = resolver.resolve(item.identifiers, item.message_id or f"api:{new_id()}")
             await self._persist(conn, workspace_id, rules, keys, [(items[n], outcomes[n]) for n in fresh], state)
+            moves = [(m.merged, state.live(m.merged)) for n in fresh for m in outcomes[n].merges]
         for n, item in enumerate(items):
             if outcomes[n] is None:
                 outcomes[n] = Outcome(
@@ -323,11 +326,10 @@ class IdentityService:
         for n in fresh:
             item, outcome = items[n], outcomes[n]
             if item.attributes is not None and not item.attributes.empty() and outcome.person_id:
-                previous = attributes.get(outcome.person_id, Attributes())
-                attributes[outcome.person_id] = previous.merged_with(item.attributes)
-        if attributes:
-            await self._record_attributes(conn, workspace_id, attributes)
-        return outcomes, wrote  # type: ignore[return-value]
+                person = state.live(outcome.person_id)  # a later set of the batch may have merged it
+                attributes[person] = attributes.get(person, Attributes()).merged_with(item.attributes)
+        profiled = await self._update_match_profiles(conn, workspace_id, moves, attributes)
+        return outcomes, wrote or profiled  # type: ignore[return-value]
 
     # Match attributes and suggestions ------------------------------------------------------------------
 
@@ -337,52 +339,64 @@ class IdentityService:
     def _seal_attributes(self, workspace_id: str, attributes: Attributes) -> bytes:
         return self._vault.seal(json.dumps(attributes.to_dict()), context=f"{workspace_id}/match")
 
-    async def _record_attributes(
-        self, conn: asyncpg.Connection, workspace_id: str, updates: dict[str, Attributes], *, newer_wins: bool = True
-    ) -> None:
-        stored = await repository.match_profiles(conn, workspace_id, sorted(updates))
-        rows = []
-        for person_id, attributes in updates.items():
-            if person_id in stored:
-                current = self._open_attributes(workspace_id, stored[person_id])
-                merged = current.merged_with(attributes) if newer_wins else attributes.merged_with(current)
-                if merged == current:
-                    continue
-                attributes = merged
-            rows.append((person_id, self._seal_attributes(workspace_id, attributes)))
-        await repository.upsert_match_profiles(conn, workspace_id, rows)
+    async def _update_match_profiles(
+        self,
+        conn: asyncpg.Connection,
+        workspace_id: str,
+        moves: Sequence[tuple[str, str]],
+        events: dict[str, Attributes],
+    ) -> bool:
+        """Survivors take the attributes they lack from the persons merged into them (their own
+        values win), then the events' attributes (newer values win); merged persons are retired.
 
-    async def _merge_match_profiles(
-        self, conn: asyncpg.Connection, workspace_id: str, moves: list[tuple[str, str]]
-    ) -> None:
-        """Survivors take the attributes they lack from the persons merged into them."""
-        if not moves:
-            return
-        stored = await repository.match_profiles(conn, workspace_id, sorted({p for m in moves for p in m}))
-        updates: dict[str, Attributes] = {}
+        Lock order, the same in every transaction that touches matching (resolution, unmerge,
+        accepting a suggestion, the suggester): match profiles, in person order and in one
+        statement, before any match key or suggestion. A profile row that appeared since it was
+        locked (a concurrent first profile of the same person) makes the batch start over.
+        """
+        involved = sorted({p for move in moves for p in move} | set(events))
+        if not involved:
+            return False
+        locked = await repository.lock_match_profiles(conn, workspace_id, involved)
+        stored = {p: self._open_attributes(workspace_id, sealed) for p, sealed in locked.items()}
+        wanted: dict[str, Attributes] = {}
         for merged, survivor in moves:
             if merged in stored:
-                extra = self._open_attributes(workspace_id, stored[merged])
-                updates[survivor] = updates.get(survivor, Attributes()).merged_with(extra)
-        if updates:
-            # The survivor's own values win over what it absorbs.
-            await self._record_attributes(conn, workspace_id, updates, newer_wins=False)
+                wanted[survivor] = stored[merged].merged_with(
+                    wanted.get(survivor) or stored.get(survivor, Attributes())
+                )
+        for person, attributes in events.items():
+            wanted[person] = (wanted.get(person) or stored.get(person, Attributes())).merged_with(attributes)
+        changed = sorted(
+            (p, self._seal_attributes(workspace_id, a))
+            for p, a in wanted.items()
+            if a != stored.get(p) and not a.empty()
+        )
+        await repository.update_match_profiles(conn, workspace_id, [c for c in changed if c[0] in stored])
+        new = [c for c in changed if c[0] not in stored]
+        if await repository.insert_match_profiles(conn, workspace_id, new) != len(new):
+            raise _LostRace
         await repository.retire_match_persons(conn, workspace_id, sorted({m for m, _ in moves}))
+        return bool(changed)
 
     def _block_key(self, workspace_id: str, key: str) -> str:
         digest = self._vault.digest(f"{workspace_id}/match", key)
         return base64.urlsafe_b64encode(digest[:18]).decode()
 
     async def suggest(self, batch: int = 500, max_block: int = 100) -> int:
-        """Match persons whose attributes changed; returns the number of new suggestions."""
+        """Match persons whose attributes changed; returns the number of new suggestions.
+
+        One transaction per workspace: the profiles it takes (``SKIP LOCKED``) are all it holds
+        while it waits on suggestion rows, so it never waits in a cycle with a resolver.
+        """
         created = 0
-        async with self._pool.acquire() as conn, conn.transaction():
-            rows = await repository.dirty_match_profiles(conn, batch)
-            by_workspace: dict[str, list] = {}
-            for row in rows:
-                by_workspace.setdefault(row["workspace_id"], []).append(row)
-            for workspace_id, group in sorted(by_workspace.items()):
-                created += await self._suggest_workspace(conn, workspace_id, group, max_block)
+        async with self._pool.acquire() as conn:
+            workspaces = await repository.dirty_workspaces(conn)
+        for workspace_id in workspaces:
+            async with self._pool.acquire() as conn, conn.transaction():
+                rows = await repository.dirty_match_profiles(conn, workspace_id, batch)
+                if rows:
+                    created += await self._suggest_workspace(conn, workspace_id, rows, max_block)
         return created
 
     async def _suggest_workspace(self, conn: asyncpg.Connection, workspace_id: str, group: list, max_block: int) -> int:
@@ -450,88 +464,87 @@ class IdentityService:
         if not UUID.match(suggestion_id):
             raise NotFound(f"suggestion {suggestion_id} not found")
         async with self._pool.acquire() as conn, conn.transaction():
-            await repository.lock_workspace_links(conn, workspace_id)
-            row = await repository.get_suggestion(conn, workspace_id, suggestion_id, for_update=True)
-            if row is None:
-                raise NotFound(f"suggestion {suggestion_id} not found")
-            if row.state != "pending":
-                raise FailedPrecondition(f"the suggestion is {row.state}")
-            rules = await self._rules(conn, workspace_id)
-            persons, links = await repository.person_links(conn, workspace_id, [row.person_a, row.person_b])
-            if any(p not in persons or persons[p].status == "merged" for p in (row.person_a, row.person_b)):
-                await repository.decide_suggestion(conn, workspace_id, suggestion_id, "obsolete", None)
-                return_obsolete = True
-            else:
-                return_obsolete = False
-        if return_obsolete:
+            accepted = await self._accept(conn, workspace_id, suggestion_id)
+        if accepted is None:  # committed: the suggestion is marked obsolete
             raise FailedPrecondition("one of the persons was merged since; the suggestion is obsolete")
-        async with self._pool.acquire() as conn, conn.transaction():
-            await repository.lock_workspace_links(conn, workspace_id)
-            row = await repository.get_suggestion(conn, workspace_id, suggestion_id, for_update=True)
-            if row is None or row.state != "pending":
-                raise FailedPrecondition("the suggestion changed meanwhile")
-            persons, links = await repository.person_links(conn, workspace_id, [row.person_a, row.person_b])
-            views = [
-                PersonView(p, persons[p].status, persons[p].merge_count, links[p]) for p in (row.person_a, row.person_b)
-            ]
-            separated = await repository.separations(conn, workspace_id, [row.person_a, row.person_b])
-            resolver = Resolver(GraphState(separated=separated), self._new_id, rules, now=self._clock.now)
-            problem = resolver.merge_problem(*views)
-            if problem:
-                raise FailedPrecondition(f"cannot merge: {problem}")
-            survivor, merged = row.person_a, row.person_b  # person_a < person_b: the lower id survives
-            held = {}
-            for p in (survivor, merged):
-                rows = await repository.identifiers_of(conn, workspace_id, p)
-                held[p] = sorted(rows, key=lambda r: rules.rank(Identifier(*r.key)))
-            if not held[survivor] or not held[merged]:
-                raise FailedPrecondition("cannot merge a person without identifiers")
-            anchor, bridge = held[survivor][0], held[merged][0]
-            merge_id = new_id()
-            await repository.apply_merges(conn, workspace_id, [(merged, survivor)])
-            merge = repository.MergeRow(
-                merge_id=merge_id,
-                survivor_id=survivor,
-                merged_id=merged,
-                anchor=anchor.key,
-                anchor_sealed=anchor.sealed,
-                bridge=bridge.key,
-                bridge_sealed=bridge.sealed,
-                message_id=f"suggestion:{suggestion_id}",
-                rule=f"suggestion:score {row.score:.1f}@v{rules.version}",
-                rule_version=rules.version,
-                kind="suggestion",
-            )
-            await repository.insert_merges(conn, workspace_id, [merge])
-            merge_count = views[0].merge_count + views[1].merge_count + 1
-            await repository.update_persons(
-                conn, workspace_id, [(survivor, persons[survivor].status, merge_count, None)]
-            )
-            await self._merge_match_profiles(conn, workspace_id, [(merged, survivor)])
-            await repository.decide_suggestion(conn, workspace_id, suggestion_id, "accepted", merge_id)
-            event = events_pb2.PersonsMerged(
-                workspace_id=workspace_id,
-                survivor_person_id=survivor,
-                merged_person_ids=[merged],
-                bridging_identifier=_pb(self.display(workspace_id, bridge.key, bridge.sealed)),
-                rule=merge.rule,
-                trigger_message_id=merge.message_id,
-                merge_id=merge_id,
-                merge_time=_timestamp(self._clock.now()),
-            )
-            await outbox.enqueue(
-                conn,
-                workspace_id=workspace_id,
-                subject=self._names.subject(IDENTITY, "persons_merged"),
-                message=event,
-                msg_id=f"merged:{merge_id}",
-                sealer=self._vault,
-            )
-            MERGES.labels("suggestion").inc()
-            log.info("suggestion accepted", workspace=workspace_id, survivor=survivor, merged=merged)
-            decided = await repository.get_suggestion(conn, workspace_id, suggestion_id)
-            stored_merge = await repository.get_merge(conn, workspace_id, merge_id)
-            person = await self._details(conn, workspace_id, survivor)
+        return accepted
+
+    async def _accept(
+        self, conn: asyncpg.Connection, workspace_id: str, suggestion_id: str
+    ) -> tuple[repository.SuggestionRow, tuple[repository.MergeRow, Identifier, Identifier], PersonDetails] | None:
+        await repository.lock_workspace_links(conn, workspace_id)
+        row = await repository.get_suggestion(conn, workspace_id, suggestion_id)
+        if row is None:
+            raise NotFound(f"suggestion {suggestion_id} not found")
+        # Match profiles before the suggestion row: the order of _update_match_profiles.
+        await repository.lock_match_profiles(conn, workspace_id, [row.person_a, row.person_b])
+        row = await repository.get_suggestion(conn, workspace_id, suggestion_id, for_update=True)
+        if row.state != "pending":
+            raise FailedPrecondition(f"the suggestion is {row.state}")
+        persons, links = await repository.person_links(conn, workspace_id, [row.person_a, row.person_b])
+        if any(p not in persons or persons[p].status == "merged" for p in (row.person_a, row.person_b)):
+            await repository.decide_suggestion(conn, workspace_id, suggestion_id, "obsolete", None)
+            return None
+        rules = await self._rules(conn, workspace_id)
+        views = [
+            PersonView(p, persons[p].status, persons[p].merge_count, links[p]) for p in (row.person_a, row.person_b)
+        ]
+        separated = await repository.separations(conn, workspace_id, [row.person_a, row.person_b])
+        resolver = Resolver(GraphState(separated=separated), self._new_id, rules, now=self._clock.now)
+        problem = resolver.merge_problem(*views)
+        if problem:
+            raise FailedPrecondition(f"cannot merge: {problem}")
+        survivor, merged = row.person_a, row.person_b  # person_a < person_b: the lower id survives
+        held = {}
+        for p in (survivor, merged):
+            rows = await repository.identifiers_of(conn, workspace_id, p)
+            held[p] = sorted(rows, key=lambda r: rules.rank(Identifier(*r.key)))
+        if not held[survivor] or not held[merged]:
+            raise FailedPrecondition("cannot merge a person without identifiers")
+        anchor, bridge = held[survivor][0], held[merged][0]
+        merge_id = new_id()
+        await repository.apply_merges(conn, workspace_id, [(merged, survivor)])
+        merge = repository.MergeRow(
+            merge_id=merge_id,
+            survivor_id=survivor,
+            merged_id=merged,
+            anchor=anchor.key,
+            anchor_sealed=anchor.sealed,
+            bridge=bridge.key,
+            bridge_sealed=bridge.sealed,
+            message_id=f"suggestion:{suggestion_id}",
+            rule=f"suggestion:score {row.score:.1f}@v{rules.version}",
+            rule_version=rules.version,
+            kind="suggestion",
+        )
+        await repository.insert_merges(conn, workspace_id, [merge])
+        merge_count = views[0].merge_count + views[1].merge_count + 1
+        await repository.update_persons(conn, workspace_id, [(survivor, persons[survivor].status, merge_count, None)])
+        await self._update_match_profiles(conn, workspace_id, [(merged, survivor)], {})
+        await repository.decide_suggestion(conn, workspace_id, suggestion_id, "accepted", merge_id)
+        event = events_pb2.PersonsMerged(
+            workspace_id=workspace_id,
+            survivor_person_id=survivor,
+            merged_person_ids=[merged],
+            bridging_identifier=_pb(self.display(workspace_id, bridge.key, bridge.sealed)),
+            rule=merge.rule,
+            trigger_message_id=merge.message_id,
+            merge_id=merge_id,
+            merge_time=_timestamp(self._clock.now()),
+        )
+        await outbox.enqueue(
+            conn,
+            workspace_id=workspace_id,
+            subject=self._names.subject(IDENTITY, "persons_merged"),
+            message=event,
+            msg_id=f"merged:{merge_id}",
+            sealer=self._vault,
+        )
+        MERGES.labels("suggestion").inc()
+        log.info("suggestion accepted", workspace=workspace_id, survivor=survivor, merged=merged)
+        decided = await repository.get_suggestion(conn, workspace_id, suggestion_id)
+        stored_merge = await repository.get_merge(conn, workspace_id, merge_id)
+        person = await self._details(conn, workspace_id, survivor)
         return decided, self._merge_view(workspace_id, stored_merge), person
 
     def _seal_set(self, workspace_id: str, identifiers: Sequence[Identifier]) -> bytes:
@@ -571,7 +584,6 @@ class IdentityService:
         merges = [m for _, o in resolved for m in o.merges]
         moves = [(m.merged, state.live(m.merged)) for m in merges]
         await repository.apply_merges(conn, workspace_id, moves)
-        await self._merge_match_profiles(conn, workspace_id, moves)
         await repository.insert_merges(
             conn,
             workspace_id,
