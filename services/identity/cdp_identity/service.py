@@ -890,6 +890,23 @@ class IdentityService:
             row = await repository.identifier(conn, workspace_id, key)
             if row is None or row.person_id != holder:
                 raise NotFound("the person does not hold this identifier")
+            # Downstream hears of every removal, split or not (PersonSplit follows for a split).
+            removal_id = new_id()
+            await outbox.enqueue(
+                conn,
+                workspace_id=workspace_id,
+                subject=self._names.subject(IDENTITY, "identifiers_removed"),
+                message=events_pb2.IdentifiersRemoved(
+                    workspace_id=workspace_id,
+                    person_id=holder,
+                    identifiers=[_pb(identifier)],
+                    blocked=block,
+                    reason=reason,
+                    remove_time=_timestamp(self._clock.now()),
+                ),
+                msg_id=f"removed:{workspace_id}:{removal_id}",
+                sealer=self._vault,
+            )
             result = await self._split(
                 conn, workspace_id, holder, undo=None, remove=key, reason=reason, cause="removal"
             )
@@ -897,7 +914,7 @@ class IdentityService:
                 await repository.block_identifier(conn, workspace_id, key, reason)
             else:
                 await repository.delete_identifier(conn, workspace_id, key)
-            await repository.insert_removal(conn, workspace_id, new_id(), holder, key, row.sealed, block, reason)
+            await repository.insert_removal(conn, workspace_id, removal_id, holder, key, row.sealed, block, reason)
             log.info("identifier removed", workspace=workspace_id, person_id=holder, type=type_, blocked=block)
             # The response shows the persons without the removed identifier.
             result.persons = [await self._details(conn, workspace_id, p.row.person_id) for p in result.persons]
@@ -958,6 +975,10 @@ class IdentityService:
                 else (split.undone_merges[0] if split.undone_merges else ""),
                 reason=reason,
                 split_time=now,
+                # Ids merged into the person before that now resolve to the new one.
+                moved_person_ids=sorted(
+                    h for h, o in split.merged_into.items() if o == owner and h not in split.created
+                ),
             )
             rows_out.append(
                 (

@@ -83,6 +83,7 @@ class Harness:
             "person_split": events_pb2.PersonSplit,
             "conflict": events_pb2.IdentityConflict,
             "person_quarantined": events_pb2.PersonQuarantined,
+            "identifiers_removed": events_pb2.IdentifiersRemoved,
         }
         found = []
         deadline = asyncio.get_running_loop().time() + timeout

@@ -170,3 +170,35 @@ async def test_an_accepted_suggestion_carries_separations_and_can_be_unmerged(id
         a.person_id: {("user_id", "a")},
         b.person_id: {("phone", "+8613912345678")},
     }
+
+
+async def test_every_removal_is_announced_and_a_split_names_the_ids_that_move(identity):
+    h = identity
+    await h.start_listening()
+    (a,) = await h.resolve([("user_id", "a"), ("jd_pin", "leaf")], message_ids=["e1"])
+    (b,) = await h.resolve([("phone", "13912345678")], message_ids=["e2"])
+    (d,) = await h.resolve([("email", "d@x.io")], message_ids=["e3"])
+    await h.resolve([("phone", "13912345678"), ("email", "d@x.io")], message_ids=["e4"])  # D into B
+    (ab,) = await h.resolve([("user_id", "a"), ("phone", "13912345678")], message_ids=["e5"])  # B (and D) into A
+    assert ab.person_id == a.person_id
+
+    # A leaf: nothing splits, but downstream hears of it.
+    removed = await h.stub.RemoveIdentifier(
+        identity_pb2.RemoveIdentifierRequest(
+            name=f"workspaces/{WS}/persons/{d.person_id}",  # a merged-away id names its survivor
+            identifier=events_pb2.Identifier(type="jd_pin", value="leaf"),
+            reason="typo",
+        )
+    )
+    assert [p.person_id for p in removed.persons] == [a.person_id] and not removed.undone_merge_ids
+    (announced,) = await h.announcements("identifiers_removed", 1)
+    assert (announced.person_id, announced.blocked, announced.reason) == (a.person_id, False, "typo")
+    assert [(i.type, i.value) for i in announced.identifiers] == [("jd_pin", "leaf")]
+
+    merges = (await h.stub.ListMerges(identity_pb2.ListMergesRequest(parent=f"workspaces/{WS}"))).merges
+    (a_b,) = [m for m in merges if m.trigger_message_id == "e5"]
+    await h.stub.Unmerge(identity_pb2.UnmergeRequest(name=a_b.name, reason="x"))
+    (split,) = await h.announcements("person_split", 1)
+    assert (split.person_id, split.new_person_id) == (a.person_id, b.person_id)
+    assert list(split.moved_person_ids) == [d.person_id]
+    assert (await h.person(d.person_id)).person_id == b.person_id
