@@ -23,6 +23,7 @@ from cdp_identity.matching import Attributes, blocking_keys, score
 from cdp_identity.repository import Key
 from cdp_identity.rules import (
     DEFAULT_RULES,
+    MAX_IDENTIFIERS_PER_SET,
     Identifier,
     InvalidIdentifier,
     InvalidRules,
@@ -733,6 +734,10 @@ class IdentityService:
             rules = await self._rules(conn, workspace_id)
         items = []
         for n, (pairs, message_id) in enumerate(sets):
+            if len(pairs) > MAX_IDENTIFIERS_PER_SET:
+                raise InvalidArgument(
+                    f"sets[{n}].identifiers", f"at most {MAX_IDENTIFIERS_PER_SET} identifiers per set"
+                )
             identifiers = []
             for m, (type_, value) in enumerate(pairs):
                 try:
@@ -741,6 +746,10 @@ class IdentityService:
                     raise InvalidArgument(f"sets[{n}].identifiers[{m}]", exc.reason) from None
             if not identifiers:
                 raise InvalidArgument(f"sets[{n}].identifiers", "must hold at least one identifier")
+            if len(identifiers) > MAX_IDENTIFIERS_PER_SET:
+                raise InvalidArgument(
+                    f"sets[{n}].identifiers", f"at most {MAX_IDENTIFIERS_PER_SET} identifiers per set"
+                )
             if len(message_id) > 200:
                 raise InvalidArgument(f"sets[{n}].message_id", "longer than 200 characters")
             items.append(ResolveItem(workspace_id, tuple(identifiers), message_id or None))
@@ -758,8 +767,7 @@ class IdentityService:
             try:
                 identifier = normalise(rules, type_, value)
             except InvalidIdentifier as exc:
-                field_ = "identifier_type" if "type" in exc.reason else "identifier_value"
-                raise InvalidArgument(field_, exc.reason) from None
+                raise InvalidArgument(f"identifier_{exc.field}", exc.reason) from None
             key = self.key_of(workspace_id, rules, identifier)
             owner = (await repository.owners(conn, workspace_id, [key])).get(key, (None, None))[0]
             if owner is None:
@@ -880,8 +888,7 @@ class IdentityService:
             try:
                 identifier = normalise(rules, type_, value)
             except InvalidIdentifier as exc:
-                field_ = "identifier.type" if "type" in exc.reason else "identifier.value"
-                raise InvalidArgument(field_, exc.reason) from None
+                raise InvalidArgument(f"identifier.{exc.field}", exc.reason) from None
             key = self.key_of(workspace_id, rules, identifier)
             person = await repository.get_person(conn, workspace_id, person_id)
             if person is None:

@@ -160,6 +160,10 @@ async def test_blocked_and_invalid_values_are_ignored_with_a_reason(identity):
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await h.resolve([("user_id", "Guest")])
     assert error.value.details() == "sets[0].identifiers[0]: blocked value"
+    # The update replaced both lists; the built-in junk values are still blocked.
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await h.resolve([("user_id", "null")])
+    assert error.value.details() == "sets[0].identifiers[0]: blank value"
 
 
 async def test_unmerge_restores_two_persons_and_tells_downstream(identity):
