@@ -48,7 +48,7 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRu
         ),
         # Announcements carry identifiers (phones, e-mails): sealed at rest, opened to publish.
         OutboxRelay(infra.pool, infra.js, schema=SCHEMA, sealer=vault),
-        Maintenance(infra.pool, journal_days=settings.journal_days, clock=clock),
+        Maintenance(infra.pool, journal_days=settings.journal_days, conflict_days=settings.conflict_days, clock=clock),
         Suggester(service, interval=settings.suggest_interval_seconds),
     ]
     return ServiceRuntime.for_service("identity", settings, infra, server, workers)

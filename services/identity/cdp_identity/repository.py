@@ -359,17 +359,21 @@ async def insert_separations(
         )
 
 
-async def insert_conflicts(conn: asyncpg.Connection, workspace_id: str, conflicts: Sequence[ConflictRow]) -> list[str]:
-    """Insert, skipping ones already recorded for the same message; returns the ids inserted."""
+async def insert_conflicts(
+    conn: asyncpg.Connection, workspace_id: str, conflicts: Sequence[ConflictRow], now: datetime
+) -> list[str]:
+    """Insert, skipping ones already recorded for the same (kind, identifier, person); returns the
+    ids inserted (in unique-key order, so two batches never wait on each other in a cycle)."""
     if not conflicts:
         return []
-    conflicts = sorted(conflicts, key=lambda c: (c.message_id, c.key))
+    conflicts = sorted(conflicts, key=lambda c: (c.kind, c.key, c.person_id or ""))
     rows = await conn.fetch(
         """INSERT INTO conflicts (workspace_id, conflict_id, kind, id_type, id_value, sealed, person_id,
-                                  other_person_id, message_id, detail, rule_version)
-           SELECT $1, c, k, t, v, s, p, o, m, d, r
+                                  other_person_id, message_id, detail, rule_version, created_at)
+           SELECT $1, c, k, t, v, s, p, o, m, d, r, $12
            FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::uuid[], $8::uuid[],
-                       $9::text[], $10::text[], $11::int[]) AS x(c, k, t, v, s, p, o, m, d, r)
+                       $9::text[], $10::text[], $11::int[]) WITH ORDINALITY AS x(c, k, t, v, s, p, o, m, d, r, n)
+           ORDER BY n
            ON CONFLICT DO NOTHING RETURNING conflict_id::text""",
         workspace_id,
         [c.conflict_id for c in conflicts],
@@ -382,8 +386,19 @@ async def insert_conflicts(conn: asyncpg.Connection, workspace_id: str, conflict
         [c.message_id for c in conflicts],
         [c.detail for c in conflicts],
         [c.rule_version for c in conflicts],
+        now,
     )
     return [r["conflict_id"] for r in rows]
+
+
+async def prune_conflicts(conn: asyncpg.Connection, before: datetime, limit: int = 10_000) -> int:
+    result = await conn.execute(
+        """DELETE FROM conflicts WHERE ctid = ANY(ARRAY(
+               SELECT ctid FROM conflicts WHERE created_at < $1 LIMIT $2))""",
+        before,
+        limit,
+    )
+    return int(result.split()[-1])
 
 
 async def insert_journal(

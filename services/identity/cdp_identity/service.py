@@ -630,7 +630,7 @@ class IdentityService:
                         rule_version=rules.version,
                     )
                 )
-        inserted = set(await repository.insert_conflicts(conn, workspace_id, conflict_rows))
+        inserted = set(await repository.insert_conflicts(conn, workspace_id, conflict_rows, self._clock.now()))
         # Announcements, in the outbox of this transaction.
         now = _timestamp(self._clock.now())
         rows: list[tuple[str, str, str, bytes]] = []

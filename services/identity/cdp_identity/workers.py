@@ -1,4 +1,4 @@
-"""Background work of the identity service: journal pruning."""
+"""Background work of the identity service: pruning (journal, conflicts) and match suggestions."""
 
 from __future__ import annotations
 
@@ -16,13 +16,17 @@ log = structlog.get_logger(__name__)
 
 
 class Maintenance:
-    """Deletes journal entries older than ``journal_days`` every ``interval`` seconds."""
+    """Deletes journal entries older than ``journal_days`` and conflicts older than
+    ``conflict_days`` (by the service's clock) every ``interval`` seconds."""
 
     name = "identity-maintenance"
 
-    def __init__(self, pool: asyncpg.Pool, *, journal_days: int, clock: Clock, interval: float = 600.0) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, *, journal_days: int, conflict_days: int, clock: Clock, interval: float = 600.0
+    ) -> None:
         self._pool = pool
         self._journal_days = journal_days
+        self._conflict_days = conflict_days
         self._clock = clock
         self._interval = interval
         self._stopping = asyncio.Event()
@@ -31,12 +35,15 @@ class Maintenance:
         self._stopping.set()
 
     async def run_once(self) -> None:
+        now = self._clock.now()
+        prunes = [(repository.prune_conflicts, now - timedelta(days=self._conflict_days))]
         if self._journal_days:
-            before = self._clock.now() - timedelta(days=self._journal_days)
-            async with self._pool.acquire() as conn:
-                while await repository.prune_journal(conn, before) > 0:
+            prunes.append((repository.prune_journal, now - timedelta(days=self._journal_days)))
+        async with self._pool.acquire() as conn:
+            for prune, before in prunes:
+                while await prune(conn, before) > 0:
                     if self._stopping.is_set():
-                        break
+                        return
 
     async def run(self) -> None:
         while not self._stopping.is_set():

@@ -39,3 +39,28 @@ async def test_windowed_limits_and_journal_retention_follow_the_service_clock(st
     (maintenance,) = [w for w in h.runtime.workers if isinstance(w, Maintenance)]
     await maintenance.run_once()
     assert [r["message_id"] for r in await h.sql("SELECT message_id FROM identity.journal")] == ["w3"]
+
+
+async def test_a_conflict_is_recorded_and_announced_once_per_person_identifier_and_kind(start_identity, tmp_path):
+    offset = tmp_path / "offset"
+    clock = OffsetFileClock(offset)
+    h = await start_identity(CDP_CLOCK_OFFSET_FILE=str(offset), CDP_IDENTITY_CONFLICT_DAYS="30")
+    await h.start_listening()
+    (owner,) = await h.resolve([("user_id", "u1"), ("phone", "13912345678")], message_ids=["k0"])
+    # Another account's every event carries u1's phone: one conflict, not one per event.
+    for n in range(1, 4):
+        (other,) = await h.resolve([("user_id", "u2"), ("phone", "13912345678")], message_ids=[f"k{n}"])
+        assert [(c.kind, c.other_person_id) for c in other.conflicts] == [("limit", owner.person_id)]
+    rows = await h.sql("SELECT message_id FROM identity.conflicts")
+    assert [r["message_id"] for r in rows] == ["k1"]
+    (first,) = await h.announcements("conflict", 1)
+    assert first.trigger_message_id == "k1"
+
+    # Kept 30 days; still happening after that, it is recorded and announced again.
+    clock.advance(timedelta(days=31))
+    (maintenance,) = [w for w in h.runtime.workers if isinstance(w, Maintenance)]
+    await maintenance.run_once()
+    assert not await h.sql("SELECT 1 FROM identity.conflicts")
+    await h.resolve([("user_id", "u2"), ("phone", "13912345678")], message_ids=["k4"])
+    (again,) = await h.announcements("conflict", 1)
+    assert again.trigger_message_id == "k4"
