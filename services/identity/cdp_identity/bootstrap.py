@@ -10,6 +10,7 @@ from cdp_identity.consumers import RawEventsHandler, raw_events_consumer
 from cdp_identity.grpc_api import IdentityServicer
 from cdp_identity.service import IdentityService, convert_plaintext_pii
 from cdp_identity.workers import Maintenance, Suggester
+from cdpkit.bus import DAY, RAW
 from cdpkit.clock import Clock
 from cdpkit.consumer import ConsumerLoop
 from cdpkit.outbox import OutboxRelay
@@ -22,6 +23,13 @@ log = structlog.get_logger(__name__)
 async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRuntime:
     clock = clock or settings.clock()
     vault = settings.pii_vault()
+    if settings.journal_days * DAY < RAW.max_age_seconds:
+        # Replays are read-only while the journal remembers them (docs/identity.md, Replays).
+        log.warning(
+            "the journal is shorter than the raw stream's retention: older raw events replayed are resolved again",
+            journal_days=settings.journal_days,
+            raw_stream_days=RAW.max_age_seconds / DAY,
+        )
     infra = await Infrastructure.open(settings, schema=SCHEMA, client_name="cdp-identity")
     service = IdentityService(
         infra.pool, infra.names, vault, journal_days=settings.journal_days, locking=settings.locking, clock=clock

@@ -144,6 +144,8 @@ class Outcome:
     quarantined: list[tuple[str, str]] = field(default_factory=list)
     # Identifiers of the event that were neither attached nor used, with why.
     skipped: list[tuple[Identifier, str]] = field(default_factory=list)
+    # A message resolved before (journal): answered read-only, nothing changed.
+    replayed: bool = False
 
     @property
     def attached(self) -> tuple[Identifier, ...]:

@@ -335,7 +335,7 @@ class _IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             "current": identity_pb2.MergeDifference.SIDE_CURRENT_ONLY,
             "proposed": identity_pb2.MergeDifference.SIDE_PROPOSED_ONLY,
         }
-        return identity_pb2.DryRunIdentityRulesResponse(
+        response = identity_pb2.DryRunIdentityRulesResponse(
             current_version=report.current_version,
             events_replayed=report.events_replayed,
             truncated=report.truncated,
@@ -351,7 +351,11 @@ class _IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                 )
                 for s, m, a, b, r in report.differences
             ],
+            truncation_reason=report.truncation_reason,
+            days_replayed=report.days_replayed,
         )
+        _ts(response, "oldest_event_time", report.oldest_event_time)
+        return response
 
 
 _STATES = {

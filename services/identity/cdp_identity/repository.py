@@ -217,6 +217,18 @@ async def journal_seen(conn: asyncpg.Connection, workspace_id: str, message_ids:
     return {r["message_id"] for r in rows}
 
 
+async def journal_identifiers(
+    conn: asyncpg.Connection, workspace_id: str, message_ids: Sequence[str]
+) -> dict[str, bytes]:
+    """The sealed identifier sets journaled for these message ids."""
+    rows = await conn.fetch(
+        "SELECT message_id, identifiers FROM journal WHERE workspace_id = $1 AND message_id = ANY($2::text[])",
+        workspace_id,
+        list(message_ids),
+    )
+    return {r["message_id"]: r["identifiers"] for r in rows}
+
+
 # Writes of a resolution ------------------------------------------------------------------------------
 
 
@@ -402,9 +414,9 @@ async def prune_conflicts(conn: asyncpg.Connection, before: datetime, limit: int
 
 
 async def insert_journal(
-    conn: asyncpg.Connection, workspace_id: str, rows: Sequence[tuple[str, str, bytes]], now: datetime
+    conn: asyncpg.Connection, workspace_id: str, rows: Sequence[tuple[str, str | None, bytes]], now: datetime
 ) -> None:
-    """(message id, person id, sealed identifiers); a message already journaled is kept as it was."""
+    """(message id, person id or None, sealed identifiers); a message already journaled is kept as it was."""
     if rows:
         await conn.execute(
             """INSERT INTO journal (workspace_id, message_id, person_id, identifiers, resolved_at)

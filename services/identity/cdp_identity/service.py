@@ -60,15 +60,30 @@ class _LostRace(Exception):
     """Another transaction changed what this one read; roll back and start over."""
 
 
+class MessageIdReused(ValueError):
+    """An API set reuses a message id that was resolved with other identifiers."""
+
+    def __init__(self, message_id: str) -> None:
+        super().__init__(message_id)
+        self.message_id = message_id
+
+
 @dataclass(frozen=True)
 class ResolveItem:
-    """One identifier set to resolve, with the message it came from (None for API calls)."""
+    """One identifier set to resolve, with the message it came from (None: an API call without one).
+
+    ``identifiers`` may be empty (an event without a usable identifier): it resolves to nobody,
+    and is journaled like any other.
+    """
 
     workspace_id: str
     identifiers: tuple[Identifier, ...]
     message_id: str | None = None
     # Names, birth date, address, phone from identify traits, for match suggestions.
     attributes: Attributes | None = None
+    # (type, raw value) the event carried but that were refused (invalid, blocked): journaled
+    # sealed, so a dry run of rules that accept them sees them.
+    rejected: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -102,6 +117,20 @@ class DryRunReport:
     current: dict = field(default_factory=dict)
     proposed: dict = field(default_factory=dict)
     differences: list[tuple[str, str, Identifier, Identifier, str]] = field(default_factory=list)
+    truncation_reason: str = ""
+    days_replayed: int = 0
+    oldest_event_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Journaled:
+    """One journaled resolution, as a dry run replays it."""
+
+    message_id: str
+    identifiers: list[Identifier]
+    # Raw values refused at the time (invalid, blocked): other rules may accept them.
+    refused: list[Identifier]
+    at: datetime
 
 
 def _timestamp(when: datetime) -> Timestamp:
@@ -210,8 +239,11 @@ class IdentityService:
 
     # Resolution ---------------------------------------------------------------------------------
 
-    async def resolve(self, items: Sequence[ResolveItem]) -> list[Outcome]:
+    async def resolve(self, items: Sequence[ResolveItem], *, strict_replays: bool = False) -> list[Outcome]:
         """Resolve every item in one transaction; outcomes come back in input order.
+
+        A message id already journaled is a replay, answered read-only; with ``strict_replays``
+        (API calls) one journaled with other identifiers raises :class:`MessageIdReused`.
 
         Row locking (default): a batch that lost a race (another transaction linked one of its
         new identifiers first, or moved one of its persons) starts over; after a few attempts it
@@ -231,7 +263,7 @@ class IdentityService:
                     for workspace_id in sorted(by_workspace):
                         indexes = by_workspace[workspace_id]
                         resolved, changed = await self._resolve_workspace(
-                            conn, workspace_id, [items[i] for i in indexes], exclusive=exclusive
+                            conn, workspace_id, [items[i] for i in indexes], exclusive=exclusive, strict=strict_replays
                         )
                         wrote = wrote or changed
                         for index, outcome in zip(indexes, resolved, strict=True):
@@ -271,15 +303,16 @@ class IdentityService:
         return state
 
     async def _resolve_workspace(
-        self, conn: asyncpg.Connection, workspace_id: str, items: list[ResolveItem], *, exclusive: bool
+        self, conn: asyncpg.Connection, workspace_id: str, items: list[ResolveItem], *, exclusive: bool, strict: bool
     ) -> tuple[list[Outcome], bool]:
         """Outcomes in input order, and whether anything but journal rows was written."""
         rules = await self._rules(conn, workspace_id)
         keys = {i: self.key_of(workspace_id, rules, i) for item in items for i in item.identifiers}
-        replayed: set[str] = set()
-        message_ids = [item.message_id for item in items if item.message_id]
-        if message_ids:
-            replayed = await repository.journal_seen(conn, workspace_id, message_ids)
+        # API sets without a message id get one of their own (merge log, journal).
+        message_ids = [item.message_id or f"api:{new_id()}" for item in items]
+        replayed = await repository.journal_seen(conn, workspace_id, [i.message_id for i in items if i.message_id])
+        if strict and replayed:
+            await self._check_replays(conn, workspace_id, [i for i in items if i.message_id in replayed])
         fresh = [n for n, item in enumerate(items) if item.message_id not in replayed]
         state = await self._load_state(conn, workspace_id, keys, with_persons=False)
         outcomes: list[Outcome | None] = [None] * len(items)
@@ -306,23 +339,24 @@ class IdentityService:
                         raise _LostRace
             resolver = Resolver(state, self._new_id, rules, now=self._clock.now)
             for n in fresh:
-                item = items[n]
-                outcomes[n] = resolver.resolve(item.identifiers, item.message_id or f"api:{new_id()}")
-            await self._persist(conn, workspace_id, rules, keys, [(items[n], outcomes[n]) for n in fresh], state)
-            moves = [(m.merged, state.live(m.merged)) for n in fresh for m in outcomes[n].merges]
+                if items[n].identifiers:
+                    outcomes[n] = resolver.resolve(items[n].identifiers, message_ids[n])
+            resolved = [(items[n], outcomes[n]) for n in fresh if outcomes[n] is not None]
+            await self._persist(conn, workspace_id, rules, keys, resolved, state)
+            moves = [(m.merged, state.live(m.merged)) for _, outcome in resolved for m in outcome.merges]
         for n, item in enumerate(items):
             if outcomes[n] is None:
                 outcomes[n] = Outcome(
                     resolve_read_only(state, item.identifiers, rules) or "",
                     False,
                     skipped=[(i, "removed and blocked by an operator") for i in item.identifiers if i in state.blocked],
+                    replayed=item.message_id in replayed,
                 )
-        journal = [
-            (items[n].message_id, outcomes[n].person_id, self._seal_set(workspace_id, items[n].identifiers))
-            for n in fresh
-            if items[n].message_id and outcomes[n].person_id and self._journal_days
-        ]
-        await repository.insert_journal(conn, workspace_id, sorted(journal), self._clock.now())
+        if self._journal_days:
+            journal = [
+                (message_ids[n], outcomes[n].person_id or None, self._seal_set(workspace_id, items[n])) for n in fresh
+            ]
+            await repository.insert_journal(conn, workspace_id, sorted(journal), self._clock.now())
         attributes: dict[str, Attributes] = {}
         for n in fresh:
             item, outcome = items[n], outcomes[n]
@@ -548,9 +582,24 @@ class IdentityService:
         person = await self._details(conn, workspace_id, survivor)
         return decided, self._merge_view(workspace_id, stored_merge), person
 
-    def _seal_set(self, workspace_id: str, identifiers: Sequence[Identifier]) -> bytes:
-        plain = json.dumps([[i.type, i.value] for i in identifiers], separators=(",", ":"))
-        return self._vault.seal(plain, context=f"{workspace_id}/journal")
+    def _seal_set(self, workspace_id: str, item: ResolveItem) -> bytes:
+        journaled = {"i": [[i.type, i.value] for i in item.identifiers]}
+        if item.rejected:
+            journaled["r"] = [list(r) for r in item.rejected]
+        return self._vault.seal(json.dumps(journaled, separators=(",", ":")), context=f"{workspace_id}/journal")
+
+    def _open_set(self, workspace_id: str, sealed: bytes) -> tuple[list[Identifier], list[Identifier]]:
+        """Journaled (identifiers, refused raw values); rows written before 0005 hold a plain list."""
+        journaled = json.loads(self._vault.open(sealed, context=f"{workspace_id}/journal"))
+        if isinstance(journaled, list):
+            journaled = {"i": journaled}
+        return [Identifier(*i) for i in journaled["i"]], [Identifier(*r) for r in journaled.get("r", ())]
+
+    async def _check_replays(self, conn: asyncpg.Connection, workspace_id: str, items: list[ResolveItem]) -> None:
+        journaled = await repository.journal_identifiers(conn, workspace_id, [i.message_id for i in items])
+        for item in items:
+            if set(self._open_set(workspace_id, journaled[item.message_id])[0]) != set(item.identifiers):
+                raise MessageIdReused(item.message_id)
 
     async def _persist(
         self,
@@ -733,6 +782,7 @@ class IdentityService:
         async with self._pool.acquire() as conn:
             rules = await self._rules(conn, workspace_id)
         items = []
+        seen: dict[str, tuple[int, set[Identifier]]] = {}
         for n, (pairs, message_id) in enumerate(sets):
             if len(pairs) > MAX_IDENTIFIERS_PER_SET:
                 raise InvalidArgument(
@@ -752,8 +802,17 @@ class IdentityService:
                 )
             if len(message_id) > 200:
                 raise InvalidArgument(f"sets[{n}].message_id", "longer than 200 characters")
+            earlier = seen.setdefault(message_id, (n, set(identifiers))) if message_id else None
+            if earlier is not None and earlier[1] != set(identifiers):
+                raise InvalidArgument(f"sets[{n}].message_id", f"sets[{earlier[0]}] has it with other identifiers")
             items.append(ResolveItem(workspace_id, tuple(identifiers), message_id or None))
-        return await self.resolve(items)
+        try:
+            return await self.resolve(items, strict_replays=True)
+        except MessageIdReused as exc:
+            n = next(n for n, (_, message_id) in enumerate(sets) if message_id == exc.message_id)
+            raise InvalidArgument(
+                f"sets[{n}].message_id", "was resolved before with other identifiers; use a new message id"
+            ) from None
 
     async def rules_for(self, workspace_id: str) -> Rules:
         async with self._pool.acquire() as conn:
@@ -1010,28 +1069,35 @@ class IdentityService:
             raise InvalidArgument("days", "must be between 1 and 90")
         if not 1 <= max_events <= 1_000_000:
             raise InvalidArgument("max_events", "must be between 1 and 1000000")
+        covered = min(days, self._journal_days)
         async with self._pool.acquire() as conn:
             current = await self._rules_at(conn, workspace_id, await repository.rules_version(conn, workspace_id))
             try:
                 proposed = apply_update(current, **change)
             except InvalidRules as exc:
                 raise InvalidArgument(f"rules.{exc.field}", exc.reason) from None
-            rows = await repository.journal_window(conn, workspace_id, days, max_events + 1, self._clock.now())
-        truncated = len(rows) > max_events
-        rows = rows[:max_events]
-        events = [
-            (
-                r["message_id"],
-                [
-                    Identifier(t, v)
-                    for t, v in json.loads(self._vault.open(r["identifiers"], context=f"{workspace_id}/journal"))
-                ],
+            rows = (
+                await repository.journal_window(conn, workspace_id, covered, max_events + 1, self._clock.now())
+                if covered
+                else []
             )
-            for r in rows
+        reasons = []
+        if covered < days:
+            reasons.append(
+                f"the journal keeps {self._journal_days} days of resolutions (CDP_IDENTITY_JOURNAL_DAYS), {days} asked"
+            )
+        if len(rows) > max_events:
+            reasons.append(f"more than {max_events} resolutions in the window: the oldest {max_events} replayed")
+        events = [
+            Journaled(r["message_id"], *self._open_set(workspace_id, r["identifiers"]), r["resolved_at"])
+            for r in rows[:max_events]
         ]
         report = await asyncio.to_thread(_compare, events, current, proposed)
         report.current_version = current.version
-        report.truncated = truncated
+        report.truncated = bool(reasons)
+        report.truncation_reason = "; ".join(reasons)
+        report.days_replayed = covered
+        report.oldest_event_time = events[0].at if events else None
         report.differences = [
             (side, mid, _masked(current, a), _masked(current, b), rule) for side, mid, a, b, rule in report.differences
         ]
@@ -1045,30 +1111,47 @@ def _masked(rules: Rules, identifier: Identifier) -> Identifier:
     return identifier
 
 
-def _simulate(events: list[tuple[str, list[Identifier]]], rules: Rules) -> tuple[dict, dict]:
+def _simulate(events: list[Journaled], rules: Rules) -> tuple[dict, dict]:
+    """Replay journaled resolutions from an empty graph, each at the time it happened.
+
+    A merge is keyed by its message and the groups of the event's identifiers it joined (which
+    persons held what), not by the identifiers the resolver logged as anchor and bridge: a
+    priority change picks other anchors without changing what merges.
+    """
     counter = iter(range(1, 1 << 62))
     state = GraphState()
-    resolver = Resolver(state, lambda: f"{next(counter):020d}", rules, now=lambda: datetime.now(UTC))
+    moment = [events[0].at if events else datetime.now(UTC)]
+    resolver = Resolver(state, lambda: f"{next(counter):020d}", rules, now=lambda: moment[0])
     merges: dict[tuple[str, frozenset], tuple[Identifier, Identifier, str]] = {}
-    conflicts = 0
-    for message_id, identifiers in events:
-        usable = []
-        for identifier in identifiers:
+    merge_count = conflicts = 0
+    for event in events:
+        moment[0] = event.at
+        usable: dict[Identifier, None] = {}
+        for identifier in (*event.identifiers, *event.refused):
             try:
-                usable.append(normalise(rules, identifier.type, identifier.value))
+                usable.setdefault(normalise(rules, identifier.type, identifier.value))
             except InvalidIdentifier:
                 continue
         if not usable:
             continue
-        outcome = resolver.resolve(usable, message_id)
+        held: dict[str, set[Identifier]] = {}
+        for identifier in usable:
+            owner = state.owner(identifier)
+            if owner is not None:
+                held.setdefault(owner, set()).add(identifier)
+        outcome = resolver.resolve(usable, event.message_id)
         conflicts += len(outcome.conflicts)
-        for m in outcome.merges:
-            merges[(message_id, frozenset((m.anchor, m.bridge)))] = (m.anchor, m.bridge, m.rule)
+        if outcome.merges:
+            merge_count += len(outcome.merges)
+            joined = {outcome.person_id, *(m.merged for m in outcome.merges)}
+            groups = frozenset(frozenset(ids) for person, ids in held.items() if person in joined)
+            first = outcome.merges[0]
+            merges[(event.message_id, groups)] = (first.anchor, first.bridge, first.rule)
     persons = sum(1 for p in state.persons if p not in state.merged_into)
-    return merges, {"merges": len(merges), "conflicts": conflicts, "persons": persons}
+    return merges, {"merges": merge_count, "conflicts": conflicts, "persons": persons}
 
 
-def _compare(events: list[tuple[str, list[Identifier]]], current: Rules, proposed: Rules) -> DryRunReport:
+def _compare(events: list[Journaled], current: Rules, proposed: Rules) -> DryRunReport:
     now_merges, now_stats = _simulate(events, current)
     new_merges, new_stats = _simulate(events, proposed)
     differences = []

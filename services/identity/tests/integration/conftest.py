@@ -67,10 +67,10 @@ class Harness:
             self.names.subject(RAW, 0), batch.SerializeToString(), headers={"Nats-Msg-Id": msg_id or uuid.uuid4().hex}
         )
 
-    async def resolved(self, count: int) -> list[events_pb2.ResolvedEvent]:
+    async def resolved(self, count: int, timeout: float = 10) -> list[events_pb2.ResolvedEvent]:
         got: list[events_pb2.ResolvedEvent] = []
         while len(got) < count:
-            msg = await self._resolved.next_msg(timeout=10)
+            msg = await self._resolved.next_msg(timeout=timeout)
             got.extend(events_pb2.ResolvedEventBatch.FromString(msg.data).events)
             await msg.ack()
         return got

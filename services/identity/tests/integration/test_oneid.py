@@ -13,12 +13,17 @@ import uuid
 
 import asyncpg
 import grpc
+import nats
 import pytest
+from prometheus_client import REGISTRY
 
+from cdp.events.v1 import events_pb2
 from cdp.identity.v1 import identity_pb2, identity_pb2_grpc
 from cdp_identity import __main__ as identity_main
+from cdpkit.bus import IDENTITY
 
 WS = "shop"
+TYPES = ("anonymous_id", "phone", "email", "wechat_unionid")
 
 
 async def test_pos_then_mini_program_then_app_login_is_one_person_with_an_explained_merge_log(identity):
@@ -122,6 +127,9 @@ async def test_a_shared_tablet_and_two_user_ids_never_glue_people(identity):
 async def test_blocked_and_invalid_values_are_ignored_with_a_reason(identity):
     h = identity
     await h.start_listening()
+    ignored = {t: REGISTRY.get_sample_value("cdp_identity_identifiers_ignored_total", {"type": t}) or 0 for t in TYPES}
+    unresolved = REGISTRY.get_sample_value("cdp_identity_events_unresolved_total") or 0
+    dlq = await h.js.subscribe(h.names.dlq_subject("identity-raw"))
     await h.publish(
         h.raw(
             "b1",
@@ -132,8 +140,21 @@ async def test_blocked_and_invalid_values_are_ignored_with_a_reason(identity):
         h.raw("b2", anonymous_id="anonymous"),  # nothing usable at all
     )
     (resolved,) = await h.resolved(1)
+    assert resolved.event.message_id == "b1"
     assert {(i.type, i.value) for i in resolved.identifiers} == {("user_id", "u-1")}
     assert [dict(r) for r in await h.sql("SELECT id_type FROM identity.identifiers")] == [{"id_type": "user_id"}]
+    # b2 resolves to nobody: dead-lettered with the reason (never the value), not a resolved event.
+    letter = await dlq.next_msg(timeout=10)
+    (event,) = events_pb2.RawEventBatch.FromString(letter.data).events
+    assert event.message_id == "b2" and letter.headers["Cdp-Message-Id"] == "b2"
+    assert letter.headers["Cdp-Dlq-Reason"] == "no usable identifier (anonymous_id: blocked value)"
+    with pytest.raises(nats.errors.TimeoutError):
+        await h.resolved(1, timeout=0.5)
+    # Every refused value is counted by type (and logged with the reason).
+    assert {
+        t: REGISTRY.get_sample_value("cdp_identity_identifiers_ignored_total", {"type": t}) - ignored[t] for t in TYPES
+    } == {"anonymous_id": 2, "phone": 1, "email": 1, "wechat_unionid": 1}
+    assert REGISTRY.get_sample_value("cdp_identity_events_unresolved_total") - unresolved == 1
 
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await h.resolve([("user_id", "u-1"), ("phone", "13800138000")])
@@ -209,7 +230,8 @@ async def test_unmerge_restores_two_persons_and_tells_downstream(identity):
     (replay,) = await h.resolve(
         [("user_id", "u-1"), ("phone", "13912345678"), ("wechat_unionid", "un-1")], message_ids=["app-1"]
     )
-    assert not replay.merged_person_ids
+    # (it resolves read-only to the holder of its best identifier, user_id, which went with the unionid)
+    assert not replay.merged_person_ids and not replay.conflicts and replay.person_id == mini.person_id
     # ... and a new event with both sides is refused: an operator split them.
     (fresh,) = await h.resolve([("phone", "13912345678"), ("wechat_unionid", "un-1")], message_ids=["app-2"])
     assert not fresh.merged_person_ids and [c.kind for c in fresh.conflicts] == ["separated"]
@@ -252,10 +274,13 @@ async def test_replaying_the_same_raw_events_changes_nothing(identity):
         h.raw("e4", user_id="u2", traits={"phone": "13912345678"}),  # conflict: another user's phone
         h.raw("e5", user_id="u1", context={"device": {"id": "d-1"}}),
     ]
-    await h.publish(*events, msg_id="first")
-    first = await h.resolved(5)
 
-    async def snapshot():
+    async def settled() -> tuple[dict, int]:
+        """The graph tables, and how many announcements were published, once the outbox is empty."""
+        for _ in range(100):
+            if not await h.sql("SELECT 1 FROM identity.outbox"):
+                break
+            await asyncio.sleep(0.05)
         tables = {}
         for table, order in (
             ("persons", "person_id"),
@@ -263,24 +288,66 @@ async def test_replaying_the_same_raw_events_changes_nothing(identity):
             ("merges", "merge_id"),
             ("conflicts", "conflict_id"),
             ("separations", "person_a"),
+            ("removals", "removal_id"),
         ):
-            rows = await h.sql(f"SELECT * FROM identity.{table} ORDER BY {order}")
-            tables[table] = [dict(r) for r in rows]
-        return tables
+            tables[table] = [dict(r) for r in await h.sql(f"SELECT * FROM identity.{table} ORDER BY {order}")]
+        return tables, (await h.js.stream_info(h.names.stream(IDENTITY))).state.messages
 
-    await asyncio.sleep(0.5)
-    before = await snapshot()
-    assert len(before["merges"]) == 1 and len(before["conflicts"]) == 1
-    await h.publish(*events, msg_id="second")  # a different chunk id: JetStream does not de-duplicate it
-    second = await h.resolved(5)
-    assert sorted(r.event.message_id for r in second) == ["e1", "e2", "e3", "e4", "e5"]
+    async def replay(chunk: str) -> dict[str, str]:
+        await h.publish(*events, msg_id=chunk)  # a new chunk id: JetStream does not de-duplicate it
+        again = await h.resolved(5)
+        assert sorted(r.event.message_id for r in again) == ["e1", "e2", "e3", "e4", "e5"]
+        return {r.event.message_id: r.person_id for r in again}
+
+    await h.publish(*events, msg_id="first")
+    first = {r.event.message_id: r.person_id for r in await h.resolved(5)}
+    before, announced = await settled()
+    assert len(before["merges"]) == 1 and len(before["conflicts"]) == 1 and announced >= 5
+    now = await replay("second")
     # Every replayed event resolves to the person that now holds its identifiers ...
-    now = {r.event.message_id: r.person_id for r in second}
-    merged = next(r.person_id for r in first if r.event.message_id == "e3")
-    assert now["e1"] == now["e2"] == now["e3"] == now["e5"] == merged != now["e4"]
-    await asyncio.sleep(0.5)
-    # ... and nothing in the graph changed.
-    assert await snapshot() == before
+    assert now["e1"] == now["e2"] == now["e3"] == now["e5"] == first["e3"] != now["e4"]
+    # ... and nothing in the graph changed, nothing was announced.
+    assert await settled() == (before, announced)
+
+    # After an unmerge, replaying the message that merged still changes nothing: no conflict
+    # "separated", no announcement (the journal answers it read-only).
+    (merge,) = (await h.stub.ListMerges(identity_pb2.ListMergesRequest(parent=f"workspaces/{WS}"))).merges
+    await h.stub.Unmerge(identity_pb2.UnmergeRequest(name=merge.name, reason="test"))
+    before, announced = await settled()
+    await replay("third")
+    assert await settled() == (before, announced)
+
+    # After a removal without blocking, a replay does not link the identifier again.
+    await h.stub.RemoveIdentifier(
+        identity_pb2.RemoveIdentifierRequest(
+            name=f"workspaces/{WS}/persons/{first['e2']}",  # u1's person, restored by the unmerge
+            identifier=events_pb2.Identifier(type="device_id", value="d-1"),
+        )
+    )
+    before, announced = await settled()
+    assert not await h.sql("SELECT 1 FROM identity.identifiers WHERE id_type = 'device_id'")
+    await replay("fourth")
+    assert await settled() == (before, announced)
+
+
+async def test_an_api_message_id_reused_with_other_identifiers_is_refused(identity):
+    h = identity
+    (first,) = await h.resolve([("user_id", "u1"), ("email", "a@x.io")], message_ids=["api-1"])
+    (same,) = await h.resolve([("email", "A@x.io"), ("user_id", "u1")], message_ids=["api-1"])
+    assert same.person_id == first.person_id  # the same set again: a replay, answered read-only
+    for sets in ([[("user_id", "u2")]], [[("user_id", "u3")], [("user_id", "u1"), ("email", "b@x.io")]]):
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await h.resolve(*sets, message_ids=["x", "api-1"][-len(sets) :])
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert error.value.details() == (
+            f"sets[{len(sets) - 1}].message_id: was resolved before with other identifiers; use a new message id"
+        )
+    with pytest.raises(grpc.aio.AioRpcError) as error:  # twice in one call, with other identifiers
+        await h.resolve([("user_id", "u4")], [("user_id", "u5")], message_ids=["api-2", "api-2"])
+    assert error.value.details() == "sets[1].message_id: sets[0] has it with other identifiers"
+    # Nothing of the refused calls was stored.
+    rows = await h.sql("SELECT id_value FROM identity.identifiers WHERE id_type = 'user_id' ORDER BY 1")
+    assert [r["id_value"] for r in rows] == ["u1"]
 
 
 @pytest.mark.parametrize("locking", ["rows", "workspace"])
