@@ -403,10 +403,15 @@ async def insert_conflicts(
     return [r["conflict_id"] for r in rows]
 
 
-async def prune_conflicts(conn: asyncpg.Connection, before: datetime, limit: int = 10_000) -> int:
+async def prune_conflicts(conn: asyncpg.Connection, before: datetime) -> int:
+    return await _prune(conn, "conflicts", "created_at", before)
+
+
+async def _prune(conn: asyncpg.Connection, table: str, column: str, before: datetime, limit: int = 10_000) -> int:
+    """Delete up to ``limit`` rows older than ``before`` (in every workspace); how many went."""
     result = await conn.execute(
-        """DELETE FROM conflicts WHERE ctid = ANY(ARRAY(
-               SELECT ctid FROM conflicts WHERE created_at < $1 LIMIT $2))""",
+        f"""DELETE FROM {table} WHERE ctid = ANY(ARRAY(
+                SELECT ctid FROM {table} WHERE {column} < $1 LIMIT $2))""",
         before,
         limit,
     )
@@ -430,14 +435,8 @@ async def insert_journal(
         )
 
 
-async def prune_journal(conn: asyncpg.Connection, before: datetime, limit: int = 10_000) -> int:
-    result = await conn.execute(
-        """DELETE FROM journal WHERE ctid = ANY(ARRAY(
-               SELECT ctid FROM journal WHERE resolved_at < $1 LIMIT $2))""",
-        before,
-        limit,
-    )
-    return int(result.split()[-1])
+async def prune_journal(conn: asyncpg.Connection, before: datetime) -> int:
+    return await _prune(conn, "journal", "resolved_at", before)
 
 
 async def journal_window(
@@ -486,12 +485,10 @@ async def get_person(conn: asyncpg.Connection, workspace_id: str, person_id: str
     return None if row is None else PersonRow(**dict(row))
 
 
-async def identifiers_of(
-    conn: asyncpg.Connection, workspace_id: str, person_id: str, *, for_update: bool = False
-) -> list[IdentifierRow]:
+async def identifiers_of(conn: asyncpg.Connection, workspace_id: str, person_id: str) -> list[IdentifierRow]:
     rows = await conn.fetch(
         f"""SELECT {_IDENTIFIER_COLUMNS} FROM identifiers WHERE workspace_id = $1 AND person_id = $2::uuid
-            ORDER BY first_seen_at, id_type, id_value {"FOR UPDATE" if for_update else ""}""",
+            ORDER BY first_seen_at, id_type, id_value""",
         workspace_id,
         person_id,
     )
@@ -525,20 +522,9 @@ _MERGE_COLUMNS = """merge_id::text AS merge_id, survivor_id::text AS survivor_id
 
 def _merge(r: Any) -> MergeRow:
     return MergeRow(
-        merge_id=r["merge_id"],
-        survivor_id=r["survivor_id"],
-        merged_id=r["merged_id"],
         anchor=(r["anchor_type"], r["anchor_value"]),
-        anchor_sealed=r["anchor_sealed"],
         bridge=(r["bridge_type"], r["bridge_value"]),
-        bridge_sealed=r["bridge_sealed"],
-        message_id=r["message_id"],
-        rule=r["rule"],
-        rule_version=r["rule_version"],
-        kind=r["kind"],
-        created_at=r["created_at"],
-        undone_at=r["undone_at"],
-        undo_reason=r["undo_reason"],
+        **_without(r, "anchor_type", "anchor_value", "bridge_type", "bridge_value"),
     )
 
 
@@ -573,19 +559,37 @@ async def list_merges(
     after: tuple[datetime, str] | None,
     limit: int,
 ) -> list[MergeRow]:
-    rows = await conn.fetch(
-        f"""SELECT {_MERGE_COLUMNS} FROM merges
+    rows = await _newest_first(
+        conn, "merges", _MERGE_COLUMNS, "merge_id", ("survivor_id", "merged_id"), workspace_id, person_id, after, limit
+    )
+    return [_merge(r) for r in rows]
+
+
+async def _newest_first(
+    conn: asyncpg.Connection,
+    table: str,
+    columns: str,
+    id_column: str,
+    person_columns: tuple[str, ...],
+    workspace_id: str,
+    person_id: str | None,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """A page of a workspace's log table, newest first, optionally for one person, after a position."""
+    of_person = " OR ".join(f"{column} = $2::uuid" for column in person_columns)
+    return await conn.fetch(
+        f"""SELECT {columns} FROM {table}
             WHERE workspace_id = $1
-              AND ($2::uuid IS NULL OR survivor_id = $2::uuid OR merged_id = $2::uuid)
-              AND ($3::timestamptz IS NULL OR (created_at, merge_id) < ($3::timestamptz, $4::uuid))
-            ORDER BY created_at DESC, merge_id DESC LIMIT $5""",
+              AND ($2::uuid IS NULL OR {of_person})
+              AND ($3::timestamptz IS NULL OR (created_at, {id_column}) < ($3::timestamptz, $4::uuid))
+            ORDER BY created_at DESC, {id_column} DESC LIMIT $5""",
         workspace_id,
         person_id,
         after[0] if after else None,
         after[1] if after else None,
         limit,
     )
-    return [_merge(r) for r in rows]
 
 
 async def mark_merges_undone(
@@ -698,6 +702,10 @@ async def insert_removal(
     )
 
 
+_CONFLICT_COLUMNS = """conflict_id::text AS conflict_id, kind, id_type, id_value, sealed, person_id::text AS person_id,
+    other_person_id::text AS other_person_id, message_id, detail, rule_version, created_at"""
+
+
 async def list_conflicts(
     conn: asyncpg.Connection,
     workspace_id: str,
@@ -706,35 +714,22 @@ async def list_conflicts(
     after: tuple[datetime, str] | None,
     limit: int,
 ) -> list[ConflictRow]:
-    rows = await conn.fetch(
-        """SELECT conflict_id::text AS conflict_id, kind, id_type, id_value, sealed, person_id::text AS person_id,
-                  other_person_id::text AS other_person_id, message_id, detail, rule_version, created_at
-           FROM conflicts
-           WHERE workspace_id = $1
-             AND ($2::uuid IS NULL OR person_id = $2::uuid OR other_person_id = $2::uuid)
-             AND ($3::timestamptz IS NULL OR (created_at, conflict_id) < ($3::timestamptz, $4::uuid))
-           ORDER BY created_at DESC, conflict_id DESC LIMIT $5""",
+    rows = await _newest_first(
+        conn,
+        "conflicts",
+        _CONFLICT_COLUMNS,
+        "conflict_id",
+        ("person_id", "other_person_id"),
         workspace_id,
         person_id,
-        after[0] if after else None,
-        after[1] if after else None,
+        after,
         limit,
     )
-    return [
-        ConflictRow(
-            conflict_id=r["conflict_id"],
-            kind=r["kind"],
-            key=(r["id_type"], r["id_value"]),
-            sealed=r["sealed"],
-            person_id=r["person_id"],
-            other_person_id=r["other_person_id"],
-            message_id=r["message_id"],
-            detail=r["detail"],
-            rule_version=r["rule_version"],
-            created_at=r["created_at"],
-        )
-        for r in rows
-    ]
+    return [ConflictRow(key=(r["id_type"], r["id_value"]), **_without(r, "id_type", "id_value")) for r in rows]
+
+
+def _without(record: Any, *names: str) -> dict[str, Any]:
+    return {k: v for k, v in dict(record).items() if k not in names}
 
 
 # PII conversion of rows written before migration 0002 ----------------------------------------------------

@@ -295,7 +295,8 @@ def normalise(rules: Rules, type_: str, value: Any) -> Identifier:
 # Where events carry identifiers ------------------------------------------------------------------
 
 
-def _flat(key: str) -> str:
+def flat_key(key: str) -> str:
+    """A trait key compared loosely: ``wechat_unionid``, ``wechatUnionId`` and ``wechat-unionid`` are one."""
     return key.replace("_", "").replace("-", "").lower()
 
 
@@ -336,10 +337,10 @@ def collect_identifiers(
     device = context.get("device")
     if isinstance(device, Mapping) and device.get("id") not in (None, ""):
         candidates.append(("device_id", device["id"]))
-    trait_types = {_flat(name): name for name in BUILTIN_NAMES - {"user_id", "anonymous_id"}}
+    trait_types = {flat_key(name): name for name in BUILTIN_NAMES - {"user_id", "anonymous_id"}}
     context_traits = context.get("traits")
     for source in (traits or {}, context_traits if isinstance(context_traits, Mapping) else {}):
-        flat = {_flat(k): v for k, v in source.items() if isinstance(k, str)}
+        flat = {flat_key(k): v for k, v in source.items() if isinstance(k, str)}
         for key, value in flat.items():
             type_ = trait_types.get(key)
             if type_ is None or value in (None, ""):
