@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import structlog
 
 from cdp.identity.v1 import identity_pb2, identity_pb2_grpc
 from cdp_identity.config import SCHEMA, Settings
 from cdp_identity.consumers import RawEventsHandler, raw_events_consumer
 from cdp_identity.grpc_api import IdentityServicer
-from cdp_identity.service import IdentityService, convert_plaintext_pii
+from cdp_identity.service import IdentityService, convert_plaintext_pii, reseal
 from cdp_identity.workers import Maintenance, Suggester
 from cdpkit.bus import DAY, RAW
 from cdpkit.clock import Clock
@@ -56,7 +58,13 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRu
         ),
         # Announcements carry identifiers (phones, e-mails): sealed at rest, opened to publish.
         OutboxRelay(infra.pool, infra.js, schema=SCHEMA, sealer=vault),
-        Maintenance(infra.pool, journal_days=settings.journal_days, conflict_days=settings.conflict_days, clock=clock),
+        Maintenance(
+            infra.pool,
+            journal_days=settings.journal_days,
+            conflict_days=settings.conflict_days,
+            clock=clock,
+            reseal=partial(reseal, infra.pool, vault),
+        ),
         Suggester(service, interval=settings.suggest_interval_seconds),
     ]
     return ServiceRuntime.for_service("identity", settings, infra, server, workers)

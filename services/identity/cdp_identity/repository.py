@@ -1006,3 +1006,63 @@ async def decide_suggestion(
         state,
         merge_id,
     )
+
+
+# Re-sealing under the active PII key ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SealedColumn:
+    """A column of sealed values: its table, the columns that find a row, and the SQL of the
+    seal context after ``<workspace>/``."""
+
+    table: str
+    column: str
+    keys: tuple[str, ...]
+    context: str
+
+
+SEALED_COLUMNS = (
+    SealedColumn("identifiers", "sealed", ("id_type", "id_value"), "id_type"),
+    SealedColumn("merges", "anchor_sealed", ("merge_id",), "anchor_type"),
+    SealedColumn("merges", "bridge_sealed", ("merge_id",), "bridge_type"),
+    SealedColumn("conflicts", "sealed", ("conflict_id",), "id_type"),
+    SealedColumn("removals", "sealed", ("removal_id",), "id_type"),
+    SealedColumn("journal", "identifiers", ("message_id",), "'journal'"),
+    SealedColumn("match_profiles", "attributes", ("person_id",), "'match'"),
+)
+
+
+async def sealed_under_other_keys(
+    conn: asyncpg.Connection, sealed: SealedColumn, active_key_id: str, limit: int
+) -> list[asyncpg.Record]:
+    """Rows whose value was sealed under another key than ``active_key_id``, locked (others skipped).
+
+    A sealed value starts with a version byte, the key id's length, and the key id (cdpkit.pii).
+    """
+    keys = ", ".join(f"{k}::text AS k{n}" for n, k in enumerate(sealed.keys))
+    return await conn.fetch(
+        f"""SELECT workspace_id, {keys}, workspace_id || '/' || {sealed.context} AS context, {sealed.column} AS sealed
+            FROM {sealed.table}
+            WHERE {sealed.column} IS NOT NULL
+              AND substring({sealed.column} FROM 3 FOR get_byte({sealed.column}, 1)) <> convert_to($1, 'UTF8')
+            LIMIT $2 FOR UPDATE SKIP LOCKED""",
+        active_key_id,
+        limit,
+    )
+
+
+async def replace_sealed(
+    conn: asyncpg.Connection, sealed: SealedColumn, rows: Sequence[asyncpg.Record], values: Sequence[bytes]
+) -> None:
+    matches = " AND ".join(f"t.{k}::text = x.k{n}" for n, k in enumerate(sealed.keys))
+    columns = ", ".join(f"${n + 3}::text[]" for n in range(len(sealed.keys)))
+    names = ", ".join(f"k{n}" for n in range(len(sealed.keys)))
+    await conn.execute(
+        f"""UPDATE {sealed.table} t SET {sealed.column} = x.v
+            FROM unnest($1::text[], $2::bytea[], {columns}) AS x(w, v, {names})
+            WHERE t.workspace_id = x.w AND {matches}""",
+        [r["workspace_id"] for r in rows],
+        list(values),
+        *[[r[f"k{n}"] for r in rows] for n in range(len(sealed.keys))],
+    )

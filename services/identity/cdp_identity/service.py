@@ -50,6 +50,7 @@ QUARANTINES = Counter("cdp_identity_quarantines_total", "Persons quarantined by 
 SPLITS = Counter("cdp_identity_splits_total", "Persons split by an unmerge or an identifier removal", ["cause"])
 
 RETRIES = Counter("cdp_identity_resolve_retries_total", "Resolve transactions started over after losing a race")
+RESEALED = Counter("cdp_identity_resealed_total", "Sealed values re-sealed under the active PII key", ["table"])
 
 HISTORY_LIMIT = 100
 MAX_ATTEMPTS = 5
@@ -1160,6 +1161,31 @@ def _compare(events: list[Journaled], current: Rules, proposed: Rules) -> DryRun
             if key_ not in theirs and len(differences) < 1000:
                 differences.append((side, key_[0], anchor, bridge, rule))
     return DryRunReport(0, len(events), False, now_stats, new_stats, differences)
+
+
+# Key rotation ------------------------------------------------------------------------------------------
+
+
+async def reseal(pool: asyncpg.Pool, vault: PiiVault, *, batch: int = 500, stop: Callable[[], bool] = bool) -> int:
+    """Re-seal every value sealed under an older key with the active one (``CDP_PII_KEYS``' first),
+    a batch per transaction, so the old keys can be dropped afterwards; returns how many."""
+    done = 0
+    for sealed in repository.SEALED_COLUMNS:
+        while not stop():
+            async with pool.acquire() as conn, conn.transaction():
+                rows = await repository.sealed_under_other_keys(conn, sealed, vault.active_key_id, batch)
+                values = [
+                    vault.seal_bytes(vault.open_bytes(r["sealed"], context=r["context"]), context=r["context"])
+                    for r in rows
+                ]
+                await repository.replace_sealed(conn, sealed, rows, values)
+            RESEALED.labels(sealed.table).inc(len(rows))
+            done += len(rows)
+            if len(rows) < batch:
+                break
+    if done:
+        log.info("PII re-sealed under the active key", rows=done, key_id=vault.active_key_id)
+    return done
 
 
 # Legacy plaintext PII ----------------------------------------------------------------------------------

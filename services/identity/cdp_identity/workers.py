@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import asyncpg
@@ -16,15 +17,24 @@ log = structlog.get_logger(__name__)
 
 
 class Maintenance:
-    """Deletes journal entries older than ``journal_days`` and conflicts older than
-    ``conflict_days`` (by the service's clock) every ``interval`` seconds."""
+    """Every ``interval`` seconds: deletes journal entries older than ``journal_days`` and
+    conflicts older than ``conflict_days`` (by the service's clock), and re-seals PII sealed under
+    an older key (``reseal``: a rotated-out key can be dropped once it has run)."""
 
     name = "identity-maintenance"
 
     def __init__(
-        self, pool: asyncpg.Pool, *, journal_days: int, conflict_days: int, clock: Clock, interval: float = 600.0
+        self,
+        pool: asyncpg.Pool,
+        *,
+        journal_days: int,
+        conflict_days: int,
+        clock: Clock,
+        reseal: Callable[..., Awaitable[int]] | None = None,
+        interval: float = 600.0,
     ) -> None:
         self._pool = pool
+        self._reseal = reseal
         self._journal_days = journal_days
         self._conflict_days = conflict_days
         self._clock = clock
@@ -44,6 +54,8 @@ class Maintenance:
                 while await prune(conn, before) > 0:
                     if self._stopping.is_set():
                         return
+        if self._reseal is not None:
+            await self._reseal(stop=self._stopping.is_set)
 
     async def run(self) -> None:
         while not self._stopping.is_set():

@@ -207,3 +207,50 @@ async def test_no_plaintext_pii_anywhere_in_the_schema_and_the_relay_publishes_t
         await nc.close()
     finally:
         await pool.close()
+
+
+async def test_rotated_keys_are_resealed_so_the_old_key_can_be_dropped(service_env):
+    from cdp_identity import repository
+    from cdp_identity.matching import Attributes
+    from cdp_identity.rules import Identifier
+    from cdp_identity.service import IdentityService, ResolveItem, reseal
+    from cdpkit import db
+    from cdpkit.config import load
+    from cdpkit.migrate import migrate
+    from cdpkit.pii import PiiVault, new_key
+
+    settings = load(identity_main.Settings, service_env)
+    await migrate(settings.database_url.get(), identity_main.SCHEMA, identity_main.MIGRATIONS)
+    pool = await db.create_pool(settings.database_url.get(), identity_main.SCHEMA, application_name="test")
+    names = BusNames(service_env["CDP_BUS_PREFIX"])
+    old, new, hash_key = new_key(), new_key(), new_key()
+    try:
+        before = IdentityService(pool, names, PiiVault.from_config(f"k1:{old}", hash_key))
+        (a,) = await before.resolve(
+            [ResolveItem("shop", (Identifier("phone", "+8613912345678"),), "r1", Attributes(family_name="li"))]
+        )
+        await before.resolve([ResolveItem("shop", (Identifier("email", "li@shop.io"),), "r2")])
+        await before.resolve_sets("shop", [([("phone", "13912345678"), ("email", "li@shop.io")], "r3")])  # merge
+        await before.resolve_sets("shop", [([("user_id", "x"), ("phone", "13912345678")], "r4")])
+        await before.resolve_sets("shop", [([("user_id", "y"), ("phone", "13912345678")], "r5")])  # conflict
+        await before.remove_identifier("shop", a.person_id, "email", "li@shop.io", block=True, reason="test")
+
+        rotated = PiiVault.from_config(f"k2:{new},k1:{old}", hash_key)
+        assert await reseal(pool, rotated, batch=2) > 0
+        assert await reseal(pool, rotated) == 0
+        async with pool.acquire() as conn:
+            for sealed in repository.SEALED_COLUMNS:
+                values = await conn.fetch(
+                    f"SELECT {sealed.column} AS v FROM {sealed.table} WHERE {sealed.column} IS NOT NULL"
+                )
+                assert values, sealed
+                assert {rotated.key_id_of(r["v"]) for r in values} == {"k2"}, sealed
+
+        after = IdentityService(pool, names, PiiVault.from_config(f"k2:{new}", hash_key))  # k1 dropped
+        person = await after.get_person("shop", a.person_id)
+        assert ("phone", "+8613912345678") in {(i.type, i.value) for i, _ in person.identifiers}
+        assert await after.list_conflicts("shop", person_id=None, after=None, limit=10)
+        report = await after.dry_run("shop", {}, days=1, max_events=100)
+        assert report.events_replayed == 5
+    finally:
+        await pool.close()
