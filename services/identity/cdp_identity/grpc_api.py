@@ -288,6 +288,17 @@ class _IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             persons=[person_pb(ids["workspace"], p) for p in result.persons], undone_merge_ids=result.undone_merge_ids
         )
 
+    async def UnblockIdentifier(
+        self, request: identity_pb2.UnblockIdentifierRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.UnblockIdentifierResponse:
+        workspace_id = workspace_of(request.parent)
+        if not request.HasField("identifier") or not request.identifier.type:
+            raise InvalidArgument("identifier", "is required")
+        identifier, reason = await self._service.unblock_identifier(
+            workspace_id, request.identifier.type, request.identifier.value
+        )
+        return identity_pb2.UnblockIdentifierResponse(identifier=_id(identifier), blocked_reason=reason)
+
     async def ReleasePerson(
         self, request: identity_pb2.ReleasePersonRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.Person:

@@ -667,6 +667,17 @@ async def delete_identifier(conn: asyncpg.Connection, workspace_id: str, key: Ke
     )
 
 
+async def unblock_identifier(conn: asyncpg.Connection, workspace_id: str, key: Key) -> str | None:
+    """Forget a blocked value; its blocked reason, or None when it was not blocked."""
+    return await conn.fetchval(
+        """DELETE FROM identifiers WHERE workspace_id = $1 AND id_type = $2 AND id_value = $3 AND person_id IS NULL
+           RETURNING coalesce(blocked_reason, '')""",
+        workspace_id,
+        key[0],
+        key[1],
+    )
+
+
 async def block_identifier(conn: asyncpg.Connection, workspace_id: str, key: Key, reason: str) -> None:
     await conn.execute(
         """UPDATE identifiers SET person_id = NULL, blocked_reason = $4, anchor_type = NULL, anchor_value = NULL

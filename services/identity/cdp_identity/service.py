@@ -987,6 +987,23 @@ class IdentityService:
             result.persons = [await self._details(conn, workspace_id, p.row.person_id) for p in result.persons]
         return result
 
+    async def unblock_identifier(self, workspace_id: str, type_: str, value: str) -> tuple[Identifier, str]:
+        """The value, normalised, and why it had been blocked."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await repository.lock_workspace_links(conn, workspace_id)
+            rules = await self._rules(conn, workspace_id)
+            try:
+                identifier = normalise(rules, type_, value)
+            except InvalidIdentifier as exc:
+                raise InvalidArgument(f"identifier.{exc.field}", exc.reason) from None
+            reason = await repository.unblock_identifier(
+                conn, workspace_id, self.key_of(workspace_id, rules, identifier)
+            )
+        if reason is None:
+            raise NotFound("this value is not blocked")
+        log.info("identifier unblocked", workspace=workspace_id, type=type_)
+        return identifier, reason
+
     async def _split(
         self,
         conn: asyncpg.Connection,

@@ -263,6 +263,19 @@ async def test_removing_a_bridging_identifier_splits_the_person_and_blocking_kee
         await h.stub.RemoveIdentifier(identity_pb2.RemoveIdentifierRequest(name=person.name, identifier=bridge))
     assert error.value.code() == grpc.StatusCode.NOT_FOUND
 
+    # An operator unblocks it: the next event carrying it links it again.
+    unblocked = await h.stub.UnblockIdentifier(
+        identity_pb2.UnblockIdentifierRequest(parent=f"workspaces/{WS}", identifier=bridge)
+    )
+    assert (unblocked.identifier, unblocked.blocked_reason) == (bridge, "wrong link")
+    (relinked,) = await h.resolve([(bridge.type, bridge.value), ("member_no", "M-1")], message_ids=["r5"])
+    assert relinked.person_id == later.person_id and not relinked.ignored
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await h.stub.UnblockIdentifier(
+            identity_pb2.UnblockIdentifierRequest(parent=f"workspaces/{WS}", identifier=bridge)
+        )
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+
 
 async def test_replaying_the_same_raw_events_changes_nothing(identity):
     h = identity

@@ -222,6 +222,22 @@ class RemoveIdentifierResponse(_message.Message):
     undone_merge_ids: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, persons: _Optional[_Iterable[_Union[Person, _Mapping]]] = ..., undone_merge_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class UnblockIdentifierRequest(_message.Message):
+    __slots__ = ("parent", "identifier")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    IDENTIFIER_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    identifier: _events_pb2.Identifier
+    def __init__(self, parent: _Optional[str] = ..., identifier: _Optional[_Union[_events_pb2.Identifier, _Mapping]] = ...) -> None: ...
+
+class UnblockIdentifierResponse(_message.Message):
+    __slots__ = ("identifier", "blocked_reason")
+    IDENTIFIER_FIELD_NUMBER: _ClassVar[int]
+    BLOCKED_REASON_FIELD_NUMBER: _ClassVar[int]
+    identifier: _events_pb2.Identifier
+    blocked_reason: str
+    def __init__(self, identifier: _Optional[_Union[_events_pb2.Identifier, _Mapping]] = ..., blocked_reason: _Optional[str] = ...) -> None: ...
+
 class ReleasePersonRequest(_message.Message):
     __slots__ = ("name", "reason")
     NAME_FIELD_NUMBER: _ClassVar[int]
