@@ -24,6 +24,7 @@ async def dry_run(h, rules: identity_pb2.IdentityRules, **kwargs) -> identity_pb
 
 
 async def test_a_dry_run_replays_each_resolution_at_its_time_and_says_what_it_covers(start_identity, tmp_path):
+    """... and previews unblocking, and ignores a mere change of anchor (second part)."""
     offset = tmp_path / "offset"
     clock = OffsetFileClock(offset)
     h = await start_identity(CDP_CLOCK_OFFSET_FILE=str(offset), CDP_IDENTITY_JOURNAL_DAYS="60")
@@ -52,9 +53,10 @@ async def test_a_dry_run_replays_each_resolution_at_its_time_and_says_what_it_co
     report = await dry_run(h, windowed, days=40, max_events=1)
     assert report.truncated and report.events_replayed == 1 and "the oldest 1 replayed" in report.truncation_reason
 
+    await _previews_unblocking_and_ignores_a_mere_change_of_anchor(h)
 
-async def test_a_dry_run_previews_unblocking_and_ignores_a_mere_change_of_anchor(identity):
-    h = identity
+
+async def _previews_unblocking_and_ignores_a_mere_change_of_anchor(h) -> None:
     guest = identity_pb2.IdentifierTypeRule(name="user_id", blocked=identity_pb2.BlockedValues(exact=["guest"]))
     await h.stub.UpdateIdentityRules(
         identity_pb2.UpdateIdentityRulesRequest(rules=types(guest), update_mask={"paths": ["identifier_types"]})
@@ -70,7 +72,7 @@ async def test_a_dry_run_previews_unblocking_and_ignores_a_mere_change_of_anchor
     )
     assert len({r.person_id for r in await h.resolved(4)}) == 2
     unblocked = types(identity_pb2.IdentifierTypeRule(name="user_id", blocked=identity_pb2.BlockedValues()))
-    report = await dry_run(h, unblocked, days=1)
+    report = await dry_run(h, unblocked, days=1)  # (w1, w2 are 31 days old)
     assert (report.current_merges, report.proposed_merges) == (0, 1)
     (difference,) = report.differences
     assert difference.side == identity_pb2.MergeDifference.SIDE_PROPOSED_ONLY and difference.trigger_message_id == "g4"

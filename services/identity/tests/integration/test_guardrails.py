@@ -21,9 +21,10 @@ async def set_guardrails(h, identifiers: int, merges: int) -> None:
     )
 
 
-async def test_reaching_the_identifier_cap_quarantines_the_person(identity):
+async def test_guardrails_quarantine_the_person_that_exists_afterwards(identity):
     h = identity
     await h.start_listening()
+    # Reaching the identifier cap quarantines the person.
     await set_guardrails(h, 3, 10)
     (person,) = await h.resolve([("user_id", "u"), ("email", "a@x.io")], message_ids=["c1"])
     (full,) = await h.resolve([("user_id", "u"), ("jd_pin", "j1"), ("jd_pin", "j2")], message_ids=["c2"])
@@ -36,19 +37,21 @@ async def test_reaching_the_identifier_cap_quarantines_the_person(identity):
     assert h.pairs(stored) == {("user_id", "u"), ("email", "a@x.io"), ("jd_pin", "j1")}
     assert not await h.sql("SELECT 1 FROM identity.identifiers WHERE id_value = 'j2'")
 
-
-async def test_a_cluster_over_a_guardrail_quarantines_the_survivor_it_becomes(identity):
-    h = identity
-    await h.start_listening()
-    await set_guardrails(h, 6, 50)
+    # A cluster over a guardrail quarantines the survivor it becomes, never a merged-away id:
     # b's person is the oldest, so the survivor; u's person holds 4 identifiers; c's person 2.
+    await set_guardrails(h, 6, 50)
     (b,) = await h.resolve([("email", "b@x.io")], message_ids=["q1"])
-    (a,) = await h.resolve([("user_id", "u"), ("jd_pin", "1"), ("jd_pin", "2"), ("jd_pin", "3")], message_ids=["q2"])
+    (a,) = await h.resolve([("user_id", "v"), ("jd_pin", "1"), ("jd_pin", "2"), ("jd_pin", "3")], message_ids=["q2"])
     (c,) = await h.resolve([("email", "c@x.io"), ("taobao_ouid", "t")], message_ids=["q3"])
-    (event,) = await h.resolve([("user_id", "u"), ("email", "b@x.io"), ("email", "c@x.io")], message_ids=["q4"])
+    (event,) = await h.resolve([("user_id", "v"), ("email", "b@x.io"), ("email", "c@x.io")], message_ids=["q4"])
     assert event.person_id == b.person_id and list(event.merged_person_ids) == [a.person_id]
     assert [(x.kind, x.other_person_id) for x in event.conflicts] == [("guardrail", c.person_id)]
     (announced,) = await h.announcements("person_quarantined", 1)
     assert announced.person_id == b.person_id
     states = {r["p"]: r["status"] for r in await h.sql("SELECT person_id::text AS p, status FROM identity.persons")}
-    assert states == {b.person_id: "quarantined", a.person_id: "merged", c.person_id: "active"}
+    assert states == {
+        person.person_id: "quarantined",
+        b.person_id: "quarantined",
+        a.person_id: "merged",
+        c.person_id: "active",
+    }
