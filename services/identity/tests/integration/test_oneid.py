@@ -342,13 +342,12 @@ async def test_replaying_the_same_raw_events_changes_nothing(identity):
     await replay("fourth")
     assert await settled() == (before, announced)
 
-
-async def test_an_api_message_id_reused_with_other_identifiers_is_refused(identity):
-    h = identity
-    (first,) = await h.resolve([("user_id", "u1"), ("email", "a@x.io")], message_ids=["api-1"])
-    (same,) = await h.resolve([("email", "A@x.io"), ("user_id", "u1")], message_ids=["api-1"])
-    assert same.person_id == first.person_id  # the same set again: a replay, answered read-only
-    for sets in ([[("user_id", "u2")]], [[("user_id", "u3")], [("user_id", "u1"), ("email", "b@x.io")]]):
+    # Through the API, a message id reused with other identifiers is refused, not answered
+    # read-only as a replay.
+    (api,) = await h.resolve([("user_id", "api-u1"), ("email", "a@x.io")], message_ids=["api-1"])
+    (same,) = await h.resolve([("email", "A@x.io"), ("user_id", "api-u1")], message_ids=["api-1"])
+    assert same.person_id == api.person_id  # the same set again: a replay, answered read-only
+    for sets in ([[("user_id", "api-u2")]], [[("user_id", "api-u3")], [("user_id", "api-u1"), ("email", "b@x.io")]]):
         with pytest.raises(grpc.aio.AioRpcError) as error:
             await h.resolve(*sets, message_ids=["x", "api-1"][-len(sets) :])
         assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -356,11 +355,11 @@ async def test_an_api_message_id_reused_with_other_identifiers_is_refused(identi
             f"sets[{len(sets) - 1}].message_id: was resolved before with other identifiers; use a new message id"
         )
     with pytest.raises(grpc.aio.AioRpcError) as error:  # twice in one call, with other identifiers
-        await h.resolve([("user_id", "u4")], [("user_id", "u5")], message_ids=["api-2", "api-2"])
+        await h.resolve([("user_id", "api-u4")], [("user_id", "api-u5")], message_ids=["api-2", "api-2"])
     assert error.value.details() == "sets[1].message_id: sets[0] has it with other identifiers"
     # Nothing of the refused calls was stored.
     rows = await h.sql("SELECT id_value FROM identity.identifiers WHERE id_type = 'user_id' ORDER BY 1")
-    assert [r["id_value"] for r in rows] == ["u1"]
+    assert [r["id_value"] for r in rows] == ["api-u1", "u1", "u2"]
 
 
 @pytest.mark.parametrize("locking", ["rows", "workspace"])
