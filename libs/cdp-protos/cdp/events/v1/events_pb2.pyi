@@ -374,3 +374,57 @@ class PersonQuarantined(_message.Message):
     trigger_message_id: str
     quarantine_time: _timestamp_pb2.Timestamp
     def __init__(self, workspace_id: _Optional[str] = ..., person_id: _Optional[str] = ..., reason: _Optional[str] = ..., trigger_message_id: _Optional[str] = ..., quarantine_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CampaignMessage(_message.Message):
+    __slots__ = ("workspace_id", "journey_id", "journey_version", "instance_id", "step_id", "variant", "person_id", "channel", "delivery_id", "status", "reason", "attempt", "event_time")
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    JOURNEY_ID_FIELD_NUMBER: _ClassVar[int]
+    JOURNEY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_ID_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
+    PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    DELIVERY_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    journey_id: str
+    journey_version: int
+    instance_id: str
+    step_id: str
+    variant: str
+    person_id: str
+    channel: str
+    delivery_id: str
+    status: str
+    reason: str
+    attempt: int
+    event_time: _timestamp_pb2.Timestamp
+    def __init__(self, workspace_id: _Optional[str] = ..., journey_id: _Optional[str] = ..., journey_version: _Optional[int] = ..., instance_id: _Optional[str] = ..., step_id: _Optional[str] = ..., variant: _Optional[str] = ..., person_id: _Optional[str] = ..., channel: _Optional[str] = ..., delivery_id: _Optional[str] = ..., status: _Optional[str] = ..., reason: _Optional[str] = ..., attempt: _Optional[int] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CampaignConversion(_message.Message):
+    __slots__ = ("workspace_id", "journey_id", "instance_id", "person_id", "variant", "step_id", "goal_event", "message_id", "revenue_minor", "conversion_time")
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    JOURNEY_ID_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
+    STEP_ID_FIELD_NUMBER: _ClassVar[int]
+    GOAL_EVENT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    REVENUE_MINOR_FIELD_NUMBER: _ClassVar[int]
+    CONVERSION_TIME_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    journey_id: str
+    instance_id: str
+    person_id: str
+    variant: str
+    step_id: str
+    goal_event: str
+    message_id: str
+    revenue_minor: int
+    conversion_time: _timestamp_pb2.Timestamp
+    def __init__(self, workspace_id: _Optional[str] = ..., journey_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., person_id: _Optional[str] = ..., variant: _Optional[str] = ..., step_id: _Optional[str] = ..., goal_event: _Optional[str] = ..., message_id: _Optional[str] = ..., revenue_minor: _Optional[int] = ..., conversion_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
