@@ -27,7 +27,9 @@ async def test_journey_lifecycle(stub):
     created = await stub.CreateJourney(
         campaign_pb2.CreateJourneyRequest(
             parent="workspaces/shop",
-            journey=campaign_pb2.Journey(display_name="Welcome", definition=definition(trigger={"event": {"name": "Signed Up"}})),
+            journey=campaign_pb2.Journey(
+                display_name="Welcome", definition=definition(trigger={"event": {"name": "Signed Up"}})
+            ),
         )
     )
     assert created.state == campaign_pb2.Journey.STATE_DRAFT
@@ -37,7 +39,9 @@ async def test_journey_lifecycle(stub):
     updated = await stub.UpdateJourney(
         campaign_pb2.UpdateJourneyRequest(
             journey=campaign_pb2.Journey(
-                name=created.name, definition=definition(steps=[{"id": "w", "wait": {"duration": "1h"}}]), etag=created.etag
+                name=created.name,
+                definition=definition(steps=[{"id": "w", "wait": {"duration": "1h"}}]),
+                etag=created.etag,
             ),
             update_mask=field_mask_pb2.FieldMask(paths=["definition"]),
         )
