@@ -370,7 +370,8 @@ async def sent_counts(
     row = await conn.fetchrow(
         """SELECT count(*) FILTER (WHERE sent_at > $5::timestamptz - interval '1 day') AS workspace_day,
                   count(*) AS workspace_week,
-                  count(*) FILTER (WHERE journey_id = $4 AND sent_at > $5::timestamptz - interval '1 day') AS journey_day,
+                  count(*) FILTER (WHERE journey_id = $4 AND sent_at > $5::timestamptz - interval '1 day')
+                      AS journey_day,
                   count(*) FILTER (WHERE journey_id = $4) AS journey_week
            FROM deliveries WHERE workspace_id = $1 AND person_id = $2 AND channel = $3
            AND sent_at > $5::timestamptz - interval '7 days' AND sent_at <= $5""",
@@ -639,7 +640,8 @@ async def report_conversions_by_step(
     conn: asyncpg.Connection, workspace_id: str, journey_id: str
 ) -> list[asyncpg.Record]:
     return await conn.fetch(
-        """SELECT conversion_step AS step_id, variant, count(*) AS converted, coalesce(sum(revenue_minor), 0)::bigint AS revenue
+        """SELECT conversion_step AS step_id, variant, count(*) AS converted,
+                  coalesce(sum(revenue_minor), 0)::bigint AS revenue
            FROM instances WHERE workspace_id = $1 AND journey_id = $2 AND converted_at IS NOT NULL
            AND conversion_step <> '' GROUP BY conversion_step, variant""",
         workspace_id,
