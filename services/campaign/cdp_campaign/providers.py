@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 import os
+import time
 from dataclasses import asdict, dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -175,7 +176,7 @@ class SinkProvider:
                 self._seen = self._load()
             if message.delivery_id in self._seen:
                 return
-            line = json.dumps(asdict(message), ensure_ascii=False) + "\n"
+            line = json.dumps({**asdict(message), "written_at": time.time()}, ensure_ascii=False) + "\n"
             fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
                 os.write(fd, line.encode())
