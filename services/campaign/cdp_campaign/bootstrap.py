@@ -127,5 +127,6 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRu
         _Channels(profile_channel, segment_channel),
     ]
     runtime = ServiceRuntime.for_service("campaign", settings, infra, server, workers)
-    runtime.runner, runtime.sender, runtime.clock = runner, sender, clock  # for tests and benchmarks
+    # For tests and benchmarks: drive the scheduler and the sender by hand, look at the tables.
+    runtime.runner, runtime.sender, runtime.clock, runtime.pool = runner, sender, clock, infra.pool
     return runtime

@@ -210,7 +210,22 @@ def successors(definition: Definition, index: int) -> list[str]:
 @dataclass(frozen=True)
 class Checked:
     definition: Definition
-    referenced_events: frozenset[str]
+    # Events the running instances listen for (the trigger's own event is not among them).
+    wait_events: frozenset[str] = frozenset()
+    branch_events: frozenset[str] = frozenset()
+    goal_events: frozenset[str] = frozenset()
+
+
+def event_uses(definition: Definition) -> Checked:
+    waits, branches = set(), set()
+    for step in definition.steps:
+        kind = step.WhichOneof("kind")
+        if kind == "wait" and step.wait.until_event:
+            waits.add(step.wait.until_event)
+        elif kind == "branch" and step.branch.condition.WhichOneof("kind") == "event_since_entry":
+            branches.add(step.branch.condition.event_since_entry.name)
+    goals = {definition.goal.event} if definition.HasField("goal") and definition.goal.event else set()
+    return Checked(definition, frozenset(waits), frozenset(branches), frozenset(goals))
 
 
 def _check_filters(filters, field: str) -> None:
@@ -323,14 +338,12 @@ def check(definition: Definition, *, tz: ZoneInfo, field: str = "journey.definit
         raise InvalidArgument(f"{field}.reentry.mode", f"must be one of {', '.join(REENTRY)}")
     if definition.reentry.min_interval:
         duration(definition.reentry.min_interval, f"{field}.reentry.min_interval")
-    events: set[str] = set()
     if definition.HasField("goal"):
         if not definition.goal.event:
             raise InvalidArgument(f"{field}.goal.event", "is required")
         if definition.goal.within:
             duration(definition.goal.within, f"{field}.goal.within")
         _check_filters(definition.goal.where, f"{field}.goal.where")
-        events.add(definition.goal.event)
     for name in ("per_day", "per_week"):
         if getattr(definition.caps, name) < 0:
             raise InvalidArgument(f"{field}.caps.{name}", "must not be negative")
@@ -373,7 +386,6 @@ def check(definition: Definition, *, tz: ZoneInfo, field: str = "journey.definit
             if wait.until_event:
                 duration(wait.timeout, f"{at}.wait.timeout")
                 _check_filters(wait.where, f"{at}.wait.where")
-                events.add(wait.until_event)
             ref(wait.on_event, f"{at}.wait.on_event")
             ref(wait.on_timeout, f"{at}.wait.on_timeout")
         elif kind == "branch":
@@ -388,7 +400,6 @@ def check(definition: Definition, *, tz: ZoneInfo, field: str = "journey.definit
                     raise InvalidArgument(f"{at}.branch.condition.event_since_entry.name", "is required")
                 if condition.event_since_entry.where:
                     raise InvalidArgument(f"{at}.branch.condition.event_since_entry.where", "is not supported here")
-                events.add(condition.event_since_entry.name)
             ref(step.branch.if_true, f"{at}.branch.if_true")
             ref(step.branch.if_false, f"{at}.branch.if_false")
         elif kind == "split":
@@ -442,6 +453,4 @@ def check(definition: Definition, *, tz: ZoneInfo, field: str = "journey.definit
     spinning = _has_wait_on_every_cycle(definition)
     if spinning:
         raise InvalidArgument(f"{field}.steps", f"step {spinning!r} is on a loop without a wait")
-    if definition.trigger.WhichOneof("kind") == "event":
-        events.add(definition.trigger.event.name)
-    return Checked(definition, frozenset(events))
+    return event_uses(definition)

@@ -89,26 +89,33 @@ class Sender:
             rows = await repository.claim_deliveries(conn, now, self._batch)
             if not rows:
                 return 0
-            for ws, person in sorted({(r["workspace_id"], r["person_id"]) for r in rows}):
-                await repository.lock_person(conn, ws, person)
-            profiles = await self._profiles(rows)
+            await repository.lock_persons(conn, [(r["workspace_id"], r["person_id"]) for r in rows])
+            messages = [r for r in rows if r["channel"] != "webhook"]
+            profiles = await self._profiles(messages)
+            counts = await repository.sent_counts(
+                conn, sorted({(r["workspace_id"], r["person_id"], r["channel"]) for r in messages}), now
+            )
             settings: dict[str, WorkspaceSettings] = {}
-            batch_counts: dict[tuple, int] = {}
             plans: list[_Plan] = []
             for row in rows:
                 ws = row["workspace_id"]
                 if ws not in settings:
                     settings[ws] = await repository.get_settings(conn, ws)
-                plan = await self._check(conn, row, profiles, settings[ws], batch_counts, now)
+                definition = await self._catalog.version(conn, ws, row["journey_id"], row["version"])
+                plan = self._check(row, definition, profiles, settings[ws], counts, now)
                 if plan is not None:
                     plans.append(plan)
             await asyncio.gather(*(self._send(plan) for plan in plans if plan.message is not None))
             for plan in plans:
-                await self._record(conn, plan, now)
+                self._record(plan, now)
+            await repository.save_deliveries(conn, rows)
+            await outbox.enqueue_many(
+                conn, [announcement(self._names, row, now) for row in rows if row["status"] != "pending"]
+            )
         return len(rows)
 
     async def _profiles(self, rows: list[dict]) -> dict[tuple[str, str], ProfileView | DependencyError | None]:
-        keys = sorted({(r["workspace_id"], r["person_id"]) for r in rows if r["channel"] != "webhook"})
+        keys = sorted({(r["workspace_id"], r["person_id"]) for r in rows})
 
         async def one(key):
             try:
@@ -118,16 +125,16 @@ class Sender:
 
         return dict(zip(keys, await asyncio.gather(*(one(k) for k in keys)), strict=True))
 
-    async def _check(self, conn, row, profiles, ws_settings: WorkspaceSettings, batch_counts, now) -> _Plan | None:
-        """The plan for one delivery, or None when it was settled here (suppressed, deferred)."""
-        definition = await self._catalog.version(conn, row["workspace_id"], row["journey_id"], row["version"])
+    def _check(self, row, definition, profiles, ws_settings: WorkspaceSettings, counts, now) -> _Plan | None:
+        """The plan for one delivery, or None when it is settled here (suppressed, deferred).
+
+        ``counts`` (sent in the last day / week by journey) grows with what this batch sends."""
         step = next((s for s in definition.steps if s.id == row["step_id"]), None)
         if step is None:
             return _Plan(row, error=ProviderError("the step is gone from the journey", permanent=True))
-        context = self._context(row, definition, None)
         if row["channel"] == "webhook":
             try:
-                body = templates.render(step.webhook.body, context) or _default_webhook_body(row)
+                body = templates.render(step.webhook.body, self._context(row, None)) or _default_webhook_body(row)
             except TemplateError as exc:
                 return _Plan(row, error=ProviderError(f"template_error: {exc}", permanent=True))
             return _Plan(row, self._message(row, url=step.webhook.url, body=body))
@@ -135,53 +142,47 @@ class Sender:
         if isinstance(view, DependencyError):
             return _Plan(row, error=ProviderError(str(view), permanent=not view.retryable))
         if view is None:
-            await self._suppress(conn, row, "no_profile", now)
-            return None
+            return _suppress(row, "no_profile")
         refusal = consent_refusal(view.consents, row["channel"], ws_settings.consent_mode)
         if refusal:
-            await self._suppress(conn, row, refusal, now)
-            return None
+            return _suppress(row, refusal)
         address = address_of(view.traits, row["channel"])
         if not address:
-            await self._suppress(conn, row, "no_address", now)
-            return None
+            return _suppress(row, "no_address")
         if not step.send.ignore_quiet_hours:
             tz = person_zone(view.traits, ws_settings.time_zone)
             until = quiet_until(now, tz, ws_settings.quiet_hours_start, ws_settings.quiet_hours_end)
             if until is not None:
                 row.update(next_attempt_at=until, deferrals=row["deferrals"] + 1, reason="quiet_hours")
-                await repository.save_delivery(conn, row)
                 return None
-        counts = await repository.sent_counts(
-            conn, row["workspace_id"], row["person_id"], row["channel"], row["journey_id"], now
-        )
-        key = (row["workspace_id"], row["person_id"], row["channel"])
-        for name in ("workspace_day", "workspace_week"):
-            counts[name] += batch_counts.get((*key, ""), 0)
-        for name in ("journey_day", "journey_week"):
-            counts[name] += batch_counts.get((*key, row["journey_id"]), 0)
+        sent = counts.setdefault((row["workspace_id"], row["person_id"], row["channel"]), {})
+        journey = sent.get(row["journey_id"], (0, 0))
+        totals = {
+            "workspace_day": sum(day for day, _ in sent.values()),
+            "workspace_week": sum(week for _, week in sent.values()),
+            "journey_day": journey[0],
+            "journey_week": journey[1],
+        }
         refusal = cap_refusal(
-            counts,
+            totals,
             workspace=ws_settings,
             journey_per_day=definition.caps.per_day,
             journey_per_week=definition.caps.per_week,
         )
         if refusal:
-            await self._suppress(conn, row, refusal, now)
-            return None
-        context = self._context(row, definition, view)
+            return _suppress(row, refusal)
+        context = self._context(row, view)
         try:
             subject = templates.render(step.send.template.subject, context)
             body = templates.render(step.send.template.body, context)
         except TemplateError as exc:
             return _Plan(row, error=ProviderError(f"template_error: {exc}", permanent=True))
-        batch_counts[(*key, "")] = batch_counts.get((*key, ""), 0) + 1
-        batch_counts[(*key, row["journey_id"])] = batch_counts.get((*key, row["journey_id"]), 0) + 1
+        sent[row["journey_id"]] = (journey[0] + 1, journey[1] + 1)
         message = self._message(row, to=address, subject=subject, body=body, template_id=step.send.template.template_id)
         return _Plan(row, message)
 
     @staticmethod
-    def _context(row: dict, definition, view: ProfileView | None) -> dict[str, Any]:
+    def _context(row: dict, view: ProfileView | None) -> dict[str, Any]:
         context = row["context"]
         event = context.get("event") or {}
         products = event.get("properties", {}).get("products") if isinstance(event.get("properties"), dict) else None
@@ -220,7 +221,7 @@ class Sender:
         except TimeoutError:
             plan.error = ProviderError(f"no answer within {self._timeout:g}s", permanent=False)
 
-    async def _record(self, conn, plan: _Plan, now: datetime) -> None:
+    def _record(self, plan: _Plan, now: datetime) -> None:
         row = plan.row
         row["attempts"] += 1
         if plan.error is None:
@@ -233,14 +234,10 @@ class Sender:
             delay = self._backoff[min(row["attempts"] - 1, len(self._backoff) - 1)]
             row.update(reason=str(plan.error)[:500], next_attempt_at=now + timedelta(seconds=delay))
             log.warning("delivery failed, will retry", delivery=row["delivery_id"], error=row["reason"], retry_in=delay)
-        await repository.save_delivery(conn, row)
-        if row["status"] != "pending":
-            await announce(conn, self._names, row, now)
 
-    async def _suppress(self, conn, row: dict, reason: str, now: datetime) -> None:
-        row.update(status="suppressed", reason=reason)
-        await repository.save_delivery(conn, row)
-        await announce(conn, self._names, row, now)
+
+def _suppress(row: dict, reason: str) -> None:
+    row.update(status="suppressed", reason=reason)
 
 
 def _default_webhook_body(row: dict) -> str:
@@ -256,8 +253,8 @@ def _default_webhook_body(row: dict) -> str:
     )
 
 
-async def announce(conn: asyncpg.Connection, names: BusNames, row: dict, now: datetime) -> None:
-    """The delivery's new status on {prefix}.campaign.message_*, through the outbox."""
+def announcement(names: BusNames, row: dict, now: datetime) -> tuple[str, str, str, bytes]:
+    """The delivery's new status for {prefix}.campaign.message_*: an outbox row."""
     status = row["status"]
     MESSAGES.labels(row["channel"], status).inc()
     message = events_pb2.CampaignMessage(
@@ -275,11 +272,6 @@ async def announce(conn: asyncpg.Connection, names: BusNames, row: dict, now: da
         attempt=row["attempts"],
     )
     message.event_time.FromDatetime(now)
-    kind = _KIND.get(status, "message_suppressed")
-    await outbox.enqueue(
-        conn,
-        workspace_id=row["workspace_id"],
-        subject=names.subject(CAMPAIGN, kind),
-        message=message,
-        msg_id=f"campaign:{row['delivery_id']}:{status}:{row['attempts']}",
-    )
+    subject = names.subject(CAMPAIGN, _KIND.get(status, "message_suppressed"))
+    msg_id = f"campaign:{row['delivery_id']}:{status}:{row['attempts']}"
+    return row["workspace_id"], subject, msg_id, message.SerializeToString()

@@ -115,12 +115,12 @@ async def set_state(conn: asyncpg.Connection, workspace_id: str, journey_id: str
     return _journey(row)
 
 
-async def active_journeys(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-    """Every active journey's published definition (the consumers' trigger table)."""
+async def live_journey_versions(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """Every published version of the active and paused journeys (what the consumers look at)."""
     return await conn.fetch(
-        """SELECT j.workspace_id, j.journey_id, j.version, v.definition
-           FROM journeys j JOIN journey_versions v USING (workspace_id, journey_id, version)
-           WHERE j.state = 'active'"""
+        """SELECT j.workspace_id, j.journey_id, j.state, j.version AS current_version, v.version, v.definition
+           FROM journeys j JOIN journey_versions v USING (workspace_id, journey_id)
+           WHERE j.state IN ('active', 'paused')"""
     )
 
 
@@ -360,43 +360,57 @@ async def claim_deliveries(conn: asyncpg.Connection, now: datetime, limit: int) 
     return [dict(r) for r in rows]
 
 
-async def lock_person(conn: asyncpg.Connection, workspace_id: str, person_id: str) -> None:
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"send/{workspace_id}/{person_id}")
+async def lock_persons(conn: asyncpg.Connection, persons: list[tuple[str, str]]) -> None:
+    """Transaction locks on these persons' sends, taken in one order (no deadlock between senders)."""
+    await conn.execute(
+        """SELECT pg_advisory_xact_lock(hashtextextended(k, 0))
+           FROM (SELECT DISTINCT unnest($1::text[]) AS k ORDER BY 1) AS keys""",
+        [f"send/{workspace_id}/{person_id}" for workspace_id, person_id in persons],
+    )
 
 
 async def sent_counts(
-    conn: asyncpg.Connection, workspace_id: str, person_id: str, channel: str, journey_id: str, now: datetime
-) -> dict[str, int]:
-    row = await conn.fetchrow(
-        """SELECT count(*) FILTER (WHERE sent_at > $5::timestamptz - interval '1 day') AS workspace_day,
-                  count(*) AS workspace_week,
-                  count(*) FILTER (WHERE journey_id = $4 AND sent_at > $5::timestamptz - interval '1 day')
-                      AS journey_day,
-                  count(*) FILTER (WHERE journey_id = $4) AS journey_week
-           FROM deliveries WHERE workspace_id = $1 AND person_id = $2 AND channel = $3
-           AND sent_at > $5::timestamptz - interval '7 days' AND sent_at <= $5""",
-        workspace_id,
-        person_id,
-        channel,
-        journey_id,
+    conn: asyncpg.Connection, keys: list[tuple[str, str, str]], now: datetime
+) -> dict[tuple[str, str, str], dict[str, tuple[int, int]]]:
+    """Messages sent in the last 24 hours and 7 days per (workspace, person, channel), by journey."""
+    rows = await conn.fetch(
+        """SELECT d.workspace_id, d.person_id, d.channel, d.journey_id,
+                  count(*) FILTER (WHERE d.sent_at > $4::timestamptz - interval '1 day') AS day, count(*) AS week
+           FROM deliveries d JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(w, p, c)
+               ON d.workspace_id = k.w AND d.person_id = k.p AND d.channel = k.c
+           WHERE d.sent_at > $4::timestamptz - interval '7 days' AND d.sent_at <= $4
+           GROUP BY 1, 2, 3, 4""",
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [k[2] for k in keys],
         now,
     )
-    return dict(row)
+    counts: dict[tuple[str, str, str], dict[str, tuple[int, int]]] = {}
+    for r in rows:
+        counts.setdefault((r["workspace_id"], r["person_id"], r["channel"]), {})[r["journey_id"]] = (
+            r["day"],
+            r["week"],
+        )
+    return counts
 
 
-async def save_delivery(conn: asyncpg.Connection, d: dict) -> None:
+async def save_deliveries(conn: asyncpg.Connection, rows: list[dict]) -> None:
+    if not rows:
+        return
     await conn.execute(
-        """UPDATE deliveries SET status = $3, reason = $4, attempts = $5, deferrals = $6, next_attempt_at = $7,
-               sent_at = $8, updated_at = now()
-           WHERE workspace_id = $1 AND delivery_id = $2""",
-        d["workspace_id"],
-        d["delivery_id"],
-        d["status"],
-        d["reason"],
-        d["attempts"],
-        d["deferrals"],
-        d["next_attempt_at"],
-        d["sent_at"],
+        """UPDATE deliveries d SET status = u.status, reason = u.reason, attempts = u.attempts,
+               deferrals = u.deferrals, next_attempt_at = u.next_attempt_at, sent_at = u.sent_at, updated_at = now()
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::int[], $7::timestamptz[],
+                       $8::timestamptz[]) AS u(w, id, status, reason, attempts, deferrals, next_attempt_at, sent_at)
+           WHERE d.workspace_id = u.w AND d.delivery_id = u.id""",
+        [r["workspace_id"] for r in rows],
+        [r["delivery_id"] for r in rows],
+        [r["status"] for r in rows],
+        [r["reason"] for r in rows],
+        [r["attempts"] for r in rows],
+        [r["deferrals"] for r in rows],
+        [r["next_attempt_at"] for r in rows],
+        [r["sent_at"] for r in rows],
     )
 
 

@@ -14,7 +14,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -47,21 +47,38 @@ class LiveJourney:
     journey_id: str
     version: int
     definition: defs.Definition
-    referenced_events: frozenset[str]
 
     @property
     def trigger(self) -> str | None:
         return self.definition.trigger.WhichOneof("kind")
 
 
+@dataclass
+class Live:
+    """One workspace's active journeys (they enrol) and the events that active or paused
+    journeys' running instances listen for, over every published version."""
+
+    journeys: list[LiveJourney] = field(default_factory=list)
+    wait_events: set[str] = field(default_factory=set)
+    goal_events: set[str] = field(default_factory=set)
+    # event name -> journeys with a branch on "event since entry"
+    branch_events: dict[str, set[str]] = field(default_factory=dict)
+
+    def listens(self, name: str) -> bool:
+        return name in self.wait_events or name in self.goal_events or name in self.branch_events
+
+
+_NOTHING = Live()
+
+
 class JourneyCatalog:
-    """Active journeys (what triggers look at), cached for a few seconds, and every published
-    version's parsed definition (immutable, cached for good)."""
+    """What the consumers look at, cached for a few seconds, and every published version's
+    parsed definition (immutable, cached for good)."""
 
     def __init__(self, pool: asyncpg.Pool, *, ttl_seconds: float) -> None:
         self._pool = pool
         self._ttl = ttl_seconds
-        self._active: dict[str, list[LiveJourney]] = {}
+        self._live: dict[str, Live] = {}
         self._loaded_at = float("-inf")
         self._versions: dict[tuple[str, str, int], defs.Checked] = {}
         self._lock = asyncio.Lock()
@@ -69,45 +86,32 @@ class JourneyCatalog:
     def invalidate(self) -> None:
         self._loaded_at = float("-inf")
 
-    async def active(self) -> dict[str, list[LiveJourney]]:
+    async def live(self) -> dict[str, Live]:
         if time.monotonic() - self._loaded_at < self._ttl:
-            return self._active
+            return self._live
         async with self._lock:
             if time.monotonic() - self._loaded_at >= self._ttl:
                 async with self._pool.acquire() as conn:
-                    rows = await repository.active_journeys(conn)
-                active: dict[str, list[LiveJourney]] = {}
+                    rows = await repository.live_journey_versions(conn)
+                live: dict[str, Live] = {}
                 for row in rows:
-                    checked = self._parsed(row["workspace_id"], row["journey_id"], row["version"], row["definition"])
-                    active.setdefault(row["workspace_id"], []).append(
-                        LiveJourney(
-                            row["workspace_id"],
-                            row["journey_id"],
-                            row["version"],
-                            checked.definition,
-                            checked.referenced_events,
-                        )
-                    )
-                self._active, self._loaded_at = active, time.monotonic()
-        return self._active
+                    ws, journey_id, version = row["workspace_id"], row["journey_id"], row["version"]
+                    checked = self._parsed(ws, journey_id, version, row["definition"])
+                    entry = live.setdefault(ws, Live())
+                    if row["state"] == "active" and version == row["current_version"]:
+                        entry.journeys.append(LiveJourney(ws, journey_id, version, checked.definition))
+                    entry.wait_events |= checked.wait_events
+                    entry.goal_events |= checked.goal_events
+                    for name in checked.branch_events:
+                        entry.branch_events.setdefault(name, set()).add(journey_id)
+                self._live, self._loaded_at = live, time.monotonic()
+        return self._live
 
     def _parsed(self, workspace_id: str, journey_id: str, version: int, document: dict) -> defs.Checked:
         key = (workspace_id, journey_id, version)
         checked = self._versions.get(key)
         if checked is None:
-            definition = defs.parse(document)
-            events = {definition.trigger.event.name} if definition.trigger.WhichOneof("kind") == "event" else set()
-            for step in definition.steps:
-                if step.WhichOneof("kind") == "wait" and step.wait.until_event:
-                    events.add(step.wait.until_event)
-                if (
-                    step.WhichOneof("kind") == "branch"
-                    and step.branch.condition.WhichOneof("kind") == "event_since_entry"
-                ):
-                    events.add(step.branch.condition.event_since_entry.name)
-            if definition.HasField("goal"):
-                events.add(definition.goal.event)
-            checked = defs.Checked(definition, frozenset(events))
+            checked = defs.event_uses(defs.parse(document))
             self._versions[key] = checked
         return checked
 
@@ -156,10 +160,11 @@ class JourneyRunner:
     ) -> bool:
         d = journey.definition
         mode = d.reentry.mode or "after_exit"
-        await repository.lock_enrolment(conn, journey.workspace_id, journey.journey_id, person_id)
         if mode == "once":
-            trigger_key = "once"
-        else:
+            trigger_key = "once"  # the unique enrolment key is the whole check
+        elif mode == "after_exit" or d.reentry.min_interval:
+            # Looks at the person's other instances: one enrolment of theirs at a time.
+            await repository.lock_enrolment(conn, journey.workspace_id, journey.journey_id, person_id)
             latest = await repository.latest_entry(conn, journey.workspace_id, journey.journey_id, person_id)
             if latest is not None:
                 if mode == "after_exit" and latest["state"] == "active":
@@ -182,39 +187,51 @@ class JourneyRunner:
                 "goal_deadline": goal_deadline,
             },
         )
-        if inserted:
-            await conn.execute("SELECT pg_notify($1, 'instances')", WAKE_CHANNEL)
         return inserted
 
     # Triggers: resolved events
 
     async def on_events(self, events: Sequence[events_pb2.ResolvedEvent]) -> None:
-        active = await self.catalog.active()
+        live = await self.catalog.live()
         now = self._clock.now()
         async with self._pool.acquire() as conn, conn.transaction():
+            woke = False
             for resolved in events:
                 event = resolved.event
                 if event.type != events_pb2.EVENT_TYPE_TRACK or not event.event or not resolved.person_id:
                     continue
-                await self._on_event(conn, active.get(event.workspace_id, []), resolved, now)
+                woke |= await self._on_event(conn, live.get(event.workspace_id, _NOTHING), resolved, now)
+            if woke:
+                await _wake(conn, "instances")
 
     async def _on_event(
-        self, conn: asyncpg.Connection, journeys: list[LiveJourney], resolved: events_pb2.ResolvedEvent, now: datetime
-    ) -> None:
+        self, conn: asyncpg.Connection, live: Live, resolved: events_pb2.ResolvedEvent, now: datetime
+    ) -> bool:
+        """Apply one event; True when an instance became due."""
         event = resolved.event
         ws, person, name = event.workspace_id, resolved.person_id, event.event
         properties = json_format.MessageToDict(event.properties) if event.HasField("properties") else {}
         facts = {"name": name, "properties": properties, "message_id": event.message_id}
-        for journey in journeys:
+        woke = False
+        for journey in live.journeys:
             if journey.trigger == "event":
                 trigger = journey.definition.trigger.event
                 if trigger.name == name and defs.matches(trigger.where, properties):
-                    await self._enrol(conn, journey, person, f"event:{event.message_id}", {"event": facts}, now)
-        if any(name in j.referenced_events for j in journeys) or name == "Coupon Redeemed":
-            await self._person_event(conn, ws, person, name, properties, event.message_id, journeys, now)
+                    woke |= await self._enrol(conn, journey, person, f"event:{event.message_id}", {"event": facts}, now)
+        if name in live.wait_events:
+            woke |= await self._end_waits(conn, ws, person, name, properties, now)
+        if name in live.branch_events:
+            await repository.note_event(conn, ws, person, sorted(live.branch_events[name]), name, now)
+        if name in live.goal_events:
+            await self._goals(conn, ws, person, name, properties, event.message_id, now)
+        if name == "Coupon Redeemed":
+            code = properties.get("coupon_code") or properties.get("code") or properties.get("coupon")
+            if isinstance(code, str) and code:
+                await repository.redeem_code(conn, ws, code, event.message_id, now)
+        return woke
 
-    async def _person_event(self, conn, ws, person, name, properties, message_id, journeys, now) -> None:
-        # Waits for this event end (on_event), the first matching one wins.
+    async def _end_waits(self, conn, ws: str, person: str, name: str, properties: dict, now: datetime) -> bool:
+        """Instances waiting for this event go on (to on_event)."""
         waiting = await conn.fetch(
             f"""SELECT {repository.INSTANCE_COLUMNS} FROM instances WHERE workspace_id = $1 AND person_id = $2
                 AND state = 'active' AND phase = 'waiting' AND wait_event = $3 FOR UPDATE""",
@@ -233,16 +250,7 @@ class JourneyRunner:
             _move(inst, d.steps[i].wait.on_event or defs.following(d, i), now)
             await repository.save_instance(conn, inst)
             woke = True
-        if woke:
-            await conn.execute("SELECT pg_notify($1, 'instances')", WAKE_CHANNEL)
-        referencing = [j.journey_id for j in journeys if name in j.referenced_events]
-        if referencing:
-            await repository.note_event(conn, ws, person, referencing, name, now)
-        await self._goals(conn, ws, person, name, properties, message_id, now)
-        if name == "Coupon Redeemed":
-            code = properties.get("coupon_code") or properties.get("code") or properties.get("coupon")
-            if isinstance(code, str) and code:
-                await repository.redeem_code(conn, ws, code, message_id, now)
+        return woke
 
     async def _goals(self, conn, ws, person, name, properties, message_id, now) -> None:
         for inst in await repository.goal_candidates(conn, ws, person, now):
@@ -280,9 +288,10 @@ class JourneyRunner:
     # Triggers: segment membership, profile changes, merges
 
     async def on_memberships(self, changes: Sequence[events_pb2.SegmentMembershipChanged]) -> None:
-        active = await self.catalog.active()
+        live = await self.catalog.live()
         now = self._clock.now()
         async with self._pool.acquire() as conn, conn.transaction():
+            woke = False
             for change in changes:
                 kind = "entered" if change.change == events_pb2.SegmentMembershipChanged.CHANGE_ENTERED else "exited"
                 if change.change == events_pb2.SegmentMembershipChanged.CHANGE_UNSPECIFIED:
@@ -290,7 +299,7 @@ class JourneyRunner:
                 stamp = (
                     change.change_time.ToJsonString() if change.HasField("change_time") else str(change.segment_version)
                 )
-                for journey in active.get(change.workspace_id, []):
+                for journey in live.get(change.workspace_id, _NOTHING).journeys:
                     trigger = journey.definition.trigger
                     if (
                         journey.trigger == "segment"
@@ -298,16 +307,20 @@ class JourneyRunner:
                         and (trigger.segment.change or "entered") == kind
                     ):
                         context = {"segment": {"segment_id": change.segment_id, "change": kind}}
-                        await self._enrol(conn, journey, change.person_id, f"segment:{kind}:{stamp}", context, now)
+                        key = f"segment:{kind}:{stamp}"
+                        woke |= await self._enrol(conn, journey, change.person_id, key, context, now)
+            if woke:
+                await _wake(conn, "instances")
 
     async def on_profile_changes(self, changes: Sequence[events_pb2.ProfileChanged]) -> None:
-        active = await self.catalog.active()
+        live = await self.catalog.live()
         now = self._clock.now()
         async with self._pool.acquire() as conn, conn.transaction():
+            woke = False
             for change in changes:
                 for transition in change.transitions:
                     value = transition.from_value if transition.kind == "tag_removed" else transition.to_value
-                    for journey in active.get(change.workspace_id, []):
+                    for journey in live.get(change.workspace_id, _NOTHING).journeys:
                         if journey.trigger != "transition":
                             continue
                         wanted = journey.definition.trigger.transition
@@ -317,7 +330,7 @@ class JourneyRunner:
                             continue
                         context = {"transition": {"kind": transition.kind, "from": transition.from_value, "to": value}}
                         key = f"transition:{transition.kind}:{value}:{change.version}"
-                        await self._enrol(conn, journey, change.person_id, key, context, now)
+                        woke |= await self._enrol(conn, journey, change.person_id, key, context, now)
                 if change.HasField("snapshot"):
                     computed = json_format.MessageToDict(change.snapshot.computed)
                     birthday = computed.get("birthday_month_day")
@@ -335,6 +348,8 @@ class JourneyRunner:
                             expiry_at,
                             change.version,
                         )
+            if woke:
+                await _wake(conn, "instances")
 
     async def on_merges(self, merges: Sequence[events_pb2.PersonsMerged]) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
@@ -354,14 +369,17 @@ class JourneyRunner:
         async with self._pool.acquire() as conn, conn.transaction():
             due = await repository.due_instances(conn, now, self._batch)
             settings: dict[str, Any] = {}
+            wake: set[str] = set()
             for inst in due:
                 if inst["workspace_id"] not in settings:
                     settings[inst["workspace_id"]] = await repository.get_settings(conn, inst["workspace_id"])
-                await self._advance(conn, inst, settings[inst["workspace_id"]].time_zone, now)
+                await self._advance(conn, inst, settings[inst["workspace_id"]].time_zone, now, wake)
                 await repository.save_instance(conn, inst)
+            for what in wake:
+                await _wake(conn, what)
         return len(due)
 
-    async def _advance(self, conn: asyncpg.Connection, inst: dict, time_zone: str, now: datetime) -> None:
+    async def _advance(self, conn: asyncpg.Connection, inst: dict, time_zone: str, now: datetime, wake: set) -> None:
         if inst["state"] != "active":
             inst["wake_at"] = None
             return
@@ -380,7 +398,7 @@ class JourneyRunner:
             step = d.steps[i]
             after = defs.following(d, i)
             try:
-                target = await self._run_step(conn, inst, d, step, after, time_zone, now)
+                target = await self._run_step(conn, inst, d, step, after, time_zone, now, wake)
             except DependencyError as exc:
                 log.warning("journey step failed", step=step.id, error=str(exc), retry=exc.retryable)
                 if exc.retryable:
@@ -393,7 +411,7 @@ class JourneyRunner:
             _move(inst, target, now)
         inst["wake_at"] = now  # a long run of steps: go on at the next tick
 
-    async def _run_step(self, conn, inst, d, step, after: str, time_zone: str, now: datetime) -> str | None:
+    async def _run_step(self, conn, inst, d, step, after: str, time_zone: str, now: datetime, wake: set) -> str | None:
         kind = step.WhichOneof("kind")
         ws, person = inst["workspace_id"], inst["person_id"]
         if kind == "wait":
@@ -431,7 +449,7 @@ class JourneyRunner:
                     "now": now,
                 },
             )
-            await conn.execute("SELECT pg_notify($1, 'deliveries')", WAKE_CHANNEL)
+            wake.add("deliveries")
             return after
         if kind == "coupon":
             code = await self._issue_coupon(conn, inst, step.coupon.pool_id, now)
@@ -500,7 +518,7 @@ class JourneyRunner:
             rows = await repository.due_journey_runs(conn, now, 5)
             for row in rows:
                 d = await self.catalog.version(conn, row["workspace_id"], row["journey_id"], row["version"])
-                journey = LiveJourney(row["workspace_id"], row["journey_id"], row["version"], d, frozenset())
+                journey = LiveJourney(row["workspace_id"], row["journey_id"], row["version"], d)
                 settings = await repository.get_settings(conn, row["workspace_id"])
                 if journey.trigger == "schedule":
                     await self._broadcast_page(conn, journey, row, now)
@@ -528,6 +546,7 @@ class JourneyRunner:
             return
         for person in persons:
             await self._enrol(conn, journey, person, f"run:{run_key}", {}, now)
+        await _wake(conn, "instances")
         if token:
             next_run, cursor = row["next_run_at"], token
         else:
@@ -551,6 +570,7 @@ class JourneyRunner:
             persons = await repository.persons_with_expiry(conn, journey.workspace_id, start)
         for person in persons:
             await self._enrol(conn, journey, person, f"date:{day.isoformat()}", {"date": target.isoformat()}, now)
+        await _wake(conn, "instances")
         at = defs.time_of_day(trigger.at or "09:00", "-")
         await repository.save_run(
             conn,
@@ -570,6 +590,11 @@ def first_run(d: defs.Definition, tz, now: datetime) -> datetime | None:
     if kind == "date":
         return defs.next_local_time(now, defs.time_of_day(d.trigger.date.at or "09:00", "-"), tz)
     return None
+
+
+async def _wake(conn: asyncpg.Connection, what: str) -> None:
+    """Wake the scheduler ("instances") or the sender ("deliveries") when this transaction commits."""
+    await conn.execute("SELECT pg_notify($1, $2)", WAKE_CHANNEL, what)
 
 
 def _leap(year: int) -> bool:

@@ -14,9 +14,10 @@ import yaml
 
 from cdp_campaign import definition as defs
 from cdp_campaign import reports, repository
-from cdp_campaign.delivery import announce
+from cdp_campaign.delivery import announcement
 from cdp_campaign.domain import UPDATABLE, Journey, WorkspaceSettings
 from cdp_campaign.runner import WAKE_CHANNEL, JourneyCatalog, first_run
+from cdpkit import outbox
 from cdpkit.bus import BusNames
 from cdpkit.clock import Clock
 from cdpkit.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
@@ -204,7 +205,7 @@ class JourneyService:
             if row["status"] not in ("failed", "dead"):
                 raise FailedPrecondition(f"only a failed or dead delivery can be retried (it is {row['status']})")
             row.update(status="pending", next_attempt_at=self._now())
-            await repository.save_delivery(conn, row)
+            await repository.save_deliveries(conn, [row])
             await conn.execute("SELECT pg_notify($1, 'deliveries')", WAKE_CHANNEL)
             return row
 
@@ -220,8 +221,8 @@ class JourneyService:
             if row["status"] not in ("sent", "delivered"):
                 raise FailedPrecondition(f"a receipt needs a sent delivery (it is {row['status']})")
             row.update(status=status, reason=reason[:500] if status == "failed" else "")
-            await repository.save_delivery(conn, row)
-            await announce(conn, self._names, row, self._now())
+            await repository.save_deliveries(conn, [row])
+            await outbox.enqueue_many(conn, [announcement(self._names, row, self._now())])
             return row
 
     def _now(self) -> datetime:

@@ -8,6 +8,7 @@ person does not have) renders empty, and ``| default(...)`` picks a fallback.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from jinja2 import TemplateSyntaxError, meta
@@ -55,7 +56,12 @@ def check(source: str, available: frozenset[str]) -> None:
         raise TemplateProblem(f"unknown variable(s) {', '.join(unknown)}: available are {', '.join(sorted(available))}")
 
 
+@functools.lru_cache(maxsize=512)
+def _compiled(source: str):
+    return _ENV.from_string(source)
+
+
 def render(source: str, context: dict[str, Any]) -> str:
     if not source:
         return ""
-    return _ENV.from_string(source).render(context)
+    return _compiled(source).render(context)

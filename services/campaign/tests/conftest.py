@@ -3,6 +3,7 @@ profile and segment on real gRPC sockets, a real SMTP server and a real webhook 
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -100,11 +101,23 @@ class Campaign:
         return list(page.instances)
 
     async def tick(self) -> None:
-        """Run the scheduler and the sender once now (the workers also do, on their own)."""
-        while await self.runtime.runner.run_due_journeys() or await self.runtime.runner.run_due():
-            pass
-        while await self.runtime.sender.run_once():
-            pass
+        """Run the scheduler and the sender until nothing is due at the clock's time (the workers
+        run too, so this also waits for what they hold to commit)."""
+        now = self.clock.now()
+        for _ in range(500):
+            busy = await self.runtime.runner.run_due_journeys()
+            busy += await self.runtime.runner.run_due()
+            busy += await self.runtime.sender.run_once()
+            due = await self.runtime.pool.fetchval(
+                """SELECT (SELECT count(*) FROM instances WHERE wake_at <= $1)
+                        + (SELECT count(*) FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $1)
+                        + (SELECT count(*) FROM journeys WHERE next_run_at <= $1 AND state = 'active')""",
+                now,
+            )
+            if not busy and not due:
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError("work stays due")
 
 
 @pytest.fixture

@@ -110,14 +110,19 @@ def test_coupon_is_a_variable_only_after_a_coupon_step_on_every_path():
     check(on_every_path)
 
 
-def test_a_loop_with_a_wait_is_allowed():
+def test_a_loop_with_a_wait_is_allowed_and_the_events_instances_listen_for():
     checked = check(
         {
             "trigger": {"event": {"name": "X"}},
-            "steps": [{"id": "w", "wait": {"duration": "1d"}}, {"id": "t", "next": "w", "tag": {"add": ["x"]}}],
+            "goal": {"event": "Order Completed"},
+            "steps": [
+                {"id": "w", "wait": {"until_event": "Y", "timeout": "1d"}},
+                {"id": "b", "branch": {"condition": {"event_since_entry": {"name": "Z"}}}},
+                {"id": "t", "next": "w", "tag": {"add": ["x"]}},
+            ],
         }
     )
-    assert checked.referenced_events == {"X"}
+    assert (checked.wait_events, checked.branch_events, checked.goal_events) == ({"Y"}, {"Z"}, {"Order Completed"})
 
 
 def test_yaml_and_json_forms_round_trip():
