@@ -126,6 +126,31 @@ async def test_coupons_one_per_person_per_campaign_and_redemption(start_campaign
     )
     assert (report.coupons_issued, report.coupons_redeemed) == (1, 1)
 
+    # A generated pool makes a code when it issues one.
+    await c.stub.CreateCouponPool(
+        campaign_pb2.CreateCouponPoolRequest(
+            parent=f"workspaces/{WS}",
+            coupon_pool_id="made",
+            coupon_pool=campaign_pb2.CouponPool(kind="generated", prefix="VIP-", code_length=8),
+        )
+    )
+    generated = {
+        **offer,
+        "trigger": {"event": {"name": "Upgraded"}},
+        "steps": [{**offer["steps"][0], "coupon": {"pool_id": "made"}}, offer["steps"][1]],
+    }
+    await c.journey("made", generated)
+    await c.track("p-1", "Upgraded", "u-1")
+    await eventually(lambda: count(c.deliveries("made"), 1), what="the generated code's delivery")
+    await c.tick()
+    code = sink_lines(tmp_path)[-1]["body"]
+    assert code.startswith("VIP-") and len(code) == 12 and code[4:].isalnum()
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await c.stub.ImportCouponCodes(
+            campaign_pb2.ImportCouponCodesRequest(pool=f"workspaces/{WS}/couponPools/made", codes=["ABCD-1"])
+        )
+    assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
 
 async def test_webhook_provider_retries_with_backoff_then_dead_letters_visibly(start_campaign, doubles, webhooks):
     c = await start_campaign(**webhooks.env())
@@ -217,7 +242,7 @@ async def test_tags_branches_on_segment_and_profile(start_campaign, doubles, tmp
 
 async def test_segment_transition_date_and_schedule_triggers(start_campaign, doubles, tmp_path):
     c = await start_campaign()
-    for person in ("p-seg", "p-tier", "p-bday", "p-b1", "p-b2"):
+    for person in ("p-seg", "p-tier", "p-bday", "p-points", "p-b1", "p-b2"):
         doubles.profile.put(
             WS, person, traits={"email": f"{person}@example.com"}, consents={"email": True}, tier="gold"
         )
@@ -231,6 +256,13 @@ async def test_segment_transition_date_and_schedule_triggers(start_campaign, dou
     )
     await c.journey(
         "bday", {"trigger": {"date": {"attribute": "birthday", "at": "10:30"}}, "steps": [{"id": "m", "send": mail}]}
+    )
+    await c.journey(
+        "points",
+        {
+            "trigger": {"date": {"attribute": "points_expiry", "days_before": 7, "at": "10:30"}},
+            "steps": [{"id": "m", "send": mail}],
+        },
     )
     doubles.segment.members[(WS, "promo")] = ["p-b1", "p-b2"]
     await c.journey(
@@ -254,17 +286,20 @@ async def test_segment_transition_date_and_schedule_triggers(start_campaign, dou
     birthday = events_pb2.ProfileChanged(workspace_id=WS, person_id="p-bday", version=3)
     birthday.snapshot.computed.update({"birthday_month_day": "06-18"})
     await c.js.publish(c.names.partitioned(PROFILE, "p-bday"), birthday.SerializeToString())
+    # Points that expire on 25 June (Shanghai): the reminder 7 days before, on 18 June.
+    expiry = events_pb2.ProfileChanged(workspace_id=WS, person_id="p-points", version=5)
+    expiry.snapshot.computed.update({"next_points_expiry_time": "2026-06-25T03:00:00Z"})
+    await c.js.publish(c.names.partitioned(PROFILE, "p-points"), expiry.SerializeToString())
     await eventually(lambda: count(c.deliveries(), 2), what="segment and transition deliveries")
 
     # 10:30 Shanghai: the birthday run; 11:00: the broadcast (and again a day later).
     async def dated():
-        rows = await c.runtime.runner._pool.fetchval("SELECT count(*) FROM person_dates")
-        return rows == 1
+        return await c.runtime.pool.fetchval("SELECT count(*) FROM person_dates") == 2
 
     await eventually(dated, what="the birthday projection")
     c.clock.set(datetime(2026, 6, 18, 3, 0, tzinfo=UTC))
     await c.tick()
-    await eventually(lambda: count(c.deliveries(), 5), what="birthday and broadcast deliveries")
+    await eventually(lambda: count(c.deliveries(), 6), what="birthday, points and broadcast deliveries")
     await c.tick()
     journeys = sorted((line["subject"], line["person_id"]) for line in sink_lines(tmp_path))
     assert journeys == [
@@ -273,6 +308,7 @@ async def test_segment_transition_date_and_schedule_triggers(start_campaign, dou
         ("broadcast", "p-b2"),
         ("dormant", "p-seg"),
         ("friend", "p-tier"),
+        ("points", "p-points"),
     ]
     c.clock.advance(timedelta(days=1))
     await c.tick()
