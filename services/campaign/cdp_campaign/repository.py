@@ -64,6 +64,23 @@ async def delete(conn: asyncpg.Connection, workspace_id: str, journey_id: str) -
     await conn.execute("DELETE FROM journeys WHERE workspace_id = $1 AND journey_id = $2", workspace_id, journey_id)
 
 
+async def cancel_journey(conn: asyncpg.Connection, workspace_id: str, journey_id: str) -> list[dict]:
+    """Running instances exit and pending deliveries are suppressed; returns those deliveries."""
+    await conn.execute(
+        """UPDATE instances SET state = 'exited', exit_reason = 'journey_deleted', wake_at = NULL, updated_at = now()
+           WHERE workspace_id = $1 AND journey_id = $2 AND state = 'active'""",
+        workspace_id,
+        journey_id,
+    )
+    rows = await conn.fetch(
+        f"""UPDATE deliveries SET status = 'suppressed', reason = 'journey_deleted', updated_at = now()
+            WHERE workspace_id = $1 AND journey_id = $2 AND status = 'pending' RETURNING {DELIVERY_COLUMNS}""",
+        workspace_id,
+        journey_id,
+    )
+    return [dict(r) for r in rows]
+
+
 async def list_page(conn: asyncpg.Connection, workspace_id: str, *, after: str, limit: int) -> list[Journey]:
     rows = await conn.fetch(
         f"""SELECT {_COLUMNS} FROM journeys WHERE workspace_id = $1 AND journey_id > $2

@@ -373,8 +373,16 @@ class JourneyRunner:
             for inst in due:
                 if inst["workspace_id"] not in settings:
                     settings[inst["workspace_id"]] = await repository.get_settings(conn, inst["workspace_id"])
-                await self._advance(conn, inst, settings[inst["workspace_id"]].time_zone, now, wake)
-                await repository.save_instance(conn, inst)
+                try:
+                    async with conn.transaction():  # a savepoint: one broken instance cannot block the rest
+                        await self._advance(conn, inst, settings[inst["workspace_id"]].time_zone, now, wake)
+                        await repository.save_instance(conn, inst)
+                except (asyncpg.PostgresConnectionError, OSError):
+                    raise
+                except Exception:
+                    log.exception("journey instance failed; it exits", instance=str(inst["instance_id"]))
+                    _exit(inst, "error")
+                    await repository.save_instance(conn, inst)
             for what in wake:
                 await _wake(conn, what)
         return len(due)
@@ -583,10 +591,16 @@ class JourneyRunner:
 
 
 def first_run(d: defs.Definition, tz, now: datetime) -> datetime | None:
-    """When a freshly published journey's scheduled or date trigger first runs."""
+    """When a freshly published journey's scheduled or date trigger first runs. A recurring
+    schedule that started in the past runs its latest due run now, not every missed one."""
     kind = d.trigger.WhichOneof("kind")
     if kind == "schedule":
-        return defs.local_datetime(d.trigger.schedule.start, tz, "-")
+        run = defs.local_datetime(d.trigger.schedule.start, tz, "-")
+        if d.trigger.schedule.every:
+            every = defs.duration(d.trigger.schedule.every, "-")
+            if run + every <= now:
+                run += every * ((now - run) // every)
+        return run
     if kind == "date":
         return defs.next_local_time(now, defs.time_of_day(d.trigger.date.at or "09:00", "-"), tz)
     return None

@@ -96,9 +96,18 @@ class JourneyService:
             return await repository.update(conn, replace(updated, etag=_new_etag()))
 
     async def delete(self, workspace_id: str, journey_id: str, etag: str) -> None:
+        """Deletes a journey that is not active; its running instances exit and its pending
+        messages are suppressed (reason journey_deleted). Reports go with it."""
         async with self._pool.acquire() as conn, conn.transaction():
-            await self._current(conn, workspace_id, journey_id, etag)
+            current = await self._current(conn, workspace_id, journey_id, etag)
+            if current.state == "active":
+                raise FailedPrecondition("an active journey cannot be deleted: pause it first")
+            cancelled = await repository.cancel_journey(conn, workspace_id, journey_id)
+            now = self._now()
+            await outbox.enqueue_many(conn, [announcement(self._names, row, now) for row in cancelled])
             await repository.delete(conn, workspace_id, journey_id)
+        if self._catalog is not None:
+            self._catalog.invalidate()
 
     async def list(self, workspace_id: str, requested_size: int, token: str) -> tuple[list[Journey], str]:
         size = page_size(requested_size)

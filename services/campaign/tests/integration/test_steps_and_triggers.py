@@ -341,3 +341,43 @@ async def test_merged_persons_are_re_keyed(start_campaign, doubles):
     await c.track("p-other", "Joined", "j-other")
     await eventually(lambda: count(c.instances("once"), 3), what="the other person")
     assert len([i for i in await c.instances("once") if i.person_id == "p-new"]) == 2
+
+
+async def test_pause_stops_enrolment_and_delete_needs_a_pause_and_ends_instances(start_campaign, doubles):
+    c = await start_campaign()
+    doubles.profile.put(WS, "p-1", traits={"email": "one@example.com"}, consents={"email": True})
+    journey = {
+        "trigger": {"event": {"name": "Joined"}},
+        "reentry": {"mode": "always"},
+        "steps": [
+            {"id": "w", "wait": {"duration": "1h"}},
+            {"id": "m", "send": {"channel": "email", "template": {"subject": "s", "body": "b"}}},
+        ],
+    }
+    published = await c.journey("pausing", journey)
+    await c.track("p-1", "Joined", "j-1")
+    await eventually(lambda: count(c.instances("pausing"), 1), what="an instance")
+    paused = await c.stub.PauseJourney(campaign_pb2.PauseJourneyRequest(name=published.name))
+    assert paused.state == campaign_pb2.Journey.STATE_PAUSED
+    await c.track("p-1", "Joined", "j-2")
+    await c.track("p-1", "Joined", "j-3")
+    # The running instance goes on; nobody new enrols while paused.
+    c.clock.advance(timedelta(hours=1))
+    await c.tick()
+    assert [(d.step_id, d.status) for d in await c.deliveries("pausing")] == [("m", "sent")]
+    assert len(await c.instances("pausing")) == 1
+
+    again = await c.stub.PublishJourney(campaign_pb2.PublishJourneyRequest(name=published.name))
+    assert again.state == campaign_pb2.Journey.STATE_ACTIVE and again.version == 2
+    await c.track("p-1", "Joined", "j-4")
+    await eventually(lambda: count(c.instances("pausing"), 2), what="enrolment after publishing again")
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await c.stub.DeleteJourney(campaign_pb2.DeleteJourneyRequest(name=published.name))
+    assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    await c.stub.PauseJourney(campaign_pb2.PauseJourneyRequest(name=published.name))
+    await c.stub.DeleteJourney(campaign_pb2.DeleteJourneyRequest(name=published.name))
+    states = sorted((i.journey_version, i.state, i.exit_reason) for i in await c.instances("pausing"))
+    assert states == [(1, "completed", ""), (2, "exited", "journey_deleted")]
+    c.clock.advance(timedelta(hours=2))
+    await c.tick()
+    assert len(await c.deliveries("pausing")) == 1

@@ -259,3 +259,13 @@ def test_report_rows_and_csv():
         "uplift,uplift_ci_low,uplift_ci_high"
     )
     assert ",a,200,180,0,5,15,15,30,30000,0.050000,-0.026852,0.126852" in text
+
+
+def test_a_recurring_schedule_published_late_runs_its_latest_due_run_not_every_missed_one():
+    from cdp_campaign.runner import first_run
+
+    definition = defs.parse({"trigger": {"schedule": {"segment_id": "s", "start": "2026-06-01T10:00", "every": "7d"}}})
+    now = datetime(2026, 6, 18, 2, 0, tzinfo=UTC)  # 18 June 10:00 Shanghai
+    assert first_run(definition, SHANGHAI, now) == datetime(2026, 6, 15, 10, 0, tzinfo=SHANGHAI)
+    once = defs.parse({"trigger": {"schedule": {"segment_id": "s", "start": "2026-07-01T10:00"}}})
+    assert first_run(once, SHANGHAI, now) == datetime(2026, 7, 1, 10, 0, tzinfo=SHANGHAI)
