@@ -36,7 +36,7 @@ from cdp.campaign.v1 import campaign_pb2, campaign_pb2_grpc
 from cdp.events.v1 import events_pb2
 from cdp_devstack.infra import NatsServer, PostgresServer, free_port
 from cdpkit.bus import RESOLVED, BusNames
-from tests.contract_doubles import Doubles
+from tests.e2e.contract_doubles import Doubles
 
 WS = "bench"
 JOURNEY = {

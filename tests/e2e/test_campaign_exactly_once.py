@@ -22,8 +22,9 @@ from cdp.campaign.v1 import campaign_pb2, campaign_pb2_grpc
 from cdp.events.v1 import events_pb2
 from cdp_devstack.infra import free_port
 from cdpkit.bus import CAMPAIGN, RESOLVED, BusNames
-from tests.contract_doubles import Doubles
-from tests.delivery_receivers import SmtpReceiver, WebhookReceiver, eventually
+
+from .contract_doubles import Doubles
+from .delivery_receivers import SmtpReceiver, WebhookReceiver, eventually
 
 pytestmark = pytest.mark.e2e
 

@@ -4,8 +4,11 @@ profile and segment on real gRPC sockets, a real SMTP server and a real webhook 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import grpc
 import nats
@@ -19,8 +22,22 @@ from cdpkit.bus import RESOLVED, BusNames
 from cdpkit.clock import ManualClock
 from cdpkit.config import load
 from cdpkit.migrate import migrate
-from tests.contract_doubles import Doubles
-from tests.delivery_receivers import SmtpReceiver, WebhookReceiver
+
+
+def _shared(name: str):
+    """A helper module of tests/e2e (shared with the end-to-end tests), loaded by path: importing the
+    package ``tests`` from here would shadow other components' own ``tests`` packages."""
+    path = Path(__file__).resolve().parents[3] / "tests" / "e2e" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"cdp_campaign_test_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+Doubles = _shared("contract_doubles").Doubles
+_receivers = _shared("delivery_receivers")
+SmtpReceiver, WebhookReceiver, eventually = _receivers.SmtpReceiver, _receivers.WebhookReceiver, _receivers.eventually
 
 WS = "shop"
 # 10:00 in Shanghai: outside the default quiet hours (21:00-09:00).

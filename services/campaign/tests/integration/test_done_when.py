@@ -12,9 +12,8 @@ from cdp.events.v1 import events_pb2
 from cdp_campaign.domain import assign_variant
 from cdp_campaign.service import library
 from cdpkit.bus import CAMPAIGN
-from tests.delivery_receivers import eventually
 
-from ..conftest import WS
+from ..conftest import WS, eventually
 
 CART = dict(library())["cart-abandonment"]["definition"]
 

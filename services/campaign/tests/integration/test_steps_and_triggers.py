@@ -14,9 +14,8 @@ from cdp.campaign.v1 import campaign_pb2
 from cdp.events.v1 import events_pb2
 from cdp_campaign.service import LIBRARY
 from cdpkit.bus import IDENTITY, PROFILE, SEGMENT
-from tests.delivery_receivers import eventually
 
-from ..conftest import WS
+from ..conftest import WS, eventually
 
 
 async def count(coro, n):
