@@ -42,6 +42,19 @@ def _new_etag() -> str:
     return uuid7().hex[-16:]
 
 
+async def _page(pool: asyncpg.Pool, fetch, requested_size: int, token: str, *, scope: str, key) -> tuple[list, str]:
+    """One keyset page: ``fetch(conn, after, limit)`` reads rows after a position; ``key(row)``
+    is a row's position. The token is bound to ``scope`` (the request's filters)."""
+    size = page_size(requested_size)
+    position = decode_token(token, scope=scope)
+    async with pool.acquire() as conn:
+        rows = await fetch(conn, position["after"] if position else "", size + 1)
+    if len(rows) <= size:
+        return rows, ""
+    rows = rows[:size]
+    return rows, encode_token({"after": key(rows[-1])}, scope=scope)
+
+
 class JourneyService:
     def __init__(
         self,
@@ -110,16 +123,10 @@ class JourneyService:
             self._catalog.invalidate()
 
     async def list(self, workspace_id: str, requested_size: int, token: str) -> tuple[list[Journey], str]:
-        size = page_size(requested_size)
-        position = decode_token(token, scope=workspace_id)
-        async with self._pool.acquire() as conn:
-            rows = await repository.list_page(
-                conn, workspace_id, after=position["after"] if position else "", limit=size + 1
-            )
-        if len(rows) <= size:
-            return rows, ""
-        rows = rows[:size]
-        return rows, encode_token({"after": rows[-1].journey_id}, scope=workspace_id)
+        async def fetch(conn, after, limit):
+            return await repository.list_page(conn, workspace_id, after=after, limit=limit)
+
+        return await _page(self._pool, fetch, requested_size, token, scope=workspace_id, key=lambda j: j.journey_id)
 
     # Publishing
 
@@ -169,42 +176,25 @@ class JourneyService:
     # Instances and deliveries
 
     async def list_instances(self, workspace_id: str, journey_id: str, person_id: str, size: int, token: str):
-        size = page_size(size)
-        scope = f"{workspace_id}/{journey_id}/{person_id}"
-        position = decode_token(token, scope=scope)
-        async with self._pool.acquire() as conn:
-            rows = await repository.list_instances(
-                conn,
-                workspace_id,
-                journey_id,
-                person_id=person_id,
-                after=position["after"] if position else "",
-                limit=size + 1,
+        async def fetch(conn, after, limit):
+            return await repository.list_instances(
+                conn, workspace_id, journey_id, person_id=person_id, after=after, limit=limit
             )
-        if len(rows) <= size:
-            return rows, ""
-        rows = rows[:size]
-        return rows, encode_token({"after": str(rows[-1]["instance_id"])}, scope=scope)
+
+        scope = f"{workspace_id}/{journey_id}/{person_id}"
+        return await _page(self._pool, fetch, size, token, scope=scope, key=lambda r: str(r["instance_id"]))
 
     async def list_deliveries(self, workspace_id: str, journey_id: str, status: str, size: int, token: str):
         if status and status not in DELIVERY_STATUSES:
             raise InvalidArgument("status", f"must be one of {', '.join(DELIVERY_STATUSES)}")
-        size = page_size(size)
-        scope = f"{workspace_id}/{journey_id}/{status}"
-        position = decode_token(token, scope=scope)
-        async with self._pool.acquire() as conn:
-            rows = await repository.list_deliveries(
-                conn,
-                workspace_id,
-                journey_id,
-                status=status,
-                after=position["after"] if position else "",
-                limit=size + 1,
+
+        async def fetch(conn, after, limit):
+            return await repository.list_deliveries(
+                conn, workspace_id, journey_id, status=status, after=after, limit=limit
             )
-        if len(rows) <= size:
-            return rows, ""
-        rows = rows[:size]
-        return rows, encode_token({"after": rows[-1]["delivery_id"]}, scope=scope)
+
+        scope = f"{workspace_id}/{journey_id}/{status}"
+        return await _page(self._pool, fetch, size, token, scope=scope, key=lambda r: r["delivery_id"])
 
     async def retry_delivery(self, workspace_id: str, journey_id: str, delivery_id: str) -> dict:
         async with self._pool.acquire() as conn, conn.transaction():
@@ -300,16 +290,10 @@ class JourneyService:
         return pool
 
     async def list_pools(self, workspace_id: str, size: int, token: str):
-        size = page_size(size)
-        position = decode_token(token, scope=f"pools/{workspace_id}")
-        async with self._pool.acquire() as conn:
-            rows = await repository.list_pools(
-                conn, workspace_id, after=position["after"] if position else "", limit=size + 1
-            )
-        if len(rows) <= size:
-            return rows, ""
-        rows = rows[:size]
-        return rows, encode_token({"after": rows[-1]["pool_id"]}, scope=f"pools/{workspace_id}")
+        async def fetch(conn, after, limit):
+            return await repository.list_pools(conn, workspace_id, after=after, limit=limit)
+
+        return await _page(self._pool, fetch, size, token, scope=f"pools/{workspace_id}", key=lambda r: r["pool_id"])
 
     async def import_codes(self, workspace_id: str, pool_id: str, codes: list[str]) -> tuple[int, int]:
         if not codes or len(codes) > MAX_IMPORT_CODES:
