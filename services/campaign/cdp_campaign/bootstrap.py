@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+
 import grpc
 
 from cdp.campaign.v1 import campaign_pb2, campaign_pb2_grpc
@@ -56,26 +59,22 @@ def providers(settings: Settings) -> dict[str, Provider]:
     return chosen
 
 
-class _Channels:
-    """The gRPC channels to profile and segment, closed with the service."""
+class _Closer:
+    """Closes what the workers share (gRPC channels, provider sessions) when the service stops."""
 
-    name = "campaign-channels"
+    name = "campaign-closer"
 
-    def __init__(self, *channels: grpc.aio.Channel) -> None:
-        self._channels = channels
-        self._stopped = None
+    def __init__(self, *closers: Callable[[], Awaitable[None]]) -> None:
+        self._closers = closers
+        self._stopped = asyncio.Event()
 
     async def run(self) -> None:
-        import asyncio
-
-        self._stopped = asyncio.Event()
         await self._stopped.wait()
-        for channel in self._channels:
-            await channel.close()
+        for close in self._closers:
+            await close()
 
     def stop(self) -> None:
-        if self._stopped is not None:
-            self._stopped.set()
+        self._stopped.set()
 
 
 async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRuntime:
@@ -124,7 +123,7 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRu
             "campaign-sender", infra.pool, [sender.run_once], poll_seconds=settings.poll_seconds, wake_on="deliveries"
         ),
         OutboxRelay(infra.pool, infra.js, schema=SCHEMA),
-        _Channels(profile_channel, segment_channel),
+        _Closer(sender.close, profile_channel.close, segment_channel.close),
     ]
     runtime = ServiceRuntime.for_service("campaign", settings, infra, server, workers)
     # For tests and benchmarks: drive the scheduler and the sender by hand, look at the tables.

@@ -625,7 +625,9 @@ async def upsert_person_dates(
         """INSERT INTO person_dates (workspace_id, person_id, birthday_month_day, points_expiry_at, profile_version)
            VALUES ($1, $2, $3, $4, $5)
            ON CONFLICT (workspace_id, person_id) DO UPDATE SET birthday_month_day = $3, points_expiry_at = $4,
-               profile_version = $5 WHERE person_dates.profile_version < $5""",
+               profile_version = $5
+           WHERE person_dates.profile_version < $5 AND (person_dates.birthday_month_day IS DISTINCT FROM $3
+                 OR person_dates.points_expiry_at IS DISTINCT FROM $4)""",
         workspace_id,
         person_id,
         birthday,
