@@ -30,12 +30,11 @@ from pathlib import Path
 
 import grpc
 import nats
-from google.protobuf import struct_pb2
 
-from cdp.campaign.v1 import campaign_pb2, campaign_pb2_grpc
-from cdp.events.v1 import events_pb2
+from cdp.campaign.v1 import campaign_pb2_grpc
 from cdp_devstack.infra import NatsServer, PostgresServer, free_port
-from cdpkit.bus import RESOLVED, BusNames
+from cdpkit.bus import BusNames
+from tests.e2e.campaign_kit import no_quiet_hours, publish_journey, publish_resolved
 from tests.e2e.contract_doubles import Doubles
 
 WS = "bench"
@@ -88,19 +87,6 @@ async def _wait_serving(port: int) -> None:
     raise RuntimeError("campaign did not become SERVING")
 
 
-async def _trigger(js, names: BusNames, person: str, message_id: str, n: int) -> None:
-    batch = events_pb2.ResolvedEventBatch()
-    resolved = batch.events.add(person_id=person)
-    resolved.event.message_id = message_id
-    resolved.event.workspace_id = WS
-    resolved.event.type = events_pb2.EVENT_TYPE_TRACK
-    resolved.event.event = "Checkout Started"
-    resolved.event.properties.update({"n": n})
-    await js.publish(
-        names.partitioned(RESOLVED, person), batch.SerializeToString(), headers={"Nats-Msg-Id": message_id}
-    )
-
-
 async def _run(dsn: str, nats_url: str, tmp: Path, burst: int, rate: float, seconds: float) -> list[tuple[str, str]]:
     doubles = await Doubles().start()
     persons = [f"person-{n:06d}" for n in range(burst)]
@@ -132,36 +118,23 @@ async def _run(dsn: str, nats_url: str, tmp: Path, burst: int, rate: float, seco
     nc = await nats.connect(nats_url)
     try:
         await _wait_serving(port)
+        await no_quiet_hours(f"127.0.0.1:{port}", WS)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = campaign_pb2_grpc.JourneyServiceStub(channel)
-            await stub.UpdateCampaignSettings(
-                campaign_pb2.UpdateCampaignSettingsRequest(
-                    settings=campaign_pb2.CampaignSettings(name=f"workspaces/{WS}/campaignSettings"),
-                    update_mask={"paths": ["quiet_hours_start", "quiet_hours_end"]},
-                )
-            )
-            definition = struct_pb2.Struct()
-            definition.update(JOURNEY)
-            await stub.CreateJourney(
-                campaign_pb2.CreateJourneyRequest(
-                    parent=f"workspaces/{WS}",
-                    journey_id="bench",
-                    journey=campaign_pb2.Journey(display_name="bench", definition=definition),
-                )
-            )
-            await stub.PublishJourney(campaign_pb2.PublishJourneyRequest(name=f"workspaces/{WS}/journeys/bench"))
+            await publish_journey(campaign_pb2_grpc.JourneyServiceStub(channel), WS, "bench", JOURNEY)
         await asyncio.sleep(3)  # the consumers hold their partition leases and the journey cache is fresh
         js = nc.jetstream()
         names = BusNames(prefix, 4)
 
         # Warm-up: 200 sends, not measured.
         for n in range(200):
-            await _trigger(js, names, persons[n % burst], f"warm-{n}", n)
+            await publish_resolved(js, names, WS, persons[n % burst], "Checkout Started", f"warm-{n}", n=n)
         await _wait_lines(sink, 200)
 
         # Burst.
         started = time.perf_counter()
-        await asyncio.gather(*(_trigger(js, names, p, f"burst-{p}", n) for n, p in enumerate(persons)))
+        await asyncio.gather(
+            *(publish_resolved(js, names, WS, p, "Checkout Started", f"burst-{p}", n=n) for n, p in enumerate(persons))
+        )
         published = time.perf_counter() - started
         await _wait_lines(sink, 200 + burst)
         burst_seconds = time.perf_counter() - started
@@ -172,7 +145,7 @@ async def _run(dsn: str, nats_url: str, tmp: Path, burst: int, rate: float, seco
         for n in range(count):
             message_id = f"steady-{n}"
             sent_at[message_id] = time.time()
-            await _trigger(js, names, persons[n % burst], message_id, n)
+            await publish_resolved(js, names, WS, persons[n % burst], "Checkout Started", message_id, n=n)
             await asyncio.sleep(max(0.0, 1 / rate - 0.001))
         await _wait_lines(sink, 200 + burst + count, timeout=60)
         latencies = []

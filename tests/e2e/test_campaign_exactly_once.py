@@ -16,13 +16,13 @@ import asyncpg
 import grpc
 import nats
 import pytest
-from google.protobuf import struct_pb2
 
-from cdp.campaign.v1 import campaign_pb2, campaign_pb2_grpc
+from cdp.campaign.v1 import campaign_pb2_grpc
 from cdp.events.v1 import events_pb2
 from cdp_devstack.infra import free_port
-from cdpkit.bus import CAMPAIGN, RESOLVED, BusNames
+from cdpkit.bus import CAMPAIGN, BusNames
 
+from .campaign_kit import no_quiet_hours, publish_journey, publish_resolved
 from .contract_doubles import Doubles
 from .delivery_receivers import SmtpReceiver, WebhookReceiver, eventually
 
@@ -119,44 +119,17 @@ async def test_sigkill_during_a_send_burst_then_restart_sends_every_message_exac
                 traits={"email": f"{person}@example.com", "phone": f"+8613900{n:06d}"},
                 consents={"email": True, "sms": True},
             )
-        # Whatever the time of day on this machine: no quiet hours here.
         campaign.start()
         await eventually(lambda: _serving(port), timeout=60, interval=0.2, what="campaign SERVING")
+        await no_quiet_hours(f"127.0.0.1:{port}", WS)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = campaign_pb2_grpc.JourneyServiceStub(channel)
-            await stub.UpdateCampaignSettings(
-                campaign_pb2.UpdateCampaignSettingsRequest(
-                    settings=campaign_pb2.CampaignSettings(name=f"workspaces/{WS}/campaignSettings"),
-                    update_mask={"paths": ["quiet_hours_start", "quiet_hours_end"]},
-                )
-            )
-            definition = struct_pb2.Struct()
-            definition.update(JOURNEY)
-            await stub.CreateJourney(
-                campaign_pb2.CreateJourneyRequest(
-                    parent=f"workspaces/{WS}",
-                    journey_id="burst",
-                    journey=campaign_pb2.Journey(display_name="Burst", definition=definition),
-                )
-            )
-            await stub.PublishJourney(campaign_pb2.PublishJourneyRequest(name=f"workspaces/{WS}/journeys/burst"))
+            await publish_journey(campaign_pb2_grpc.JourneyServiceStub(channel), WS, "burst", JOURNEY)
 
         js = nc.jetstream()
         names = BusNames(bus_prefix, 4)
         announced = await js.subscribe(names.subject(CAMPAIGN, "message_sent"))
         for n in range(PERSONS):
-            batch = events_pb2.ResolvedEventBatch()
-            resolved = batch.events.add(person_id=f"p-{n:03d}")
-            resolved.event.message_id = f"checkout-{n}"
-            resolved.event.workspace_id = WS
-            resolved.event.type = events_pb2.EVENT_TYPE_TRACK
-            resolved.event.event = "Checkout Started"
-            resolved.event.properties.update({"n": n})
-            await js.publish(
-                names.partitioned(RESOLVED, f"p-{n:03d}"),
-                batch.SerializeToString(),
-                headers={"Nats-Msg-Id": f"checkout-{n}"},
-            )
+            await publish_resolved(js, names, WS, f"p-{n:03d}", "Checkout Started", f"checkout-{n}", n=n)
 
         # Mid-burst: kill -9 once some messages went out and many have not.
         await eventually(lambda: len(smtp.delivered) + len(webhooks.delivered) >= 40, interval=0.01, what="burst")

@@ -16,9 +16,8 @@ import pytest
 from google.protobuf import struct_pb2
 
 from cdp.campaign.v1 import campaign_pb2, campaign_pb2_grpc
-from cdp.events.v1 import events_pb2
 from cdp_campaign import __main__ as campaign_main
-from cdpkit.bus import RESOLVED, BusNames
+from cdpkit.bus import BusNames
 from cdpkit.clock import ManualClock
 from cdpkit.config import load
 from cdpkit.migrate import migrate
@@ -36,6 +35,7 @@ def _shared(name: str):
 
 
 Doubles = _shared("contract_doubles").Doubles
+_kit = _shared("campaign_kit")
 _receivers = _shared("delivery_receivers")
 SmtpReceiver, WebhookReceiver, eventually = _receivers.SmtpReceiver, _receivers.WebhookReceiver, _receivers.eventually
 
@@ -74,33 +74,22 @@ class Campaign:
     js: object
 
     async def journey(self, journey_id: str, definition: dict, *, publish: bool = True) -> campaign_pb2.Journey:
+        if publish:
+            return await _kit.publish_journey(self.stub, WS, journey_id, definition)
         struct = struct_pb2.Struct()
         struct.update(definition)
-        created = await self.stub.CreateJourney(
+        return await self.stub.CreateJourney(
             campaign_pb2.CreateJourneyRequest(
                 parent=f"workspaces/{WS}",
                 journey_id=journey_id,
                 journey=campaign_pb2.Journey(display_name=journey_id, definition=struct),
             )
         )
-        if publish:
-            return await self.stub.PublishJourney(campaign_pb2.PublishJourneyRequest(name=created.name))
-        return created
 
     async def track(self, person_id: str, event: str, message_id: str, nats_id: str = "", **properties) -> None:
         """Publish a resolved track event, as identity would (``nats_id``: another chunk id)."""
-        batch = events_pb2.ResolvedEventBatch()
-        resolved = batch.events.add(person_id=person_id)
-        resolved.event.message_id = message_id
-        resolved.event.workspace_id = WS
-        resolved.event.type = events_pb2.EVENT_TYPE_TRACK
-        resolved.event.event = event
-        resolved.event.properties.update(properties)
-        resolved.event.timestamp.FromDatetime(self.clock.now())
-        await self.js.publish(
-            self.names.partitioned(RESOLVED, person_id),
-            batch.SerializeToString(),
-            headers={"Nats-Msg-Id": nats_id or message_id},
+        await _kit.publish_resolved(
+            self.js, self.names, WS, person_id, event, message_id, nats_id=nats_id, **properties
         )
 
     async def deliveries(self, journey_id: str = "-", status: str = "") -> list[campaign_pb2.Delivery]:
