@@ -11,16 +11,22 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import timedelta
+from pathlib import Path
 
 import asyncpg
 import grpc
 import nats
 import pytest
+import yaml
+from google.protobuf import json_format
 
-from cdp.campaign.v1 import campaign_pb2_grpc
+import cdp_campaign
+from cdp.campaign.v1 import campaign_pb2, campaign_pb2_grpc
 from cdp.events.v1 import events_pb2
 from cdp_devstack.infra import free_port
 from cdpkit.bus import CAMPAIGN, BusNames
+from cdpkit.clock import OffsetFileClock
 
 from .campaign_kit import no_quiet_hours, publish_journey, publish_resolved
 from .contract_doubles import Doubles
@@ -29,6 +35,9 @@ from .delivery_receivers import SmtpReceiver, WebhookReceiver, eventually
 pytestmark = pytest.mark.e2e
 
 WS = "demo"
+CART = yaml.safe_load((Path(cdp_campaign.__file__).parent / "library" / "cart-abandonment.yaml").read_text())[
+    "definition"
+]
 PERSONS = 150
 JOURNEY = {
     "trigger": {"event": {"name": "Checkout Started"}},
@@ -43,9 +52,10 @@ JOURNEY = {
 
 
 class CampaignProcess:
-    def __init__(self, env: dict[str, str], log_path) -> None:
+    def __init__(self, env: dict[str, str], log_path, port: int) -> None:
         self.env = env
         self.log_path = log_path
+        self.port = port
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -81,12 +91,30 @@ async def _serving(port: int) -> bool:
         return False
 
 
-async def test_sigkill_during_a_send_burst_then_restart_sends_every_message_exactly_once(
-    tmp_path, database_url, nats_url, bus_prefix, pii_env
-):
-    doubles = await Doubles().start()
-    smtp = SmtpReceiver().start()
-    webhooks = await WebhookReceiver().start()
+@pytest.fixture
+async def doubles():
+    running = await Doubles().start()
+    yield running
+    await running.stop()
+
+
+@pytest.fixture
+def smtp():
+    receiver = SmtpReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
+async def webhooks():
+    receiver = await WebhookReceiver().start()
+    yield receiver
+    await receiver.stop()
+
+
+@pytest.fixture
+def campaign(tmp_path, database_url, nats_url, bus_prefix, doubles, smtp, webhooks):
+    """The campaign service as a subprocess (not started yet) wired to the doubles and receivers."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CDP_")}
     env.update(
@@ -102,13 +130,22 @@ async def test_sigkill_during_a_send_burst_then_restart_sends_every_message_exac
             "CDP_CAMPAIGN_POLL_SECONDS": "0.2",
             "CDP_CONSUMER_ACK_WAIT_SECONDS": "3",
             "CDP_CONSUMER_LEASE_SECONDS": "3",
+            "CDP_CLOCK_OFFSET_FILE": str(tmp_path / "clock-offset"),
             "CDP_LOG_FORMAT": "json",
             "PYTHONUNBUFFERED": "1",
             **smtp.env(),
             **webhooks.env(),
         }
     )
-    campaign = CampaignProcess(env, tmp_path / "campaign.log")
+    process = CampaignProcess(env, tmp_path / "campaign.log", port)
+    yield process
+    process.stop()
+
+
+async def test_sigkill_during_a_send_burst_then_restart_sends_every_message_exactly_once(
+    campaign, database_url, nats_url, bus_prefix, doubles, smtp, webhooks
+):
+    port = campaign.port
     nc = await nats.connect(nats_url)
     try:
         for n in range(PERSONS):
@@ -173,8 +210,54 @@ async def test_sigkill_during_a_send_burst_then_restart_sends_every_message_exac
         assert len(sent_ids) == len(set(sent_ids)) == 2 * PERSONS
         print(f"killed after {at_kill} deliveries; {resent} re-sent with their idempotency key")
     finally:
-        campaign.stop()
         await nc.close()
-        await webhooks.stop()
-        smtp.stop()
-        await doubles.stop()
+
+
+async def test_cart_abandonment_across_processes_with_the_offset_file_clock(
+    campaign, nats_url, bus_prefix, doubles, smtp
+):
+    """The same journey as in-process, with the service in its own process moved by
+    CDP_CLOCK_OFFSET_FILE: no order within the hour -> one e-mail; an order -> none."""
+    for person in ("p-ann", "p-bob"):
+        doubles.profile.put(WS, person, traits={"email": f"{person}@example.com"}, consents={"email": True})
+    campaign.start()
+    await eventually(lambda: _serving(campaign.port), timeout=60, interval=0.2, what="campaign SERVING")
+    await no_quiet_hours(f"127.0.0.1:{campaign.port}", WS)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{campaign.port}") as channel:
+        stub = campaign_pb2_grpc.JourneyServiceStub(channel)
+        templates = await stub.ListJourneyTemplates(campaign_pb2.ListJourneyTemplatesRequest(parent=f"workspaces/{WS}"))
+        (cart,) = [t for t in templates.templates if t.name.endswith("/cart-abandonment")]
+        await publish_journey(stub, WS, "cart", json_format.MessageToDict(cart.definition))
+        nc = await nats.connect(nats_url)
+        try:
+            js, names = nc.jetstream(), BusNames(bus_prefix, 4)
+            await publish_resolved(js, names, WS, "p-ann", "Product Added", "ann-1", name="Poles")
+            await publish_resolved(js, names, WS, "p-bob", "Product Added", "bob-1", name="Jacket")
+
+            async def instances():
+                page = await stub.ListJourneyInstances(
+                    campaign_pb2.ListJourneyInstancesRequest(parent=f"workspaces/{WS}/journeys/cart")
+                )
+                return {i.person_id: (i.state, i.step_id) for i in page.instances}
+
+            await eventually(lambda: _len_is(instances(), 2), what="two enrolments")
+            await publish_resolved(js, names, WS, "p-bob", "Order Completed", "bob-2", revenue=10)
+            await eventually(
+                lambda: _equals(instances(), {"p-ann": ("active", "wait-for-order"), "p-bob": ("exited", "ordered")}),
+                what="bob's order to end his wait",
+            )
+        finally:
+            await nc.close()
+        OffsetFileClock(campaign.env["CDP_CLOCK_OFFSET_FILE"]).advance(timedelta(minutes=61))
+        await eventually(lambda: len(smtp.delivered) == 1, what="ann's reminder")
+        await asyncio.sleep(1)
+        assert [m["to"] for m in smtp.delivered.values()] == [["p-ann@example.com"]]
+        assert sum(smtp.transmissions.values()) == 1
+
+
+async def _len_is(coro, n):
+    return len(await coro) == n
+
+
+async def _equals(coro, expected):
+    return await coro == expected
