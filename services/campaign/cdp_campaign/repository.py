@@ -242,6 +242,19 @@ async def person_instances(
     return [dict(r) for r in rows]
 
 
+async def waits_for(conn: asyncpg.Connection, workspace_id: str, person_id: str, event: str) -> list[dict]:
+    """The person's instances waiting for ``event``, and those about to start a step (which may be
+    such a wait)."""
+    rows = await conn.fetch(
+        f"""SELECT {INSTANCE_COLUMNS} FROM instances WHERE workspace_id = $1 AND person_id = $2
+            AND state = 'active' AND ((phase = 'waiting' AND wait_event = $3) OR phase = 'ready') FOR UPDATE""",
+        workspace_id,
+        person_id,
+        event,
+    )
+    return [dict(r) for r in rows]
+
+
 async def goal_candidates(conn: asyncpg.Connection, workspace_id: str, person_id: str, now: datetime) -> list[dict]:
     rows = await conn.fetch(
         f"""SELECT {INSTANCE_COLUMNS} FROM instances WHERE workspace_id = $1 AND person_id = $2

@@ -231,21 +231,15 @@ class JourneyRunner:
         return woke
 
     async def _end_waits(self, conn, ws: str, person: str, name: str, properties: dict, now: datetime) -> bool:
-        """Instances waiting for this event go on (to on_event)."""
-        waiting = await conn.fetch(
-            f"""SELECT {repository.INSTANCE_COLUMNS} FROM instances WHERE workspace_id = $1 AND person_id = $2
-                AND state = 'active' AND phase = 'waiting' AND wait_event = $3 FOR UPDATE""",
-            ws,
-            person,
-            name,
-        )
+        """Instances waiting for this event go on (to on_event). So do those whose current step
+        is that wait but which the scheduler has not started yet (enrolled in this same batch)."""
         woke = False
-        for row in waiting:
-            inst = dict(row)
+        for inst in await repository.waits_for(conn, ws, person, name):
             d = await self.catalog.version(conn, ws, inst["journey_id"], inst["version"])
-            index = defs.step_index(d)
-            i = index.get(inst["step_id"])
-            if i is None or not defs.matches(d.steps[i].wait.where, properties):
+            i = defs.step_index(d).get(inst["step_id"])
+            if i is None or d.steps[i].WhichOneof("kind") != "wait" or d.steps[i].wait.until_event != name:
+                continue
+            if not defs.matches(d.steps[i].wait.where, properties):
                 continue
             _move(inst, d.steps[i].wait.on_event or defs.following(d, i), now)
             await repository.save_instance(conn, inst)

@@ -60,6 +60,20 @@ async def test_cart_abandonment_one_message_without_an_order_none_with_one(start
     assert states == {"p-ann": ("completed", ""), "p-bob": ("exited", "exit_step")}
 
 
+async def test_an_order_right_after_the_product_was_added_ends_the_wait_before_it_began(start_campaign, doubles, smtp):
+    c = await start_campaign(**smtp.env())
+    doubles.profile.put(WS, "p-cy", traits={"email": "cy@example.com"}, consents={"email": True})
+    await c.journey("cart", CART)
+    # Back to back: both events usually land in one consumer batch, before the scheduler has
+    # started the wait; the order must still end it.
+    await c.track("p-cy", "Product Added", "m-cy-1", name="Boots")
+    await c.track("p-cy", "Order Completed", "m-cy-2", revenue=99)
+    await eventually(lambda: state_of(c, "cart", "p-cy", ("exited", "exit_step")), what="the order to end the wait")
+    c.clock.advance(timedelta(minutes=61))
+    await c.tick()
+    assert smtp.delivered == {} and await c.deliveries("cart") == []
+
+
 async def len_is(coro, n):
     return len(await coro) == n
 
