@@ -30,7 +30,9 @@ LIBRARY = Path(__file__).resolve().parent / "library"
 MAX_IMPORT_CODES = 10_000
 _CODE = re.compile(r"^[A-Za-z0-9_-]{4,64}$")
 DELIVERY_STATUSES = ("pending", "sent", "delivered", "failed", "dead", "suppressed")
-SETTINGS_FIELDS = frozenset({"time_zone", "quiet_hours_start", "quiet_hours_end", "caps", "consent_mode"})
+SETTINGS_FIELDS = frozenset(
+    {"time_zone", "quiet_hours_start", "quiet_hours_end", "caps", "caps.per_day", "caps.per_week", "consent_mode"}
+)
 
 
 def library() -> list[tuple[str, dict]]:
@@ -315,14 +317,16 @@ class JourneyService:
             return await repository.get_settings(conn, workspace_id)
 
     async def update_settings(self, changes: WorkspaceSettings, mask: Iterable[str]) -> WorkspaceSettings:
-        paths = paths_to_update([p.split(".")[0] for p in mask], SETTINGS_FIELDS)
+        paths = paths_to_update(mask, SETTINGS_FIELDS)
         async with self._pool.acquire() as conn, conn.transaction():
             current = await repository.get_settings(conn, changes.workspace_id)
             values = {}
             for path in paths:
-                if path == "caps":
-                    values.update(cap_per_day=changes.cap_per_day, cap_per_week=changes.cap_per_week)
-                else:
+                if path in ("caps", "caps.per_day"):
+                    values["cap_per_day"] = changes.cap_per_day
+                if path in ("caps", "caps.per_week"):
+                    values["cap_per_week"] = changes.cap_per_week
+                if not path.startswith("caps"):
                     values[path] = getattr(changes, path)
             if "time_zone" in values and not values["time_zone"]:
                 values["time_zone"] = current.time_zone
