@@ -234,11 +234,11 @@ class JourneyService:
     async def report(self, workspace_id: str, journey_id: str):
         journey = await self.get(workspace_id, journey_id)
         holdout = None
-        if journey.definition:
-            for step in defs.parse(journey.definition).steps:
+        async with self._pool.acquire() as conn:
+            published = await repository.version_definition(conn, workspace_id, journey_id, journey.version)
+            for step in defs.parse(published).steps if published else ():
                 if step.WhichOneof("kind") == "split":
                     holdout = next((v.name for v in step.split.variants if v.holdout), None)
-        async with self._pool.acquire() as conn:
             instances = await repository.report_instances(conn, workspace_id, journey_id)
             deliveries = await repository.report_deliveries(conn, workspace_id, journey_id)
             conversions = await repository.report_conversions_by_step(conn, workspace_id, journey_id)
