@@ -95,6 +95,30 @@ def delivery_proto(row: dict) -> campaign_pb2.Delivery:
     return message
 
 
+def person_message_proto(row: dict) -> campaign_pb2.PersonMessage:
+    attributes = struct_pb2.Struct()
+    attributes.update(
+        {
+            "step_id": row["step_id"],
+            "variant": row["variant"],
+            "reason": row["reason"],
+            "attempts": row["attempts"],
+            "deferrals": row["deferrals"],
+        }
+    )
+    journey = f"workspaces/{row['workspace_id']}/journeys/{row['journey_id']}"
+    message = campaign_pb2.PersonMessage(
+        name=f"{journey}/deliveries/{row['delivery_id']}",
+        journey=journey,
+        channel=row["channel"],
+        state=row["status"],
+        attributes=attributes,
+    )
+    _ts(message, "send_time", row["sent_at"])
+    _ts(message, "create_time", row["created_at"])
+    return message
+
+
 def pool_proto(row: dict) -> campaign_pb2.CouponPool:
     message = campaign_pb2.CouponPool(
         name=f"workspaces/{row['workspace_id']}/couponPools/{row['pool_id']}",
@@ -209,6 +233,15 @@ class JourneyServicer(campaign_pb2_grpc.JourneyServiceServicer):
             ids["workspace"], ids["journey"], request.status, request.page_size, request.page_token
         )
         return campaign_pb2.ListDeliveriesResponse(deliveries=[delivery_proto(r) for r in rows], next_page_token=token)
+
+    async def ListPersonMessages(self, request, context) -> campaign_pb2.ListPersonMessagesResponse:
+        ids = parse(request.parent, "workspaces/{workspace}/persons/{person}", field="parent")
+        rows, token = await self._service.person_messages(
+            ids["workspace"], ids["person"], request.page_size, request.page_token
+        )
+        return campaign_pb2.ListPersonMessagesResponse(
+            messages=[person_message_proto(r) for r in rows], next_page_token=token
+        )
 
     async def RetryDelivery(self, request, context) -> campaign_pb2.Delivery:
         ids = _delivery_ids(request.name)

@@ -473,6 +473,23 @@ async def list_deliveries(
     return [dict(r) for r in rows]
 
 
+async def person_deliveries(
+    conn: asyncpg.Connection, workspace_id: str, person_id: str, *, before: tuple[datetime, str] | None, limit: int
+) -> list[dict]:
+    """A person's deliveries, newest first, those older than ``before`` (created_at, delivery_id)."""
+    rows = await conn.fetch(
+        f"""SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE workspace_id = $1 AND person_id = $2
+            AND ($3::timestamptz IS NULL OR (created_at, delivery_id) < ($3::timestamptz, $4::text))
+            ORDER BY created_at DESC, delivery_id DESC LIMIT $5""",
+        workspace_id,
+        person_id,
+        before[0] if before else None,
+        before[1] if before else "",
+        limit,
+    )
+    return [dict(r) for r in rows]
+
+
 async def last_sent_step(conn: asyncpg.Connection, workspace_id: str, instance_id) -> str:
     return (
         await conn.fetchval(

@@ -198,6 +198,19 @@ class JourneyService:
         scope = f"{workspace_id}/{journey_id}/{status}"
         return await _page(self._pool, fetch, size, token, scope=scope, key=lambda r: r["delivery_id"])
 
+    async def person_messages(self, workspace_id: str, person_id: str, size: int, token: str):
+        async def fetch(conn, after, limit):
+            try:
+                before = (datetime.fromisoformat(after[0]), str(after[1])) if after else None
+            except (TypeError, ValueError, IndexError, KeyError):
+                raise InvalidArgument("page_token", "is not a token this API issued") from None
+            return await repository.person_deliveries(conn, workspace_id, person_id, before=before, limit=limit)
+
+        scope = f"messages/{workspace_id}/{person_id}"
+        return await _page(
+            self._pool, fetch, size, token, scope=scope, key=lambda r: [r["created_at"].isoformat(), r["delivery_id"]]
+        )
+
     async def retry_delivery(self, workspace_id: str, journey_id: str, delivery_id: str) -> dict:
         async with self._pool.acquire() as conn, conn.transaction():
             row = await repository.get_delivery(conn, workspace_id, journey_id, delivery_id, for_update=True)

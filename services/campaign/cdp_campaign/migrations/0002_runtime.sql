@@ -86,6 +86,8 @@ CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pend
 -- Frequency caps count a person's recent messages per channel.
 CREATE INDEX deliveries_caps ON deliveries (workspace_id, person_id, channel, sent_at) WHERE sent_at IS NOT NULL;
 CREATE INDEX deliveries_journey ON deliveries (workspace_id, journey_id, status);
+-- A person's messages, newest first (Customer 360).
+CREATE INDEX deliveries_person ON deliveries (workspace_id, person_id, created_at DESC, delivery_id DESC);
 
 CREATE TABLE coupon_pools (
     workspace_id text        NOT NULL,

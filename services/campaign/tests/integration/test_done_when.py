@@ -162,6 +162,22 @@ async def test_a_cap_suppresses_with_its_reason(start_campaign, doubles, smtp):
     (third,) = await c.deliveries("third")
     assert (third.status, third.reason) == ("suppressed", "cap_workspace_day")
 
+    # The person's messages over every journey, newest first, in pages (Customer 360 reads them).
+    first = await c.stub.ListPersonMessages(
+        campaign_pb2.ListPersonMessagesRequest(parent=f"workspaces/{WS}/persons/p-1", page_size=3)
+    )
+    rest = await c.stub.ListPersonMessages(
+        campaign_pb2.ListPersonMessagesRequest(
+            parent=f"workspaces/{WS}/persons/p-1", page_size=3, page_token=first.next_page_token
+        )
+    )
+    messages = [*first.messages, *rest.messages]
+    assert len(first.messages) == 3 and len(rest.messages) == 1 and not rest.next_page_token
+    assert messages[0].journey == f"workspaces/{WS}/journeys/third" and messages[0].state == "suppressed"
+    assert messages[0].attributes["reason"] == "cap_workspace_day" and not messages[0].HasField("send_time")
+    assert sorted(m.state for m in messages) == ["sent", "sent", "suppressed", "suppressed"]
+    assert all(m.send_time.seconds for m in messages if m.state == "sent")
+
 
 async def test_consent_withdrawn_between_trigger_and_send_suppresses(start_campaign, doubles, smtp, nats_url):
     c = await start_campaign(**smtp.env())

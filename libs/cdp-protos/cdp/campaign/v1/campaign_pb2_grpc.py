@@ -102,6 +102,11 @@ class JourneyServiceStub:
                 request_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.ReportDeliveryStatusRequest.SerializeToString,
                 response_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.Delivery.FromString,
                 _registered_method=True)
+        self.ListPersonMessages = channel.unary_unary(
+                '/cdp.campaign.v1.JourneyService/ListPersonMessages',
+                request_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.ListPersonMessagesRequest.SerializeToString,
+                response_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.ListPersonMessagesResponse.FromString,
+                _registered_method=True)
         self.GetJourneyReport = channel.unary_unary(
                 '/cdp.campaign.v1.JourneyService/GetJourneyReport',
                 request_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.GetJourneyReportRequest.SerializeToString,
@@ -234,6 +239,13 @@ class JourneyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPersonMessages(self, request, context):
+        """One person's messages over every journey, newest first (what Customer 360 shows).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetJourneyReport(self, request, context):
         """Entered, sent, delivered, failed, suppressed by reason, converted and revenue per journey,
         step and variant; A/B uplift against the holdout with its 95% confidence interval.
@@ -347,6 +359,11 @@ def add_JourneyServiceServicer_to_server(servicer, server):
                     servicer.ReportDeliveryStatus,
                     request_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.ReportDeliveryStatusRequest.FromString,
                     response_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.Delivery.SerializeToString,
+            ),
+            'ListPersonMessages': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPersonMessages,
+                    request_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.ListPersonMessagesRequest.FromString,
+                    response_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.ListPersonMessagesResponse.SerializeToString,
             ),
             'GetJourneyReport': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJourneyReport,
@@ -737,6 +754,33 @@ class JourneyService:
             '/cdp.campaign.v1.JourneyService/ReportDeliveryStatus',
             cdp_dot_campaign_dot_v1_dot_campaign__pb2.ReportDeliveryStatusRequest.SerializeToString,
             cdp_dot_campaign_dot_v1_dot_campaign__pb2.Delivery.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPersonMessages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.campaign.v1.JourneyService/ListPersonMessages',
+            cdp_dot_campaign_dot_v1_dot_campaign__pb2.ListPersonMessagesRequest.SerializeToString,
+            cdp_dot_campaign_dot_v1_dot_campaign__pb2.ListPersonMessagesResponse.FromString,
             options,
             channel_credentials,
             insecure,
