@@ -210,16 +210,22 @@ def test_network_policies_let_through_exactly_what_the_cdp_needs(overlay):
         if component != "gateway":
             assert not allowed(docs, outside(), pod, grpc_port), component
             assert not allowed(docs, stranger, pod, grpc_port), component
-            # The gateway reaches every service; the services do not reach one another.
+            # The gateway reaches every service; the services do not reach one another, except
+            # campaign, which calls profile and segment.
             assert allowed(docs, gateway, pod, grpc_port), component
             for other in SERVICES:
                 if other != component:
-                    assert not allowed(docs, pod, everything[other], everything[other].ports["grpc"])
+                    expected = component == "campaign" and other in ("profile", "segment")
+                    target = everything[other]
+                    assert allowed(docs, pod, target, target.ports["grpc"]) == expected, (component, other)
             assert not allowed(docs, pod, gateway, 8080)
-        # Every component reaches Postgres and NATS, and nothing else outside.
+        # Every component reaches Postgres and NATS, and nothing else outside but campaign's
+        # message providers (HTTPS, SMTP submission).
         assert allowed(docs, pod, postgres, 5432), component
         assert allowed(docs, pod, nats, 4222), component
-        assert not allowed(docs, pod, outside(), 443), component
+        assert allowed(docs, pod, outside(), 443) == (component == "campaign"), component
+        assert allowed(docs, pod, outside(), 587) == (component == "campaign"), component
+        assert not allowed(docs, pod, outside(), 5432), component
         # Prometheus scrapes the metrics port, and only from the monitoring namespace.
         assert allowed(docs, monitoring, pod, pod.ports["metrics"]), component
         assert not allowed(docs, outside(), pod, pod.ports["metrics"]), component

@@ -1,12 +1,14 @@
-"""Journey definitions, pure Python. Triggers, steps, instances and delivery arrive with
-issue 6; until then a journey is a draft whose definition is stored after basic checks."""
+"""Journeys and the rules of running them, pure Python (no I/O): the journey resource, the
+workspace's campaign settings, A/B assignment, consent, quiet hours, caps and revenue."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cdpkit.errors import InvalidArgument
 
@@ -28,6 +30,8 @@ class Journey:
     etag: str = ""
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    version: int = 0
+    published_at: datetime | None = None
 
     def validated(self) -> Journey:
         display_name = self.display_name.strip()
@@ -43,3 +47,138 @@ class Journey:
 
     def updated_with(self, changes: Journey, paths: frozenset[str]) -> Journey:
         return replace(self, **{path: getattr(changes, path) for path in paths}).validated()
+
+
+# Runtime rules (pure): A/B assignment, consent, addresses, quiet hours, caps, revenue.
+
+DEFAULT_TIME_ZONE = "Asia/Shanghai"
+ADDRESS_TRAITS = {
+    "email": ("email",),
+    "sms": ("phone",),
+    "push": ("push_token", "device_token"),
+    "wechat": ("wechat_openid", "openid"),
+}
+CONSENT_MODES = ("opt_in", "opt_out")
+
+
+@dataclass(frozen=True)
+class WorkspaceSettings:
+    workspace_id: str
+    time_zone: str = DEFAULT_TIME_ZONE
+    quiet_hours_start: str = "21:00"
+    quiet_hours_end: str = "09:00"
+    cap_per_day: int = 0
+    cap_per_week: int = 0
+    consent_mode: str = "opt_in"
+    updated_at: datetime | None = None
+
+    def validated(self) -> WorkspaceSettings:
+        from cdp_campaign.definition import time_of_day, zone
+
+        zone(self.time_zone, "settings.time_zone")
+        if bool(self.quiet_hours_start) != bool(self.quiet_hours_end):
+            raise InvalidArgument(
+                "settings.quiet_hours_start", "set both quiet_hours_start and quiet_hours_end, or neither"
+            )
+        if self.quiet_hours_start:
+            time_of_day(self.quiet_hours_start, "settings.quiet_hours_start")
+            time_of_day(self.quiet_hours_end, "settings.quiet_hours_end")
+        if self.cap_per_day < 0 or self.cap_per_week < 0:
+            raise InvalidArgument("settings.caps", "must not be negative")
+        if self.consent_mode not in CONSENT_MODES:
+            raise InvalidArgument("settings.consent_mode", "must be opt_in or opt_out")
+        return self
+
+
+def assign_variant(journey_id: str, step_id: str, person_id: str, variants: list[tuple[str, int]]) -> str:
+    """A weighted choice that depends only on (journey, step, person): stable across replays,
+    restarts and replicas."""
+    digest = hashlib.blake2b(f"{journey_id}\0{step_id}\0{person_id}".encode(), digest_size=8).digest()
+    total = sum(weight for _, weight in variants)
+    point = int.from_bytes(digest, "big") % total
+    for name, weight in variants:
+        if point < weight:
+            return name
+        point -= weight
+    return variants[-1][0]
+
+
+def consent_refusal(consents, channel: str, mode: str) -> str | None:
+    """Why consent stops a marketing message on ``channel`` (None: it may go).
+
+    A withdrawal for the channel, or for its marketing purpose, always stops it; in opt_in mode
+    a grant (channel-wide or marketing) is also required.
+    """
+    relevant = [c for c in consents if c.channel == channel and c.purpose in ("", "marketing")]
+    withdrawn = [c for c in relevant if not c.granted]
+    if withdrawn:
+        return "unsubscribed" if any(c.source == "unsubscribe_link" for c in withdrawn) else "no_consent"
+    if mode == "opt_in" and not any(c.granted for c in relevant):
+        return "no_consent"
+    return None
+
+
+def address_of(traits: dict[str, Any], channel: str) -> str:
+    for key in ADDRESS_TRAITS.get(channel, ()):
+        value = traits.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return ""
+
+
+def person_zone(traits: dict[str, Any], workspace_zone: str) -> ZoneInfo:
+    for key in ("time_zone", "timezone"):
+        name = traits.get(key)
+        if isinstance(name, str) and name:
+            try:
+                return ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                break
+    return ZoneInfo(workspace_zone)
+
+
+def quiet_until(now: datetime, tz: ZoneInfo, start: str, end: str) -> datetime | None:
+    """The end of the quiet window ``now`` falls in (local ``start``-``end`` in ``tz``), or None.
+
+    The window may cross midnight (21:00-09:00). The answer is the next local ``end``.
+    """
+    if not start or not end or start == end:
+        return None
+    local = now.astimezone(tz)
+    begin_t = time.fromisoformat(start)
+    end_t = time.fromisoformat(end)
+    t = local.time()
+    inside = begin_t <= t < end_t if begin_t < end_t else (t >= begin_t or t < end_t)
+    if not inside:
+        return None
+    target = datetime.combine(local.date(), end_t, tzinfo=tz)
+    if target <= local:
+        target = datetime.combine(local.date() + timedelta(days=1), end_t, tzinfo=tz)
+    return target.astimezone(now.tzinfo)
+
+
+def cap_refusal(
+    counts: dict[str, int], *, workspace: WorkspaceSettings, journey_per_day: int, journey_per_week: int
+) -> str | None:
+    """Which cap a further message would break. ``counts``: messages already sent in the last
+    24 hours / 7 days to this person on this channel, workspace-wide and by this journey."""
+    if workspace.cap_per_day and counts["workspace_day"] >= workspace.cap_per_day:
+        return "cap_workspace_day"
+    if workspace.cap_per_week and counts["workspace_week"] >= workspace.cap_per_week:
+        return "cap_workspace_week"
+    if journey_per_day and counts["journey_day"] >= journey_per_day:
+        return "cap_journey_day"
+    if journey_per_week and counts["journey_week"] >= journey_per_week:
+        return "cap_journey_week"
+    return None
+
+
+def revenue_minor(properties: dict[str, Any], revenue_property: str) -> int:
+    """Revenue of a goal event in minor units: ``revenue_minor`` as is, else major units x 100."""
+    candidates = [revenue_property] if revenue_property else ["revenue_minor", "revenue", "total"]
+    for name in candidates:
+        value = properties.get(name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        return round(value) if name.endswith("_minor") else round(value * 100)
+    return 0

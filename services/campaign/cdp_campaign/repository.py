@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
 import asyncpg
 
-from cdp_campaign.domain import Journey
+from cdp_campaign.domain import Journey, WorkspaceSettings
 
-_COLUMNS = "workspace_id, journey_id, display_name, description, definition, state, etag, created_at, updated_at"
+_COLUMNS = (
+    "workspace_id, journey_id, display_name, description, definition, state, etag, created_at, updated_at, "
+    "version, published_at"
+)
 
 
 def _journey(row: asyncpg.Record) -> Journey:
@@ -57,6 +64,23 @@ async def delete(conn: asyncpg.Connection, workspace_id: str, journey_id: str) -
     await conn.execute("DELETE FROM journeys WHERE workspace_id = $1 AND journey_id = $2", workspace_id, journey_id)
 
 
+async def cancel_journey(conn: asyncpg.Connection, workspace_id: str, journey_id: str) -> list[dict]:
+    """Running instances exit and pending deliveries are suppressed; returns those deliveries."""
+    await conn.execute(
+        """UPDATE instances SET state = 'exited', exit_reason = 'journey_deleted', wake_at = NULL, updated_at = now()
+           WHERE workspace_id = $1 AND journey_id = $2 AND state = 'active'""",
+        workspace_id,
+        journey_id,
+    )
+    rows = await conn.fetch(
+        f"""UPDATE deliveries SET status = 'suppressed', reason = 'journey_deleted', updated_at = now()
+            WHERE workspace_id = $1 AND journey_id = $2 AND status = 'pending' RETURNING {DELIVERY_COLUMNS}""",
+        workspace_id,
+        journey_id,
+    )
+    return [dict(r) for r in rows]
+
+
 async def list_page(conn: asyncpg.Connection, workspace_id: str, *, after: str, limit: int) -> list[Journey]:
     rows = await conn.fetch(
         f"""SELECT {_COLUMNS} FROM journeys WHERE workspace_id = $1 AND journey_id > $2
@@ -66,3 +90,642 @@ async def list_page(conn: asyncpg.Connection, workspace_id: str, *, after: str, 
         limit,
     )
     return [_journey(r) for r in rows]
+
+
+# Publishing
+
+
+async def publish(
+    conn: asyncpg.Connection, journey: Journey, definition: dict, etag: str, next_run_at: datetime | None
+) -> Journey:
+    version = journey.version + 1
+    await conn.execute(
+        "INSERT INTO journey_versions (workspace_id, journey_id, version, definition) VALUES ($1, $2, $3, $4)",
+        journey.workspace_id,
+        journey.journey_id,
+        version,
+        definition,
+    )
+    row = await conn.fetchrow(
+        f"""UPDATE journeys SET state = 'active', version = $3, published_at = now(), definition = $4, etag = $5,
+                updated_at = now(), next_run_at = $6, run_key = '', run_cursor = ''
+            WHERE workspace_id = $1 AND journey_id = $2 RETURNING {_COLUMNS}""",
+        journey.workspace_id,
+        journey.journey_id,
+        version,
+        definition,
+        etag,
+        next_run_at,
+    )
+    return _journey(row)
+
+
+async def set_state(conn: asyncpg.Connection, workspace_id: str, journey_id: str, state: str, etag: str) -> Journey:
+    row = await conn.fetchrow(
+        f"""UPDATE journeys SET state = $3, etag = $4, updated_at = now() WHERE workspace_id = $1 AND journey_id = $2
+            RETURNING {_COLUMNS}""",
+        workspace_id,
+        journey_id,
+        state,
+        etag,
+    )
+    return _journey(row)
+
+
+async def live_journey_versions(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """Every published version of the active and paused journeys (what the consumers look at)."""
+    return await conn.fetch(
+        """SELECT j.workspace_id, j.journey_id, j.state, j.version AS current_version, v.version, v.definition
+           FROM journeys j JOIN journey_versions v USING (workspace_id, journey_id)
+           WHERE j.state IN ('active', 'paused')"""
+    )
+
+
+async def version_definition(conn: asyncpg.Connection, workspace_id: str, journey_id: str, version: int) -> dict | None:
+    return await conn.fetchval(
+        "SELECT definition FROM journey_versions WHERE workspace_id = $1 AND journey_id = $2 AND version = $3",
+        workspace_id,
+        journey_id,
+        version,
+    )
+
+
+async def due_journey_runs(conn: asyncpg.Connection, now: datetime, limit: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT workspace_id, journey_id, version, next_run_at, run_key, run_cursor FROM journeys
+           WHERE next_run_at <= $1 AND state = 'active' ORDER BY next_run_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
+        now,
+        limit,
+    )
+
+
+async def save_run(
+    conn: asyncpg.Connection, workspace_id: str, journey_id: str, *, next_run_at, run_key: str, run_cursor: str
+) -> None:
+    await conn.execute(
+        """UPDATE journeys SET next_run_at = $3, run_key = $4, run_cursor = $5 WHERE workspace_id = $1
+           AND journey_id = $2""",
+        workspace_id,
+        journey_id,
+        next_run_at,
+        run_key,
+        run_cursor,
+    )
+
+
+# Instances
+
+INSTANCE_COLUMNS = (
+    "workspace_id, instance_id, journey_id, version, person_id, trigger_key, state, step_id, phase, wake_at, "
+    "wait_event, variant, context, events_seen, exit_reason, entered_at, step_entered_at, goal_deadline, "
+    "converted_at, conversion_step, revenue_minor"
+)
+
+
+async def lock_enrolment(conn: asyncpg.Connection, workspace_id: str, journey_id: str, person_id: str) -> None:
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"enrol/{workspace_id}/{journey_id}/{person_id}"
+    )
+
+
+async def latest_entry(
+    conn: asyncpg.Connection, workspace_id: str, journey_id: str, person_id: str
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        """SELECT state, entered_at FROM instances WHERE workspace_id = $1 AND journey_id = $2 AND person_id = $3
+           ORDER BY (state = 'active') DESC, entered_at DESC LIMIT 1""",
+        workspace_id,
+        journey_id,
+        person_id,
+    )
+
+
+async def insert_instance(conn: asyncpg.Connection, values: dict[str, Any]) -> bool:
+    status = await conn.execute(
+        """INSERT INTO instances (workspace_id, instance_id, journey_id, version, person_id, trigger_key, step_id,
+               wake_at, context, entered_at, step_entered_at, goal_deadline)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $8, $8, $10) ON CONFLICT DO NOTHING""",
+        values["workspace_id"],
+        values["instance_id"],
+        values["journey_id"],
+        values["version"],
+        values["person_id"],
+        values["trigger_key"],
+        values["step_id"],
+        values["now"],
+        values["context"],
+        values["goal_deadline"],
+    )
+    return status.endswith(" 1")
+
+
+async def due_instances(conn: asyncpg.Connection, now: datetime, limit: int) -> list[dict]:
+    rows = await conn.fetch(
+        f"""SELECT {INSTANCE_COLUMNS} FROM instances WHERE wake_at <= $1 ORDER BY wake_at LIMIT $2
+            FOR UPDATE SKIP LOCKED""",
+        now,
+        limit,
+    )
+    return [dict(r) for r in rows]
+
+
+async def person_instances(
+    conn: asyncpg.Connection, workspace_id: str, person_id: str, *, active_only: bool
+) -> list[dict]:
+    where = " AND state = 'active'" if active_only else ""
+    rows = await conn.fetch(
+        f"""SELECT {INSTANCE_COLUMNS} FROM instances WHERE workspace_id = $1 AND person_id = $2{where}
+            ORDER BY entered_at FOR UPDATE""",
+        workspace_id,
+        person_id,
+    )
+    return [dict(r) for r in rows]
+
+
+async def waits_for(conn: asyncpg.Connection, workspace_id: str, person_id: str, event: str) -> list[dict]:
+    """The person's instances waiting for ``event``, and those about to start a step (which may be
+    such a wait)."""
+    rows = await conn.fetch(
+        f"""SELECT {INSTANCE_COLUMNS} FROM instances WHERE workspace_id = $1 AND person_id = $2
+            AND state = 'active' AND ((phase = 'waiting' AND wait_event = $3) OR phase = 'ready') FOR UPDATE""",
+        workspace_id,
+        person_id,
+        event,
+    )
+    return [dict(r) for r in rows]
+
+
+async def goal_candidates(conn: asyncpg.Connection, workspace_id: str, person_id: str, now: datetime) -> list[dict]:
+    rows = await conn.fetch(
+        f"""SELECT {INSTANCE_COLUMNS} FROM instances WHERE workspace_id = $1 AND person_id = $2
+            AND converted_at IS NULL AND goal_deadline >= $3 AND entered_at <= $3 FOR UPDATE""",
+        workspace_id,
+        person_id,
+        now,
+    )
+    return [dict(r) for r in rows]
+
+
+async def save_instance(conn: asyncpg.Connection, inst: dict) -> None:
+    await conn.execute(
+        """UPDATE instances SET state = $3, step_id = $4, phase = $5, wake_at = $6, wait_event = $7, variant = $8,
+               context = $9, exit_reason = $10, step_entered_at = $11, converted_at = $12, conversion_step = $13,
+               revenue_minor = $14, updated_at = now()
+           WHERE workspace_id = $1 AND instance_id = $2""",
+        inst["workspace_id"],
+        inst["instance_id"],
+        inst["state"],
+        inst["step_id"],
+        inst["phase"],
+        inst["wake_at"],
+        inst["wait_event"],
+        inst["variant"],
+        inst["context"],
+        inst["exit_reason"],
+        inst["step_entered_at"],
+        inst["converted_at"],
+        inst["conversion_step"],
+        inst["revenue_minor"],
+    )
+
+
+async def note_event(
+    conn: asyncpg.Connection, workspace_id: str, person_id: str, journey_ids: list[str], name: str, at: datetime
+) -> None:
+    await conn.execute(
+        """UPDATE instances SET events_seen = events_seen || $4::jsonb
+           WHERE workspace_id = $1 AND person_id = $2 AND state = 'active' AND journey_id = ANY($3::text[])""",
+        workspace_id,
+        person_id,
+        journey_ids,
+        json.dumps([{"name": name, "at": at.isoformat()}]),
+    )
+
+
+async def list_instances(
+    conn: asyncpg.Connection, workspace_id: str, journey_id: str, *, person_id: str, after: str, limit: int
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        f"""SELECT {INSTANCE_COLUMNS} FROM instances WHERE workspace_id = $1 AND journey_id = $2
+            AND ($3 = '' OR person_id = $3) AND ($4 = '' OR instance_id::text < $4)
+            ORDER BY instance_id::text DESC LIMIT $5""",
+        workspace_id,
+        journey_id,
+        person_id,
+        after,
+        limit,
+    )
+
+
+async def rekey_person(conn: asyncpg.Connection, workspace_id: str, survivor: str, merged: str) -> int:
+    """Moves everything of ``merged`` to ``survivor``; an enrolment both hold is kept once."""
+    await conn.execute(
+        """UPDATE instances m SET trigger_key = m.trigger_key || '#merged:' || m.person_id,
+               state = CASE WHEN m.state = 'active' THEN 'exited' ELSE m.state END,
+               exit_reason = CASE WHEN m.state = 'active' THEN 'merged' ELSE m.exit_reason END,
+               wake_at = CASE WHEN m.state = 'active' THEN NULL ELSE m.wake_at END
+           WHERE m.workspace_id = $1 AND m.person_id = $3 AND EXISTS (
+               SELECT 1 FROM instances s WHERE s.workspace_id = $1 AND s.person_id = $2
+               AND s.journey_id = m.journey_id AND s.trigger_key = m.trigger_key)""",
+        workspace_id,
+        survivor,
+        merged,
+    )
+    moved = await conn.execute(
+        "UPDATE instances SET person_id = $2 WHERE workspace_id = $1 AND person_id = $3", workspace_id, survivor, merged
+    )
+    await conn.execute(
+        "UPDATE deliveries SET person_id = $2 WHERE workspace_id = $1 AND person_id = $3",
+        workspace_id,
+        survivor,
+        merged,
+    )
+    await conn.execute(
+        """UPDATE coupon_codes c SET person_id = $2 WHERE c.workspace_id = $1 AND c.person_id = $3
+           AND NOT EXISTS (SELECT 1 FROM coupon_codes s WHERE s.workspace_id = $1 AND s.person_id = $2
+                           AND s.journey_id = c.journey_id)""",
+        workspace_id,
+        survivor,
+        merged,
+    )
+    await conn.execute("DELETE FROM person_dates WHERE workspace_id = $1 AND person_id = $2", workspace_id, merged)
+    return int(moved.split()[-1])
+
+
+# Deliveries
+
+DELIVERY_COLUMNS = (
+    "workspace_id, delivery_id, journey_id, version, instance_id, step_id, variant, person_id, channel, status, "
+    "reason, attempts, deferrals, context, created_at, next_attempt_at, sent_at, updated_at"
+)
+
+
+async def insert_delivery(conn: asyncpg.Connection, values: dict[str, Any]) -> bool:
+    status = await conn.execute(
+        """INSERT INTO deliveries (workspace_id, delivery_id, journey_id, version, instance_id, step_id, variant,
+               person_id, channel, context, created_at, next_attempt_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) ON CONFLICT DO NOTHING""",
+        values["workspace_id"],
+        values["delivery_id"],
+        values["journey_id"],
+        values["version"],
+        values["instance_id"],
+        values["step_id"],
+        values["variant"],
+        values["person_id"],
+        values["channel"],
+        values["context"],
+        values["now"],
+    )
+    return status.endswith(" 1")
+
+
+async def claim_deliveries(conn: asyncpg.Connection, now: datetime, limit: int) -> list[dict]:
+    rows = await conn.fetch(
+        f"""SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $1
+            ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
+        now,
+        limit,
+    )
+    return [dict(r) for r in rows]
+
+
+async def lock_persons(conn: asyncpg.Connection, persons: list[tuple[str, str]]) -> None:
+    """Transaction locks on these persons' sends, taken in one order (no deadlock between senders)."""
+    await conn.execute(
+        """SELECT pg_advisory_xact_lock(hashtextextended(k, 0))
+           FROM (SELECT DISTINCT unnest($1::text[]) AS k ORDER BY 1) AS keys""",
+        [f"send/{workspace_id}/{person_id}" for workspace_id, person_id in persons],
+    )
+
+
+async def sent_counts(
+    conn: asyncpg.Connection, keys: list[tuple[str, str, str]], now: datetime
+) -> dict[tuple[str, str, str], dict[str, tuple[int, int]]]:
+    """Messages sent in the last 24 hours and 7 days per (workspace, person, channel), by journey."""
+    rows = await conn.fetch(
+        """SELECT d.workspace_id, d.person_id, d.channel, d.journey_id,
+                  count(*) FILTER (WHERE d.sent_at > $4::timestamptz - interval '1 day') AS day, count(*) AS week
+           FROM deliveries d JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(w, p, c)
+               ON d.workspace_id = k.w AND d.person_id = k.p AND d.channel = k.c
+           WHERE d.sent_at > $4::timestamptz - interval '7 days' AND d.sent_at <= $4
+           GROUP BY 1, 2, 3, 4""",
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [k[2] for k in keys],
+        now,
+    )
+    counts: dict[tuple[str, str, str], dict[str, tuple[int, int]]] = {}
+    for r in rows:
+        counts.setdefault((r["workspace_id"], r["person_id"], r["channel"]), {})[r["journey_id"]] = (
+            r["day"],
+            r["week"],
+        )
+    return counts
+
+
+async def save_deliveries(conn: asyncpg.Connection, rows: list[dict]) -> None:
+    if not rows:
+        return
+    await conn.execute(
+        """UPDATE deliveries d SET status = u.status, reason = u.reason, attempts = u.attempts,
+               deferrals = u.deferrals, next_attempt_at = u.next_attempt_at, sent_at = u.sent_at, updated_at = now()
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::int[], $7::timestamptz[],
+                       $8::timestamptz[]) AS u(w, id, status, reason, attempts, deferrals, next_attempt_at, sent_at)
+           WHERE d.workspace_id = u.w AND d.delivery_id = u.id""",
+        [r["workspace_id"] for r in rows],
+        [r["delivery_id"] for r in rows],
+        [r["status"] for r in rows],
+        [r["reason"] for r in rows],
+        [r["attempts"] for r in rows],
+        [r["deferrals"] for r in rows],
+        [r["next_attempt_at"] for r in rows],
+        [r["sent_at"] for r in rows],
+    )
+
+
+async def get_delivery(
+    conn: asyncpg.Connection, workspace_id: str, journey_id: str, delivery_id: str, *, for_update: bool = False
+) -> dict | None:
+    lock = " FOR UPDATE" if for_update else ""
+    row = await conn.fetchrow(
+        f"""SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE workspace_id = $1 AND journey_id = $2
+            AND delivery_id = $3{lock}""",
+        workspace_id,
+        journey_id,
+        delivery_id,
+    )
+    return dict(row) if row else None
+
+
+async def list_deliveries(
+    conn: asyncpg.Connection, workspace_id: str, journey_id: str, *, status: str, after: str, limit: int
+) -> list[dict]:
+    rows = await conn.fetch(
+        f"""SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE workspace_id = $1 AND ($2 = '-' OR journey_id = $2)
+            AND ($3 = '' OR status = $3) AND delivery_id > $4 ORDER BY delivery_id LIMIT $5""",
+        workspace_id,
+        journey_id,
+        status,
+        after,
+        limit,
+    )
+    return [dict(r) for r in rows]
+
+
+async def person_deliveries(
+    conn: asyncpg.Connection, workspace_id: str, person_id: str, *, before: tuple[datetime, str] | None, limit: int
+) -> list[dict]:
+    """A person's deliveries, newest first, those older than ``before`` (created_at, delivery_id)."""
+    rows = await conn.fetch(
+        f"""SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE workspace_id = $1 AND person_id = $2
+            AND ($3::timestamptz IS NULL OR (created_at, delivery_id) < ($3::timestamptz, $4::text))
+            ORDER BY created_at DESC, delivery_id DESC LIMIT $5""",
+        workspace_id,
+        person_id,
+        before[0] if before else None,
+        before[1] if before else "",
+        limit,
+    )
+    return [dict(r) for r in rows]
+
+
+async def last_sent_step(conn: asyncpg.Connection, workspace_id: str, instance_id) -> str:
+    return (
+        await conn.fetchval(
+            """SELECT step_id FROM deliveries WHERE workspace_id = $1 AND instance_id = $2
+               AND status IN ('sent', 'delivered') ORDER BY sent_at DESC LIMIT 1""",
+            workspace_id,
+            instance_id,
+        )
+        or ""
+    )
+
+
+# Coupons
+
+
+async def insert_pool(conn: asyncpg.Connection, values: dict[str, Any]) -> bool:
+    status = await conn.execute(
+        """INSERT INTO coupon_pools (workspace_id, pool_id, display_name, kind, prefix, code_length)
+           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING""",
+        values["workspace_id"],
+        values["pool_id"],
+        values["display_name"],
+        values["kind"],
+        values["prefix"],
+        values["code_length"],
+    )
+    return status.endswith(" 1")
+
+
+_POOL_SELECT = """SELECT p.workspace_id, p.pool_id, p.display_name, p.kind, p.prefix, p.code_length, p.created_at,
+       (SELECT count(*) FROM coupon_codes c WHERE c.workspace_id = p.workspace_id AND c.pool_id = p.pool_id) AS total,
+       (SELECT count(*) FROM coupon_codes c WHERE c.workspace_id = p.workspace_id AND c.pool_id = p.pool_id
+            AND c.person_id IS NOT NULL) AS issued,
+       (SELECT count(*) FROM coupon_codes c WHERE c.workspace_id = p.workspace_id AND c.pool_id = p.pool_id
+            AND c.redeemed_at IS NOT NULL) AS redeemed
+   FROM coupon_pools p"""
+
+
+async def get_pool(conn: asyncpg.Connection, workspace_id: str, pool_id: str) -> dict | None:
+    row = await conn.fetchrow(f"{_POOL_SELECT} WHERE p.workspace_id = $1 AND p.pool_id = $2", workspace_id, pool_id)
+    return dict(row) if row else None
+
+
+async def list_pools(conn: asyncpg.Connection, workspace_id: str, *, after: str, limit: int) -> list[dict]:
+    rows = await conn.fetch(
+        f"{_POOL_SELECT} WHERE p.workspace_id = $1 AND p.pool_id > $2 ORDER BY p.pool_id LIMIT $3",
+        workspace_id,
+        after,
+        limit,
+    )
+    return [dict(r) for r in rows]
+
+
+async def import_codes(conn: asyncpg.Connection, workspace_id: str, pool_id: str, codes: list[str]) -> int:
+    status = await conn.execute(
+        """INSERT INTO coupon_codes (workspace_id, pool_id, code)
+           SELECT $1, $2, code FROM unnest($3::text[]) AS code ON CONFLICT DO NOTHING""",
+        workspace_id,
+        pool_id,
+        codes,
+    )
+    return int(status.split()[-1])
+
+
+async def issued_code(conn: asyncpg.Connection, workspace_id: str, journey_id: str, person_id: str) -> str | None:
+    return await conn.fetchval(
+        "SELECT code FROM coupon_codes WHERE workspace_id = $1 AND journey_id = $2 AND person_id = $3",
+        workspace_id,
+        journey_id,
+        person_id,
+    )
+
+
+async def claim_code(
+    conn: asyncpg.Connection, workspace_id: str, pool_id: str, journey_id: str, person_id: str, instance_id, now
+) -> str | None:
+    return await conn.fetchval(
+        """UPDATE coupon_codes SET person_id = $4, journey_id = $3, instance_id = $5, issued_at = $6
+           WHERE (workspace_id, pool_id, code) = (
+               SELECT workspace_id, pool_id, code FROM coupon_codes WHERE workspace_id = $1 AND pool_id = $2
+               AND person_id IS NULL ORDER BY code LIMIT 1 FOR UPDATE SKIP LOCKED)
+           RETURNING code""",
+        workspace_id,
+        pool_id,
+        journey_id,
+        person_id,
+        instance_id,
+        now,
+    )
+
+
+async def insert_issued_code(
+    conn: asyncpg.Connection,
+    workspace_id: str,
+    pool_id: str,
+    code: str,
+    journey_id: str,
+    person_id: str,
+    instance_id,
+    now,
+) -> bool:
+    status = await conn.execute(
+        """INSERT INTO coupon_codes (workspace_id, pool_id, code, person_id, journey_id, instance_id, issued_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING""",
+        workspace_id,
+        pool_id,
+        code,
+        person_id,
+        journey_id,
+        instance_id,
+        now,
+    )
+    return status.endswith(" 1")
+
+
+async def redeem_code(conn: asyncpg.Connection, workspace_id: str, code: str, message_id: str, now) -> int:
+    status = await conn.execute(
+        """UPDATE coupon_codes SET redeemed_at = $4, redeemed_by = $3
+           WHERE workspace_id = $1 AND code = $2 AND person_id IS NOT NULL AND redeemed_at IS NULL""",
+        workspace_id,
+        code,
+        message_id,
+        now,
+    )
+    return int(status.split()[-1])
+
+
+# Settings and dates
+
+
+async def get_settings(conn: asyncpg.Connection, workspace_id: str) -> WorkspaceSettings:
+    row = await conn.fetchrow(
+        """SELECT workspace_id, time_zone, quiet_hours_start, quiet_hours_end, cap_per_day, cap_per_week,
+                  consent_mode, updated_at FROM workspace_settings WHERE workspace_id = $1""",
+        workspace_id,
+    )
+    return WorkspaceSettings(**dict(row)) if row else WorkspaceSettings(workspace_id)
+
+
+async def save_settings(conn: asyncpg.Connection, s: WorkspaceSettings) -> WorkspaceSettings:
+    row = await conn.fetchrow(
+        """INSERT INTO workspace_settings (workspace_id, time_zone, quiet_hours_start, quiet_hours_end, cap_per_day,
+               cap_per_week, consent_mode, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, now())
+           ON CONFLICT (workspace_id) DO UPDATE SET time_zone = $2, quiet_hours_start = $3, quiet_hours_end = $4,
+               cap_per_day = $5, cap_per_week = $6, consent_mode = $7, updated_at = now()
+           RETURNING workspace_id, time_zone, quiet_hours_start, quiet_hours_end, cap_per_day, cap_per_week,
+               consent_mode, updated_at""",
+        s.workspace_id,
+        s.time_zone,
+        s.quiet_hours_start,
+        s.quiet_hours_end,
+        s.cap_per_day,
+        s.cap_per_week,
+        s.consent_mode,
+    )
+    return WorkspaceSettings(**dict(row))
+
+
+async def upsert_person_dates(
+    conn: asyncpg.Connection, workspace_id: str, person_id: str, birthday: str | None, expiry, version: int
+) -> None:
+    await conn.execute(
+        """INSERT INTO person_dates (workspace_id, person_id, birthday_month_day, points_expiry_at, profile_version)
+           VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (workspace_id, person_id) DO UPDATE SET birthday_month_day = $3, points_expiry_at = $4,
+               profile_version = $5
+           WHERE person_dates.profile_version < $5 AND (person_dates.birthday_month_day IS DISTINCT FROM $3
+                 OR person_dates.points_expiry_at IS DISTINCT FROM $4)""",
+        workspace_id,
+        person_id,
+        birthday,
+        expiry,
+        version,
+    )
+
+
+async def persons_with_birthday(conn: asyncpg.Connection, workspace_id: str, month_days: list[str]) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT person_id FROM person_dates WHERE workspace_id = $1 AND birthday_month_day = ANY($2::text[])",
+        workspace_id,
+        month_days,
+    )
+    return [r["person_id"] for r in rows]
+
+
+async def persons_with_expiry(conn: asyncpg.Connection, workspace_id: str, start: datetime) -> list[str]:
+    rows = await conn.fetch(
+        """SELECT person_id FROM person_dates WHERE workspace_id = $1 AND points_expiry_at >= $2
+           AND points_expiry_at < $3""",
+        workspace_id,
+        start,
+        start + timedelta(days=1),
+    )
+    return [r["person_id"] for r in rows]
+
+
+# Reports
+
+
+async def report_instances(conn: asyncpg.Connection, workspace_id: str, journey_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT variant, count(*) AS entered, count(converted_at) AS converted,
+                  coalesce(sum(revenue_minor), 0)::bigint AS revenue
+           FROM instances WHERE workspace_id = $1 AND journey_id = $2 GROUP BY variant""",
+        workspace_id,
+        journey_id,
+    )
+
+
+async def report_conversions_by_step(
+    conn: asyncpg.Connection, workspace_id: str, journey_id: str
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT conversion_step AS step_id, variant, count(*) AS converted,
+                  coalesce(sum(revenue_minor), 0)::bigint AS revenue
+           FROM instances WHERE workspace_id = $1 AND journey_id = $2 AND converted_at IS NOT NULL
+           AND conversion_step <> '' GROUP BY conversion_step, variant""",
+        workspace_id,
+        journey_id,
+    )
+
+
+async def report_deliveries(conn: asyncpg.Connection, workspace_id: str, journey_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT step_id, variant, status, reason, count(*) AS n FROM deliveries
+           WHERE workspace_id = $1 AND journey_id = $2 GROUP BY step_id, variant, status, reason""",
+        workspace_id,
+        journey_id,
+    )
+
+
+async def report_coupons(conn: asyncpg.Connection, workspace_id: str, journey_id: str) -> tuple[int, int]:
+    row = await conn.fetchrow(
+        """SELECT count(*) AS issued, count(redeemed_at) AS redeemed FROM coupon_codes
+           WHERE workspace_id = $1 AND journey_id = $2""",
+        workspace_id,
+        journey_id,
+    )
+    return row["issued"], row["redeemed"]

@@ -138,6 +138,11 @@ class Stack:
                 f"CDP_{component.upper()}_METRICS_PORT": str(self.ports.metrics(component)),
             }
         )
+        if component == "campaign":
+            # Campaign calls profile and segment; its messages go to a JSONL dev sink.
+            env["CDP_CAMPAIGN_PROFILE_TARGET"] = f"127.0.0.1:{self.ports.profile}"
+            env["CDP_CAMPAIGN_SEGMENT_TARGET"] = f"127.0.0.1:{self.ports.segment}"
+            env["CDP_CAMPAIGN_SINK_PATH"] = str(self.state_dir / "campaign-sink.jsonl")
         if component == "gateway":
             env["CDP_GATEWAY_HTTP_PORT"] = str(self.ports.gateway_http)
             for service in ("identity", "profile", "segment", "campaign"):

@@ -27,17 +27,21 @@ async def test_journey_lifecycle(stub):
     created = await stub.CreateJourney(
         campaign_pb2.CreateJourneyRequest(
             parent="workspaces/shop",
-            journey=campaign_pb2.Journey(display_name="Welcome", definition=definition(trigger={"event": "Signed Up"})),
+            journey=campaign_pb2.Journey(
+                display_name="Welcome", definition=definition(trigger={"event": {"name": "Signed Up"}})
+            ),
         )
     )
     assert created.state == campaign_pb2.Journey.STATE_DRAFT
     assert created.name.startswith("workspaces/shop/journeys/jny-")
-    assert created.definition["trigger"]["event"] == "Signed Up"
+    assert created.definition["trigger"]["event"]["name"] == "Signed Up"
 
     updated = await stub.UpdateJourney(
         campaign_pb2.UpdateJourneyRequest(
             journey=campaign_pb2.Journey(
-                name=created.name, definition=definition(steps=[{"wait": "1h"}]), etag=created.etag
+                name=created.name,
+                definition=definition(steps=[{"id": "w", "wait": {"duration": "1h"}}]),
+                etag=created.etag,
             ),
             update_mask=field_mask_pb2.FieldMask(paths=["definition"]),
         )
@@ -67,3 +71,38 @@ async def test_missing_display_name_is_invalid(stub):
         )
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error.value.details().startswith("journey.display_name:")
+
+
+async def test_campaign_settings_validate_and_update_by_mask(stub):
+    name = "workspaces/shop/campaignSettings"
+    defaults = await stub.GetCampaignSettings(campaign_pb2.GetCampaignSettingsRequest(name=name))
+    assert (defaults.time_zone, defaults.quiet_hours_start, defaults.quiet_hours_end) == (
+        "Asia/Shanghai",
+        "21:00",
+        "09:00",
+    )
+    assert defaults.consent_mode == "opt_in"
+    both = campaign_pb2.CampaignSettings(name=name, caps=campaign_pb2.FrequencyCaps(per_day=2, per_week=5))
+    await stub.UpdateCampaignSettings(campaign_pb2.UpdateCampaignSettingsRequest(settings=both))
+    only_day = campaign_pb2.CampaignSettings(name=name, caps=campaign_pb2.FrequencyCaps(per_day=1))
+    updated = await stub.UpdateCampaignSettings(
+        campaign_pb2.UpdateCampaignSettingsRequest(
+            settings=only_day, update_mask=field_mask_pb2.FieldMask(paths=["caps.per_day"])
+        )
+    )
+    assert (updated.caps.per_day, updated.caps.per_week) == (1, 5)
+    for bad, field in (
+        (campaign_pb2.CampaignSettings(name=name, time_zone="Mars/Olympus"), "settings.time_zone"),
+        (campaign_pb2.CampaignSettings(name=name, quiet_hours_start="22:00"), "settings.quiet_hours_start"),
+        (campaign_pb2.CampaignSettings(name=name, consent_mode="maybe"), "settings.consent_mode"),
+    ):
+        paths = [field.removeprefix("settings.")]
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await stub.UpdateCampaignSettings(
+                campaign_pb2.UpdateCampaignSettingsRequest(
+                    settings=bad, update_mask=field_mask_pb2.FieldMask(paths=paths)
+                )
+            )
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and error.value.details().startswith(field)
+    unchanged = await stub.GetCampaignSettings(campaign_pb2.GetCampaignSettingsRequest(name=name))
+    assert (unchanged.time_zone, unchanged.consent_mode, unchanged.caps.per_day) == ("Asia/Shanghai", "opt_in", 1)

@@ -30,7 +30,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63\x64p/campaign/v1/campaign.proto\x12\x0f\x63\x64p.campaign.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8f\x03\n\x07Journey\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1a\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x33\n\x05state\x18\x04 \x01(\x0e\x32\x1e.cdp.campaign.v1.Journey.StateB\x04\xe2\x41\x01\x03\x12+\n\ndefinition\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x35\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x0c\n\x04\x65tag\x18\x08 \x01(\t\"g\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bSTATE_DRAFT\x10\x01\x12\x10\n\x0cSTATE_ACTIVE\x10\x02\x12\x10\n\x0cSTATE_PAUSED\x10\x03\x12\x12\n\x0eSTATE_ARCHIVED\x10\x04\"q\n\x14\x43reateJourneyRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12/\n\x07journey\x18\x02 \x01(\x0b\x32\x18.cdp.campaign.v1.JourneyB\x04\xe2\x41\x01\x02\x12\x12\n\njourney_id\x18\x03 \x01(\t\"\'\n\x11GetJourneyRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"R\n\x13ListJourneysRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"[\n\x14ListJourneysResponse\x12*\n\x08journeys\x18\x01 \x03(\x0b\x32\x18.cdp.campaign.v1.Journey\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"x\n\x14UpdateJourneyRequest\x12/\n\x07journey\x18\x01 \x01(\x0b\x32\x18.cdp.campaign.v1.JourneyB\x04\xe2\x41\x01\x02\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"8\n\x14\x44\x65leteJourneyRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t2\xa6\x05\n\x0eJourneyService\x12\x85\x01\n\rCreateJourney\x12%.cdp.campaign.v1.CreateJourneyRequest\x1a\x18.cdp.campaign.v1.Journey\"3\x82\xd3\xe4\x93\x02-\"\"/v1/{parent=workspaces/*}/journeys:\x07journey\x12v\n\nGetJourney\x12\".cdp.campaign.v1.GetJourneyRequest\x1a\x18.cdp.campaign.v1.Journey\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/{name=workspaces/*/journeys/*}\x12\x87\x01\n\x0cListJourneys\x12$.cdp.campaign.v1.ListJourneysRequest\x1a%.cdp.campaign.v1.ListJourneysResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/{parent=workspaces/*}/journeys\x12\x8d\x01\n\rUpdateJourney\x12%.cdp.campaign.v1.UpdateJourneyRequest\x1a\x18.cdp.campaign.v1.Journey\";\x82\xd3\xe4\x93\x02\x35\x32*/v1/{journey.name=workspaces/*/journeys/*}:\x07journey\x12z\n\rDeleteJourney\x12%.cdp.campaign.v1.DeleteJourneyRequest\x1a\x16.google.protobuf.Empty\"*\x82\xd3\xe4\x93\x02$*\"/v1/{name=workspaces/*/journeys/*}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63\x64p/campaign/v1/campaign.proto\x12\x0f\x63\x64p.campaign.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xde\x03\n\x07Journey\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1a\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x33\n\x05state\x18\x04 \x01(\x0e\x32\x1e.cdp.campaign.v1.Journey.StateB\x04\xe2\x41\x01\x03\x12+\n\ndefinition\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x35\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x0c\n\x04\x65tag\x18\x08 \x01(\t\x12\x15\n\x07version\x18\t \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x36\n\x0cpublish_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"g\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bSTATE_DRAFT\x10\x01\x12\x10\n\x0cSTATE_ACTIVE\x10\x02\x12\x10\n\x0cSTATE_PAUSED\x10\x03\x12\x12\n\x0eSTATE_ARCHIVED\x10\x04\"\x8a\x01\n\x14\x43reateJourneyRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12/\n\x07journey\x18\x02 \x01(\x0b\x32\x18.cdp.campaign.v1.JourneyB\x04\xe2\x41\x01\x02\x12\x12\n\njourney_id\x18\x03 \x01(\t\x12\x17\n\x0f\x64\x65\x66inition_yaml\x18\x04 \x01(\t\"\'\n\x11GetJourneyRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"R\n\x13ListJourneysRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"[\n\x14ListJourneysResponse\x12*\n\x08journeys\x18\x01 \x03(\x0b\x32\x18.cdp.campaign.v1.Journey\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"x\n\x14UpdateJourneyRequest\x12/\n\x07journey\x18\x01 \x01(\x0b\x32\x18.cdp.campaign.v1.JourneyB\x04\xe2\x41\x01\x02\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"8\n\x14\x44\x65leteJourneyRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\"\xe8\x01\n\x11JourneyDefinition\x12)\n\x07trigger\x18\x01 \x01(\x0b\x32\x18.cdp.campaign.v1.Trigger\x12/\n\x07reentry\x18\x02 \x01(\x0b\x32\x1e.cdp.campaign.v1.ReentryPolicy\x12#\n\x04goal\x18\x03 \x01(\x0b\x32\x15.cdp.campaign.v1.Goal\x12$\n\x05steps\x18\x04 \x03(\x0b\x32\x15.cdp.campaign.v1.Step\x12,\n\x04\x63\x61ps\x18\x05 \x01(\x0b\x32\x1e.cdp.campaign.v1.FrequencyCaps\"\x93\x02\n\x07Trigger\x12.\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1d.cdp.campaign.v1.EventTriggerH\x00\x12\x32\n\x07segment\x18\x02 \x01(\x0b\x32\x1f.cdp.campaign.v1.SegmentTriggerH\x00\x12\x34\n\x08schedule\x18\x03 \x01(\x0b\x32 .cdp.campaign.v1.ScheduleTriggerH\x00\x12,\n\x04\x64\x61te\x18\x04 \x01(\x0b\x32\x1c.cdp.campaign.v1.DateTriggerH\x00\x12\x38\n\ntransition\x18\x05 \x01(\x0b\x32\".cdp.campaign.v1.TransitionTriggerH\x00\x42\x06\n\x04kind\"U\n\x0ePropertyFilter\x12\x10\n\x08property\x18\x01 \x01(\t\x12\n\n\x02op\x18\x02 \x01(\t\x12%\n\x05value\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\"L\n\x0c\x45ventTrigger\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\x05where\x18\x02 \x03(\x0b\x32\x1f.cdp.campaign.v1.PropertyFilter\"4\n\x0eSegmentTrigger\x12\x12\n\nsegment_id\x18\x01 \x01(\t\x12\x0e\n\x06\x63hange\x18\x02 \x01(\t\"C\n\x0fScheduleTrigger\x12\x12\n\nsegment_id\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\t\x12\r\n\x05\x65very\x18\x03 \x01(\t\"A\n\x0b\x44\x61teTrigger\x12\x11\n\tattribute\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x61ys_before\x18\x02 \x01(\x05\x12\n\n\x02\x61t\x18\x03 \x01(\t\"@\n\x11TransitionTrigger\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\n\n\x02to\x18\x02 \x01(\t\x12\x11\n\tdirection\x18\x03 \x01(\t\"3\n\rReentryPolicy\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12\x14\n\x0cmin_interval\x18\x02 \x01(\t\"\x85\x01\n\x04Goal\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12.\n\x05where\x18\x02 \x03(\x0b\x32\x1f.cdp.campaign.v1.PropertyFilter\x12\x0e\n\x06within\x18\x03 \x01(\t\x12\x18\n\x10revenue_property\x18\x04 \x01(\t\x12\x14\n\x0c\x65xit_on_goal\x18\x05 \x01(\x08\"2\n\rFrequencyCaps\x12\x0f\n\x07per_day\x18\x01 \x01(\x05\x12\x10\n\x08per_week\x18\x02 \x01(\x05\"\x8e\x03\n\x04Step\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04next\x18\x02 \x01(\t\x12)\n\x04wait\x18\n \x01(\x0b\x32\x19.cdp.campaign.v1.WaitStepH\x00\x12-\n\x06\x62ranch\x18\x0b \x01(\x0b\x32\x1b.cdp.campaign.v1.BranchStepH\x00\x12+\n\x05split\x18\x0c \x01(\x0b\x32\x1a.cdp.campaign.v1.SplitStepH\x00\x12)\n\x04send\x18\r \x01(\x0b\x32\x19.cdp.campaign.v1.SendStepH\x00\x12-\n\x06\x63oupon\x18\x0e \x01(\x0b\x32\x1b.cdp.campaign.v1.CouponStepH\x00\x12\'\n\x03tag\x18\x0f \x01(\x0b\x32\x18.cdp.campaign.v1.TagStepH\x00\x12/\n\x07webhook\x18\x10 \x01(\x0b\x32\x1c.cdp.campaign.v1.WebhookStepH\x00\x12)\n\x04\x65xit\x18\x11 \x01(\x0b\x32\x19.cdp.campaign.v1.ExitStepH\x00\x42\x06\n\x04kind\"\xac\x01\n\x08WaitStep\x12\x10\n\x08\x64uration\x18\x01 \x01(\t\x12\x12\n\nuntil_time\x18\x02 \x01(\t\x12\x13\n\x0buntil_event\x18\x03 \x01(\t\x12.\n\x05where\x18\x04 \x03(\x0b\x32\x1f.cdp.campaign.v1.PropertyFilter\x12\x0f\n\x07timeout\x18\x05 \x01(\t\x12\x10\n\x08on_event\x18\x06 \x01(\t\x12\x12\n\non_timeout\x18\x07 \x01(\t\"^\n\nBranchStep\x12-\n\tcondition\x18\x01 \x01(\x0b\x32\x1a.cdp.campaign.v1.Condition\x12\x0f\n\x07if_true\x18\x02 \x01(\t\x12\x10\n\x08if_false\x18\x03 \x01(\t\"\x99\x01\n\tCondition\x12\x32\n\x07profile\x18\x01 \x01(\x0b\x32\x1f.cdp.campaign.v1.PropertyFilterH\x00\x12\x14\n\nsegment_id\x18\x02 \x01(\tH\x00\x12:\n\x11\x65vent_since_entry\x18\x03 \x01(\x0b\x32\x1d.cdp.campaign.v1.EventTriggerH\x00\x42\x06\n\x04kind\"7\n\tSplitStep\x12*\n\x08variants\x18\x01 \x03(\x0b\x32\x18.cdp.campaign.v1.Variant\"F\n\x07Variant\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\r\x12\x0c\n\x04next\x18\x03 \x01(\t\x12\x0f\n\x07holdout\x18\x04 \x01(\x08\"\x84\x01\n\x08SendStep\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x32\n\x08template\x18\x02 \x01(\x0b\x32 .cdp.campaign.v1.MessageTemplate\x12\x1a\n\x12ignore_quiet_hours\x18\x03 \x01(\x08\x12\x17\n\x0frecommendations\x18\x04 \x03(\t\"E\n\x0fMessageTemplate\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x0c\n\x04\x62ody\x18\x02 \x01(\t\x12\x13\n\x0btemplate_id\x18\x03 \x01(\t\"\x1d\n\nCouponStep\x12\x0f\n\x07pool_id\x18\x01 \x01(\t\"<\n\x07TagStep\x12\x0b\n\x03\x61\x64\x64\x18\x01 \x03(\t\x12\x0e\n\x06remove\x18\x02 \x03(\t\x12\x14\n\x0c\x65xpire_after\x18\x03 \x01(\t\"(\n\x0bWebhookStep\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x0c\n\x04\x62ody\x18\x02 \x01(\t\"\n\n\x08\x45xitStep\"9\n\x15PublishJourneyRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\"7\n\x13PauseJourneyRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\":\n\x14\x45xportJourneyRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\"8\n\x15\x45xportJourneyResponse\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\"3\n\x1bListJourneyTemplatesRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"K\n\x1cListJourneyTemplatesResponse\x12+\n\ttemplates\x18\x01 \x03(\x0b\x32\x18.cdp.campaign.v1.Journey\"\xce\x02\n\x0fJourneyInstance\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tperson_id\x18\x02 \x01(\t\x12\x17\n\x0fjourney_version\x18\x03 \x01(\x03\x12\x13\n\x0btrigger_key\x18\x04 \x01(\t\x12\r\n\x05state\x18\x05 \x01(\t\x12\x0f\n\x07step_id\x18\x06 \x01(\t\x12\x0f\n\x07variant\x18\x07 \x01(\t\x12\x13\n\x0b\x65xit_reason\x18\x08 \x01(\t\x12.\n\nenter_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\twake_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63onvert_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rrevenue_minor\x18\x0c \x01(\x03\"m\n\x1bListJourneyInstancesRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x11\n\tperson_id\x18\x04 \x01(\t\"l\n\x1cListJourneyInstancesResponse\x12\x33\n\tinstances\x18\x01 \x03(\x0b\x32 .cdp.campaign.v1.JourneyInstance\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x80\x03\n\x08\x44\x65livery\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\x12\x0f\n\x07step_id\x18\x03 \x01(\t\x12\x0f\n\x07variant\x18\x04 \x01(\t\x12\x11\n\tperson_id\x18\x05 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x06 \x01(\t\x12\x0e\n\x06status\x18\x07 \x01(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\x10\n\x08\x61ttempts\x18\t \x01(\x05\x12\x11\n\tdeferrals\x18\n \x01(\x05\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11next_attempt_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tsend_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"d\n\x15ListDeliveriesRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\"`\n\x16ListDeliveriesResponse\x12-\n\ndeliveries\x18\x01 \x03(\x0b\x32\x19.cdp.campaign.v1.Delivery\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"X\n\x19ListPersonMessagesRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\xdb\x01\n\rPersonMessage\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07journey\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12-\n\tsend_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\nattributes\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\"g\n\x1aListPersonMessagesResponse\x12\x30\n\x08messages\x18\x01 \x03(\x0b\x32\x1e.cdp.campaign.v1.PersonMessage\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"*\n\x14RetryDeliveryRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"W\n\x1bReportDeliveryStatusRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06status\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0e\n\x06reason\x18\x03 \x01(\t\"=\n\x17GetJourneyReportRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\"\xba\x02\n\tReportRow\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x0f\n\x07variant\x18\x02 \x01(\t\x12\x0f\n\x07\x65ntered\x18\x03 \x01(\x03\x12\x0c\n\x04sent\x18\x04 \x01(\x03\x12\x11\n\tdelivered\x18\x05 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x06 \x01(\x03\x12\x12\n\nsuppressed\x18\x07 \x01(\x03\x12P\n\x14suppressed_by_reason\x18\x08 \x03(\x0b\x32\x32.cdp.campaign.v1.ReportRow.SuppressedByReasonEntry\x12\x11\n\tconverted\x18\t \x01(\x03\x12\x15\n\rrevenue_minor\x18\n \x01(\x03\x1a\x39\n\x17SuppressedByReasonEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x95\x01\n\x06Uplift\x12\x0f\n\x07variant\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontrol\x18\x02 \x01(\t\x12\x17\n\x0f\x63onversion_rate\x18\x03 \x01(\x01\x12\x1f\n\x17\x63ontrol_conversion_rate\x18\x04 \x01(\x01\x12\x0e\n\x06uplift\x18\x05 \x01(\x01\x12\x0e\n\x06\x63i_low\x18\x06 \x01(\x01\x12\x0f\n\x07\x63i_high\x18\x07 \x01(\x01\"\xe2\x01\n\rJourneyReport\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x04rows\x18\x02 \x03(\x0b\x32\x1a.cdp.campaign.v1.ReportRow\x12(\n\x07uplifts\x18\x03 \x03(\x0b\x32\x17.cdp.campaign.v1.Uplift\x12\x16\n\x0e\x63oupons_issued\x18\x04 \x01(\x03\x12\x18\n\x10\x63oupons_redeemed\x18\x05 \x01(\x03\x12\x0b\n\x03\x63sv\x18\x06 \x01(\t\x12\x30\n\x0c\x63ompute_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xef\x01\n\nCouponPool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0e\n\x06prefix\x18\x04 \x01(\t\x12\x13\n\x0b\x63ode_length\x18\x05 \x01(\x05\x12\x19\n\x0btotal_codes\x18\x06 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1a\n\x0cissued_codes\x18\x07 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1c\n\x0eredeemed_codes\x18\x08 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"\x85\x01\n\x17\x43reateCouponPoolRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x36\n\x0b\x63oupon_pool\x18\x02 \x01(\x0b\x32\x1b.cdp.campaign.v1.CouponPoolB\x04\xe2\x41\x01\x02\x12\x1c\n\x0e\x63oupon_pool_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\"*\n\x14GetCouponPoolRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"U\n\x16ListCouponPoolsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"e\n\x17ListCouponPoolsResponse\x12\x31\n\x0c\x63oupon_pools\x18\x01 \x03(\x0b\x32\x1b.cdp.campaign.v1.CouponPool\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"=\n\x18ImportCouponCodesRequest\x12\x12\n\x04pool\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\r\n\x05\x63odes\x18\x02 \x03(\t\">\n\x19ImportCouponCodesResponse\x12\x10\n\x08imported\x18\x01 \x01(\x03\x12\x0f\n\x07skipped\x18\x02 \x01(\x03\"\xe2\x01\n\x10\x43\x61mpaignSettings\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\ttime_zone\x18\x02 \x01(\t\x12\x19\n\x11quiet_hours_start\x18\x03 \x01(\t\x12\x17\n\x0fquiet_hours_end\x18\x04 \x01(\t\x12,\n\x04\x63\x61ps\x18\x05 \x01(\x0b\x32\x1e.cdp.campaign.v1.FrequencyCaps\x12\x14\n\x0c\x63onsent_mode\x18\x06 \x01(\t\x12\x35\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"0\n\x1aGetCampaignSettingsRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x8b\x01\n\x1dUpdateCampaignSettingsRequest\x12\x39\n\x08settings\x18\x01 \x01(\x0b\x32!.cdp.campaign.v1.CampaignSettingsB\x04\xe2\x41\x01\x02\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask2\xe5\x18\n\x0eJourneyService\x12\x85\x01\n\rCreateJourney\x12%.cdp.campaign.v1.CreateJourneyRequest\x1a\x18.cdp.campaign.v1.Journey\"3\x82\xd3\xe4\x93\x02-\"\"/v1/{parent=workspaces/*}/journeys:\x07journey\x12v\n\nGetJourney\x12\".cdp.campaign.v1.GetJourneyRequest\x1a\x18.cdp.campaign.v1.Journey\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/{name=workspaces/*/journeys/*}\x12\x87\x01\n\x0cListJourneys\x12$.cdp.campaign.v1.ListJourneysRequest\x1a%.cdp.campaign.v1.ListJourneysResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/{parent=workspaces/*}/journeys\x12\x8d\x01\n\rUpdateJourney\x12%.cdp.campaign.v1.UpdateJourneyRequest\x1a\x18.cdp.campaign.v1.Journey\";\x82\xd3\xe4\x93\x02\x35\x32*/v1/{journey.name=workspaces/*/journeys/*}:\x07journey\x12z\n\rDeleteJourney\x12%.cdp.campaign.v1.DeleteJourneyRequest\x1a\x16.google.protobuf.Empty\"*\x82\xd3\xe4\x93\x02$*\"/v1/{name=workspaces/*/journeys/*}\x12\x89\x01\n\x0ePublishJourney\x12&.cdp.campaign.v1.PublishJourneyRequest\x1a\x18.cdp.campaign.v1.Journey\"5\x82\xd3\xe4\x93\x02/\"*/v1/{name=workspaces/*/journeys/*}:publish:\x01*\x12\x83\x01\n\x0cPauseJourney\x12$.cdp.campaign.v1.PauseJourneyRequest\x1a\x18.cdp.campaign.v1.Journey\"3\x82\xd3\xe4\x93\x02-\"(/v1/{name=workspaces/*/journeys/*}:pause:\x01*\x12\x91\x01\n\rExportJourney\x12%.cdp.campaign.v1.ExportJourneyRequest\x1a&.cdp.campaign.v1.ExportJourneyResponse\"1\x82\xd3\xe4\x93\x02+\x12)/v1/{name=workspaces/*/journeys/*}:export\x12\xa7\x01\n\x14ListJourneyTemplates\x12,.cdp.campaign.v1.ListJourneyTemplatesRequest\x1a-.cdp.campaign.v1.ListJourneyTemplatesResponse\"2\x82\xd3\xe4\x93\x02,\x12*/v1/{parent=workspaces/*}/journeyTemplates\x12\xab\x01\n\x14ListJourneyInstances\x12,.cdp.campaign.v1.ListJourneyInstancesRequest\x1a-.cdp.campaign.v1.ListJourneyInstancesResponse\"6\x82\xd3\xe4\x93\x02\x30\x12./v1/{parent=workspaces/*/journeys/*}/instances\x12\x9a\x01\n\x0eListDeliveries\x12&.cdp.campaign.v1.ListDeliveriesRequest\x1a\'.cdp.campaign.v1.ListDeliveriesResponse\"7\x82\xd3\xe4\x93\x02\x31\x12//v1/{parent=workspaces/*/journeys/*}/deliveries\x12\x93\x01\n\rRetryDelivery\x12%.cdp.campaign.v1.RetryDeliveryRequest\x1a\x19.cdp.campaign.v1.Delivery\"@\x82\xd3\xe4\x93\x02:\"5/v1/{name=workspaces/*/journeys/*/deliveries/*}:retry:\x01*\x12\xa8\x01\n\x14ReportDeliveryStatus\x12,.cdp.campaign.v1.ReportDeliveryStatusRequest\x1a\x19.cdp.campaign.v1.Delivery\"G\x82\xd3\xe4\x93\x02\x41\"</v1/{name=workspaces/*/journeys/*/deliveries/*}:reportStatus:\x01*\x12\xa3\x01\n\x12ListPersonMessages\x12*.cdp.campaign.v1.ListPersonMessagesRequest\x1a+.cdp.campaign.v1.ListPersonMessagesResponse\"4\x82\xd3\xe4\x93\x02.\x12,/v1/{parent=workspaces/*/persons/*}/messages\x12\x8f\x01\n\x10GetJourneyReport\x12(.cdp.campaign.v1.GetJourneyReportRequest\x1a\x1e.cdp.campaign.v1.JourneyReport\"1\x82\xd3\xe4\x93\x02+\x12)/v1/{name=workspaces/*/journeys/*/report}\x12\x95\x01\n\x10\x43reateCouponPool\x12(.cdp.campaign.v1.CreateCouponPoolRequest\x1a\x1b.cdp.campaign.v1.CouponPool\":\x82\xd3\xe4\x93\x02\x34\"%/v1/{parent=workspaces/*}/couponPools:\x0b\x63oupon_pool\x12\x82\x01\n\rGetCouponPool\x12%.cdp.campaign.v1.GetCouponPoolRequest\x1a\x1b.cdp.campaign.v1.CouponPool\"-\x82\xd3\xe4\x93\x02\'\x12%/v1/{name=workspaces/*/couponPools/*}\x12\x93\x01\n\x0fListCouponPools\x12\'.cdp.campaign.v1.ListCouponPoolsRequest\x1a(.cdp.campaign.v1.ListCouponPoolsResponse\"-\x82\xd3\xe4\x93\x02\'\x12%/v1/{parent=workspaces/*}/couponPools\x12\xa8\x01\n\x11ImportCouponCodes\x12).cdp.campaign.v1.ImportCouponCodesRequest\x1a*.cdp.campaign.v1.ImportCouponCodesResponse\"<\x82\xd3\xe4\x93\x02\x36\"1/v1/{pool=workspaces/*/couponPools/*}:importCodes:\x01*\x12\x97\x01\n\x13GetCampaignSettings\x12+.cdp.campaign.v1.GetCampaignSettingsRequest\x1a!.cdp.campaign.v1.CampaignSettings\"0\x82\xd3\xe4\x93\x02*\x12(/v1/{name=workspaces/*/campaignSettings}\x12\xb0\x01\n\x16UpdateCampaignSettings\x12..cdp.campaign.v1.UpdateCampaignSettingsRequest\x1a!.cdp.campaign.v1.CampaignSettings\"C\x82\xd3\xe4\x93\x02=21/v1/{settings.name=workspaces/*/campaignSettings}:\x08settingsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,6 +45,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOURNEY'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
   _globals['_JOURNEY'].fields_by_name['update_time']._loaded_options = None
   _globals['_JOURNEY'].fields_by_name['update_time']._serialized_options = b'\342A\001\003'
+  _globals['_JOURNEY'].fields_by_name['version']._loaded_options = None
+  _globals['_JOURNEY'].fields_by_name['version']._serialized_options = b'\342A\001\003'
+  _globals['_JOURNEY'].fields_by_name['publish_time']._loaded_options = None
+  _globals['_JOURNEY'].fields_by_name['publish_time']._serialized_options = b'\342A\001\003'
   _globals['_CREATEJOURNEYREQUEST'].fields_by_name['parent']._loaded_options = None
   _globals['_CREATEJOURNEYREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
   _globals['_CREATEJOURNEYREQUEST'].fields_by_name['journey']._loaded_options = None
@@ -57,6 +61,56 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPDATEJOURNEYREQUEST'].fields_by_name['journey']._serialized_options = b'\342A\001\002'
   _globals['_DELETEJOURNEYREQUEST'].fields_by_name['name']._loaded_options = None
   _globals['_DELETEJOURNEYREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_PUBLISHJOURNEYREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_PUBLISHJOURNEYREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_PAUSEJOURNEYREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_PAUSEJOURNEYREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_EXPORTJOURNEYREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_EXPORTJOURNEYREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_LISTJOURNEYTEMPLATESREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTJOURNEYTEMPLATESREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_LISTJOURNEYINSTANCESREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTJOURNEYINSTANCESREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_LISTDELIVERIESREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTDELIVERIESREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_LISTPERSONMESSAGESREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTPERSONMESSAGESREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_RETRYDELIVERYREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_RETRYDELIVERYREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_REPORTDELIVERYSTATUSREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_REPORTDELIVERYSTATUSREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_REPORTDELIVERYSTATUSREQUEST'].fields_by_name['status']._loaded_options = None
+  _globals['_REPORTDELIVERYSTATUSREQUEST'].fields_by_name['status']._serialized_options = b'\342A\001\002'
+  _globals['_GETJOURNEYREPORTREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETJOURNEYREPORTREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_REPORTROW_SUPPRESSEDBYREASONENTRY']._loaded_options = None
+  _globals['_REPORTROW_SUPPRESSEDBYREASONENTRY']._serialized_options = b'8\001'
+  _globals['_COUPONPOOL'].fields_by_name['total_codes']._loaded_options = None
+  _globals['_COUPONPOOL'].fields_by_name['total_codes']._serialized_options = b'\342A\001\003'
+  _globals['_COUPONPOOL'].fields_by_name['issued_codes']._loaded_options = None
+  _globals['_COUPONPOOL'].fields_by_name['issued_codes']._serialized_options = b'\342A\001\003'
+  _globals['_COUPONPOOL'].fields_by_name['redeemed_codes']._loaded_options = None
+  _globals['_COUPONPOOL'].fields_by_name['redeemed_codes']._serialized_options = b'\342A\001\003'
+  _globals['_COUPONPOOL'].fields_by_name['create_time']._loaded_options = None
+  _globals['_COUPONPOOL'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
+  _globals['_CREATECOUPONPOOLREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_CREATECOUPONPOOLREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_CREATECOUPONPOOLREQUEST'].fields_by_name['coupon_pool']._loaded_options = None
+  _globals['_CREATECOUPONPOOLREQUEST'].fields_by_name['coupon_pool']._serialized_options = b'\342A\001\002'
+  _globals['_CREATECOUPONPOOLREQUEST'].fields_by_name['coupon_pool_id']._loaded_options = None
+  _globals['_CREATECOUPONPOOLREQUEST'].fields_by_name['coupon_pool_id']._serialized_options = b'\342A\001\002'
+  _globals['_GETCOUPONPOOLREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETCOUPONPOOLREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_LISTCOUPONPOOLSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTCOUPONPOOLSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_IMPORTCOUPONCODESREQUEST'].fields_by_name['pool']._loaded_options = None
+  _globals['_IMPORTCOUPONCODESREQUEST'].fields_by_name['pool']._serialized_options = b'\342A\001\002'
+  _globals['_CAMPAIGNSETTINGS'].fields_by_name['update_time']._loaded_options = None
+  _globals['_CAMPAIGNSETTINGS'].fields_by_name['update_time']._serialized_options = b'\342A\001\003'
+  _globals['_GETCAMPAIGNSETTINGSREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETCAMPAIGNSETTINGSREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATECAMPAIGNSETTINGSREQUEST'].fields_by_name['settings']._loaded_options = None
+  _globals['_UPDATECAMPAIGNSETTINGSREQUEST'].fields_by_name['settings']._serialized_options = b'\342A\001\002'
   _globals['_JOURNEYSERVICE'].methods_by_name['CreateJourney']._loaded_options = None
   _globals['_JOURNEYSERVICE'].methods_by_name['CreateJourney']._serialized_options = b'\202\323\344\223\002-\"\"/v1/{parent=workspaces/*}/journeys:\007journey'
   _globals['_JOURNEYSERVICE'].methods_by_name['GetJourney']._loaded_options = None
@@ -67,22 +121,164 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOURNEYSERVICE'].methods_by_name['UpdateJourney']._serialized_options = b'\202\323\344\223\00252*/v1/{journey.name=workspaces/*/journeys/*}:\007journey'
   _globals['_JOURNEYSERVICE'].methods_by_name['DeleteJourney']._loaded_options = None
   _globals['_JOURNEYSERVICE'].methods_by_name['DeleteJourney']._serialized_options = b'\202\323\344\223\002$*\"/v1/{name=workspaces/*/journeys/*}'
+  _globals['_JOURNEYSERVICE'].methods_by_name['PublishJourney']._loaded_options = None
+  _globals['_JOURNEYSERVICE'].methods_by_name['PublishJourney']._serialized_options = b'\202\323\344\223\002/\"*/v1/{name=workspaces/*/journeys/*}:publish:\001*'
+  _globals['_JOURNEYSERVICE'].methods_by_name['PauseJourney']._loaded_options = None
+  _globals['_JOURNEYSERVICE'].methods_by_name['PauseJourney']._serialized_options = b'\202\323\344\223\002-\"(/v1/{name=workspaces/*/journeys/*}:pause:\001*'
+  _globals['_JOURNEYSERVICE'].methods_by_name['ExportJourney']._loaded_options = None
+  _globals['_JOURNEYSERVICE'].methods_by_name['ExportJourney']._serialized_options = b'\202\323\344\223\002+\022)/v1/{name=workspaces/*/journeys/*}:export'
+  _globals['_JOURNEYSERVICE'].methods_by_name['ListJourneyTemplates']._loaded_options = None
+  _globals['_JOURNEYSERVICE'].methods_by_name['ListJourneyTemplates']._serialized_options = b'\202\323\344\223\002,\022*/v1/{parent=workspaces/*}/journeyTemplates'
+  _globals['_JOURNEYSERVICE'].methods_by_name['ListJourneyInstances']._loaded_options = None
+  _globals['_JOURNEYSERVICE'].methods_by_name['ListJourneyInstances']._serialized_options = b'\202\323\344\223\0020\022./v1/{parent=workspaces/*/journeys/*}/instances'
+  _globals['_JOURNEYSERVICE'].methods_by_name['ListDeliveries']._loaded_options = None
+  _globals['_JOURNEYSERVICE'].methods_by_name['ListDeliveries']._serialized_options = b'\202\323\344\223\0021\022//v1/{parent=workspaces/*/journeys/*}/deliveries'
+  _globals['_JOURNEYSERVICE'].methods_by_name['RetryDelivery']._loaded_options = None
+  _globals['_JOURNEYSERVICE'].methods_by_name['RetryDelivery']._serialized_options = b'\202\323\344\223\002:\"5/v1/{name=workspaces/*/journeys/*/deliveries/*}:retry:\001*'
+  _globals['_JOURNEYSERVICE'].methods_by_name['ReportDeliveryStatus']._loaded_options = None
+  _globals['_JOURNEYSERVICE'].methods_by_name['ReportDeliveryStatus']._serialized_options = b'\202\323\344\223\002A\"</v1/{name=workspaces/*/journeys/*/deliveries/*}:reportStatus:\001*'
+  _globals['_JOURNEYSERVICE'].methods_by_name['ListPersonMessages']._loaded_options = None
+  _globals['_JOURNEYSERVICE'].methods_by_name['ListPersonMessages']._serialized_options = b'\202\323\344\223\002.\022,/v1/{parent=workspaces/*/persons/*}/messages'
+  _globals['_JOURNEYSERVICE'].methods_by_name['GetJourneyReport']._loaded_options = None
+  _globals['_JOURNEYSERVICE'].methods_by_name['GetJourneyReport']._serialized_options = b'\202\323\344\223\002+\022)/v1/{name=workspaces/*/journeys/*/report}'
+  _globals['_JOURNEYSERVICE'].methods_by_name['CreateCouponPool']._loaded_options = None
+  _globals['_JOURNEYSERVICE'].methods_by_name['CreateCouponPool']._serialized_options = b'\202\323\344\223\0024\"%/v1/{parent=workspaces/*}/couponPools:\013coupon_pool'
+  _globals['_JOURNEYSERVICE'].methods_by_name['GetCouponPool']._loaded_options = None
+  _globals['_JOURNEYSERVICE'].methods_by_name['GetCouponPool']._serialized_options = b'\202\323\344\223\002\'\022%/v1/{name=workspaces/*/couponPools/*}'
+  _globals['_JOURNEYSERVICE'].methods_by_name['ListCouponPools']._loaded_options = None
+  _globals['_JOURNEYSERVICE'].methods_by_name['ListCouponPools']._serialized_options = b'\202\323\344\223\002\'\022%/v1/{parent=workspaces/*}/couponPools'
+  _globals['_JOURNEYSERVICE'].methods_by_name['ImportCouponCodes']._loaded_options = None
+  _globals['_JOURNEYSERVICE'].methods_by_name['ImportCouponCodes']._serialized_options = b'\202\323\344\223\0026\"1/v1/{pool=workspaces/*/couponPools/*}:importCodes:\001*'
+  _globals['_JOURNEYSERVICE'].methods_by_name['GetCampaignSettings']._loaded_options = None
+  _globals['_JOURNEYSERVICE'].methods_by_name['GetCampaignSettings']._serialized_options = b'\202\323\344\223\002*\022(/v1/{name=workspaces/*/campaignSettings}'
+  _globals['_JOURNEYSERVICE'].methods_by_name['UpdateCampaignSettings']._loaded_options = None
+  _globals['_JOURNEYSERVICE'].methods_by_name['UpdateCampaignSettings']._serialized_options = b'\202\323\344\223\002=21/v1/{settings.name=workspaces/*/campaignSettings}:\010settings'
   _globals['_JOURNEY']._serialized_start=241
-  _globals['_JOURNEY']._serialized_end=640
-  _globals['_JOURNEY_STATE']._serialized_start=537
-  _globals['_JOURNEY_STATE']._serialized_end=640
-  _globals['_CREATEJOURNEYREQUEST']._serialized_start=642
-  _globals['_CREATEJOURNEYREQUEST']._serialized_end=755
-  _globals['_GETJOURNEYREQUEST']._serialized_start=757
-  _globals['_GETJOURNEYREQUEST']._serialized_end=796
-  _globals['_LISTJOURNEYSREQUEST']._serialized_start=798
-  _globals['_LISTJOURNEYSREQUEST']._serialized_end=880
-  _globals['_LISTJOURNEYSRESPONSE']._serialized_start=882
-  _globals['_LISTJOURNEYSRESPONSE']._serialized_end=973
-  _globals['_UPDATEJOURNEYREQUEST']._serialized_start=975
-  _globals['_UPDATEJOURNEYREQUEST']._serialized_end=1095
-  _globals['_DELETEJOURNEYREQUEST']._serialized_start=1097
-  _globals['_DELETEJOURNEYREQUEST']._serialized_end=1153
-  _globals['_JOURNEYSERVICE']._serialized_start=1156
-  _globals['_JOURNEYSERVICE']._serialized_end=1834
+  _globals['_JOURNEY']._serialized_end=719
+  _globals['_JOURNEY_STATE']._serialized_start=616
+  _globals['_JOURNEY_STATE']._serialized_end=719
+  _globals['_CREATEJOURNEYREQUEST']._serialized_start=722
+  _globals['_CREATEJOURNEYREQUEST']._serialized_end=860
+  _globals['_GETJOURNEYREQUEST']._serialized_start=862
+  _globals['_GETJOURNEYREQUEST']._serialized_end=901
+  _globals['_LISTJOURNEYSREQUEST']._serialized_start=903
+  _globals['_LISTJOURNEYSREQUEST']._serialized_end=985
+  _globals['_LISTJOURNEYSRESPONSE']._serialized_start=987
+  _globals['_LISTJOURNEYSRESPONSE']._serialized_end=1078
+  _globals['_UPDATEJOURNEYREQUEST']._serialized_start=1080
+  _globals['_UPDATEJOURNEYREQUEST']._serialized_end=1200
+  _globals['_DELETEJOURNEYREQUEST']._serialized_start=1202
+  _globals['_DELETEJOURNEYREQUEST']._serialized_end=1258
+  _globals['_JOURNEYDEFINITION']._serialized_start=1261
+  _globals['_JOURNEYDEFINITION']._serialized_end=1493
+  _globals['_TRIGGER']._serialized_start=1496
+  _globals['_TRIGGER']._serialized_end=1771
+  _globals['_PROPERTYFILTER']._serialized_start=1773
+  _globals['_PROPERTYFILTER']._serialized_end=1858
+  _globals['_EVENTTRIGGER']._serialized_start=1860
+  _globals['_EVENTTRIGGER']._serialized_end=1936
+  _globals['_SEGMENTTRIGGER']._serialized_start=1938
+  _globals['_SEGMENTTRIGGER']._serialized_end=1990
+  _globals['_SCHEDULETRIGGER']._serialized_start=1992
+  _globals['_SCHEDULETRIGGER']._serialized_end=2059
+  _globals['_DATETRIGGER']._serialized_start=2061
+  _globals['_DATETRIGGER']._serialized_end=2126
+  _globals['_TRANSITIONTRIGGER']._serialized_start=2128
+  _globals['_TRANSITIONTRIGGER']._serialized_end=2192
+  _globals['_REENTRYPOLICY']._serialized_start=2194
+  _globals['_REENTRYPOLICY']._serialized_end=2245
+  _globals['_GOAL']._serialized_start=2248
+  _globals['_GOAL']._serialized_end=2381
+  _globals['_FREQUENCYCAPS']._serialized_start=2383
+  _globals['_FREQUENCYCAPS']._serialized_end=2433
+  _globals['_STEP']._serialized_start=2436
+  _globals['_STEP']._serialized_end=2834
+  _globals['_WAITSTEP']._serialized_start=2837
+  _globals['_WAITSTEP']._serialized_end=3009
+  _globals['_BRANCHSTEP']._serialized_start=3011
+  _globals['_BRANCHSTEP']._serialized_end=3105
+  _globals['_CONDITION']._serialized_start=3108
+  _globals['_CONDITION']._serialized_end=3261
+  _globals['_SPLITSTEP']._serialized_start=3263
+  _globals['_SPLITSTEP']._serialized_end=3318
+  _globals['_VARIANT']._serialized_start=3320
+  _globals['_VARIANT']._serialized_end=3390
+  _globals['_SENDSTEP']._serialized_start=3393
+  _globals['_SENDSTEP']._serialized_end=3525
+  _globals['_MESSAGETEMPLATE']._serialized_start=3527
+  _globals['_MESSAGETEMPLATE']._serialized_end=3596
+  _globals['_COUPONSTEP']._serialized_start=3598
+  _globals['_COUPONSTEP']._serialized_end=3627
+  _globals['_TAGSTEP']._serialized_start=3629
+  _globals['_TAGSTEP']._serialized_end=3689
+  _globals['_WEBHOOKSTEP']._serialized_start=3691
+  _globals['_WEBHOOKSTEP']._serialized_end=3731
+  _globals['_EXITSTEP']._serialized_start=3733
+  _globals['_EXITSTEP']._serialized_end=3743
+  _globals['_PUBLISHJOURNEYREQUEST']._serialized_start=3745
+  _globals['_PUBLISHJOURNEYREQUEST']._serialized_end=3802
+  _globals['_PAUSEJOURNEYREQUEST']._serialized_start=3804
+  _globals['_PAUSEJOURNEYREQUEST']._serialized_end=3859
+  _globals['_EXPORTJOURNEYREQUEST']._serialized_start=3861
+  _globals['_EXPORTJOURNEYREQUEST']._serialized_end=3919
+  _globals['_EXPORTJOURNEYRESPONSE']._serialized_start=3921
+  _globals['_EXPORTJOURNEYRESPONSE']._serialized_end=3977
+  _globals['_LISTJOURNEYTEMPLATESREQUEST']._serialized_start=3979
+  _globals['_LISTJOURNEYTEMPLATESREQUEST']._serialized_end=4030
+  _globals['_LISTJOURNEYTEMPLATESRESPONSE']._serialized_start=4032
+  _globals['_LISTJOURNEYTEMPLATESRESPONSE']._serialized_end=4107
+  _globals['_JOURNEYINSTANCE']._serialized_start=4110
+  _globals['_JOURNEYINSTANCE']._serialized_end=4444
+  _globals['_LISTJOURNEYINSTANCESREQUEST']._serialized_start=4446
+  _globals['_LISTJOURNEYINSTANCESREQUEST']._serialized_end=4555
+  _globals['_LISTJOURNEYINSTANCESRESPONSE']._serialized_start=4557
+  _globals['_LISTJOURNEYINSTANCESRESPONSE']._serialized_end=4665
+  _globals['_DELIVERY']._serialized_start=4668
+  _globals['_DELIVERY']._serialized_end=5052
+  _globals['_LISTDELIVERIESREQUEST']._serialized_start=5054
+  _globals['_LISTDELIVERIESREQUEST']._serialized_end=5154
+  _globals['_LISTDELIVERIESRESPONSE']._serialized_start=5156
+  _globals['_LISTDELIVERIESRESPONSE']._serialized_end=5252
+  _globals['_LISTPERSONMESSAGESREQUEST']._serialized_start=5254
+  _globals['_LISTPERSONMESSAGESREQUEST']._serialized_end=5342
+  _globals['_PERSONMESSAGE']._serialized_start=5345
+  _globals['_PERSONMESSAGE']._serialized_end=5564
+  _globals['_LISTPERSONMESSAGESRESPONSE']._serialized_start=5566
+  _globals['_LISTPERSONMESSAGESRESPONSE']._serialized_end=5669
+  _globals['_RETRYDELIVERYREQUEST']._serialized_start=5671
+  _globals['_RETRYDELIVERYREQUEST']._serialized_end=5713
+  _globals['_REPORTDELIVERYSTATUSREQUEST']._serialized_start=5715
+  _globals['_REPORTDELIVERYSTATUSREQUEST']._serialized_end=5802
+  _globals['_GETJOURNEYREPORTREQUEST']._serialized_start=5804
+  _globals['_GETJOURNEYREPORTREQUEST']._serialized_end=5865
+  _globals['_REPORTROW']._serialized_start=5868
+  _globals['_REPORTROW']._serialized_end=6182
+  _globals['_REPORTROW_SUPPRESSEDBYREASONENTRY']._serialized_start=6125
+  _globals['_REPORTROW_SUPPRESSEDBYREASONENTRY']._serialized_end=6182
+  _globals['_UPLIFT']._serialized_start=6185
+  _globals['_UPLIFT']._serialized_end=6334
+  _globals['_JOURNEYREPORT']._serialized_start=6337
+  _globals['_JOURNEYREPORT']._serialized_end=6563
+  _globals['_COUPONPOOL']._serialized_start=6566
+  _globals['_COUPONPOOL']._serialized_end=6805
+  _globals['_CREATECOUPONPOOLREQUEST']._serialized_start=6808
+  _globals['_CREATECOUPONPOOLREQUEST']._serialized_end=6941
+  _globals['_GETCOUPONPOOLREQUEST']._serialized_start=6943
+  _globals['_GETCOUPONPOOLREQUEST']._serialized_end=6985
+  _globals['_LISTCOUPONPOOLSREQUEST']._serialized_start=6987
+  _globals['_LISTCOUPONPOOLSREQUEST']._serialized_end=7072
+  _globals['_LISTCOUPONPOOLSRESPONSE']._serialized_start=7074
+  _globals['_LISTCOUPONPOOLSRESPONSE']._serialized_end=7175
+  _globals['_IMPORTCOUPONCODESREQUEST']._serialized_start=7177
+  _globals['_IMPORTCOUPONCODESREQUEST']._serialized_end=7238
+  _globals['_IMPORTCOUPONCODESRESPONSE']._serialized_start=7240
+  _globals['_IMPORTCOUPONCODESRESPONSE']._serialized_end=7302
+  _globals['_CAMPAIGNSETTINGS']._serialized_start=7305
+  _globals['_CAMPAIGNSETTINGS']._serialized_end=7531
+  _globals['_GETCAMPAIGNSETTINGSREQUEST']._serialized_start=7533
+  _globals['_GETCAMPAIGNSETTINGSREQUEST']._serialized_end=7581
+  _globals['_UPDATECAMPAIGNSETTINGSREQUEST']._serialized_start=7584
+  _globals['_UPDATECAMPAIGNSETTINGSREQUEST']._serialized_end=7723
+  _globals['_JOURNEYSERVICE']._serialized_start=7726
+  _globals['_JOURNEYSERVICE']._serialized_end=10899
 # @@protoc_insertion_point(module_scope)

@@ -62,6 +62,86 @@ class JourneyServiceStub:
                 request_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.DeleteJourneyRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.PublishJourney = channel.unary_unary(
+                '/cdp.campaign.v1.JourneyService/PublishJourney',
+                request_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.PublishJourneyRequest.SerializeToString,
+                response_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.Journey.FromString,
+                _registered_method=True)
+        self.PauseJourney = channel.unary_unary(
+                '/cdp.campaign.v1.JourneyService/PauseJourney',
+                request_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.PauseJourneyRequest.SerializeToString,
+                response_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.Journey.FromString,
+                _registered_method=True)
+        self.ExportJourney = channel.unary_unary(
+                '/cdp.campaign.v1.JourneyService/ExportJourney',
+                request_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.ExportJourneyRequest.SerializeToString,
+                response_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.ExportJourneyResponse.FromString,
+                _registered_method=True)
+        self.ListJourneyTemplates = channel.unary_unary(
+                '/cdp.campaign.v1.JourneyService/ListJourneyTemplates',
+                request_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.ListJourneyTemplatesRequest.SerializeToString,
+                response_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.ListJourneyTemplatesResponse.FromString,
+                _registered_method=True)
+        self.ListJourneyInstances = channel.unary_unary(
+                '/cdp.campaign.v1.JourneyService/ListJourneyInstances',
+                request_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.ListJourneyInstancesRequest.SerializeToString,
+                response_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.ListJourneyInstancesResponse.FromString,
+                _registered_method=True)
+        self.ListDeliveries = channel.unary_unary(
+                '/cdp.campaign.v1.JourneyService/ListDeliveries',
+                request_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.ListDeliveriesRequest.SerializeToString,
+                response_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.ListDeliveriesResponse.FromString,
+                _registered_method=True)
+        self.RetryDelivery = channel.unary_unary(
+                '/cdp.campaign.v1.JourneyService/RetryDelivery',
+                request_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.RetryDeliveryRequest.SerializeToString,
+                response_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.Delivery.FromString,
+                _registered_method=True)
+        self.ReportDeliveryStatus = channel.unary_unary(
+                '/cdp.campaign.v1.JourneyService/ReportDeliveryStatus',
+                request_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.ReportDeliveryStatusRequest.SerializeToString,
+                response_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.Delivery.FromString,
+                _registered_method=True)
+        self.ListPersonMessages = channel.unary_unary(
+                '/cdp.campaign.v1.JourneyService/ListPersonMessages',
+                request_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.ListPersonMessagesRequest.SerializeToString,
+                response_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.ListPersonMessagesResponse.FromString,
+                _registered_method=True)
+        self.GetJourneyReport = channel.unary_unary(
+                '/cdp.campaign.v1.JourneyService/GetJourneyReport',
+                request_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.GetJourneyReportRequest.SerializeToString,
+                response_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.JourneyReport.FromString,
+                _registered_method=True)
+        self.CreateCouponPool = channel.unary_unary(
+                '/cdp.campaign.v1.JourneyService/CreateCouponPool',
+                request_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.CreateCouponPoolRequest.SerializeToString,
+                response_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.CouponPool.FromString,
+                _registered_method=True)
+        self.GetCouponPool = channel.unary_unary(
+                '/cdp.campaign.v1.JourneyService/GetCouponPool',
+                request_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.GetCouponPoolRequest.SerializeToString,
+                response_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.CouponPool.FromString,
+                _registered_method=True)
+        self.ListCouponPools = channel.unary_unary(
+                '/cdp.campaign.v1.JourneyService/ListCouponPools',
+                request_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.ListCouponPoolsRequest.SerializeToString,
+                response_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.ListCouponPoolsResponse.FromString,
+                _registered_method=True)
+        self.ImportCouponCodes = channel.unary_unary(
+                '/cdp.campaign.v1.JourneyService/ImportCouponCodes',
+                request_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.ImportCouponCodesRequest.SerializeToString,
+                response_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.ImportCouponCodesResponse.FromString,
+                _registered_method=True)
+        self.GetCampaignSettings = channel.unary_unary(
+                '/cdp.campaign.v1.JourneyService/GetCampaignSettings',
+                request_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.GetCampaignSettingsRequest.SerializeToString,
+                response_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.CampaignSettings.FromString,
+                _registered_method=True)
+        self.UpdateCampaignSettings = channel.unary_unary(
+                '/cdp.campaign.v1.JourneyService/UpdateCampaignSettings',
+                request_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.UpdateCampaignSettingsRequest.SerializeToString,
+                response_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.CampaignSettings.FromString,
+                _registered_method=True)
 
 
 class JourneyServiceServicer:
@@ -99,6 +179,119 @@ class JourneyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PublishJourney(self, request, context):
+        """Validates the definition (steps, references, durations, templates: a template variable
+        that cannot exist is an error here, never at send time), stores it as a new immutable
+        version and starts enrolling. Running instances keep the version they entered with.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseJourney(self, request, context):
+        """Stops enrolling; running instances continue. Publish again to resume.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportJourney(self, request, context):
+        """The definition in its readable form (YAML or JSON), as accepted by CreateJourney.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListJourneyTemplates(self, request, context):
+        """Ready-made journeys (welcome series, cart abandonment, win-back, birthday, points expiry,
+        brand-friend invitation, post-promotion nurture), to copy into CreateJourney.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListJourneyInstances(self, request, context):
+        """Instances of a journey (who is where), newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeliveries(self, request, context):
+        """Deliveries of a journey (journey "-": every journey), filtered by status: failures and dead
+        letters are visible here.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryDelivery(self, request, context):
+        """Sends a dead-lettered or failed delivery again (same idempotency key).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportDeliveryStatus(self, request, context):
+        """A provider's receipt: the message was delivered, or bounced after it was sent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPersonMessages(self, request, context):
+        """One person's messages over every journey, newest first (what Customer 360 shows).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetJourneyReport(self, request, context):
+        """Entered, sent, delivered, failed, suppressed by reason, converted and revenue per journey,
+        step and variant; A/B uplift against the holdout with its 95% confidence interval.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateCouponPool(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCouponPool(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCouponPools(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportCouponCodes(self, request, context):
+        """Imports codes into a pool (up to 10,000 per call); codes already there are skipped.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCampaignSettings(self, request, context):
+        """Workspace-wide campaign settings: time zone, quiet hours, frequency caps, consent mode.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateCampaignSettings(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JourneyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -126,6 +319,86 @@ def add_JourneyServiceServicer_to_server(servicer, server):
                     servicer.DeleteJourney,
                     request_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.DeleteJourneyRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'PublishJourney': grpc.unary_unary_rpc_method_handler(
+                    servicer.PublishJourney,
+                    request_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.PublishJourneyRequest.FromString,
+                    response_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.Journey.SerializeToString,
+            ),
+            'PauseJourney': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseJourney,
+                    request_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.PauseJourneyRequest.FromString,
+                    response_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.Journey.SerializeToString,
+            ),
+            'ExportJourney': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportJourney,
+                    request_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.ExportJourneyRequest.FromString,
+                    response_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.ExportJourneyResponse.SerializeToString,
+            ),
+            'ListJourneyTemplates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJourneyTemplates,
+                    request_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.ListJourneyTemplatesRequest.FromString,
+                    response_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.ListJourneyTemplatesResponse.SerializeToString,
+            ),
+            'ListJourneyInstances': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJourneyInstances,
+                    request_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.ListJourneyInstancesRequest.FromString,
+                    response_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.ListJourneyInstancesResponse.SerializeToString,
+            ),
+            'ListDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeliveries,
+                    request_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.ListDeliveriesRequest.FromString,
+                    response_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.ListDeliveriesResponse.SerializeToString,
+            ),
+            'RetryDelivery': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryDelivery,
+                    request_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.RetryDeliveryRequest.FromString,
+                    response_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.Delivery.SerializeToString,
+            ),
+            'ReportDeliveryStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportDeliveryStatus,
+                    request_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.ReportDeliveryStatusRequest.FromString,
+                    response_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.Delivery.SerializeToString,
+            ),
+            'ListPersonMessages': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPersonMessages,
+                    request_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.ListPersonMessagesRequest.FromString,
+                    response_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.ListPersonMessagesResponse.SerializeToString,
+            ),
+            'GetJourneyReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetJourneyReport,
+                    request_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.GetJourneyReportRequest.FromString,
+                    response_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.JourneyReport.SerializeToString,
+            ),
+            'CreateCouponPool': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateCouponPool,
+                    request_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.CreateCouponPoolRequest.FromString,
+                    response_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.CouponPool.SerializeToString,
+            ),
+            'GetCouponPool': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCouponPool,
+                    request_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.GetCouponPoolRequest.FromString,
+                    response_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.CouponPool.SerializeToString,
+            ),
+            'ListCouponPools': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCouponPools,
+                    request_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.ListCouponPoolsRequest.FromString,
+                    response_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.ListCouponPoolsResponse.SerializeToString,
+            ),
+            'ImportCouponCodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportCouponCodes,
+                    request_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.ImportCouponCodesRequest.FromString,
+                    response_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.ImportCouponCodesResponse.SerializeToString,
+            ),
+            'GetCampaignSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCampaignSettings,
+                    request_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.GetCampaignSettingsRequest.FromString,
+                    response_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.CampaignSettings.SerializeToString,
+            ),
+            'UpdateCampaignSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateCampaignSettings,
+                    request_deserializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.UpdateCampaignSettingsRequest.FromString,
+                    response_serializer=cdp_dot_campaign_dot_v1_dot_campaign__pb2.CampaignSettings.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -265,6 +538,438 @@ class JourneyService:
             '/cdp.campaign.v1.JourneyService/DeleteJourney',
             cdp_dot_campaign_dot_v1_dot_campaign__pb2.DeleteJourneyRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PublishJourney(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.campaign.v1.JourneyService/PublishJourney',
+            cdp_dot_campaign_dot_v1_dot_campaign__pb2.PublishJourneyRequest.SerializeToString,
+            cdp_dot_campaign_dot_v1_dot_campaign__pb2.Journey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseJourney(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.campaign.v1.JourneyService/PauseJourney',
+            cdp_dot_campaign_dot_v1_dot_campaign__pb2.PauseJourneyRequest.SerializeToString,
+            cdp_dot_campaign_dot_v1_dot_campaign__pb2.Journey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportJourney(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.campaign.v1.JourneyService/ExportJourney',
+            cdp_dot_campaign_dot_v1_dot_campaign__pb2.ExportJourneyRequest.SerializeToString,
+            cdp_dot_campaign_dot_v1_dot_campaign__pb2.ExportJourneyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJourneyTemplates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.campaign.v1.JourneyService/ListJourneyTemplates',
+            cdp_dot_campaign_dot_v1_dot_campaign__pb2.ListJourneyTemplatesRequest.SerializeToString,
+            cdp_dot_campaign_dot_v1_dot_campaign__pb2.ListJourneyTemplatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJourneyInstances(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.campaign.v1.JourneyService/ListJourneyInstances',
+            cdp_dot_campaign_dot_v1_dot_campaign__pb2.ListJourneyInstancesRequest.SerializeToString,
+            cdp_dot_campaign_dot_v1_dot_campaign__pb2.ListJourneyInstancesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.campaign.v1.JourneyService/ListDeliveries',
+            cdp_dot_campaign_dot_v1_dot_campaign__pb2.ListDeliveriesRequest.SerializeToString,
+            cdp_dot_campaign_dot_v1_dot_campaign__pb2.ListDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryDelivery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.campaign.v1.JourneyService/RetryDelivery',
+            cdp_dot_campaign_dot_v1_dot_campaign__pb2.RetryDeliveryRequest.SerializeToString,
+            cdp_dot_campaign_dot_v1_dot_campaign__pb2.Delivery.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportDeliveryStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.campaign.v1.JourneyService/ReportDeliveryStatus',
+            cdp_dot_campaign_dot_v1_dot_campaign__pb2.ReportDeliveryStatusRequest.SerializeToString,
+            cdp_dot_campaign_dot_v1_dot_campaign__pb2.Delivery.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPersonMessages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.campaign.v1.JourneyService/ListPersonMessages',
+            cdp_dot_campaign_dot_v1_dot_campaign__pb2.ListPersonMessagesRequest.SerializeToString,
+            cdp_dot_campaign_dot_v1_dot_campaign__pb2.ListPersonMessagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetJourneyReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.campaign.v1.JourneyService/GetJourneyReport',
+            cdp_dot_campaign_dot_v1_dot_campaign__pb2.GetJourneyReportRequest.SerializeToString,
+            cdp_dot_campaign_dot_v1_dot_campaign__pb2.JourneyReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateCouponPool(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.campaign.v1.JourneyService/CreateCouponPool',
+            cdp_dot_campaign_dot_v1_dot_campaign__pb2.CreateCouponPoolRequest.SerializeToString,
+            cdp_dot_campaign_dot_v1_dot_campaign__pb2.CouponPool.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCouponPool(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.campaign.v1.JourneyService/GetCouponPool',
+            cdp_dot_campaign_dot_v1_dot_campaign__pb2.GetCouponPoolRequest.SerializeToString,
+            cdp_dot_campaign_dot_v1_dot_campaign__pb2.CouponPool.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCouponPools(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.campaign.v1.JourneyService/ListCouponPools',
+            cdp_dot_campaign_dot_v1_dot_campaign__pb2.ListCouponPoolsRequest.SerializeToString,
+            cdp_dot_campaign_dot_v1_dot_campaign__pb2.ListCouponPoolsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportCouponCodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.campaign.v1.JourneyService/ImportCouponCodes',
+            cdp_dot_campaign_dot_v1_dot_campaign__pb2.ImportCouponCodesRequest.SerializeToString,
+            cdp_dot_campaign_dot_v1_dot_campaign__pb2.ImportCouponCodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCampaignSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.campaign.v1.JourneyService/GetCampaignSettings',
+            cdp_dot_campaign_dot_v1_dot_campaign__pb2.GetCampaignSettingsRequest.SerializeToString,
+            cdp_dot_campaign_dot_v1_dot_campaign__pb2.CampaignSettings.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateCampaignSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.campaign.v1.JourneyService/UpdateCampaignSettings',
+            cdp_dot_campaign_dot_v1_dot_campaign__pb2.UpdateCampaignSettingsRequest.SerializeToString,
+            cdp_dot_campaign_dot_v1_dot_campaign__pb2.CampaignSettings.FromString,
             options,
             channel_credentials,
             insecure,

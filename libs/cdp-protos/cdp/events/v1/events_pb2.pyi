@@ -97,7 +97,7 @@ class ResolvedEventBatch(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[ResolvedEvent, _Mapping]]] = ...) -> None: ...
 
 class ProfileChanged(_message.Message):
-    __slots__ = ("workspace_id", "person_id", "changed_fields", "values", "trigger_message_id", "trigger_event", "version", "change_time", "events", "orders")
+    __slots__ = ("workspace_id", "person_id", "changed_fields", "values", "trigger_message_id", "trigger_event", "version", "change_time", "events", "orders", "snapshot", "transitions", "moved")
     WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
     PERSON_ID_FIELD_NUMBER: _ClassVar[int]
     CHANGED_FIELDS_FIELD_NUMBER: _ClassVar[int]
@@ -108,6 +108,9 @@ class ProfileChanged(_message.Message):
     CHANGE_TIME_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     ORDERS_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    TRANSITIONS_FIELD_NUMBER: _ClassVar[int]
+    MOVED_FIELD_NUMBER: _ClassVar[int]
     workspace_id: str
     person_id: str
     changed_fields: _containers.RepeatedScalarFieldContainer[str]
@@ -118,7 +121,67 @@ class ProfileChanged(_message.Message):
     change_time: _timestamp_pb2.Timestamp
     events: _containers.RepeatedCompositeFieldContainer[EventFact]
     orders: _containers.RepeatedCompositeFieldContainer[OrderFact]
-    def __init__(self, workspace_id: _Optional[str] = ..., person_id: _Optional[str] = ..., changed_fields: _Optional[_Iterable[str]] = ..., values: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., trigger_message_id: _Optional[str] = ..., trigger_event: _Optional[str] = ..., version: _Optional[int] = ..., change_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., events: _Optional[_Iterable[_Union[EventFact, _Mapping]]] = ..., orders: _Optional[_Iterable[_Union[OrderFact, _Mapping]]] = ...) -> None: ...
+    snapshot: ProfileSnapshot
+    transitions: _containers.RepeatedCompositeFieldContainer[ProfileTransition]
+    moved: FactsMoved
+    def __init__(self, workspace_id: _Optional[str] = ..., person_id: _Optional[str] = ..., changed_fields: _Optional[_Iterable[str]] = ..., values: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., trigger_message_id: _Optional[str] = ..., trigger_event: _Optional[str] = ..., version: _Optional[int] = ..., change_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., events: _Optional[_Iterable[_Union[EventFact, _Mapping]]] = ..., orders: _Optional[_Iterable[_Union[OrderFact, _Mapping]]] = ..., snapshot: _Optional[_Union[ProfileSnapshot, _Mapping]] = ..., transitions: _Optional[_Iterable[_Union[ProfileTransition, _Mapping]]] = ..., moved: _Optional[_Union[FactsMoved, _Mapping]] = ...) -> None: ...
+
+class ProfileSnapshot(_message.Message):
+    __slots__ = ("traits", "pii_traits", "computed", "lifecycle_stage", "tier", "tags", "consent", "points_balance", "currency")
+    class ConsentEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: bool
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[bool] = ...) -> None: ...
+    TRAITS_FIELD_NUMBER: _ClassVar[int]
+    PII_TRAITS_FIELD_NUMBER: _ClassVar[int]
+    COMPUTED_FIELD_NUMBER: _ClassVar[int]
+    LIFECYCLE_STAGE_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    CONSENT_FIELD_NUMBER: _ClassVar[int]
+    POINTS_BALANCE_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    traits: _struct_pb2.Struct
+    pii_traits: _containers.RepeatedScalarFieldContainer[str]
+    computed: _struct_pb2.Struct
+    lifecycle_stage: str
+    tier: str
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    consent: _containers.ScalarMap[str, bool]
+    points_balance: int
+    currency: str
+    def __init__(self, traits: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., pii_traits: _Optional[_Iterable[str]] = ..., computed: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., lifecycle_stage: _Optional[str] = ..., tier: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., consent: _Optional[_Mapping[str, bool]] = ..., points_balance: _Optional[int] = ..., currency: _Optional[str] = ...) -> None: ...
+
+class ProfileTransition(_message.Message):
+    __slots__ = ("kind", "from_value", "to_value", "direction", "cause", "transition_time")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    FROM_VALUE_FIELD_NUMBER: _ClassVar[int]
+    TO_VALUE_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    CAUSE_FIELD_NUMBER: _ClassVar[int]
+    TRANSITION_TIME_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    from_value: str
+    to_value: str
+    direction: str
+    cause: str
+    transition_time: _timestamp_pb2.Timestamp
+    def __init__(self, kind: _Optional[str] = ..., from_value: _Optional[str] = ..., to_value: _Optional[str] = ..., direction: _Optional[str] = ..., cause: _Optional[str] = ..., transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class FactsMoved(_message.Message):
+    __slots__ = ("merged_person_ids", "split_from_person_id", "message_ids", "order_ids")
+    MERGED_PERSON_IDS_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_FROM_PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_IDS_FIELD_NUMBER: _ClassVar[int]
+    ORDER_IDS_FIELD_NUMBER: _ClassVar[int]
+    merged_person_ids: _containers.RepeatedScalarFieldContainer[str]
+    split_from_person_id: str
+    message_ids: _containers.RepeatedScalarFieldContainer[str]
+    order_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, merged_person_ids: _Optional[_Iterable[str]] = ..., split_from_person_id: _Optional[str] = ..., message_ids: _Optional[_Iterable[str]] = ..., order_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class EventFact(_message.Message):
     __slots__ = ("message_id", "event", "event_time", "properties")
@@ -329,3 +392,57 @@ class PersonQuarantined(_message.Message):
     trigger_message_id: str
     quarantine_time: _timestamp_pb2.Timestamp
     def __init__(self, workspace_id: _Optional[str] = ..., person_id: _Optional[str] = ..., reason: _Optional[str] = ..., trigger_message_id: _Optional[str] = ..., quarantine_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CampaignMessage(_message.Message):
+    __slots__ = ("workspace_id", "journey_id", "journey_version", "instance_id", "step_id", "variant", "person_id", "channel", "delivery_id", "status", "reason", "attempt", "event_time")
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    JOURNEY_ID_FIELD_NUMBER: _ClassVar[int]
+    JOURNEY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_ID_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
+    PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    DELIVERY_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    journey_id: str
+    journey_version: int
+    instance_id: str
+    step_id: str
+    variant: str
+    person_id: str
+    channel: str
+    delivery_id: str
+    status: str
+    reason: str
+    attempt: int
+    event_time: _timestamp_pb2.Timestamp
+    def __init__(self, workspace_id: _Optional[str] = ..., journey_id: _Optional[str] = ..., journey_version: _Optional[int] = ..., instance_id: _Optional[str] = ..., step_id: _Optional[str] = ..., variant: _Optional[str] = ..., person_id: _Optional[str] = ..., channel: _Optional[str] = ..., delivery_id: _Optional[str] = ..., status: _Optional[str] = ..., reason: _Optional[str] = ..., attempt: _Optional[int] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CampaignConversion(_message.Message):
+    __slots__ = ("workspace_id", "journey_id", "instance_id", "person_id", "variant", "step_id", "goal_event", "message_id", "revenue_minor", "conversion_time")
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    JOURNEY_ID_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
+    STEP_ID_FIELD_NUMBER: _ClassVar[int]
+    GOAL_EVENT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    REVENUE_MINOR_FIELD_NUMBER: _ClassVar[int]
+    CONVERSION_TIME_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    journey_id: str
+    instance_id: str
+    person_id: str
+    variant: str
+    step_id: str
+    goal_event: str
+    message_id: str
+    revenue_minor: int
+    conversion_time: _timestamp_pb2.Timestamp
+    def __init__(self, workspace_id: _Optional[str] = ..., journey_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., person_id: _Optional[str] = ..., variant: _Optional[str] = ..., step_id: _Optional[str] = ..., goal_event: _Optional[str] = ..., message_id: _Optional[str] = ..., revenue_minor: _Optional[int] = ..., conversion_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

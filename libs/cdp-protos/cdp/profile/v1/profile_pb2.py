@@ -25,11 +25,13 @@ _sym_db = _symbol_database.Default()
 from cdp.events.v1 import events_pb2 as cdp_dot_events_dot_v1_dot_events__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63\x64p/profile/v1/profile.proto\x12\x0e\x63\x64p.profile.v1\x1a\x1a\x63\x64p/events/v1/events.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf8\x02\n\x07Profile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\tperson_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12-\n\x06traits\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x03\x12\x19\n\x0b\x65vent_count\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x39\n\x0f\x66irst_seen_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x38\n\x0elast_seen_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x15\n\x07version\x18\x08 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x39\n\rrecent_events\x18\t \x03(\x0b\x32\x1c.cdp.profile.v1.ProfileEventB\x04\xe2\x41\x01\x03\"\xe8\x01\n\x0cProfileEvent\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12&\n\x04type\x18\x02 \x01(\x0e\x32\x18.cdp.events.v1.EventType\x12\r\n\x05\x65vent\x18\x03 \x01(\t\x12+\n\nproperties\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\nevent_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0creceive_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\'\n\x11GetProfileRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"W\n\x18ListProfileEventsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"b\n\x19ListProfileEventsResponse\x12,\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1c.cdp.profile.v1.ProfileEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xa6\x02\n\x0eProfileService\x12t\n\nGetProfile\x12!.cdp.profile.v1.GetProfileRequest\x1a\x17.cdp.profile.v1.Profile\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/{name=workspaces/*/profiles/*}\x12\x9d\x01\n\x11ListProfileEvents\x12(.cdp.profile.v1.ListProfileEventsRequest\x1a).cdp.profile.v1.ListProfileEventsResponse\"3\x82\xd3\xe4\x93\x02-\x12+/v1/{parent=workspaces/*/profiles/*}/eventsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63\x64p/profile/v1/profile.proto\x12\x0e\x63\x64p.profile.v1\x1a\x1a\x63\x64p/events/v1/events.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc8\x06\n\x07Profile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\tperson_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12-\n\x06traits\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x03\x12\x19\n\x0b\x65vent_count\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x39\n\x0f\x66irst_seen_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x38\n\x0elast_seen_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x15\n\x07version\x18\x08 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x39\n\rrecent_events\x18\t \x03(\x0b\x32\x1c.cdp.profile.v1.ProfileEventB\x04\xe2\x41\x01\x03\x12/\n\x08\x63omputed\x18\n \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x03\x12\x1d\n\x0flifecycle_stage\x18\x0b \x01(\tB\x04\xe2\x41\x01\x03\x12>\n\x14lifecycle_stage_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x31\n\x04tags\x18\r \x03(\x0b\x32\x1d.cdp.profile.v1.TagAssignmentB\x04\xe2\x41\x01\x03\x12\x12\n\x04tier\x18\x0e \x01(\tB\x04\xe2\x41\x01\x03\x12\x1c\n\x0epoints_balance\x18\x0f \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x34\n\x08\x63onsents\x18\x10 \x03(\x0b\x32\x1c.cdp.profile.v1.ConsentStateB\x04\xe2\x41\x01\x03\x12\x32\n\rrecent_orders\x18\x11 \x03(\x0b\x32\x15.cdp.profile.v1.OrderB\x04\xe2\x41\x01\x03\x12\x36\n\x0bpredictions\x18\x12 \x01(\x0b\x32\x1b.cdp.profile.v1.PredictionsB\x04\xe2\x41\x01\x03\x12\x1f\n\x11merged_person_ids\x18\x13 \x03(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08\x63urrency\x18\x14 \x01(\tB\x04\xe2\x41\x01\x03\"\x9d\x02\n\x0cProfileEvent\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12&\n\x04type\x18\x02 \x01(\x0e\x32\x18.cdp.events.v1.EventType\x12\r\n\x05\x65vent\x18\x03 \x01(\t\x12+\n\nproperties\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\nevent_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0creceive_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63hannel\x18\x07 \x01(\t\x12\x10\n\x08store_id\x18\x08 \x01(\t\x12\x10\n\x08staff_id\x18\t \x01(\t\"\x8e\x02\n\x05Order\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x13\n\x0btotal_minor\x18\x04 \x01(\x03\x12\x16\n\x0erefunded_minor\x18\x05 \x01(\x03\x12\x0f\n\x07\x63hannel\x18\x06 \x01(\t\x12\x10\n\x08store_id\x18\x07 \x01(\t\x12\x10\n\x08staff_id\x18\x08 \x01(\t\x12.\n\norder_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x05items\x18\n \x03(\x0b\x32\x19.cdp.profile.v1.OrderLine\x12\x15\n\rpoints_earned\x18\x0b \x01(\x03\"e\n\tOrderLine\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x13\n\x0bprice_minor\x18\x04 \x01(\x03\x12\x10\n\x08quantity\x18\x05 \x01(\x03\"\x8e\x01\n\rTagAssignment\x12\x0b\n\x03tag\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12/\n\x0b\x61ssign_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x82\x01\n\x0c\x43onsentState\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\x12\x0f\n\x07granted\x18\x03 \x01(\x08\x12\x0e\n\x06source\x18\x04 \x01(\t\x12/\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xef\x01\n\x0bPredictions\x12\x0f\n\x07p_alive\x18\x01 \x01(\x01\x12\x12\n\nchurn_risk\x18\x02 \x01(\x01\x12\x1a\n\x12\x65xpected_purchases\x18\x03 \x01(\x01\x12\x15\n\rhorizon_weeks\x18\x04 \x01(\x05\x12\"\n\x1a\x65xpected_order_value_minor\x18\x05 \x01(\x03\x12\x1b\n\x13predicted_clv_minor\x18\x06 \x01(\x03\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12\x30\n\x0c\x63ompute_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd5\x01\n\x0bPointsEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06points\x18\x03 \x01(\x03\x12\x15\n\rbalance_after\x18\x04 \x01(\x03\x12\x11\n\treference\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\'\n\x11GetProfileRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"f\n\x18ListProfileEventsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\r\n\x05\x65vent\x18\x04 \x01(\t\"b\n\x19ListProfileEventsResponse\x12,\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1c.cdp.profile.v1.ProfileEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"W\n\x18ListProfileOrdersRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"[\n\x19ListProfileOrdersResponse\x12%\n\x06orders\x18\x01 \x03(\x0b\x32\x15.cdp.profile.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xba\x01\n\x1aUpdateProfileTraitsRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12$\n\x03set\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12)\n\x08set_once\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\r\n\x05unset\x18\x04 \x03(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x18\n\nrequest_id\x18\x06 \x01(\tB\x04\xe2\x41\x01\x02\"\x94\x01\n\x18ModifyProfileTagsRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12*\n\x03\x61\x64\x64\x18\x02 \x03(\x0b\x32\x1d.cdp.profile.v1.TagAssignment\x12\x0e\n\x06remove\x18\x03 \x03(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x18\n\nrequest_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x02\"\xa7\x01\n\x14UpdateConsentRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07\x63hannel\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x0f\n\x07granted\x18\x04 \x01(\x08\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x32\n\x0estatement_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"O\n\x12UnsubscribeRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07\x63hannel\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0e\n\x06source\x18\x03 \x01(\t\"W\n\x18ListPointsEntriesRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"b\n\x19ListPointsEntriesResponse\x12,\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1b.cdp.profile.v1.PointsEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"v\n\x13\x43hangePointsRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04kind\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0e\n\x06points\x18\x03 \x01(\x03\x12\x17\n\treference\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\xae\x03\n\x0fProfileSettings\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\x07version\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x11\n\ttime_zone\x18\x04 \x01(\t\x12*\n\tlifecycle\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12-\n\ttag_rules\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.ListValue\x12&\n\x05tiers\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x06points\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0fsource_priority\x18\t \x03(\t\x12\x33\n\x0fwindowed_traits\x18\n \x01(\x0b\x32\x1a.google.protobuf.ListValue\x12\x12\n\npii_traits\x18\x0b \x03(\t\x12\x35\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x0c\n\x04\x65tag\x18\r \x01(\t\"/\n\x19GetProfileSettingsRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x88\x01\n\x1cUpdateProfileSettingsRequest\x12\x37\n\x08settings\x18\x01 \x01(\x0b\x32\x1f.cdp.profile.v1.ProfileSettingsB\x04\xe2\x41\x01\x02\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\xf4\x01\n\x07Product\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\x12\r\n\x05\x62rand\x18\x05 \x01(\t\x12\x13\n\x0bprice_minor\x18\x06 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x07 \x01(\t\x12\x0c\n\x04tags\x18\x08 \x03(\t\x12+\n\nattributes\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x35\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"\xe5\x01\n\x05Store\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x0c\n\x04\x63ity\x18\x04 \x01(\t\x12\x19\n\x0bregion_code\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x0f\n\x07\x61\x64\x64ress\x18\x06 \x01(\t\x12\x0c\n\x04tags\x18\x07 \x03(\t\x12+\n\nattributes\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x35\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"\xb5\x01\n\x0bStaffMember\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x10\n\x08store_id\x18\x03 \x01(\t\x12\x0c\n\x04tags\x18\x04 \x03(\t\x12+\n\nattributes\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x35\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"\'\n\x11GetProductRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"R\n\x13ListProductsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Z\n\x14ListProductsResponse\x12)\n\x08products\x18\x01 \x03(\x0b\x32\x17.cdp.profile.v1.Product\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"]\n\x1a\x42\x61tchUpsertProductsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12)\n\x08products\x18\x02 \x03(\x0b\x32\x17.cdp.profile.v1.Product\"H\n\x1b\x42\x61tchUpsertProductsResponse\x12)\n\x08products\x18\x01 \x03(\x0b\x32\x17.cdp.profile.v1.Product\"w\n\x14UpdateProductRequest\x12.\n\x07product\x18\x01 \x01(\x0b\x32\x17.cdp.profile.v1.ProductB\x04\xe2\x41\x01\x02\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"*\n\x14\x44\x65leteProductRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"%\n\x0fGetStoreRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"P\n\x11ListStoresRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"T\n\x12ListStoresResponse\x12%\n\x06stores\x18\x01 \x03(\x0b\x32\x15.cdp.profile.v1.Store\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"W\n\x18\x42\x61tchUpsertStoresRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12%\n\x06stores\x18\x02 \x03(\x0b\x32\x15.cdp.profile.v1.Store\"B\n\x19\x42\x61tchUpsertStoresResponse\x12%\n\x06stores\x18\x01 \x03(\x0b\x32\x15.cdp.profile.v1.Store\"q\n\x12UpdateStoreRequest\x12*\n\x05store\x18\x01 \x01(\x0b\x32\x15.cdp.profile.v1.StoreB\x04\xe2\x41\x01\x02\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"(\n\x12\x44\x65leteStoreRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"+\n\x15GetStaffMemberRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"V\n\x17ListStaffMembersRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"g\n\x18ListStaffMembersResponse\x12\x32\n\rstaff_members\x18\x01 \x03(\x0b\x32\x1b.cdp.profile.v1.StaffMember\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"j\n\x1e\x42\x61tchUpsertStaffMembersRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x32\n\rstaff_members\x18\x02 \x03(\x0b\x32\x1b.cdp.profile.v1.StaffMember\"U\n\x1f\x42\x61tchUpsertStaffMembersResponse\x12\x32\n\rstaff_members\x18\x01 \x03(\x0b\x32\x1b.cdp.profile.v1.StaffMember\"\x84\x01\n\x18UpdateStaffMemberRequest\x12\x37\n\x0cstaff_member\x18\x01 \x01(\x0b\x32\x1b.cdp.profile.v1.StaffMemberB\x04\xe2\x41\x01\x02\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\".\n\x18\x44\x65leteStaffMemberRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x32\x9f\x1d\n\x0eProfileService\x12t\n\nGetProfile\x12!.cdp.profile.v1.GetProfileRequest\x1a\x17.cdp.profile.v1.Profile\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/{name=workspaces/*/profiles/*}\x12\x9d\x01\n\x11ListProfileEvents\x12(.cdp.profile.v1.ListProfileEventsRequest\x1a).cdp.profile.v1.ListProfileEventsResponse\"3\x82\xd3\xe4\x93\x02-\x12+/v1/{parent=workspaces/*/profiles/*}/events\x12\x9d\x01\n\x11ListProfileOrders\x12(.cdp.profile.v1.ListProfileOrdersRequest\x1a).cdp.profile.v1.ListProfileOrdersResponse\"3\x82\xd3\xe4\x93\x02-\x12+/v1/{parent=workspaces/*/profiles/*}/orders\x12\x96\x01\n\x13UpdateProfileTraits\x12*.cdp.profile.v1.UpdateProfileTraitsRequest\x1a\x17.cdp.profile.v1.Profile\":\x82\xd3\xe4\x93\x02\x34\"//v1/{name=workspaces/*/profiles/*}:updateTraits:\x01*\x12\x90\x01\n\x11ModifyProfileTags\x12(.cdp.profile.v1.ModifyProfileTagsRequest\x1a\x17.cdp.profile.v1.Profile\"8\x82\xd3\xe4\x93\x02\x32\"-/v1/{name=workspaces/*/profiles/*}:modifyTags:\x01*\x12\x8b\x01\n\rUpdateConsent\x12$.cdp.profile.v1.UpdateConsentRequest\x1a\x17.cdp.profile.v1.Profile\";\x82\xd3\xe4\x93\x02\x35\"0/v1/{name=workspaces/*/profiles/*}:updateConsent:\x01*\x12\x85\x01\n\x0bUnsubscribe\x12\".cdp.profile.v1.UnsubscribeRequest\x1a\x17.cdp.profile.v1.Profile\"9\x82\xd3\xe4\x93\x02\x33\"./v1/{name=workspaces/*/profiles/*}:unsubscribe:\x01*\x12\xa4\x01\n\x11ListPointsEntries\x12(.cdp.profile.v1.ListPointsEntriesRequest\x1a).cdp.profile.v1.ListPointsEntriesResponse\":\x82\xd3\xe4\x93\x02\x34\x12\x32/v1/{parent=workspaces/*/profiles/*}/pointsEntries\x12\x8c\x01\n\x0c\x43hangePoints\x12#.cdp.profile.v1.ChangePointsRequest\x1a\x1b.cdp.profile.v1.PointsEntry\":\x82\xd3\xe4\x93\x02\x34\"//v1/{name=workspaces/*/profiles/*}:changePoints:\x01*\x12\x91\x01\n\x12GetProfileSettings\x12).cdp.profile.v1.GetProfileSettingsRequest\x1a\x1f.cdp.profile.v1.ProfileSettings\"/\x82\xd3\xe4\x93\x02)\x12\'/v1/{name=workspaces/*/profileSettings}\x12\xaa\x01\n\x15UpdateProfileSettings\x12,.cdp.profile.v1.UpdateProfileSettingsRequest\x1a\x1f.cdp.profile.v1.ProfileSettings\"B\x82\xd3\xe4\x93\x02<20/v1/{settings.name=workspaces/*/profileSettings}:\x08settings\x12t\n\nGetProduct\x12!.cdp.profile.v1.GetProductRequest\x1a\x17.cdp.profile.v1.Product\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/{name=workspaces/*/products/*}\x12\x85\x01\n\x0cListProducts\x12#.cdp.profile.v1.ListProductsRequest\x1a$.cdp.profile.v1.ListProductsResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/{parent=workspaces/*}/products\x12\xa9\x01\n\x13\x42\x61tchUpsertProducts\x12*.cdp.profile.v1.BatchUpsertProductsRequest\x1a+.cdp.profile.v1.BatchUpsertProductsResponse\"9\x82\xd3\xe4\x93\x02\x33\"./v1/{parent=workspaces/*}/products:batchUpsert:\x01*\x12\x8b\x01\n\rUpdateProduct\x12$.cdp.profile.v1.UpdateProductRequest\x1a\x17.cdp.profile.v1.Product\";\x82\xd3\xe4\x93\x02\x35\x32*/v1/{product.name=workspaces/*/products/*}:\x07product\x12y\n\rDeleteProduct\x12$.cdp.profile.v1.DeleteProductRequest\x1a\x16.google.protobuf.Empty\"*\x82\xd3\xe4\x93\x02$*\"/v1/{name=workspaces/*/products/*}\x12l\n\x08GetStore\x12\x1f.cdp.profile.v1.GetStoreRequest\x1a\x15.cdp.profile.v1.Store\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/{name=workspaces/*/stores/*}\x12}\n\nListStores\x12!.cdp.profile.v1.ListStoresRequest\x1a\".cdp.profile.v1.ListStoresResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/{parent=workspaces/*}/stores\x12\xa1\x01\n\x11\x42\x61tchUpsertStores\x12(.cdp.profile.v1.BatchUpsertStoresRequest\x1a).cdp.profile.v1.BatchUpsertStoresResponse\"7\x82\xd3\xe4\x93\x02\x31\",/v1/{parent=workspaces/*}/stores:batchUpsert:\x01*\x12\x7f\n\x0bUpdateStore\x12\".cdp.profile.v1.UpdateStoreRequest\x1a\x15.cdp.profile.v1.Store\"5\x82\xd3\xe4\x93\x02/2&/v1/{store.name=workspaces/*/stores/*}:\x05store\x12s\n\x0b\x44\x65leteStore\x12\".cdp.profile.v1.DeleteStoreRequest\x1a\x16.google.protobuf.Empty\"(\x82\xd3\xe4\x93\x02\"* /v1/{name=workspaces/*/stores/*}\x12}\n\x0eGetStaffMember\x12%.cdp.profile.v1.GetStaffMemberRequest\x1a\x1b.cdp.profile.v1.StaffMember\"\'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/{name=workspaces/*/staff/*}\x12\x8e\x01\n\x10ListStaffMembers\x12\'.cdp.profile.v1.ListStaffMembersRequest\x1a(.cdp.profile.v1.ListStaffMembersResponse\"\'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/{parent=workspaces/*}/staff\x12\xb2\x01\n\x17\x42\x61tchUpsertStaffMembers\x12..cdp.profile.v1.BatchUpsertStaffMembersRequest\x1a/.cdp.profile.v1.BatchUpsertStaffMembersResponse\"6\x82\xd3\xe4\x93\x02\x30\"+/v1/{parent=workspaces/*}/staff:batchUpsert:\x01*\x12\x9e\x01\n\x11UpdateStaffMember\x12(.cdp.profile.v1.UpdateStaffMemberRequest\x1a\x1b.cdp.profile.v1.StaffMember\"B\x82\xd3\xe4\x93\x02<2,/v1/{staff_member.name=workspaces/*/staff/*}:\x0cstaff_member\x12~\n\x11\x44\x65leteStaffMember\x12(.cdp.profile.v1.DeleteStaffMemberRequest\x1a\x16.google.protobuf.Empty\"\'\x82\xd3\xe4\x93\x02!*\x1f/v1/{name=workspaces/*/staff/*}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -52,24 +54,250 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PROFILE'].fields_by_name['version']._serialized_options = b'\342A\001\003'
   _globals['_PROFILE'].fields_by_name['recent_events']._loaded_options = None
   _globals['_PROFILE'].fields_by_name['recent_events']._serialized_options = b'\342A\001\003'
+  _globals['_PROFILE'].fields_by_name['computed']._loaded_options = None
+  _globals['_PROFILE'].fields_by_name['computed']._serialized_options = b'\342A\001\003'
+  _globals['_PROFILE'].fields_by_name['lifecycle_stage']._loaded_options = None
+  _globals['_PROFILE'].fields_by_name['lifecycle_stage']._serialized_options = b'\342A\001\003'
+  _globals['_PROFILE'].fields_by_name['lifecycle_stage_time']._loaded_options = None
+  _globals['_PROFILE'].fields_by_name['lifecycle_stage_time']._serialized_options = b'\342A\001\003'
+  _globals['_PROFILE'].fields_by_name['tags']._loaded_options = None
+  _globals['_PROFILE'].fields_by_name['tags']._serialized_options = b'\342A\001\003'
+  _globals['_PROFILE'].fields_by_name['tier']._loaded_options = None
+  _globals['_PROFILE'].fields_by_name['tier']._serialized_options = b'\342A\001\003'
+  _globals['_PROFILE'].fields_by_name['points_balance']._loaded_options = None
+  _globals['_PROFILE'].fields_by_name['points_balance']._serialized_options = b'\342A\001\003'
+  _globals['_PROFILE'].fields_by_name['consents']._loaded_options = None
+  _globals['_PROFILE'].fields_by_name['consents']._serialized_options = b'\342A\001\003'
+  _globals['_PROFILE'].fields_by_name['recent_orders']._loaded_options = None
+  _globals['_PROFILE'].fields_by_name['recent_orders']._serialized_options = b'\342A\001\003'
+  _globals['_PROFILE'].fields_by_name['predictions']._loaded_options = None
+  _globals['_PROFILE'].fields_by_name['predictions']._serialized_options = b'\342A\001\003'
+  _globals['_PROFILE'].fields_by_name['merged_person_ids']._loaded_options = None
+  _globals['_PROFILE'].fields_by_name['merged_person_ids']._serialized_options = b'\342A\001\003'
+  _globals['_PROFILE'].fields_by_name['currency']._loaded_options = None
+  _globals['_PROFILE'].fields_by_name['currency']._serialized_options = b'\342A\001\003'
   _globals['_GETPROFILEREQUEST'].fields_by_name['name']._loaded_options = None
   _globals['_GETPROFILEREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
   _globals['_LISTPROFILEEVENTSREQUEST'].fields_by_name['parent']._loaded_options = None
   _globals['_LISTPROFILEEVENTSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_LISTPROFILEORDERSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTPROFILEORDERSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATEPROFILETRAITSREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_UPDATEPROFILETRAITSREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATEPROFILETRAITSREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_UPDATEPROFILETRAITSREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\002'
+  _globals['_MODIFYPROFILETAGSREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_MODIFYPROFILETAGSREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_MODIFYPROFILETAGSREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_MODIFYPROFILETAGSREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATECONSENTREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_UPDATECONSENTREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATECONSENTREQUEST'].fields_by_name['channel']._loaded_options = None
+  _globals['_UPDATECONSENTREQUEST'].fields_by_name['channel']._serialized_options = b'\342A\001\002'
+  _globals['_UNSUBSCRIBEREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_UNSUBSCRIBEREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_UNSUBSCRIBEREQUEST'].fields_by_name['channel']._loaded_options = None
+  _globals['_UNSUBSCRIBEREQUEST'].fields_by_name['channel']._serialized_options = b'\342A\001\002'
+  _globals['_LISTPOINTSENTRIESREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTPOINTSENTRIESREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_CHANGEPOINTSREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_CHANGEPOINTSREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_CHANGEPOINTSREQUEST'].fields_by_name['kind']._loaded_options = None
+  _globals['_CHANGEPOINTSREQUEST'].fields_by_name['kind']._serialized_options = b'\342A\001\002'
+  _globals['_CHANGEPOINTSREQUEST'].fields_by_name['reference']._loaded_options = None
+  _globals['_CHANGEPOINTSREQUEST'].fields_by_name['reference']._serialized_options = b'\342A\001\002'
+  _globals['_PROFILESETTINGS'].fields_by_name['version']._loaded_options = None
+  _globals['_PROFILESETTINGS'].fields_by_name['version']._serialized_options = b'\342A\001\003'
+  _globals['_PROFILESETTINGS'].fields_by_name['update_time']._loaded_options = None
+  _globals['_PROFILESETTINGS'].fields_by_name['update_time']._serialized_options = b'\342A\001\003'
+  _globals['_GETPROFILESETTINGSREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETPROFILESETTINGSREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATEPROFILESETTINGSREQUEST'].fields_by_name['settings']._loaded_options = None
+  _globals['_UPDATEPROFILESETTINGSREQUEST'].fields_by_name['settings']._serialized_options = b'\342A\001\002'
+  _globals['_PRODUCT'].fields_by_name['update_time']._loaded_options = None
+  _globals['_PRODUCT'].fields_by_name['update_time']._serialized_options = b'\342A\001\003'
+  _globals['_STORE'].fields_by_name['region_code']._loaded_options = None
+  _globals['_STORE'].fields_by_name['region_code']._serialized_options = b'\342A\001\003'
+  _globals['_STORE'].fields_by_name['update_time']._loaded_options = None
+  _globals['_STORE'].fields_by_name['update_time']._serialized_options = b'\342A\001\003'
+  _globals['_STAFFMEMBER'].fields_by_name['update_time']._loaded_options = None
+  _globals['_STAFFMEMBER'].fields_by_name['update_time']._serialized_options = b'\342A\001\003'
+  _globals['_GETPRODUCTREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETPRODUCTREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_LISTPRODUCTSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTPRODUCTSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_BATCHUPSERTPRODUCTSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_BATCHUPSERTPRODUCTSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATEPRODUCTREQUEST'].fields_by_name['product']._loaded_options = None
+  _globals['_UPDATEPRODUCTREQUEST'].fields_by_name['product']._serialized_options = b'\342A\001\002'
+  _globals['_DELETEPRODUCTREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_DELETEPRODUCTREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_GETSTOREREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETSTOREREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_LISTSTORESREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTSTORESREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_BATCHUPSERTSTORESREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_BATCHUPSERTSTORESREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATESTOREREQUEST'].fields_by_name['store']._loaded_options = None
+  _globals['_UPDATESTOREREQUEST'].fields_by_name['store']._serialized_options = b'\342A\001\002'
+  _globals['_DELETESTOREREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_DELETESTOREREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_GETSTAFFMEMBERREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETSTAFFMEMBERREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_LISTSTAFFMEMBERSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTSTAFFMEMBERSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_BATCHUPSERTSTAFFMEMBERSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_BATCHUPSERTSTAFFMEMBERSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATESTAFFMEMBERREQUEST'].fields_by_name['staff_member']._loaded_options = None
+  _globals['_UPDATESTAFFMEMBERREQUEST'].fields_by_name['staff_member']._serialized_options = b'\342A\001\002'
+  _globals['_DELETESTAFFMEMBERREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_DELETESTAFFMEMBERREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
   _globals['_PROFILESERVICE'].methods_by_name['GetProfile']._loaded_options = None
   _globals['_PROFILESERVICE'].methods_by_name['GetProfile']._serialized_options = b'\202\323\344\223\002$\022\"/v1/{name=workspaces/*/profiles/*}'
   _globals['_PROFILESERVICE'].methods_by_name['ListProfileEvents']._loaded_options = None
   _globals['_PROFILESERVICE'].methods_by_name['ListProfileEvents']._serialized_options = b'\202\323\344\223\002-\022+/v1/{parent=workspaces/*/profiles/*}/events'
-  _globals['_PROFILE']._serialized_start=203
-  _globals['_PROFILE']._serialized_end=579
-  _globals['_PROFILEEVENT']._serialized_start=582
-  _globals['_PROFILEEVENT']._serialized_end=814
-  _globals['_GETPROFILEREQUEST']._serialized_start=816
-  _globals['_GETPROFILEREQUEST']._serialized_end=855
-  _globals['_LISTPROFILEEVENTSREQUEST']._serialized_start=857
-  _globals['_LISTPROFILEEVENTSREQUEST']._serialized_end=944
-  _globals['_LISTPROFILEEVENTSRESPONSE']._serialized_start=946
-  _globals['_LISTPROFILEEVENTSRESPONSE']._serialized_end=1044
-  _globals['_PROFILESERVICE']._serialized_start=1047
-  _globals['_PROFILESERVICE']._serialized_end=1341
+  _globals['_PROFILESERVICE'].methods_by_name['ListProfileOrders']._loaded_options = None
+  _globals['_PROFILESERVICE'].methods_by_name['ListProfileOrders']._serialized_options = b'\202\323\344\223\002-\022+/v1/{parent=workspaces/*/profiles/*}/orders'
+  _globals['_PROFILESERVICE'].methods_by_name['UpdateProfileTraits']._loaded_options = None
+  _globals['_PROFILESERVICE'].methods_by_name['UpdateProfileTraits']._serialized_options = b'\202\323\344\223\0024\"//v1/{name=workspaces/*/profiles/*}:updateTraits:\001*'
+  _globals['_PROFILESERVICE'].methods_by_name['ModifyProfileTags']._loaded_options = None
+  _globals['_PROFILESERVICE'].methods_by_name['ModifyProfileTags']._serialized_options = b'\202\323\344\223\0022\"-/v1/{name=workspaces/*/profiles/*}:modifyTags:\001*'
+  _globals['_PROFILESERVICE'].methods_by_name['UpdateConsent']._loaded_options = None
+  _globals['_PROFILESERVICE'].methods_by_name['UpdateConsent']._serialized_options = b'\202\323\344\223\0025\"0/v1/{name=workspaces/*/profiles/*}:updateConsent:\001*'
+  _globals['_PROFILESERVICE'].methods_by_name['Unsubscribe']._loaded_options = None
+  _globals['_PROFILESERVICE'].methods_by_name['Unsubscribe']._serialized_options = b'\202\323\344\223\0023\"./v1/{name=workspaces/*/profiles/*}:unsubscribe:\001*'
+  _globals['_PROFILESERVICE'].methods_by_name['ListPointsEntries']._loaded_options = None
+  _globals['_PROFILESERVICE'].methods_by_name['ListPointsEntries']._serialized_options = b'\202\323\344\223\0024\0222/v1/{parent=workspaces/*/profiles/*}/pointsEntries'
+  _globals['_PROFILESERVICE'].methods_by_name['ChangePoints']._loaded_options = None
+  _globals['_PROFILESERVICE'].methods_by_name['ChangePoints']._serialized_options = b'\202\323\344\223\0024\"//v1/{name=workspaces/*/profiles/*}:changePoints:\001*'
+  _globals['_PROFILESERVICE'].methods_by_name['GetProfileSettings']._loaded_options = None
+  _globals['_PROFILESERVICE'].methods_by_name['GetProfileSettings']._serialized_options = b'\202\323\344\223\002)\022\'/v1/{name=workspaces/*/profileSettings}'
+  _globals['_PROFILESERVICE'].methods_by_name['UpdateProfileSettings']._loaded_options = None
+  _globals['_PROFILESERVICE'].methods_by_name['UpdateProfileSettings']._serialized_options = b'\202\323\344\223\002<20/v1/{settings.name=workspaces/*/profileSettings}:\010settings'
+  _globals['_PROFILESERVICE'].methods_by_name['GetProduct']._loaded_options = None
+  _globals['_PROFILESERVICE'].methods_by_name['GetProduct']._serialized_options = b'\202\323\344\223\002$\022\"/v1/{name=workspaces/*/products/*}'
+  _globals['_PROFILESERVICE'].methods_by_name['ListProducts']._loaded_options = None
+  _globals['_PROFILESERVICE'].methods_by_name['ListProducts']._serialized_options = b'\202\323\344\223\002$\022\"/v1/{parent=workspaces/*}/products'
+  _globals['_PROFILESERVICE'].methods_by_name['BatchUpsertProducts']._loaded_options = None
+  _globals['_PROFILESERVICE'].methods_by_name['BatchUpsertProducts']._serialized_options = b'\202\323\344\223\0023\"./v1/{parent=workspaces/*}/products:batchUpsert:\001*'
+  _globals['_PROFILESERVICE'].methods_by_name['UpdateProduct']._loaded_options = None
+  _globals['_PROFILESERVICE'].methods_by_name['UpdateProduct']._serialized_options = b'\202\323\344\223\00252*/v1/{product.name=workspaces/*/products/*}:\007product'
+  _globals['_PROFILESERVICE'].methods_by_name['DeleteProduct']._loaded_options = None
+  _globals['_PROFILESERVICE'].methods_by_name['DeleteProduct']._serialized_options = b'\202\323\344\223\002$*\"/v1/{name=workspaces/*/products/*}'
+  _globals['_PROFILESERVICE'].methods_by_name['GetStore']._loaded_options = None
+  _globals['_PROFILESERVICE'].methods_by_name['GetStore']._serialized_options = b'\202\323\344\223\002\"\022 /v1/{name=workspaces/*/stores/*}'
+  _globals['_PROFILESERVICE'].methods_by_name['ListStores']._loaded_options = None
+  _globals['_PROFILESERVICE'].methods_by_name['ListStores']._serialized_options = b'\202\323\344\223\002\"\022 /v1/{parent=workspaces/*}/stores'
+  _globals['_PROFILESERVICE'].methods_by_name['BatchUpsertStores']._loaded_options = None
+  _globals['_PROFILESERVICE'].methods_by_name['BatchUpsertStores']._serialized_options = b'\202\323\344\223\0021\",/v1/{parent=workspaces/*}/stores:batchUpsert:\001*'
+  _globals['_PROFILESERVICE'].methods_by_name['UpdateStore']._loaded_options = None
+  _globals['_PROFILESERVICE'].methods_by_name['UpdateStore']._serialized_options = b'\202\323\344\223\002/2&/v1/{store.name=workspaces/*/stores/*}:\005store'
+  _globals['_PROFILESERVICE'].methods_by_name['DeleteStore']._loaded_options = None
+  _globals['_PROFILESERVICE'].methods_by_name['DeleteStore']._serialized_options = b'\202\323\344\223\002\"* /v1/{name=workspaces/*/stores/*}'
+  _globals['_PROFILESERVICE'].methods_by_name['GetStaffMember']._loaded_options = None
+  _globals['_PROFILESERVICE'].methods_by_name['GetStaffMember']._serialized_options = b'\202\323\344\223\002!\022\037/v1/{name=workspaces/*/staff/*}'
+  _globals['_PROFILESERVICE'].methods_by_name['ListStaffMembers']._loaded_options = None
+  _globals['_PROFILESERVICE'].methods_by_name['ListStaffMembers']._serialized_options = b'\202\323\344\223\002!\022\037/v1/{parent=workspaces/*}/staff'
+  _globals['_PROFILESERVICE'].methods_by_name['BatchUpsertStaffMembers']._loaded_options = None
+  _globals['_PROFILESERVICE'].methods_by_name['BatchUpsertStaffMembers']._serialized_options = b'\202\323\344\223\0020\"+/v1/{parent=workspaces/*}/staff:batchUpsert:\001*'
+  _globals['_PROFILESERVICE'].methods_by_name['UpdateStaffMember']._loaded_options = None
+  _globals['_PROFILESERVICE'].methods_by_name['UpdateStaffMember']._serialized_options = b'\202\323\344\223\002<2,/v1/{staff_member.name=workspaces/*/staff/*}:\014staff_member'
+  _globals['_PROFILESERVICE'].methods_by_name['DeleteStaffMember']._loaded_options = None
+  _globals['_PROFILESERVICE'].methods_by_name['DeleteStaffMember']._serialized_options = b'\202\323\344\223\002!*\037/v1/{name=workspaces/*/staff/*}'
+  _globals['_PROFILE']._serialized_start=266
+  _globals['_PROFILE']._serialized_end=1106
+  _globals['_PROFILEEVENT']._serialized_start=1109
+  _globals['_PROFILEEVENT']._serialized_end=1394
+  _globals['_ORDER']._serialized_start=1397
+  _globals['_ORDER']._serialized_end=1667
+  _globals['_ORDERLINE']._serialized_start=1669
+  _globals['_ORDERLINE']._serialized_end=1770
+  _globals['_TAGASSIGNMENT']._serialized_start=1773
+  _globals['_TAGASSIGNMENT']._serialized_end=1915
+  _globals['_CONSENTSTATE']._serialized_start=1918
+  _globals['_CONSENTSTATE']._serialized_end=2048
+  _globals['_PREDICTIONS']._serialized_start=2051
+  _globals['_PREDICTIONS']._serialized_end=2290
+  _globals['_POINTSENTRY']._serialized_start=2293
+  _globals['_POINTSENTRY']._serialized_end=2506
+  _globals['_GETPROFILEREQUEST']._serialized_start=2508
+  _globals['_GETPROFILEREQUEST']._serialized_end=2547
+  _globals['_LISTPROFILEEVENTSREQUEST']._serialized_start=2549
+  _globals['_LISTPROFILEEVENTSREQUEST']._serialized_end=2651
+  _globals['_LISTPROFILEEVENTSRESPONSE']._serialized_start=2653
+  _globals['_LISTPROFILEEVENTSRESPONSE']._serialized_end=2751
+  _globals['_LISTPROFILEORDERSREQUEST']._serialized_start=2753
+  _globals['_LISTPROFILEORDERSREQUEST']._serialized_end=2840
+  _globals['_LISTPROFILEORDERSRESPONSE']._serialized_start=2842
+  _globals['_LISTPROFILEORDERSRESPONSE']._serialized_end=2933
+  _globals['_UPDATEPROFILETRAITSREQUEST']._serialized_start=2936
+  _globals['_UPDATEPROFILETRAITSREQUEST']._serialized_end=3122
+  _globals['_MODIFYPROFILETAGSREQUEST']._serialized_start=3125
+  _globals['_MODIFYPROFILETAGSREQUEST']._serialized_end=3273
+  _globals['_UPDATECONSENTREQUEST']._serialized_start=3276
+  _globals['_UPDATECONSENTREQUEST']._serialized_end=3443
+  _globals['_UNSUBSCRIBEREQUEST']._serialized_start=3445
+  _globals['_UNSUBSCRIBEREQUEST']._serialized_end=3524
+  _globals['_LISTPOINTSENTRIESREQUEST']._serialized_start=3526
+  _globals['_LISTPOINTSENTRIESREQUEST']._serialized_end=3613
+  _globals['_LISTPOINTSENTRIESRESPONSE']._serialized_start=3615
+  _globals['_LISTPOINTSENTRIESRESPONSE']._serialized_end=3713
+  _globals['_CHANGEPOINTSREQUEST']._serialized_start=3715
+  _globals['_CHANGEPOINTSREQUEST']._serialized_end=3833
+  _globals['_PROFILESETTINGS']._serialized_start=3836
+  _globals['_PROFILESETTINGS']._serialized_end=4266
+  _globals['_GETPROFILESETTINGSREQUEST']._serialized_start=4268
+  _globals['_GETPROFILESETTINGSREQUEST']._serialized_end=4315
+  _globals['_UPDATEPROFILESETTINGSREQUEST']._serialized_start=4318
+  _globals['_UPDATEPROFILESETTINGSREQUEST']._serialized_end=4454
+  _globals['_PRODUCT']._serialized_start=4457
+  _globals['_PRODUCT']._serialized_end=4701
+  _globals['_STORE']._serialized_start=4704
+  _globals['_STORE']._serialized_end=4933
+  _globals['_STAFFMEMBER']._serialized_start=4936
+  _globals['_STAFFMEMBER']._serialized_end=5117
+  _globals['_GETPRODUCTREQUEST']._serialized_start=5119
+  _globals['_GETPRODUCTREQUEST']._serialized_end=5158
+  _globals['_LISTPRODUCTSREQUEST']._serialized_start=5160
+  _globals['_LISTPRODUCTSREQUEST']._serialized_end=5242
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_start=5244
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_end=5334
+  _globals['_BATCHUPSERTPRODUCTSREQUEST']._serialized_start=5336
+  _globals['_BATCHUPSERTPRODUCTSREQUEST']._serialized_end=5429
+  _globals['_BATCHUPSERTPRODUCTSRESPONSE']._serialized_start=5431
+  _globals['_BATCHUPSERTPRODUCTSRESPONSE']._serialized_end=5503
+  _globals['_UPDATEPRODUCTREQUEST']._serialized_start=5505
+  _globals['_UPDATEPRODUCTREQUEST']._serialized_end=5624
+  _globals['_DELETEPRODUCTREQUEST']._serialized_start=5626
+  _globals['_DELETEPRODUCTREQUEST']._serialized_end=5668
+  _globals['_GETSTOREREQUEST']._serialized_start=5670
+  _globals['_GETSTOREREQUEST']._serialized_end=5707
+  _globals['_LISTSTORESREQUEST']._serialized_start=5709
+  _globals['_LISTSTORESREQUEST']._serialized_end=5789
+  _globals['_LISTSTORESRESPONSE']._serialized_start=5791
+  _globals['_LISTSTORESRESPONSE']._serialized_end=5875
+  _globals['_BATCHUPSERTSTORESREQUEST']._serialized_start=5877
+  _globals['_BATCHUPSERTSTORESREQUEST']._serialized_end=5964
+  _globals['_BATCHUPSERTSTORESRESPONSE']._serialized_start=5966
+  _globals['_BATCHUPSERTSTORESRESPONSE']._serialized_end=6032
+  _globals['_UPDATESTOREREQUEST']._serialized_start=6034
+  _globals['_UPDATESTOREREQUEST']._serialized_end=6147
+  _globals['_DELETESTOREREQUEST']._serialized_start=6149
+  _globals['_DELETESTOREREQUEST']._serialized_end=6189
+  _globals['_GETSTAFFMEMBERREQUEST']._serialized_start=6191
+  _globals['_GETSTAFFMEMBERREQUEST']._serialized_end=6234
+  _globals['_LISTSTAFFMEMBERSREQUEST']._serialized_start=6236
+  _globals['_LISTSTAFFMEMBERSREQUEST']._serialized_end=6322
+  _globals['_LISTSTAFFMEMBERSRESPONSE']._serialized_start=6324
+  _globals['_LISTSTAFFMEMBERSRESPONSE']._serialized_end=6427
+  _globals['_BATCHUPSERTSTAFFMEMBERSREQUEST']._serialized_start=6429
+  _globals['_BATCHUPSERTSTAFFMEMBERSREQUEST']._serialized_end=6535
+  _globals['_BATCHUPSERTSTAFFMEMBERSRESPONSE']._serialized_start=6537
+  _globals['_BATCHUPSERTSTAFFMEMBERSRESPONSE']._serialized_end=6622
+  _globals['_UPDATESTAFFMEMBERREQUEST']._serialized_start=6625
+  _globals['_UPDATESTAFFMEMBERREQUEST']._serialized_end=6757
+  _globals['_DELETESTAFFMEMBERREQUEST']._serialized_start=6759
+  _globals['_DELETESTAFFMEMBERREQUEST']._serialized_end=6805
+  _globals['_PROFILESERVICE']._serialized_start=6808
+  _globals['_PROFILESERVICE']._serialized_end=10551
 # @@protoc_insertion_point(module_scope)

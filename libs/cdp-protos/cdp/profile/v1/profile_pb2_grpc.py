@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from cdp.profile.v1 import profile_pb2 as cdp_dot_profile_dot_v1_dot_profile__pb2
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -26,7 +27,12 @@ if _version_not_supported:
 
 
 class ProfileServiceStub:
-    """The live 360° profile of a person. Resource: workspaces/{workspace}/profiles/{person}.
+    """The live 360° profile of a person: traits, behaviour, orders, computed traits, lifecycle,
+    tags, loyalty points and tier, consent and predicted value; and the objects audience rules
+    reach through orders (products, stores, sales staff).
+    Resources: workspaces/{workspace}/profiles/{person} (and its events, orders, pointsEntries),
+    workspaces/{workspace}/profileSettings, workspaces/{workspace}/products/{product},
+    workspaces/{workspace}/stores/{store}, workspaces/{workspace}/staff/{staff}.
     """
 
     def __init__(self, channel):
@@ -45,14 +51,139 @@ class ProfileServiceStub:
                 request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListProfileEventsRequest.SerializeToString,
                 response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListProfileEventsResponse.FromString,
                 _registered_method=True)
+        self.ListProfileOrders = channel.unary_unary(
+                '/cdp.profile.v1.ProfileService/ListProfileOrders',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListProfileOrdersRequest.SerializeToString,
+                response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListProfileOrdersResponse.FromString,
+                _registered_method=True)
+        self.UpdateProfileTraits = channel.unary_unary(
+                '/cdp.profile.v1.ProfileService/UpdateProfileTraits',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.UpdateProfileTraitsRequest.SerializeToString,
+                response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.Profile.FromString,
+                _registered_method=True)
+        self.ModifyProfileTags = channel.unary_unary(
+                '/cdp.profile.v1.ProfileService/ModifyProfileTags',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ModifyProfileTagsRequest.SerializeToString,
+                response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.Profile.FromString,
+                _registered_method=True)
+        self.UpdateConsent = channel.unary_unary(
+                '/cdp.profile.v1.ProfileService/UpdateConsent',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.UpdateConsentRequest.SerializeToString,
+                response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.Profile.FromString,
+                _registered_method=True)
+        self.Unsubscribe = channel.unary_unary(
+                '/cdp.profile.v1.ProfileService/Unsubscribe',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.UnsubscribeRequest.SerializeToString,
+                response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.Profile.FromString,
+                _registered_method=True)
+        self.ListPointsEntries = channel.unary_unary(
+                '/cdp.profile.v1.ProfileService/ListPointsEntries',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListPointsEntriesRequest.SerializeToString,
+                response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListPointsEntriesResponse.FromString,
+                _registered_method=True)
+        self.ChangePoints = channel.unary_unary(
+                '/cdp.profile.v1.ProfileService/ChangePoints',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ChangePointsRequest.SerializeToString,
+                response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.PointsEntry.FromString,
+                _registered_method=True)
+        self.GetProfileSettings = channel.unary_unary(
+                '/cdp.profile.v1.ProfileService/GetProfileSettings',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.GetProfileSettingsRequest.SerializeToString,
+                response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ProfileSettings.FromString,
+                _registered_method=True)
+        self.UpdateProfileSettings = channel.unary_unary(
+                '/cdp.profile.v1.ProfileService/UpdateProfileSettings',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.UpdateProfileSettingsRequest.SerializeToString,
+                response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ProfileSettings.FromString,
+                _registered_method=True)
+        self.GetProduct = channel.unary_unary(
+                '/cdp.profile.v1.ProfileService/GetProduct',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.GetProductRequest.SerializeToString,
+                response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.Product.FromString,
+                _registered_method=True)
+        self.ListProducts = channel.unary_unary(
+                '/cdp.profile.v1.ProfileService/ListProducts',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListProductsRequest.SerializeToString,
+                response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListProductsResponse.FromString,
+                _registered_method=True)
+        self.BatchUpsertProducts = channel.unary_unary(
+                '/cdp.profile.v1.ProfileService/BatchUpsertProducts',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.BatchUpsertProductsRequest.SerializeToString,
+                response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.BatchUpsertProductsResponse.FromString,
+                _registered_method=True)
+        self.UpdateProduct = channel.unary_unary(
+                '/cdp.profile.v1.ProfileService/UpdateProduct',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.UpdateProductRequest.SerializeToString,
+                response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.Product.FromString,
+                _registered_method=True)
+        self.DeleteProduct = channel.unary_unary(
+                '/cdp.profile.v1.ProfileService/DeleteProduct',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.DeleteProductRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.GetStore = channel.unary_unary(
+                '/cdp.profile.v1.ProfileService/GetStore',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.GetStoreRequest.SerializeToString,
+                response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.Store.FromString,
+                _registered_method=True)
+        self.ListStores = channel.unary_unary(
+                '/cdp.profile.v1.ProfileService/ListStores',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListStoresRequest.SerializeToString,
+                response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListStoresResponse.FromString,
+                _registered_method=True)
+        self.BatchUpsertStores = channel.unary_unary(
+                '/cdp.profile.v1.ProfileService/BatchUpsertStores',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.BatchUpsertStoresRequest.SerializeToString,
+                response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.BatchUpsertStoresResponse.FromString,
+                _registered_method=True)
+        self.UpdateStore = channel.unary_unary(
+                '/cdp.profile.v1.ProfileService/UpdateStore',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.UpdateStoreRequest.SerializeToString,
+                response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.Store.FromString,
+                _registered_method=True)
+        self.DeleteStore = channel.unary_unary(
+                '/cdp.profile.v1.ProfileService/DeleteStore',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.DeleteStoreRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.GetStaffMember = channel.unary_unary(
+                '/cdp.profile.v1.ProfileService/GetStaffMember',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.GetStaffMemberRequest.SerializeToString,
+                response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.StaffMember.FromString,
+                _registered_method=True)
+        self.ListStaffMembers = channel.unary_unary(
+                '/cdp.profile.v1.ProfileService/ListStaffMembers',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListStaffMembersRequest.SerializeToString,
+                response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListStaffMembersResponse.FromString,
+                _registered_method=True)
+        self.BatchUpsertStaffMembers = channel.unary_unary(
+                '/cdp.profile.v1.ProfileService/BatchUpsertStaffMembers',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.BatchUpsertStaffMembersRequest.SerializeToString,
+                response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.BatchUpsertStaffMembersResponse.FromString,
+                _registered_method=True)
+        self.UpdateStaffMember = channel.unary_unary(
+                '/cdp.profile.v1.ProfileService/UpdateStaffMember',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.UpdateStaffMemberRequest.SerializeToString,
+                response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.StaffMember.FromString,
+                _registered_method=True)
+        self.DeleteStaffMember = channel.unary_unary(
+                '/cdp.profile.v1.ProfileService/DeleteStaffMember',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.DeleteStaffMemberRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class ProfileServiceServicer:
-    """The live 360° profile of a person. Resource: workspaces/{workspace}/profiles/{person}.
+    """The live 360° profile of a person: traits, behaviour, orders, computed traits, lifecycle,
+    tags, loyalty points and tier, consent and predicted value; and the objects audience rules
+    reach through orders (products, stores, sales staff).
+    Resources: workspaces/{workspace}/profiles/{person} (and its events, orders, pointsEntries),
+    workspaces/{workspace}/profileSettings, workspaces/{workspace}/products/{product},
+    workspaces/{workspace}/stores/{store}, workspaces/{workspace}/staff/{staff}.
     """
 
     def GetProfile(self, request, context):
-        """Reads one profile: traits, activity counters and the most recent events.
+        """Reads one profile, the 360° view. A merged-away person id answers with its survivor.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -61,6 +192,166 @@ class ProfileServiceServicer:
     def ListProfileEvents(self, request, context):
         """Lists a profile's events, newest first.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListProfileOrders(self, request, context):
+        """Lists a profile's orders with their line items, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateProfileTraits(self, request, context):
+        """Sets, sets once or unsets traits (as an identify call would), with a source and an
+        idempotency key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ModifyProfileTags(self, request, context):
+        """Adds and removes manual tags (optionally expiring).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateConsent(self, request, context):
+        """Grants or withdraws consent for a channel (and optionally a purpose).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Unsubscribe(self, request, context):
+        """Withdraws consent for a channel for every purpose (an unsubscribe link).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPointsEntries(self, request, context):
+        """Lists a profile's points ledger, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangePoints(self, request, context):
+        """Earns, redeems or adjusts points; idempotent by `reference`. A redemption or negative
+        adjustment larger than the balance is FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetProfileSettings(self, request, context):
+        """Reads the workspace's profile settings (lifecycle thresholds, tag rules, tiers, points
+        rules, trait source priority, windowed traits, PII traits).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateProfileSettings(self, request, context):
+        """Stores a new version of the settings.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetProduct(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListProducts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchUpsertProducts(self, request, context):
+        """Creates or replaces products by id (up to 1,000 per call).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateProduct(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteProduct(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStore(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListStores(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchUpsertStores(self, request, context):
+        """Creates or replaces stores by id (up to 1,000 per call); the city is normalised to its
+        GB/T 2260 region code.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateStore(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteStore(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStaffMember(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListStaffMembers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchUpsertStaffMembers(self, request, context):
+        """Creates or replaces sales staff by id (up to 1,000 per call).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateStaffMember(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteStaffMember(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -78,6 +369,126 @@ def add_ProfileServiceServicer_to_server(servicer, server):
                     request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListProfileEventsRequest.FromString,
                     response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListProfileEventsResponse.SerializeToString,
             ),
+            'ListProfileOrders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProfileOrders,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListProfileOrdersRequest.FromString,
+                    response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListProfileOrdersResponse.SerializeToString,
+            ),
+            'UpdateProfileTraits': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateProfileTraits,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.UpdateProfileTraitsRequest.FromString,
+                    response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.Profile.SerializeToString,
+            ),
+            'ModifyProfileTags': grpc.unary_unary_rpc_method_handler(
+                    servicer.ModifyProfileTags,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ModifyProfileTagsRequest.FromString,
+                    response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.Profile.SerializeToString,
+            ),
+            'UpdateConsent': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateConsent,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.UpdateConsentRequest.FromString,
+                    response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.Profile.SerializeToString,
+            ),
+            'Unsubscribe': grpc.unary_unary_rpc_method_handler(
+                    servicer.Unsubscribe,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.UnsubscribeRequest.FromString,
+                    response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.Profile.SerializeToString,
+            ),
+            'ListPointsEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPointsEntries,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListPointsEntriesRequest.FromString,
+                    response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListPointsEntriesResponse.SerializeToString,
+            ),
+            'ChangePoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangePoints,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ChangePointsRequest.FromString,
+                    response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.PointsEntry.SerializeToString,
+            ),
+            'GetProfileSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProfileSettings,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.GetProfileSettingsRequest.FromString,
+                    response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ProfileSettings.SerializeToString,
+            ),
+            'UpdateProfileSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateProfileSettings,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.UpdateProfileSettingsRequest.FromString,
+                    response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ProfileSettings.SerializeToString,
+            ),
+            'GetProduct': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProduct,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.GetProductRequest.FromString,
+                    response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.Product.SerializeToString,
+            ),
+            'ListProducts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProducts,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListProductsRequest.FromString,
+                    response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListProductsResponse.SerializeToString,
+            ),
+            'BatchUpsertProducts': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchUpsertProducts,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.BatchUpsertProductsRequest.FromString,
+                    response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.BatchUpsertProductsResponse.SerializeToString,
+            ),
+            'UpdateProduct': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateProduct,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.UpdateProductRequest.FromString,
+                    response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.Product.SerializeToString,
+            ),
+            'DeleteProduct': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteProduct,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.DeleteProductRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'GetStore': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStore,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.GetStoreRequest.FromString,
+                    response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.Store.SerializeToString,
+            ),
+            'ListStores': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStores,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListStoresRequest.FromString,
+                    response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListStoresResponse.SerializeToString,
+            ),
+            'BatchUpsertStores': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchUpsertStores,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.BatchUpsertStoresRequest.FromString,
+                    response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.BatchUpsertStoresResponse.SerializeToString,
+            ),
+            'UpdateStore': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateStore,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.UpdateStoreRequest.FromString,
+                    response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.Store.SerializeToString,
+            ),
+            'DeleteStore': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteStore,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.DeleteStoreRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'GetStaffMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStaffMember,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.GetStaffMemberRequest.FromString,
+                    response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.StaffMember.SerializeToString,
+            ),
+            'ListStaffMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStaffMembers,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListStaffMembersRequest.FromString,
+                    response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListStaffMembersResponse.SerializeToString,
+            ),
+            'BatchUpsertStaffMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchUpsertStaffMembers,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.BatchUpsertStaffMembersRequest.FromString,
+                    response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.BatchUpsertStaffMembersResponse.SerializeToString,
+            ),
+            'UpdateStaffMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateStaffMember,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.UpdateStaffMemberRequest.FromString,
+                    response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.StaffMember.SerializeToString,
+            ),
+            'DeleteStaffMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteStaffMember,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.DeleteStaffMemberRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'cdp.profile.v1.ProfileService', rpc_method_handlers)
@@ -87,7 +498,12 @@ def add_ProfileServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ProfileService:
-    """The live 360° profile of a person. Resource: workspaces/{workspace}/profiles/{person}.
+    """The live 360° profile of a person: traits, behaviour, orders, computed traits, lifecycle,
+    tags, loyalty points and tier, consent and predicted value; and the objects audience rules
+    reach through orders (products, stores, sales staff).
+    Resources: workspaces/{workspace}/profiles/{person} (and its events, orders, pointsEntries),
+    workspaces/{workspace}/profileSettings, workspaces/{workspace}/products/{product},
+    workspaces/{workspace}/stores/{store}, workspaces/{workspace}/staff/{staff}.
     """
 
     @staticmethod
@@ -134,6 +550,654 @@ class ProfileService:
             '/cdp.profile.v1.ProfileService/ListProfileEvents',
             cdp_dot_profile_dot_v1_dot_profile__pb2.ListProfileEventsRequest.SerializeToString,
             cdp_dot_profile_dot_v1_dot_profile__pb2.ListProfileEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProfileOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/ListProfileOrders',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.ListProfileOrdersRequest.SerializeToString,
+            cdp_dot_profile_dot_v1_dot_profile__pb2.ListProfileOrdersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateProfileTraits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/UpdateProfileTraits',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.UpdateProfileTraitsRequest.SerializeToString,
+            cdp_dot_profile_dot_v1_dot_profile__pb2.Profile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ModifyProfileTags(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/ModifyProfileTags',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.ModifyProfileTagsRequest.SerializeToString,
+            cdp_dot_profile_dot_v1_dot_profile__pb2.Profile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateConsent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/UpdateConsent',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.UpdateConsentRequest.SerializeToString,
+            cdp_dot_profile_dot_v1_dot_profile__pb2.Profile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Unsubscribe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/Unsubscribe',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.UnsubscribeRequest.SerializeToString,
+            cdp_dot_profile_dot_v1_dot_profile__pb2.Profile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPointsEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/ListPointsEntries',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.ListPointsEntriesRequest.SerializeToString,
+            cdp_dot_profile_dot_v1_dot_profile__pb2.ListPointsEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangePoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/ChangePoints',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.ChangePointsRequest.SerializeToString,
+            cdp_dot_profile_dot_v1_dot_profile__pb2.PointsEntry.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProfileSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/GetProfileSettings',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.GetProfileSettingsRequest.SerializeToString,
+            cdp_dot_profile_dot_v1_dot_profile__pb2.ProfileSettings.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateProfileSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/UpdateProfileSettings',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.UpdateProfileSettingsRequest.SerializeToString,
+            cdp_dot_profile_dot_v1_dot_profile__pb2.ProfileSettings.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProduct(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/GetProduct',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.GetProductRequest.SerializeToString,
+            cdp_dot_profile_dot_v1_dot_profile__pb2.Product.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProducts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/ListProducts',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.ListProductsRequest.SerializeToString,
+            cdp_dot_profile_dot_v1_dot_profile__pb2.ListProductsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchUpsertProducts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/BatchUpsertProducts',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.BatchUpsertProductsRequest.SerializeToString,
+            cdp_dot_profile_dot_v1_dot_profile__pb2.BatchUpsertProductsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateProduct(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/UpdateProduct',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.UpdateProductRequest.SerializeToString,
+            cdp_dot_profile_dot_v1_dot_profile__pb2.Product.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteProduct(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/DeleteProduct',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.DeleteProductRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStore(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/GetStore',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.GetStoreRequest.SerializeToString,
+            cdp_dot_profile_dot_v1_dot_profile__pb2.Store.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStores(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/ListStores',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.ListStoresRequest.SerializeToString,
+            cdp_dot_profile_dot_v1_dot_profile__pb2.ListStoresResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchUpsertStores(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/BatchUpsertStores',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.BatchUpsertStoresRequest.SerializeToString,
+            cdp_dot_profile_dot_v1_dot_profile__pb2.BatchUpsertStoresResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateStore(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/UpdateStore',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.UpdateStoreRequest.SerializeToString,
+            cdp_dot_profile_dot_v1_dot_profile__pb2.Store.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteStore(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/DeleteStore',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.DeleteStoreRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStaffMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/GetStaffMember',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.GetStaffMemberRequest.SerializeToString,
+            cdp_dot_profile_dot_v1_dot_profile__pb2.StaffMember.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStaffMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/ListStaffMembers',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.ListStaffMembersRequest.SerializeToString,
+            cdp_dot_profile_dot_v1_dot_profile__pb2.ListStaffMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchUpsertStaffMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/BatchUpsertStaffMembers',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.BatchUpsertStaffMembersRequest.SerializeToString,
+            cdp_dot_profile_dot_v1_dot_profile__pb2.BatchUpsertStaffMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateStaffMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/UpdateStaffMember',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.UpdateStaffMemberRequest.SerializeToString,
+            cdp_dot_profile_dot_v1_dot_profile__pb2.StaffMember.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteStaffMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/DeleteStaffMember',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.DeleteStaffMemberRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

@@ -29,13 +29,23 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63\x64p/segment/v1/segment.proto\x12\x0e\x63\x64p.segment.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd8\x01\n\x07Segment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1a\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x12\n\x04rule\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\x12\x35\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x0c\n\x04\x65tag\x18\x07 \x01(\t\"p\n\x14\x43reateSegmentRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12.\n\x07segment\x18\x02 \x01(\x0b\x32\x17.cdp.segment.v1.SegmentB\x04\xe2\x41\x01\x02\x12\x12\n\nsegment_id\x18\x03 \x01(\t\"\'\n\x11GetSegmentRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"R\n\x13ListSegmentsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Z\n\x14ListSegmentsResponse\x12)\n\x08segments\x18\x01 \x03(\x0b\x32\x17.cdp.segment.v1.Segment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"w\n\x14UpdateSegmentRequest\x12.\n\x07segment\x18\x01 \x01(\x0b\x32\x17.cdp.segment.v1.SegmentB\x04\xe2\x41\x01\x02\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"8\n\x14\x44\x65leteSegmentRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t2\x9d\x05\n\x0eSegmentService\x12\x83\x01\n\rCreateSegment\x12$.cdp.segment.v1.CreateSegmentRequest\x1a\x17.cdp.segment.v1.Segment\"3\x82\xd3\xe4\x93\x02-\"\"/v1/{parent=workspaces/*}/segments:\x07segment\x12t\n\nGetSegment\x12!.cdp.segment.v1.GetSegmentRequest\x1a\x17.cdp.segment.v1.Segment\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/{name=workspaces/*/segments/*}\x12\x85\x01\n\x0cListSegments\x12#.cdp.segment.v1.ListSegmentsRequest\x1a$.cdp.segment.v1.ListSegmentsResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/{parent=workspaces/*}/segments\x12\x8b\x01\n\rUpdateSegment\x12$.cdp.segment.v1.UpdateSegmentRequest\x1a\x17.cdp.segment.v1.Segment\";\x82\xd3\xe4\x93\x02\x35\x32*/v1/{segment.name=workspaces/*/segments/*}:\x07segment\x12y\n\rDeleteSegment\x12$.cdp.segment.v1.DeleteSegmentRequest\x1a\x16.google.protobuf.Empty\"*\x82\xd3\xe4\x93\x02$*\"/v1/{name=workspaces/*/segments/*}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63\x64p/segment/v1/segment.proto\x12\x0e\x63\x64p.segment.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"R\n\rSegmentMember\x12\x11\n\tperson_id\x18\x01 \x01(\t\x12.\n\nenter_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"X\n\x19ListSegmentMembersRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"~\n\x1aListSegmentMembersResponse\x12.\n\x07members\x18\x01 \x03(\x0b\x32\x1d.cdp.segment.v1.SegmentMember\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x17\n\x0fsegment_version\x18\x03 \x01(\x03\"G\n\x16\x43heckMembershipRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tperson_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"r\n\x17\x43heckMembershipResponse\x12\x0e\n\x06member\x18\x01 \x01(\x08\x12.\n\nenter_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fsegment_version\x18\x03 \x01(\x03\"J\n\x19ListPersonSegmentsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tperson_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\".\n\x1aListPersonSegmentsResponse\x12\x10\n\x08segments\x18\x01 \x03(\t\"\xd8\x01\n\x07Segment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1a\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x12\n\x04rule\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\x12\x35\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x0c\n\x04\x65tag\x18\x07 \x01(\t\"p\n\x14\x43reateSegmentRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12.\n\x07segment\x18\x02 \x01(\x0b\x32\x17.cdp.segment.v1.SegmentB\x04\xe2\x41\x01\x02\x12\x12\n\nsegment_id\x18\x03 \x01(\t\"\'\n\x11GetSegmentRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"R\n\x13ListSegmentsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Z\n\x14ListSegmentsResponse\x12)\n\x08segments\x18\x01 \x03(\x0b\x32\x17.cdp.segment.v1.Segment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"w\n\x14UpdateSegmentRequest\x12.\n\x07segment\x18\x01 \x01(\x0b\x32\x17.cdp.segment.v1.SegmentB\x04\xe2\x41\x01\x02\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"8\n\x14\x44\x65leteSegmentRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t2\x86\t\n\x0eSegmentService\x12\x83\x01\n\rCreateSegment\x12$.cdp.segment.v1.CreateSegmentRequest\x1a\x17.cdp.segment.v1.Segment\"3\x82\xd3\xe4\x93\x02-\"\"/v1/{parent=workspaces/*}/segments:\x07segment\x12t\n\nGetSegment\x12!.cdp.segment.v1.GetSegmentRequest\x1a\x17.cdp.segment.v1.Segment\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/{name=workspaces/*/segments/*}\x12\x85\x01\n\x0cListSegments\x12#.cdp.segment.v1.ListSegmentsRequest\x1a$.cdp.segment.v1.ListSegmentsResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/{parent=workspaces/*}/segments\x12\x8b\x01\n\rUpdateSegment\x12$.cdp.segment.v1.UpdateSegmentRequest\x1a\x17.cdp.segment.v1.Segment\";\x82\xd3\xe4\x93\x02\x35\x32*/v1/{segment.name=workspaces/*/segments/*}:\x07segment\x12y\n\rDeleteSegment\x12$.cdp.segment.v1.DeleteSegmentRequest\x1a\x16.google.protobuf.Empty\"*\x82\xd3\xe4\x93\x02$*\"/v1/{name=workspaces/*/segments/*}\x12\xa1\x01\n\x12ListSegmentMembers\x12).cdp.segment.v1.ListSegmentMembersRequest\x1a*.cdp.segment.v1.ListSegmentMembersResponse\"4\x82\xd3\xe4\x93\x02.\x12,/v1/{parent=workspaces/*/segments/*}/members\x12\x9e\x01\n\x0f\x43heckMembership\x12&.cdp.segment.v1.CheckMembershipRequest\x1a\'.cdp.segment.v1.CheckMembershipResponse\":\x82\xd3\xe4\x93\x02\x34\x12\x32/v1/{parent=workspaces/*/segments/*}/members:check\x12\xa1\x01\n\x12ListPersonSegments\x12).cdp.segment.v1.ListPersonSegmentsRequest\x1a*.cdp.segment.v1.ListPersonSegmentsResponse\"4\x82\xd3\xe4\x93\x02.\x12,/v1/{parent=workspaces/*}/segments:forPersonb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cdp.segment.v1.segment_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_LISTSEGMENTMEMBERSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTSEGMENTMEMBERSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_CHECKMEMBERSHIPREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_CHECKMEMBERSHIPREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_CHECKMEMBERSHIPREQUEST'].fields_by_name['person_id']._loaded_options = None
+  _globals['_CHECKMEMBERSHIPREQUEST'].fields_by_name['person_id']._serialized_options = b'\342A\001\002'
+  _globals['_LISTPERSONSEGMENTSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTPERSONSEGMENTSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_LISTPERSONSEGMENTSREQUEST'].fields_by_name['person_id']._loaded_options = None
+  _globals['_LISTPERSONSEGMENTSREQUEST'].fields_by_name['person_id']._serialized_options = b'\342A\001\002'
   _globals['_SEGMENT'].fields_by_name['display_name']._loaded_options = None
   _globals['_SEGMENT'].fields_by_name['display_name']._serialized_options = b'\342A\001\002'
   _globals['_SEGMENT'].fields_by_name['rule']._loaded_options = None
@@ -66,20 +76,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SEGMENTSERVICE'].methods_by_name['UpdateSegment']._serialized_options = b'\202\323\344\223\00252*/v1/{segment.name=workspaces/*/segments/*}:\007segment'
   _globals['_SEGMENTSERVICE'].methods_by_name['DeleteSegment']._loaded_options = None
   _globals['_SEGMENTSERVICE'].methods_by_name['DeleteSegment']._serialized_options = b'\202\323\344\223\002$*\"/v1/{name=workspaces/*/segments/*}'
-  _globals['_SEGMENT']._serialized_start=208
-  _globals['_SEGMENT']._serialized_end=424
-  _globals['_CREATESEGMENTREQUEST']._serialized_start=426
-  _globals['_CREATESEGMENTREQUEST']._serialized_end=538
-  _globals['_GETSEGMENTREQUEST']._serialized_start=540
-  _globals['_GETSEGMENTREQUEST']._serialized_end=579
-  _globals['_LISTSEGMENTSREQUEST']._serialized_start=581
-  _globals['_LISTSEGMENTSREQUEST']._serialized_end=663
-  _globals['_LISTSEGMENTSRESPONSE']._serialized_start=665
-  _globals['_LISTSEGMENTSRESPONSE']._serialized_end=755
-  _globals['_UPDATESEGMENTREQUEST']._serialized_start=757
-  _globals['_UPDATESEGMENTREQUEST']._serialized_end=876
-  _globals['_DELETESEGMENTREQUEST']._serialized_start=878
-  _globals['_DELETESEGMENTREQUEST']._serialized_end=934
-  _globals['_SEGMENTSERVICE']._serialized_start=937
-  _globals['_SEGMENTSERVICE']._serialized_end=1606
+  _globals['_SEGMENTSERVICE'].methods_by_name['ListSegmentMembers']._loaded_options = None
+  _globals['_SEGMENTSERVICE'].methods_by_name['ListSegmentMembers']._serialized_options = b'\202\323\344\223\002.\022,/v1/{parent=workspaces/*/segments/*}/members'
+  _globals['_SEGMENTSERVICE'].methods_by_name['CheckMembership']._loaded_options = None
+  _globals['_SEGMENTSERVICE'].methods_by_name['CheckMembership']._serialized_options = b'\202\323\344\223\0024\0222/v1/{parent=workspaces/*/segments/*}/members:check'
+  _globals['_SEGMENTSERVICE'].methods_by_name['ListPersonSegments']._loaded_options = None
+  _globals['_SEGMENTSERVICE'].methods_by_name['ListPersonSegments']._serialized_options = b'\202\323\344\223\002.\022,/v1/{parent=workspaces/*}/segments:forPerson'
+  _globals['_SEGMENTMEMBER']._serialized_start=207
+  _globals['_SEGMENTMEMBER']._serialized_end=289
+  _globals['_LISTSEGMENTMEMBERSREQUEST']._serialized_start=291
+  _globals['_LISTSEGMENTMEMBERSREQUEST']._serialized_end=379
+  _globals['_LISTSEGMENTMEMBERSRESPONSE']._serialized_start=381
+  _globals['_LISTSEGMENTMEMBERSRESPONSE']._serialized_end=507
+  _globals['_CHECKMEMBERSHIPREQUEST']._serialized_start=509
+  _globals['_CHECKMEMBERSHIPREQUEST']._serialized_end=580
+  _globals['_CHECKMEMBERSHIPRESPONSE']._serialized_start=582
+  _globals['_CHECKMEMBERSHIPRESPONSE']._serialized_end=696
+  _globals['_LISTPERSONSEGMENTSREQUEST']._serialized_start=698
+  _globals['_LISTPERSONSEGMENTSREQUEST']._serialized_end=772
+  _globals['_LISTPERSONSEGMENTSRESPONSE']._serialized_start=774
+  _globals['_LISTPERSONSEGMENTSRESPONSE']._serialized_end=820
+  _globals['_SEGMENT']._serialized_start=823
+  _globals['_SEGMENT']._serialized_end=1039
+  _globals['_CREATESEGMENTREQUEST']._serialized_start=1041
+  _globals['_CREATESEGMENTREQUEST']._serialized_end=1153
+  _globals['_GETSEGMENTREQUEST']._serialized_start=1155
+  _globals['_GETSEGMENTREQUEST']._serialized_end=1194
+  _globals['_LISTSEGMENTSREQUEST']._serialized_start=1196
+  _globals['_LISTSEGMENTSREQUEST']._serialized_end=1278
+  _globals['_LISTSEGMENTSRESPONSE']._serialized_start=1280
+  _globals['_LISTSEGMENTSRESPONSE']._serialized_end=1370
+  _globals['_UPDATESEGMENTREQUEST']._serialized_start=1372
+  _globals['_UPDATESEGMENTREQUEST']._serialized_end=1491
+  _globals['_DELETESEGMENTREQUEST']._serialized_start=1493
+  _globals['_DELETESEGMENTREQUEST']._serialized_end=1549
+  _globals['_SEGMENTSERVICE']._serialized_start=1552
+  _globals['_SEGMENTSERVICE']._serialized_end=2710
 # @@protoc_insertion_point(module_scope)

@@ -13,6 +13,66 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class SegmentMember(_message.Message):
+    __slots__ = ("person_id", "enter_time")
+    PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    ENTER_TIME_FIELD_NUMBER: _ClassVar[int]
+    person_id: str
+    enter_time: _timestamp_pb2.Timestamp
+    def __init__(self, person_id: _Optional[str] = ..., enter_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListSegmentMembersRequest(_message.Message):
+    __slots__ = ("parent", "page_size", "page_token")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    page_size: int
+    page_token: str
+    def __init__(self, parent: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListSegmentMembersResponse(_message.Message):
+    __slots__ = ("members", "next_page_token", "segment_version")
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    members: _containers.RepeatedCompositeFieldContainer[SegmentMember]
+    next_page_token: str
+    segment_version: int
+    def __init__(self, members: _Optional[_Iterable[_Union[SegmentMember, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., segment_version: _Optional[int] = ...) -> None: ...
+
+class CheckMembershipRequest(_message.Message):
+    __slots__ = ("parent", "person_id")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    person_id: str
+    def __init__(self, parent: _Optional[str] = ..., person_id: _Optional[str] = ...) -> None: ...
+
+class CheckMembershipResponse(_message.Message):
+    __slots__ = ("member", "enter_time", "segment_version")
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    ENTER_TIME_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    member: bool
+    enter_time: _timestamp_pb2.Timestamp
+    segment_version: int
+    def __init__(self, member: _Optional[bool] = ..., enter_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., segment_version: _Optional[int] = ...) -> None: ...
+
+class ListPersonSegmentsRequest(_message.Message):
+    __slots__ = ("parent", "person_id")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    person_id: str
+    def __init__(self, parent: _Optional[str] = ..., person_id: _Optional[str] = ...) -> None: ...
+
+class ListPersonSegmentsResponse(_message.Message):
+    __slots__ = ("segments",)
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    segments: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, segments: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class Segment(_message.Message):
     __slots__ = ("name", "display_name", "description", "rule", "create_time", "update_time", "etag")
     NAME_FIELD_NUMBER: _ClassVar[int]

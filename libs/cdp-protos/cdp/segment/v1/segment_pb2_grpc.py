@@ -62,6 +62,21 @@ class SegmentServiceStub:
                 request_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.DeleteSegmentRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.ListSegmentMembers = channel.unary_unary(
+                '/cdp.segment.v1.SegmentService/ListSegmentMembers',
+                request_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ListSegmentMembersRequest.SerializeToString,
+                response_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ListSegmentMembersResponse.FromString,
+                _registered_method=True)
+        self.CheckMembership = channel.unary_unary(
+                '/cdp.segment.v1.SegmentService/CheckMembership',
+                request_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.CheckMembershipRequest.SerializeToString,
+                response_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.CheckMembershipResponse.FromString,
+                _registered_method=True)
+        self.ListPersonSegments = channel.unary_unary(
+                '/cdp.segment.v1.SegmentService/ListPersonSegments',
+                request_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ListPersonSegmentsRequest.SerializeToString,
+                response_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ListPersonSegmentsResponse.FromString,
+                _registered_method=True)
 
 
 class SegmentServiceServicer:
@@ -99,6 +114,27 @@ class SegmentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSegmentMembers(self, request, context):
+        """Lists the current members of a segment, paged in person-id order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckMembership(self, request, context):
+        """Is this person a member of these segments now?
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPersonSegments(self, request, context):
+        """Lists the segments a person is a member of now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SegmentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -126,6 +162,21 @@ def add_SegmentServiceServicer_to_server(servicer, server):
                     servicer.DeleteSegment,
                     request_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.DeleteSegmentRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ListSegmentMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSegmentMembers,
+                    request_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ListSegmentMembersRequest.FromString,
+                    response_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ListSegmentMembersResponse.SerializeToString,
+            ),
+            'CheckMembership': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckMembership,
+                    request_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.CheckMembershipRequest.FromString,
+                    response_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.CheckMembershipResponse.SerializeToString,
+            ),
+            'ListPersonSegments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPersonSegments,
+                    request_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ListPersonSegmentsRequest.FromString,
+                    response_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ListPersonSegmentsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -265,6 +316,87 @@ class SegmentService:
             '/cdp.segment.v1.SegmentService/DeleteSegment',
             cdp_dot_segment_dot_v1_dot_segment__pb2.DeleteSegmentRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSegmentMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.segment.v1.SegmentService/ListSegmentMembers',
+            cdp_dot_segment_dot_v1_dot_segment__pb2.ListSegmentMembersRequest.SerializeToString,
+            cdp_dot_segment_dot_v1_dot_segment__pb2.ListSegmentMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckMembership(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.segment.v1.SegmentService/CheckMembership',
+            cdp_dot_segment_dot_v1_dot_segment__pb2.CheckMembershipRequest.SerializeToString,
+            cdp_dot_segment_dot_v1_dot_segment__pb2.CheckMembershipResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPersonSegments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.segment.v1.SegmentService/ListPersonSegments',
+            cdp_dot_segment_dot_v1_dot_segment__pb2.ListPersonSegmentsRequest.SerializeToString,
+            cdp_dot_segment_dot_v1_dot_segment__pb2.ListPersonSegmentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,277 @@
+"""The sender: delivers what send steps put in ``deliveries``, exactly once per (instance, step).
+
+A batch of due deliveries is claimed with ``FOR UPDATE SKIP LOCKED`` and kept locked while it
+is checked and sent; statuses and the ``CampaignMessage`` announcements (outbox) commit together
+after the providers answered. A crash before that commit rolls the batch back to pending and a
+later attempt sends again with the same idempotency key (the delivery id), which the provider
+recognises. Send-time checks, in order: profile exists, consent, address, quiet hours (defer to
+their end), frequency caps (workspace and journey, per person and channel, rolling 24 h and 7
+days; the person's sends are serialised by an advisory lock so concurrent senders cannot both
+pass a cap). Failures retry with backoff; after the last attempt the delivery is dead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+import structlog
+from jinja2 import TemplateError
+from prometheus_client import Counter
+
+from cdp.events.v1 import events_pb2
+from cdp_campaign import repository, templates
+from cdp_campaign.domain import (
+    WorkspaceSettings,
+    address_of,
+    cap_refusal,
+    consent_refusal,
+    person_zone,
+    quiet_until,
+)
+from cdp_campaign.ports import DependencyError, ProfilePort, ProfileView
+from cdp_campaign.providers import OutgoingMessage, Provider, ProviderError
+from cdp_campaign.runner import JourneyCatalog
+from cdpkit import outbox
+from cdpkit.bus import CAMPAIGN, BusNames
+from cdpkit.clock import Clock
+
+log = structlog.get_logger(__name__)
+
+MESSAGES = Counter("cdp_campaign_deliveries_total", "Delivery outcomes", ["channel", "status"])
+_KIND = {"sent": "message_sent", "delivered": "message_delivered", "failed": "message_failed", "dead": "message_failed"}
+
+
+@dataclass
+class _Plan:
+    row: dict
+    message: OutgoingMessage | None = None
+    error: ProviderError | None = None
+
+
+class Sender:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        names: BusNames,
+        catalog: JourneyCatalog,
+        profile: ProfilePort,
+        providers: dict[str, Provider],
+        clock: Clock,
+        *,
+        batch: int,
+        max_attempts: int,
+        backoff: tuple[float, ...],
+        send_timeout: float,
+    ) -> None:
+        self._pool = pool
+        self._names = names
+        self._catalog = catalog
+        self._profile = profile
+        self._providers = providers
+        self._clock = clock
+        self._batch = batch
+        self._max_attempts = max_attempts
+        self._backoff = backoff
+        self._timeout = send_timeout
+
+    async def close(self) -> None:
+        for provider in self._providers.values():
+            await provider.close()
+
+    async def run_once(self) -> int:
+        """Check and send one batch of due deliveries; returns how many were looked at."""
+        now = self._clock.now()
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await repository.claim_deliveries(conn, now, self._batch)
+            if not rows:
+                return 0
+            await repository.lock_persons(conn, [(r["workspace_id"], r["person_id"]) for r in rows])
+            messages = [r for r in rows if r["channel"] != "webhook"]
+            profiles = await self._profiles(messages)
+            counts = await repository.sent_counts(
+                conn, sorted({(r["workspace_id"], r["person_id"], r["channel"]) for r in messages}), now
+            )
+            settings: dict[str, WorkspaceSettings] = {}
+            plans: list[_Plan] = []
+            for row in rows:
+                ws = row["workspace_id"]
+                if ws not in settings:
+                    settings[ws] = await repository.get_settings(conn, ws)
+                definition = await self._catalog.version(conn, ws, row["journey_id"], row["version"])
+                plan = self._check(row, definition, profiles, settings[ws], counts, now)
+                if plan is not None:
+                    plans.append(plan)
+            await asyncio.gather(*(self._send(plan) for plan in plans if plan.message is not None))
+            for plan in plans:
+                self._record(plan, now)
+            await repository.save_deliveries(conn, rows)
+            await outbox.enqueue_many(
+                conn, [announcement(self._names, row, now) for row in rows if row["status"] != "pending"]
+            )
+        return len(rows)
+
+    async def _profiles(self, rows: list[dict]) -> dict[tuple[str, str], ProfileView | DependencyError | None]:
+        keys = sorted({(r["workspace_id"], r["person_id"]) for r in rows})
+
+        async def one(key):
+            try:
+                return await self._profile.get_profile(*key)
+            except DependencyError as exc:
+                return exc
+
+        return dict(zip(keys, await asyncio.gather(*(one(k) for k in keys)), strict=True))
+
+    def _check(self, row, definition, profiles, ws_settings: WorkspaceSettings, counts, now) -> _Plan | None:
+        """The plan for one delivery, or None when it is settled here (suppressed, deferred).
+
+        ``counts`` (sent in the last day / week by journey) grows with what this batch sends."""
+        step = next((s for s in definition.steps if s.id == row["step_id"]), None)
+        if step is None:
+            return _Plan(row, error=ProviderError("the step is gone from the journey", permanent=True))
+        if row["channel"] == "webhook":
+            try:
+                body = templates.render(step.webhook.body, self._context(row, None)) or _default_webhook_body(row)
+            except TemplateError as exc:
+                return _Plan(row, error=ProviderError(f"template_error: {exc}", permanent=True))
+            return _Plan(row, self._message(row, url=step.webhook.url, body=body))
+        view = profiles.get((row["workspace_id"], row["person_id"]))
+        if isinstance(view, DependencyError):
+            return _Plan(row, error=ProviderError(str(view), permanent=not view.retryable))
+        if view is None:
+            return _suppress(row, "no_profile")
+        refusal = consent_refusal(view.consents, row["channel"], ws_settings.consent_mode)
+        if refusal:
+            return _suppress(row, refusal)
+        address = address_of(view.traits, row["channel"])
+        if not address:
+            return _suppress(row, "no_address")
+        if not step.send.ignore_quiet_hours:
+            tz = person_zone(view.traits, ws_settings.time_zone)
+            until = quiet_until(now, tz, ws_settings.quiet_hours_start, ws_settings.quiet_hours_end)
+            if until is not None:
+                row.update(next_attempt_at=until, deferrals=row["deferrals"] + 1, reason="quiet_hours")
+                return None
+        sent = counts.setdefault((row["workspace_id"], row["person_id"], row["channel"]), {})
+        journey = sent.get(row["journey_id"], (0, 0))
+        totals = {
+            "workspace_day": sum(day for day, _ in sent.values()),
+            "workspace_week": sum(week for _, week in sent.values()),
+            "journey_day": journey[0],
+            "journey_week": journey[1],
+        }
+        refusal = cap_refusal(
+            totals,
+            workspace=ws_settings,
+            journey_per_day=definition.caps.per_day,
+            journey_per_week=definition.caps.per_week,
+        )
+        if refusal:
+            return _suppress(row, refusal)
+        context = self._context(row, view)
+        try:
+            subject = templates.render(step.send.template.subject, context)
+            body = templates.render(step.send.template.body, context)
+        except TemplateError as exc:
+            return _Plan(row, error=ProviderError(f"template_error: {exc}", permanent=True))
+        sent[row["journey_id"]] = (journey[0] + 1, journey[1] + 1)
+        message = self._message(row, to=address, subject=subject, body=body, template_id=step.send.template.template_id)
+        return _Plan(row, message)
+
+    @staticmethod
+    def _context(row: dict, view: ProfileView | None) -> dict[str, Any]:
+        context = row["context"]
+        event = context.get("event") or {}
+        products = event.get("properties", {}).get("products") if isinstance(event.get("properties"), dict) else None
+        recommendations = [{"product_id": p} for p in context.get("recommendations", [])]
+        if isinstance(products, list):
+            recommendations += [p for p in products if isinstance(p, dict)]
+        document = view.document() if view else {"person_id": row["person_id"]}
+        return {
+            **document,
+            "event": event,
+            "coupon": context.get("coupon") or {},
+            "recommendations": recommendations,
+            "journey": {"id": row["journey_id"], "version": row["version"]},
+            "variant": row["variant"],
+        }
+
+    @staticmethod
+    def _message(row: dict, **fields) -> OutgoingMessage:
+        return OutgoingMessage(
+            delivery_id=row["delivery_id"],
+            workspace_id=row["workspace_id"],
+            journey_id=row["journey_id"],
+            step_id=row["step_id"],
+            person_id=row["person_id"],
+            channel=row["channel"],
+            **fields,
+        )
+
+    async def _send(self, plan: _Plan) -> None:
+        assert plan.message is not None
+        provider = self._providers[plan.message.channel]
+        try:
+            await asyncio.wait_for(provider.send(plan.message), timeout=self._timeout)
+        except ProviderError as exc:
+            plan.error = exc
+        except TimeoutError:
+            plan.error = ProviderError(f"no answer within {self._timeout:g}s", permanent=False)
+
+    def _record(self, plan: _Plan, now: datetime) -> None:
+        row = plan.row
+        row["attempts"] += 1
+        if plan.error is None:
+            row.update(status="sent", reason="", sent_at=now)
+        elif plan.error.permanent:
+            row.update(status="failed", reason=str(plan.error)[:500])
+        elif row["attempts"] >= self._max_attempts:
+            row.update(status="dead", reason=str(plan.error)[:500])
+        else:
+            delay = self._backoff[min(row["attempts"] - 1, len(self._backoff) - 1)]
+            row.update(reason=str(plan.error)[:500], next_attempt_at=now + timedelta(seconds=delay))
+            log.warning("delivery failed, will retry", delivery=row["delivery_id"], error=row["reason"], retry_in=delay)
+
+
+def _suppress(row: dict, reason: str) -> None:
+    row.update(status="suppressed", reason=reason)
+
+
+def _default_webhook_body(row: dict) -> str:
+    import json
+
+    return json.dumps(
+        {
+            "delivery_id": row["delivery_id"],
+            "journey_id": row["journey_id"],
+            "person_id": row["person_id"],
+            "event": row["context"].get("event"),
+        }
+    )
+
+
+def announcement(names: BusNames, row: dict, now: datetime) -> tuple[str, str, str, bytes]:
+    """The delivery's new status for {prefix}.campaign.message_*: an outbox row."""
+    status = row["status"]
+    MESSAGES.labels(row["channel"], status).inc()
+    message = events_pb2.CampaignMessage(
+        workspace_id=row["workspace_id"],
+        journey_id=row["journey_id"],
+        journey_version=row["version"],
+        instance_id=str(row["instance_id"]),
+        step_id=row["step_id"],
+        variant=row["variant"],
+        person_id=row["person_id"],
+        channel=row["channel"],
+        delivery_id=row["delivery_id"],
+        status=status,
+        reason=row["reason"] if status != "sent" else "",
+        attempt=row["attempts"],
+    )
+    message.event_time.FromDatetime(now)
+    subject = names.subject(CAMPAIGN, _KIND.get(status, "message_suppressed"))
+    msg_id = f"campaign:{row['delivery_id']}:{status}:{row['attempts']}"
+    return row["workspace_id"], subject, msg_id, message.SerializeToString()

@@ -1,0 +1,67 @@
+"""Message templates: sandboxed Jinja2, checked when a journey is published.
+
+A template may only name the variables a send can provide (:data:`VARIABLES`), ``coupon`` only
+after a coupon step on every path to the send, ``event`` only in event-triggered journeys. So a
+missing variable is an error at publish time; at send time a missing *attribute* (a trait the
+person does not have) renders empty, and ``| default(...)`` picks a fallback.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from jinja2 import TemplateSyntaxError, meta
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+MAX_TEMPLATE_CHARS = 64 * 1024
+# Every variable a rendering gets (see render context in delivery.py).
+VARIABLES = frozenset(
+    {
+        "person_id",
+        "traits",
+        "computed",
+        "tags",
+        "tier",
+        "lifecycle_stage",
+        "points_balance",
+        "event",
+        "coupon",
+        "recommendations",
+        "journey",
+        "variant",
+    }
+)
+
+_ENV = ImmutableSandboxedEnvironment(autoescape=False, keep_trailing_newline=True)
+
+
+class TemplateProblem(ValueError):
+    """A template that does not compile or names a variable that will not exist."""
+
+
+def variables_of(source: str) -> set[str]:
+    """The top-level variables a template reads; raises TemplateProblem on a syntax error."""
+    if len(source) > MAX_TEMPLATE_CHARS:
+        raise TemplateProblem(f"at most {MAX_TEMPLATE_CHARS} characters")
+    try:
+        return set(meta.find_undeclared_variables(_ENV.parse(source)))
+    except TemplateSyntaxError as exc:
+        raise TemplateProblem(f"line {exc.lineno}: {exc.message}") from None
+
+
+def check(source: str, available: frozenset[str]) -> None:
+    unknown = sorted(variables_of(source) - available)
+    if unknown:
+        raise TemplateProblem(f"unknown variable(s) {', '.join(unknown)}: available are {', '.join(sorted(available))}")
+
+
+@functools.lru_cache(maxsize=512)
+def _compiled(source: str):
+    return _ENV.from_string(source)
+
+
+def render(source: str, context: dict[str, Any]) -> str:
+    if not source:
+        return ""
+    return _compiled(source).render(context)

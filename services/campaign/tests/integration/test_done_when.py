@@ -1,0 +1,294 @@
+"""Issue 6's "done when", in one process on real PostgreSQL, NATS, gRPC and SMTP, with a
+ManualClock: cart abandonment end to end, quiet hours, caps, consent, A/B and the uplift."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from datetime import UTC, datetime, timedelta
+
+from cdp.campaign.v1 import campaign_pb2
+from cdp.events.v1 import events_pb2
+from cdp_campaign.domain import assign_variant
+from cdp_campaign.service import library
+from cdpkit.bus import CAMPAIGN
+
+from ..conftest import WS, eventually
+
+CART = dict(library())["cart-abandonment"]["definition"]
+
+
+async def _instance_states(c, journey_id):
+    return {i.person_id: (i.state, i.exit_reason) for i in await c.instances(journey_id)}
+
+
+async def test_cart_abandonment_one_message_without_an_order_none_with_one(start_campaign, doubles, smtp):
+    c = await start_campaign(**smtp.env())
+    doubles.profile.put(WS, "p-ann", traits={"email": "ann@example.com", "first_name": "Ann"}, consents={"email": True})
+    doubles.profile.put(WS, "p-bob", traits={"email": "bob@example.com"}, consents={"email": True})
+    await c.journey("cart", CART)
+
+    await c.track("p-ann", "Product Added", "m-ann-1", name="Trekking poles")
+    # The same event again in another chunk (an upstream replay): still one enrolment.
+    await c.track("p-ann", "Product Added", "m-ann-1", nats_id="replayed-chunk", name="Trekking poles")
+    await c.track("p-bob", "Product Added", "m-bob-1", name="Rain jacket")
+    await eventually(lambda: _instance_states(c, "cart"), what="enrolments")
+    await eventually(lambda: len_is(c.instances("cart"), 2), what="two instances")
+
+    c.clock.advance(timedelta(minutes=30))
+    await c.track("p-bob", "Order Completed", "m-bob-2", revenue=59.9)
+    await eventually(
+        lambda: state_of(c, "cart", "p-bob", ("exited", "exit_step")), what="bob's wait to end on his order"
+    )
+    await c.tick()
+    assert smtp.delivered == {}  # 30 minutes: nothing yet
+
+    c.clock.advance(timedelta(minutes=31))
+    await c.tick()
+    await eventually(lambda: len(smtp.delivered) == 1, what="one e-mail")
+    await asyncio.sleep(0.5)  # anything else in flight would show up now
+    await c.tick()
+
+    assert sum(smtp.transmissions.values()) == 1
+    (message,) = smtp.delivered.values()
+    assert message["to"] == ["ann@example.com"]
+    assert message["subject"] == "You left Trekking poles in your cart"
+    assert "Hi Ann" in message["body"]
+    (delivery,) = await c.deliveries("cart")
+    assert delivery.person_id == "p-ann" and delivery.status == "sent" and delivery.step_id == "reminder"
+    states = await _instance_states(c, "cart")
+    assert states == {"p-ann": ("completed", ""), "p-bob": ("exited", "exit_step")}
+
+
+async def test_an_order_right_after_the_product_was_added_ends_the_wait_before_it_began(start_campaign, doubles, smtp):
+    c = await start_campaign(**smtp.env())
+    doubles.profile.put(WS, "p-cy", traits={"email": "cy@example.com"}, consents={"email": True})
+    await c.journey("cart", CART)
+    # Back to back: both events usually land in one consumer batch, before the scheduler has
+    # started the wait; the order must still end it.
+    await c.track("p-cy", "Product Added", "m-cy-1", name="Boots")
+    await c.track("p-cy", "Order Completed", "m-cy-2", revenue=99)
+    await eventually(lambda: state_of(c, "cart", "p-cy", ("exited", "exit_step")), what="the order to end the wait")
+    c.clock.advance(timedelta(minutes=61))
+    await c.tick()
+    assert smtp.delivered == {} and await c.deliveries("cart") == []
+
+
+async def len_is(coro, n):
+    return len(await coro) == n
+
+
+async def state_of(c, journey_id, person, expected):
+    return (await _instance_states(c, journey_id)).get(person) == expected
+
+
+SIGN_UP_MAIL = {
+    "trigger": {"event": {"name": "Signed Up"}},
+    "steps": [{"id": "hello", "send": {"channel": "email", "template": {"subject": "Hi", "body": "Welcome"}}}],
+}
+
+
+async def test_quiet_hours_defer_to_the_next_allowed_time(start_campaign, doubles, smtp):
+    c = await start_campaign(**smtp.env())
+    c.clock.set(datetime(2026, 6, 18, 14, 0, tzinfo=UTC))  # 22:00 in Shanghai, 15:00 in London
+    doubles.profile.put(WS, "p-sh", traits={"email": "sh@example.com"}, consents={"email": True})
+    doubles.profile.put(
+        WS, "p-ldn", traits={"email": "ldn@example.com", "time_zone": "Europe/London"}, consents={"email": True}
+    )
+    await c.journey("welcome", SIGN_UP_MAIL)
+    await c.track("p-sh", "Signed Up", "m-sh")
+    await c.track("p-ldn", "Signed Up", "m-ldn")
+    await eventually(lambda: len_is(c.deliveries("welcome"), 2), what="two deliveries")
+    await c.tick()
+
+    by_person = {d.person_id: d for d in await c.deliveries("welcome")}
+    assert by_person["p-ldn"].status == "sent"  # not night in London
+    deferred = by_person["p-sh"]
+    assert deferred.status == "pending" and deferred.deferrals == 1 and deferred.reason == "quiet_hours"
+    # Deferred, not dropped: to 09:00 the next morning in Shanghai.
+    assert deferred.next_attempt_time.ToDatetime(UTC) == datetime(2026, 6, 19, 1, 0, tzinfo=UTC)
+    assert [m["to"] for m in smtp.delivered.values()] == [["ldn@example.com"]]
+
+    c.clock.set(datetime(2026, 6, 19, 0, 59, tzinfo=UTC))
+    await c.tick()
+    assert len(smtp.delivered) == 1
+    c.clock.set(datetime(2026, 6, 19, 1, 0, tzinfo=UTC))
+    await c.tick()
+    await eventually(lambda: len(smtp.delivered) == 2, what="the deferred e-mail at 09:00")
+    assert {d.person_id: d.status for d in await c.deliveries("welcome")} == {"p-sh": "sent", "p-ldn": "sent"}
+
+
+async def test_a_cap_suppresses_with_its_reason(start_campaign, doubles, smtp):
+    c = await start_campaign(**smtp.env())
+    await c.stub.UpdateCampaignSettings(
+        campaign_pb2.UpdateCampaignSettingsRequest(
+            settings=campaign_pb2.CampaignSettings(
+                name=f"workspaces/{WS}/campaignSettings", caps=campaign_pb2.FrequencyCaps(per_day=2)
+            ),
+            update_mask={"paths": ["caps"]},
+        )
+    )
+    doubles.profile.put(WS, "p-1", traits={"email": "one@example.com"}, consents={"email": True})
+    two_mails = {
+        "trigger": {"event": {"name": "Signed Up"}},
+        "caps": {"per_day": 1},
+        "steps": [
+            {"id": "first", "send": {"channel": "email", "template": {"subject": "1", "body": "one"}}},
+            {"id": "second", "send": {"channel": "email", "template": {"subject": "2", "body": "two"}}},
+        ],
+    }
+    await c.journey("twice", two_mails)
+    await c.journey("other", SIGN_UP_MAIL)
+    await c.track("p-1", "Signed Up", "m-1")
+    await eventually(lambda: len_is(c.deliveries(), 3), what="three deliveries")
+    await c.tick()
+
+    statuses = {(d.name.split("/")[3], d.step_id): (d.status, d.reason) for d in await c.deliveries()}
+    # The journey's own cap (1 a day) stops its second message; the workspace cap (2 a day) lets
+    # the other journey's through, and would stop a third.
+    assert sorted(statuses.values()) == [("sent", ""), ("sent", ""), ("suppressed", "cap_journey_day")]
+    assert len(smtp.delivered) == 2
+    report = await c.stub.GetJourneyReport(
+        campaign_pb2.GetJourneyReportRequest(name=f"workspaces/{WS}/journeys/twice/report")
+    )
+    overall = report.rows[0]
+    assert (overall.step_id, overall.sent, overall.suppressed) == ("", 1, 1)
+    assert dict(overall.suppressed_by_reason) == {"cap_journey_day": 1}
+
+    await c.journey("third", {**SIGN_UP_MAIL, "trigger": {"event": {"name": "Came Back"}}})
+    await c.track("p-1", "Came Back", "m-2")
+    await eventually(lambda: len_is(c.deliveries("third"), 1), what="a third journey's delivery")
+    await c.tick()
+    (third,) = await c.deliveries("third")
+    assert (third.status, third.reason) == ("suppressed", "cap_workspace_day")
+
+    # The person's messages over every journey, newest first, in pages (Customer 360 reads them).
+    first = await c.stub.ListPersonMessages(
+        campaign_pb2.ListPersonMessagesRequest(parent=f"workspaces/{WS}/persons/p-1", page_size=3)
+    )
+    rest = await c.stub.ListPersonMessages(
+        campaign_pb2.ListPersonMessagesRequest(
+            parent=f"workspaces/{WS}/persons/p-1", page_size=3, page_token=first.next_page_token
+        )
+    )
+    messages = [*first.messages, *rest.messages]
+    assert len(first.messages) == 3 and len(rest.messages) == 1 and not rest.next_page_token
+    assert messages[0].journey == f"workspaces/{WS}/journeys/third" and messages[0].state == "suppressed"
+    assert messages[0].attributes["reason"] == "cap_workspace_day" and not messages[0].HasField("send_time")
+    assert sorted(m.state for m in messages) == ["sent", "sent", "suppressed", "suppressed"]
+    assert all(m.send_time.seconds for m in messages if m.state == "sent")
+
+
+async def test_consent_withdrawn_between_trigger_and_send_suppresses(start_campaign, doubles, smtp, nats_url):
+    c = await start_campaign(**smtp.env())
+    doubles.profile.put(WS, "p-1", traits={"email": "one@example.com"}, consents={"email": True})
+    doubles.profile.put(WS, "p-2", traits={"email": "two@example.com"}, consents={"email": True})
+    later = {
+        "trigger": {"event": {"name": "Signed Up"}},
+        "steps": [
+            {"id": "pause", "wait": {"duration": "10m"}},
+            {"id": "hello", "send": {"channel": "email", "template": {"subject": "Hi", "body": "Welcome"}}},
+        ],
+    }
+    await c.journey("later", later)
+    sub = await c.js.subscribe(c.names.subject(CAMPAIGN, ">"))
+    await c.track("p-1", "Signed Up", "m-1")
+    await c.track("p-2", "Signed Up", "m-2")
+    await eventually(lambda: len_is(c.instances("later"), 2), what="enrolments")
+    await c.tick()
+    doubles.profile.set_consent(WS, "p-1", "email", False, source="unsubscribe_link")
+    c.clock.advance(timedelta(minutes=10))
+    await c.tick()
+    await eventually(lambda: len_is(c.deliveries("later"), 2), what="deliveries")
+    await c.tick()
+
+    statuses = {d.person_id: (d.status, d.reason) for d in await c.deliveries("later")}
+    assert statuses == {"p-1": ("suppressed", "unsubscribed"), "p-2": ("sent", "")}
+    assert [m["to"] for m in smtp.delivered.values()] == [["two@example.com"]]
+    # Both outcomes are announced through the outbox on {prefix}.campaign.message_*.
+    seen = {}
+    while len(seen) < 2:
+        msg = await sub.next_msg(timeout=10)
+        event = events_pb2.CampaignMessage.FromString(msg.data)
+        seen[event.person_id] = (msg.subject.rsplit(".", 1)[1], event.status, event.reason)
+    assert seen == {
+        "p-1": ("message_suppressed", "suppressed", "unsubscribed"),
+        "p-2": ("message_sent", "sent", ""),
+    }
+
+
+SPLIT = {
+    "trigger": {"event": {"name": "Joined"}},
+    "goal": {"event": "Order Completed", "within": "7d"},
+    "steps": [
+        {
+            "id": "ab",
+            "split": {
+                "variants": [
+                    {"name": "a", "weight": 45, "next": "mail-a"},
+                    {"name": "b", "weight": 45, "next": "mail-b"},
+                    {"name": "control", "weight": 10, "holdout": True},
+                ]
+            },
+        },
+        {"id": "mail-a", "next": "end", "send": {"channel": "email", "template": {"subject": "A", "body": "a"}}},
+        {"id": "mail-b", "send": {"channel": "email", "template": {"subject": "B", "body": "b"}}},
+        {"id": "end", "exit": {}},
+    ],
+}
+
+
+async def test_ab_assignment_is_stable_and_the_reported_uplift_matches_a_hand_computation(start_campaign, doubles):
+    c = await start_campaign()  # e-mail through the dev sink
+    persons = [f"p-{n:03d}" for n in range(300)]
+    for person in persons:
+        doubles.profile.put(WS, person, traits={"email": f"{person}@example.com"}, consents={"email": True})
+    await c.journey("ab", SPLIT)
+    for person in persons:
+        await c.track(person, "Joined", f"join-{person}")
+    await eventually(lambda: len_is(c.instances("ab"), 300), what="300 enrolments", timeout=60)
+    await c.tick()
+    assigned = {i.person_id: i.variant for i in await c.instances("ab")}
+    # Stable: what the journey chose is the pure function of (journey, step, person).
+    weights = [("a", 45), ("b", 45), ("control", 10)]
+    assert assigned == {p: assign_variant("ab", "ab", p, weights) for p in persons}
+
+    # Conversions: every 3rd person of a, every 4th of b, every 6th of control; 12.34 each.
+    groups = {v: [p for p in persons if assigned[p] == v] for v in ("a", "b", "control")}
+    converting = [*groups["a"][::3], *groups["b"][::4], *groups["control"][::6]]
+    for person in converting:
+        await c.track(person, "Order Completed", f"order-{person}", revenue=12.34)
+    report = None
+
+    async def converted():
+        nonlocal report
+        report = await c.stub.GetJourneyReport(
+            campaign_pb2.GetJourneyReportRequest(name=f"workspaces/{WS}/journeys/ab/report", format="csv")
+        )
+        return report.rows[0].converted == len(converting)
+
+    await eventually(converted, what="conversions", timeout=30)
+    overall = report.rows[0]
+    assert overall.revenue_minor == 1234 * len(converting)
+    by_variant = {r.variant: r for r in report.rows if not r.step_id and r.variant}
+    for variant, members in groups.items():
+        assert by_variant[variant].entered == len(members)
+        assert by_variant[variant].converted == len(members[:: {"a": 3, "b": 4, "control": 6}[variant]])
+
+    # The uplift by hand: difference of conversion rates, Wald 95% interval.
+    n_c, x_c = len(groups["control"]), len(groups["control"][::6])
+    for uplift in report.uplifts:
+        n_v = len(groups[uplift.variant])
+        x_v = len(groups[uplift.variant][:: {"a": 3, "b": 4}[uplift.variant]])
+        p_v, p_c = x_v / n_v, x_c / n_c
+        se = math.sqrt(p_v * (1 - p_v) / n_v + p_c * (1 - p_c) / n_c)
+        assert uplift.control == "control"
+        assert math.isclose(uplift.uplift, p_v - p_c, abs_tol=1e-12)
+        assert math.isclose(uplift.ci_low, p_v - p_c - 1.959964 * se, abs_tol=1e-6)
+        assert math.isclose(uplift.ci_high, p_v - p_c + 1.959964 * se, abs_tol=1e-6)
+    assert {u.variant for u in report.uplifts} == {"a", "b"}
+    # The control group got nothing; the others one message each; the CSV carries the same rows.
+    sent_by_variant = {r.variant: r.sent for r in report.rows if not r.step_id and r.variant}
+    assert sent_by_variant == {"a": len(groups["a"]), "b": len(groups["b"]), "control": 0}
+    header, *lines = report.csv.splitlines()
+    assert header.startswith("step_id,variant,entered,sent") and len(lines) == len(report.rows)

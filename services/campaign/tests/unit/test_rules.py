@@ -1,0 +1,271 @@
+"""Pure rules: definitions and their checks, A/B assignment, consent, quiet hours, caps,
+revenue, reports (the uplift against a hand computation)."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from cdp_campaign import definition as defs
+from cdp_campaign import reports
+from cdp_campaign.domain import (
+    WorkspaceSettings,
+    address_of,
+    assign_variant,
+    cap_refusal,
+    consent_refusal,
+    quiet_until,
+    revenue_minor,
+)
+from cdp_campaign.ports import Consent
+from cdpkit.errors import InvalidArgument
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def check(document):
+    return defs.check(defs.parse(document), tz=SHANGHAI)
+
+
+def mail(body="Hi", subject="S"):
+    return {"channel": "email", "template": {"subject": subject, "body": body}}
+
+
+@pytest.mark.parametrize(
+    ("document", "field"),
+    [
+        ({"steps": [{"id": "a", "exit": {}}]}, "journey.definition.trigger"),
+        ({"trigger": {"event": {"name": "X"}}, "steps": []}, "journey.definition.steps"),
+        ({"trigger": {"event": {"name": "X"}}, "steps": [{"id": "A", "exit": {}}]}, "journey.definition.steps[0].id"),
+        (
+            {"trigger": {"event": {"name": "X"}}, "steps": [{"id": "a", "next": "nowhere", "exit": {}}]},
+            "journey.definition.steps[0].next",
+        ),
+        (
+            {"trigger": {"event": {"name": "X"}}, "steps": [{"id": "a", "wait": {"duration": "soon"}}]},
+            "journey.definition.steps[0].wait.duration",
+        ),
+        (
+            {"trigger": {"event": {"name": "X"}}, "steps": [{"id": "a", "wait": {"until_time": "25:00"}}]},
+            "journey.definition.steps[0].wait.until_time",
+        ),
+        (
+            {"trigger": {"event": {"name": "X"}}, "steps": [{"id": "a", "send": mail("{{ nonsense }}")}]},
+            "journey.definition.steps[0].send.template.body",
+        ),
+        (
+            {"trigger": {"segment": {"segment_id": "s"}}, "steps": [{"id": "a", "send": mail("{{ event.name }}")}]},
+            "journey.definition.steps[0].send.template.body",
+        ),
+        (
+            {"trigger": {"event": {"name": "X"}}, "steps": [{"id": "a", "send": mail("{% if %}")}]},
+            "journey.definition.steps[0].send.template.body",
+        ),
+        (
+            {
+                "trigger": {"event": {"name": "X"}},
+                "steps": [{"id": "a", "send": {"channel": "fax", "template": {"body": "x"}}}],
+            },
+            "journey.definition.steps[0].send.channel",
+        ),
+        (
+            {"trigger": {"event": {"name": "X"}}, "steps": [{"id": "a", "next": "a", "tag": {"add": ["t"]}}]},
+            "journey.definition.steps",
+        ),
+        (
+            {
+                "trigger": {"event": {"name": "X"}},
+                "steps": [{"id": "a", "split": {"variants": [{"name": "x", "weight": 1}, {"name": "x", "weight": 1}]}}],
+            },
+            "journey.definition.steps[0].split.variants[1].name",
+        ),
+        (
+            {"trigger": {"date": {"attribute": "anniversary"}}, "steps": [{"id": "a", "exit": {}}]},
+            "journey.definition.trigger.date.attribute",
+        ),
+    ],
+)
+def test_publish_checks_name_the_field(document, field):
+    with pytest.raises(InvalidArgument) as error:
+        check(document)
+    assert error.value.field == field
+
+
+def test_coupon_is_a_variable_only_after_a_coupon_step_on_every_path():
+    on_one_path = {
+        "trigger": {"event": {"name": "X"}},
+        "steps": [
+            {"id": "b", "branch": {"condition": {"segment_id": "s"}, "if_false": "send"}},
+            {"id": "c", "coupon": {"pool_id": "p"}},
+            {"id": "send", "send": mail("{{ coupon.code }}")},
+        ],
+    }
+    with pytest.raises(InvalidArgument):
+        check(on_one_path)
+    on_every_path = {**on_one_path, "steps": on_one_path["steps"][1:]}
+    check(on_every_path)
+
+
+def test_a_loop_with_a_wait_is_allowed_and_the_events_instances_listen_for():
+    checked = check(
+        {
+            "trigger": {"event": {"name": "X"}},
+            "goal": {"event": "Order Completed"},
+            "steps": [
+                {"id": "w", "wait": {"until_event": "Y", "timeout": "1d"}},
+                {"id": "b", "branch": {"condition": {"event_since_entry": {"name": "Z"}}}},
+                {"id": "t", "next": "w", "tag": {"add": ["x"]}},
+            ],
+        }
+    )
+    assert (checked.wait_events, checked.branch_events, checked.goal_events) == ({"Y"}, {"Z"}, {"Order Completed"})
+
+
+def test_yaml_and_json_forms_round_trip():
+    document = {
+        "trigger": {"event": {"name": "Product Added", "where": [{"property": "price", "op": "gte", "value": 100}]}},
+        "goal": {"event": "Order Completed", "within": "7d"},
+        "steps": [
+            {"id": "w", "wait": {"until_event": "Order Completed", "timeout": "1h"}},
+            {"id": "m", "send": mail()},
+        ],
+    }
+    definition = defs.parse(document)
+    assert defs.from_text(defs.to_yaml(definition)) == definition
+    assert defs.from_text(defs.to_json(definition)) == definition
+    assert defs.canonical(defs.from_text(defs.to_yaml(definition))) == defs.canonical(definition) == document
+
+
+def test_filters():
+    where = defs.parse(
+        {
+            "trigger": {
+                "event": {
+                    "name": "X",
+                    "where": [
+                        {"property": "price", "op": "gte", "value": 100},
+                        {"property": "category", "op": "in", "value": ["shoes", "bags"]},
+                        {"property": "coupon", "op": "exists", "value": False},
+                    ],
+                }
+            }
+        }
+    ).trigger.event.where
+    assert defs.matches(where, {"price": 120, "category": "shoes"})
+    assert not defs.matches(where, {"price": 99.5, "category": "shoes"})
+    assert not defs.matches(where, {"price": 120, "category": "hats"})
+    assert not defs.matches(where, {"price": 120, "category": "shoes", "coupon": "X"})
+
+
+def test_next_local_time_and_quiet_hours():
+    at = defs.time_of_day("09:00", "-")
+    # 22:00 in Shanghai -> 09:00 next morning (01:00 UTC).
+    assert defs.next_local_time(datetime(2026, 6, 18, 14, 0, tzinfo=UTC), at, SHANGHAI) == datetime(
+        2026, 6, 19, 1, 0, tzinfo=UTC
+    )
+    assert quiet_until(datetime(2026, 6, 18, 14, 0, tzinfo=UTC), SHANGHAI, "21:00", "09:00") == datetime(
+        2026, 6, 19, 1, 0, tzinfo=UTC
+    )
+    # 02:00 local: inside, until 09:00 the same day.
+    assert quiet_until(datetime(2026, 6, 17, 18, 0, tzinfo=UTC), SHANGHAI, "21:00", "09:00") == datetime(
+        2026, 6, 18, 1, 0, tzinfo=UTC
+    )
+    assert quiet_until(datetime(2026, 6, 18, 2, 0, tzinfo=UTC), SHANGHAI, "21:00", "09:00") is None
+    assert quiet_until(datetime(2026, 6, 18, 5, 0, tzinfo=UTC), SHANGHAI, "12:00", "14:00") == datetime(
+        2026, 6, 18, 6, 0, tzinfo=UTC
+    )
+    assert quiet_until(datetime(2026, 6, 18, 14, 0, tzinfo=UTC), SHANGHAI, "", "") is None
+
+
+def test_ab_assignment_is_stable_and_follows_the_weights():
+    weights = [("a", 45), ("b", 45), ("control", 10)]
+    persons = [f"person-{n}" for n in range(20_000)]
+    first = [assign_variant("j", "split", p, weights) for p in persons]
+    assert first == [assign_variant("j", "split", p, weights) for p in persons]
+    shares = {k: v / len(persons) for k, v in Counter(first).items()}
+    # Binomial sd at n=20,000 is at most 0.0035; 4 sd of tolerance.
+    assert abs(shares["a"] - 0.45) < 0.014 and abs(shares["b"] - 0.45) < 0.014
+    assert abs(shares["control"] - 0.10) < 0.009
+    # Another journey (or step) shuffles people independently.
+    other = [assign_variant("k", "split", p, weights) for p in persons]
+    assert sum(x == y for x, y in zip(first, other, strict=True)) < 0.5 * len(persons)
+
+
+def test_consent():
+    granted = [Consent("email", "", True, "api")]
+    assert consent_refusal(granted, "email", "opt_in") is None
+    assert consent_refusal([], "email", "opt_in") == "no_consent"
+    assert consent_refusal([], "email", "opt_out") is None
+    withdrawn_marketing = [*granted, Consent("email", "marketing", False, "api")]
+    assert consent_refusal(withdrawn_marketing, "email", "opt_in") == "no_consent"
+    assert consent_refusal([Consent("email", "", False, "unsubscribe_link")], "email", "opt_out") == "unsubscribed"
+    assert consent_refusal([Consent("sms", "", False, "api")], "email", "opt_out") is None
+
+
+def test_caps_addresses_revenue():
+    ws = WorkspaceSettings("w", cap_per_day=2, cap_per_week=5)
+    counts = {"workspace_day": 1, "workspace_week": 1, "journey_day": 1, "journey_week": 1}
+    assert cap_refusal(counts, workspace=ws, journey_per_day=0, journey_per_week=0) is None
+    assert cap_refusal(counts, workspace=ws, journey_per_day=1, journey_per_week=0) == "cap_journey_day"
+    assert cap_refusal({**counts, "workspace_day": 2}, workspace=ws, journey_per_day=1, journey_per_week=0) == (
+        "cap_workspace_day"
+    )
+    assert cap_refusal({**counts, "workspace_week": 5}, workspace=ws, journey_per_day=0, journey_per_week=0) == (
+        "cap_workspace_week"
+    )
+    assert address_of({"email": " a@b.c "}, "email") == "a@b.c"
+    assert address_of({"phone": "+86"}, "email") == ""
+    assert revenue_minor({"revenue": 12.34}, "") == 1234
+    assert revenue_minor({"revenue_minor": 999, "revenue": 1}, "") == 999
+    assert revenue_minor({"total": 5}, "") == 500
+    assert revenue_minor({"amount": "x"}, "amount") == 0
+
+
+def test_uplift_against_a_hand_computation():
+    # Variant: 30 of 200 converted (0.15); control: 10 of 100 (0.10).
+    # se = sqrt(0.15 * 0.85 / 200 + 0.10 * 0.90 / 100) = sqrt(0.0006375 + 0.0009) = 0.0392109...
+    # 95%: 0.05 -/+ 1.959964 * 0.0392109 = 0.05 -/+ 0.0768520 -> [-0.0268520, 0.1268520]
+    result = reports.uplift("a", "control", 30, 200, 10, 100)
+    assert math.isclose(result.uplift, 0.05, abs_tol=1e-12)
+    assert math.isclose(result.ci_low, -0.0268520, abs_tol=1e-6)
+    assert math.isclose(result.ci_high, 0.1268520, abs_tol=1e-6)
+
+
+def test_report_rows_and_csv():
+    rows, uplifts = reports.build(
+        [("a", 200, 30, 30_000), ("control", 100, 10, 8_000)],
+        [("mail", "a", "sent", "", 180), ("mail", "a", "suppressed", "no_consent", 15), ("mail", "a", "dead", "x", 5)],
+        [("mail", "a", 30, 30_000)],
+        holdout="control",
+    )
+    overall = rows[0]
+    assert (overall.entered, overall.sent, overall.suppressed, overall.failed, overall.converted) == (
+        300,
+        180,
+        15,
+        5,
+        40,
+    )
+    mail_row = next(r for r in rows if r.step_id == "mail" and not r.variant)
+    assert (mail_row.entered, mail_row.converted, mail_row.suppressed_by_reason) == (200, 30, {"no_consent": 15})
+    assert [u.variant for u in uplifts] == ["a"]
+    text = reports.to_csv(rows, uplifts)
+    assert text.splitlines()[0] == (
+        "step_id,variant,entered,sent,delivered,failed,suppressed,suppressed_no_consent,converted,revenue_minor,"
+        "uplift,uplift_ci_low,uplift_ci_high"
+    )
+    assert ",a,200,180,0,5,15,15,30,30000,0.050000,-0.026852,0.126852" in text
+
+
+def test_a_recurring_schedule_published_late_runs_its_latest_due_run_not_every_missed_one():
+    from cdp_campaign.runner import first_run
+
+    definition = defs.parse({"trigger": {"schedule": {"segment_id": "s", "start": "2026-06-01T10:00", "every": "7d"}}})
+    now = datetime(2026, 6, 18, 2, 0, tzinfo=UTC)  # 18 June 10:00 Shanghai
+    assert first_run(definition, SHANGHAI, now) == datetime(2026, 6, 15, 10, 0, tzinfo=SHANGHAI)
+    once = defs.parse({"trigger": {"schedule": {"segment_id": "s", "start": "2026-07-01T10:00"}}})
+    assert first_run(once, SHANGHAI, now) == datetime(2026, 7, 1, 10, 0, tzinfo=SHANGHAI)
