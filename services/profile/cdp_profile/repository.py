@@ -222,7 +222,9 @@ async def survivors(conn: asyncpg.Connection, workspace_id: str, person_ids: Seq
     return {r["person_id"]: r["survivor_id"] for r in rows}
 
 
-async def add_aliases(conn: asyncpg.Connection, workspace_id: str, merged: Sequence[str], survivor: str) -> None:
+async def add_aliases(
+    conn: asyncpg.Connection, workspace_id: str, merged: Sequence[str], survivor: str, versions: Sequence[int]
+) -> None:
     # Persons merged into a merged person before now point at the new survivor too.
     await conn.execute(
         "UPDATE person_aliases SET survivor_id = $3 WHERE workspace_id = $1 AND survivor_id = ANY($2::uuid[])",
@@ -231,17 +233,25 @@ async def add_aliases(conn: asyncpg.Connection, workspace_id: str, merged: Seque
         survivor,
     )
     await conn.execute(
-        """INSERT INTO person_aliases (workspace_id, person_id, survivor_id)
-           SELECT $1, p, $3 FROM unnest($2::uuid[]) AS p
-           ON CONFLICT (workspace_id, person_id) DO UPDATE SET survivor_id = excluded.survivor_id""",
+        """INSERT INTO person_aliases (workspace_id, person_id, survivor_id, last_version)
+           SELECT $1, p, $3, v FROM unnest($2::uuid[], $4::bigint[]) AS x(p, v)
+           ON CONFLICT (workspace_id, person_id) DO UPDATE SET survivor_id = excluded.survivor_id,
+               last_version = greatest(person_aliases.last_version, excluded.last_version)""",
         workspace_id,
         list(merged),
         survivor,
+        list(versions),
     )
 
 
-async def remove_alias(conn: asyncpg.Connection, workspace_id: str, person_id: str) -> None:
-    await conn.execute("DELETE FROM person_aliases WHERE workspace_id = $1 AND person_id = $2", workspace_id, person_id)
+async def remove_alias(conn: asyncpg.Connection, workspace_id: str, person_id: str) -> int:
+    """Forget that ``person_id`` was merged away; returns the last version it had."""
+    version = await conn.fetchval(
+        "DELETE FROM person_aliases WHERE workspace_id = $1 AND person_id = $2 RETURNING last_version",
+        workspace_id,
+        person_id,
+    )
+    return version or 0
 
 
 # Profiles -------------------------------------------------------------------------------------
@@ -630,7 +640,7 @@ async def insert_settings(conn: asyncpg.Connection, workspace_id: str, version: 
             "INSERT INTO settings (workspace_id, version, document) VALUES ($1, $2, $3::jsonb) RETURNING created_at",
             workspace_id,
             version,
-            json.dumps(document),
+            document,
         )
     except asyncpg.UniqueViolationError:
         return None  # type: ignore[return-value]
@@ -671,7 +681,7 @@ async def upsert_objects(conn: asyncpg.Connection, kind: str, workspace_id: str,
     names = [key, *columns, "tags", "attributes", "tags_version"]
     rows = []
     for obj in objects:
-        values = [obj[n] if n != "attributes" else json.dumps(obj[n]) for n in names]
+        values = [obj[n] for n in names]
         placeholders = ", ".join(f"${i + 2}" + ("::jsonb" if n == "attributes" else "") for i, n in enumerate(names))
         updates = ", ".join(f"{n} = excluded.{n}" for n in names[1:])
         row = await conn.fetchrow(

@@ -705,7 +705,9 @@ class ProfileService:
             await repository.move_events(conn, workspace_id, merged, survivor)
             await repository.move_orders(conn, workspace_id, merged, survivor)
             await repository.move_ledger(conn, workspace_id, merged, survivor)
-            await repository.add_aliases(conn, workspace_id, merged, survivor)
+            await repository.add_aliases(
+                conn, workspace_id, merged, survivor, [current[p].state.version if p in current else 0 for p in merged]
+            )
             others = [self._open_profile(workspace_id, current[p]) for p in merged if p in current]
             base_stored = current.get(survivor)
             if base_stored is None and not others:
@@ -733,7 +735,7 @@ class ProfileService:
             if not await inbox.first_time(conn, "profile-identity", workspace_id, key):
                 return False
             settings = await self._settings(conn, workspace_id)
-            await repository.remove_alias(conn, workspace_id, new_person)
+            last_version = await repository.remove_alias(conn, workspace_id, new_person)
             current = await repository.lock_profiles(conn, workspace_id, sorted([original, new_person]))
             identifiers = [self._identifier_key(workspace_id, i.type, i.value) for i in message.moved_identifiers]
             moved_messages = await repository.move_events_by_identifier(
@@ -756,7 +758,10 @@ class ProfileService:
                 (original, original_stored, kept_lots),
                 (new_person, current.get(new_person), moved_lots),
             ):
-                state = self._open_profile(workspace_id, stored) if stored else ProfileState(person_id)
+                if stored:
+                    state = self._open_profile(workspace_id, stored)
+                else:  # versions go on from those the id had before it was merged away
+                    state = ProfileState(person_id, version=last_version if person_id == new_person else 0)
                 if person_id == new_person:
                     lots = [*state.points_lots, *lots]
                 events = [self._new_event(r) for r in await repository.all_events(conn, workspace_id, person_id)]
@@ -790,7 +795,7 @@ class ProfileService:
             for obj in objects:
                 before = existing.get(obj[key])
                 version = before["tags_version"] if before else 0
-                if before is None or sorted(before["tags"]) != sorted(obj["tags"]):
+                if sorted(before["tags"] if before else []) != sorted(obj["tags"]):
                     version += 1
                     announcements.append((obj[key], sorted(obj["tags"]), version))
                 obj["tags_version"] = version

@@ -88,6 +88,8 @@ CREATE TABLE person_aliases (
     workspace_id text        NOT NULL,
     person_id    uuid        NOT NULL,
     survivor_id  uuid        NOT NULL,
+    -- The merged profile's last version: if a split brings the id back, its versions go on from there.
+    last_version bigint      NOT NULL DEFAULT 0,
     merged_at    timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (workspace_id, person_id)
 );

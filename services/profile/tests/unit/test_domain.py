@@ -11,7 +11,10 @@ SETTINGS = from_document(
     1,
     {
         "tag_rules": [{"tag": "repurchase", "when": "order_count >= 2"}],
-        "tiers": {"by": "total_spent_minor", "levels": [{"name": "silver", "min": 10000}, {"name": "gold", "min": 50000}]},
+        "tiers": {
+            "by": "total_spent_minor",
+            "levels": [{"name": "silver", "min": 10000}, {"name": "gold", "min": 50000}],
+        },
         "points": {"per_currency_unit": 1, "expire_after_days": 365},
         "source_priority": ["crm", "pos"],
         "windowed_traits": [{"name": "views_7d", "event": "Product Viewed", "days": 7}],
