@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import structlog
 
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
@@ -27,7 +28,7 @@ log = structlog.get_logger(__name__)
 async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRuntime:
     vault = settings.pii_vault()
     clock = clock or settings.clock()
-    infra = await Infrastructure.open(settings, schema=SCHEMA, client_name="cdp-profile")
+    infra = await Infrastructure.open(settings, schema=SCHEMA, client_name="cdp-profile", json_decoder=orjson.loads)
     service = ProfileService(infra.pool, infra.names, vault, clock)
     await service.maintain_partitions(settings.partition_months_ahead)
     sealed = await service.seal_plaintext_pii()

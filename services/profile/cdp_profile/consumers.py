@@ -11,8 +11,9 @@ from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
 
 from cdp.events.v1 import events_pb2
-from cdp_profile.domain import describe
+from cdp_profile.domain import normalise_channel
 from cdp_profile.service import Incoming, ProfileService
+from cdp_profile.structs import text_of, to_dict
 from cdpkit.bus import IDENTITY, RESOLVED, BusNames
 from cdpkit.consumer import ConsumerSpec, PermanentError
 
@@ -32,42 +33,38 @@ def identity_consumer(names: BusNames) -> ConsumerSpec:
     )
 
 
-def _value(value: struct_pb2.Value):
-    kind = value.WhichOneof("kind")
-    if kind == "string_value":
-        return value.string_value
-    if kind == "number_value":
-        number = value.number_value
-        return int(number) if number.is_integer() and abs(number) < 2**53 else number
-    if kind == "bool_value":
-        return value.bool_value
-    if kind == "struct_value":
-        return to_dict(value.struct_value)
-    if kind == "list_value":
-        return [_value(v) for v in value.list_value.values]
-    return None
-
-
-def to_dict(struct: struct_pb2.Struct) -> dict:
-    """Struct -> dict, faster than json_format; whole numbers become ints (ids, minor units)."""
-    return {key: _value(value) for key, value in struct.fields.items()}
-
-
 def _time(message: events_pb2.RawEvent, field: str) -> datetime | None:
     return getattr(message, field).ToDatetime(UTC) if message.HasField(field) else None
+
+
+def describe(event_type: str, properties: struct_pb2.Struct, context: struct_pb2.Struct) -> tuple[str, str, str, str]:
+    """(channel, store id, staff id, source) of an event, where known."""
+    store = text_of(properties, "store_id", "storeId") or text_of(context, "store_id", "storeId")
+    staff = text_of(properties, "staff_id", "staffId") or text_of(context, "staff_id", "staffId")
+    channel = normalise_channel(text_of(properties, "channel") or text_of(context, "channel"))
+    if not channel:
+        if store:
+            channel = "store"
+        elif event_type == "screen" or "app" in context.fields:
+            channel = "app"
+        elif event_type == "page" or "page" in context.fields:
+            channel = "web"
+    source = text_of(context, "source") or channel
+    return channel, store[:200], staff[:200], source[:64]
 
 
 def to_incoming(resolved: events_pb2.ResolvedEvent) -> Incoming:
     event = resolved.event
     received = _time(event, "received_at") or datetime.now(UTC)
     type_ = EVENT_TYPE_NAMES.get(event.type, "unspecified")
-    properties = to_dict(event.properties) if event.HasField("properties") else {}
-    context = (
-        {k: v for k, v in to_dict(event.context).items() if k not in DROPPED_CONTEXT}
-        if event.HasField("context")
-        else {}
-    )
-    channel, store_id, staff_id, source = describe(type_, properties, context)
+    context = event.context
+    if any(key in context.fields for key in DROPPED_CONTEXT):
+        context = struct_pb2.Struct()
+        context.CopyFrom(event.context)
+        for key in DROPPED_CONTEXT:
+            if key in context.fields:
+                del context.fields[key]
+    channel, store_id, staff_id, source = describe(type_, event.properties, context)
     traits = None
     if type_ == "identify" and event.HasField("traits"):
         traits = {"set": to_dict(event.traits)}
@@ -77,7 +74,7 @@ def to_incoming(resolved: events_pb2.ResolvedEvent) -> Incoming:
         person_id=resolved.person_id,
         type=type_,
         event=event.event,
-        properties=properties,
+        properties=event.properties,
         context=context,
         event_time=_time(event, "timestamp") or received,
         received_at=received,
@@ -87,7 +84,6 @@ def to_incoming(resolved: events_pb2.ResolvedEvent) -> Incoming:
         store_id=store_id,
         staff_id=staff_id,
         source=source,
-        properties_pb=event.properties if event.HasField("properties") else None,
     )
 
 

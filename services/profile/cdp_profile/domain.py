@@ -105,22 +105,6 @@ def _first(mapping: Mapping[str, Any], *keys: str) -> Any:
     return None
 
 
-def describe(event_type: str, properties: Mapping[str, Any], context: Mapping[str, Any]) -> tuple[str, str, str, str]:
-    """(channel, store id, staff id, source) of an event, where known."""
-    store = _first(properties, "store_id", "storeId") or _first(context, "store_id", "storeId")
-    staff = _first(properties, "staff_id", "staffId") or _first(context, "staff_id", "staffId")
-    channel = normalise_channel(_first(properties, "channel") or _first(context, "channel"))
-    if not channel:
-        if store:
-            channel = "store"
-        elif event_type == "screen" or isinstance(context.get("app"), Mapping):
-            channel = "app"
-        elif event_type == "page" or isinstance(context.get("page"), Mapping):
-            channel = "web"
-    source = str(_first(context, "source") or channel or "")
-    return channel, str(store or ""), str(staff or ""), source[:64]
-
-
 def money_minor(value: Any, currency: str) -> int | None:
     """A decimal amount (19.99, "19.99") in minor units of ``currency``; None when not a number."""
     if isinstance(value, bool) or value is None:
@@ -670,6 +654,7 @@ def _derive_computed(
     settings: WorkspaceSettings,
     now: datetime,
     orders: Sequence[Order] | None,
+    traits_changed: bool = True,
 ) -> None:
     computed = state.computed
     computed["event_count"] = state.event_count
@@ -683,9 +668,10 @@ def _derive_computed(
         for key, default in (("order_count", 0), ("total_spent_minor", 0), ("refunded_minor", 0)):
             computed.setdefault(key, default)
     computed["favourite_channel"] = _favourite(state.stats.get("channels", {}))
-    computed["birthday_month_day"] = _birthday_month_day(state.traits.get("birthday"))
-    texts = _address_texts(state.traits)
-    computed["region_code"] = (region_code(*texts) or None) if texts else None
+    if traits_changed:
+        computed["birthday_month_day"] = _birthday_month_day(state.traits.get("birthday"))
+        texts = _address_texts(state.traits)
+        computed["region_code"] = (region_code(*texts) or None) if texts else None
     lots = sorted((lot for lot in state.points_lots if lot["expires"]), key=_lot_order)
     computed["next_points_expiry_time"] = lots[0]["expires"] if lots else None
     computed["next_points_expiry_points"] = (
@@ -751,7 +737,8 @@ def _finish(
             del new.tags[tag]
             transitions.append(Transition("tag_removed", tag, "", "", "time", now))
     _expire_points(new, now, ledger)
-    _derive_computed(new, settings, now, orders)
+    traits_changed = cause in ("merge", "split") or any(key.startswith("traits.") for key in changed)
+    _derive_computed(new, settings, now, orders, traits_changed)
 
     stage = lifecycle_stage(new.computed, settings, now)
     if stage != new.lifecycle_stage:

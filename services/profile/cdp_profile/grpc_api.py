@@ -10,12 +10,12 @@ from google.protobuf import empty_pb2, struct_pb2
 
 from cdp.events.v1 import events_pb2
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
-from cdp_profile.consumers import to_dict
 from cdp_profile.domain import Order, from_iso
 from cdp_profile.regions import region_code
 from cdp_profile.repository import EventRow, LedgerRow
 from cdp_profile.rules import to_document
 from cdp_profile.service import ProfileService, ProfileView
+from cdp_profile.structs import to_dict
 from cdpkit.errors import InvalidArgument
 from cdpkit.fieldmask import paths_to_update
 from cdpkit.names import UUID, parse, workspace_of
@@ -88,12 +88,12 @@ def _struct(values: dict) -> struct_pb2.Struct:
     return message
 
 
-def _event(row: EventRow, properties: dict) -> profile_pb2.ProfileEvent:
+def _event(row: EventRow, properties: struct_pb2.Struct) -> profile_pb2.ProfileEvent:
     event = profile_pb2.ProfileEvent(
         message_id=row.message_id,
         type=_EVENT_TYPES.get(row.type, 0),
         event=row.event,
-        properties=_struct(properties),
+        properties=properties,
         channel=row.channel,
         store_id=row.store_id,
         staff_id=row.staff_id,

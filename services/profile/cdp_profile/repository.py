@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import orjson
 
 from cdp_profile.domain import LedgerEntry, Order, OrderLine, ProfileState
 from cdpkit.ids import new_id
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 @dataclass(frozen=True)
@@ -21,8 +25,9 @@ class EventRow:
     person_id: str
     type: str
     event: str
-    properties: dict[str, Any]
-    context: dict[str, Any]
+    # Serialized google.protobuf.Struct (PII-named properties are in pii).
+    properties: bytes
+    context: bytes
     event_time: datetime
     received_at: datetime
     # {"set": ..., "set_once": ..., "unset": [...]} without PII; None for other calls.
@@ -33,6 +38,8 @@ class EventRow:
     store_id: str = ""
     staff_id: str = ""
     source: str = ""
+    # Events stored before migration 0002: {"properties": {...}, "context": {...}}.
+    legacy: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -48,7 +55,7 @@ class StoredProfile:
 
 _EVENT_COLUMNS = (
     "workspace_id, message_id, person_id::text AS person_id, type, event, properties, context, event_time,"
-    " received_at, traits, pii, identifiers, channel, store_id, staff_id, source"
+    " received_at, traits, pii, identifiers, channel, store_id, staff_id, source, legacy"
 )
 
 
@@ -98,8 +105,8 @@ async def insert_new_events(conn: asyncpg.Connection, rows: Sequence[EventRow]) 
         return []
     inserted = await conn.fetch(
         """WITH input AS (
-               SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::text[],
-                                    $7::text[], $8::timestamptz[], $9::timestamptz[], $10::text[], $11::bytea[],
+               SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::bytea[],
+                                    $7::bytea[], $8::timestamptz[], $9::timestamptz[], $10::text[], $11::bytea[],
                                     $12::text[], $13::text[], $14::text[], $15::text[], $16::text[])
                    AS x(w, m, p, t, e, pr, c, et, rt, tr, pii, ids, ch, st, sf, so)
            ), fresh AS (
@@ -110,7 +117,7 @@ async def insert_new_events(conn: asyncpg.Connection, rows: Sequence[EventRow]) 
            )
            INSERT INTO events (workspace_id, message_id, person_id, type, event, properties, context, event_time,
                                received_at, traits, pii, identifiers, channel, store_id, staff_id, source)
-           SELECT w, m, p, t, e, pr::jsonb, c::jsonb, et, rt, tr::jsonb, pii, ids::text[], ch, st, sf, so
+           SELECT w, m, p, t, e, pr, c, et, rt, tr::jsonb, pii, ids::text[], ch, st, sf, so
            FROM input JOIN fresh ON fresh.workspace_id = input.w AND fresh.message_id = input.m
            RETURNING workspace_id, message_id""",
         [r.workspace_id for r in rows],
@@ -118,11 +125,11 @@ async def insert_new_events(conn: asyncpg.Connection, rows: Sequence[EventRow]) 
         [r.person_id for r in rows],
         [r.type for r in rows],
         [r.event for r in rows],
-        [json.dumps(r.properties) for r in rows],
-        [json.dumps(r.context) for r in rows],
+        [r.properties for r in rows],
+        [r.context for r in rows],
         [r.event_time for r in rows],
         [r.received_at for r in rows],
-        [json.dumps(r.traits) if r.traits is not None else None for r in rows],
+        [_json(r.traits) if r.traits is not None else None for r in rows],
         [r.pii for r in rows],
         ["{" + ",".join(r.identifiers) + "}" for r in rows],
         [r.channel for r in rows],
@@ -340,21 +347,21 @@ async def save_profiles(
                merged_person_ids = excluded.merged_person_ids, updated_at = now()""",
         workspace_id,
         [s.person_id for s in states],
-        [json.dumps(s.traits) for s in states],
+        [_json(s.traits) for s in states],
         [r[1] for r in rows],
-        [json.dumps(s.trait_meta) for s in states],
+        [_json(s.trait_meta) for s in states],
         [s.event_count for s in states],
         [s.first_seen_at for s in states],
         [s.last_seen_at for s in states],
-        [json.dumps(s.computed) for s in states],
-        [json.dumps(s.stats) for s in states],
+        [_json(s.computed) for s in states],
+        [_json(s.stats) for s in states],
         [s.lifecycle_stage for s in states],
         [s.lifecycle_at for s in states],
         [s.tier for s in states],
         [s.tier_at for s in states],
-        [json.dumps(s.tags) for s in states],
-        [json.dumps(s.consent) for s in states],
-        [json.dumps(s.points_lots) for s in states],
+        [_json(s.tags) for s in states],
+        [_json(s.consent) for s in states],
+        [_json(s.points_lots) for s in states],
         [s.points_balance for s in states],
         [s.version for s in states],
         ["{" + ",".join(r[2]) + "}" for r in rows],
@@ -438,8 +445,8 @@ async def upsert_orders(conn: asyncpg.Connection, workspace_id: str, orders: Seq
         [o.store_id for o in orders],
         [o.staff_id for o in orders],
         [o.order_time for o in orders],
-        [json.dumps([line.__dict__ for line in o.items]) for o in orders],
-        [json.dumps(dict(o.refunds)) for o in orders],
+        [_json([line.__dict__ for line in o.items]) for o in orders],
+        [_json(dict(o.refunds)) for o in orders],
         [o.cancelled for o in orders],
         [o.points_earned for o in orders],
         [o.message_id for o in orders],

@@ -261,6 +261,11 @@ class WorkspaceSettings:
     pii_traits: frozenset[str] = frozenset(DEFAULT_PII_TRAITS)
     zone: ZoneInfo = field(default=ZoneInfo("Asia/Shanghai"), compare=False, repr=False)
 
+    @property
+    def summed_events(self) -> frozenset[str]:
+        """Event names whose properties a windowed sum reads."""
+        return frozenset(w.event for w in self.windowed_traits if w.sum_property)
+
     def source_rank(self, source: str) -> int:
         """Higher is more trusted; sources not listed rank below every listed one (0)."""
         try:

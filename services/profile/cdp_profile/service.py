@@ -16,9 +16,10 @@ from google.protobuf import struct_pb2
 
 from cdp.events.v1 import events_pb2
 from cdp_profile import domain, repository
-from cdp_profile.domain import Change, NewEvent, Order, ProfileState
+from cdp_profile.domain import EVENT_KINDS, ORDER_KINDS, Change, NewEvent, Order, ProfileState
 from cdp_profile.repository import EventRow, LedgerRow, StoredProfile
 from cdp_profile.rules import DEFAULT_SETTINGS, InvalidRules, WorkspaceSettings, from_document, to_document
+from cdp_profile.structs import to_dict, to_struct, value_of
 from cdpkit import inbox, outbox
 from cdpkit.bus import PROFILE, BusNames
 from cdpkit.clock import Clock
@@ -41,8 +42,8 @@ class Incoming:
     person_id: str
     type: str
     event: str
-    properties: dict[str, Any]
-    context: dict[str, Any]
+    properties: struct_pb2.Struct
+    context: struct_pb2.Struct
     event_time: datetime
     received_at: datetime
     # {"set": {...}, "set_once": {...}, "unset": [...]} for identify calls and API updates.
@@ -52,8 +53,6 @@ class Incoming:
     store_id: str = ""
     staff_id: str = ""
     source: str = ""
-    # The properties as received, reused for the announcement when they hold no PII.
-    properties_pb: struct_pb2.Struct | None = None
 
 
 @dataclass
@@ -65,14 +64,8 @@ class ProfileView:
     settings: WorkspaceSettings
     windowed: dict[str, Any]
     next_due: datetime | None = None
-    recent_events: list[tuple[EventRow, dict]] = field(default_factory=list)
+    recent_events: list[tuple[EventRow, struct_pb2.Struct]] = field(default_factory=list)
     recent_orders: list[Order] = field(default_factory=list)
-
-
-def _struct(values: Mapping[str, Any]) -> struct_pb2.Struct:
-    message = struct_pb2.Struct()
-    message.update(values)
-    return message
 
 
 def _stamp(moment: datetime):
@@ -165,12 +158,19 @@ class ProfileService:
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
     def _event_row(self, item: Incoming, settings: WorkspaceSettings) -> EventRow:
-        pii_keys = settings.pii_traits
-        properties = item.properties
         sealed: dict[str, Any] = {}
-        if pii_keys.intersection(properties):
-            sealed["properties"] = {k: v for k, v in properties.items() if k in pii_keys}
-            properties = {k: v for k, v in properties.items() if k not in pii_keys}
+        fields = item.properties.fields
+        secret = [key for key in settings.pii_traits if key in fields]
+        if secret:
+            kept = struct_pb2.Struct()
+            kept.CopyFrom(item.properties)
+            sealed["properties"] = {key: value_of(fields[key]) for key in secret}
+            for key in secret:
+                del kept.fields[key]
+            properties = kept.SerializeToString()
+        else:
+            properties = item.properties.SerializeToString()
+        pii_keys = settings.pii_traits
         traits = item.traits
         if traits is not None:
             plain: dict[str, Any] = {"unset": list(traits.get("unset", ()))}
@@ -188,7 +188,7 @@ class ProfileService:
             type=item.type,
             event=item.event,
             properties=properties,
-            context=item.context,
+            context=item.context.SerializeToString(),
             event_time=item.event_time,
             received_at=item.received_at,
             traits=traits,
@@ -204,22 +204,36 @@ class ProfileService:
             source=item.source,
         )
 
+    def _sealed(self, row: EventRow) -> dict[str, Any]:
+        if not row.pii:
+            return {}
+        return json.loads(self._vault.open(row.pii, context=f"{row.workspace_id}/event/{row.message_id}"))
+
+    def properties_of(self, row: EventRow) -> struct_pb2.Struct:
+        """An event's properties as sent (PII-named ones opened)."""
+        properties = struct_pb2.Struct.FromString(row.properties) if row.properties else struct_pb2.Struct()
+        if row.legacy:
+            properties.update(row.legacy.get("properties") or {})
+        sealed = self._sealed(row)
+        if sealed.get("properties"):
+            properties.update(sealed["properties"])
+        return properties
+
     def _new_event(self, row: EventRow) -> NewEvent:
-        """The domain's view of a stored event (PII opened)."""
-        sealed = (
-            json.loads(self._vault.open(row.pii, context=f"{row.workspace_id}/event/{row.message_id}"))
-            if row.pii
-            else {}
-        )
+        """The domain's view of a stored event (PII opened), for rebuilds."""
+        sealed = self._sealed(row)
         traits = row.traits or {}
-        properties = {**row.properties, **sealed.get("properties", {})}
+        properties = {
+            **to_dict(struct_pb2.Struct.FromString(row.properties)),
+            **((row.legacy or {}).get("properties") or {}),
+        }
         return NewEvent(
             message_id=row.message_id,
             person_id=row.person_id,
             type=row.type,
             event=row.event,
             event_time=row.event_time,
-            properties=properties,
+            properties={**properties, **sealed.get("properties", {})},
             traits={**traits.get("set", {}), **sealed.get("set", {})},
             set_once={**traits.get("set_once", {}), **sealed.get("set_once", {})},
             unset=tuple(traits.get("unset", ())),
@@ -283,11 +297,11 @@ class ProfileService:
             fresh = await repository.insert_new_events(conn, list(rows.values()))
             if not fresh:
                 continue
-            pb_by_id = {i.message_id: i.properties_pb for i in batch}
+            stored_properties = {row.message_id: row.properties for row in fresh}
             item_by_id = {i.message_id: i for i in batch}
             by_person: dict[str, list[NewEvent]] = defaultdict(list)
             for row in fresh:
-                by_person[row.person_id].append(self._fresh_event(item_by_id[row.message_id], row))
+                by_person[row.person_id].append(self._fresh_event(item_by_id[row.message_id], row, settings))
             persons = sorted(by_person)
             current = await repository.lock_profiles(conn, workspace_id, persons)
             referenced = {p: {domain.order_id_of(e) for e in evs} - {""} for p, evs in by_person.items()}
@@ -313,20 +327,22 @@ class ProfileService:
                 )
                 if change is not None:
                     changes.append((change, stored.merged_person_ids if stored else ()))
-            await self._save(conn, workspace_id, settings, changes, now, pb_by_id)
+            await self._save(conn, workspace_id, settings, changes, now, stored_properties)
             counted += len(fresh)
         return counted
 
     @staticmethod
-    def _fresh_event(item: Incoming, row: EventRow) -> NewEvent:
+    def _fresh_event(item: Incoming, row: EventRow, settings: WorkspaceSettings) -> NewEvent:
         traits = item.traits or {}
+        # Properties matter to orders and to windowed sums only: other events skip the conversion.
+        needed = EVENT_KINDS.get(row.event) in ORDER_KINDS or row.event in settings.summed_events
         return NewEvent(
             message_id=row.message_id,
             person_id=row.person_id,
             type=row.type,
             event=row.event,
             event_time=row.event_time,
-            properties=item.properties,
+            properties=to_dict(item.properties) if needed else {},
             traits=traits.get("set") or {},
             set_once=traits.get("set_once") or {},
             unset=tuple(traits.get("unset") or ()),
@@ -343,7 +359,7 @@ class ProfileService:
         settings: WorkspaceSettings,
         changes: Sequence[tuple[Change, Sequence[str]]],
         now: datetime,
-        properties_pb: Mapping[str, struct_pb2.Struct | None] | None = None,
+        stored_properties: Mapping[str, bytes] | None = None,
     ) -> list[LedgerRow]:
         """Write the changes (profiles, orders, ledger, timers) and announce them, in the caller's transaction."""
         if not changes:
@@ -361,7 +377,7 @@ class ProfileService:
         await outbox.enqueue_many(
             conn,
             [
-                self._announcement(workspace_id, change, settings, now, properties_pb or {})
+                self._announcement(workspace_id, change, settings, now, stored_properties or {})
                 for change, _ in changes
                 if change.announced
             ],
@@ -373,9 +389,9 @@ class ProfileService:
     def snapshot(self, state: ProfileState, settings: WorkspaceSettings) -> events_pb2.ProfileSnapshot:
         plain = {k: v for k, v in state.traits.items() if k not in settings.pii_traits}
         return events_pb2.ProfileSnapshot(
-            traits=_struct(plain),
+            traits=to_struct(plain),
             pii_traits=sorted(k for k in state.traits if k in settings.pii_traits),
-            computed=_struct(state.computed),
+            computed=to_struct(state.computed),
             lifecycle_stage=state.lifecycle_stage,
             tier=state.tier,
             tags=sorted(state.tags),
@@ -390,7 +406,7 @@ class ProfileService:
         change: Change,
         settings: WorkspaceSettings,
         now: datetime,
-        properties_pb: Mapping[str, struct_pb2.Struct | None],
+        stored_properties: Mapping[str, bytes],
     ) -> tuple[str, str, str, bytes]:
         state = change.state
         values = {}
@@ -404,7 +420,7 @@ class ProfileService:
             workspace_id=workspace_id,
             person_id=state.person_id,
             changed_fields=sorted(change.changed),
-            values=_struct(values),
+            values=to_struct(values),
             trigger_message_id=change.trigger.message_id if change.trigger else "",
             trigger_event=change.trigger.event if change.trigger else "",
             version=state.version,
@@ -423,11 +439,8 @@ class ProfileService:
                 staff_id=event.staff_id,
             )
             fact.event_time.FromDatetime(event.event_time)
-            original = properties_pb.get(event.message_id)
-            if original is not None and not settings.pii_traits.intersection(event.properties):
-                fact.properties.CopyFrom(original)
-            elif event.properties:
-                fact.properties.update({k: v for k, v in event.properties.items() if k not in settings.pii_traits})
+            # As stored: as sent, without the PII-named properties.
+            fact.properties.MergeFromString(stored_properties.get(event.message_id, b""))
         for order in change.orders:
             message.orders.append(order_fact(order))
         for transition in change.transitions:
@@ -477,23 +490,17 @@ class ProfileService:
             settings=settings,
             windowed=domain.windowed_values(state, settings, now),
             next_due=domain.next_due(state, settings, now),
-            recent_events=[(row, self._open_properties(row)) for row in recent],
+            recent_events=[(row, self.properties_of(row)) for row in recent],
             recent_orders=orders,
         )
 
-    def _open_properties(self, row: EventRow) -> dict:
-        if not row.pii:
-            return row.properties
-        sealed = json.loads(self._vault.open(row.pii, context=f"{row.workspace_id}/event/{row.message_id}"))
-        return {**row.properties, **sealed.get("properties", {})}
-
     async def list_events(
         self, workspace_id: str, person_id: str, size: int, position: tuple[datetime, str] | None, event: str
-    ) -> list[tuple[EventRow, dict]]:
+    ) -> list[tuple[EventRow, struct_pb2.Struct]]:
         async with self._pool.acquire() as conn:
             person_id = await self._resolve(conn, workspace_id, person_id)
             rows = await repository.list_events(conn, workspace_id, person_id, limit=size, before=position, event=event)
-        return [(row, self._open_properties(row)) for row in rows]
+        return [(row, self.properties_of(row)) for row in rows]
 
     async def list_orders(
         self, workspace_id: str, person_id: str, size: int, position: tuple[datetime, str] | None
@@ -557,8 +564,8 @@ class ProfileService:
                 person_id=resolved,
                 type="identify",
                 event="",
-                properties={},
-                context={"source": source},
+                properties=struct_pb2.Struct(),
+                context=to_struct({"source": source}),
                 event_time=now,
                 received_at=now,
                 traits={"set": set_, "set_once": set_once, "unset": unset},
@@ -873,14 +880,14 @@ class ProfileService:
                     "UPDATE profiles SET traits = $3::jsonb, pii = $4 WHERE workspace_id = $1 AND person_id = $2",
                     row["workspace_id"],
                     row["person_id"],
-                    json.dumps(stored.traits),
+                    stored.traits,
                     sealed,
                 )
                 converted += 1
         return converted
 
 
-_EVENT_TYPES = {name.removeprefix("EVENT_TYPE_") for name in events_pb2.EventType.keys()}
+_EVENT_TYPES = {name.removeprefix("EVENT_TYPE_") for name in events_pb2.EventType.keys()}  # noqa: SIM118 - an enum wrapper, not a dict
 
 
 def order_fact(order: Order) -> events_pb2.OrderFact:

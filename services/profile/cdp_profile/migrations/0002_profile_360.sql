@@ -27,8 +27,12 @@ CREATE TABLE events (
     person_id    uuid        NOT NULL,
     type         text        NOT NULL,
     event        text        NOT NULL DEFAULT '',
-    properties   jsonb       NOT NULL DEFAULT '{}'::jsonb,
-    context      jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    -- properties and context as sent: serialized google.protobuf.Struct (written and read back
+    -- without a JSON round trip; no service queries inside them), PII-named properties sealed in pii.
+    properties   bytea       NOT NULL DEFAULT ''::bytea,
+    context      bytea       NOT NULL DEFAULT ''::bytea,
+    -- Rows stored before this migration: {"properties": {...}, "context": {...}}.
+    legacy       jsonb,
     -- Identify calls and API trait updates: {"set": {...}, "set_once": {...}, "unset": [...]}
     -- without PII traits; the PII part sealed in pii (AES-GCM, cdpkit.pii).
     traits       jsonb,
@@ -60,8 +64,10 @@ END $$;
 
 INSERT INTO event_keys (workspace_id, message_id, person_id, event_time)
 SELECT workspace_id, message_id, person_id, event_time FROM events_v1;
-INSERT INTO events (workspace_id, message_id, person_id, type, event, properties, context, event_time, received_at)
-SELECT workspace_id, message_id, person_id, type, event, properties, context, event_time, received_at FROM events_v1;
+INSERT INTO events (workspace_id, message_id, person_id, type, event, legacy, event_time, received_at)
+SELECT workspace_id, message_id, person_id, type, event, jsonb_build_object('properties', properties, 'context', context),
+       event_time, received_at
+FROM events_v1;
 DROP TABLE events_v1;
 
 -- Profiles ----------------------------------------------------------------------------------
