@@ -58,7 +58,9 @@ MAX_ORDER_LINES = 500
 
 def iso(moment: datetime) -> str:
     """RFC 3339 UTC with fixed width, so strings compare like times."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def from_iso(text: str) -> datetime:

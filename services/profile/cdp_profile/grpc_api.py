@@ -15,7 +15,7 @@ from cdp_profile.regions import region_code
 from cdp_profile.repository import EventRow, LedgerRow
 from cdp_profile.rules import to_document
 from cdp_profile.service import ProfileService, ProfileView
-from cdp_profile.structs import to_dict
+from cdp_profile.structs import to_dict, to_struct
 from cdpkit.errors import InvalidArgument
 from cdpkit.fieldmask import paths_to_update
 from cdpkit.names import UUID, parse, workspace_of
@@ -82,12 +82,6 @@ def _stamp(message, field: str, moment: datetime | None) -> None:
         getattr(message, field).FromDatetime(moment)
 
 
-def _struct(values: dict) -> struct_pb2.Struct:
-    message = struct_pb2.Struct()
-    message.update(values)
-    return message
-
-
 def _event(row: EventRow, properties: struct_pb2.Struct) -> profile_pb2.ProfileEvent:
     event = profile_pb2.ProfileEvent(
         message_id=row.message_id,
@@ -150,11 +144,11 @@ def _profile(workspace_id: str, view: ProfileView) -> profile_pb2.Profile:
     profile = profile_pb2.Profile(
         name=f"workspaces/{workspace_id}/profiles/{state.person_id}",
         person_id=state.person_id,
-        traits=_struct(state.traits),
+        traits=to_struct(state.traits),
         event_count=state.event_count,
         version=state.version,
         recent_events=[_event(row, properties) for row, properties in view.recent_events],
-        computed=_struct(computed),
+        computed=to_struct(computed),
         lifecycle_stage=state.lifecycle_stage,
         tier=state.tier,
         points_balance=state.points_balance,
@@ -189,9 +183,9 @@ def _settings_message(workspace_id: str, settings, update_time: datetime | None)
         version=settings.version,
         currency=document["currency"],
         time_zone=document["time_zone"],
-        lifecycle=_struct(document["lifecycle"]),
-        tiers=_struct(document["tiers"]),
-        points=_struct(document["points"]),
+        lifecycle=to_struct(document["lifecycle"]),
+        tiers=to_struct(document["tiers"]),
+        points=to_struct(document["points"]),
         source_priority=document["source_priority"],
         pii_traits=document["pii_traits"],
         etag=f'"{settings.version}"',
@@ -382,7 +376,7 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
     def _object(self, kind: str, workspace_id: str, row: dict):
         collection, key = OBJECT_KINDS[kind]
         name = f"workspaces/{workspace_id}/{collection}/{row[key]}"
-        common = {"tags": list(row["tags"]), "attributes": _struct(row["attributes"])}
+        common = {"tags": list(row["tags"]), "attributes": to_struct(row["attributes"])}
         if kind == "product":
             message = profile_pb2.Product(
                 name=name,

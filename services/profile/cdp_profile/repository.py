@@ -59,10 +59,23 @@ _EVENT_COLUMNS = (
 )
 
 
-def _event_row(record: asyncpg.Record) -> EventRow:
-    values = dict(record)
-    values["identifiers"] = tuple(values["identifiers"] or ())
-    return EventRow(**values)
+_EVENT_FIELDS = (
+    "workspace_id, message_id, person_id::text, type, event, properties, context, event_time, received_at, traits,"
+    " pii, identifiers, channel, store_id, staff_id, source, legacy"
+)
+
+
+# jsonb inside an anonymous record arrives in binary, which the pool's text codec cannot read: as text.
+_EVENT_FIELDS_IN_RECORD = _EVENT_FIELDS.replace("traits,", "traits::text,").replace("legacy", "legacy::text")
+
+
+def _event_row(record: asyncpg.Record | tuple) -> EventRow:
+    values = list(record)
+    values[11] = tuple(values[11] or ())
+    for index in (9, 16):  # traits, legacy
+        if isinstance(values[index], str):
+            values[index] = orjson.loads(values[index])
+    return EventRow(*values)
 
 
 # Partitions -----------------------------------------------------------------------------------
@@ -307,6 +320,43 @@ async def lock_profiles(
     return {r["person_id"]: _stored(r) for r in rows}
 
 
+async def read_profile(
+    conn: asyncpg.Connection, workspace_id: str, person_id: str, *, events: int, orders: int
+) -> tuple[StoredProfile, list[EventRow], list[Order], int] | None:
+    """The profile of ``person_id`` (or of its survivor), its recent events and orders, and the
+    workspace's settings version, in one round trip (GetProfile is on storefronts' hot path)."""
+    row = await conn.fetchrow(
+        f"""WITH target AS (
+               SELECT coalesce((SELECT survivor_id FROM person_aliases WHERE workspace_id = $1 AND person_id = $2),
+                               $2) AS id
+           )
+           SELECT {_PROFILE_COLUMNS},
+                  array(SELECT row({_EVENT_FIELDS_IN_RECORD}) FROM events e
+                        WHERE e.workspace_id = $1 AND e.person_id = p.person_id
+                        ORDER BY e.event_time DESC, e.message_id DESC LIMIT $3) AS recent_events,
+                  array(SELECT row(order_id, person_id::text, currency, total_minor, channel, store_id, staff_id,
+                                   order_time, items::text, refunds::text, cancelled, points_earned, message_id)
+                        FROM orders o
+                        WHERE o.workspace_id = $1 AND o.person_id = p.person_id AND o.order_time IS NOT NULL
+                        ORDER BY o.order_time DESC, o.order_id DESC LIMIT $4) AS recent_orders,
+                  (SELECT coalesce(max(version), 0) FROM settings WHERE workspace_id = $1) AS settings_version
+           FROM profiles p JOIN target ON p.person_id = target.id
+           WHERE p.workspace_id = $1""",
+        workspace_id,
+        person_id,
+        events,
+        orders,
+    )
+    if row is None:
+        return None
+    return (
+        _stored(row),
+        [_event_row(r) for r in row["recent_events"]],
+        [_order(r) for r in row["recent_orders"]],
+        row["settings_version"],
+    )
+
+
 async def get_profile(conn: asyncpg.Connection, workspace_id: str, person_id: str) -> StoredProfile | None:
     row = await conn.fetchrow(
         f"SELECT {_PROFILE_COLUMNS} FROM profiles WHERE workspace_id = $1 AND person_id = $2::uuid",
@@ -383,7 +433,27 @@ _ORDER_COLUMNS = """order_id, person_id::text AS person_id, currency, total_mino
     order_time, items, refunds, cancelled, points_earned, message_id"""
 
 
-def _order(row: asyncpg.Record) -> Order:
+_ORDER_FIELDS = (
+    "order_id",
+    "person_id",
+    "currency",
+    "total_minor",
+    "channel",
+    "store_id",
+    "staff_id",
+    "order_time",
+    "items",
+    "refunds",
+    "cancelled",
+    "points_earned",
+    "message_id",
+)
+
+
+def _order(row: asyncpg.Record | tuple) -> Order:
+    if isinstance(row, tuple):
+        row = dict(zip(_ORDER_FIELDS, row, strict=True))
+        row["items"], row["refunds"] = orjson.loads(row["items"]), orjson.loads(row["refunds"])
     return Order(
         order_id=row["order_id"],
         person_id=row["person_id"],

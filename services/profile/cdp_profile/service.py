@@ -469,17 +469,15 @@ class ProfileService:
 
     async def get_profile(self, workspace_id: str, person_id: str) -> ProfileView:
         async with self._pool.acquire() as conn:
-            settings = await self._settings(conn, workspace_id)
-            stored = await repository.get_profile(conn, workspace_id, person_id)
-            if stored is None:
-                survivor = await self._resolve(conn, workspace_id, person_id)
-                if survivor != person_id:
-                    stored = await repository.get_profile(conn, workspace_id, survivor)
-            if stored is None:
+            found = await repository.read_profile(
+                conn, workspace_id, person_id, events=RECENT_EVENTS, orders=RECENT_ORDERS
+            )
+            if found is None:
                 raise NotFound(f"profile {person_id} not found")
-            resolved = stored.state.person_id
-            recent = await repository.list_events(conn, workspace_id, resolved, limit=RECENT_EVENTS)
-            orders = await repository.list_orders(conn, workspace_id, resolved, limit=RECENT_ORDERS)
+            stored, recent, orders, version = found
+            settings = self._settings_cache.get(workspace_id)
+            if settings is None or settings.version != version:
+                settings = await self._settings(conn, workspace_id)
         state = self._open_profile(workspace_id, stored)
         now = self.now()
         return ProfileView(
