@@ -791,8 +791,10 @@ def _finish(
     for event in events:
         if event.event:
             changed[f"events:{event.event}"] = changed.get(f"events:{event.event}", 0) + 1
-    if changed_orders:
-        changed["orders"] = [o.order_id for o in changed_orders]
+    # An order seen only through a refund is not announced until it completes (it is stored).
+    announced_orders = [o.order_id for o in changed_orders if o.status != "pending"]
+    if announced_orders:
+        changed["orders"] = announced_orders
     change = Change(
         state=new,
         changed=changed,

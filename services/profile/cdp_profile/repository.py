@@ -675,7 +675,7 @@ async def set_timers(
         await conn.execute(
             """INSERT INTO timers (workspace_id, person_id, due_at)
                SELECT $1, p, d FROM unnest($2::uuid[], $3::timestamptz[]) AS x(p, d)
-               ON CONFLICT (workspace_id, person_id) DO UPDATE SET due_at = excluded.due_at""",
+               ON CONFLICT (workspace_id, person_id) DO UPDATE SET due_at = excluded.due_at, cause = 'time'""",
             workspace_id,
             [p for p, _ in due],
             [t for _, t in due],

@@ -21,7 +21,7 @@ from cdp_profile.repository import EventRow, LedgerRow, StoredProfile
 from cdp_profile.rules import DEFAULT_SETTINGS, InvalidRules, WorkspaceSettings, from_document, to_document
 from cdp_profile.structs import to_dict, to_struct, value_of
 from cdpkit import inbox, outbox
-from cdpkit.bus import PROFILE, BusNames
+from cdpkit.bus import PROFILE, BusNames, partition_of
 from cdpkit.clock import Clock
 from cdpkit.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
 from cdpkit.pii import PiiVault
@@ -29,6 +29,8 @@ from cdpkit.pii import PiiVault
 log = structlog.get_logger(__name__)
 
 RECENT_EVENTS = 20
+# First key of the advisory locks on event partitions (the second is the partition number).
+_PARTITION_LOCK = 0x70726F66
 RECENT_ORDERS = 10
 SETTINGS_RECOMPUTE_BATCH = 1000
 
@@ -128,9 +130,9 @@ class ProfileService:
                 raise Aborted("the settings changed meanwhile; read them again")
             # Every profile is due now: the timer worker recomputes tags, tiers and stages.
             await conn.execute(
-                """INSERT INTO timers (workspace_id, person_id, due_at)
-                   SELECT workspace_id, person_id, $2 FROM profiles WHERE workspace_id = $1
-                   ON CONFLICT (workspace_id, person_id) DO UPDATE SET due_at = least(timers.due_at, excluded.due_at)""",
+                """INSERT INTO timers (workspace_id, person_id, due_at, cause)
+                   SELECT workspace_id, person_id, $2, 'manual' FROM profiles WHERE workspace_id = $1
+                   ON CONFLICT (workspace_id, person_id) DO UPDATE SET due_at = excluded.due_at, cause = 'manual'""",
                 workspace_id,
                 self.now(),
             )
@@ -279,7 +281,21 @@ class ProfileService:
             return 0
         await self._ensure_partitions([i.event_time for i in unique.values()])
         async with self._pool.acquire() as conn, conn.transaction():
+            await self._lock_partitions(conn, [i.person_id for i in unique.values()])
             return await self._record(conn, list(unique.values()))
+
+    async def _lock_partitions(self, conn: asyncpg.Connection, person_ids: Sequence[str]) -> None:
+        """Serialise a consumer batch with a merge or split touching the same persons' partitions.
+
+        Without it, a batch creating the profile of a person that a merge is moving away at that
+        moment could commit after the merge and leave a profile under the merged id. A consumer
+        batch holds one partition's events (one lock); merges and splits are rare. Advisory locks
+        are taken first, in order, before any row lock, so they cannot deadlock with row locks.
+        """
+        partitions = sorted({partition_of(p, self._names.partitions) for p in person_ids})
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock($1, p) FROM unnest($2::int[]) AS p ORDER BY p", _PARTITION_LOCK, partitions
+        )
 
     async def _record(self, conn: asyncpg.Connection, items: list[Incoming]) -> int:
         now = self.now()
@@ -442,7 +458,8 @@ class ProfileService:
             # As stored: as sent, without the PII-named properties.
             fact.properties.MergeFromString(stored_properties.get(event.message_id, b""))
         for order in change.orders:
-            message.orders.append(order_fact(order))
+            if order.status != "pending":
+                message.orders.append(order_fact(order))
         for transition in change.transitions:
             message.transitions.add(
                 kind=transition.kind,
@@ -553,6 +570,7 @@ class ProfileService:
         now = self.now()
         await self._ensure_partitions([now])
         async with self._pool.acquire() as conn, conn.transaction():
+            await self._lock_partitions(conn, [person_id])
             resolved = await self._resolve(conn, workspace_id, person_id)
             if await repository.get_profile(conn, workspace_id, resolved) is None:
                 raise NotFound(f"profile {person_id} not found")
@@ -659,7 +677,7 @@ class ProfileService:
                 # Profiles a consumer batch holds are skipped (SKIP LOCKED): it resets their timers itself,
                 # or the next round takes them.
                 locked = await conn.fetch(
-                    """SELECT p.person_id::text FROM profiles p
+                    """SELECT p.person_id::text, t.cause FROM profiles p
                        JOIN timers t ON t.workspace_id = p.workspace_id AND t.person_id = p.person_id
                        WHERE p.workspace_id = $1 AND p.person_id = ANY($2::uuid[]) AND t.due_at <= $3
                        ORDER BY p.person_id FOR UPDATE OF p SKIP LOCKED""",
@@ -668,6 +686,7 @@ class ProfileService:
                     now,
                 )
                 persons = [r["person_id"] for r in locked]
+                causes = {r["person_id"]: r["cause"] for r in locked}
                 orphans = set(by_workspace[workspace_id]) - set(persons)
                 if orphans:
                     await conn.execute(
@@ -687,7 +706,7 @@ class ProfileService:
                 for person_id in persons:
                     stored = current[person_id]
                     state = self._open_profile(workspace_id, stored)
-                    change = domain.advance_time(state, settings, now, orders.get(person_id, []))
+                    change = domain.recompute(state, settings, now, orders.get(person_id, []), causes[person_id])
                     changes.append((change, stored.merged_person_ids))
                 await self._save(conn, workspace_id, settings, changes, now)
                 done += len(persons)
@@ -698,6 +717,7 @@ class ProfileService:
     async def apply_merge(self, message: events_pb2.PersonsMerged) -> bool:
         workspace_id = message.workspace_id
         async with self._pool.acquire() as conn, conn.transaction():
+            await self._lock_partitions(conn, [message.survivor_person_id, *message.merged_person_ids])
             key = f"merged:{message.merge_id or message.trigger_message_id}:{message.survivor_person_id}"
             if not await inbox.first_time(conn, "profile-identity", workspace_id, key):
                 return False
@@ -736,6 +756,7 @@ class ProfileService:
         workspace_id = message.workspace_id
         original, new_person = message.person_id, message.new_person_id
         async with self._pool.acquire() as conn, conn.transaction():
+            await self._lock_partitions(conn, [original, new_person])
             key = f"split:{original}:{new_person}:{message.undone_merge_id}"
             if not await inbox.first_time(conn, "profile-identity", workspace_id, key):
                 return False

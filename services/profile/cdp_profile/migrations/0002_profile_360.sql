@@ -147,6 +147,8 @@ CREATE TABLE timers (
     workspace_id text        NOT NULL,
     person_id    uuid        NOT NULL,
     due_at       timestamptz NOT NULL,
+    -- What makes it due: 'time', or 'manual' when new settings make every profile due at once.
+    cause        text        NOT NULL DEFAULT 'time',
     PRIMARY KEY (workspace_id, person_id)
 );
 CREATE INDEX timers_due ON timers (due_at);
