@@ -13,7 +13,7 @@ from nats.aio.msg import Msg
 from cdp.events.v1 import events_pb2
 from cdp_profile.domain import normalise_channel
 from cdp_profile.service import Incoming, ProfileService
-from cdp_profile.structs import text_of, to_dict
+from cdp_profile.structs import text_of, to_datetime, to_dict
 from cdpkit.bus import IDENTITY, RESOLVED, BusNames
 from cdpkit.consumer import ConsumerSpec, PermanentError
 
@@ -34,7 +34,7 @@ def identity_consumer(names: BusNames) -> ConsumerSpec:
 
 
 def _time(message: events_pb2.RawEvent, field: str) -> datetime | None:
-    return getattr(message, field).ToDatetime(UTC) if message.HasField(field) else None
+    return to_datetime(getattr(message, field)) if message.HasField(field) else None
 
 
 def describe(event_type: str, properties: struct_pb2.Struct, context: struct_pb2.Struct) -> tuple[str, str, str, str]:

@@ -927,6 +927,14 @@ def modify_tags(
     return _finish(current, new, settings=settings, now=now, cause="manual", changed=changed, transitions=transitions)
 
 
+def _state_consent(state: ProfileState, key: str, granted: bool, source: str, statement_time: datetime) -> None:
+    """Record a consent statement unless a newer one is on file."""
+    stamp = iso(statement_time)
+    existing = state.consent.get(key)
+    if existing is None or stamp >= existing["at"]:
+        state.consent[key] = {"granted": granted, "source": source, "at": stamp}
+
+
 def update_consent(
     current: ProfileState,
     channel: str,
@@ -938,11 +946,7 @@ def update_consent(
     now: datetime,
 ) -> Change:
     new = current.copy()
-    key = f"{channel}.{purpose}" if purpose else channel
-    existing = new.consent.get(key)
-    stamp = iso(statement_time)
-    if existing is None or stamp >= existing["at"]:
-        new.consent[key] = {"granted": granted, "source": source, "at": stamp}
+    _state_consent(new, f"{channel}.{purpose}" if purpose else channel, granted, source, statement_time)
     return _finish(current, new, settings=settings, now=now, cause="manual", changed={})
 
 
@@ -956,11 +960,8 @@ def unsubscribe(
 ) -> Change:
     """Withdraw ``channel`` and every purpose of it."""
     new = current.copy()
-    stamp = iso(statement_time)
     for key in [channel, *[k for k in new.consent if k.startswith(channel + ".")]]:
-        existing = new.consent.get(key)
-        if existing is None or stamp >= existing["at"]:
-            new.consent[key] = {"granted": False, "source": source, "at": stamp}
+        _state_consent(new, key, False, source, statement_time)
     return _finish(current, new, settings=settings, now=now, cause="manual", changed={})
 
 

@@ -19,7 +19,7 @@ from cdp_profile import domain, repository
 from cdp_profile.domain import EVENT_KINDS, ORDER_KINDS, Change, NewEvent, Order, ProfileState
 from cdp_profile.repository import EventRow, LedgerRow, StoredProfile
 from cdp_profile.rules import DEFAULT_SETTINGS, InvalidRules, WorkspaceSettings, from_document, to_document
-from cdp_profile.structs import to_dict, to_struct, value_of
+from cdp_profile.structs import set_timestamp, timestamp, to_dict, to_struct, value_of
 from cdpkit import inbox, outbox
 from cdpkit.bus import PROFILE, BusNames, partition_of
 from cdpkit.clock import Clock
@@ -29,6 +29,7 @@ from cdpkit.pii import PiiVault
 log = structlog.get_logger(__name__)
 
 RECENT_EVENTS = 20
+IDENTIFIER_CACHE = 200_000
 # First key of the advisory locks on event partitions (the second is the partition number).
 _PARTITION_LOCK = 0x70726F66
 RECENT_ORDERS = 10
@@ -70,14 +71,6 @@ class ProfileView:
     recent_orders: list[Order] = field(default_factory=list)
 
 
-def _stamp(moment: datetime):
-    from google.protobuf.timestamp_pb2 import Timestamp
-
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
-
-
 class ProfileService:
     def __init__(self, pool: asyncpg.Pool, names: BusNames, vault: PiiVault, clock: Clock) -> None:
         self._pool = pool
@@ -86,6 +79,7 @@ class ProfileService:
         self._clock = clock
         self._settings_cache: dict[str, WorkspaceSettings] = {}
         self._partitions: set[tuple[int, int]] = set()
+        self._identifier_keys: dict[tuple[str, str, str], str] = {}
 
     def now(self) -> datetime:
         return self._clock.now()
@@ -156,8 +150,16 @@ class ProfileService:
         return state
 
     def _identifier_key(self, workspace_id: str, kind: str, value: str) -> str:
-        digest = self._vault.digest(f"{workspace_id}/{kind}", value)[:16]
-        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+        """Keyed hash of an identifier (a shopper's events repeat theirs: cached)."""
+        cache_key = (workspace_id, kind, value)
+        key = self._identifier_keys.get(cache_key)
+        if key is None:
+            digest = self._vault.digest(f"{workspace_id}/{kind}", value)[:16]
+            key = base64.urlsafe_b64encode(digest).decode().rstrip("=")
+            if len(self._identifier_keys) >= IDENTIFIER_CACHE:
+                self._identifier_keys.clear()
+            self._identifier_keys[cache_key] = key
+        return key
 
     def _event_row(self, item: Incoming, settings: WorkspaceSettings) -> EventRow:
         sealed: dict[str, Any] = {}
@@ -440,7 +442,7 @@ class ProfileService:
             trigger_message_id=change.trigger.message_id if change.trigger else "",
             trigger_event=change.trigger.event if change.trigger else "",
             version=state.version,
-            change_time=_stamp(now),
+            change_time=timestamp(now),
             snapshot=self.snapshot(state, settings),
         )
         for event in change.events:
@@ -454,7 +456,7 @@ class ProfileService:
                 store_id=event.store_id,
                 staff_id=event.staff_id,
             )
-            fact.event_time.FromDatetime(event.event_time)
+            set_timestamp(fact.event_time, event.event_time)
             # As stored: as sent, without the PII-named properties.
             fact.properties.MergeFromString(stored_properties.get(event.message_id, b""))
         for order in change.orders:
@@ -467,7 +469,7 @@ class ProfileService:
                 to_value=transition.to_value,
                 direction=transition.direction,
                 cause=transition.cause,
-                transition_time=_stamp(transition.at),
+                transition_time=timestamp(transition.at),
             )
         if change.moved is not None:
             message.moved.CopyFrom(change.moved)
@@ -931,5 +933,5 @@ def order_fact(order: Order) -> events_pb2.OrderFact:
         refunded_minor=order.refunded_minor,
     )
     if order.order_time:
-        fact.order_time.FromDatetime(order.order_time)
+        set_timestamp(fact.order_time, order.order_time)
     return fact

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from google.protobuf import struct_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def value_of(value: struct_pb2.Value) -> Any:
@@ -58,3 +61,21 @@ def to_struct(values: dict[str, Any]) -> struct_pb2.Struct:
         else:
             fields[key].list_value.extend(value)
     return message
+
+
+def to_datetime(stamp: timestamp_pb2.Timestamp) -> datetime:
+    """Timestamp -> aware UTC datetime (microseconds), several times faster than ToDatetime."""
+    return EPOCH + timedelta(seconds=stamp.seconds, microseconds=stamp.nanos // 1000)
+
+
+def set_timestamp(stamp: timestamp_pb2.Timestamp, moment: datetime) -> None:
+    """Like ``FromDatetime`` for aware datetimes, without the time-tuple round trip."""
+    delta = moment - EPOCH
+    stamp.seconds = delta.days * 86400 + delta.seconds
+    stamp.nanos = delta.microseconds * 1000
+
+
+def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    set_timestamp(stamp, moment)
+    return stamp
