@@ -15,7 +15,10 @@ profile schema, sets a tier programme, points, a tag rule and a windowed trait, 
   then calls GetProfile over gRPC on the same process, one call at a time, for random persons
   (half with events and orders from the consumer run), after a warm-up: p50 / p99.
 
-    python -m bench profile [--events 100000] [--persons 20000] [--profiles 1000000]
+    python -m bench profile [--events 100000] [--persons 20000] [--profiles 1000000] [--replicas 2]
+
+With --replicas N > 1, the visits mix runs once more on N replicas of the service sharing the
+partitions (started first, given 20 s to share them out, then the events are published).
 """
 
 from __future__ import annotations
@@ -93,7 +96,7 @@ def _events(count: int, persons: list[str], sessions: bool, seed: int = 7) -> li
         left -= 1
         person = persons[index]
         name = rng.choice(names)
-        raw = events_pb2.RawEvent(message_id=f"b{int(sessions)}-{k}", workspace_id=WS, user_id=f"u{index}")
+        raw = events_pb2.RawEvent(message_id=f"b{seed}-{k}", workspace_id=WS, user_id=f"u{index}")
         raw.timestamp.FromDatetime(START + timedelta(seconds=k * 30))
         raw.received_at.FromDatetime(START + timedelta(seconds=k * 30 + 1))
         raw.context.update({"library": {"name": "analytics.js"}, "page": {"path": "/p"}})
@@ -110,7 +113,7 @@ def _events(count: int, persons: list[str], sessions: bool, seed: int = 7) -> li
             raw.type = events_pb2.EVENT_TYPE_TRACK
             raw.event = name
             if name == "Order Completed":
-                order_id = f"o-{k}"
+                order_id = f"o{seed}-{k}"
                 orders.append((index, order_id))
                 price = rng.choice([99.0, 199.0, 499.5, 1299.0])
                 raw.properties.update(
@@ -313,7 +316,9 @@ async def _ready(port: int, process: subprocess.Popen) -> None:
                 raise RuntimeError("profile service did not start") from None
 
 
-async def _run(dsn: str, nats_url: str, events: int, persons: int, profiles: int) -> list[tuple[str, str]]:
+async def _run(
+    dsn: str, nats_url: str, events: int, persons: int, profiles: int, replicas: int
+) -> list[tuple[str, str]]:
     keys, hash_key = f"b1:{new_key()}", new_key()
     vault = PiiVault.from_config(keys, hash_key)
     await migrate(dsn, profile_main.SCHEMA, profile_main.MIGRATIONS)
@@ -329,22 +334,36 @@ async def _run(dsn: str, nats_url: str, events: int, persons: int, profiles: int
     finally:
         process.terminate()
         process.wait(30)
-    for sessions in (True, False):
-        workload = _events(events, person_ids, sessions)
+    runs = [(True, 1), (False, 1)] + ([(True, replicas)] if replicas > 1 else [])
+    for sessions, count in runs:
+        workload = _events(events, person_ids, sessions, seed=7 + len(rows))
+        run = f"{int(sessions)}-{count}"
         before = await _stored(dsn)
-        await _publish(nats_url, workload, "s" if sessions else "r")
-        process = _serve(dsn, nats_url, keys, hash_key, port)
+        processes = []
         try:
+            if count == 1:
+                # Everything published first, then one replica starts on the backlog.
+                await _publish(nats_url, workload, run)
+                processes.append(_serve(dsn, nats_url, keys, hash_key, port))
+            else:
+                # Replicas started first and given time to share the partitions out (leases), then the load.
+                processes = [_serve(dsn, nats_url, keys, hash_key, free_port()) for _ in range(count)]
+                await asyncio.sleep(20)
+                await _publish(nats_url, workload, run)
             first, last = await _wait_stored(dsn, before, before + events)
             load_during = os.getloadavg()[0]
             rate = events / (last - first) if last > first else float("nan")
             mix = "visits of 1-8 events per shopper" if sessions else "every event a random shopper"
-            rows.append((f"consumer: {events:,} mixed events, {persons:,} persons, {mix}", f"{rate:,.0f} events/s"))
+            who = "1 replica" if count == 1 else f"{count} replicas"
+            rows.append(
+                (f"consumer, {who}: {events:,} mixed events, {persons:,} persons, {mix}", f"{rate:,.0f} events/s")
+            )
             rows.append(("  1-minute load average right after that run", f"{load_during:.2f}"))
             await asyncio.sleep(2)
         finally:
-            process.terminate()
-            process.wait(30)
+            for process in processes:
+                process.terminate()
+                process.wait(30)
 
     t0 = time.perf_counter()
     await _load_profiles(dsn, vault, profiles)
@@ -379,6 +398,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--persons", type=int, default=20_000)
     parser.add_argument("--profiles", type=int, default=1_000_000)
+    parser.add_argument("--replicas", type=int, default=2, help="also run the visits mix on this many replicas")
     args, _ = parser.parse_known_args()
     with tempfile.TemporaryDirectory(prefix="cdp-bench-profile-") as tmp:
         postgres = PostgresServer(Path(tmp) / "pg", free_port())
@@ -388,7 +408,14 @@ def main() -> None:
         try:
             postgres.create_database("profile_bench")
             rows = asyncio.run(
-                _run(postgres.dsn("profile_bench"), nats_server.url, args.events, args.persons, args.profiles)
+                _run(
+                    postgres.dsn("profile_bench"),
+                    nats_server.url,
+                    args.events,
+                    args.persons,
+                    args.profiles,
+                    args.replicas,
+                )
             )
         finally:
             nats_server.stop()
