@@ -235,7 +235,8 @@ async def move_events_by_identifier(
 
 async def survivors(conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]) -> dict[str, str]:
     rows = await conn.fetch(
-        "SELECT person_id::text, survivor_id::text FROM person_aliases WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])",
+        """SELECT person_id::text, survivor_id::text FROM person_aliases
+           WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])""",
         workspace_id,
         list(person_ids),
     )

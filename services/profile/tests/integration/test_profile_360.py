@@ -387,7 +387,7 @@ async def test_tags_consent_points_objects_and_bad_input(stack):
                     city="杭州",
                     address="西湖区文三路 1 号",
                     tags=["low-performing"],
-                ),  # fmt: skip
+                ),
                 profile_pb2.Store(name=f"workspaces/{WS}/stores/S002", city="Shanghai"),
             ],
         )
