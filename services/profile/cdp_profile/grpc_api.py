@@ -15,7 +15,7 @@ from cdp_profile.regions import region_code
 from cdp_profile.repository import EventRow, LedgerRow
 from cdp_profile.rules import to_document
 from cdp_profile.service import ProfileService, ProfileView
-from cdp_profile.structs import to_dict, to_struct
+from cdp_profile.structs import set_timestamp, to_dict, to_struct
 from cdpkit.errors import InvalidArgument
 from cdpkit.fieldmask import paths_to_update
 from cdpkit.names import UUID, parse, workspace_of
@@ -79,7 +79,7 @@ def _tags(values, field: str) -> list[str]:
 
 def _stamp(message, field: str, moment: datetime | None) -> None:
     if moment is not None:
-        getattr(message, field).FromDatetime(moment)
+        set_timestamp(getattr(message, field), moment)
 
 
 def _event(row: EventRow, properties: struct_pb2.Struct) -> profile_pb2.ProfileEvent:
@@ -92,8 +92,8 @@ def _event(row: EventRow, properties: struct_pb2.Struct) -> profile_pb2.ProfileE
         store_id=row.store_id,
         staff_id=row.staff_id,
     )
-    event.event_time.FromDatetime(row.event_time)
-    event.receive_time.FromDatetime(row.received_at)
+    set_timestamp(event.event_time, row.event_time)
+    set_timestamp(event.receive_time, row.received_at)
     return event
 
 
@@ -159,14 +159,14 @@ def _profile(workspace_id: str, view: ProfileView) -> profile_pb2.Profile:
     )
     for tag, assignment in sorted(state.tags.items()):
         item = profile.tags.add(tag=tag, source=assignment["source"])
-        item.assign_time.FromDatetime(from_iso(assignment["at"]))
+        set_timestamp(item.assign_time, from_iso(assignment["at"]))
         if assignment.get("expires"):
-            item.expire_time.FromDatetime(from_iso(assignment["expires"]))
+            set_timestamp(item.expire_time, from_iso(assignment["expires"]))
     for key, statement in sorted(state.consent.items()):
         channel, _, purpose = key.partition(".")
         item = profile.consents.add(channel=channel, purpose=purpose, granted=statement["granted"])
         item.source = statement["source"]
-        item.update_time.FromDatetime(from_iso(statement["at"]))
+        set_timestamp(item.update_time, from_iso(statement["at"]))
     _stamp(profile, "first_seen_time", state.first_seen_at)
     _stamp(profile, "last_seen_time", state.last_seen_at)
     _stamp(profile, "lifecycle_stage_time", state.lifecycle_at)
@@ -402,7 +402,7 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
             message = profile_pb2.StaffMember(
                 name=name, display_name=row["display_name"], store_id=row["store_id"], **common
             )
-        message.update_time.FromDatetime(row["updated_at"])
+        set_timestamp(message.update_time, row["updated_at"])
         return message
 
     def _row(self, kind: str, message, field: str, object_id: str) -> dict:

@@ -30,6 +30,7 @@ log = structlog.get_logger(__name__)
 
 RECENT_EVENTS = 20
 IDENTIFIER_CACHE = 200_000
+OPENED_CACHE = 50_000
 # First key of the advisory locks on event partitions (the second is the partition number).
 _PARTITION_LOCK = 0x70726F66
 RECENT_ORDERS = 10
@@ -80,6 +81,8 @@ class ProfileService:
         self._settings_cache: dict[str, WorkspaceSettings] = {}
         self._partitions: set[tuple[int, int]] = set()
         self._identifier_keys: dict[tuple[str, str, str], str] = {}
+        # The PII last opened per profile, with its sealed form: saving it unchanged skips encryption.
+        self._opened: dict[tuple[str, str], tuple[dict, bytes]] = {}
 
     def now(self) -> datetime:
         return self._clock.now()
@@ -138,7 +141,12 @@ class ProfileService:
     def _seal_profile(self, workspace_id: str, state: ProfileState, settings: WorkspaceSettings) -> tuple:
         pii = {k: v for k, v in state.traits.items() if k in settings.pii_traits}
         plain = {k: v for k, v in state.traits.items() if k not in settings.pii_traits}
-        sealed = self._vault.seal(json.dumps(pii), context=f"{workspace_id}/profile/{state.person_id}") if pii else None
+        opened = self._opened.get((workspace_id, state.person_id))
+        if pii and opened is not None and opened[0] == pii:
+            sealed = opened[1]  # the same plaintext in the same context: its sealed form is still valid
+        else:
+            context = f"{workspace_id}/profile/{state.person_id}"
+            sealed = self._vault.seal(json.dumps(pii), context=context) if pii else None
         stored = ProfileState(**{**state.__dict__, "traits": plain})
         return stored, sealed
 
@@ -147,6 +155,9 @@ class ProfileService:
         if stored.pii:
             pii = json.loads(self._vault.open(stored.pii, context=f"{workspace_id}/profile/{state.person_id}"))
             state.traits = {**state.traits, **pii}
+            if len(self._opened) >= OPENED_CACHE:
+                self._opened.clear()
+            self._opened[(workspace_id, state.person_id)] = (pii, stored.pii)
         return state
 
     def _identifier_key(self, workspace_id: str, kind: str, value: str) -> str:
