@@ -687,15 +687,61 @@ async def set_timers(
         )
 
 
-async def take_due_timers(conn: asyncpg.Connection, now: datetime, limit: int) -> list[tuple[str, str]]:
-    """Due timers, locked (skipping those another worker holds) until the transaction ends."""
+async def due_timers(conn: asyncpg.Connection, now: datetime, limit: int) -> list[tuple[str, str]]:
     rows = await conn.fetch(
-        """SELECT workspace_id, person_id::text FROM timers WHERE due_at <= $1
-           ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
-        now,
-        limit,
+        "SELECT workspace_id, person_id::text FROM timers WHERE due_at <= $1 ORDER BY due_at LIMIT $2", now, limit
     )
     return [(r["workspace_id"], r["person_id"]) for r in rows]
+
+
+async def lock_due_profiles(
+    conn: asyncpg.Connection, workspace_id: str, person_ids: Iterable[str], now: datetime
+) -> dict[str, str]:
+    """Lock the profiles among ``person_ids`` whose timer is still due, skipping those another
+    transaction holds (a consumer batch resets their timer itself); returns person -> cause."""
+    rows = await conn.fetch(
+        """SELECT p.person_id::text, t.cause FROM profiles p
+           JOIN timers t ON t.workspace_id = p.workspace_id AND t.person_id = p.person_id
+           WHERE p.workspace_id = $1 AND p.person_id = ANY($2::uuid[]) AND t.due_at <= $3
+           ORDER BY p.person_id FOR UPDATE OF p SKIP LOCKED""",
+        workspace_id,
+        sorted(person_ids),
+        now,
+    )
+    return {r["person_id"]: r["cause"] for r in rows}
+
+
+async def delete_orphan_timers(conn: asyncpg.Connection, workspace_id: str, person_ids: Iterable[str]) -> None:
+    """Timers of persons without a profile (merged away meanwhile) are dropped."""
+    await conn.execute(
+        """DELETE FROM timers t WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])
+           AND NOT EXISTS (SELECT 1 FROM profiles p WHERE p.workspace_id = t.workspace_id
+                           AND p.person_id = t.person_id)""",
+        workspace_id,
+        sorted(person_ids),
+    )
+
+
+async def make_all_due(conn: asyncpg.Connection, workspace_id: str, now: datetime, *, cause: str) -> None:
+    await conn.execute(
+        """INSERT INTO timers (workspace_id, person_id, due_at, cause)
+           SELECT workspace_id, person_id, $2, $3 FROM profiles WHERE workspace_id = $1
+           ON CONFLICT (workspace_id, person_id) DO UPDATE SET due_at = excluded.due_at, cause = excluded.cause""",
+        workspace_id,
+        now,
+        cause,
+    )
+
+
+# First key of the advisory locks on event partitions (the second is the partition number).
+PARTITION_LOCK = 0x70726F66
+
+
+async def lock_partitions(conn: asyncpg.Connection, partitions: Iterable[int]) -> None:
+    """Transaction-scoped advisory locks on event partitions, in order."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock($1, p) FROM unnest($2::int[]) AS p ORDER BY p", PARTITION_LOCK, sorted(partitions)
+    )
 
 
 # Settings -------------------------------------------------------------------------------------
@@ -724,15 +770,25 @@ async def insert_settings(conn: asyncpg.Connection, workspace_id: str, version: 
         return None  # type: ignore[return-value]
 
 
-async def workspace_profiles(conn: asyncpg.Connection, workspace_id: str, after: str, limit: int) -> list[str]:
+async def foundation_profiles(conn: asyncpg.Connection) -> list[tuple[str, str, dict]]:
+    """Profiles written before migration 0002 that may hold PII traits in plaintext."""
     rows = await conn.fetch(
-        """SELECT person_id::text FROM profiles WHERE workspace_id = $1 AND person_id > $2::uuid
-           ORDER BY person_id LIMIT $3""",
-        workspace_id,
-        after,
-        limit,
+        """SELECT workspace_id, person_id::text, traits FROM profiles
+           WHERE pii IS NULL AND trait_meta = '{}'::jsonb AND traits <> '{}'::jsonb"""
     )
-    return [r["person_id"] for r in rows]
+    return [(r["workspace_id"], r["person_id"], r["traits"]) for r in rows]
+
+
+async def set_sealed_traits(
+    conn: asyncpg.Connection, workspace_id: str, person_id: str, traits: dict, sealed: bytes | None
+) -> None:
+    await conn.execute(
+        "UPDATE profiles SET traits = $3::jsonb, pii = $4 WHERE workspace_id = $1 AND person_id = $2",
+        workspace_id,
+        person_id,
+        traits,
+        sealed,
+    )
 
 
 # Objects --------------------------------------------------------------------------------------

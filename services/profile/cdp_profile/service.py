@@ -31,10 +31,7 @@ log = structlog.get_logger(__name__)
 RECENT_EVENTS = 20
 IDENTIFIER_CACHE = 200_000
 OPENED_CACHE = 50_000
-# First key of the advisory locks on event partitions (the second is the partition number).
-_PARTITION_LOCK = 0x70726F66
 RECENT_ORDERS = 10
-SETTINGS_RECOMPUTE_BATCH = 1000
 
 
 @dataclass
@@ -126,13 +123,7 @@ class ProfileService:
             if created is None:
                 raise Aborted("the settings changed meanwhile; read them again")
             # Every profile is due now: the timer worker recomputes tags, tiers and stages.
-            await conn.execute(
-                """INSERT INTO timers (workspace_id, person_id, due_at, cause)
-                   SELECT workspace_id, person_id, $2, 'manual' FROM profiles WHERE workspace_id = $1
-                   ON CONFLICT (workspace_id, person_id) DO UPDATE SET due_at = excluded.due_at, cause = 'manual'""",
-                workspace_id,
-                self.now(),
-            )
+            await repository.make_all_due(conn, workspace_id, self.now(), cause="manual")
         self._settings_cache[workspace_id] = proposed
         return proposed, created
 
@@ -305,10 +296,7 @@ class ProfileService:
         batch holds one partition's events (one lock); merges and splits are rare. Advisory locks
         are taken first, in order, before any row lock, so they cannot deadlock with row locks.
         """
-        partitions = sorted({partition_of(p, self._names.partitions) for p in person_ids})
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock($1, p) FROM unnest($2::int[]) AS p ORDER BY p", _PARTITION_LOCK, partitions
-        )
+        await repository.lock_partitions(conn, {partition_of(p, self._names.partitions) for p in person_ids})
 
     async def _record(self, conn: asyncpg.Connection, items: list[Incoming]) -> int:
         now = self.now()
@@ -674,41 +662,22 @@ class ProfileService:
         """Apply what time alone changes to profiles whose timer is due; returns how many."""
         now = self.now()
         async with self._pool.acquire() as conn, conn.transaction():
-            due = await conn.fetch(
-                """SELECT workspace_id, person_id::text FROM timers WHERE due_at <= $1 ORDER BY due_at LIMIT $2""",
-                now,
-                limit,
-            )
+            due = await repository.due_timers(conn, now, limit)
             if not due:
                 return 0
             by_workspace: dict[str, list[str]] = defaultdict(list)
-            for row in due:
-                by_workspace[row["workspace_id"]].append(row["person_id"])
+            for workspace_id, person_id in due:
+                by_workspace[workspace_id].append(person_id)
             done = 0
             for workspace_id in sorted(by_workspace):
                 settings = await self._settings(conn, workspace_id)
                 # Profiles a consumer batch holds are skipped (SKIP LOCKED): it resets their timers itself,
                 # or the next round takes them.
-                locked = await conn.fetch(
-                    """SELECT p.person_id::text, t.cause FROM profiles p
-                       JOIN timers t ON t.workspace_id = p.workspace_id AND t.person_id = p.person_id
-                       WHERE p.workspace_id = $1 AND p.person_id = ANY($2::uuid[]) AND t.due_at <= $3
-                       ORDER BY p.person_id FOR UPDATE OF p SKIP LOCKED""",
-                    workspace_id,
-                    sorted(by_workspace[workspace_id]),
-                    now,
-                )
-                persons = [r["person_id"] for r in locked]
-                causes = {r["person_id"]: r["cause"] for r in locked}
+                causes = await repository.lock_due_profiles(conn, workspace_id, by_workspace[workspace_id], now)
+                persons = sorted(causes)
                 orphans = set(by_workspace[workspace_id]) - set(persons)
                 if orphans:
-                    await conn.execute(
-                        """DELETE FROM timers t WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])
-                           AND NOT EXISTS (SELECT 1 FROM profiles p WHERE p.workspace_id = t.workspace_id
-                                           AND p.person_id = t.person_id)""",
-                        workspace_id,
-                        sorted(orphans),
-                    )
+                    await repository.delete_orphan_timers(conn, workspace_id, orphans)
                 if not persons:
                     continue
                 current = await repository.lock_profiles(conn, workspace_id, persons)
@@ -901,20 +870,12 @@ class ProfileService:
         """Profiles written before migration 0002 hold PII traits in plaintext: seal them."""
         converted = 0
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch("SELECT workspace_id, person_id::text, traits FROM profiles WHERE pii IS NULL")
-            for row in rows:
-                settings = await self._settings(conn, row["workspace_id"])
-                if not settings.pii_traits.intersection(row["traits"]):
+            for workspace_id, person_id, traits in await repository.foundation_profiles(conn):
+                settings = await self._settings(conn, workspace_id)
+                if not settings.pii_traits.intersection(traits):
                     continue
-                state = ProfileState(row["person_id"], traits=row["traits"])
-                stored, sealed = self._seal_profile(row["workspace_id"], state, settings)
-                await conn.execute(
-                    "UPDATE profiles SET traits = $3::jsonb, pii = $4 WHERE workspace_id = $1 AND person_id = $2",
-                    row["workspace_id"],
-                    row["person_id"],
-                    stored.traits,
-                    sealed,
-                )
+                stored, sealed = self._seal_profile(workspace_id, ProfileState(person_id, traits=traits), settings)
+                await repository.set_sealed_traits(conn, workspace_id, person_id, stored.traits, sealed)
                 converted += 1
         return converted
 
