@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -261,7 +262,7 @@ class WorkspaceSettings:
     pii_traits: frozenset[str] = frozenset(DEFAULT_PII_TRAITS)
     zone: ZoneInfo = field(default=ZoneInfo("Asia/Shanghai"), compare=False, repr=False)
 
-    @property
+    @cached_property
     def summed_events(self) -> frozenset[str]:
         """Event names whose properties a windowed sum reads."""
         return frozenset(w.event for w in self.windowed_traits if w.sum_property)
