@@ -47,9 +47,13 @@ async def test_customer360_composes_and_degrades_part_by_part(running_stack):
             answer = await http.get(url, headers=s.reader())
             return answer.status, await answer.json()
 
+        # Identity may answer before profile has stored the event: the profile part is NOT_FOUND until then.
         _, body = await wait_for(view, lambda r: r[0] == 200 and r[1].get("profile", {}).get("eventCount") == "1")
         assert body["personId"] == person["personId"]
         assert body["profile"]["traits"] == {"email": "c360@shop.io", "tier": "gold"}
+        # The 360 fields of issue 4 come through as they are.
+        assert body["profile"]["lifecycleStage"] == "prospect" and body["profile"]["currency"] == "CNY"
+        assert body["profile"]["computed"]["event_count"] == 1
         assert ("user_id", "c360") in {(i["type"], i["value"]) for i in body["person"]["identifiers"]}
         assert _parts(body) == {
             "PART_PROFILE": "STATE_OK",

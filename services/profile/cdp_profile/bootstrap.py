@@ -2,20 +2,38 @@
 
 from __future__ import annotations
 
+import orjson
+import structlog
+
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
 from cdp_profile.config import SCHEMA, Settings
-from cdp_profile.consumers import ResolvedEventsHandler, resolved_events_consumer
+from cdp_profile.consumers import (
+    IdentityHandler,
+    ResolvedEventsHandler,
+    identity_consumer,
+    resolved_events_consumer,
+)
 from cdp_profile.grpc_api import ProfileServicer
 from cdp_profile.service import ProfileService
+from cdp_profile.workers import PartitionMaintenance, TimerWorker
+from cdpkit.clock import Clock
 from cdpkit.consumer import ConsumerLoop
 from cdpkit.outbox import OutboxRelay
 from cdpkit.runtime import Infrastructure, ServiceRuntime
 from cdpkit.server import Registration, create_server
 
+log = structlog.get_logger(__name__)
 
-async def bootstrap(settings: Settings) -> ServiceRuntime:
-    infra = await Infrastructure.open(settings, schema=SCHEMA, client_name="cdp-profile")
-    service = ProfileService(infra.pool, infra.names)
+
+async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRuntime:
+    vault = settings.pii_vault()
+    clock = clock or settings.clock()
+    infra = await Infrastructure.open(settings, schema=SCHEMA, client_name="cdp-profile", json_decoder=orjson.loads)
+    service = ProfileService(infra.pool, infra.names, vault, clock)
+    await service.maintain_partitions(settings.partition_months_ahead)
+    sealed = await service.seal_plaintext_pii()
+    if sealed:
+        log.info("plaintext PII traits sealed", profiles=sealed)
     server = create_server(
         [
             Registration(
@@ -32,6 +50,9 @@ async def bootstrap(settings: Settings) -> ServiceRuntime:
             resolved_events_consumer(settings.consumer_batch).tuned(settings),
             ResolvedEventsHandler(service),
         ),
+        ConsumerLoop(infra.js, infra.names, identity_consumer(infra.names).tuned(settings), IdentityHandler(service)),
         OutboxRelay(infra.pool, infra.js, schema=SCHEMA),
+        TimerWorker(service, batch=settings.timer_batch, interval=settings.timer_interval_seconds),
+        PartitionMaintenance(service, months_ahead=settings.partition_months_ahead),
     ]
     return ServiceRuntime.for_service("profile", settings, infra, server, workers)

@@ -2,106 +2,908 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import asyncpg
+import structlog
 from google.protobuf import struct_pb2
 
 from cdp.events.v1 import events_pb2
-from cdp_profile import repository
-from cdp_profile.domain import NewEvent, ProfileState, apply_events
-from cdp_profile.repository import EventRow, ProfileRecord
-from cdpkit import outbox
-from cdpkit.bus import PROFILE, BusNames
-from cdpkit.errors import NotFound
-from cdpkit.pagination import decode_token, encode_token, page_size
+from cdp_profile import domain, repository
+from cdp_profile.domain import EVENT_KINDS, ORDER_KINDS, Change, NewEvent, Order, ProfileState
+from cdp_profile.repository import EventRow, LedgerRow, StoredProfile
+from cdp_profile.rules import DEFAULT_SETTINGS, InvalidRules, WorkspaceSettings, from_document, to_document
+from cdp_profile.structs import set_timestamp, timestamp, to_dict, to_struct, value_of
+from cdpkit import inbox, outbox
+from cdpkit.bus import PROFILE, BusNames, partition_of
+from cdpkit.clock import Clock
+from cdpkit.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
+from cdpkit.pii import PiiVault
+
+log = structlog.get_logger(__name__)
 
 RECENT_EVENTS = 20
+IDENTIFIER_CACHE = 200_000
+OPENED_CACHE = 50_000
+RECENT_ORDERS = 10
 
 
-def _json_value(value: object) -> object:
-    return value.isoformat() if isinstance(value, datetime) else value
+@dataclass
+class Incoming:
+    """A resolved event as the consumer (or an API call) hands it over, PII still in the clear."""
+
+    workspace_id: str
+    message_id: str
+    person_id: str
+    type: str
+    event: str
+    properties: struct_pb2.Struct
+    context: struct_pb2.Struct
+    event_time: datetime
+    received_at: datetime
+    # {"set": {...}, "set_once": {...}, "unset": [...]} for identify calls and API updates.
+    traits: dict[str, Any] | None = None
+    identifiers: Sequence[tuple[str, str]] = ()
+    channel: str = ""
+    store_id: str = ""
+    staff_id: str = ""
+    source: str = ""
+
+
+@dataclass
+class ProfileView:
+    state: ProfileState
+    merged_person_ids: tuple[str, ...]
+    updated_at: datetime
+    requested_person_id: str
+    settings: WorkspaceSettings
+    windowed: dict[str, Any]
+    next_due: datetime | None = None
+    recent_events: list[tuple[EventRow, struct_pb2.Struct]] = field(default_factory=list)
+    recent_orders: list[Order] = field(default_factory=list)
 
 
 class ProfileService:
-    def __init__(self, pool: asyncpg.Pool, names: BusNames) -> None:
+    def __init__(self, pool: asyncpg.Pool, names: BusNames, vault: PiiVault, clock: Clock) -> None:
         self._pool = pool
         self._names = names
+        self._vault = vault
+        self._clock = clock
+        self._settings_cache: dict[str, WorkspaceSettings] = {}
+        self._partitions: set[tuple[int, int]] = set()
+        self._identifier_keys: dict[tuple[str, str, str], str] = {}
+        # The PII last opened per profile, with its sealed form: saving it unchanged skips encryption.
+        self._opened: dict[tuple[str, str], tuple[dict, bytes]] = {}
 
-    async def record_events(self, rows: Sequence[EventRow], traits: dict[tuple[str, str], dict]) -> int:
-        """Store events once and update their profiles; returns how many events were new.
+    def now(self) -> datetime:
+        return self._clock.now()
 
-        ``traits`` maps (workspace_id, message_id) to the traits an identify event sets.
-        """
+    # Settings -----------------------------------------------------------------------------------
+
+    async def _settings(self, conn: asyncpg.Connection, workspace_id: str) -> WorkspaceSettings:
+        version = await repository.settings_version(conn, workspace_id)
+        cached = self._settings_cache.get(workspace_id)
+        if cached is not None and cached.version == version:
+            return cached
+        settings = DEFAULT_SETTINGS
+        if version:
+            stored = await repository.load_settings(conn, workspace_id, version)
+            assert stored is not None
+            settings = from_document(version, stored[0])
+        self._settings_cache[workspace_id] = settings
+        return settings
+
+    async def get_settings(self, workspace_id: str) -> tuple[WorkspaceSettings, datetime | None]:
+        async with self._pool.acquire() as conn:
+            settings = await self._settings(conn, workspace_id)
+            stored = await repository.load_settings(conn, workspace_id, settings.version) if settings.version else None
+        return settings, stored[1] if stored else None
+
+    async def update_settings(
+        self, workspace_id: str, changes: Mapping[str, Any], *, etag: str
+    ) -> tuple[WorkspaceSettings, datetime]:
+        """Store a new version with ``changes`` (top-level keys of the document) and re-evaluate
+        every profile of the workspace under it (through the timers, in the background)."""
         async with self._pool.acquire() as conn, conn.transaction():
-            new_keys = await repository.insert_new_events(conn, rows)
-            fresh: dict[str, dict[str, list[NewEvent]]] = defaultdict(lambda: defaultdict(list))
-            for row in rows:
-                key = (row.workspace_id, row.message_id)
-                if key in new_keys:
-                    new_keys.discard(key)  # a message id repeated inside one batch counts once
-                    fresh[row.workspace_id][row.person_id].append(
-                        NewEvent(
-                            row.message_id, row.person_id, row.type, row.event, row.event_time, traits.get(key, {})
-                        )
-                    )
-            counted = 0
-            for workspace_id in sorted(fresh):
-                by_person = fresh[workspace_id]
-                current = await repository.lock_profiles(conn, workspace_id, sorted(by_person))
-                changes = [
-                    apply_events(current.get(person_id) or ProfileState(person_id), events)
-                    for person_id, events in sorted(by_person.items())
-                ]
-                await repository.save_profiles(conn, workspace_id, [c.state for c in changes if c])
-                await outbox.enqueue_many(conn, [self._announcement(workspace_id, c) for c in changes if c])
-                counted += sum(len(events) for events in by_person.values())
-            return counted
+            current = await self._settings(conn, workspace_id)
+            if etag and etag.strip('"') != str(current.version):
+                raise Aborted(f"the settings changed (now version {current.version}); read them again")
+            document = {**to_document(current), **changes}
+            try:
+                proposed = from_document(current.version + 1, document)
+            except InvalidRules as exc:
+                raise InvalidArgument(f"settings.{exc.field}", exc.reason) from None
+            created = await repository.insert_settings(conn, workspace_id, proposed.version, to_document(proposed))
+            if created is None:
+                raise Aborted("the settings changed meanwhile; read them again")
+            # Every profile is due now: the timer worker recomputes tags, tiers and stages.
+            await repository.make_all_due(conn, workspace_id, self.now(), cause="manual")
+        self._settings_cache[workspace_id] = proposed
+        return proposed, created
 
-    def _announcement(self, workspace_id: str, change) -> tuple[str, str, str, bytes]:
+    # PII ----------------------------------------------------------------------------------------
+
+    def _seal_profile(self, workspace_id: str, state: ProfileState, settings: WorkspaceSettings) -> tuple:
+        pii = {k: v for k, v in state.traits.items() if k in settings.pii_traits}
+        plain = {k: v for k, v in state.traits.items() if k not in settings.pii_traits}
+        opened = self._opened.get((workspace_id, state.person_id))
+        if pii and opened is not None and opened[0] == pii:
+            sealed = opened[1]  # the same plaintext in the same context: its sealed form is still valid
+        else:
+            context = f"{workspace_id}/profile/{state.person_id}"
+            sealed = self._vault.seal(json.dumps(pii), context=context) if pii else None
+        stored = ProfileState(**{**state.__dict__, "traits": plain})
+        return stored, sealed
+
+    def _open_profile(self, workspace_id: str, stored: StoredProfile) -> ProfileState:
+        state = stored.state
+        if stored.pii:
+            pii = json.loads(self._vault.open(stored.pii, context=f"{workspace_id}/profile/{state.person_id}"))
+            state.traits = {**state.traits, **pii}
+            if len(self._opened) >= OPENED_CACHE:
+                self._opened.clear()
+            self._opened[(workspace_id, state.person_id)] = (pii, stored.pii)
+        return state
+
+    def _identifier_key(self, workspace_id: str, kind: str, value: str) -> str:
+        """Keyed hash of an identifier (a shopper's events repeat theirs: cached)."""
+        cache_key = (workspace_id, kind, value)
+        key = self._identifier_keys.get(cache_key)
+        if key is None:
+            digest = self._vault.digest(f"{workspace_id}/{kind}", value)[:16]
+            key = base64.urlsafe_b64encode(digest).decode().rstrip("=")
+            if len(self._identifier_keys) >= IDENTIFIER_CACHE:
+                self._identifier_keys.clear()
+            self._identifier_keys[cache_key] = key
+        return key
+
+    def _event_row(self, item: Incoming, settings: WorkspaceSettings) -> EventRow:
+        sealed: dict[str, Any] = {}
+        fields = item.properties.fields
+        secret = [key for key in settings.pii_traits if key in fields]
+        if secret:
+            kept = struct_pb2.Struct()
+            kept.CopyFrom(item.properties)
+            sealed["properties"] = {key: value_of(fields[key]) for key in secret}
+            for key in secret:
+                del kept.fields[key]
+            properties = kept.SerializeToString()
+        else:
+            properties = item.properties.SerializeToString()
+        pii_keys = settings.pii_traits
+        traits = item.traits
+        if traits is not None:
+            plain: dict[str, Any] = {"unset": list(traits.get("unset", ()))}
+            for part in ("set", "set_once"):
+                values = traits.get(part) or {}
+                plain[part] = {k: v for k, v in values.items() if k not in pii_keys}
+                secret = {k: v for k, v in values.items() if k in pii_keys}
+                if secret:
+                    sealed[part] = secret
+            traits = plain
+        return EventRow(
+            workspace_id=item.workspace_id,
+            message_id=item.message_id,
+            person_id=item.person_id,
+            type=item.type,
+            event=item.event,
+            properties=properties,
+            context=item.context.SerializeToString(),
+            event_time=item.event_time,
+            received_at=item.received_at,
+            traits=traits,
+            pii=(
+                self._vault.seal(json.dumps(sealed), context=f"{item.workspace_id}/event/{item.message_id}")
+                if sealed
+                else None
+            ),
+            identifiers=tuple(self._identifier_key(item.workspace_id, t, v) for t, v in item.identifiers),
+            channel=item.channel,
+            store_id=item.store_id,
+            staff_id=item.staff_id,
+            source=item.source,
+        )
+
+    def _sealed(self, row: EventRow) -> dict[str, Any]:
+        if not row.pii:
+            return {}
+        return json.loads(self._vault.open(row.pii, context=f"{row.workspace_id}/event/{row.message_id}"))
+
+    def properties_of(self, row: EventRow) -> struct_pb2.Struct:
+        """An event's properties as sent (PII-named ones opened)."""
+        properties = struct_pb2.Struct.FromString(row.properties) if row.properties else struct_pb2.Struct()
+        if row.legacy:
+            properties.update(row.legacy.get("properties") or {})
+        sealed = self._sealed(row)
+        if sealed.get("properties"):
+            properties.update(sealed["properties"])
+        return properties
+
+    def _new_event(self, row: EventRow) -> NewEvent:
+        """The domain's view of a stored event (PII opened), for rebuilds."""
+        sealed = self._sealed(row)
+        traits = row.traits or {}
+        properties = {
+            **to_dict(struct_pb2.Struct.FromString(row.properties)),
+            **((row.legacy or {}).get("properties") or {}),
+        }
+        return NewEvent(
+            message_id=row.message_id,
+            person_id=row.person_id,
+            type=row.type,
+            event=row.event,
+            event_time=row.event_time,
+            properties={**properties, **sealed.get("properties", {})},
+            traits={**traits.get("set", {}), **sealed.get("set", {})},
+            set_once={**traits.get("set_once", {}), **sealed.get("set_once", {})},
+            unset=tuple(traits.get("unset", ())),
+            channel=row.channel,
+            store_id=row.store_id,
+            staff_id=row.staff_id,
+            source=row.source,
+        )
+
+    # Events in ----------------------------------------------------------------------------------
+
+    async def _ensure_partitions(self, moments: Sequence[datetime]) -> None:
+        months = {repository.month_of(m) for m in moments} - self._partitions
+        if not months:
+            return
+        async with self._pool.acquire() as conn:
+            self._partitions |= await repository.existing_partitions(conn)
+            missing = months - self._partitions
+            if missing:
+                await repository.create_partitions(conn, missing)
+                self._partitions |= missing
+
+    async def maintain_partitions(self, months_ahead: int) -> None:
+        now = self.now()
+        months = []
+        year, month = now.year, now.month
+        for _ in range(months_ahead + 1):
+            months.append((year, month))
+            year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+        async with self._pool.acquire() as conn:
+            self._partitions |= await repository.existing_partitions(conn)
+            missing = set(months) - self._partitions
+            if missing:
+                await repository.create_partitions(conn, missing)
+                self._partitions |= missing
+
+    async def record_events(self, items: Sequence[Incoming]) -> int:
+        """Store events once and update their profiles; returns how many events were new."""
+        unique: dict[tuple[str, str], Incoming] = {}
+        for item in items:
+            unique.setdefault((item.workspace_id, item.message_id), item)
+        if not unique:
+            return 0
+        await self._ensure_partitions([i.event_time for i in unique.values()])
+        async with self._pool.acquire() as conn, conn.transaction():
+            await self._lock_partitions(conn, [i.person_id for i in unique.values()])
+            return await self._record(conn, list(unique.values()))
+
+    async def _lock_partitions(self, conn: asyncpg.Connection, person_ids: Sequence[str]) -> None:
+        """Serialise a consumer batch with a merge or split touching the same persons' partitions.
+
+        Without it, a batch creating the profile of a person that a merge is moving away at that
+        moment could commit after the merge and leave a profile under the merged id. A consumer
+        batch holds one partition's events (one lock); merges and splits are rare. Advisory locks
+        are taken first, in order, before any row lock, so they cannot deadlock with row locks.
+        """
+        await repository.lock_partitions(conn, {partition_of(p, self._names.partitions) for p in person_ids})
+
+    async def _record(self, conn: asyncpg.Connection, items: list[Incoming]) -> int:
+        now = self.now()
+        by_workspace: dict[str, list[Incoming]] = defaultdict(list)
+        for item in items:
+            by_workspace[item.workspace_id].append(item)
+        counted = 0
+        for workspace_id in sorted(by_workspace):
+            settings = await self._settings(conn, workspace_id)
+            batch = by_workspace[workspace_id]
+            aliases = await repository.survivors(conn, workspace_id, sorted({i.person_id for i in batch}))
+            for item in batch:
+                item.person_id = aliases.get(item.person_id, item.person_id)
+            rows = {(r.message_id): r for r in (self._event_row(i, settings) for i in batch)}
+            fresh = await repository.insert_new_events(conn, list(rows.values()))
+            if not fresh:
+                continue
+            stored_properties = {row.message_id: row.properties for row in fresh}
+            item_by_id = {i.message_id: i for i in batch}
+            by_person: dict[str, list[NewEvent]] = defaultdict(list)
+            for row in fresh:
+                by_person[row.person_id].append(self._fresh_event(item_by_id[row.message_id], row, settings))
+            persons = sorted(by_person)
+            current = await repository.lock_profiles(conn, workspace_id, persons)
+            referenced = {p: {domain.order_id_of(e) for e in evs} - {""} for p, evs in by_person.items()}
+            referenced = {p: ids for p, ids in referenced.items() if ids}
+            orders: dict[str, dict[str, Order]] = {}
+            if referenced:
+                loaded = await repository.orders_of(
+                    conn, workspace_id, sorted(referenced), sorted(set().union(*referenced.values()))
+                )
+                for person_id, ids in referenced.items():
+                    # The person's orders, and orders it refers to that another person owns (left alone).
+                    orders[person_id] = {o.order_id: o for o in loaded if o.person_id == person_id or o.order_id in ids}
+            changes = []
+            for person_id in persons:
+                stored = current.get(person_id)
+                state = self._open_profile(workspace_id, stored) if stored else ProfileState(person_id)
+                change = domain.apply_events(
+                    state,
+                    by_person[person_id],
+                    settings,
+                    now,
+                    orders.get(person_id),
+                )
+                if change is not None:
+                    changes.append((change, stored.merged_person_ids if stored else ()))
+            await self._save(conn, workspace_id, settings, changes, now, stored_properties)
+            counted += len(fresh)
+        return counted
+
+    @staticmethod
+    def _fresh_event(item: Incoming, row: EventRow, settings: WorkspaceSettings) -> NewEvent:
+        traits = item.traits or {}
+        # Properties matter to orders and to windowed sums only: other events skip the conversion.
+        needed = EVENT_KINDS.get(row.event) in ORDER_KINDS or row.event in settings.summed_events
+        return NewEvent(
+            message_id=row.message_id,
+            person_id=row.person_id,
+            type=row.type,
+            event=row.event,
+            event_time=row.event_time,
+            properties=to_dict(item.properties) if needed else {},
+            traits=traits.get("set") or {},
+            set_once=traits.get("set_once") or {},
+            unset=tuple(traits.get("unset") or ()),
+            channel=row.channel,
+            store_id=row.store_id,
+            staff_id=row.staff_id,
+            source=row.source,
+        )
+
+    async def _save(
+        self,
+        conn: asyncpg.Connection,
+        workspace_id: str,
+        settings: WorkspaceSettings,
+        changes: Sequence[tuple[Change, Sequence[str]]],
+        now: datetime,
+        stored_properties: Mapping[str, bytes] | None = None,
+    ) -> list[LedgerRow]:
+        """Write the changes (profiles, orders, ledger, timers) and announce them, in the caller's transaction."""
+        if not changes:
+            return []
+        rows = []
+        for change, merged in changes:
+            stored, sealed = self._seal_profile(workspace_id, change.state, settings)
+            rows.append((stored, sealed, merged))
+        await repository.save_profiles(conn, workspace_id, rows)
+        await repository.upsert_orders(conn, workspace_id, [o for c, _ in changes for o in c.orders])
+        ledger = await repository.insert_ledger(
+            conn, workspace_id, [(c.state.person_id, e) for c, _ in changes for e in c.ledger]
+        )
+        await repository.set_timers(conn, workspace_id, [(c.state.person_id, c.next_due) for c, _ in changes])
+        await outbox.enqueue_many(
+            conn,
+            [
+                self._announcement(workspace_id, change, settings, now, stored_properties or {})
+                for change, _ in changes
+                if change.announced
+            ],
+        )
+        return ledger
+
+    # Announcements ------------------------------------------------------------------------------
+
+    def snapshot(self, state: ProfileState, settings: WorkspaceSettings) -> events_pb2.ProfileSnapshot:
+        plain = {k: v for k, v in state.traits.items() if k not in settings.pii_traits}
+        return events_pb2.ProfileSnapshot(
+            traits=to_struct(plain),
+            pii_traits=sorted(k for k in state.traits if k in settings.pii_traits),
+            computed=to_struct(state.computed),
+            lifecycle_stage=state.lifecycle_stage,
+            tier=state.tier,
+            tags=sorted(state.tags),
+            consent={k: bool(v["granted"]) for k, v in state.consent.items()},
+            points_balance=state.points_balance,
+            currency=settings.currency,
+        )
+
+    def _announcement(
+        self,
+        workspace_id: str,
+        change: Change,
+        settings: WorkspaceSettings,
+        now: datetime,
+        stored_properties: Mapping[str, bytes],
+    ) -> tuple[str, str, str, bytes]:
         state = change.state
-        values = struct_pb2.Struct()
-        values.update({k: _json_value(v) for k, v in change.changed.items()})
+        values = {}
+        for key, value in change.changed.items():
+            if key.startswith("traits.") and key[7:] in settings.pii_traits:
+                value = None if value is None else True  # PII never travels: only whether it is set
+            elif isinstance(value, datetime):
+                value = domain.iso(value)
+            values[key] = value
         message = events_pb2.ProfileChanged(
             workspace_id=workspace_id,
             person_id=state.person_id,
             changed_fields=sorted(change.changed),
-            values=values,
-            trigger_message_id=change.trigger.message_id,
-            trigger_event=change.trigger.event,
+            values=to_struct(values),
+            trigger_message_id=change.trigger.message_id if change.trigger else "",
+            trigger_event=change.trigger.event if change.trigger else "",
             version=state.version,
+            change_time=timestamp(now),
+            snapshot=self.snapshot(state, settings),
         )
-        message.change_time.GetCurrentTime()
-        subject = self._names.partitioned(PROFILE, state.person_id)
+        for event in change.events:
+            fact = message.events.add(
+                message_id=event.message_id,
+                event=event.event,
+                type=events_pb2.EventType.Value(f"EVENT_TYPE_{event.type.upper()}")
+                if event.type.upper() in _EVENT_TYPES
+                else 0,
+                channel=event.channel,
+                store_id=event.store_id,
+                staff_id=event.staff_id,
+            )
+            set_timestamp(fact.event_time, event.event_time)
+            # As stored: as sent, without the PII-named properties.
+            fact.properties.MergeFromString(stored_properties.get(event.message_id, b""))
+        for order in change.orders:
+            if order.status != "pending":
+                message.orders.append(order_fact(order))
+        for transition in change.transitions:
+            message.transitions.add(
+                kind=transition.kind,
+                from_value=transition.from_value,
+                to_value=transition.to_value,
+                direction=transition.direction,
+                cause=transition.cause,
+                transition_time=timestamp(transition.at),
+            )
+        if change.moved is not None:
+            message.moved.CopyFrom(change.moved)
         return (
             workspace_id,
-            subject,
+            self._names.partitioned(PROFILE, state.person_id),
             f"profile:{workspace_id}:{state.person_id}:{state.version}",
             message.SerializeToString(),
         )
 
-    async def get_profile(self, workspace_id: str, person_id: str) -> tuple[ProfileRecord, list[EventRow]]:
+    # Reads --------------------------------------------------------------------------------------
+
+    async def _resolve(self, conn: asyncpg.Connection, workspace_id: str, person_id: str) -> str:
+        aliases = await repository.survivors(conn, workspace_id, [person_id])
+        return aliases.get(person_id, person_id)
+
+    async def get_profile(self, workspace_id: str, person_id: str) -> ProfileView:
         async with self._pool.acquire() as conn:
-            record = await repository.get_profile(conn, workspace_id, person_id)
-            if record is None:
+            found = await repository.read_profile(
+                conn, workspace_id, person_id, events=RECENT_EVENTS, orders=RECENT_ORDERS
+            )
+            if found is None:
                 raise NotFound(f"profile {person_id} not found")
-            recent = await repository.list_events(conn, workspace_id, person_id, limit=RECENT_EVENTS)
-        return record, recent
+            stored, recent, orders, version = found
+            settings = self._settings_cache.get(workspace_id)
+            if settings is None or settings.version != version:
+                settings = await self._settings(conn, workspace_id)
+        state = self._open_profile(workspace_id, stored)
+        now = self.now()
+        return ProfileView(
+            state=state,
+            merged_person_ids=stored.merged_person_ids,
+            updated_at=stored.updated_at,
+            requested_person_id=person_id,
+            settings=settings,
+            windowed=domain.windowed_values(state, settings, now),
+            next_due=domain.next_due(state, settings, now),
+            recent_events=[(row, self.properties_of(row)) for row in recent],
+            recent_orders=orders,
+        )
 
     async def list_events(
-        self, workspace_id: str, person_id: str, requested_size: int, token: str
-    ) -> tuple[list[EventRow], str]:
-        size = page_size(requested_size)
-        scope = f"{workspace_id}/{person_id}"
-        position = decode_token(token, scope=scope)
-        before = (datetime.fromisoformat(position["t"]), position["m"]) if position else None
+        self, workspace_id: str, person_id: str, size: int, position: tuple[datetime, str] | None, event: str
+    ) -> list[tuple[EventRow, struct_pb2.Struct]]:
         async with self._pool.acquire() as conn:
-            rows = await repository.list_events(conn, workspace_id, person_id, limit=size + 1, before=before)
-        next_token = ""
-        if len(rows) > size:
-            rows = rows[:size]
-            last = rows[-1]
-            next_token = encode_token({"t": last.event_time.isoformat(), "m": last.message_id}, scope=scope)
-        return rows, next_token
+            person_id = await self._resolve(conn, workspace_id, person_id)
+            rows = await repository.list_events(conn, workspace_id, person_id, limit=size, before=position, event=event)
+        return [(row, self.properties_of(row)) for row in rows]
+
+    async def list_orders(
+        self, workspace_id: str, person_id: str, size: int, position: tuple[datetime, str] | None
+    ) -> list[Order]:
+        async with self._pool.acquire() as conn:
+            person_id = await self._resolve(conn, workspace_id, person_id)
+            return await repository.list_orders(conn, workspace_id, person_id, limit=size, before=position)
+
+    async def list_points(
+        self, workspace_id: str, person_id: str, size: int, position: tuple[datetime, str] | None
+    ) -> list[LedgerRow]:
+        async with self._pool.acquire() as conn:
+            person_id = await self._resolve(conn, workspace_id, person_id)
+            return await repository.list_ledger(conn, workspace_id, person_id, limit=size, before=position)
+
+    # Writes through the API ---------------------------------------------------------------------
+
+    async def _mutate(
+        self,
+        workspace_id: str,
+        person_id: str,
+        apply: Callable[[ProfileState, WorkspaceSettings, datetime], Change | None],
+        *,
+        once: str = "",
+    ) -> list[LedgerRow]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            settings = await self._settings(conn, workspace_id)
+            person_id = await self._resolve(conn, workspace_id, person_id)
+            stored = (await repository.lock_profiles(conn, workspace_id, [person_id])).get(person_id)
+            if stored is None:
+                raise NotFound(f"profile {person_id} not found")
+            if once and not await inbox.first_time(conn, "profile-api", workspace_id, f"{person_id}:{once}"):
+                return []  # a retry of a request already applied
+            now = self.now()
+            change = apply(self._open_profile(workspace_id, stored), settings, now)
+            if change is None:
+                return []
+            return await self._save(conn, workspace_id, settings, [(change, stored.merged_person_ids)], now)
+
+    async def update_traits(
+        self,
+        workspace_id: str,
+        person_id: str,
+        *,
+        set_: dict,
+        set_once: dict,
+        unset: list[str],
+        source: str,
+        request_id: str,
+    ) -> None:
+        """An identify call made through the API: stored as an event ``api:<person>:<request id>``."""
+        now = self.now()
+        await self._ensure_partitions([now])
+        async with self._pool.acquire() as conn, conn.transaction():
+            await self._lock_partitions(conn, [person_id])
+            resolved = await self._resolve(conn, workspace_id, person_id)
+            if await repository.get_profile(conn, workspace_id, resolved) is None:
+                raise NotFound(f"profile {person_id} not found")
+            item = Incoming(
+                workspace_id=workspace_id,
+                message_id=f"api:{resolved}:{request_id}",
+                person_id=resolved,
+                type="identify",
+                event="",
+                properties=struct_pb2.Struct(),
+                context=to_struct({"source": source}),
+                event_time=now,
+                received_at=now,
+                traits={"set": set_, "set_once": set_once, "unset": unset},
+                source=source,
+            )
+            await self._record(conn, [item])
+
+    async def modify_tags(
+        self,
+        workspace_id: str,
+        person_id: str,
+        add: list[tuple[str, datetime | None]],
+        remove: list[str],
+        source: str,
+        request_id: str,
+    ) -> None:
+        await self._mutate(
+            workspace_id,
+            person_id,
+            lambda state, settings, now: domain.modify_tags(state, add, remove, source, settings, now),
+            once=f"tags:{request_id}",
+        )
+
+    async def update_consent(
+        self,
+        workspace_id: str,
+        person_id: str,
+        channel: str,
+        purpose: str,
+        granted: bool,
+        source: str,
+        statement_time: datetime | None,
+    ) -> None:
+        await self._mutate(
+            workspace_id,
+            person_id,
+            lambda state, settings, now: domain.update_consent(
+                state, channel, purpose, granted, source, statement_time or now, settings, now
+            ),
+        )
+
+    async def unsubscribe(self, workspace_id: str, person_id: str, channel: str, source: str) -> None:
+        await self._mutate(
+            workspace_id,
+            person_id,
+            lambda state, settings, now: domain.unsubscribe(state, channel, source, now, settings, now),
+        )
+
+    async def change_points(
+        self, workspace_id: str, person_id: str, kind: str, points: int, reference: str, reason: str
+    ) -> LedgerRow:
+        async with self._pool.acquire() as conn:
+            resolved = await self._resolve(conn, workspace_id, person_id)
+            existing = await repository.ledger_entry(conn, workspace_id, resolved, reference)
+        if existing is not None:
+            return existing  # idempotent by reference
+
+        def apply(state: ProfileState, settings: WorkspaceSettings, now: datetime) -> Change:
+            try:
+                return domain.change_points(state, kind, points, reference, reason, settings, now)
+            except domain.InsufficientPoints as exc:
+                raise FailedPrecondition(f"not enough points: {exc}") from None
+
+        try:
+            ledger = await self._mutate(workspace_id, resolved, apply)
+        except asyncpg.UniqueViolationError:
+            # A concurrent call with the same reference won.
+            async with self._pool.acquire() as conn:
+                existing = await repository.ledger_entry(conn, workspace_id, resolved, reference)
+            assert existing is not None
+            return existing
+        return next(row for row in ledger if row.entry.reference == reference)
+
+    # Time ---------------------------------------------------------------------------------------
+
+    async def run_timers(self, limit: int) -> int:
+        """Apply what time alone changes to profiles whose timer is due; returns how many."""
+        now = self.now()
+        async with self._pool.acquire() as conn, conn.transaction():
+            due = await repository.due_timers(conn, now, limit)
+            if not due:
+                return 0
+            by_workspace: dict[str, list[str]] = defaultdict(list)
+            for workspace_id, person_id in due:
+                by_workspace[workspace_id].append(person_id)
+            done = 0
+            for workspace_id in sorted(by_workspace):
+                settings = await self._settings(conn, workspace_id)
+                # Profiles a consumer batch holds are skipped (SKIP LOCKED): it resets their timers itself,
+                # or the next round takes them.
+                causes = await repository.lock_due_profiles(conn, workspace_id, by_workspace[workspace_id], now)
+                persons = sorted(causes)
+                orphans = set(by_workspace[workspace_id]) - set(persons)
+                if orphans:
+                    await repository.delete_orphan_timers(conn, workspace_id, orphans)
+                if not persons:
+                    continue
+                current = await repository.lock_profiles(conn, workspace_id, persons)
+                orders: dict[str, list[Order]] = defaultdict(list)
+                for order in await repository.orders_of(conn, workspace_id, persons):
+                    orders[order.person_id].append(order)
+                changes = []
+                for person_id in persons:
+                    stored = current[person_id]
+                    state = self._open_profile(workspace_id, stored)
+                    change = domain.recompute(state, settings, now, orders.get(person_id, []), causes[person_id])
+                    changes.append((change, stored.merged_person_ids))
+                await self._save(conn, workspace_id, settings, changes, now)
+                done += len(persons)
+            return done
+
+    # Merges and splits --------------------------------------------------------------------------
+
+    async def apply_merge(self, message: events_pb2.PersonsMerged) -> bool:
+        workspace_id = message.workspace_id
+        async with self._pool.acquire() as conn, conn.transaction():
+            await self._lock_partitions(conn, [message.survivor_person_id, *message.merged_person_ids])
+            key = f"merged:{message.merge_id or message.trigger_message_id}:{message.survivor_person_id}"
+            if not await inbox.first_time(conn, "profile-identity", workspace_id, key):
+                return False
+            settings = await self._settings(conn, workspace_id)
+            survivor = await self._resolve(conn, workspace_id, message.survivor_person_id)
+            merged = sorted({p for p in message.merged_person_ids if p and p != survivor})
+            if not merged:
+                return False
+            current = await repository.lock_profiles(conn, workspace_id, sorted([survivor, *merged]))
+            await repository.move_events(conn, workspace_id, merged, survivor)
+            await repository.move_orders(conn, workspace_id, merged, survivor)
+            await repository.move_ledger(conn, workspace_id, merged, survivor)
+            await repository.add_aliases(
+                conn, workspace_id, merged, survivor, [current[p].state.version if p in current else 0 for p in merged]
+            )
+            others = [self._open_profile(workspace_id, current[p]) for p in merged if p in current]
+            base_stored = current.get(survivor)
+            if base_stored is None and not others:
+                return False
+            base = self._open_profile(workspace_id, base_stored) if base_stored else ProfileState(survivor)
+            now = self.now()
+            orders = [o for o in await repository.orders_of(conn, workspace_id, [survivor])]
+            change = domain.merge_states(base, others, settings, now, orders)
+            change.moved = events_pb2.FactsMoved(merged_person_ids=merged)
+            merged_ids = sorted(
+                {*(base_stored.merged_person_ids if base_stored else ()), *merged}
+                | {m for p in merged if p in current for m in current[p].merged_person_ids}
+            )
+            await repository.delete_profiles(conn, workspace_id, merged)
+            change.state.version = max([base.version, *(o.version for o in others)]) + 1
+            await self._save(conn, workspace_id, settings, [(change, merged_ids)], now)
+        log.info("persons merged into profile", workspace=workspace_id, survivor=survivor, merged=len(merged))
+        return True
+
+    async def apply_split(self, message: events_pb2.PersonSplit) -> bool:
+        workspace_id = message.workspace_id
+        original, new_person = message.person_id, message.new_person_id
+        async with self._pool.acquire() as conn, conn.transaction():
+            await self._lock_partitions(conn, [original, new_person])
+            key = f"split:{original}:{new_person}:{message.undone_merge_id}"
+            if not await inbox.first_time(conn, "profile-identity", workspace_id, key):
+                return False
+            settings = await self._settings(conn, workspace_id)
+            last_version = await repository.remove_alias(conn, workspace_id, new_person)
+            current = await repository.lock_profiles(conn, workspace_id, sorted([original, new_person]))
+            identifiers = [self._identifier_key(workspace_id, i.type, i.value) for i in message.moved_identifiers]
+            moved_messages = await repository.move_events_by_identifier(
+                conn, workspace_id, original, new_person, identifiers
+            )
+            moved_orders = (
+                await repository.move_orders(conn, workspace_id, [original], new_person, moved_messages)
+                if moved_messages
+                else []
+            )
+            if moved_orders:
+                await repository.move_ledger(conn, workspace_id, [original], new_person, moved_orders)
+            now = self.now()
+            changes = []
+            original_stored = current.get(original)
+            base = self._open_profile(workspace_id, original_stored) if original_stored else ProfileState(original)
+            kept_lots = [lot for lot in base.points_lots if lot.get("order") not in moved_orders]
+            moved_lots = [lot for lot in base.points_lots if lot.get("order") in moved_orders]
+            for person_id, stored, lots in (
+                (original, original_stored, kept_lots),
+                (new_person, current.get(new_person), moved_lots),
+            ):
+                if stored:
+                    state = self._open_profile(workspace_id, stored)
+                else:  # versions go on from those the id had before it was merged away
+                    state = ProfileState(person_id, version=last_version if person_id == new_person else 0)
+                if person_id == new_person:
+                    lots = [*state.points_lots, *lots]
+                events = [self._new_event(r) for r in await repository.all_events(conn, workspace_id, person_id)]
+                if stored is None and not events:
+                    continue
+                orders = await repository.orders_of(conn, workspace_id, [person_id])
+                change = domain.rebuild(state, events, orders, lots, settings, now, "split")
+                change.state.version = state.version + 1
+                if person_id == new_person:
+                    change.moved = events_pb2.FactsMoved(
+                        split_from_person_id=original, message_ids=moved_messages, order_ids=moved_orders
+                    )
+                merged_ids = stored.merged_person_ids if stored else ()
+                changes.append((change, [m for m in merged_ids if m != new_person]))
+            # Both are announced even when nothing visible changed: projections re-key by `moved`.
+            for change, _ in changes:
+                if not change.announced:
+                    change.changed["computed.event_count"] = change.state.computed.get("event_count", 0)
+            await self._save(conn, workspace_id, settings, changes, now)
+        log.info("person split in profile", workspace=workspace_id, moved_events=len(moved_messages))
+        return True
+
+    # Objects ------------------------------------------------------------------------------------
+
+    async def upsert_objects(self, kind: str, workspace_id: str, objects: list[dict]) -> list[dict]:
+        """Create or replace objects by id; a change of tags is announced (ObjectTagsChanged)."""
+        key = repository.OBJECT_TABLES[kind][1]
+        async with self._pool.acquire() as conn, conn.transaction():
+            existing = await repository.get_objects(conn, kind, workspace_id, [o[key] for o in objects])
+            announcements = []
+            for obj in objects:
+                before = existing.get(obj[key])
+                version = before["tags_version"] if before else 0
+                if sorted(before["tags"] if before else []) != sorted(obj["tags"]):
+                    version += 1
+                    announcements.append((obj[key], sorted(obj["tags"]), version))
+                obj["tags_version"] = version
+            saved = await repository.upsert_objects(conn, kind, workspace_id, objects)
+            await self._announce_tags(conn, kind, workspace_id, announcements)
+        return saved
+
+    async def _announce_tags(
+        self, conn: asyncpg.Connection, kind: str, workspace_id: str, announcements: list[tuple[str, list, int]]
+    ) -> None:
+        subject = self._names.subject(PROFILE, "objects")
+        await outbox.enqueue_many(
+            conn,
+            [
+                (
+                    workspace_id,
+                    subject,
+                    f"objtags:{workspace_id}:{kind}:{object_id}:{version}",
+                    events_pb2.ObjectTagsChanged(
+                        workspace_id=workspace_id, object_kind=kind, object_id=object_id, tags=tags, version=version
+                    ).SerializeToString(),
+                )
+                for object_id, tags, version in announcements
+            ],
+        )
+
+    async def get_object(self, kind: str, workspace_id: str, object_id: str) -> dict:
+        async with self._pool.acquire() as conn:
+            found = (await repository.get_objects(conn, kind, workspace_id, [object_id])).get(object_id)
+        if found is None:
+            raise NotFound(f"{kind} {object_id} not found")
+        return found
+
+    async def update_object(self, kind: str, workspace_id: str, object_id: str, apply: Callable[[dict], dict]) -> dict:
+        async with self._pool.acquire() as conn, conn.transaction():
+            found = (await repository.get_objects(conn, kind, workspace_id, [object_id])).get(object_id)
+            if found is None:
+                raise NotFound(f"{kind} {object_id} not found")
+            updated = apply(dict(found))
+            announcements = []
+            if sorted(updated["tags"]) != sorted(found["tags"]):
+                updated["tags_version"] = found["tags_version"] + 1
+                announcements.append((object_id, sorted(updated["tags"]), updated["tags_version"]))
+            saved = await repository.upsert_objects(conn, kind, workspace_id, [updated])
+            await self._announce_tags(conn, kind, workspace_id, announcements)
+        return saved[0]
+
+    async def delete_object(self, kind: str, workspace_id: str, object_id: str) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            found = (await repository.get_objects(conn, kind, workspace_id, [object_id])).get(object_id)
+            if found is None:
+                raise NotFound(f"{kind} {object_id} not found")
+            await repository.delete_object(conn, kind, workspace_id, object_id)
+            if found["tags"]:
+                await self._announce_tags(conn, kind, workspace_id, [(object_id, [], found["tags_version"] + 1)])
+
+    async def list_objects(self, kind: str, workspace_id: str, after: str, limit: int) -> list[dict]:
+        async with self._pool.acquire() as conn:
+            return await repository.list_objects(conn, kind, workspace_id, after, limit)
+
+    # Start-up -----------------------------------------------------------------------------------
+
+    async def seal_plaintext_pii(self) -> int:
+        """Profiles written before migration 0002 hold PII traits in plaintext: seal them."""
+        converted = 0
+        async with self._pool.acquire() as conn, conn.transaction():
+            for workspace_id, person_id, traits in await repository.foundation_profiles(conn):
+                settings = await self._settings(conn, workspace_id)
+                if not settings.pii_traits.intersection(traits):
+                    continue
+                stored, sealed = self._seal_profile(workspace_id, ProfileState(person_id, traits=traits), settings)
+                await repository.set_sealed_traits(conn, workspace_id, person_id, stored.traits, sealed)
+                converted += 1
+        return converted
+
+
+_EVENT_TYPES = {name.removeprefix("EVENT_TYPE_") for name in events_pb2.EventType.keys()}  # noqa: SIM118 - an enum wrapper, not a dict
+
+
+def order_fact(order: Order) -> events_pb2.OrderFact:
+    fact = events_pb2.OrderFact(
+        order_id=order.order_id,
+        status="completed" if order.status == "partially_refunded" else order.status,
+        total_minor=order.net_minor,
+        currency=order.currency,
+        store_id=order.store_id,
+        staff_id=order.staff_id,
+        items=[
+            events_pb2.OrderLineFact(
+                product_id=line.product_id,
+                sku=line.sku,
+                category=line.category,
+                quantity=line.quantity,
+                price_minor=line.price_minor,
+            )
+            for line in order.items
+        ],
+        channel=order.channel,
+        refunded_minor=order.refunded_minor,
+    )
+    if order.order_time:
+        set_timestamp(fact.order_time, order.order_time)
+    return fact

@@ -71,8 +71,12 @@ async def test_events_build_the_profile_once_and_announce_changes(profile):
     got = await wait_for_count(stub, f"workspaces/shop/profiles/{person}", 2)
     changed = events_pb2.ProfileChanged.FromString((await changes.next_msg(timeout=10)).data)
     assert changed.person_id == person and changed.version == 1
-    assert {"event_count", "traits.email", "traits.tier"} <= set(changed.changed_fields)
-    assert changed.values["event_count"] == 2
+    assert {"computed.event_count", "traits.email", "traits.tier"} <= set(changed.changed_fields)
+    assert changed.values["computed.event_count"] == 2
+    # A PII trait's value never travels on the bus: only that it is set.
+    assert changed.values["traits.email"] is True and changed.values["traits.tier"] == "gold"
+    assert list(changed.snapshot.pii_traits) == ["email"] and dict(changed.snapshot.traits) == {"tier": "gold"}
+    assert [f.message_id for f in changed.events] == ["m1", "m2"]
     assert changed.trigger_message_id == "m2"
 
     await asyncio.sleep(1.0)  # let the replay be processed

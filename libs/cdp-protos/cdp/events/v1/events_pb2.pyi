@@ -184,19 +184,27 @@ class FactsMoved(_message.Message):
     def __init__(self, merged_person_ids: _Optional[_Iterable[str]] = ..., split_from_person_id: _Optional[str] = ..., message_ids: _Optional[_Iterable[str]] = ..., order_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class EventFact(_message.Message):
-    __slots__ = ("message_id", "event", "event_time", "properties")
+    __slots__ = ("message_id", "event", "event_time", "properties", "type", "channel", "store_id", "staff_id")
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     EVENT_FIELD_NUMBER: _ClassVar[int]
     EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
     PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    STAFF_ID_FIELD_NUMBER: _ClassVar[int]
     message_id: str
     event: str
     event_time: _timestamp_pb2.Timestamp
     properties: _struct_pb2.Struct
-    def __init__(self, message_id: _Optional[str] = ..., event: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., properties: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    type: EventType
+    channel: str
+    store_id: str
+    staff_id: str
+    def __init__(self, message_id: _Optional[str] = ..., event: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., properties: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., type: _Optional[_Union[EventType, str]] = ..., channel: _Optional[str] = ..., store_id: _Optional[str] = ..., staff_id: _Optional[str] = ...) -> None: ...
 
 class OrderFact(_message.Message):
-    __slots__ = ("order_id", "status", "total_minor", "currency", "store_id", "staff_id", "order_time", "items")
+    __slots__ = ("order_id", "status", "total_minor", "currency", "store_id", "staff_id", "order_time", "items", "channel", "refunded_minor")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_MINOR_FIELD_NUMBER: _ClassVar[int]
@@ -205,6 +213,8 @@ class OrderFact(_message.Message):
     STAFF_ID_FIELD_NUMBER: _ClassVar[int]
     ORDER_TIME_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    REFUNDED_MINOR_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     status: str
     total_minor: int
@@ -213,7 +223,9 @@ class OrderFact(_message.Message):
     staff_id: str
     order_time: _timestamp_pb2.Timestamp
     items: _containers.RepeatedCompositeFieldContainer[OrderLineFact]
-    def __init__(self, order_id: _Optional[str] = ..., status: _Optional[str] = ..., total_minor: _Optional[int] = ..., currency: _Optional[str] = ..., store_id: _Optional[str] = ..., staff_id: _Optional[str] = ..., order_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., items: _Optional[_Iterable[_Union[OrderLineFact, _Mapping]]] = ...) -> None: ...
+    channel: str
+    refunded_minor: int
+    def __init__(self, order_id: _Optional[str] = ..., status: _Optional[str] = ..., total_minor: _Optional[int] = ..., currency: _Optional[str] = ..., store_id: _Optional[str] = ..., staff_id: _Optional[str] = ..., order_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., items: _Optional[_Iterable[_Union[OrderLineFact, _Mapping]]] = ..., channel: _Optional[str] = ..., refunded_minor: _Optional[int] = ...) -> None: ...
 
 class OrderLineFact(_message.Message):
     __slots__ = ("product_id", "sku", "category", "quantity", "price_minor")

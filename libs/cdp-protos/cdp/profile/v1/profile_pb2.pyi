@@ -16,7 +16,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Profile(_message.Message):
-    __slots__ = ("name", "person_id", "traits", "event_count", "first_seen_time", "last_seen_time", "update_time", "version", "recent_events", "computed", "lifecycle_stage", "lifecycle_stage_time", "tags", "tier", "points_balance", "consents", "recent_orders", "predictions", "merged_person_ids", "currency")
+    __slots__ = ("name", "person_id", "traits", "event_count", "first_seen_time", "last_seen_time", "update_time", "version", "recent_events", "computed", "lifecycle_stage", "lifecycle_stage_time", "tags", "tier", "points_balance", "consents", "recent_orders", "predictions", "merged_person_ids", "currency", "requested_person_id", "tier_time", "next_due_time")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PERSON_ID_FIELD_NUMBER: _ClassVar[int]
     TRAITS_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +37,9 @@ class Profile(_message.Message):
     PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
     MERGED_PERSON_IDS_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    TIER_TIME_FIELD_NUMBER: _ClassVar[int]
+    NEXT_DUE_TIME_FIELD_NUMBER: _ClassVar[int]
     name: str
     person_id: str
     traits: _struct_pb2.Struct
@@ -57,7 +60,10 @@ class Profile(_message.Message):
     predictions: Predictions
     merged_person_ids: _containers.RepeatedScalarFieldContainer[str]
     currency: str
-    def __init__(self, name: _Optional[str] = ..., person_id: _Optional[str] = ..., traits: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., event_count: _Optional[int] = ..., first_seen_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ..., recent_events: _Optional[_Iterable[_Union[ProfileEvent, _Mapping]]] = ..., computed: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., lifecycle_stage: _Optional[str] = ..., lifecycle_stage_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tags: _Optional[_Iterable[_Union[TagAssignment, _Mapping]]] = ..., tier: _Optional[str] = ..., points_balance: _Optional[int] = ..., consents: _Optional[_Iterable[_Union[ConsentState, _Mapping]]] = ..., recent_orders: _Optional[_Iterable[_Union[Order, _Mapping]]] = ..., predictions: _Optional[_Union[Predictions, _Mapping]] = ..., merged_person_ids: _Optional[_Iterable[str]] = ..., currency: _Optional[str] = ...) -> None: ...
+    requested_person_id: str
+    tier_time: _timestamp_pb2.Timestamp
+    next_due_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., person_id: _Optional[str] = ..., traits: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., event_count: _Optional[int] = ..., first_seen_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ..., recent_events: _Optional[_Iterable[_Union[ProfileEvent, _Mapping]]] = ..., computed: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., lifecycle_stage: _Optional[str] = ..., lifecycle_stage_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tags: _Optional[_Iterable[_Union[TagAssignment, _Mapping]]] = ..., tier: _Optional[str] = ..., points_balance: _Optional[int] = ..., consents: _Optional[_Iterable[_Union[ConsentState, _Mapping]]] = ..., recent_orders: _Optional[_Iterable[_Union[Order, _Mapping]]] = ..., predictions: _Optional[_Union[Predictions, _Mapping]] = ..., merged_person_ids: _Optional[_Iterable[str]] = ..., currency: _Optional[str] = ..., requested_person_id: _Optional[str] = ..., tier_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_due_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ProfileEvent(_message.Message):
     __slots__ = ("message_id", "type", "event", "properties", "event_time", "receive_time", "channel", "store_id", "staff_id")
