@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import asyncpg
 import structlog
@@ -51,9 +52,15 @@ class Infrastructure:
         self.names = names
 
     @classmethod
-    async def open(cls, settings: CommonSettings, *, schema: str, client_name: str) -> Infrastructure:
+    async def open(
+        cls, settings: CommonSettings, *, schema: str, client_name: str, json_decoder: Callable[[str], Any] = json.loads
+    ) -> Infrastructure:
         pool = await db.create_pool(
-            settings.database_url.get(), schema, application_name=client_name, max_size=settings.db_pool_max_size
+            settings.database_url.get(),
+            schema,
+            application_name=client_name,
+            max_size=settings.db_pool_max_size,
+            json_decoder=json_decoder,
         )
         try:
             nc = await bus.connect(settings.nats_url, name=client_name)

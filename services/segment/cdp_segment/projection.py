@@ -1,41 +1,47 @@
-"""SQL for the projection tables: write what rules need, read one person back for the live path."""
+"""SQL for the projection tables: write what rules need, read persons back for the live path.
+
+The projection is fed only by messages (ProfileChanged, ObjectTagsChanged, PersonsMerged);
+every write here is idempotent (events by message id, orders and states by profile version).
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 
+from cdp_segment.domain import ProfileState
 from cdp_segment.rules.data import EventFact, ItemFact, OrderFact, PersonFacts, WorkspaceFacts
 
 
-def _plain(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """JSON-ready: Decimals become int or float (exact for the short decimals traits carry)."""
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
     return value
 
 
 def _json(value: Any) -> str:
-    return json.dumps(_plain(value), ensure_ascii=False)
+    return json.dumps(jsonable(value), ensure_ascii=False)
 
 
 async def upsert_person(conn: asyncpg.Connection, workspace_id: str, person: PersonFacts, version: int = 0) -> None:
     await conn.execute(
         """INSERT INTO persons (workspace_id, person_id, traits, computed, lifecycle_stage, tier, rfm_group, tags,
-                                consent, profile_version)
-           VALUES ($1, $2, $3::text::jsonb, $4::text::jsonb, $5, $6, $7, $8, $9::text::jsonb, $10)
+                                consent, profile_version, pii_traits, points_balance)
+           VALUES ($1, $2, $3::text::jsonb, $4::text::jsonb, $5, $6, $7, $8, $9::text::jsonb, $10, $11, $12)
            ON CONFLICT (workspace_id, person_id) DO UPDATE SET
              traits = excluded.traits, computed = excluded.computed, lifecycle_stage = excluded.lifecycle_stage,
              tier = excluded.tier, rfm_group = excluded.rfm_group, tags = excluded.tags, consent = excluded.consent,
-             profile_version = excluded.profile_version, updated_at = now()""",
+             profile_version = excluded.profile_version, pii_traits = excluded.pii_traits,
+             points_balance = excluded.points_balance, updated_at = now()""",
         workspace_id,
         person.person_id,
         _json(person.traits),
@@ -46,29 +52,52 @@ async def upsert_person(conn: asyncpg.Connection, workspace_id: str, person: Per
         sorted(person.tags),
         _json(person.consent),
         version,
+        sorted(person.pii_traits),
+        person.points_balance,
     )
 
 
-async def add_events(conn: asyncpg.Connection, workspace_id: str, person_id: str, events: Iterable[EventFact]) -> None:
-    rows = [(workspace_id, e.message_id, person_id, e.name, _json(e.properties), e.time) for e in events]
-    if rows:
-        await conn.executemany(
-            """INSERT INTO person_events (workspace_id, message_id, person_id, name, properties, event_time)
-               VALUES ($1, $2, $3, $4, $5::text::jsonb, $6) ON CONFLICT DO NOTHING""",
-            rows,
-        )
+async def add_events(
+    conn: asyncpg.Connection, workspace_id: str, person_id: str, events: Iterable[EventFact]
+) -> set[str]:
+    """Store events once (by message id); the names of the ones that were new."""
+    events = list(events)
+    if not events:
+        return set()
+    rows = await conn.fetch(
+        """INSERT INTO person_events (workspace_id, message_id, person_id, name, properties, event_time)
+           SELECT $1, m, $2::uuid, n, p::jsonb, t
+           FROM unnest($3::text[], $4::text[], $5::text[], $6::timestamptz[]) AS e(m, n, p, t)
+           ON CONFLICT DO NOTHING RETURNING name""",
+        workspace_id,
+        person_id,
+        [e.message_id for e in events],
+        [e.name for e in events],
+        [_json(e.properties) for e in events],
+        [e.time for e in events],
+    )
+    return {r["name"] for r in rows}
 
 
 async def upsert_orders(
-    conn: asyncpg.Connection, workspace_id: str, person_id: str, orders: Iterable[OrderFact]
-) -> None:
+    conn: asyncpg.Connection, workspace_id: str, person_id: str, orders: Iterable[OrderFact], version: int = 1
+) -> bool:
+    """Create or update orders announced at profile ``version``; an order last written by a newer
+    version of the same person is left alone (a redelivered older announcement). True when
+    something changed."""
+    changed = False
     for order in orders:
-        await conn.execute(
+        written = await conn.fetchval(
             """INSERT INTO person_orders (workspace_id, order_id, person_id, status, total_minor, store_id, staff_id,
-                                          order_time)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                                          order_time, profile_version)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                ON CONFLICT (workspace_id, order_id) DO UPDATE SET status = excluded.status,
-                 total_minor = excluded.total_minor, person_id = excluded.person_id""",
+                 total_minor = excluded.total_minor, store_id = excluded.store_id,
+                 staff_id = excluded.staff_id, order_time = excluded.order_time, person_id = excluded.person_id,
+                 profile_version = excluded.profile_version
+               WHERE person_orders.profile_version < excluded.profile_version
+                  OR person_orders.person_id <> excluded.person_id
+               RETURNING true""",
             workspace_id,
             order.order_id,
             person_id,
@@ -77,101 +106,313 @@ async def upsert_orders(
             order.store_id,
             order.staff_id,
             order.time,
+            version,
         )
+        if not written:
+            continue
+        changed = True
         await conn.execute(
             "DELETE FROM order_items WHERE workspace_id = $1 AND order_id = $2", workspace_id, order.order_id
         )
         if order.items:
-            await conn.executemany(
+            await conn.execute(
                 """INSERT INTO order_items (workspace_id, order_id, line_no, sku, category, product_id)
-                   VALUES ($1, $2, $3, $4, $5, $6)""",
-                [(workspace_id, order.order_id, n, i.sku, i.category, i.product_id) for n, i in enumerate(order.items)],
+                   SELECT $1, $2, n - 1, s, c, p FROM unnest($3::text[], $4::text[], $5::text[])
+                   WITH ORDINALITY AS i(s, c, p, n)""",
+                workspace_id,
+                order.order_id,
+                [i.sku for i in order.items],
+                [i.category for i in order.items],
+                [i.product_id for i in order.items],
             )
+    return changed
 
 
 async def set_memberships(conn: asyncpg.Connection, workspace_id: str, person_id: str, segments: Iterable[str]) -> None:
+    """Test helper: make a person a member of segments (no history, no events)."""
     await conn.executemany(
-        "INSERT INTO memberships (workspace_id, segment_id, person_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        "INSERT INTO memberships (workspace_id, segment_id, person_id, since) VALUES ($1, $2, $3, now())"
+        " ON CONFLICT DO NOTHING",
         [(workspace_id, s, person_id) for s in segments],
     )
 
 
 async def set_object_tags(
     conn: asyncpg.Connection, workspace_id: str, kind: str, object_id: str, tags: Iterable[str]
-) -> None:
-    await conn.execute(
-        "DELETE FROM object_tags WHERE workspace_id = $1 AND object_kind = $2 AND object_id = $3",
+) -> bool:
+    """Replace an object's tags; True when they changed."""
+    before = await conn.fetch(
+        "DELETE FROM object_tags WHERE workspace_id = $1 AND object_kind = $2 AND object_id = $3 RETURNING tag",
         workspace_id,
         kind,
         object_id,
     )
-    await conn.executemany(
-        "INSERT INTO object_tags (workspace_id, object_kind, object_id, tag) VALUES ($1, $2, $3, $4)",
-        [(workspace_id, kind, object_id, t) for t in tags],
+    tags = sorted(set(tags))
+    await conn.execute(
+        """INSERT INTO object_tags (workspace_id, object_kind, object_id, tag)
+           SELECT $1, $2, $3, unnest($4::text[])""",
+        workspace_id,
+        kind,
+        object_id,
+        tags,
+    )
+    return sorted(r["tag"] for r in before) != tags
+
+
+async def claim_object_version(conn: asyncpg.Connection, workspace_id: str, kind: str, object_id: str, version: int):
+    """True when ``version`` is newer than the last applied one for this object (and records it)."""
+    return bool(
+        await conn.fetchval(
+            """INSERT INTO object_versions (workspace_id, object_kind, object_id, version) VALUES ($1, $2, $3, $4)
+               ON CONFLICT (workspace_id, object_kind, object_id) DO UPDATE SET version = excluded.version
+               WHERE object_versions.version < excluded.version
+               RETURNING true""",
+            workspace_id,
+            kind,
+            object_id,
+            version,
+        )
     )
 
 
-async def read_person(conn: asyncpg.Connection, workspace_id: str, person_id: str) -> PersonFacts | None:
-    row = await conn.fetchrow(
-        "SELECT * FROM persons WHERE workspace_id = $1 AND person_id = $2::uuid", workspace_id, person_id
-    )
-    if row is None:
-        return None
-    events = await conn.fetch(
-        """SELECT message_id, name, properties, event_time FROM person_events
-           WHERE workspace_id = $1 AND person_id = $2::uuid""",
-        workspace_id,
-        person_id,
-    )
-    orders = await conn.fetch(
-        "SELECT * FROM person_orders WHERE workspace_id = $1 AND person_id = $2::uuid", workspace_id, person_id
-    )
-    items = await conn.fetch(
-        """SELECT i.order_id, i.sku, i.category, i.product_id FROM order_items i
-           JOIN person_orders o ON o.workspace_id = i.workspace_id AND o.order_id = i.order_id
-           WHERE o.workspace_id = $1 AND o.person_id = $2::uuid ORDER BY i.order_id, i.line_no""",
-        workspace_id,
-        person_id,
-    )
-    by_order: dict[str, list[ItemFact]] = {}
-    for item in items:
-        by_order.setdefault(item["order_id"], []).append(ItemFact(item["sku"], item["category"], item["product_id"]))
-    memberships = await conn.fetch(
-        "SELECT segment_id FROM memberships WHERE workspace_id = $1 AND person_id = $2::uuid", workspace_id, person_id
-    )
-    return PersonFacts(
-        person_id=person_id,
+async def persons_touching(conn: asyncpg.Connection, workspace_id: str, kind: str, object_id: str) -> list[str]:
+    """Persons with an order at this store, served by this staff member, or with this product."""
+    if kind == "product":
+        query = """SELECT DISTINCT o.person_id FROM order_items i
+                   JOIN person_orders o ON o.workspace_id = i.workspace_id AND o.order_id = i.order_id
+                   WHERE i.workspace_id = $1 AND i.product_id = $2"""
+    else:
+        column = {"store": "store_id", "staff": "staff_id"}[kind]
+        query = f"SELECT DISTINCT person_id FROM person_orders WHERE workspace_id = $1 AND {column} = $2"
+    return [str(r["person_id"]) for r in await conn.fetch(query, workspace_id, object_id)]
+
+
+# Profile states ------------------------------------------------------------------------------
+
+
+def _state(row: asyncpg.Record) -> ProfileState:
+    return ProfileState(
         traits=row["traits"],
+        pii_traits=frozenset(row["pii_traits"]),
         computed=row["computed"],
         lifecycle_stage=row["lifecycle_stage"],
         tier=row["tier"],
-        rfm_group=row["rfm_group"],
         tags=frozenset(row["tags"]),
         consent=row["consent"],
-        events=[EventFact(e["name"], e["event_time"], e["properties"], e["message_id"]) for e in events],
-        orders=[
-            OrderFact(
-                o["order_id"],
-                o["order_time"],
-                o["total_minor"],
-                o["status"],
-                o["store_id"],
-                o["staff_id"],
-                tuple(by_order.get(o["order_id"], ())),
-            )
-            for o in orders
-        ],
-        memberships=frozenset(m["segment_id"] for m in memberships),
+        points_balance=row["points_balance"],
     )
 
 
-async def read_object_tags(conn: asyncpg.Connection, workspace_id: str, person: PersonFacts) -> WorkspaceFacts:
-    """Tags of the stores, staff and products the person's orders touch (all a rule can ask)."""
-    wanted = {("store", o.store_id) for o in person.orders} | {("staff", o.staff_id) for o in person.orders}
-    wanted |= {("product", i.product_id) for o in person.orders for i in o.items}
+async def read_states(
+    conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]
+) -> dict[str, tuple[ProfileState, int, str | None]]:
+    """(state, profile version, RFM group) of the persons the projection knows."""
+    rows = await conn.fetch(
+        """SELECT person_id, traits, pii_traits, computed, lifecycle_stage, tier, tags, consent, points_balance,
+                  profile_version, rfm_group
+           FROM persons WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])""",
+        workspace_id,
+        list(person_ids),
+    )
+    return {str(r["person_id"]): (_state(r), r["profile_version"], r["rfm_group"]) for r in rows}
+
+
+async def write_state(
+    conn: asyncpg.Connection,
+    workspace_id: str,
+    person_id: str,
+    state: ProfileState,
+    version: int,
+    rfm_group: str | None,
+) -> None:
+    await conn.execute(
+        """INSERT INTO persons (workspace_id, person_id, traits, computed, lifecycle_stage, tier, rfm_group, tags,
+                                consent, profile_version, pii_traits, points_balance)
+           VALUES ($1, $2, $3::text::jsonb, $4::text::jsonb, $5, $6, $7, $8, $9::text::jsonb, $10, $11, $12)
+           ON CONFLICT (workspace_id, person_id) DO UPDATE SET
+             traits = excluded.traits, computed = excluded.computed, lifecycle_stage = excluded.lifecycle_stage,
+             tier = excluded.tier, rfm_group = excluded.rfm_group, tags = excluded.tags, consent = excluded.consent,
+             profile_version = excluded.profile_version, pii_traits = excluded.pii_traits,
+             points_balance = excluded.points_balance, updated_at = now()""",
+        workspace_id,
+        person_id,
+        _json(dict(state.traits)),
+        _json(dict(state.computed)),
+        state.lifecycle_stage,
+        state.tier,
+        rfm_group,
+        sorted(state.tags),
+        _json(dict(state.consent)),
+        version,
+        sorted(state.pii_traits),
+        state.points_balance,
+    )
+
+
+async def ensure_person(conn: asyncpg.Connection, workspace_id: str, person_id: str) -> bool:
+    """A row for a person known only through moved facts; True when it was created."""
+    status = await conn.execute(
+        "INSERT INTO persons (workspace_id, person_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", workspace_id, person_id
+    )
+    return status.endswith(" 1")
+
+
+async def move_facts(
+    conn: asyncpg.Connection,
+    workspace_id: str,
+    to_person: str,
+    *,
+    from_persons: Sequence[str] = (),
+    message_ids: Sequence[str] = (),
+    order_ids: Sequence[str] = (),
+) -> bool:
+    """Re-key events and orders: all of ``from_persons``'s, or the listed ones. True if any moved."""
+    moved = 0
+    if from_persons:
+        for table in ("person_events", "person_orders"):
+            status = await conn.execute(
+                f"UPDATE {table} SET person_id = $2 WHERE workspace_id = $1 AND person_id = ANY($3::uuid[])",
+                workspace_id,
+                to_person,
+                list(from_persons),
+            )
+            moved += int(status.split()[-1])
+    for table, column, ids in (("person_events", "message_id", message_ids), ("person_orders", "order_id", order_ids)):
+        if ids:
+            status = await conn.execute(
+                f"""UPDATE {table} SET person_id = $2
+                    WHERE workspace_id = $1 AND {column} = ANY($3::text[]) AND person_id <> $2""",
+                workspace_id,
+                to_person,
+                list(ids),
+            )
+            moved += int(status.split()[-1])
+    return moved > 0
+
+
+async def delete_persons(conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]) -> int:
+    status = await conn.execute(
+        "DELETE FROM persons WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])", workspace_id, list(person_ids)
+    )
+    return int(status.split()[-1])
+
+
+async def remember_pii_names(conn: asyncpg.Connection, workspace_id: str, names: Iterable[str]) -> None:
+    await conn.execute(
+        "INSERT INTO pii_trait_names (workspace_id, name) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING",
+        workspace_id,
+        sorted(set(names)),
+    )
+
+
+async def pii_names(conn: asyncpg.Connection, workspace_id: str) -> set[str]:
+    rows = await conn.fetch("SELECT name FROM pii_trait_names WHERE workspace_id = $1", workspace_id)
+    return {r["name"] for r in rows}
+
+
+# Reading persons for the in-memory evaluator --------------------------------------------------
+
+
+async def read_persons(
+    conn: asyncpg.Connection,
+    workspace_id: str,
+    person_ids: Sequence[str],
+    *,
+    event_names: Iterable[str] | None = None,
+    orders: bool = True,
+) -> dict[str, PersonFacts]:
+    """The persons as the evaluators see them; only the events named (all when None), and no
+    orders when ``orders`` is false (the rules being evaluated do not read them)."""
+    ids = list(person_ids)
+    rows = await conn.fetch(
+        "SELECT * FROM persons WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])", workspace_id, ids
+    )
+    persons = {
+        str(row["person_id"]): PersonFacts(
+            person_id=str(row["person_id"]),
+            traits=row["traits"],
+            computed=row["computed"],
+            lifecycle_stage=row["lifecycle_stage"],
+            tier=row["tier"],
+            rfm_group=row["rfm_group"],
+            tags=frozenset(row["tags"]),
+            consent=row["consent"],
+            points_balance=row["points_balance"],
+            pii_traits=frozenset(row["pii_traits"]),
+        )
+        for row in rows
+    }
+    if not persons:
+        return persons
+    names = None if event_names is None else sorted(set(event_names))
+    if names is None or names:
+        events = await conn.fetch(
+            """SELECT person_id, message_id, name, properties, event_time FROM person_events
+               WHERE workspace_id = $1 AND person_id = ANY($2::uuid[]) AND ($3::text[] IS NULL OR name = ANY($3))""",
+            workspace_id,
+            ids,
+            names,
+        )
+        for e in events:
+            persons[str(e["person_id"])].events.append(
+                EventFact(e["name"], e["event_time"], e["properties"], e["message_id"])
+            )
+    if orders:
+        order_rows = await conn.fetch(
+            """SELECT order_id, person_id, order_time, total_minor, status, store_id, staff_id FROM person_orders
+               WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])""",
+            workspace_id,
+            ids,
+        )
+        items = await conn.fetch(
+            """SELECT i.order_id, i.sku, i.category, i.product_id FROM order_items i
+               JOIN person_orders o ON o.workspace_id = i.workspace_id AND o.order_id = i.order_id
+               WHERE o.workspace_id = $1 AND o.person_id = ANY($2::uuid[]) ORDER BY i.order_id, i.line_no""",
+            workspace_id,
+            ids,
+        )
+        by_order: dict[str, list[ItemFact]] = {}
+        for item in items:
+            by_order.setdefault(item["order_id"], []).append(
+                ItemFact(item["sku"], item["category"], item["product_id"])
+            )
+        for o in order_rows:
+            persons[str(o["person_id"])].orders.append(
+                OrderFact(
+                    o["order_id"],
+                    o["order_time"],
+                    o["total_minor"],
+                    o["status"],
+                    o["store_id"],
+                    o["staff_id"],
+                    tuple(by_order.get(o["order_id"], ())),
+                )
+            )
+    memberships = await conn.fetch(
+        "SELECT person_id, segment_id FROM memberships WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])",
+        workspace_id,
+        ids,
+    )
+    held: dict[str, set[str]] = {}
+    for m in memberships:
+        held.setdefault(str(m["person_id"]), set()).add(m["segment_id"])
+    for person_id, segments in held.items():
+        persons[person_id].memberships = frozenset(segments)
+    return persons
+
+
+async def read_person(conn: asyncpg.Connection, workspace_id: str, person_id: str) -> PersonFacts | None:
+    return (await read_persons(conn, workspace_id, [person_id])).get(person_id)
+
+
+async def read_object_tags(conn: asyncpg.Connection, workspace_id: str, *persons: PersonFacts) -> WorkspaceFacts:
+    """Tags of the stores, staff and products the persons' orders touch (all a rule can ask)."""
+    wanted = {("store", o.store_id) for p in persons for o in p.orders}
+    wanted |= {("staff", o.staff_id) for p in persons for o in p.orders}
+    wanted |= {("product", i.product_id) for p in persons for o in p.orders for i in o.items}
     if not wanted:
         return WorkspaceFacts()
-    kinds, ids = zip(*wanted, strict=True)
+    kinds, ids = zip(*sorted(wanted), strict=True)
     rows = await conn.fetch(
         """SELECT t.object_kind, t.object_id, t.tag FROM object_tags t
            JOIN unnest($2::text[], $3::text[]) AS w(kind, id) ON t.object_kind = w.kind AND t.object_id = w.id

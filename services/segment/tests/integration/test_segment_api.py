@@ -17,7 +17,7 @@ async def stub(run_service):
         yield segment_pb2_grpc.SegmentServiceStub(channel)
 
 
-async def create(stub, segment_id="", name="Repeat buyers", rule="orders.count >= 2", parent="workspaces/shop"):
+async def create(stub, segment_id="", name="Repeat buyers", rule="orders.count() >= 2", parent="workspaces/shop"):
     return await stub.CreateSegment(
         segment_pb2.CreateSegmentRequest(
             parent=parent, segment_id=segment_id, segment=segment_pb2.Segment(display_name=name, rule=rule)
@@ -37,11 +37,11 @@ async def test_create_get_update_delete(stub):
 
     updated = await stub.UpdateSegment(
         segment_pb2.UpdateSegmentRequest(
-            segment=segment_pb2.Segment(name=created.name, rule="orders.count >= 3", display_name="ignored"),
+            segment=segment_pb2.Segment(name=created.name, rule="orders.count() >= 3", display_name="ignored"),
             update_mask=field_mask_pb2.FieldMask(paths=["rule"]),
         )
     )
-    assert updated.rule == "orders.count >= 3" and updated.display_name == "Repeat buyers"
+    assert updated.rule == "orders.count() >= 3" and updated.display_name == "Repeat buyers"
     assert updated.etag != created.etag
 
     with pytest.raises(grpc.aio.AioRpcError) as error:  # stale etag
