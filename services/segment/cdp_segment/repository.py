@@ -529,8 +529,8 @@ def _high_sql(value: str, cuts: str, thresholds: RfmThresholds, *, lower_is_bett
     """The SQL twin of rfm._high (quintile: four cut points)."""
     better = "<" if lower_is_better else ">"
     if thresholds.method == "mean":
-        return f"({value} {better} {cuts}[1])"
-    score = " + ".join(f"({value} {better} {cuts}[{k}])::int" for k in range(1, 5))
+        return f"({value} {better} ({cuts})[1])"
+    score = " + ".join(f"({value} {better} ({cuts})[{k}])::int" for k in range(1, 5))
     return f"((1 + {score}) >= {thresholds.high_score})"
 
 

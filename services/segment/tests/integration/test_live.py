@@ -15,7 +15,6 @@ from cdp.segment.v1 import segment_pb2
 from .harness import START, WS, event_fact, order_fact, person, segment, snapshot  # noqa: F401
 
 
-
 async def test_a_profile_change_enters_and_exits_once(segment):
     await segment.create("gold", 'tier = "gold"')
     alice = person()
@@ -44,7 +43,7 @@ async def test_events_orders_pii_and_consent_reach_the_rules(segment):
     await segment.create(
         "engaged",
         'event("Product Viewed", within 7d, where sku = "A-1") >= 2 and orders.sum(within 30d) >= 10000'
-        ' and traits.email exists and consent.sms = true',
+        " and traits.email exists and consent.sms = true",
     )
     bob = person()
     views = [event_fact("Product Viewed", START - timedelta(days=d), {"sku": "A-1"}) for d in (1, 2)]
@@ -88,9 +87,7 @@ async def test_a_merge_removes_the_merged_away_memberships_and_reevaluates_the_s
     await segment.create("repeat", "orders.count() >= 2")
     kept, gone = person(), person()
     await segment.profile(kept, 1, snapshot(), orders=[order_fact("o-k", START - timedelta(days=5), 5000)])
-    await segment.profile(
-        gone, 1, snapshot(tags=("vip",)), orders=[order_fact("o-g", START - timedelta(days=2), 3000)]
-    )
+    await segment.profile(gone, 1, snapshot(tags=("vip",)), orders=[order_fact("o-g", START - timedelta(days=2), 3000)])
     [vip] = await segment.changes(1)
     assert (vip.segment_id, vip.person_id) == ("vip", gone)
 
@@ -102,7 +99,12 @@ async def test_a_merge_removes_the_merged_away_memberships_and_reevaluates_the_s
         True,
         "persons merged",
     )
-    assert (exited.segment_id, exited.person_id, exited.entered, exited.reason) == ("vip", gone, False, "persons merged")
+    assert (exited.segment_id, exited.person_id, exited.entered, exited.reason) == (
+        "vip",
+        gone,
+        False,
+        "persons merged",
+    )
     assert exited.trigger == "login-7"
     assert await segment.members("vip") == set() and await segment.members("repeat") == {kept}
     # The merged-away id answers with its survivor.
