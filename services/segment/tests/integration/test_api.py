@@ -18,7 +18,7 @@ from cdp.segment.v1 import condition_pb2, segment_pb2
 from cdp_segment import rfm
 from cdp_segment.rfm import RfmThresholds
 
-from .harness import START, WS, order_fact, person, segment, snapshot  # noqa: F401
+from .harness import START, WS, order_fact, person, snapshot
 
 PARENT = f"workspaces/{WS}"
 RULE = field_mask_pb2.FieldMask(paths=["rule"])

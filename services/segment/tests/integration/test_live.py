@@ -12,7 +12,7 @@ import pytest
 from cdp.events.v1 import events_pb2
 from cdp.segment.v1 import segment_pb2
 
-from .harness import START, WS, event_fact, order_fact, person, segment, snapshot  # noqa: F401
+from .harness import START, WS, event_fact, order_fact, person, snapshot
 
 
 async def test_a_profile_change_enters_and_exits_once(segment):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from .harness import START, event_fact, order_fact, person, segment, snapshot  # noqa: F401
+from .harness import START, event_fact, order_fact, person, snapshot
 
 
 async def timers_of(segment, person_id: str) -> dict[str, object]:
