@@ -9,13 +9,26 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from cdp_segment.rules import syntax
-from cdp_segment.rules.ast import Node, event_names, is_windowed, read_fields, referenced_segments
+from cdp_segment.rules.ast import (
+    All,
+    ItemFilter,
+    Node,
+    Op,
+    OrderCond,
+    Window,
+    event_names,
+    is_windowed,
+    read_fields,
+    referenced_segments,
+)
 from cdp_segment.rules.data import EventFact, OrderFact, PersonFacts, WorkspaceFacts
 from cdp_segment.rules.memory import evaluate
 from cdp_segment.rules.timing import next_change
@@ -72,6 +85,19 @@ def parse_rule(text: str, field_name: str = "segment.rule") -> Node:
         return syntax.parse(text)
     except RuleError as exc:
         raise InvalidArgument(field_name, str(exc)) from None
+
+
+def cross_sell_rule(sku: str, companions: Iterable[str], bought_within_days: int = 0) -> str:
+    """ "Bought ``sku`` (in the last N days), and none of its companions ever": canonical text."""
+    window = Window(within_days=bought_within_days) if bought_within_days else None
+    bought = OrderCond("count", Op.GTE, Decimal(1), window, ItemFilter(sku=sku))
+    missing = [OrderCond("count", Op.EQ, Decimal(0), None, ItemFilter(sku=c)) for c in companions]
+    return syntax.render(All((bought, *missing)) if missing else bought)
+
+
+def cross_sell_segment_id(sku: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", sku.lower()).strip("-")
+    return f"cross-sell-{slug}"[:63].rstrip("-")
 
 
 # Segment-of-segment references -----------------------------------------------------------

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 
 import grpc
+from cdp_analytics.crosssell import AssociationRule
 from google.protobuf import empty_pb2, json_format, struct_pb2, timestamp_pb2
 
 from cdp.segment.v1 import segment_pb2, segment_pb2_grpc
@@ -15,7 +16,7 @@ from cdp_segment.projection import jsonable
 from cdp_segment.rules import codec, syntax
 from cdp_segment.rules.ast import Node
 from cdp_segment.rules.validate import RuleError
-from cdp_segment.service import RfmReport, SegmentService
+from cdp_segment.service import CoPurchase, RfmReport, SegmentService
 from cdpkit.errors import InvalidArgument
 from cdpkit.names import RESOURCE_ID, parse, workspace_of
 
@@ -106,6 +107,31 @@ def _rfm_report(workspace_id: str, report: RfmReport) -> segment_pb2.RfmReport:
             )
         )
     return message
+
+
+def _co_purchase(message: segment_pb2.CoPurchaseFilter) -> CoPurchase:
+    return CoPurchase(
+        min_together=message.min_together or 2,
+        min_confidence=message.min_confidence,
+        min_lift=message.min_lift or 1.0,
+        window_days=message.window_days,
+    )
+
+
+def _companions(requested: int, default: int, maximum: int) -> int:
+    if not 0 <= requested <= maximum:
+        raise InvalidArgument("max_companions", f"must be between 1 and {maximum} (0 means {default})")
+    return requested or default
+
+
+def _companion(rule: AssociationRule) -> segment_pb2.ProductCompanion:
+    return segment_pb2.ProductCompanion(
+        sku=rule.consequent,
+        together=rule.together,
+        support=rule.support,
+        confidence=rule.confidence,
+        lift=rule.lift,
+    )
 
 
 class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
@@ -280,6 +306,35 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
         ids = _ids(request.parent, "parent")
         async for text, version in self._service.export_stream(ids["workspace"], ids["segment"], request.columns):
             yield segment_pb2.StreamSegmentMembersResponse(csv=text, segment_version=version)
+
+    # Cross-sell ---------------------------------------------------------------------------------
+
+    async def ListProductCompanions(
+        self, request: segment_pb2.ListProductCompanionsRequest, context: grpc.aio.ServicerContext
+    ) -> segment_pb2.ListProductCompanionsResponse:
+        workspace_id = workspace_of(request.parent)
+        rules, baskets, with_product = await self._service.companions(
+            workspace_id, request.sku, _co_purchase(request.filter), _companions(request.max_companions, 10, 50)
+        )
+        return segment_pb2.ListProductCompanionsResponse(
+            companions=[_companion(r) for r in rules], baskets=baskets, baskets_with_product=with_product
+        )
+
+    async def BuildCrossSellSegment(
+        self, request: segment_pb2.BuildCrossSellSegmentRequest, context: grpc.aio.ServicerContext
+    ) -> segment_pb2.BuildCrossSellSegmentResponse:
+        workspace_id = workspace_of(request.parent)
+        segment, rules = await self._service.build_cross_sell(
+            workspace_id,
+            request.segment_id,
+            request.sku,
+            _co_purchase(request.filter),
+            _companions(request.max_companions, 3, 20),
+            request.bought_within_days,
+        )
+        return segment_pb2.BuildCrossSellSegmentResponse(
+            segment=to_proto(segment), companions=[_companion(r) for r in rules]
+        )
 
     # Built-ins and RFM ----------------------------------------------------------------------
 

@@ -3,7 +3,7 @@ Every query is scoped by workspace_id; the projection's own tables are in ``proj
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 
 import asyncpg
@@ -587,3 +587,21 @@ async def workspaces_with_persons(conn: asyncpg.Connection) -> list[str]:
            SELECT id FROM w WHERE id IS NOT NULL"""
     )
     return [r["id"] for r in rows]
+
+
+# Co-purchases ---------------------------------------------------------------------------------------
+
+
+async def baskets(conn: asyncpg.Connection, workspace_id: str, since: datetime | None) -> AsyncIterator[list[str]]:
+    """The distinct skus of every completed order (since ``since``); inside a transaction."""
+    async for row in conn.cursor(
+        """SELECT array_agg(DISTINCT i.sku) AS skus FROM person_orders o
+           JOIN order_items i ON i.workspace_id = o.workspace_id AND i.order_id = o.order_id
+           WHERE o.workspace_id = $1 AND o.status = 'completed' AND i.sku <> ''
+             AND ($2::timestamptz IS NULL OR o.order_time > $2)
+           GROUP BY o.order_id""",
+        workspace_id,
+        since,
+        prefetch=5000,
+    ):
+        yield row["skus"]

@@ -7,9 +7,11 @@ import csv
 import io
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import asyncpg
+from cdp_analytics import crosssell
+from cdp_analytics.crosssell import AssociationRule, CoPurchaseCounts
 
 from cdp_segment import projection, repository
 from cdp_segment.domain import (
@@ -18,6 +20,8 @@ from cdp_segment.domain import (
     Definition,
     Segment,
     check_references,
+    cross_sell_rule,
+    cross_sell_segment_id,
     dependants_of,
 )
 from cdp_segment.membership import Catalogues, Memberships
@@ -25,6 +29,7 @@ from cdp_segment.rfm import GROUP_IDS, GROUPS, RfmSettings, RfmThresholds
 from cdp_segment.rules import sql
 from cdp_segment.rules.ast import FieldCond, Node, Op, referenced_segments
 from cdp_segment.rules.ast import walk as walk_rule
+from cdp_segment.rules.validate import MAX_DAYS
 from cdpkit.clock import Clock
 from cdpkit.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from cdpkit.fieldmask import paths_to_update
@@ -57,6 +62,27 @@ def _person(person_id: str, field: str = "person_id") -> str:
     if not UUID.match(person_id):
         raise InvalidArgument(field, "must be a person id (a UUID)")
     return person_id
+
+
+@dataclass(frozen=True)
+class CoPurchase:
+    """Which co-purchases count (cdp_analytics.crosssell thresholds)."""
+
+    min_together: int = 2
+    min_confidence: float = 0.0
+    min_lift: float = 1.0
+    window_days: int = 0
+
+    def validated(self) -> CoPurchase:
+        if not 1 <= self.min_together <= 1_000_000:
+            raise InvalidArgument("filter.min_together", "must be between 1 and 1,000,000")
+        if not 0 <= self.min_confidence <= 1:
+            raise InvalidArgument("filter.min_confidence", "must be between 0 and 1")
+        if not 0 <= self.min_lift <= 1_000_000:
+            raise InvalidArgument("filter.min_lift", "must not be negative")
+        if not 0 <= self.window_days <= MAX_DAYS:
+            raise InvalidArgument("filter.window_days", f"must be between 0 and {MAX_DAYS}")
+        return self
 
 
 @dataclass(frozen=True)
@@ -526,6 +552,60 @@ class SegmentService:
         return len(stale)
 
     # Built-ins ------------------------------------------------------------------------------
+
+    async def companions(
+        self, workspace_id: str, sku: str, co: CoPurchase, limit: int
+    ) -> tuple[list[AssociationRule], int, int]:
+        """Association rules sku -> companion over the completed orders (cdp_analytics.crosssell):
+        (rules, baskets, baskets holding the sku)."""
+        if not sku.strip():
+            raise InvalidArgument("sku", "is required")
+        co = co.validated()
+        since = self._clock.now() - timedelta(days=co.window_days) if co.window_days else None
+        counts = CoPurchaseCounts()
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            async for basket in repository.baskets(conn, workspace_id, since):
+                counts.add(basket)
+        found = crosssell.companions(
+            counts,
+            sku,
+            limit=limit,
+            min_together=co.min_together,
+            min_confidence=co.min_confidence,
+            min_lift=co.min_lift,
+        )
+        return found, counts.baskets, counts.products.get(sku, 0)
+
+    async def build_cross_sell(
+        self, workspace_id: str, segment_id: str, sku: str, co: CoPurchase, limit: int, bought_within_days: int
+    ) -> tuple[Segment, list[AssociationRule]]:
+        """Bought ``sku`` and none of its usual companions: created, or re-mined when it exists."""
+        if not 0 <= bought_within_days <= MAX_DAYS:
+            raise InvalidArgument("bought_within_days", f"must be between 0 and {MAX_DAYS}")
+        segment_id = segment_id or cross_sell_segment_id(sku)
+        if not RESOURCE_ID.match(segment_id):
+            raise InvalidArgument("segment_id", "must match [a-z][a-z0-9-]{0,62}")
+        rules, _, with_product = await self.companions(workspace_id, sku, co, limit)
+        if not rules:
+            raise FailedPrecondition(
+                f"no product is bought with {sku} often enough ({with_product} orders hold it): nothing to cross-sell"
+            )
+        rule = cross_sell_rule(sku, [r.consequent for r in rules], bought_within_days)
+        description = f"Bought {sku}, none of its usual companions: " + ", ".join(
+            f"{r.consequent} (lift {r.lift:.2f}, confidence {r.confidence:.0%})" for r in rules
+        )
+        name = f"Cross-sell: bought {sku}"[:200]
+        try:
+            created = await self.create(
+                Segment(workspace_id, segment_id, name, description[:2000], rule, builtin="cross_sell")
+            )
+            return created, rules
+        except AlreadyExists:
+            existing, _ = await self.get(workspace_id, segment_id)
+        if existing.builtin != "cross_sell":
+            raise FailedPrecondition(f"segment {segment_id} exists and is not a cross-sell segment")
+        changes = Segment(workspace_id, segment_id, name, description[:2000], rule)
+        return await self.update(changes, ["rule", "description"]), rules
 
     async def create_builtins(self, workspace_id: str, kind: str) -> list[Segment]:
         """The built-in segments of a kind (created when missing; existing ones are kept)."""

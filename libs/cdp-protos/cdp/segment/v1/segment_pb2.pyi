@@ -197,6 +197,78 @@ class CreateBuiltinSegmentsResponse(_message.Message):
     segments: _containers.RepeatedCompositeFieldContainer[Segment]
     def __init__(self, segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ...) -> None: ...
 
+class CoPurchaseFilter(_message.Message):
+    __slots__ = ("min_together", "min_confidence", "min_lift", "window_days")
+    MIN_TOGETHER_FIELD_NUMBER: _ClassVar[int]
+    MIN_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    MIN_LIFT_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_DAYS_FIELD_NUMBER: _ClassVar[int]
+    min_together: int
+    min_confidence: float
+    min_lift: float
+    window_days: int
+    def __init__(self, min_together: _Optional[int] = ..., min_confidence: _Optional[float] = ..., min_lift: _Optional[float] = ..., window_days: _Optional[int] = ...) -> None: ...
+
+class ListProductCompanionsRequest(_message.Message):
+    __slots__ = ("parent", "sku", "max_companions", "filter")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    MAX_COMPANIONS_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    sku: str
+    max_companions: int
+    filter: CoPurchaseFilter
+    def __init__(self, parent: _Optional[str] = ..., sku: _Optional[str] = ..., max_companions: _Optional[int] = ..., filter: _Optional[_Union[CoPurchaseFilter, _Mapping]] = ...) -> None: ...
+
+class ProductCompanion(_message.Message):
+    __slots__ = ("sku", "together", "support", "confidence", "lift")
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    TOGETHER_FIELD_NUMBER: _ClassVar[int]
+    SUPPORT_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    LIFT_FIELD_NUMBER: _ClassVar[int]
+    sku: str
+    together: int
+    support: float
+    confidence: float
+    lift: float
+    def __init__(self, sku: _Optional[str] = ..., together: _Optional[int] = ..., support: _Optional[float] = ..., confidence: _Optional[float] = ..., lift: _Optional[float] = ...) -> None: ...
+
+class ListProductCompanionsResponse(_message.Message):
+    __slots__ = ("companions", "baskets", "baskets_with_product")
+    COMPANIONS_FIELD_NUMBER: _ClassVar[int]
+    BASKETS_FIELD_NUMBER: _ClassVar[int]
+    BASKETS_WITH_PRODUCT_FIELD_NUMBER: _ClassVar[int]
+    companions: _containers.RepeatedCompositeFieldContainer[ProductCompanion]
+    baskets: int
+    baskets_with_product: int
+    def __init__(self, companions: _Optional[_Iterable[_Union[ProductCompanion, _Mapping]]] = ..., baskets: _Optional[int] = ..., baskets_with_product: _Optional[int] = ...) -> None: ...
+
+class BuildCrossSellSegmentRequest(_message.Message):
+    __slots__ = ("parent", "segment_id", "sku", "max_companions", "filter", "bought_within_days")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    MAX_COMPANIONS_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    BOUGHT_WITHIN_DAYS_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    segment_id: str
+    sku: str
+    max_companions: int
+    filter: CoPurchaseFilter
+    bought_within_days: int
+    def __init__(self, parent: _Optional[str] = ..., segment_id: _Optional[str] = ..., sku: _Optional[str] = ..., max_companions: _Optional[int] = ..., filter: _Optional[_Union[CoPurchaseFilter, _Mapping]] = ..., bought_within_days: _Optional[int] = ...) -> None: ...
+
+class BuildCrossSellSegmentResponse(_message.Message):
+    __slots__ = ("segment", "companions")
+    SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    COMPANIONS_FIELD_NUMBER: _ClassVar[int]
+    segment: Segment
+    companions: _containers.RepeatedCompositeFieldContainer[ProductCompanion]
+    def __init__(self, segment: _Optional[_Union[Segment, _Mapping]] = ..., companions: _Optional[_Iterable[_Union[ProductCompanion, _Mapping]]] = ...) -> None: ...
+
 class GetRfmReportRequest(_message.Message):
     __slots__ = ("name",)
     NAME_FIELD_NUMBER: _ClassVar[int]

@@ -97,6 +97,16 @@ class SegmentServiceStub:
                 request_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.CreateBuiltinSegmentsRequest.SerializeToString,
                 response_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.CreateBuiltinSegmentsResponse.FromString,
                 _registered_method=True)
+        self.ListProductCompanions = channel.unary_unary(
+                '/cdp.segment.v1.SegmentService/ListProductCompanions',
+                request_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ListProductCompanionsRequest.SerializeToString,
+                response_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ListProductCompanionsResponse.FromString,
+                _registered_method=True)
+        self.BuildCrossSellSegment = channel.unary_unary(
+                '/cdp.segment.v1.SegmentService/BuildCrossSellSegment',
+                request_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.BuildCrossSellSegmentRequest.SerializeToString,
+                response_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.BuildCrossSellSegmentResponse.FromString,
+                _registered_method=True)
         self.GetRfmReport = channel.unary_unary(
                 '/cdp.segment.v1.SegmentService/GetRfmReport',
                 request_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.GetRfmReportRequest.SerializeToString,
@@ -219,6 +229,23 @@ class SegmentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListProductCompanions(self, request, context):
+        """Products often bought together with a product (association rules over the completed
+        orders' line items, by sku: support, confidence, lift), strongest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BuildCrossSellSegment(self, request, context):
+        """A cross-sell audience: persons who bought a product but none of its usual companions (mined
+        now, as ListProductCompanions). Creates the segment, or, when it exists as a cross-sell
+        segment, re-mines it: a new rule version when the companions changed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetRfmReport(self, request, context):
         """The RFM model of a workspace: settings, the thresholds last computed, persons per group.
         """
@@ -323,6 +350,16 @@ def add_SegmentServiceServicer_to_server(servicer, server):
                     servicer.CreateBuiltinSegments,
                     request_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.CreateBuiltinSegmentsRequest.FromString,
                     response_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.CreateBuiltinSegmentsResponse.SerializeToString,
+            ),
+            'ListProductCompanions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProductCompanions,
+                    request_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ListProductCompanionsRequest.FromString,
+                    response_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ListProductCompanionsResponse.SerializeToString,
+            ),
+            'BuildCrossSellSegment': grpc.unary_unary_rpc_method_handler(
+                    servicer.BuildCrossSellSegment,
+                    request_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.BuildCrossSellSegmentRequest.FromString,
+                    response_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.BuildCrossSellSegmentResponse.SerializeToString,
             ),
             'GetRfmReport': grpc.unary_unary_rpc_method_handler(
                     servicer.GetRfmReport,
@@ -681,6 +718,60 @@ class SegmentService:
             '/cdp.segment.v1.SegmentService/CreateBuiltinSegments',
             cdp_dot_segment_dot_v1_dot_segment__pb2.CreateBuiltinSegmentsRequest.SerializeToString,
             cdp_dot_segment_dot_v1_dot_segment__pb2.CreateBuiltinSegmentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProductCompanions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.segment.v1.SegmentService/ListProductCompanions',
+            cdp_dot_segment_dot_v1_dot_segment__pb2.ListProductCompanionsRequest.SerializeToString,
+            cdp_dot_segment_dot_v1_dot_segment__pb2.ListProductCompanionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BuildCrossSellSegment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.segment.v1.SegmentService/BuildCrossSellSegment',
+            cdp_dot_segment_dot_v1_dot_segment__pb2.BuildCrossSellSegmentRequest.SerializeToString,
+            cdp_dot_segment_dot_v1_dot_segment__pb2.BuildCrossSellSegmentResponse.FromString,
             options,
             channel_credentials,
             insecure,
