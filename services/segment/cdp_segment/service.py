@@ -24,7 +24,7 @@ from cdp_segment.domain import (
     cross_sell_segment_id,
     dependants_of,
 )
-from cdp_segment.membership import Catalogues, Memberships
+from cdp_segment.membership import Memberships
 from cdp_segment.rfm import GROUP_IDS, GROUPS, RfmSettings, RfmThresholds
 from cdp_segment.rules import sql
 from cdp_segment.rules.ast import FieldCond, Node, Op, referenced_segments
@@ -130,10 +130,9 @@ class RfmReport:
 
 
 class SegmentService:
-    def __init__(self, pool: asyncpg.Pool, memberships: Memberships, catalogues: Catalogues, clock: Clock) -> None:
+    def __init__(self, pool: asyncpg.Pool, memberships: Memberships, clock: Clock) -> None:
         self._pool = pool
         self._memberships = memberships
-        self._catalogues = catalogues
         self._clock = clock
 
     # Definitions --------------------------------------------------------------------------------
