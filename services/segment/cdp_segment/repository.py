@@ -502,7 +502,10 @@ async def compute_rfm_thresholds(
     conn: asyncpg.Connection, workspace_id: str, settings: RfmSettings, now: datetime
 ) -> RfmThresholds:
     if settings.method == "mean":
-        aggregates = "ARRAY[round(avg(r))], ARRAY[round(avg(f), 6)], ARRAY[round(avg(m), 6)]"
+        aggregates = ", ".join(
+            f"CASE WHEN count(*) > 0 THEN ARRAY[{value}] END"
+            for value in ("round(avg(r))", "round(avg(f), 6)", "round(avg(m), 6)")
+        )
     else:
         cuts = "ARRAY[0.2, 0.4, 0.6, 0.8]"
         aggregates = ", ".join(

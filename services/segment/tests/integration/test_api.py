@@ -283,6 +283,9 @@ def _customer(rng: random.Random) -> dict:
 
 
 async def test_rfm_groups_report_settings_and_live_updates(segment):
+    empty = await segment.stub.RecomputeRfm(segment_pb2.RecomputeRfmRequest(name="workspaces/empty/rfmReport"))
+    assert empty.thresholds.customers == 0 and list(empty.thresholds.frequency) == []
+    assert sum(g.count for g in empty.groups) == 0
     rng = random.Random(7)
     customers = {person(): _customer(rng) for _ in range(40)}
     prospect = person()
@@ -308,7 +311,7 @@ async def test_rfm_groups_report_settings_and_live_updates(segment):
         assert [g.group for g in report.groups] == list(rfm.GROUPS.values())
         assert sum(g.count for g in report.groups) == 40 and report.persons == 41
         # The SQL grouping agrees with the Python model the live path uses.
-        stored = await segment.sql("SELECT * FROM rfm_thresholds")
+        stored = await segment.sql("SELECT * FROM rfm_thresholds WHERE workspace_id = $1", WS)
         thresholds = RfmThresholds(
             method,
             4,
