@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("slice", "gateway", "identity", "identity_match", "analytics")
+BENCHMARKS = ("slice", "gateway", "identity", "identity_match", "analytics", "segment")
 
 
 def main() -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import asyncpg
@@ -26,10 +27,32 @@ from cdp_segment import projection, repository
 from cdp_segment.domain import EVERYTHING, Catalogue, ObjectTags, PersonsMerged, ProfileChange, ProfileState
 from cdp_segment.membership import Catalogues, Memberships
 from cdp_segment.rfm import RfmThresholds, rfm_group
+from cdp_segment.rules.data import EventFact, OrderFact
 from cdpkit.clock import Clock
 
 STALE = Counter("cdp_segment_stale_profile_changes_total", "ProfileChanged announcements older than the projection")
 TIMERS_FIRED = Counter("cdp_segment_timers_fired_total", "Durable timers that fell due and were evaluated")
+
+
+@dataclass
+class _Writes:
+    """Projection writes of one batch, made in bulk (flushed before facts move, and at the end)."""
+
+    events: list[tuple[str, EventFact]] = field(default_factory=list)
+    orders: list[tuple[str, OrderFact, int]] = field(default_factory=list)
+    states: dict[str, tuple[ProfileState, int, str | None]] = field(default_factory=dict)
+    # Survivors of announcements for merged-away persons: they need a row.
+    persons: set[str] = field(default_factory=set)
+
+    async def flush(self, conn: asyncpg.Connection, workspace_id: str, touched: dict[str, set[str]]) -> None:
+        for person_id, name in await projection.add_events(conn, workspace_id, self.events):
+            touched[person_id].add(f"events:{name}")
+        for person_id in await projection.upsert_orders(conn, workspace_id, self.orders):
+            touched[person_id].add("orders")
+        await projection.write_states(conn, workspace_id, self.states)
+        for person_id in await projection.ensure_persons(conn, workspace_id, self.persons):
+            touched[person_id].add(EVERYTHING)
+        self.events, self.orders, self.states, self.persons = [], [], {}, set()
 
 
 class LiveService:
@@ -74,13 +97,15 @@ class LiveService:
         states = await projection.read_states(conn, workspace_id, sorted(involved))
         touched: dict[str, set[str]] = defaultdict(set)
         triggers: dict[str, str] = {}
-        pii_names: set[str] = set()
+        pending = _Writes()
         for change in changes:
             person_id = survivors.get(change.person_id, change.person_id)
             fields = touched[person_id]
             if change.trigger_message_id:
                 triggers[person_id] = change.trigger_message_id
             merged = [m for m in change.merged_person_ids if m != person_id]
+            if merged or change.split_from_person_id:
+                await pending.flush(conn, workspace_id, touched)  # facts move as written so far
             if merged and await self._absorb(conn, workspace_id, person_id, merged, now, change.trigger_message_id):
                 fields.add(EVERYTHING)
                 for gone in merged:
@@ -94,16 +119,12 @@ class LiveService:
             ):
                 fields.add(EVERYTHING)
                 touched[change.split_from_person_id].add(EVERYTHING)
-            fields |= {
-                f"events:{name}" for name in await projection.add_events(conn, workspace_id, person_id, change.events)
-            }
-            if await projection.upsert_orders(conn, workspace_id, person_id, change.orders, change.version):
-                fields.add("orders")
+            pending.events += [(person_id, e) for e in change.events]
+            pending.orders += [(person_id, o, change.version) for o in change.orders]
             if person_id != change.person_id:
-                # Announced for a person merged away since: its facts went to the survivor above;
-                # its state is the survivor's business (the profile announces the merged state).
-                if await projection.ensure_person(conn, workspace_id, person_id):
-                    fields.add(EVERYTHING)
+                # Announced for a person merged away since: its facts go to the survivor; its state
+                # is the survivor's business (the profile announces the merged state).
+                pending.persons.add(person_id)
                 continue
             stored = states.get(person_id)
             if stored is not None and change.version <= stored[1]:
@@ -112,8 +133,7 @@ class LiveService:
             before = stored[0] if stored is not None else ProfileState()
             state = change.snapshot or before.with_values(change.values)
             group = rfm_group(state.computed, thresholds, now)
-            await projection.write_state(conn, workspace_id, person_id, state, change.version, group)
-            pii_names |= state.pii_traits
+            pending.states[person_id] = (state, change.version, group)
             if stored is None:
                 fields.add(EVERYTHING)  # new to the projection: any rule may admit it
             else:
@@ -121,7 +141,10 @@ class LiveService:
                 if group != stored[2]:
                     fields.add("rfm_group")
             states[person_id] = (state, change.version, group)
-        await self._remember_pii_names(conn, workspace_id, pii_names)
+        await self._remember_pii_names(
+            conn, workspace_id, set().union(*(s.pii_traits for s, _, _ in pending.states.values()))
+        )
+        await pending.flush(conn, workspace_id, touched)
         starts = {person_id: catalogue.reading(fields) for person_id, fields in touched.items()}
         await self._memberships.evaluate_persons(
             conn, workspace_id, catalogue, starts, now=now, reason="profile change", triggers=triggers
@@ -144,7 +167,7 @@ class LiveService:
             conn, workspace_id, merged, now=now, reason="persons merged", trigger=trigger
         )
         deleted = await projection.delete_persons(conn, workspace_id, merged)
-        created = await projection.ensure_person(conn, workspace_id, survivor)
+        created = await projection.ensure_persons(conn, workspace_id, [survivor])
         return bool(moved or dropped or deleted or created)
 
     # PersonsMerged ------------------------------------------------------------------------------

@@ -95,11 +95,12 @@ class Memberships:
         persons = await projection.read_persons(conn, workspace_id, list(starts), event_names=names, orders=orders)
         facts = await projection.read_object_tags(conn, workspace_id, *persons.values()) if orders else None
         changes: list[MembershipChange] = []
+        timers: list[tuple[str, str, datetime | None]] = []
         for person_id, person in persons.items():
             outcome = catalogue.evaluate(person, facts or WorkspaceFacts(), now, starts[person_id])
             changes += outcome.changes
-            if outcome.timers:
-                await repository.set_timers(conn, workspace_id, person_id, outcome.timers)
+            timers += [(segment_id, person_id, due) for segment_id, due in outcome.timers.items()]
+        await repository.set_timers(conn, workspace_id, timers)
         await self.record(conn, workspace_id, changes, now=now, reason=reason, triggers=triggers)
         return changes
 

@@ -7,7 +7,7 @@ every write here is idempotent (events by message id, orders and states by profi
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -58,74 +58,81 @@ async def upsert_person(conn: asyncpg.Connection, workspace_id: str, person: Per
 
 
 async def add_events(
-    conn: asyncpg.Connection, workspace_id: str, person_id: str, events: Iterable[EventFact]
-) -> set[str]:
-    """Store events once (by message id); the names of the ones that were new."""
-    events = list(events)
-    if not events:
+    conn: asyncpg.Connection, workspace_id: str, facts: Sequence[tuple[str, EventFact]]
+) -> set[tuple[str, str]]:
+    """Store (person id, event) facts once each (by message id); (person id, name) of the new ones."""
+    if not facts:
         return set()
     rows = await conn.fetch(
         """INSERT INTO person_events (workspace_id, message_id, person_id, name, properties, event_time)
-           SELECT $1, m, $2::uuid, n, p::jsonb, t
-           FROM unnest($3::text[], $4::text[], $5::text[], $6::timestamptz[]) AS e(m, n, p, t)
-           ON CONFLICT DO NOTHING RETURNING name""",
+           SELECT $1, m, p, n, j::jsonb, t
+           FROM unnest($2::text[], $3::uuid[], $4::text[], $5::text[], $6::timestamptz[]) AS e(m, p, n, j, t)
+           ON CONFLICT DO NOTHING RETURNING person_id::text AS person_id, name""",
         workspace_id,
-        person_id,
-        [e.message_id for e in events],
-        [e.name for e in events],
-        [_json(e.properties) for e in events],
-        [e.time for e in events],
+        [e.message_id for _, e in facts],
+        [p for p, _ in facts],
+        [e.name for _, e in facts],
+        [_json(e.properties) for _, e in facts],
+        [e.time for _, e in facts],
     )
-    return {r["name"] for r in rows}
+    return {(r["person_id"], r["name"]) for r in rows}
 
 
 async def upsert_orders(
-    conn: asyncpg.Connection, workspace_id: str, person_id: str, orders: Iterable[OrderFact], version: int = 1
-) -> bool:
-    """Create or update orders announced at profile ``version``; an order last written by a newer
-    version of the same person is left alone (a redelivered older announcement). True when
-    something changed."""
-    changed = False
-    for order in orders:
-        written = await conn.fetchval(
-            """INSERT INTO person_orders (workspace_id, order_id, person_id, status, total_minor, store_id, staff_id,
-                                          order_time, profile_version)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-               ON CONFLICT (workspace_id, order_id) DO UPDATE SET status = excluded.status,
-                 total_minor = excluded.total_minor, store_id = excluded.store_id,
-                 staff_id = excluded.staff_id, order_time = excluded.order_time, person_id = excluded.person_id,
-                 profile_version = excluded.profile_version
-               WHERE person_orders.profile_version < excluded.profile_version
-                  OR person_orders.person_id <> excluded.person_id
-               RETURNING true""",
-            workspace_id,
-            order.order_id,
-            person_id,
-            order.status,
-            order.total_minor,
-            order.store_id,
-            order.staff_id,
-            order.time,
-            version,
-        )
-        if not written:
-            continue
-        changed = True
+    conn: asyncpg.Connection, workspace_id: str, facts: Sequence[tuple[str, OrderFact, int]]
+) -> set[str]:
+    """Create or update (person id, order, profile version) facts; an order last written by a
+    newer version of the same person is left alone (a redelivered older announcement). The ids of
+    the persons whose orders changed."""
+    latest = {order.order_id: (person_id, order, version) for person_id, order, version in facts}
+    if not latest:
+        return set()
+    rows = list(latest.values())
+    written = await conn.fetch(
+        """INSERT INTO person_orders (workspace_id, order_id, person_id, status, total_minor, store_id, staff_id,
+                                      order_time, profile_version)
+           SELECT $1, o, p, s, t, st, sf, ot, v
+           FROM unnest($2::text[], $3::uuid[], $4::text[], $5::bigint[], $6::text[], $7::text[],
+                       $8::timestamptz[], $9::bigint[]) AS i(o, p, s, t, st, sf, ot, v)
+           ON CONFLICT (workspace_id, order_id) DO UPDATE SET status = excluded.status,
+             total_minor = excluded.total_minor, store_id = excluded.store_id, staff_id = excluded.staff_id,
+             order_time = excluded.order_time, person_id = excluded.person_id,
+             profile_version = excluded.profile_version
+           WHERE person_orders.profile_version < excluded.profile_version
+              OR person_orders.person_id <> excluded.person_id
+           RETURNING order_id""",
+        workspace_id,
+        [o.order_id for _, o, _ in rows],
+        [p for p, _, _ in rows],
+        [o.status for _, o, _ in rows],
+        [o.total_minor for _, o, _ in rows],
+        [o.store_id for _, o, _ in rows],
+        [o.staff_id for _, o, _ in rows],
+        [o.time for _, o, _ in rows],
+        [v for _, _, v in rows],
+    )
+    changed = [latest[r["order_id"]] for r in written]
+    if not changed:
+        return set()
+    await conn.execute(
+        "DELETE FROM order_items WHERE workspace_id = $1 AND order_id = ANY($2::text[])",
+        workspace_id,
+        [o.order_id for _, o, _ in changed],
+    )
+    items = [(o.order_id, n, i) for _, o, _ in changed for n, i in enumerate(o.items)]
+    if items:
         await conn.execute(
-            "DELETE FROM order_items WHERE workspace_id = $1 AND order_id = $2", workspace_id, order.order_id
+            """INSERT INTO order_items (workspace_id, order_id, line_no, sku, category, product_id)
+               SELECT $1, o, n, s, c, p FROM unnest($2::text[], $3::int[], $4::text[], $5::text[], $6::text[])
+               AS i(o, n, s, c, p)""",
+            workspace_id,
+            [o for o, _, _ in items],
+            [n for _, n, _ in items],
+            [i.sku for _, _, i in items],
+            [i.category for _, _, i in items],
+            [i.product_id for _, _, i in items],
         )
-        if order.items:
-            await conn.execute(
-                """INSERT INTO order_items (workspace_id, order_id, line_no, sku, category, product_id)
-                   SELECT $1, $2, n - 1, s, c, p FROM unnest($3::text[], $4::text[], $5::text[])
-                   WITH ORDINALITY AS i(s, c, p, n)""",
-                workspace_id,
-                order.order_id,
-                [i.sku for i in order.items],
-                [i.category for i in order.items],
-                [i.product_id for i in order.items],
-            )
-    return changed
+    return {p for p, _, _ in changed}
 
 
 async def set_memberships(conn: asyncpg.Connection, workspace_id: str, person_id: str, segments: Iterable[str]) -> None:
@@ -217,44 +224,58 @@ async def read_states(
     return {str(r["person_id"]): (_state(r), r["profile_version"], r["rfm_group"]) for r in rows}
 
 
-async def write_state(
-    conn: asyncpg.Connection,
-    workspace_id: str,
-    person_id: str,
-    state: ProfileState,
-    version: int,
-    rfm_group: str | None,
+async def write_states(
+    conn: asyncpg.Connection, workspace_id: str, states: Mapping[str, tuple[ProfileState, int, str | None]]
 ) -> None:
+    """Replace persons' states: person id -> (state, profile version, RFM group)."""
+    if not states:
+        return
+    rows = list(states.items())
     await conn.execute(
         """INSERT INTO persons (workspace_id, person_id, traits, computed, lifecycle_stage, tier, rfm_group, tags,
                                 consent, profile_version, pii_traits, points_balance)
-           VALUES ($1, $2, $3::text::jsonb, $4::text::jsonb, $5, $6, $7, $8, $9::text::jsonb, $10, $11, $12)
+           SELECT $1, p, tr::jsonb, co::jsonb, ls, ti, rg, string_to_array(tg, chr(31)), cs::jsonb, v,
+                  string_to_array(pi, chr(31)), pb
+           FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+                       $9::text[], $10::bigint[], $11::text[], $12::bigint[])
+                AS s(p, tr, co, ls, ti, rg, tg, cs, v, pi, pb)
            ON CONFLICT (workspace_id, person_id) DO UPDATE SET
              traits = excluded.traits, computed = excluded.computed, lifecycle_stage = excluded.lifecycle_stage,
              tier = excluded.tier, rfm_group = excluded.rfm_group, tags = excluded.tags, consent = excluded.consent,
              profile_version = excluded.profile_version, pii_traits = excluded.pii_traits,
              points_balance = excluded.points_balance, updated_at = now()""",
         workspace_id,
-        person_id,
-        _json(dict(state.traits)),
-        _json(dict(state.computed)),
-        state.lifecycle_stage,
-        state.tier,
-        rfm_group,
-        sorted(state.tags),
-        _json(dict(state.consent)),
-        version,
-        sorted(state.pii_traits),
-        state.points_balance,
+        [p for p, _ in rows],
+        [_json(dict(s.traits)) for _, (s, _, _) in rows],
+        [_json(dict(s.computed)) for _, (s, _, _) in rows],
+        [s.lifecycle_stage for _, (s, _, _) in rows],
+        [s.tier for _, (s, _, _) in rows],
+        [g for _, (_, _, g) in rows],
+        [_text_array(s.tags) for _, (s, _, _) in rows],
+        [_json(dict(s.consent)) for _, (s, _, _) in rows],
+        [v for _, (_, v, _) in rows],
+        [_text_array(s.pii_traits) for _, (s, _, _) in rows],
+        [s.points_balance for _, (s, _, _) in rows],
     )
 
 
-async def ensure_person(conn: asyncpg.Connection, workspace_id: str, person_id: str) -> bool:
-    """A row for a person known only through moved facts; True when it was created."""
-    status = await conn.execute(
-        "INSERT INTO persons (workspace_id, person_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", workspace_id, person_id
+def _text_array(values: Iterable[str]) -> str:
+    """A set of strings as one text (unit-separator joined): unnest cannot take arrays of arrays."""
+    return "\x1f".join(sorted(values))
+
+
+async def ensure_persons(conn: asyncpg.Connection, workspace_id: str, person_ids: Iterable[str]) -> set[str]:
+    """Rows for persons known only through moved facts; the ids of those created."""
+    ids = sorted(set(person_ids))
+    if not ids:
+        return set()
+    rows = await conn.fetch(
+        """INSERT INTO persons (workspace_id, person_id) SELECT $1, unnest($2::uuid[])
+           ON CONFLICT DO NOTHING RETURNING person_id::text AS person_id""",
+        workspace_id,
+        ids,
     )
-    return status.endswith(" 1")
+    return {r["person_id"] for r in rows}
 
 
 async def move_facts(

@@ -292,27 +292,22 @@ async def history_page(
 
 
 async def set_timers(
-    conn: asyncpg.Connection, workspace_id: str, person_id: str, timers: dict[str, datetime | None]
+    conn: asyncpg.Connection, workspace_id: str, timers: Sequence[tuple[str, str, datetime | None]]
 ) -> None:
-    due = {s: t for s, t in timers.items() if t is not None}
-    gone = [s for s, t in timers.items() if t is None]
+    """Set (segment id, person id, due) timers; a None due drops the timer."""
+    due = [t for t in timers if t[2] is not None]
+    gone = [(s, p) for s, p, d in timers if d is None]
     if due:
         await conn.execute(
             """INSERT INTO timers (workspace_id, segment_id, person_id, due_at)
-               SELECT $1, s, $2, d FROM unnest($3::text[], $4::timestamptz[]) AS u(s, d)
+               SELECT $1, s, p, d FROM unnest($2::text[], $3::uuid[], $4::timestamptz[]) AS u(s, p, d)
                ON CONFLICT (workspace_id, segment_id, person_id) DO UPDATE SET due_at = excluded.due_at""",
             workspace_id,
-            person_id,
-            list(due),
-            list(due.values()),
+            [s for s, _, _ in due],
+            [p for _, p, _ in due],
+            [d for _, _, d in due],
         )
-    if gone:
-        await conn.execute(
-            "DELETE FROM timers WHERE workspace_id = $1 AND person_id = $2 AND segment_id = ANY($3::text[])",
-            workspace_id,
-            person_id,
-            gone,
-        )
+    await delete_timers(conn, workspace_id, gone)
 
 
 async def clear_timers(

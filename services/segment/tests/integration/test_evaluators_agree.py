@@ -46,9 +46,9 @@ async def load(pool, workspace_id, persons, workspace_facts):
     async with pool.acquire() as conn, conn.transaction():
         for person in persons:
             await projection.upsert_person(conn, workspace_id, person)
-            await projection.add_events(conn, workspace_id, person.person_id, person.events)
-            await projection.upsert_orders(conn, workspace_id, person.person_id, person.orders)
             await projection.set_memberships(conn, workspace_id, person.person_id, person.memberships)
+        await projection.add_events(conn, workspace_id, [(p.person_id, e) for p in persons for e in p.events])
+        await projection.upsert_orders(conn, workspace_id, [(p.person_id, o, 1) for p in persons for o in p.orders])
         for (kind, object_id), tags in workspace_facts.object_tags.items():
             await projection.set_object_tags(conn, workspace_id, kind, object_id, tags)
 
