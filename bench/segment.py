@@ -14,11 +14,12 @@ runs the segment service in its own process (its real consumers, outbox relay an
 - live updates: ProfileChanged announcements (a snapshot change and one new event each, for
   existing persons) published as fast as JetStream takes them; updates per second until the
   segment-profile consumers have acked them all, with 20 segments defined;
-- latency: ProfileChanged published at a fixed rate (default 1,000/s) for existing persons, each
-  one making its person enter a segment; time from publish to the SegmentMembershipChanged
-  announcement arriving on NATS (so: consumer, evaluation, commit, outbox relay, publish).
+- latency: ProfileChanged published at a fixed rate (250, 500 and 1,000/s by default) for
+  existing persons, each carrying a new event that makes its person enter a segment (the state
+  as it is); time from publish to the SegmentMembershipChanged announcement arriving on NATS
+  (so: consumer, evaluation, commit, outbox relay, publish).
 
-    python -m bench segment [--persons 1000000] [--updates 20000] [--rate 1000] [--seconds 20]
+    python -m bench segment [--persons 1000000] [--updates 20000] [--rates 250,500,1000] [--seconds 20]
 """
 
 from __future__ import annotations
@@ -229,25 +230,48 @@ async def _ready(port: int, process: subprocess.Popen) -> None:
     await asyncio.sleep(3)  # consumers, partition leases, the first readiness round
 
 
-def _snapshot(tier: str) -> events_pb2.ProfileSnapshot:
-    snap = events_pb2.ProfileSnapshot(tier=tier, lifecycle_stage="active", currency="CNY")
-    snap.traits.update({"city": "上海", "age": 30})
-    snap.computed.update({"order_count": 1, "total_spent_minor": 5000})
+def _snapshot(row: asyncpg.Record, tier: str | None) -> events_pb2.ProfileSnapshot:
+    """The person's current state as the profile would announce it, with ``tier``."""
+    snap = events_pb2.ProfileSnapshot(
+        lifecycle_stage=row["lifecycle_stage"] or "",
+        tier=tier or "",
+        tags=list(row["tags"]),
+        consent=json.loads(row["consent"]),
+        points_balance=row["points_balance"] or 0,
+        currency="CNY",
+    )
+    snap.traits.update(json.loads(row["traits"]))
+    snap.computed.update(json.loads(row["computed"]))
     return snap
 
 
-def _change(person_id: str, version: int, event: str, tier: str) -> events_pb2.ProfileChanged:
+def _change(row: asyncpg.Record, version: int, event: str, tier: str | None) -> events_pb2.ProfileChanged:
+    """One new event, and the state as it is but for the tier."""
+    changed = [f"events:{event}"] + (["tier"] if tier != row["tier"] else [])
     message = events_pb2.ProfileChanged(
         workspace_id=WS,
-        person_id=person_id,
+        person_id=str(row["person_id"]),
         version=version,
-        changed_fields=["tier", f"events:{event}"],
+        changed_fields=changed,
         trigger_message_id=uuid.uuid4().hex,
     )
     fact = message.events.add(message_id=message.trigger_message_id, event=event)
     fact.event_time.FromDatetime(datetime.now(UTC))
-    message.snapshot.CopyFrom(_snapshot(tier))
+    message.snapshot.CopyFrom(_snapshot(row, tier))
     return message
+
+
+async def _states(dsn: str, ids: list[str]) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": "segment"})
+    try:
+        return await conn.fetch(
+            """SELECT person_id, traits::text, computed::text, consent::text, lifecycle_stage, tier, tags,
+                      points_balance FROM persons WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])""",
+            WS,
+            ids,
+        )
+    finally:
+        await conn.close()
 
 
 async def _consumer_pending(js, names: BusNames) -> int:
@@ -258,10 +282,12 @@ async def _consumer_pending(js, names: BusNames) -> int:
     return pending
 
 
-async def _live_updates(js, names: BusNames, ids: list[str], count: int) -> float:
-    """Updates applied per second: publish ``count`` changes, wait until all are acked."""
+async def _live_updates(js, names: BusNames, rows: list[asyncpg.Record]) -> float:
+    """Updates applied per second: a new event and a tier change each; publish them all, wait until
+    every one is acked."""
     messages = [
-        (p, _change(p, 10 + n, "Product Viewed", "gold" if n % 2 else "silver")) for n, p in enumerate(ids[:count])
+        (str(r["person_id"]), _change(r, 10, "Product Viewed", "silver" if r["tier"] == "gold" else "gold"))
+        for r in rows
     ]
     started = time.perf_counter()
     for chunk in range(0, len(messages), 500):
@@ -275,13 +301,14 @@ async def _live_updates(js, names: BusNames, ids: list[str], count: int) -> floa
         )
     while await _consumer_pending(js, names):  # noqa: ASYNC110 - polling the server's counters
         await asyncio.sleep(0.05)
-    return count / (time.perf_counter() - started)
+    return len(messages) / (time.perf_counter() - started)
 
 
 async def _latency(
-    js, nc, names: BusNames, ids: list[str], rate: float, seconds: float
+    js, nc, names: BusNames, rows: list[asyncpg.Record], rate: float, seconds: float
 ) -> tuple[float, float, int, int]:
-    """p50 / p99 ms from publishing a ProfileChanged to receiving its SegmentMembershipChanged."""
+    """p50 / p99 ms from publishing a ProfileChanged (a new "Bench Trigger" event, the state as it
+    is) to receiving the SegmentMembershipChanged of the person entering segment "trigger"."""
     sent: dict[str, float] = {}
     latencies: list[float] = []
 
@@ -291,14 +318,14 @@ async def _latency(
             latencies.append((time.perf_counter() - sent.pop(change.person_id)) * 1000)
 
     sub = await nc.subscribe(names.subject(SEGMENT, "membership"), cb=on_change)
-    total = int(rate * seconds)
+    messages = [(str(r["person_id"]), _change(r, 1000, "Bench Trigger", r["tier"])) for r in rows]
+    total = len(messages)
     started = time.perf_counter()
-    for n, person_id in enumerate(ids[:total]):
+    for n, (person_id, message) in enumerate(messages):
         due = started + n / rate
         delay = due - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        message = _change(person_id, 1000, "Bench Trigger", "gold")
         sent[person_id] = time.perf_counter()
         await js.publish(
             names.partitioned(PROFILE, person_id),
@@ -336,8 +363,26 @@ async def _run(dsn: str, nats_url: str, args) -> list[tuple[str, str]]:
     await ensure_streams(js, names)
     port = free_port()
     process = _start_service(dsn, nats_url, port)
+    profiler = None
     try:
         await _ready(port, process)
+        if os.environ.get("CDP_BENCH_PROFILE"):  # py-spy samples of the service (dev aid)
+            profiler = subprocess.Popen(  # noqa: ASYNC220
+                [
+                    str(Path(sys.executable).with_name("py-spy")),
+                    "record",
+                    "--pid",
+                    str(process.pid),
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "100",
+                    "-o",
+                    os.environ["CDP_BENCH_PROFILE"],
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = segment_pb2_grpc.SegmentServiceStub(channel)
             for label, rule in ESTIMATES.items():
@@ -405,18 +450,37 @@ async def _run(dsn: str, nats_url: str, args) -> list[tuple[str, str]]:
             await asyncio.sleep(0.5)
         await conn.close()
         rng.shuffle(ids)
-        rate = await _live_updates(js, names, ids[: args.updates], args.updates)
-        rows.append((f"live updates, {len(LIVE_SEGMENTS) + 1} segments, applied per second", f"{rate:,.0f} /s"))
-        p50, p99, lost, achieved = await _latency(js, nc, names, ids[args.updates :], args.rate, args.seconds)
+        updates = await _states(dsn, ids[: args.updates])
+        rate = await _live_updates(js, names, updates)
         rows.append(
             (
-                f"ProfileChanged -> entered announced, at {achieved:,} /s for {args.seconds:.0f} s: p50 / p99",
-                f"{p50:.0f} / {p99:.0f} ms" + (f" ({lost} not seen in time)" if lost else ""),
+                f"live updates (an event + a tier change each), {len(LIVE_SEGMENTS) + 1} segments, applied per second",
+                f"{rate:,.0f} /s",
             )
         )
+        conn = await asyncpg.connect(dsn)
+        while await conn.fetchval("SELECT count(*) FROM segment.outbox"):  # noqa: ASYNC110 - polling a table
+            await asyncio.sleep(0.5)
+        await conn.close()
+        used = args.updates
+        for rate in (float(r) for r in args.rates.split(",")):
+            count = int(rate * args.seconds)
+            triggers = await _states(dsn, ids[used : used + count])
+            used += count
+            p50, p99, lost, achieved = await _latency(js, nc, names, triggers, rate, args.seconds)
+            rows.append(
+                (
+                    f"ProfileChanged -> entered announced, at {achieved:,} /s for {args.seconds:.0f} s: p50 / p99",
+                    f"{p50:.0f} / {p99:.0f} ms" + (f" ({lost} not seen within 30 s)" if lost else ""),
+                )
+            )
+            while await _consumer_pending(js, names):  # noqa: ASYNC110 - polling the server's counters
+                await asyncio.sleep(0.1)
     finally:
         process.terminate()
         process.wait(30)
+        if profiler is not None:
+            profiler.wait(30)
         await nc.close()
     return rows
 
@@ -425,7 +489,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench segment")
     parser.add_argument("--persons", type=int, default=1_000_000)
     parser.add_argument("--updates", type=int, default=20_000)
-    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--rates", default="250,500,1000", help="announcements per second, one run each")
     parser.add_argument("--seconds", type=float, default=20.0)
     args, _ = parser.parse_known_args()
     with tempfile.TemporaryDirectory(prefix="cdp-bench-segment-") as tmp:

@@ -147,7 +147,14 @@ class LiveService:
         await pending.flush(conn, workspace_id, touched)
         starts = {person_id: catalogue.reading(fields) for person_id, fields in touched.items()}
         await self._memberships.evaluate_persons(
-            conn, workspace_id, catalogue, starts, now=now, reason="profile change", triggers=triggers
+            conn,
+            workspace_id,
+            catalogue,
+            starts,
+            now=now,
+            reason="profile change",
+            triggers=triggers,
+            known={p: (state, group) for p, (state, _, group) in states.items()},
         )
 
     async def _remember_pii_names(self, conn: asyncpg.Connection, workspace_id: str, names: set[str]) -> None:

@@ -7,6 +7,7 @@ recomputes, object tag changes), so that every entry and exit is written the sam
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
@@ -16,7 +17,7 @@ from prometheus_client import Counter
 
 from cdp.events.v1 import events_pb2
 from cdp_segment import projection, repository
-from cdp_segment.domain import Catalogue, Definition, MembershipChange, Segment
+from cdp_segment.domain import Catalogue, Definition, MembershipChange, ProfileState, Segment
 from cdp_segment.rfm import RfmThresholds
 from cdp_segment.rules import sql, syntax
 from cdp_segment.rules.data import WorkspaceFacts
@@ -35,6 +36,9 @@ SLICE = 10_000
 class Memberships:
     def __init__(self, names: BusNames) -> None:
         self._subject = names.subject(SEGMENT, "membership")
+        # Outbox message ids: unique per process start, then a counter (cheaper than a UUID each).
+        prefix = new_id()
+        self._ids = (f"{prefix}-{n}" for n in itertools.count())
 
     async def record(
         self,
@@ -52,10 +56,10 @@ class Memberships:
         triggers = triggers or {}
         for start in range(0, len(changes), SLICE):
             part = changes[start : start + SLICE]
-            if not applied:
-                await repository.apply_memberships(conn, workspace_id, part, now=now)
             trigger_ids = [triggers.get(c.person_id, "") for c in part]
-            await repository.append_history(conn, workspace_id, part, now=now, reason=reason, triggers=trigger_ids)
+            await repository.record_changes(
+                conn, workspace_id, part, now=now, reason=reason, triggers=trigger_ids, applied=applied
+            )
             rows = []
             for change, trigger in zip(part, trigger_ids, strict=True):
                 message = events_pb2.SegmentMembershipChanged(
@@ -70,7 +74,7 @@ class Memberships:
                     trigger_message_id=trigger,
                 )
                 message.change_time.FromDatetime(now)
-                rows.append((workspace_id, self._subject, new_id(), message.SerializeToString()))
+                rows.append((workspace_id, self._subject, next(self._ids), message.SerializeToString()))
             await outbox.enqueue_many(conn, rows)
         for change in changes:
             CHANGES.labels("entered" if change.entered else "exited", reason.split(" ")[0]).inc()
@@ -85,14 +89,18 @@ class Memberships:
         now: datetime,
         reason: str,
         triggers: Mapping[str, str] | None = None,
+        known: Mapping[str, tuple[ProfileState, str | None]] | None = None,
     ) -> list[MembershipChange]:
         """Evaluate, in memory, the given segments (and, on a change, their dependants) for each
-        person (``starts``: person id -> segment ids); the caller holds the persons' locks."""
+        person (``starts``: person id -> segment ids); the caller holds the persons' locks.
+        ``known``: persons' (state, RFM group) the caller has just written (not read again)."""
         starts = {p: s for p, s in starts.items() if s}
         if not starts or not len(catalogue):
             return []
         names, orders = catalogue.needs(set().union(*starts.values()))
-        persons = await projection.read_persons(conn, workspace_id, list(starts), event_names=names, orders=orders)
+        persons = await projection.read_persons(
+            conn, workspace_id, list(starts), event_names=names, orders=orders, known=known
+        )
         facts = await projection.read_object_tags(conn, workspace_id, *persons.values()) if orders else None
         changes: list[MembershipChange] = []
         timers: list[tuple[str, str, datetime | None]] = []

@@ -341,14 +341,35 @@ async def read_persons(
     *,
     event_names: Iterable[str] | None = None,
     orders: bool = True,
+    known: Mapping[str, tuple[ProfileState, str | None]] | None = None,
 ) -> dict[str, PersonFacts]:
     """The persons as the evaluators see them; only the events named (all when None), and no
-    orders when ``orders`` is false (the rules being evaluated do not read them)."""
+    orders when ``orders`` is false (the rules being evaluated do not read them). ``known``:
+    (state, RFM group) of persons the caller holds already (not read again)."""
     ids = list(person_ids)
-    rows = await conn.fetch(
-        "SELECT * FROM persons WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])", workspace_id, ids
-    )
+    known = {p: known[p] for p in ids if p in known} if known else {}
     persons = {
+        person_id: PersonFacts(
+            person_id=person_id,
+            traits=dict(state.traits),
+            computed=dict(state.computed),
+            lifecycle_stage=state.lifecycle_stage,
+            tier=state.tier,
+            rfm_group=group,
+            tags=state.tags,
+            consent=dict(state.consent),
+            points_balance=state.points_balance,
+            pii_traits=state.pii_traits,
+        )
+        for person_id, (state, group) in known.items()
+    }
+    unknown = [p for p in ids if p not in known]
+    rows = []
+    if unknown:
+        rows = await conn.fetch(
+            "SELECT * FROM persons WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])", workspace_id, unknown
+        )
+    persons |= {
         str(row["person_id"]): PersonFacts(
             person_id=str(row["person_id"]),
             traits=row["traits"],
@@ -363,6 +384,7 @@ async def read_persons(
         )
         for row in rows
     }
+    ids = list(persons)
     if not persons:
         return persons
     names = None if event_names is None else sorted(set(event_names))

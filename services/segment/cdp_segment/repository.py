@@ -175,31 +175,7 @@ async def rules_of(conn: asyncpg.Connection, workspace_id: str) -> list[asyncpg.
 # Memberships and their history -------------------------------------------------------------------
 
 
-async def apply_memberships(
-    conn: asyncpg.Connection, workspace_id: str, changes: Sequence[MembershipChange], *, now: datetime
-) -> None:
-    entered = [c for c in changes if c.entered]
-    exited = [c for c in changes if not c.entered]
-    if entered:
-        await conn.execute(
-            """INSERT INTO memberships (workspace_id, segment_id, person_id, since)
-               SELECT $1, s, p, $4 FROM unnest($2::text[], $3::uuid[]) AS u(s, p) ON CONFLICT DO NOTHING""",
-            workspace_id,
-            [c.segment_id for c in entered],
-            [c.person_id for c in entered],
-            now,
-        )
-    if exited:
-        await conn.execute(
-            """DELETE FROM memberships m USING unnest($2::text[], $3::uuid[]) AS u(s, p)
-               WHERE m.workspace_id = $1 AND m.segment_id = u.s AND m.person_id = u.p""",
-            workspace_id,
-            [c.segment_id for c in exited],
-            [c.person_id for c in exited],
-        )
-
-
-async def append_history(
+async def record_changes(
     conn: asyncpg.Connection,
     workspace_id: str,
     changes: Sequence[MembershipChange],
@@ -207,14 +183,30 @@ async def append_history(
     now: datetime,
     reason: str,
     triggers: Sequence[str],
+    applied: bool,
 ) -> None:
+    """Append changes to the history and, unless ``applied`` already, to ``memberships``: one
+    statement."""
     if not changes:
         return
+    apply = (
+        ""
+        if applied
+        else """,
+        entered AS (
+            INSERT INTO memberships (workspace_id, segment_id, person_id, since)
+            SELECT $1, s, p, $7 FROM c WHERE e ON CONFLICT DO NOTHING),
+        exited AS (
+            DELETE FROM memberships m USING c
+            WHERE NOT c.e AND m.workspace_id = $1 AND m.segment_id = c.s AND m.person_id = c.p)"""
+    )
     await conn.execute(
-        """INSERT INTO membership_history (workspace_id, segment_id, person_id, entered, reason, segment_version,
-                                           change_time, trigger_message_id)
-           SELECT $1, s, p, e, $6, v, $7, t
-           FROM unnest($2::text[], $3::uuid[], $4::boolean[], $5::integer[], $8::text[]) AS u(s, p, e, v, t)""",
+        f"""WITH c AS (
+                SELECT * FROM unnest($2::text[], $3::uuid[], $4::boolean[], $5::integer[], $8::text[])
+                AS u(s, p, e, v, t)){apply}
+            INSERT INTO membership_history (workspace_id, segment_id, person_id, entered, reason, segment_version,
+                                            change_time, trigger_message_id)
+            SELECT $1, s, p, e, $6, v, $7, t FROM c""",
         workspace_id,
         [c.segment_id for c in changes],
         [c.person_id for c in changes],
@@ -496,6 +488,7 @@ _CUSTOMERS = """
 async def compute_rfm_thresholds(
     conn: asyncpg.Connection, workspace_id: str, settings: RfmSettings, now: datetime
 ) -> RfmThresholds:
+    """The thresholds of the workspace's customers now (not stored: save_rfm_thresholds)."""
     if settings.method == "mean":
         aggregates = ", ".join(
             f"CASE WHEN count(*) > 0 THEN ARRAY[{value}] END"
@@ -507,20 +500,40 @@ async def compute_rfm_thresholds(
             f"percentile_disc({cuts}) WITHIN GROUP (ORDER BY {column})::numeric[]" for column in ("r", "f", "m")
         )
     row = await conn.fetchrow(
-        f"""INSERT INTO rfm_thresholds (workspace_id, method, high_score, recency_seconds, frequency, monetary,
-                                        customers, computed_at)
-            SELECT $1, $3, $4, coalesce(a.r, '{{}}'), coalesce(a.f, '{{}}'), coalesce(a.m, '{{}}'), a.n, $2
-            FROM (SELECT {aggregates}, count(*) FROM ({_CUSTOMERS}) AS c) AS a(r, f, m, n)
-            ON CONFLICT (workspace_id) DO UPDATE SET method = excluded.method, high_score = excluded.high_score,
-              recency_seconds = excluded.recency_seconds, frequency = excluded.frequency,
-              monetary = excluded.monetary, customers = excluded.customers, computed_at = excluded.computed_at
-            RETURNING *""",
+        f"""SELECT coalesce(a.r, '{{}}') AS recency_seconds, coalesce(a.f, '{{}}') AS frequency,
+                   coalesce(a.m, '{{}}') AS monetary, a.n AS customers
+            FROM (SELECT {aggregates}, count(*) FROM ({_CUSTOMERS}) AS c) AS a(r, f, m, n)""",
         workspace_id,
         now,
+    )
+    return RfmThresholds(
         settings.method,
         settings.high_score,
+        tuple(row["recency_seconds"]),
+        tuple(row["frequency"]),
+        tuple(row["monetary"]),
+        row["customers"],
+        now,
     )
-    return _thresholds(row)
+
+
+async def save_rfm_thresholds(conn: asyncpg.Connection, workspace_id: str, t: RfmThresholds) -> None:
+    await conn.execute(
+        """INSERT INTO rfm_thresholds (workspace_id, method, high_score, recency_seconds, frequency, monetary,
+                                       customers, computed_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+           ON CONFLICT (workspace_id) DO UPDATE SET method = excluded.method, high_score = excluded.high_score,
+             recency_seconds = excluded.recency_seconds, frequency = excluded.frequency,
+             monetary = excluded.monetary, customers = excluded.customers, computed_at = excluded.computed_at""",
+        workspace_id,
+        t.method,
+        t.high_score,
+        list(t.recency_seconds),
+        list(t.frequency),
+        list(t.monetary),
+        t.customers,
+        t.computed_at,
+    )
 
 
 def _high_sql(value: str, cuts: str, thresholds: RfmThresholds, *, lower_is_better: bool) -> str:
@@ -532,38 +545,63 @@ def _high_sql(value: str, cuts: str, thresholds: RfmThresholds, *, lower_is_bett
     return f"((1 + {score}) >= {thresholds.high_score})"
 
 
-async def regroup_rfm(
-    conn: asyncpg.Connection, workspace_id: str, thresholds: RfmThresholds, now: datetime
-) -> list[str]:
-    """Set every person's RFM group under ``thresholds``; the ids of the persons whose group changed."""
+def _regrouped(thresholds: RfmThresholds) -> str:
+    """(person_id, grp) of every person of the workspace ($1) at $2 under the thresholds in $3-$5,
+    restricted to the persons in $6 unless it is NULL: the SQL twin of rfm.rfm_group."""
     if thresholds.customers == 0:
-        rows = await conn.fetch(
-            """UPDATE persons SET rfm_group = NULL WHERE workspace_id = $1 AND rfm_group IS NOT NULL
-               RETURNING person_id::text AS person_id""",
-            workspace_id,
+        return (
+            "SELECT person_id, NULL::text AS grp FROM persons WHERE workspace_id = $1 AND $2::timestamptz IS NOT NULL"
         )
-        return [r["person_id"] for r in rows]
     cases = " ".join(
         f"WHEN {'r' if r else 'NOT r'} AND {'f' if f else 'NOT f'} AND {'m' if m else 'NOT m'} THEN '{group}'"
         for (r, f, m), group in GROUPS.items()
     )
-    rows = await conn.fetch(
-        f"""WITH grouped AS (
-                SELECT person_id, CASE {cases} END AS grp FROM (
-                    SELECT person_id, {_high_sql("r", "$3::numeric[]", thresholds, lower_is_better=True)} AS r,
-                           {_high_sql("f", "$4::numeric[]", thresholds, lower_is_better=False)} AS f,
-                           {_high_sql("m", "$5::numeric[]", thresholds, lower_is_better=False)} AS m
-                    FROM ({_CUSTOMERS}) AS c) AS h)
-            UPDATE persons p SET rfm_group = g.grp
-            FROM (SELECT q.person_id, grouped.grp FROM persons q LEFT JOIN grouped USING (person_id)
-                  WHERE q.workspace_id = $1) AS g
-            WHERE p.workspace_id = $1 AND p.person_id = g.person_id AND p.rfm_group IS DISTINCT FROM g.grp
-            RETURNING p.person_id::text AS person_id""",
+    return f"""
+        SELECT q.person_id, h.grp FROM persons q LEFT JOIN (
+            SELECT person_id, CASE {cases} END AS grp FROM (
+                SELECT person_id, {_high_sql("r", "$3::numeric[]", thresholds, lower_is_better=True)} AS r,
+                       {_high_sql("f", "$4::numeric[]", thresholds, lower_is_better=False)} AS f,
+                       {_high_sql("m", "$5::numeric[]", thresholds, lower_is_better=False)} AS m
+                FROM ({_CUSTOMERS}) AS c) AS x) AS h USING (person_id)
+        WHERE q.workspace_id = $1"""
+
+
+def _rfm_params(workspace_id: str, thresholds: RfmThresholds, now: datetime) -> list:
+    if thresholds.customers == 0:
+        return [workspace_id, now]
+    return [
         workspace_id,
         now,
         list(thresholds.recency_seconds),
         list(thresholds.frequency),
         list(thresholds.monetary),
+    ]
+
+
+async def rfm_moves(conn: asyncpg.Connection, workspace_id: str, thresholds: RfmThresholds, now: datetime):
+    """Persons whose stored group differs from their group under ``thresholds`` (a read)."""
+    rows = await conn.fetch(
+        f"""SELECT g.person_id::text AS person_id FROM ({_regrouped(thresholds)}) AS g
+            JOIN persons p ON p.workspace_id = $1 AND p.person_id = g.person_id
+            WHERE p.rfm_group IS DISTINCT FROM g.grp""",
+        *_rfm_params(workspace_id, thresholds, now),
+    )
+    return [r["person_id"] for r in rows]
+
+
+async def regroup_rfm(
+    conn: asyncpg.Connection, workspace_id: str, thresholds: RfmThresholds, now: datetime, persons: Sequence[str]
+) -> list[str]:
+    """Set these persons' RFM group under ``thresholds``; the ids of those whose group changed."""
+    params = _rfm_params(workspace_id, thresholds, now)
+    restrict = f"${len(params) + 1}::uuid[]"
+    rows = await conn.fetch(
+        f"""UPDATE persons p SET rfm_group = g.grp FROM ({_regrouped(thresholds)}) AS g
+            WHERE p.workspace_id = $1 AND p.person_id = g.person_id AND g.person_id = ANY({restrict})
+              AND p.rfm_group IS DISTINCT FROM g.grp
+            RETURNING p.person_id::text AS person_id""",
+        *params,
+        list(persons),
     )
     return [r["person_id"] for r in rows]
 

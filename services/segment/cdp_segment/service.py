@@ -519,13 +519,17 @@ class SegmentService:
 
     async def recompute_rfm(self, workspace_id: str) -> RfmReport:
         """New thresholds from the workspace's customers now; every person regrouped; segments that
-        read rfm_group refreshed for the persons whose group moved."""
+        read rfm_group refreshed for the persons whose group moved. The scans run before the
+        workspace lock is taken; under it only the persons found to move are written."""
         now = self._clock.now()
-        async with self._pool.acquire() as conn, conn.transaction():
-            await repository.lock_workspaces(conn, [workspace_id], exclusive=True)
+        async with self._pool.acquire() as conn:
             settings = await repository.rfm_settings(conn, workspace_id)
             thresholds = await repository.compute_rfm_thresholds(conn, workspace_id, settings, now)
-            moved = await repository.regroup_rfm(conn, workspace_id, thresholds, now)
+            candidates = await repository.rfm_moves(conn, workspace_id, thresholds, now)
+        async with self._pool.acquire() as conn, conn.transaction():
+            await repository.lock_workspaces(conn, [workspace_id], exclusive=True)
+            await repository.save_rfm_thresholds(conn, workspace_id, thresholds)
+            moved = await repository.regroup_rfm(conn, workspace_id, thresholds, now, candidates)
             await repository.bump_generation(conn, workspace_id)
             if moved:
                 catalogue = await self._catalogue(conn, workspace_id)
