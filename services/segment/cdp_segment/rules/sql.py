@@ -28,6 +28,15 @@ from cdp_segment.rules.ast import (
 _SQL_OP = {Op.EQ: "=", Op.NEQ: "<>", Op.LT: "<", Op.LTE: "<=", Op.GT: ">", Op.GTE: ">="}
 
 
+def _existence(op: Op, count: Decimal) -> bool | None:
+    """True when "count op n" means "at least one", False when it means "none", else None."""
+    if (op, count) in ((Op.GTE, 1), (Op.GT, 0)) or (op is Op.NEQ and count == 0):
+        return True
+    if (op, count) in ((Op.EQ, 0), (Op.LT, 1), (Op.LTE, 0)):
+        return False
+    return None
+
+
 class Compiler:
     """Collects parameters while compiling; ``$1`` is the workspace, ``$2`` is now."""
 
@@ -138,7 +147,11 @@ class Compiler:
         return " AND ".join(parts)
 
     def event(self, node: EventCond) -> str:
-        count = f"(SELECT count(*) FROM person_events e WHERE {self.event_where(node)})"
+        where = self.event_where(node)
+        exists = _existence(node.count_op, Decimal(node.count))
+        if exists is not None:  # "did" / "did not": stop at the first matching event
+            return f"({'' if exists else 'NOT '}EXISTS (SELECT 1 FROM person_events e WHERE {where}))"
+        count = f"(SELECT count(*) FROM person_events e WHERE {where})"
         return f"({count} {_SQL_OP[node.count_op]} {self.param(node.count, 'bigint')})"
 
     def order_where(self, node: OrderCond, *, window: bool = True) -> str:
@@ -170,6 +183,9 @@ class Compiler:
 
     def order(self, node: OrderCond) -> str:
         where = self.order_where(node)
+        exists = _existence(node.op, node.value) if node.aggregate == "count" else None
+        if exists is not None:
+            return f"({'' if exists else 'NOT '}EXISTS (SELECT 1 FROM person_orders o WHERE {where}))"
         value = self.param(node.value, "numeric")
         op = _SQL_OP[node.op]
         if node.aggregate == "count":
