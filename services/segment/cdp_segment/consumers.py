@@ -119,7 +119,7 @@ def decode_profile_changed(data: bytes) -> ProfileChange:
     events = []
     for e in m.events:
         if not e.message_id:
-            log.warning("event fact without a message id ignored", person=m.person_id, event=e.event)
+            log.warning("event fact without a message id ignored", person=m.person_id, event_name=e.event)
             continue
         events.append(EventFact(e.event, e.event_time.ToDatetime(UTC), _struct(e, "properties"), e.message_id))
     orders = tuple(
