@@ -54,8 +54,8 @@ async def test_customer360_composes_and_degrades_part_by_part(running_stack):
         assert _parts(body) == {
             "PART_PROFILE": "STATE_OK",
             "PART_IDENTITIES": "STATE_OK",
-            # Until issues 5 and 6 give the services these methods.
-            "PART_SEGMENT_MEMBERSHIPS": "STATE_NOT_IMPLEMENTED",
+            "PART_SEGMENT_MEMBERSHIPS": "STATE_OK",  # segment's ListPersonMemberships (issue 5)
+            # Until issue 6 gives the service this method.
             "PART_CAMPAIGN_MESSAGES": "STATE_NOT_IMPLEMENTED",
         }
         assert body["complete"] is False

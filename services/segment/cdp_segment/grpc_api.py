@@ -265,6 +265,25 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
             person_id=person_id,
         )
 
+    async def ListPersonMemberships(
+        self, request: segment_pb2.ListPersonMembershipsRequest, context: grpc.aio.ServicerContext
+    ) -> segment_pb2.ListPersonMembershipsResponse:
+        ids = parse(request.parent, "workspaces/{workspace}/persons/{person}", field="parent")
+        found, token = await self._service.person_memberships(
+            ids["workspace"], ids["person"], request.page_size, request.page_token
+        )
+        return segment_pb2.ListPersonMembershipsResponse(
+            memberships=[
+                segment_pb2.PersonMembership(
+                    segment=f"workspaces/{ids['workspace']}/segments/{segment_id}",
+                    display_name=name,
+                    enter_time=_timestamp(since),
+                )
+                for segment_id, name, since in found
+            ],
+            next_page_token=token,
+        )
+
     async def ListMembershipChanges(
         self, request: segment_pb2.ListMembershipChangesRequest, context: grpc.aio.ServicerContext
     ) -> segment_pb2.ListMembershipChangesResponse:

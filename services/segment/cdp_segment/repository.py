@@ -258,6 +258,21 @@ async def segments_of(conn: asyncpg.Connection, workspace_id: str, person_id: st
     )
 
 
+async def memberships_page(
+    conn: asyncpg.Connection, workspace_id: str, person_id: str, *, after: str, limit: int
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT m.segment_id, s.display_name, m.since FROM memberships m
+           JOIN segments s ON s.workspace_id = m.workspace_id AND s.segment_id = m.segment_id
+           WHERE m.workspace_id = $1 AND m.person_id = $2 AND m.segment_id > $3
+           ORDER BY m.segment_id LIMIT $4""",
+        workspace_id,
+        person_id,
+        after,
+        limit,
+    )
+
+
 async def history_page(
     conn: asyncpg.Connection,
     workspace_id: str,

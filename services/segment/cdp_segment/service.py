@@ -368,6 +368,23 @@ class SegmentService:
             rows = await repository.segments_of(conn, workspace_id, person_id)
         return person_id, [(r["segment_id"], r["since"]) for r in rows]
 
+    async def person_memberships(
+        self, workspace_id: str, person_id: str, requested_size: int, token: str
+    ) -> tuple[list[tuple[str, str, datetime]], str]:
+        """(segment id, display name, since) of the person's memberships, by segment id."""
+        _person(person_id, "parent")
+        size = page_size(requested_size)
+        scope = f"{workspace_id}/{person_id}/memberships"
+        position = decode_token(token, scope=scope)
+        async with self._pool.acquire() as conn:
+            person_id = (await repository.survivors(conn, workspace_id, [person_id])).get(person_id, person_id)
+            rows = await repository.memberships_page(
+                conn, workspace_id, person_id, after=position["after"] if position else "", limit=size + 1
+            )
+        found = [(r["segment_id"], r["display_name"], r["since"]) for r in rows[:size]]
+        next_token = encode_token({"after": found[-1][0]}, scope=scope) if len(rows) > size else ""
+        return found, next_token
+
     async def history(
         self, workspace_id: str, segment_id: str, person_id: str, requested_size: int, token: str
     ) -> tuple[list[HistoryEntry], str]:

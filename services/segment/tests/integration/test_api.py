@@ -197,6 +197,10 @@ async def test_estimate_preview_members_exports(segment):
         segment_pb2.ListPersonSegmentsRequest(parent=PARENT, person_id=sorted(members)[0])
     )
     assert list(listed.segments) == [name("over-3k")] and len(listed.enter_times) == 1
+    memberships = await segment.stub.ListPersonMemberships(
+        segment_pb2.ListPersonMembershipsRequest(parent=f"{PARENT}/persons/{sorted(members)[0]}")
+    )
+    assert [(m.segment, m.display_name) for m in memberships.memberships] == [(name("over-3k"), "Segment")]
     got = await segment.stub.GetSegment(segment_pb2.GetSegmentRequest(name=name("over-3k")))
     assert got.member_count == 4
 

@@ -147,6 +147,34 @@ class StreamSegmentMembersResponse(_message.Message):
     segment_version: int
     def __init__(self, csv: _Optional[str] = ..., segment_version: _Optional[int] = ...) -> None: ...
 
+class ListPersonMembershipsRequest(_message.Message):
+    __slots__ = ("parent", "page_size", "page_token")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    page_size: int
+    page_token: str
+    def __init__(self, parent: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class PersonMembership(_message.Message):
+    __slots__ = ("segment", "display_name", "enter_time")
+    SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    ENTER_TIME_FIELD_NUMBER: _ClassVar[int]
+    segment: str
+    display_name: str
+    enter_time: _timestamp_pb2.Timestamp
+    def __init__(self, segment: _Optional[str] = ..., display_name: _Optional[str] = ..., enter_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListPersonMembershipsResponse(_message.Message):
+    __slots__ = ("memberships", "next_page_token")
+    MEMBERSHIPS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    memberships: _containers.RepeatedCompositeFieldContainer[PersonMembership]
+    next_page_token: str
+    def __init__(self, memberships: _Optional[_Iterable[_Union[PersonMembership, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
 class ListMembershipChangesRequest(_message.Message):
     __slots__ = ("parent", "person_id", "page_size", "page_token")
     PARENT_FIELD_NUMBER: _ClassVar[int]

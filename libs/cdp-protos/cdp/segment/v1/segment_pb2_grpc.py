@@ -87,6 +87,11 @@ class SegmentServiceStub:
                 request_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.StreamSegmentMembersRequest.SerializeToString,
                 response_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.StreamSegmentMembersResponse.FromString,
                 _registered_method=True)
+        self.ListPersonMemberships = channel.unary_unary(
+                '/cdp.segment.v1.SegmentService/ListPersonMemberships',
+                request_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ListPersonMembershipsRequest.SerializeToString,
+                response_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ListPersonMembershipsResponse.FromString,
+                _registered_method=True)
         self.ListMembershipChanges = channel.unary_unary(
                 '/cdp.segment.v1.SegmentService/ListMembershipChanges',
                 request_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ListMembershipChangesRequest.SerializeToString,
@@ -209,6 +214,14 @@ class SegmentServiceServicer:
     def StreamSegmentMembers(self, request, context):
         """The whole member list as a stream of CSV chunks from one consistent snapshot. gRPC only,
         straight to the segment service: the gateway forwards and transcodes unary calls only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPersonMemberships(self, request, context):
+        """Lists a person's current memberships with the segments' names (the gateway's Customer 360
+        reads it). A merged-away person id answers for its survivor.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -340,6 +353,11 @@ def add_SegmentServiceServicer_to_server(servicer, server):
                     servicer.StreamSegmentMembers,
                     request_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.StreamSegmentMembersRequest.FromString,
                     response_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.StreamSegmentMembersResponse.SerializeToString,
+            ),
+            'ListPersonMemberships': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPersonMemberships,
+                    request_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ListPersonMembershipsRequest.FromString,
+                    response_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ListPersonMembershipsResponse.SerializeToString,
             ),
             'ListMembershipChanges': grpc.unary_unary_rpc_method_handler(
                     servicer.ListMembershipChanges,
@@ -664,6 +682,33 @@ class SegmentService:
             '/cdp.segment.v1.SegmentService/StreamSegmentMembers',
             cdp_dot_segment_dot_v1_dot_segment__pb2.StreamSegmentMembersRequest.SerializeToString,
             cdp_dot_segment_dot_v1_dot_segment__pb2.StreamSegmentMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPersonMemberships(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.segment.v1.SegmentService/ListPersonMemberships',
+            cdp_dot_segment_dot_v1_dot_segment__pb2.ListPersonMembershipsRequest.SerializeToString,
+            cdp_dot_segment_dot_v1_dot_segment__pb2.ListPersonMembershipsResponse.FromString,
             options,
             channel_credentials,
             insecure,
