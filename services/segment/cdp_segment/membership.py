@@ -127,7 +127,7 @@ class Memberships:
         holds the workspace lock exclusively."""
         scope = None if persons is None else list(persons)
         query, params = sql.diff_query(definition.node, workspace_id, now, definition.segment_id, scope)
-        rows = await conn.fetch(query, *params)
+        rows = await conn.fetch(query, *params, timeout=repository.WORKSPACE_SCAN_TIMEOUT)
         changes = [
             MembershipChange(definition.segment_id, definition.version, r["person_id"], r["entered"]) for r in rows
         ]

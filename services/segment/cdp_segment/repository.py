@@ -13,6 +13,12 @@ from cdp_segment.rfm import GROUPS, RfmSettings, RfmThresholds
 
 _COLUMNS = "workspace_id, segment_id, display_name, description, rule, etag, created_at, updated_at, version, builtin"
 
+# Statements that scan or write a whole workspace (refreshes, RFM) get this long instead of the
+# pool's 30 s command timeout.
+WORKSPACE_SCAN_TIMEOUT = 600.0
+# Persons regrouped per RFM statement (a first computation moves every customer).
+RFM_SLICE = 20_000
+
 # Advisory lock classes (the two-int form never meets the kit's one-bigint migration lock).
 _WORKSPACE_LOCK = 5001
 _PERSON_LOCK = 5002
@@ -326,6 +332,7 @@ async def clear_timers(
         workspace_id,
         segment_id,
         None if persons is None else list(persons),
+        timeout=WORKSPACE_SCAN_TIMEOUT,
     )
 
 
@@ -339,6 +346,7 @@ async def insert_timers(conn: asyncpg.Connection, workspace_id: str, segment_id:
             ON CONFLICT (workspace_id, segment_id, person_id) DO UPDATE SET due_at = excluded.due_at""",
         *params,
         segment_id,
+        timeout=WORKSPACE_SCAN_TIMEOUT,
     )
 
 
@@ -441,6 +449,7 @@ async def drop_segment_memberships(
            RETURNING person_id::text AS person_id""",
         workspace_id,
         segment_id,
+        timeout=WORKSPACE_SCAN_TIMEOUT,
     )
 
 
@@ -486,8 +495,11 @@ async def rfm_thresholds(conn: asyncpg.Connection, workspace_id: str) -> RfmThre
     return _thresholds(row) if row else None
 
 
-# The customers of a workspace and their raw RFM values, as rfm.raw_values reads them.
-_CUSTOMERS = """
+def _customers(persons: str = "") -> str:
+    """The customers of the workspace ($1) and their raw RFM values at $2, as rfm.raw_values reads
+    them (only those in the uuid[] placeholder ``persons`` when given)."""
+    only = f" AND person_id = ANY({persons})" if persons else ""
+    return f"""
     SELECT person_id, extract(epoch FROM $2::timestamptz - last) AS r, f, m FROM (
         SELECT person_id,
                try_timestamptz(CASE WHEN jsonb_typeof(computed -> 'last_order_time') = 'string'
@@ -496,7 +508,7 @@ _CUSTOMERS = """
                     THEN (computed ->> 'order_count')::numeric END AS f,
                CASE WHEN jsonb_typeof(computed -> 'total_spent_minor') = 'number'
                     THEN (computed ->> 'total_spent_minor')::numeric END AS m
-        FROM persons WHERE workspace_id = $1
+        FROM persons WHERE workspace_id = $1{only}
     ) AS raw WHERE last IS NOT NULL AND f > 0 AND m IS NOT NULL"""
 
 
@@ -517,9 +529,10 @@ async def compute_rfm_thresholds(
     row = await conn.fetchrow(
         f"""SELECT coalesce(a.r, '{{}}') AS recency_seconds, coalesce(a.f, '{{}}') AS frequency,
                    coalesce(a.m, '{{}}') AS monetary, a.n AS customers
-            FROM (SELECT {aggregates}, count(*) FROM ({_CUSTOMERS}) AS c) AS a(r, f, m, n)""",
+            FROM (SELECT {aggregates}, count(*) FROM ({_customers()}) AS c) AS a(r, f, m, n)""",
         workspace_id,
         now,
+        timeout=WORKSPACE_SCAN_TIMEOUT,
     )
     return RfmThresholds(
         settings.method,
@@ -560,12 +573,14 @@ def _high_sql(value: str, cuts: str, thresholds: RfmThresholds, *, lower_is_bett
     return f"((1 + {score}) >= {thresholds.high_score})"
 
 
-def _regrouped(thresholds: RfmThresholds) -> str:
-    """(person_id, grp) of every person of the workspace ($1) at $2 under the thresholds in $3-$5,
-    restricted to the persons in $6 unless it is NULL: the SQL twin of rfm.rfm_group."""
+def _regrouped(thresholds: RfmThresholds, persons: str = "") -> str:
+    """(person_id, grp) of the persons of the workspace ($1) at $2 under the thresholds in $3-$5
+    (only those in the uuid[] placeholder ``persons`` when given): the SQL twin of rfm.rfm_group."""
+    only = f" AND person_id = ANY({persons})" if persons else ""
     if thresholds.customers == 0:
         return (
-            "SELECT person_id, NULL::text AS grp FROM persons WHERE workspace_id = $1 AND $2::timestamptz IS NOT NULL"
+            "SELECT person_id, NULL::text AS grp FROM persons"
+            f" WHERE workspace_id = $1 AND $2::timestamptz < 'infinity'{only}"
         )
     cases = " ".join(
         f"WHEN {'r' if r else 'NOT r'} AND {'f' if f else 'NOT f'} AND {'m' if m else 'NOT m'} THEN '{group}'"
@@ -577,8 +592,8 @@ def _regrouped(thresholds: RfmThresholds) -> str:
                 SELECT person_id, {_high_sql("r", "$3::numeric[]", thresholds, lower_is_better=True)} AS r,
                        {_high_sql("f", "$4::numeric[]", thresholds, lower_is_better=False)} AS f,
                        {_high_sql("m", "$5::numeric[]", thresholds, lower_is_better=False)} AS m
-                FROM ({_CUSTOMERS}) AS c) AS x) AS h USING (person_id)
-        WHERE q.workspace_id = $1"""
+                FROM ({_customers(persons)}) AS c) AS x) AS h USING (person_id)
+        WHERE q.workspace_id = $1{only.replace("person_id", "q.person_id")}"""
 
 
 def _rfm_params(workspace_id: str, thresholds: RfmThresholds, now: datetime) -> list:
@@ -600,6 +615,7 @@ async def rfm_moves(conn: asyncpg.Connection, workspace_id: str, thresholds: Rfm
             JOIN persons p ON p.workspace_id = $1 AND p.person_id = g.person_id
             WHERE p.rfm_group IS DISTINCT FROM g.grp""",
         *_rfm_params(workspace_id, thresholds, now),
+        timeout=WORKSPACE_SCAN_TIMEOUT,
     )
     return [r["person_id"] for r in rows]
 
@@ -610,15 +626,19 @@ async def regroup_rfm(
     """Set these persons' RFM group under ``thresholds``; the ids of those whose group changed."""
     params = _rfm_params(workspace_id, thresholds, now)
     restrict = f"${len(params) + 1}::uuid[]"
-    rows = await conn.fetch(
-        f"""UPDATE persons p SET rfm_group = g.grp FROM ({_regrouped(thresholds)}) AS g
-            WHERE p.workspace_id = $1 AND p.person_id = g.person_id AND g.person_id = ANY({restrict})
-              AND p.rfm_group IS DISTINCT FROM g.grp
-            RETURNING p.person_id::text AS person_id""",
-        *params,
-        list(persons),
-    )
-    return [r["person_id"] for r in rows]
+    moved: list[str] = []
+    for start in range(0, len(persons), RFM_SLICE):
+        rows = await conn.fetch(
+            f"""UPDATE persons p SET rfm_group = g.grp
+                FROM ({_regrouped(thresholds, restrict)}) AS g
+                WHERE p.workspace_id = $1 AND p.person_id = g.person_id AND p.rfm_group IS DISTINCT FROM g.grp
+                RETURNING p.person_id::text AS person_id""",
+            *params,
+            list(persons[start : start + RFM_SLICE]),
+            timeout=WORKSPACE_SCAN_TIMEOUT,
+        )
+        moved += [r["person_id"] for r in rows]
+    return moved
 
 
 async def rfm_counts(conn: asyncpg.Connection, workspace_id: str) -> dict[str | None, int]:
