@@ -16,8 +16,9 @@ _COLUMNS = "workspace_id, segment_id, display_name, description, rule, etag, cre
 # Statements that scan or write a whole workspace (refreshes, RFM) get this long instead of the
 # pool's 30 s command timeout.
 WORKSPACE_SCAN_TIMEOUT = 600.0
-# Persons regrouped per RFM statement (a first computation moves every customer).
-RFM_SLICE = 20_000
+# Persons regrouped per RFM transaction (a first computation moves every customer): each holds
+# their advisory locks, and PostgreSQL's lock table is finite (max_locks_per_transaction).
+RFM_SLICE = 1_000
 
 # Advisory lock classes (the two-int form never meets the kit's one-bigint migration lock).
 _WORKSPACE_LOCK = 5001
@@ -626,19 +627,16 @@ async def regroup_rfm(
     """Set these persons' RFM group under ``thresholds``; the ids of those whose group changed."""
     params = _rfm_params(workspace_id, thresholds, now)
     restrict = f"${len(params) + 1}::uuid[]"
-    moved: list[str] = []
-    for start in range(0, len(persons), RFM_SLICE):
-        rows = await conn.fetch(
-            f"""UPDATE persons p SET rfm_group = g.grp
-                FROM ({_regrouped(thresholds, restrict)}) AS g
-                WHERE p.workspace_id = $1 AND p.person_id = g.person_id AND p.rfm_group IS DISTINCT FROM g.grp
-                RETURNING p.person_id::text AS person_id""",
-            *params,
-            list(persons[start : start + RFM_SLICE]),
-            timeout=WORKSPACE_SCAN_TIMEOUT,
-        )
-        moved += [r["person_id"] for r in rows]
-    return moved
+    rows = await conn.fetch(
+        f"""UPDATE persons p SET rfm_group = g.grp
+            FROM ({_regrouped(thresholds, restrict)}) AS g
+            WHERE p.workspace_id = $1 AND p.person_id = g.person_id AND p.rfm_group IS DISTINCT FROM g.grp
+            RETURNING p.person_id::text AS person_id""",
+        *params,
+        list(persons),
+        timeout=WORKSPACE_SCAN_TIMEOUT,
+    )
+    return [r["person_id"] for r in rows]
 
 
 async def rfm_counts(conn: asyncpg.Connection, workspace_id: str) -> dict[str | None, int]:

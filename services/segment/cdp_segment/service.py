@@ -24,7 +24,7 @@ from cdp_segment.domain import (
     cross_sell_segment_id,
     dependants_of,
 )
-from cdp_segment.membership import Memberships
+from cdp_segment.membership import Catalogues, Memberships
 from cdp_segment.rfm import GROUP_IDS, GROUPS, RfmSettings, RfmThresholds
 from cdp_segment.rules import sql
 from cdp_segment.rules.ast import FieldCond, Node, Op, referenced_segments
@@ -130,9 +130,10 @@ class RfmReport:
 
 
 class SegmentService:
-    def __init__(self, pool: asyncpg.Pool, memberships: Memberships, clock: Clock) -> None:
+    def __init__(self, pool: asyncpg.Pool, memberships: Memberships, catalogues: Catalogues, clock: Clock) -> None:
         self._pool = pool
         self._memberships = memberships
+        self._catalogues = catalogues
         self._clock = clock
 
     # Definitions --------------------------------------------------------------------------------
@@ -536,20 +537,32 @@ class SegmentService:
 
     async def recompute_rfm(self, workspace_id: str) -> RfmReport:
         """New thresholds from the workspace's customers now; every person regrouped; segments that
-        read rfm_group refreshed for the persons whose group moved. The scans run before the
-        workspace lock is taken; under it only the persons found to move are written."""
+        read rfm_group refreshed for the persons whose group moved.
+
+        The scans run without locks. The thresholds are stored first (the live path groups the
+        persons it touches under them from then on); the persons found to move are then regrouped
+        and refreshed a slice at a time, each slice under its persons' locks only, so the live
+        path is never held up for the whole workspace. A crash between slices leaves the rest for
+        the next recompute.
+        """
         now = self._clock.now()
         async with self._pool.acquire() as conn:
             settings = await repository.rfm_settings(conn, workspace_id)
             thresholds = await repository.compute_rfm_thresholds(conn, workspace_id, settings, now)
             candidates = await repository.rfm_moves(conn, workspace_id, thresholds, now)
         async with self._pool.acquire() as conn, conn.transaction():
-            await repository.lock_workspaces(conn, [workspace_id], exclusive=True)
+            await repository.lock_workspaces(conn, [workspace_id])
             await repository.save_rfm_thresholds(conn, workspace_id, thresholds)
-            moved = await repository.regroup_rfm(conn, workspace_id, thresholds, now, candidates)
             await repository.bump_generation(conn, workspace_id)
-            if moved:
-                catalogue = await self._catalogue(conn, workspace_id)
+        for start in range(0, len(candidates), repository.RFM_SLICE):
+            persons = sorted(candidates[start : start + repository.RFM_SLICE])
+            async with self._pool.acquire() as conn, conn.transaction():
+                await repository.lock_workspaces(conn, [workspace_id])
+                await repository.lock_persons(conn, workspace_id, persons)
+                moved = await repository.regroup_rfm(conn, workspace_id, thresholds, now, persons)
+                if not moved:
+                    continue
+                catalogue, _ = (await self._catalogues.get(conn, [workspace_id]))[workspace_id]
                 readers = catalogue.reading({"rfm_group"})
                 if readers:
                     await self._memberships.refresh_all(

@@ -201,12 +201,15 @@ class Compiler:
 
     # time edges (the SQL twin of timing.next_change) -------------------------------------
 
-    def edges(self, node: Node) -> list[str]:
-        """SELECTs of one column, the window edges of ``p``'s facts (timing._edges)."""
+    def edges(self, node: Node, restrict: str = "") -> list[str]:
+        """SELECTs of (person_id, edge): the window edges of the persons' facts (timing._edges),
+        driven by the fact tables (joins, not a subquery per person). ``restrict``: an extra
+        condition on ``p``."""
         if isinstance(node, (All, Any_)):
-            return [edge for item in node.items for edge in self.edges(item)]
+            return [edge for item in node.items for edge in self.edges(item, restrict)]
         if isinstance(node, Not):
-            return self.edges(node.item)
+            return self.edges(node.item, restrict)
+        persons = f"p.workspace_id = $1{restrict}"
         if isinstance(node, FieldCond):
             if node.op not in (Op.WITHIN_LAST, Op.MORE_THAN_AGO) or not node.field.startswith(("traits.", "computed.")):
                 return []
@@ -214,20 +217,21 @@ class Compiler:
             key = self.param(node.field.split(".", 1)[1], "text")
             days = self.param(node.days, "int")
             return [
-                f"SELECT unnest(ARRAY[m, m + make_interval(days => {days})]) FROM"
-                f" (SELECT {self.moment(f'({column} -> {key})')} AS m) AS t WHERE m IS NOT NULL"
+                f"SELECT p.person_id, unnest(ARRAY[t.m, t.m + make_interval(days => {days})]) FROM persons p"
+                f" CROSS JOIN LATERAL (SELECT {self.moment(f'({column} -> {key})')} AS m) AS t"
+                f" WHERE {persons} AND t.m IS NOT NULL"
             ]
         if isinstance(node, EventCond) and node.window and node.window.within_days is not None:
             days = self.param(node.window.within_days, "int")
             return [
-                f"SELECT unnest(ARRAY[e.event_time, e.event_time + make_interval(days => {days})])"
-                f" FROM person_events e WHERE {self.event_where(node, window=False)}"
+                f"SELECT p.person_id, unnest(ARRAY[e.event_time, e.event_time + make_interval(days => {days})])"
+                f" FROM persons p JOIN person_events e ON {self.event_where(node, window=False)} WHERE {persons}"
             ]
         if isinstance(node, OrderCond) and node.window and node.window.within_days is not None:
             days = self.param(node.window.within_days, "int")
             return [
-                f"SELECT unnest(ARRAY[o.order_time, o.order_time + make_interval(days => {days})])"
-                f" FROM person_orders o WHERE {self.order_where(node, window=False)}"
+                f"SELECT p.person_id, unnest(ARRAY[o.order_time, o.order_time + make_interval(days => {days})])"
+                f" FROM persons p JOIN person_orders o ON {self.order_where(node, window=False)} WHERE {persons}"
             ]
         return []
 
@@ -288,17 +292,17 @@ def count_query(node: Node, workspace_id: str, now: datetime) -> tuple[str, list
 def edges_query(
     node: Node, workspace_id: str, now: datetime, persons: list[str] | None = None
 ) -> tuple[str, list[Any]] | None:
-    """(person_id, next_change) for every person with a window edge after now: the SQL twin of
-    ``timing.next_change``, for the timers of a full refresh. None when the rule has no edges."""
+    """(person_id, due_at) for every person with a window edge after now: the SQL twin of
+    ``timing.next_change``, for the timers of a refresh. None when the rule has no edges."""
     compiler = Compiler(workspace_id, now)
-    edges = compiler.edges(node)
+    restrict = _persons(compiler, persons)
+    edges = compiler.edges(node, restrict)
     if not edges:
         return None
-    restrict = _persons(compiler, persons)
     union = " UNION ALL ".join(f"({edge})" for edge in edges)
     return (
-        f"SELECT p.person_id, min(x.edge) AS due_at FROM persons p CROSS JOIN LATERAL ({union}) AS x(edge)"
-        f" WHERE p.workspace_id = $1{restrict} AND x.edge > $2::timestamptz GROUP BY p.person_id",
+        f"SELECT x.person_id, min(x.edge) AS due_at FROM ({union}) AS x(person_id, edge)"
+        " WHERE x.edge > $2::timestamptz GROUP BY x.person_id",
         compiler.params,
     )
 
