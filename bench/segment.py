@@ -487,7 +487,8 @@ async def _run(dsn: str, nats_url: str, args) -> list[tuple[str, str]]:
             rows.append(
                 (
                     f"ProfileChanged -> entered announced, at {achieved:,} /s for {args.seconds:.0f} s: p50 / p99",
-                    f"{p50:.0f} / {p99:.0f} ms" + (f" ({lost} not seen within 30 s)" if lost else ""),
+                    f"{p50:.0f} / {p99:.0f} ms (load average {os.getloadavg()[0]:.1f})"
+                    + (f" ({lost} not seen within 30 s)" if lost else ""),
                 )
             )
             while await _consumer_pending(js, names):  # noqa: ASYNC110 - polling the server's counters
@@ -510,9 +511,12 @@ def main() -> None:
     parser.add_argument("--rates", default="250,500,1000", help="announcements per second, one run each")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--replicas", type=int, default=1, help="segment service processes")
+    parser.add_argument(
+        "--no-fsync", action="store_true", help="PostgreSQL without fsync (to see what the disk costs; not durable)"
+    )
     args, _ = parser.parse_known_args()
     with tempfile.TemporaryDirectory(prefix="cdp-bench-segment-") as tmp:
-        postgres = PostgresServer(Path(tmp) / "pg", free_port())
+        postgres = PostgresServer(Path(tmp) / "pg", free_port(), fast=args.no_fsync)
         nats_server = NatsServer(Path(tmp) / "nats", free_port(), free_port())
         postgres.start()
         nats_server.start()
@@ -525,7 +529,8 @@ def main() -> None:
             postgres.stop()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
-        f"\nsegment benchmark: {platform.machine()}, {os.cpu_count()} cores (shared), Python "
+        f"\nsegment benchmark{' (PostgreSQL without fsync)' if args.no_fsync else ''}: {platform.machine()},"
+        f" {os.cpu_count()} cores (shared), Python "
         f"{platform.python_version()}, load average before {load_before}, at the end {load}"
     )
     width = max(len(r[0]) for r in rows)
