@@ -89,19 +89,26 @@ class PiiVault:
 
     def seal(self, plaintext: str, *, context: str) -> bytes:
         """Encrypt with the active key; ``context`` (e.g. "shop/email") must match on open."""
+        return self.seal_bytes(plaintext.encode(), context=context)
+
+    def open(self, sealed: bytes, *, context: str) -> str:
+        return self.open_bytes(sealed, context=context).decode()
+
+    def seal_bytes(self, data: bytes, *, context: str) -> bytes:
+        """:meth:`seal` for binary values (e.g. a serialised protobuf message)."""
         key_id = self.active_key_id.encode()
         nonce = os.urandom(_NONCE)
         header = bytes([_VERSION, len(key_id)]) + key_id
-        ciphertext = AESGCM(self.keys[self.active_key_id]).encrypt(nonce, plaintext.encode(), header + context.encode())
+        ciphertext = AESGCM(self.keys[self.active_key_id]).encrypt(nonce, data, header + context.encode())
         return header + nonce + ciphertext
 
-    def open(self, sealed: bytes, *, context: str) -> str:
+    def open_bytes(self, sealed: bytes, *, context: str) -> bytes:
         key_id, header, body = self._split(sealed)
         key = self.keys.get(key_id)
         if key is None:
             raise PiiDecryptError(f"sealed with key {key_id!r}, which is not configured")
         try:
-            return AESGCM(key).decrypt(body[:_NONCE], body[_NONCE:], header + context.encode()).decode()
+            return AESGCM(key).decrypt(body[:_NONCE], body[_NONCE:], header + context.encode())
         except InvalidTag:
             raise PiiDecryptError("the sealed value does not open in this context") from None
 

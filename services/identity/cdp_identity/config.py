@@ -15,6 +15,11 @@ class Settings(PiiSettings, CommonSettings):
     journal_days: int = env(
         "CDP_IDENTITY_JOURNAL_DAYS", 30, help="days of resolutions kept for replays and rule dry runs (0: none)"
     )
+    conflict_days: int = env(
+        "CDP_IDENTITY_CONFLICT_DAYS",
+        90,
+        help="days a recorded conflict is kept; one still happening after that is recorded and announced again",
+    )
     locking: str = env(
         "CDP_IDENTITY_LOCKING",
         "rows",
@@ -28,6 +33,8 @@ class Settings(PiiSettings, CommonSettings):
         super().__post_init__()
         if not 0 <= self.journal_days <= 365:
             raise ValueError("CDP_IDENTITY_JOURNAL_DAYS must be between 0 and 365")
+        if not 1 <= self.conflict_days <= 3650:
+            raise ValueError("CDP_IDENTITY_CONFLICT_DAYS must be between 1 and 3650")
         if self.locking not in ("rows", "workspace"):
             raise ValueError("CDP_IDENTITY_LOCKING must be rows or workspace")
         if self.suggest_interval_seconds <= 0:

@@ -16,11 +16,18 @@ returns one :class:`Outcome` per identifier set. The algorithm (docs/identity.md
    - the merged person would break a type limit (two different ``user_id``) -> conflict;
    - an operator separated the two persons (an undone merge) -> conflict;
    - either side is quarantined -> conflict;
-   - the merged person would exceed a guardrail -> the bigger side is quarantined, conflict.
+   - the merged person would exceed a guardrail -> the bigger side (the newcomer, or the
+     cluster as a whole) is quarantined, conflict; a quarantined cluster takes nobody else.
 3. The survivor is the lowest person id of the cluster (UUIDv7: the oldest), so every
    resolver, in any order, picks the same one. Without any known person, a new person is
    created. The event resolves to the survivor, or (when nothing could be joined) to the
    person of its highest-priority identifier.
+4. Unknown identifiers are attached to the survivor, each with its *anchor* (the identifier it
+   was linked through) and its *home*: the anchor's home (see graph.py), so an unmerge later
+   gives it back to the side it was seen with.
+
+Limits only bind when both sides bring identifiers of the type: a person that already holds
+more than a lowered limit still resolves, and takes other types.
 
 Priority decides who wins: a lower-priority identifier never overrides a higher one, so an
 event ``{user_id: u2, phone: P}`` where P belongs to u1's person creates u2's person and
@@ -30,9 +37,9 @@ person resolves to u1's person without merging.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from cdp_identity.rules import DEFAULT_RULES, Identifier, Rules
 
@@ -75,6 +82,8 @@ class GraphState:
     separated: set[frozenset[str]] = field(default_factory=set)
     # Identifiers an operator removed and blocked.
     blocked: set[Identifier] = field(default_factory=set)
+    # Identifier -> its home person (graph.py); absent: the person holding it.
+    homes: dict[Identifier, str] = field(default_factory=dict)
     # merged-away person -> survivor (within this state's lifetime).
     merged_into: dict[str, str] = field(default_factory=dict)
 
@@ -87,6 +96,9 @@ class GraphState:
         person = self.owners.get(identifier)
         return None if person is None else self.live(person)
 
+    def home(self, identifier: Identifier) -> str:
+        return self.homes.get(identifier) or self.owners[identifier]
+
 
 @dataclass(frozen=True)
 class Link:
@@ -96,6 +108,8 @@ class Link:
     anchor: Identifier | None
     message_id: str
     rule: str
+    # The person it belongs to when no merge is in force: the anchor's home, or the new person.
+    home: str
 
 
 @dataclass(frozen=True)
@@ -130,8 +144,8 @@ class Outcome:
     quarantined: list[tuple[str, str]] = field(default_factory=list)
     # Identifiers of the event that were neither attached nor used, with why.
     skipped: list[tuple[Identifier, str]] = field(default_factory=list)
-    # The person whose identifier the new links hang from (see Link.anchor).
-    origin: str = ""
+    # A message resolved before (journal): answered read-only, nothing changed.
+    replayed: bool = False
 
     @property
     def attached(self) -> tuple[Identifier, ...]:
@@ -151,7 +165,7 @@ class Resolver:
         self.state = state
         self._new_id = new_id
         self.rules = rules
-        self._now = now or (lambda: datetime.now().astimezone())
+        self._now = now or (lambda: datetime.now(UTC))
 
     # Limits ---------------------------------------------------------------------------------
 
@@ -159,20 +173,23 @@ class Resolver:
         rule = self.rules.types.get(type_)
         return now - timedelta(days=rule.window_days) if rule is not None and rule.window_days else None
 
-    def _over_limit(self, persons: Iterable[PersonView], pending: Iterable[Identifier], now: datetime) -> str | None:
-        """The first type whose limit the union of ``persons`` and ``pending`` would break."""
-        persons = list(persons)
-        pending_counts: dict[str, int] = {}
+    def _counts(self, persons: Iterable[PersonView], pending: Iterable[Identifier], now: datetime) -> dict[str, int]:
+        """Identifiers per type held by ``persons`` (within each type's window) plus ``pending``."""
+        counts: dict[str, int] = {}
         for identifier in pending:
-            pending_counts[identifier.type] = pending_counts.get(identifier.type, 0) + 1
-        types = set(pending_counts) | {t for p in persons for t, _ in p.links}
-        for type_ in sorted(types):
+            counts[identifier.type] = counts.get(identifier.type, 0) + 1
+        for person in persons:
+            for type_, at in person.links:
+                since = self._since(type_, now)
+                if since is None or at >= since:
+                    counts[type_] = counts.get(type_, 0) + 1
+        return counts
+
+    def _over_limit(self, ours: dict[str, int], theirs: dict[str, int]) -> str | None:
+        """The first type whose limit joining two sides would break; only types both sides bring."""
+        for type_ in sorted(ours.keys() & theirs.keys()):
             rule = self.rules.types.get(type_)
-            if rule is None or not rule.max_per_person:
-                continue
-            since = self._since(type_, now)
-            total = pending_counts.get(type_, 0) + sum(p.count(type_, since) for p in persons)
-            if total > rule.max_per_person:
+            if rule is not None and rule.max_per_person and ours[type_] + theirs[type_] > rule.max_per_person:
                 return type_
         return None
 
@@ -191,7 +208,8 @@ class Resolver:
             return "an operator split these persons apart"
         if a.quarantined or b.quarantined:
             return "a quarantined person is never merged"
-        limited = self._over_limit([a, b], [], self._now())
+        now = self._now()
+        limited = self._over_limit(self._counts([a], [], now), self._counts([b], [], now))
         if limited is not None:
             return f"the person would hold two different {limited}"
         guard = self.rules.guardrails
@@ -217,6 +235,8 @@ class Resolver:
         conflicts: list[Conflict] = []
         skipped: list[tuple[Identifier, str]] = []
         outcome = Outcome("", False)
+        # Set when the cluster itself would exceed a guardrail: its survivor is quarantined.
+        cluster_quarantine = ""
 
         for identifier in ordered:
             if identifier in state.blocked:
@@ -224,7 +244,7 @@ class Resolver:
                 continue
             owner = state.owner(identifier)
             if owner is None:
-                limited = self._over_limit(cluster, [*pending, identifier], now)
+                limited = self._over_limit(self._counts(cluster, pending, now), {identifier.type: 1})
                 if limited is not None:
                     conflicts.append(
                         Conflict("limit", identifier, "", None, f"would exceed the {limited} limit of the person")
@@ -244,7 +264,7 @@ class Resolver:
                 skipped.append((identifier, "weak identifier does not bridge two known persons"))
                 continue
             if not cluster:
-                limited = self._over_limit([person], pending, now)
+                limited = self._over_limit(self._counts([person], [], now), self._counts([], pending, now))
                 if limited is not None:
                     conflicts.append(
                         Conflict("limit", identifier, "", owner, f"its person already holds a different {limited}")
@@ -257,25 +277,29 @@ class Resolver:
             if any(frozenset((p.person_id, owner)) in state.separated for p in cluster):
                 conflicts.append(Conflict("separated", identifier, "", owner, "an operator split these persons apart"))
                 continue
-            if person.quarantined or any(p.quarantined for p in cluster):
+            if person.quarantined or cluster_quarantine or any(p.quarantined for p in cluster):
                 conflicts.append(Conflict("quarantined", identifier, "", owner, "a quarantined person is never merged"))
                 continue
-            limited = self._over_limit([*cluster, person], pending, now)
+            limited = self._over_limit(self._counts(cluster, pending, now), self._counts([person], [], now))
             if limited is not None:
                 conflicts.append(
                     Conflict("limit", identifier, "", owner, f"merging would give the person two different {limited}")
                 )
                 continue
-            total = sum(len(p.links) for p in cluster) + len(person.links) + len(pending)
-            merges = sum(p.merge_count for p in cluster) + person.merge_count + len(cluster)
+            ours = (sum(len(p.links) for p in cluster) + len(pending), sum(p.merge_count for p in cluster))
+            theirs = (len(person.links), person.merge_count)
+            total, merges = ours[0] + theirs[0], ours[1] + theirs[1] + len(cluster)
             if total > guard.max_identifiers_per_person or merges > guard.max_merges_per_person:
                 what = (
                     f"more than {guard.max_identifiers_per_person} identifiers"
                     if total > guard.max_identifiers_per_person
                     else f"more than {guard.max_merges_per_person} merges"
                 )
-                bigger = max([cluster[0], person], key=lambda p: (len(p.links), p.merge_count, p.person_id))
-                self._quarantine(bigger, f"a merge would give it {what}", outcome)
+                # The bigger side is the suspicious one; the cluster counts as the person it becomes.
+                if (*ours, min(p.person_id for p in cluster)) >= (*theirs, owner):
+                    cluster_quarantine = f"a merge would give it {what}"
+                else:
+                    self._quarantine(person, f"a merge would give it {what}", outcome)
                 conflicts.append(Conflict("guardrail", identifier, "", owner, f"merging would give the person {what}"))
                 continue
             cluster.append(person)
@@ -328,12 +352,14 @@ class Resolver:
                 for pair in [p for p in state.separated if person.person_id in p]:
                     (other,) = pair - {person.person_id}
                     state.separated.add(frozenset((survivor, other)))
-
-        # Links: pending identifiers attach to the survivor (unless it is quarantined).
         target = state.persons[survivor]
+        if cluster_quarantine:
+            self._quarantine(target, cluster_quarantine, outcome)
+
+        # Links: pending identifiers attach to the survivor (unless it is quarantined), at home
+        # in the atom of the identifier they were seen with.
         anchor = joined_by[cluster[0].person_id] if cluster else None
-        # The person the links came through: kept on the identifier so an unmerge can tell sides.
-        outcome.origin = cluster[0].person_id if cluster else survivor
+        home = state.home(anchor) if anchor is not None else survivor
         for identifier in pending:
             if target.quarantined:
                 skipped.append((identifier, "person is quarantined"))
@@ -353,10 +379,12 @@ class Resolver:
                     anchor,
                     message_id,
                     f"{'new' if created else 'attach'}:{rules.rule_name(identifier.type)}",
+                    home,
                 )
             )
             target.links.append((identifier.type, now))
             state.owners[identifier] = survivor
+            state.homes[identifier] = home
             if anchor is None:
                 anchor = identifier
 
@@ -385,7 +413,3 @@ def needs_write(state: GraphState, identifiers: Iterable[Identifier]) -> bool:
             continue
         persons.add(owner)
     return len(persons) > 1
-
-
-def rank_owned(identifiers: Iterable[Identifier], owners: Mapping[Identifier, str], rules: Rules) -> list[Identifier]:
-    return sorted((i for i in set(identifiers) if i in owners), key=rules.rank)

@@ -1,23 +1,34 @@
 """The identity graph of one person, and how it splits when a merge is undone or an identifier removed.
 
-Nodes are the person's identifiers (by lookup key, so PII never needs decrypting). Edges are the
-evidence that put them together:
+Every identifier has a *home*: the person it belongs to when no merge is in force
+(``identifiers.origin_person_id``). A new person's identifiers have it as their home; an
+identifier attached later gets the home of the identifier it was attached through (its
+*anchor*), whoever holds that identifier now. So the identifiers sharing a home are one
+*atom*, connected by link evidence (each hangs from its anchor; identifiers linked by one
+message were seen together), and a person is a set of atoms joined by merges: each merge joins
+the atom of its anchor identifier (survivor's side) and the atom of its bridge identifier
+(merged side).
 
-- link edges: each identifier hangs from the identifier it was linked from (its *anchor*), and
-  identifiers linked by the same message were seen together, so they are connected too;
-- merge edges: a merge's anchor and bridge identifiers (two persons' identifiers seen on one
-  message), while the merge is not undone.
+Recomputing a person:
 
-A person is a connected component. Recomputing assigns each component to a person: the lowest
-*origin* person id among its identifiers (origin = the person the identifier was first linked
-to), so undoing a merge brings the merged-away person back under its own id; when two
-components claim the same origin, the one holding the highest-ranked identifier keeps it and
-the other gets the next origin or a new id.
+- **undo a merge**: the merge is dropped, and so is every later merge that would join the two
+  sides again; the atoms are regrouped by the merges left. A merge never moves an identifier to
+  another atom, so every person gets back exactly the identifiers it had without that merge.
+- **remove an identifier**: its atom falls apart where the link evidence went through it; the
+  piece holding the best-ranked identifier keeps the home, every other piece gets a new person
+  id as its home (written back, so later recomputes see it). Merges over the removed identifier
+  are undone.
+
+Each group of atoms goes to its lowest home (person ids are UUIDv7: the oldest person, the one
+every resolver picks as a merge survivor), and the group holding the person being split keeps
+that person's id. A person whose own atom is gone (its identifiers removed) keeps the group of
+its lowest other home and adopts that atom as its own. Every other home of a group now resolves
+to the group's owner.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -29,7 +40,7 @@ class Node:
     key: Key
     anchor: Key | None
     message_id: str | None
-    origin: str
+    home: str
     linked_at: datetime
     priority: int = 0
 
@@ -46,118 +57,136 @@ class MergeEdge:
 
 @dataclass
 class Split:
-    # Component owner -> its identifiers; the owner of ``keep`` keeps the person id.
+    # Owner -> its identifiers (best-ranked first). The person split keeps its id when it owns a group.
     owners: dict[str, list[Key]] = field(default_factory=dict)
     # Merges no longer in force (the undone one, crossing later ones, ones over a removed identifier).
     undone_merges: list[str] = field(default_factory=list)
-    # Person -> the person it now resolves to (merged-away persons).
+    # Home -> the owner it now resolves to (every home of a group but its owner).
     merged_into: dict[str, str] = field(default_factory=dict)
     # Active merges per owner (its merge count).
     merge_counts: dict[str, int] = field(default_factory=dict)
+    # Identifiers whose home changed (pieces of an atom cut by a removal) -> their new home.
+    rehomed: dict[Key, str] = field(default_factory=dict)
+    # New person ids (homes of cut-off pieces); each is an owner or merged into one.
+    created: list[str] = field(default_factory=list)
+
+    def owner_of(self, key: Key) -> str | None:
+        for owner, keys in self.owners.items():
+            if key in keys:
+                return owner
+        return None
 
 
 class _UnionFind:
-    def __init__(self, keys: Iterable[Key]) -> None:
-        self.parent = {k: k for k in keys}
+    def __init__(self, items: Iterable[Hashable]) -> None:
+        self.parent = {k: k for k in items}
 
-    def find(self, key: Key) -> Key:
-        root = key
+    def find(self, item: Hashable) -> Hashable:
+        root = item
         while self.parent[root] != root:
             root = self.parent[root]
-        while self.parent[key] != root:
-            self.parent[key], key = root, self.parent[key]
+        while self.parent[item] != root:
+            self.parent[item], item = root, self.parent[item]
         return root
 
-    def union(self, a: Key, b: Key) -> None:
+    def union(self, a: Hashable, b: Hashable) -> None:
         ra, rb = self.find(a), self.find(b)
         if ra != rb:
             self.parent[max(ra, rb)] = min(ra, rb)
+
+    def groups(self) -> list[list[Hashable]]:
+        found: dict[Hashable, list[Hashable]] = {}
+        for item in self.parent:
+            found.setdefault(self.find(item), []).append(item)
+        return list(found.values())
 
 
 def _rank(node: Node) -> tuple[int, datetime, Key]:
     return (-node.priority, node.linked_at, node.key)
 
 
+def _pieces(atom: Sequence[Node]) -> list[list[Node]]:
+    """An atom's identifiers grouped by link evidence (anchor edges, one message's identifiers)."""
+    by_key = {n.key: n for n in atom}
+    uf = _UnionFind(by_key)
+    by_message: dict[str, Key] = {}
+    oldest = min(atom, key=lambda n: (n.linked_at, n.key)).key
+    for node in atom:
+        if node.anchor is not None and node.anchor in by_key:
+            uf.union(node.key, node.anchor)
+        if node.message_id:
+            uf.union(by_message.setdefault(node.message_id, node.key), node.key)
+        if node.anchor is None and not node.message_id:
+            uf.union(node.key, oldest)  # linked before anchors were recorded: stays with the oldest
+    return [[by_key[k] for k in group] for group in uf.groups()]  # type: ignore[index]
+
+
 def recompute(
     nodes: Sequence[Node],
     merges: Sequence[MergeEdge],
     *,
+    person: str,
     new_id: Callable[[], str],
     undo: MergeEdge | None = None,
     remove: Key | None = None,
 ) -> Split:
-    """Components of a person's graph after undoing ``undo`` and/or removing ``remove``."""
-    by_key = {n.key: n for n in nodes if n.key != remove}
-    uf = _UnionFind(by_key)
-    undone: list[str] = []
+    """Groups of ``person``'s identifiers after undoing ``undo`` and/or removing ``remove``."""
+    split = Split()
+    home = {n.key: n.home for n in nodes if n.key != remove}
+    removed = next((n for n in nodes if n.key == remove), None)
+    if removed is not None:
+        atom = [n for n in nodes if n.home == removed.home and n.key != remove]
+        if atom:
+            pieces = sorted(_pieces(atom), key=lambda piece: min(_rank(n) for n in piece))
+            for piece in pieces[1:]:
+                fresh = new_id()
+                split.created.append(fresh)
+                for node in piece:
+                    home[node.key] = split.rehomed[node.key] = fresh
 
-    # Link evidence is never undone by an unmerge: links only ever add fresh identifiers.
-    by_message: dict[str, Key] = {}
-    roots: list[Key] = []
-    for node in sorted(by_key.values(), key=lambda n: (n.linked_at, n.key)):
-        if node.anchor is not None and node.anchor in by_key:
-            uf.union(node.key, node.anchor)
-        if node.message_id:
-            first = by_message.setdefault(node.message_id, node.key)
-            uf.union(first, node.key)
-        if node.anchor is None and not node.message_id:
-            roots.append(node.key)
-    # Identifiers with neither anchor nor message (from before anchors were recorded) belong
-    # with the oldest identifier of their origin person.
-    by_origin_oldest: dict[str, Key] = {}
-    for node in sorted(by_key.values(), key=lambda n: (n.linked_at, n.key)):
-        by_origin_oldest.setdefault(node.origin, node.key)
-    for key in roots:
-        uf.union(key, by_origin_oldest[by_key[key].origin])
-
-    active = [
-        m
-        for m in sorted(merges, key=lambda m: (m.created_at, m.merge_id))
-        if undo is None or m.merge_id != undo.merge_id
-    ]
+    homes = _UnionFind(set(home.values()))
+    seeds = None
     if undo is not None:
-        undone.append(undo.merge_id)
-    seeds = (undo.anchor, undo.bridge) if undo is not None else None
-    for merge in active:
-        if merge.anchor not in by_key or merge.bridge not in by_key:
-            undone.append(merge.merge_id)  # an identifier of the merge was removed
+        split.undone_merges.append(undo.merge_id)
+        if undo.anchor in home and undo.bridge in home:
+            seeds = (home[undo.anchor], home[undo.bridge])
+    kept: list[MergeEdge] = []
+    for merge in sorted(merges, key=lambda m: (m.created_at, m.merge_id)):
+        if undo is not None and merge.merge_id == undo.merge_id:
             continue
-        if seeds is not None and merge.created_at >= undo.created_at and all(s in by_key for s in seeds):
-            a, b = uf.find(merge.anchor), uf.find(merge.bridge)
-            sides = {uf.find(seeds[0]), uf.find(seeds[1])}
-            if a != b and {a, b} == sides:
-                undone.append(merge.merge_id)  # a later merge across the undone one goes with it
-                continue
-        uf.union(merge.anchor, merge.bridge)
-
-    components: dict[Key, list[Node]] = {}
-    for node in by_key.values():
-        components.setdefault(uf.find(node.key), []).append(node)
-
-    # Owners: lowest origin; ties go to the component with the highest-ranked identifier.
-    ordered = sorted(components.values(), key=lambda c: min(_rank(n) for n in c))
-    taken: set[str] = set()
-    split = Split(undone_merges=undone)
-    owner_of: dict[Key, str] = {}
-    for component in ordered:
-        origins = sorted({n.origin for n in component} - taken)
-        owner = origins[0] if origins else new_id()
-        taken.add(owner)
-        split.owners[owner] = sorted(n.key for n in sorted(component, key=_rank))
-        for node in component:
-            owner_of[node.key] = owner
-
-    # Every other person that was part of this one now resolves to the owner of its oldest identifier.
-    oldest: dict[str, Node] = {}
-    for node in sorted(by_key.values(), key=lambda n: (n.linked_at, n.key)):
-        oldest.setdefault(node.origin, node)
-    for origin, node in oldest.items():
-        if origin not in split.owners:
-            split.merged_into[origin] = owner_of[node.key]
-    for merge in merges:
-        if merge.merge_id in undone:
+        if merge.anchor not in home or merge.bridge not in home:
+            split.undone_merges.append(merge.merge_id)  # an identifier of the merge was removed
             continue
-        owner = owner_of.get(merge.anchor)
-        if owner is not None:
-            split.merge_counts[owner] = split.merge_counts.get(owner, 0) + 1
+        a, b = homes.find(home[merge.anchor]), homes.find(home[merge.bridge])
+        crossing = seeds is not None and a != b and {a, b} == {homes.find(seeds[0]), homes.find(seeds[1])}
+        if crossing and merge.created_at >= undo.created_at:  # type: ignore[union-attr]
+            split.undone_merges.append(merge.merge_id)  # a later merge across the undone one goes too
+            continue
+        homes.union(a, b)
+        kept.append(merge)
+
+    keys_of: dict[str, list[Key]] = {}
+    for key, h in home.items():
+        keys_of.setdefault(h, []).append(key)
+    rank = {n.key: _rank(n) for n in nodes}
+    owner_of_home: dict[str, str] = {}
+    for group in sorted(homes.groups(), key=min):
+        owner = min(group)
+        if person in group or (person not in home.values() and not split.owners):
+            owner = person
+            if person not in group:
+                # Its own atom is gone: it adopts the oldest atom of the group, so it keeps a home
+                # (and stays the lowest home of its group, as merge survivors are).
+                for key in keys_of[min(group)]:
+                    split.rehomed[key] = person
+                owner_of_home[person] = person
+        keys = sorted((k for h in group for k in keys_of[h]), key=rank.__getitem__)
+        split.owners[owner] = keys
+        for h in group:
+            owner_of_home[h] = owner
+            if h != owner:
+                split.merged_into[h] = owner
+    for merge in kept:
+        owner = owner_of_home[home[merge.anchor]]
+        split.merge_counts[owner] = split.merge_counts.get(owner, 0) + 1
     return split

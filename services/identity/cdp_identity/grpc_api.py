@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
+from functools import partial
+from typing import Any
 
 import grpc
 
@@ -199,6 +202,18 @@ def _position(token: str, scope: str) -> tuple[datetime, str] | None:
         raise InvalidArgument("page_token", "is not a token this API issued") from None
 
 
+async def _page(
+    request, scope: str, fetch: Callable[..., Awaitable[list]], position: Callable[[Any], tuple[datetime, str]]
+) -> tuple[list, str]:
+    """A page of rows after the request's page token (``fetch(after=, limit=)``), and the next token."""
+    size = page_size(request.page_size)
+    rows = await fetch(after=_position(request.page_token, scope), limit=size + 1)
+    if len(rows) <= size:
+        return rows, ""
+    when, ident = position(rows[size - 1])
+    return rows[:size], encode_token({"t": when.isoformat(), "id": ident}, scope=scope)
+
+
 class _IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     def __init__(self, service: IdentityService) -> None:
         self._service = service
@@ -233,18 +248,13 @@ class _IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.ListMergesRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.ListMergesResponse:
         workspace_id = workspace_of(request.parent)
-        size = page_size(request.page_size)
-        scope = f"merges:{workspace_id}:{request.person_id}"
-        rows = await self._service.list_merges(
-            workspace_id, person_id=request.person_id, after=_position(request.page_token, scope), limit=size + 1
+        rows, token = await _page(
+            request,
+            f"merges:{workspace_id}:{request.person_id}",
+            partial(self._service.list_merges, workspace_id, person_id=request.person_id),
+            lambda view: (view[0].created_at, view[0].merge_id),
         )
-        response = identity_pb2.ListMergesResponse(merges=[merge_pb(workspace_id, m) for m in rows[:size]])
-        if len(rows) > size:
-            last = rows[size - 1][0]
-            response.next_page_token = encode_token(
-                {"t": last.created_at.isoformat(), "id": last.merge_id}, scope=scope
-            )
-        return response
+        return identity_pb2.ListMergesResponse(merges=[merge_pb(workspace_id, m) for m in rows], next_page_token=token)
 
     async def Unmerge(
         self, request: identity_pb2.UnmergeRequest, context: grpc.aio.ServicerContext
@@ -278,6 +288,17 @@ class _IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             persons=[person_pb(ids["workspace"], p) for p in result.persons], undone_merge_ids=result.undone_merge_ids
         )
 
+    async def UnblockIdentifier(
+        self, request: identity_pb2.UnblockIdentifierRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.UnblockIdentifierResponse:
+        workspace_id = workspace_of(request.parent)
+        if not request.HasField("identifier") or not request.identifier.type:
+            raise InvalidArgument("identifier", "is required")
+        identifier, reason = await self._service.unblock_identifier(
+            workspace_id, request.identifier.type, request.identifier.value
+        )
+        return identity_pb2.UnblockIdentifierResponse(identifier=_id(identifier), blocked_reason=reason)
+
     async def ReleasePerson(
         self, request: identity_pb2.ReleasePersonRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.Person:
@@ -289,20 +310,15 @@ class _IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.ListIdentityConflictsRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.ListIdentityConflictsResponse:
         workspace_id = workspace_of(request.parent)
-        size = page_size(request.page_size)
-        scope = f"conflicts:{workspace_id}:{request.person_id}"
-        rows = await self._service.list_conflicts(
-            workspace_id, person_id=request.person_id, after=_position(request.page_token, scope), limit=size + 1
+        rows, token = await _page(
+            request,
+            f"conflicts:{workspace_id}:{request.person_id}",
+            partial(self._service.list_conflicts, workspace_id, person_id=request.person_id),
+            lambda view: (view[0].created_at, view[0].conflict_id),
         )
-        response = identity_pb2.ListIdentityConflictsResponse(
-            identity_conflicts=[conflict_pb(workspace_id, r, i) for r, i in rows[:size]]
+        return identity_pb2.ListIdentityConflictsResponse(
+            identity_conflicts=[conflict_pb(workspace_id, r, i) for r, i in rows], next_page_token=token
         )
-        if len(rows) > size:
-            last = rows[size - 1][0]
-            response.next_page_token = encode_token(
-                {"t": last.created_at.isoformat(), "id": last.conflict_id}, scope=scope
-            )
-        return response
 
     async def GetIdentityRules(
         self, request: identity_pb2.GetIdentityRulesRequest, context: grpc.aio.ServicerContext
@@ -335,7 +351,7 @@ class _IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             "current": identity_pb2.MergeDifference.SIDE_CURRENT_ONLY,
             "proposed": identity_pb2.MergeDifference.SIDE_PROPOSED_ONLY,
         }
-        return identity_pb2.DryRunIdentityRulesResponse(
+        response = identity_pb2.DryRunIdentityRulesResponse(
             current_version=report.current_version,
             events_replayed=report.events_replayed,
             truncated=report.truncated,
@@ -351,7 +367,11 @@ class _IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                 )
                 for s, m, a, b, r in report.differences
             ],
+            truncation_reason=report.truncation_reason,
+            days_replayed=report.days_replayed,
         )
+        _ts(response, "oldest_event_time", report.oldest_event_time)
+        return response
 
 
 _STATES = {
@@ -395,20 +415,15 @@ class _SuggestionMethods:
         if request.state not in _STATES:
             raise InvalidArgument("state", "unknown state")
         state = _STATES[request.state]
-        size = page_size(request.page_size)
-        scope = f"suggestions:{workspace_id}:{state}"
-        rows = await self._service.list_suggestions(
-            workspace_id, state=state, after=_position(request.page_token, scope), limit=size + 1
+        rows, token = await _page(
+            request,
+            f"suggestions:{workspace_id}:{state}",
+            partial(self._service.list_suggestions, workspace_id, state=state),
+            lambda row: (row.created_at, row.suggestion_id),
         )
-        response = identity_pb2.ListMatchSuggestionsResponse(
-            match_suggestions=[suggestion_pb(workspace_id, r) for r in rows[:size]]
+        return identity_pb2.ListMatchSuggestionsResponse(
+            match_suggestions=[suggestion_pb(workspace_id, r) for r in rows], next_page_token=token
         )
-        if len(rows) > size:
-            last = rows[size - 1]
-            response.next_page_token = encode_token(
-                {"t": last.created_at.isoformat(), "id": last.suggestion_id}, scope=scope
-            )
-        return response
 
     async def AcceptMatchSuggestion(
         self, request: identity_pb2.AcceptMatchSuggestionRequest, context: grpc.aio.ServicerContext

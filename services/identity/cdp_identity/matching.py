@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from cdp_identity.rules import flat_key
+
 FIELDS = ("given_name", "family_name", "birth_date", "phone", "street", "locality", "postcode", "region")
 AREA = ("locality", "postcode", "region")
 
@@ -68,14 +70,10 @@ def _digits(value: Any) -> str:
     return re.sub(r"\D", "", str(value))[:20]
 
 
-def _flat(key: str) -> str:
-    return key.replace("_", "").replace("-", "").lower()
-
-
 def _pick(source: Mapping[str, Any], *names: str) -> Any:
-    wanted = {_flat(n) for n in names}
+    wanted = {flat_key(n) for n in names}
     for key, value in source.items():
-        if isinstance(key, str) and _flat(key) in wanted and value not in (None, ""):
+        if isinstance(key, str) and flat_key(key) in wanted and value not in (None, ""):
             return value
     return None
 

@@ -48,7 +48,7 @@ class NewLink:
     person_id: str
     anchor: Key | None
     message_id: str
-    origin_person_id: str
+    home: str
     rule: str
 
 
@@ -148,13 +148,16 @@ async def lock_persons(conn: asyncpg.Connection, workspace_id: str, person_ids: 
     return True
 
 
-async def owners(conn: asyncpg.Connection, workspace_id: str, keys: Iterable[Key]) -> dict[Key, str | None]:
-    """Who holds each key (absent: nobody; None: removed and blocked)."""
+async def owners(
+    conn: asyncpg.Connection, workspace_id: str, keys: Iterable[Key]
+) -> dict[Key, tuple[str | None, str | None]]:
+    """Who holds each key and its home person (absent: nobody; holder None: removed and blocked)."""
     wanted = list(keys)
     if not wanted:
         return {}
     rows = await conn.fetch(
-        """SELECT i.id_type, i.id_value, i.person_id::text AS person_id
+        """SELECT i.id_type, i.id_value, i.person_id::text AS person_id,
+                  coalesce(i.origin_person_id, i.person_id)::text AS home
            FROM identifiers i
            JOIN unnest($2::text[], $3::text[]) AS w(id_type, id_value)
              ON i.id_type = w.id_type AND i.id_value = w.id_value
@@ -163,7 +166,7 @@ async def owners(conn: asyncpg.Connection, workspace_id: str, keys: Iterable[Key
         [k[0] for k in wanted],
         [k[1] for k in wanted],
     )
-    return {(r["id_type"], r["id_value"]): r["person_id"] for r in rows}
+    return {(r["id_type"], r["id_value"]): (r["person_id"], r["home"]) for r in rows}
 
 
 async def person_links(
@@ -214,6 +217,18 @@ async def journal_seen(conn: asyncpg.Connection, workspace_id: str, message_ids:
     return {r["message_id"] for r in rows}
 
 
+async def journal_identifiers(
+    conn: asyncpg.Connection, workspace_id: str, message_ids: Sequence[str]
+) -> dict[str, bytes]:
+    """The sealed identifier sets journaled for these message ids."""
+    rows = await conn.fetch(
+        "SELECT message_id, identifiers FROM journal WHERE workspace_id = $1 AND message_id = ANY($2::text[])",
+        workspace_id,
+        list(message_ids),
+    )
+    return {r["message_id"]: r["identifiers"] for r in rows}
+
+
 # Writes of a resolution ------------------------------------------------------------------------------
 
 
@@ -226,7 +241,7 @@ async def insert_persons(conn: asyncpg.Connection, workspace_id: str, person_ids
         )
 
 
-async def insert_links(conn: asyncpg.Connection, workspace_id: str, links: Sequence[NewLink]) -> int:
+async def insert_links(conn: asyncpg.Connection, workspace_id: str, links: Sequence[NewLink], now: datetime) -> int:
     """Insert new identifiers in key order; returns how many were inserted (fewer: another
     transaction linked one of them first, and the caller must start over)."""
     if not links:
@@ -234,8 +249,8 @@ async def insert_links(conn: asyncpg.Connection, workspace_id: str, links: Seque
     links = sorted(links, key=lambda link: link.key)
     result = await conn.execute(
         """INSERT INTO identifiers (workspace_id, id_type, id_value, sealed, person_id, anchor_type, anchor_value,
-                                    source_message_id, origin_person_id, rule)
-           SELECT $1, t, v, s, p, at, av, m, o, r
+                                    source_message_id, origin_person_id, rule, first_seen_at)
+           SELECT $1, t, v, s, p, at, av, m, o, r, $11
            FROM unnest($2::text[], $3::text[], $4::bytea[], $5::uuid[], $6::text[], $7::text[], $8::text[],
                        $9::uuid[], $10::text[]) WITH ORDINALITY AS x(t, v, s, p, at, av, m, o, r, n)
            ORDER BY n
@@ -248,14 +263,16 @@ async def insert_links(conn: asyncpg.Connection, workspace_id: str, links: Seque
         [link.anchor[0] if link.anchor else None for link in links],
         [link.anchor[1] if link.anchor else None for link in links],
         [link.message_id for link in links],
-        [link.origin_person_id for link in links],
+        [link.home for link in links],
         [link.rule for link in links],
+        now,
     )
     return int(result.split()[-1])
 
 
 async def apply_merges(conn: asyncpg.Connection, workspace_id: str, moves: Sequence[tuple[str, str]]) -> None:
-    """Move identifiers of merged persons to their survivors: rows of (merged, final survivor)."""
+    """Merge persons: rows of (merged, final survivor). Identifiers move to the survivor, the merged
+    person (and those merged into it before) resolve to it, and its separations become the survivor's."""
     if not moves:
         return
     merged = [m for m, _ in moves]
@@ -273,6 +290,20 @@ async def apply_merges(conn: asyncpg.Connection, workspace_id: str, moves: Seque
         """UPDATE persons p SET status = 'merged', merged_into = m.survivor, updated_at = now()
            FROM unnest($2::uuid[], $3::uuid[]) AS m(merged, survivor)
            WHERE p.workspace_id = $1 AND (p.person_id = m.merged OR p.merged_into = m.merged)""",
+        workspace_id,
+        merged,
+        survivors,
+    )
+    # An operator split the merged person from someone: the survivor stays apart from them too.
+    await conn.execute(
+        """INSERT INTO separations (workspace_id, person_a, person_b, merge_id)
+           SELECT $1, least(m.survivor, o.other), greatest(m.survivor, o.other), s.merge_id
+           FROM unnest($2::uuid[], $3::uuid[]) AS m(merged, survivor)
+           JOIN separations s ON s.workspace_id = $1 AND m.merged IN (s.person_a, s.person_b)
+           CROSS JOIN LATERAL (SELECT CASE WHEN s.person_a = m.merged THEN s.person_b ELSE s.person_a END) AS o(other)
+           WHERE o.other <> m.survivor
+           ORDER BY 2, 3
+           ON CONFLICT DO NOTHING""",
         workspace_id,
         merged,
         survivors,
@@ -340,17 +371,21 @@ async def insert_separations(
         )
 
 
-async def insert_conflicts(conn: asyncpg.Connection, workspace_id: str, conflicts: Sequence[ConflictRow]) -> list[str]:
-    """Insert, skipping ones already recorded for the same message; returns the ids inserted."""
+async def insert_conflicts(
+    conn: asyncpg.Connection, workspace_id: str, conflicts: Sequence[ConflictRow], now: datetime
+) -> list[str]:
+    """Insert, skipping ones already recorded for the same (kind, identifier, person); returns the
+    ids inserted (in unique-key order, so two batches never wait on each other in a cycle)."""
     if not conflicts:
         return []
-    conflicts = sorted(conflicts, key=lambda c: (c.message_id, c.key))
+    conflicts = sorted(conflicts, key=lambda c: (c.kind, c.key, c.person_id or ""))
     rows = await conn.fetch(
         """INSERT INTO conflicts (workspace_id, conflict_id, kind, id_type, id_value, sealed, person_id,
-                                  other_person_id, message_id, detail, rule_version)
-           SELECT $1, c, k, t, v, s, p, o, m, d, r
+                                  other_person_id, message_id, detail, rule_version, created_at)
+           SELECT $1, c, k, t, v, s, p, o, m, d, r, $12
            FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::uuid[], $8::uuid[],
-                       $9::text[], $10::text[], $11::int[]) AS x(c, k, t, v, s, p, o, m, d, r)
+                       $9::text[], $10::text[], $11::int[]) WITH ORDINALITY AS x(c, k, t, v, s, p, o, m, d, r, n)
+           ORDER BY n
            ON CONFLICT DO NOTHING RETURNING conflict_id::text""",
         workspace_id,
         [c.conflict_id for c in conflicts],
@@ -363,42 +398,58 @@ async def insert_conflicts(conn: asyncpg.Connection, workspace_id: str, conflict
         [c.message_id for c in conflicts],
         [c.detail for c in conflicts],
         [c.rule_version for c in conflicts],
+        now,
     )
     return [r["conflict_id"] for r in rows]
 
 
-async def insert_journal(conn: asyncpg.Connection, workspace_id: str, rows: Sequence[tuple[str, str, bytes]]) -> None:
-    """(message id, person id, sealed identifiers); a message already journaled is kept as it was."""
-    if rows:
-        await conn.execute(
-            """INSERT INTO journal (workspace_id, message_id, person_id, identifiers)
-               SELECT $1, m, p, i FROM unnest($2::text[], $3::uuid[], $4::bytea[]) AS x(m, p, i)
-               ON CONFLICT DO NOTHING""",
-            workspace_id,
-            [r[0] for r in rows],
-            [r[1] for r in rows],
-            [r[2] for r in rows],
-        )
+async def prune_conflicts(conn: asyncpg.Connection, before: datetime) -> int:
+    return await _prune(conn, "conflicts", "created_at", before)
 
 
-async def prune_journal(conn: asyncpg.Connection, days: int, limit: int = 10_000) -> int:
+async def _prune(conn: asyncpg.Connection, table: str, column: str, before: datetime, limit: int = 10_000) -> int:
+    """Delete up to ``limit`` rows older than ``before`` (in every workspace); how many went."""
     result = await conn.execute(
-        """DELETE FROM journal WHERE ctid = ANY(ARRAY(
-               SELECT ctid FROM journal WHERE resolved_at < now() - make_interval(days => $1) LIMIT $2))""",
-        days,
+        f"""DELETE FROM {table} WHERE ctid = ANY(ARRAY(
+                SELECT ctid FROM {table} WHERE {column} < $1 LIMIT $2))""",
+        before,
         limit,
     )
     return int(result.split()[-1])
 
 
-async def journal_window(conn: asyncpg.Connection, workspace_id: str, days: int, limit: int) -> list[asyncpg.Record]:
+async def insert_journal(
+    conn: asyncpg.Connection, workspace_id: str, rows: Sequence[tuple[str, str | None, bytes]], now: datetime
+) -> None:
+    """(message id, person id or None, sealed identifiers); a message already journaled is kept as it was."""
+    if rows:
+        await conn.execute(
+            """INSERT INTO journal (workspace_id, message_id, person_id, identifiers, resolved_at)
+               SELECT $1, m, p, i, $5 FROM unnest($2::text[], $3::uuid[], $4::bytea[]) AS x(m, p, i)
+               ON CONFLICT DO NOTHING""",
+            workspace_id,
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+            [r[2] for r in rows],
+            now,
+        )
+
+
+async def prune_journal(conn: asyncpg.Connection, before: datetime) -> int:
+    return await _prune(conn, "journal", "resolved_at", before)
+
+
+async def journal_window(
+    conn: asyncpg.Connection, workspace_id: str, days: int, limit: int, now: datetime
+) -> list[asyncpg.Record]:
     return await conn.fetch(
-        """SELECT message_id, identifiers FROM journal
-           WHERE workspace_id = $1 AND resolved_at >= now() - make_interval(days => $2)
+        """SELECT message_id, identifiers, resolved_at FROM journal
+           WHERE workspace_id = $1 AND resolved_at >= $4::timestamptz - make_interval(days => $2)
            ORDER BY seq LIMIT $3""",
         workspace_id,
         days,
         limit,
+        now,
     )
 
 
@@ -434,12 +485,10 @@ async def get_person(conn: asyncpg.Connection, workspace_id: str, person_id: str
     return None if row is None else PersonRow(**dict(row))
 
 
-async def identifiers_of(
-    conn: asyncpg.Connection, workspace_id: str, person_id: str, *, for_update: bool = False
-) -> list[IdentifierRow]:
+async def identifiers_of(conn: asyncpg.Connection, workspace_id: str, person_id: str) -> list[IdentifierRow]:
     rows = await conn.fetch(
         f"""SELECT {_IDENTIFIER_COLUMNS} FROM identifiers WHERE workspace_id = $1 AND person_id = $2::uuid
-            ORDER BY first_seen_at, id_type, id_value {"FOR UPDATE" if for_update else ""}""",
+            ORDER BY first_seen_at, id_type, id_value""",
         workspace_id,
         person_id,
     )
@@ -473,20 +522,9 @@ _MERGE_COLUMNS = """merge_id::text AS merge_id, survivor_id::text AS survivor_id
 
 def _merge(r: Any) -> MergeRow:
     return MergeRow(
-        merge_id=r["merge_id"],
-        survivor_id=r["survivor_id"],
-        merged_id=r["merged_id"],
         anchor=(r["anchor_type"], r["anchor_value"]),
-        anchor_sealed=r["anchor_sealed"],
         bridge=(r["bridge_type"], r["bridge_value"]),
-        bridge_sealed=r["bridge_sealed"],
-        message_id=r["message_id"],
-        rule=r["rule"],
-        rule_version=r["rule_version"],
-        kind=r["kind"],
-        created_at=r["created_at"],
-        undone_at=r["undone_at"],
-        undo_reason=r["undo_reason"],
+        **_without(r, "anchor_type", "anchor_value", "bridge_type", "bridge_value"),
     )
 
 
@@ -521,19 +559,37 @@ async def list_merges(
     after: tuple[datetime, str] | None,
     limit: int,
 ) -> list[MergeRow]:
-    rows = await conn.fetch(
-        f"""SELECT {_MERGE_COLUMNS} FROM merges
+    rows = await _newest_first(
+        conn, "merges", _MERGE_COLUMNS, "merge_id", ("survivor_id", "merged_id"), workspace_id, person_id, after, limit
+    )
+    return [_merge(r) for r in rows]
+
+
+async def _newest_first(
+    conn: asyncpg.Connection,
+    table: str,
+    columns: str,
+    id_column: str,
+    person_columns: tuple[str, ...],
+    workspace_id: str,
+    person_id: str | None,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """A page of a workspace's log table, newest first, optionally for one person, after a position."""
+    of_person = " OR ".join(f"{column} = $2::uuid" for column in person_columns)
+    return await conn.fetch(
+        f"""SELECT {columns} FROM {table}
             WHERE workspace_id = $1
-              AND ($2::uuid IS NULL OR survivor_id = $2::uuid OR merged_id = $2::uuid)
-              AND ($3::timestamptz IS NULL OR (created_at, merge_id) < ($3::timestamptz, $4::uuid))
-            ORDER BY created_at DESC, merge_id DESC LIMIT $5""",
+              AND ($2::uuid IS NULL OR {of_person})
+              AND ($3::timestamptz IS NULL OR (created_at, {id_column}) < ($3::timestamptz, $4::uuid))
+            ORDER BY created_at DESC, {id_column} DESC LIMIT $5""",
         workspace_id,
         person_id,
         after[0] if after else None,
         after[1] if after else None,
         limit,
     )
-    return [_merge(r) for r in rows]
 
 
 async def mark_merges_undone(
@@ -555,20 +611,23 @@ async def reassign(
     owners: dict[str, list[Key]],
     merged_into: dict[str, str],
     merge_counts: dict[str, int],
-    known_persons: set[str],
+    rehomed: dict[Key, str],
+    created: Sequence[str],
 ) -> None:
-    """Write a recomputed graph: identifiers to their owners, persons (re)activated or merged."""
-    new = [p for p in owners if p not in known_persons]
-    await insert_persons(conn, workspace_id, new)
+    """Write a recomputed graph: identifiers to their owners (and new homes), persons (re)activated
+    or merged, new persons for the pieces a removal cut off."""
+    await insert_persons(conn, workspace_id, created)
     keys = [(p, k) for p, ks in owners.items() for k in ks]
     await conn.execute(
-        """UPDATE identifiers i SET person_id = x.p
-           FROM unnest($2::uuid[], $3::text[], $4::text[]) AS x(p, t, v)
-           WHERE i.workspace_id = $1 AND i.id_type = x.t AND i.id_value = x.v AND i.person_id IS DISTINCT FROM x.p""",
+        """UPDATE identifiers i SET person_id = x.p, origin_person_id = coalesce(x.h, i.origin_person_id)
+           FROM unnest($2::uuid[], $3::text[], $4::text[], $5::uuid[]) AS x(p, t, v, h)
+           WHERE i.workspace_id = $1 AND i.id_type = x.t AND i.id_value = x.v
+             AND (i.person_id IS DISTINCT FROM x.p OR x.h IS NOT NULL)""",
         workspace_id,
         [p for p, _ in keys],
         [k[0] for _, k in keys],
         [k[1] for _, k in keys],
+        [rehomed.get(k) for _, k in keys],
     )
     await conn.execute(
         """UPDATE persons p SET status = CASE WHEN p.status = 'quarantined' THEN 'quarantined' ELSE 'active' END,
@@ -579,7 +638,6 @@ async def reassign(
         list(owners),
         [merge_counts.get(p, 0) for p in owners],
     )
-    # Persons that own no component now resolve to the owner of their oldest identifier.
     if merged_into:
         await conn.execute(
             """UPDATE persons p SET status = 'merged', merged_into = x.s, updated_at = now()
@@ -603,6 +661,17 @@ async def release_person(conn: asyncpg.Connection, workspace_id: str, person_id:
 async def delete_identifier(conn: asyncpg.Connection, workspace_id: str, key: Key) -> None:
     await conn.execute(
         "DELETE FROM identifiers WHERE workspace_id = $1 AND id_type = $2 AND id_value = $3",
+        workspace_id,
+        key[0],
+        key[1],
+    )
+
+
+async def unblock_identifier(conn: asyncpg.Connection, workspace_id: str, key: Key) -> str | None:
+    """Forget a blocked value; its blocked reason, or None when it was not blocked."""
+    return await conn.fetchval(
+        """DELETE FROM identifiers WHERE workspace_id = $1 AND id_type = $2 AND id_value = $3 AND person_id IS NULL
+           RETURNING coalesce(blocked_reason, '')""",
         workspace_id,
         key[0],
         key[1],
@@ -644,6 +713,10 @@ async def insert_removal(
     )
 
 
+_CONFLICT_COLUMNS = """conflict_id::text AS conflict_id, kind, id_type, id_value, sealed, person_id::text AS person_id,
+    other_person_id::text AS other_person_id, message_id, detail, rule_version, created_at"""
+
+
 async def list_conflicts(
     conn: asyncpg.Connection,
     workspace_id: str,
@@ -652,35 +725,22 @@ async def list_conflicts(
     after: tuple[datetime, str] | None,
     limit: int,
 ) -> list[ConflictRow]:
-    rows = await conn.fetch(
-        """SELECT conflict_id::text AS conflict_id, kind, id_type, id_value, sealed, person_id::text AS person_id,
-                  other_person_id::text AS other_person_id, message_id, detail, rule_version, created_at
-           FROM conflicts
-           WHERE workspace_id = $1
-             AND ($2::uuid IS NULL OR person_id = $2::uuid OR other_person_id = $2::uuid)
-             AND ($3::timestamptz IS NULL OR (created_at, conflict_id) < ($3::timestamptz, $4::uuid))
-           ORDER BY created_at DESC, conflict_id DESC LIMIT $5""",
+    rows = await _newest_first(
+        conn,
+        "conflicts",
+        _CONFLICT_COLUMNS,
+        "conflict_id",
+        ("person_id", "other_person_id"),
         workspace_id,
         person_id,
-        after[0] if after else None,
-        after[1] if after else None,
+        after,
         limit,
     )
-    return [
-        ConflictRow(
-            conflict_id=r["conflict_id"],
-            kind=r["kind"],
-            key=(r["id_type"], r["id_value"]),
-            sealed=r["sealed"],
-            person_id=r["person_id"],
-            other_person_id=r["other_person_id"],
-            message_id=r["message_id"],
-            detail=r["detail"],
-            rule_version=r["rule_version"],
-            created_at=r["created_at"],
-        )
-        for r in rows
-    ]
+    return [ConflictRow(key=(r["id_type"], r["id_value"]), **_without(r, "id_type", "id_value")) for r in rows]
+
+
+def _without(record: Any, *names: str) -> dict[str, Any]:
+    return {k: v for k, v in dict(record).items() if k not in names}
 
 
 # PII conversion of rows written before migration 0002 ----------------------------------------------------
@@ -755,26 +815,61 @@ async def match_profiles(conn: asyncpg.Connection, workspace_id: str, person_ids
     return {r["p"]: r["attributes"] for r in rows}
 
 
-async def upsert_match_profiles(conn: asyncpg.Connection, workspace_id: str, rows: Sequence[tuple[str, bytes]]) -> None:
+async def lock_match_profiles(
+    conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]
+) -> dict[str, bytes]:
+    """Row-lock the existing profiles of these persons in person order (one statement); their attributes."""
+    if not person_ids:
+        return {}
+    rows = await conn.fetch(
+        """SELECT person_id::text AS p, attributes FROM match_profiles
+           WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])
+           ORDER BY person_id FOR UPDATE""",
+        workspace_id,
+        sorted(person_ids),
+    )
+    return {r["p"]: r["attributes"] for r in rows}
+
+
+async def update_match_profiles(conn: asyncpg.Connection, workspace_id: str, rows: Sequence[tuple[str, bytes]]) -> None:
+    """New attributes for profiles this transaction has locked."""
     if rows:
-        rows = sorted(rows)
         await conn.execute(
-            """INSERT INTO match_profiles (workspace_id, person_id, attributes)
-               SELECT $1, p, a FROM unnest($2::uuid[], $3::bytea[]) AS x(p, a)
-               ON CONFLICT (workspace_id, person_id)
-               DO UPDATE SET attributes = excluded.attributes, dirty = true, updated_at = now()""",
+            """UPDATE match_profiles m SET attributes = x.a, dirty = true, updated_at = now()
+               FROM unnest($2::uuid[], $3::bytea[]) AS x(p, a)
+               WHERE m.workspace_id = $1 AND m.person_id = x.p""",
             workspace_id,
             [r[0] for r in rows],
             [r[1] for r in rows],
         )
 
 
+async def insert_match_profiles(conn: asyncpg.Connection, workspace_id: str, rows: Sequence[tuple[str, bytes]]) -> int:
+    """First profiles, in person order; returns how many were inserted (fewer: one appeared meanwhile)."""
+    if not rows:
+        return 0
+    rows = sorted(rows)
+    result = await conn.execute(
+        """INSERT INTO match_profiles (workspace_id, person_id, attributes)
+           SELECT $1, p, a FROM unnest($2::uuid[], $3::bytea[]) WITH ORDINALITY AS x(p, a, n)
+           ORDER BY n
+           ON CONFLICT DO NOTHING""",
+        workspace_id,
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+    )
+    return int(result.split()[-1])
+
+
 async def mark_match_dirty(conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]) -> None:
     if person_ids:
         await conn.execute(
-            """UPDATE match_profiles SET dirty = true WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])""",
+            """UPDATE match_profiles m SET dirty = true
+               FROM (SELECT person_id FROM match_profiles WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])
+                     ORDER BY person_id FOR UPDATE) AS l
+               WHERE m.workspace_id = $1 AND m.person_id = l.person_id""",
             workspace_id,
-            list(person_ids),
+            sorted(person_ids),
         )
 
 
@@ -790,20 +885,30 @@ async def retire_match_persons(conn: asyncpg.Connection, workspace_id: str, pers
 
 async def obsolete_suggestions(conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]) -> None:
     if person_ids:
+        # Rows locked in id order (one statement): two transactions never wait on each other in a cycle.
         await conn.execute(
-            """UPDATE match_suggestions SET state = 'obsolete', decided_at = now()
-               WHERE workspace_id = $1 AND state = 'pending'
-                 AND (person_a = ANY($2::uuid[]) OR person_b = ANY($2::uuid[]))""",
+            """UPDATE match_suggestions s SET state = 'obsolete', decided_at = now()
+               FROM (SELECT suggestion_id FROM match_suggestions
+                     WHERE workspace_id = $1 AND state = 'pending'
+                       AND (person_a = ANY($2::uuid[]) OR person_b = ANY($2::uuid[]))
+                     ORDER BY suggestion_id FOR UPDATE) AS l
+               WHERE s.workspace_id = $1 AND s.suggestion_id = l.suggestion_id AND s.state = 'pending'""",
             workspace_id,
             list(person_ids),
         )
 
 
-async def dirty_match_profiles(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+async def dirty_workspaces(conn: asyncpg.Connection) -> list[str]:
+    rows = await conn.fetch("SELECT DISTINCT workspace_id FROM match_profiles WHERE dirty ORDER BY 1")
+    return [r["workspace_id"] for r in rows]
+
+
+async def dirty_match_profiles(conn: asyncpg.Connection, workspace_id: str, limit: int) -> list[asyncpg.Record]:
     return await conn.fetch(
         """SELECT m.workspace_id, m.person_id::text AS person_id, m.attributes, p.status
            FROM match_profiles m JOIN persons p USING (workspace_id, person_id)
-           WHERE m.dirty ORDER BY m.workspace_id, m.person_id LIMIT $1 FOR UPDATE OF m SKIP LOCKED""",
+           WHERE m.workspace_id = $1 AND m.dirty ORDER BY m.person_id LIMIT $2 FOR UPDATE OF m SKIP LOCKED""",
+        workspace_id,
         limit,
     )
 
@@ -911,4 +1016,64 @@ async def decide_suggestion(
         suggestion_id,
         state,
         merge_id,
+    )
+
+
+# Re-sealing under the active PII key ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SealedColumn:
+    """A column of sealed values: its table, the columns that find a row, and the SQL of the
+    seal context after ``<workspace>/``."""
+
+    table: str
+    column: str
+    keys: tuple[str, ...]
+    context: str
+
+
+SEALED_COLUMNS = (
+    SealedColumn("identifiers", "sealed", ("id_type", "id_value"), "id_type"),
+    SealedColumn("merges", "anchor_sealed", ("merge_id",), "anchor_type"),
+    SealedColumn("merges", "bridge_sealed", ("merge_id",), "bridge_type"),
+    SealedColumn("conflicts", "sealed", ("conflict_id",), "id_type"),
+    SealedColumn("removals", "sealed", ("removal_id",), "id_type"),
+    SealedColumn("journal", "identifiers", ("message_id",), "'journal'"),
+    SealedColumn("match_profiles", "attributes", ("person_id",), "'match'"),
+)
+
+
+async def sealed_under_other_keys(
+    conn: asyncpg.Connection, sealed: SealedColumn, active_key_id: str, limit: int
+) -> list[asyncpg.Record]:
+    """Rows whose value was sealed under another key than ``active_key_id``, locked (others skipped).
+
+    A sealed value starts with a version byte, the key id's length, and the key id (cdpkit.pii).
+    """
+    keys = ", ".join(f"{k}::text AS k{n}" for n, k in enumerate(sealed.keys))
+    return await conn.fetch(
+        f"""SELECT workspace_id, {keys}, workspace_id || '/' || {sealed.context} AS context, {sealed.column} AS sealed
+            FROM {sealed.table}
+            WHERE {sealed.column} IS NOT NULL
+              AND substring({sealed.column} FROM 3 FOR get_byte({sealed.column}, 1)) <> convert_to($1, 'UTF8')
+            LIMIT $2 FOR UPDATE SKIP LOCKED""",
+        active_key_id,
+        limit,
+    )
+
+
+async def replace_sealed(
+    conn: asyncpg.Connection, sealed: SealedColumn, rows: Sequence[asyncpg.Record], values: Sequence[bytes]
+) -> None:
+    matches = " AND ".join(f"t.{k}::text = x.k{n}" for n, k in enumerate(sealed.keys))
+    columns = ", ".join(f"${n + 3}::text[]" for n in range(len(sealed.keys)))
+    names = ", ".join(f"k{n}" for n in range(len(sealed.keys)))
+    await conn.execute(
+        f"""UPDATE {sealed.table} t SET {sealed.column} = x.v
+            FROM unnest($1::text[], $2::bytea[], {columns}) AS x(w, v, {names})
+            WHERE t.workspace_id = x.w AND {matches}""",
+        [r["workspace_id"] for r in rows],
+        list(values),
+        *[[r[f"k{n}"] for r in rows] for n in range(len(sealed.keys))],
     )

@@ -22,7 +22,23 @@ from typing import Any
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
+# The standard library's regular-expression parser (sre_parse before 3.11), to vet operators' patterns.
+try:
+    import re._constants as _sre_constants
+    import re._parser as _sre_parser
+except ImportError:  # pragma: no cover - Python < 3.11
+    import sre_constants as _sre_constants  # type: ignore[no-redef]
+    import sre_parse as _sre_parser  # type: ignore[no-redef]
+
+_REPEATS = tuple(
+    getattr(_sre_constants, name)
+    for name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT")
+    if hasattr(_sre_constants, name)
+)
+
 MAX_VALUE_LENGTH = 256
+# Identifiers of one event or API set: more is a broken client, not a shopper.
+MAX_IDENTIFIERS_PER_SET = 50
 MAX_BLOCKED_VALUES = 1000
 MAX_PATTERN_LENGTH = 200
 MAX_TYPES = 64
@@ -52,13 +68,23 @@ PHONE_BLOCKED = ("+8613800138000", "+8613800000000", "+8613900000000")
 PHONE_BLOCKED_PATTERNS = (r"\+86(\d)\1{10}", r"\+861\d(0{9}|1{9}|2{9}|3{9}|4{9}|5{9}|6{9}|7{9}|8{9}|9{9})")
 
 
-class InvalidIdentifier(ValueError):
-    """A value that is not used as an identifier, with the reason."""
+def builtin_blocked(normaliser: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Values (and patterns) blocked for every type whatever its rules say: junk values, and
+    documentation/test numbers for phone numbers. A rules update can add to them, never drop them."""
+    if normaliser == "phone":
+        return COMMON_BLOCKED + PHONE_BLOCKED, PHONE_BLOCKED_PATTERNS
+    return COMMON_BLOCKED, ()
 
-    def __init__(self, type_: str, reason: str) -> None:
+
+class InvalidIdentifier(ValueError):
+    """A value that is not used as an identifier, with the reason (never the value itself) and the
+    field at fault: ``"type"`` (unknown or disabled type) or ``"value"``."""
+
+    def __init__(self, type_: str, reason: str, field: str = "value") -> None:
         super().__init__(f"{type_}: {reason}")
         self.type = type_
         self.reason = reason
+        self.field = field
 
 
 class InvalidRules(ValueError):
@@ -93,10 +119,6 @@ class TypeRule:
     blocked_patterns: tuple[str, ...] = ()
     enabled: bool = True
     builtin: bool = False
-
-    @property
-    def weak(self) -> bool:
-        return not self.bridge
 
 
 def _builtin(name: str, priority: int, max_per_person: int, **kwargs: Any) -> TypeRule:
@@ -172,6 +194,7 @@ DEFAULT_RULES = Rules()
 # Normalisation ---------------------------------------------------------------------------------
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DETAIL = re.compile(r" *\(.*\)")
 _SCOPED = re.compile(r"^([A-Za-z0-9_.-]{1,64}):([A-Za-z0-9_-]{4,128})$")
 
 
@@ -198,7 +221,9 @@ def _email(value: str, _region: str) -> str:
     try:
         result = validate_email(value.strip(), check_deliverability=False)
     except EmailNotValidError as exc:
-        raise ValueError(f"not an e-mail address ({exc})") from None
+        # The library's details in parentheses can echo the domain: errors and logs never show values.
+        detail = _DETAIL.sub("", str(exc))
+        raise ValueError(f"not an e-mail address ({detail})") from None
     # Mailboxes are case-insensitive in practice; one shopper, one address.
     return result.normalized.lower()
 
@@ -241,14 +266,15 @@ def normalise(rules: Rules, type_: str, value: Any) -> Identifier:
     kind = rules.type(type_)
     if kind is None:
         reason = "identifier type is disabled" if type_ in rules.types else "unknown identifier type"
-        raise InvalidIdentifier(type_, reason)
+        raise InvalidIdentifier(type_, reason, field="type")
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise InvalidIdentifier(type_, "value must be a string")
     text = str(value)
     if len(text) > MAX_VALUE_LENGTH:
         raise InvalidIdentifier(type_, f"longer than {MAX_VALUE_LENGTH} characters")
+    always_values, always_patterns = builtin_blocked(kind.normaliser)
     raw = text.strip().lower()
-    if raw in kind.blocked_values:
+    if raw in always_values or raw in kind.blocked_values:
         raise InvalidIdentifier(
             type_, "blank value" if raw in ("", "null", "undefined", "none", "nil") else "blocked value"
         )
@@ -258,9 +284,9 @@ def normalise(rules: Rules, type_: str, value: Any) -> Identifier:
         raise InvalidIdentifier(type_, str(exc)) from None
     if not normalised:
         raise InvalidIdentifier(type_, "blank value")
-    if normalised.lower() in kind.blocked_values:
+    if normalised.lower() in always_values or normalised.lower() in kind.blocked_values:
         raise InvalidIdentifier(type_, "blocked value")
-    for pattern in kind.blocked_patterns:
+    for pattern in dict.fromkeys((*always_patterns, *kind.blocked_patterns)):
         if _compiled(pattern).fullmatch(normalised):
             raise InvalidIdentifier(type_, f"blocked by pattern {pattern!r}")
     return Identifier(type_, normalised)
@@ -269,7 +295,8 @@ def normalise(rules: Rules, type_: str, value: Any) -> Identifier:
 # Where events carry identifiers ------------------------------------------------------------------
 
 
-def _flat(key: str) -> str:
+def flat_key(key: str) -> str:
+    """A trait key compared loosely: ``wechat_unionid``, ``wechatUnionId`` and ``wechat-unionid`` are one."""
     return key.replace("_", "").replace("-", "").lower()
 
 
@@ -277,6 +304,8 @@ def _flat(key: str) -> str:
 class Collected:
     identifiers: list[Identifier]
     rejected: list[InvalidIdentifier]
+    # (type, raw value) of the rejected ones, for the journal (a dry run re-normalises them).
+    rejected_values: list[tuple[str, str]]
 
 
 def collect_identifiers(
@@ -308,10 +337,10 @@ def collect_identifiers(
     device = context.get("device")
     if isinstance(device, Mapping) and device.get("id") not in (None, ""):
         candidates.append(("device_id", device["id"]))
-    trait_types = {_flat(name): name for name in BUILTIN_NAMES - {"user_id", "anonymous_id"}}
+    trait_types = {flat_key(name): name for name in BUILTIN_NAMES - {"user_id", "anonymous_id"}}
     context_traits = context.get("traits")
     for source in (traits or {}, context_traits if isinstance(context_traits, Mapping) else {}):
-        flat = {_flat(k): v for k, v in source.items() if isinstance(k, str)}
+        flat = {flat_key(k): v for k, v in source.items() if isinstance(k, str)}
         for key, value in flat.items():
             type_ = trait_types.get(key)
             if type_ is None or value in (None, ""):
@@ -333,12 +362,20 @@ def collect_identifiers(
             candidates.append((type_, entry.get("id")))
     found: dict[Identifier, None] = {}
     rejected: list[InvalidIdentifier] = []
+    rejected_values: list[tuple[str, str]] = []
     for type_, value in candidates:
         try:
-            found.setdefault(normalise(rules, type_, value))
+            identifier = normalise(rules, type_, value)
         except InvalidIdentifier as exc:
             rejected.append(exc)
-    return Collected(list(found), rejected)
+            if isinstance(value, (str, int)) and not isinstance(value, bool):
+                rejected_values.append((type_, str(value)[:MAX_VALUE_LENGTH]))
+            continue
+        if identifier not in found and len(found) >= MAX_IDENTIFIERS_PER_SET:
+            rejected.append(InvalidIdentifier(type_, f"more than {MAX_IDENTIFIERS_PER_SET} identifiers on one event"))
+            continue
+        found.setdefault(identifier)
+    return Collected(list(found), rejected, rejected_values)
 
 
 # Rules documents -----------------------------------------------------------------------------------
@@ -367,6 +404,10 @@ def check_type(rule: TypeRule, current: TypeRule | None, field_: str) -> TypeRul
         rule = replace(rule, builtin=False)
         if current is not None and current.pii != rule.pii:
             raise InvalidRules(f"{field_}.pii", "cannot change once the type exists (stored values depend on it)")
+        if current is not None and current.normaliser != rule.normaliser:
+            raise InvalidRules(
+                f"{field_}.normaliser", "cannot change once the type exists (stored values depend on it)"
+            )
     if rule.normaliser not in NORMALISERS:
         raise InvalidRules(f"{field_}.normaliser", f"must be one of {', '.join(NORMALISERS)}")
     _int(rule.priority, f"{field_}.priority", 0, 1000)
@@ -382,11 +423,39 @@ def check_type(rule: TypeRule, current: TypeRule | None, field_: str) -> TypeRul
         if len(pattern) > MAX_PATTERN_LENGTH:
             raise InvalidRules(f"{field_}.blocked_patterns[{n}]", f"longer than {MAX_PATTERN_LENGTH} characters")
         try:
-            re.compile(pattern)
+            parsed = _sre_parser.parse(pattern)
         except re.error as exc:
             raise InvalidRules(f"{field_}.blocked_patterns[{n}]", f"not a regular expression: {exc}") from None
-    blocked = tuple(dict.fromkeys(v.strip().lower() for v in rule.blocked_values))
-    return replace(rule, blocked_values=blocked)
+        if _explosive(parsed):
+            raise InvalidRules(
+                f"{field_}.blocked_patterns[{n}]",
+                "a repeated part may not itself repeat or hold alternatives (matching could take exponential time)",
+            )
+    # The built-in junk values stay blocked whatever the update sends.
+    always_values, always_patterns = builtin_blocked(rule.normaliser)
+    blocked = tuple(dict.fromkeys((*always_values, *(v.strip().lower() for v in rule.blocked_values))))
+    patterns = tuple(dict.fromkeys((*always_patterns, *rule.blocked_patterns)))
+    return replace(rule, blocked_values=blocked, blocked_patterns=patterns)
+
+
+def _explosive(items: Any, repeated: bool = False) -> bool:
+    """Whether a parsed pattern nests a repetition (or alternatives) inside a repetition: the
+    shapes that backtrack exponentially, like ``(a+)+`` or ``(a|a)*``. Blocked patterns run on
+    every identifier; operators are trusted, but not that much."""
+    for op, arg in items:
+        if op in _REPEATS:
+            many = arg[1] > 1
+            if (repeated and many) or _explosive(arg[2], repeated or many):
+                return True
+        elif op is _sre_constants.BRANCH:
+            if repeated or any(_explosive(branch, repeated) for branch in arg[1]):
+                return True
+        elif op is _sre_constants.SUBPATTERN:
+            if _explosive(arg[-1], repeated):
+                return True
+        elif op in (_sre_constants.ASSERT, _sre_constants.ASSERT_NOT) and _explosive(arg[1], repeated):
+            return True
+    return False
 
 
 @dataclass(frozen=True)

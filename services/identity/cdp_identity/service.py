@@ -23,6 +23,7 @@ from cdp_identity.matching import Attributes, blocking_keys, score
 from cdp_identity.repository import Key
 from cdp_identity.rules import (
     DEFAULT_RULES,
+    MAX_IDENTIFIERS_PER_SET,
     Identifier,
     InvalidIdentifier,
     InvalidRules,
@@ -34,6 +35,7 @@ from cdp_identity.rules import (
 )
 from cdpkit import outbox
 from cdpkit.bus import IDENTITY, BusNames
+from cdpkit.clock import Clock, SystemClock
 from cdpkit.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
 from cdpkit.ids import new_id
 from cdpkit.logs import mask_value
@@ -48,6 +50,7 @@ QUARANTINES = Counter("cdp_identity_quarantines_total", "Persons quarantined by 
 SPLITS = Counter("cdp_identity_splits_total", "Persons split by an unmerge or an identifier removal", ["cause"])
 
 RETRIES = Counter("cdp_identity_resolve_retries_total", "Resolve transactions started over after losing a race")
+RESEALED = Counter("cdp_identity_resealed_total", "Sealed values re-sealed under the active PII key", ["table"])
 
 HISTORY_LIMIT = 100
 MAX_ATTEMPTS = 5
@@ -58,15 +61,30 @@ class _LostRace(Exception):
     """Another transaction changed what this one read; roll back and start over."""
 
 
+class MessageIdReused(ValueError):
+    """An API set reuses a message id that was resolved with other identifiers."""
+
+    def __init__(self, message_id: str) -> None:
+        super().__init__(message_id)
+        self.message_id = message_id
+
+
 @dataclass(frozen=True)
 class ResolveItem:
-    """One identifier set to resolve, with the message it came from (None for API calls)."""
+    """One identifier set to resolve, with the message it came from (None: an API call without one).
+
+    ``identifiers`` may be empty (an event without a usable identifier): it resolves to nobody,
+    and is journaled like any other.
+    """
 
     workspace_id: str
     identifiers: tuple[Identifier, ...]
     message_id: str | None = None
     # Names, birth date, address, phone from identify traits, for match suggestions.
     attributes: Attributes | None = None
+    # (type, raw value) the event carried but that were refused (invalid, blocked): journaled
+    # sealed, so a dry run of rules that accept them sees them.
+    rejected: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -100,14 +118,25 @@ class DryRunReport:
     current: dict = field(default_factory=dict)
     proposed: dict = field(default_factory=dict)
     differences: list[tuple[str, str, Identifier, Identifier, str]] = field(default_factory=list)
+    truncation_reason: str = ""
+    days_replayed: int = 0
+    oldest_event_time: datetime | None = None
 
 
-def _timestamp(when: datetime | None = None) -> Timestamp:
+@dataclass(frozen=True)
+class Journaled:
+    """One journaled resolution, as a dry run replays it."""
+
+    message_id: str
+    identifiers: list[Identifier]
+    # Raw values refused at the time (invalid, blocked): other rules may accept them.
+    refused: list[Identifier]
+    at: datetime
+
+
+def _timestamp(when: datetime) -> Timestamp:
     stamp = Timestamp()
-    if when is None:
-        stamp.GetCurrentTime()
-    else:
-        stamp.FromDatetime(when)
+    stamp.FromDatetime(when)
     return stamp
 
 
@@ -125,6 +154,7 @@ class IdentityService:
         new_person_id: Callable[[], str] = new_id,
         journal_days: int = 30,
         locking: str = "rows",
+        clock: Clock | None = None,
     ) -> None:
         if locking not in LOCKING_MODES:
             raise ValueError(f"locking must be one of {LOCKING_MODES}")
@@ -134,6 +164,8 @@ class IdentityService:
         self._vault = vault
         self._new_id = new_person_id
         self._journal_days = journal_days
+        # Every time the resolver decides on (windows, link times, journal, retention) comes from here.
+        self._clock = clock or SystemClock()
         self._rules_cache: dict[str, Rules] = {}
 
     # PII --------------------------------------------------------------------------------------
@@ -208,18 +240,22 @@ class IdentityService:
 
     # Resolution ---------------------------------------------------------------------------------
 
-    async def resolve(self, items: Sequence[ResolveItem]) -> list[Outcome]:
+    async def resolve(self, items: Sequence[ResolveItem], *, strict_replays: bool = False) -> list[Outcome]:
         """Resolve every item in one transaction; outcomes come back in input order.
+
+        A message id already journaled is a replay, answered read-only; with ``strict_replays``
+        (API calls) one journaled with other identifiers raises :class:`MessageIdReused`.
 
         Row locking (default): a batch that lost a race (another transaction linked one of its
         new identifiers first, or moved one of its persons) starts over; after a few attempts it
-        takes the workspace lock exclusively, which always succeeds.
+        takes the workspace lock exclusively, which settles the graph. Only a first match profile
+        created concurrently by a lock-free batch can still make it start over then.
         """
         by_workspace: dict[str, list[int]] = {}
         for index, item in enumerate(items):
             by_workspace.setdefault(item.workspace_id, []).append(index)
-        for attempt in range(MAX_ATTEMPTS):
-            exclusive = self._locking == "workspace" or attempt == MAX_ATTEMPTS - 1
+        for attempt in range(2 * MAX_ATTEMPTS):
+            exclusive = self._locking == "workspace" or attempt >= MAX_ATTEMPTS - 1
             outcomes: list[Outcome | None] = [None] * len(items)
             try:
                 async with self._pool.acquire() as conn, conn.transaction():
@@ -228,20 +264,20 @@ class IdentityService:
                     for workspace_id in sorted(by_workspace):
                         indexes = by_workspace[workspace_id]
                         resolved, changed = await self._resolve_workspace(
-                            conn, workspace_id, [items[i] for i in indexes], exclusive=exclusive
+                            conn, workspace_id, [items[i] for i in indexes], exclusive=exclusive, strict=strict_replays
                         )
                         wrote = wrote or changed
                         for index, outcome in zip(indexes, resolved, strict=True):
                             outcomes[index] = outcome
                     if not wrote:
                         # Only journal rows were written: losing the last few on a machine crash
-                        # costs nothing (replays are idempotent anyway); skip the WAL flush wait.
+                        # costs nothing (a replay then resolves the same way); skip the WAL flush wait.
                         await conn.execute("SET LOCAL synchronous_commit TO off")
                 return outcomes  # type: ignore[return-value]
             except _LostRace:
                 RETRIES.inc()
                 await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-        raise AssertionError("unreachable: the last attempt is exclusive")
+        raise RuntimeError(f"resolution lost {2 * MAX_ATTEMPTS} races in a row")
 
     async def _load_state(
         self, conn: asyncpg.Connection, workspace_id: str, keys: dict[Identifier, Key], *, with_persons: bool
@@ -251,11 +287,12 @@ class IdentityService:
         for identifier, key in keys.items():
             if key not in found:
                 continue
-            person = found[key]
+            person, home = found[key]
             if person is None:
                 state.blocked.add(identifier)
             else:
                 state.owners[identifier] = person
+                state.homes[identifier] = home or person
         if with_persons:
             person_ids = sorted(set(state.owners.values()))
             rows, links = await repository.person_links(conn, workspace_id, person_ids)
@@ -267,18 +304,20 @@ class IdentityService:
         return state
 
     async def _resolve_workspace(
-        self, conn: asyncpg.Connection, workspace_id: str, items: list[ResolveItem], *, exclusive: bool
+        self, conn: asyncpg.Connection, workspace_id: str, items: list[ResolveItem], *, exclusive: bool, strict: bool
     ) -> tuple[list[Outcome], bool]:
-        """Outcomes in input order, and whether the identity graph was written."""
+        """Outcomes in input order, and whether anything but journal rows was written."""
         rules = await self._rules(conn, workspace_id)
         keys = {i: self.key_of(workspace_id, rules, i) for item in items for i in item.identifiers}
-        replayed: set[str] = set()
-        message_ids = [item.message_id for item in items if item.message_id]
-        if message_ids:
-            replayed = await repository.journal_seen(conn, workspace_id, message_ids)
+        # API sets without a message id get one of their own (merge log, journal).
+        message_ids = [item.message_id or f"api:{new_id()}" for item in items]
+        replayed = await repository.journal_seen(conn, workspace_id, [i.message_id for i in items if i.message_id])
+        if strict and replayed:
+            await self._check_replays(conn, workspace_id, [i for i in items if i.message_id in replayed])
         fresh = [n for n, item in enumerate(items) if item.message_id not in replayed]
         state = await self._load_state(conn, workspace_id, keys, with_persons=False)
         outcomes: list[Outcome | None] = [None] * len(items)
+        moves: list[tuple[str, str]] = []
         wrote = any(needs_write(state, items[n].identifiers) for n in fresh)
         if wrote:
             # Changes ahead. Batches that change nothing never lock anything.
@@ -299,33 +338,34 @@ class IdentityService:
                     state = await self._load_state(conn, workspace_id, keys, with_persons=True)
                     if set(state.owners.values()) - seen - extra:
                         raise _LostRace
-            resolver = Resolver(state, self._new_id, rules)
+            resolver = Resolver(state, self._new_id, rules, now=self._clock.now)
             for n in fresh:
-                item = items[n]
-                outcomes[n] = resolver.resolve(item.identifiers, item.message_id or f"api:{new_id()}")
-            await self._persist(conn, workspace_id, rules, keys, [(items[n], outcomes[n]) for n in fresh], state)
+                if items[n].identifiers:
+                    outcomes[n] = resolver.resolve(items[n].identifiers, message_ids[n])
+            resolved = [(items[n], outcomes[n]) for n in fresh if outcomes[n] is not None]
+            await self._persist(conn, workspace_id, rules, keys, resolved, state)
+            moves = [(m.merged, state.live(m.merged)) for _, outcome in resolved for m in outcome.merges]
         for n, item in enumerate(items):
             if outcomes[n] is None:
                 outcomes[n] = Outcome(
                     resolve_read_only(state, item.identifiers, rules) or "",
                     False,
                     skipped=[(i, "removed and blocked by an operator") for i in item.identifiers if i in state.blocked],
+                    replayed=item.message_id in replayed,
                 )
-        journal = [
-            (items[n].message_id, outcomes[n].person_id, self._seal_set(workspace_id, items[n].identifiers))
-            for n in fresh
-            if items[n].message_id and outcomes[n].person_id and self._journal_days
-        ]
-        await repository.insert_journal(conn, workspace_id, sorted(journal))
+        if self._journal_days:
+            journal = [
+                (message_ids[n], outcomes[n].person_id or None, self._seal_set(workspace_id, items[n])) for n in fresh
+            ]
+            await repository.insert_journal(conn, workspace_id, sorted(journal), self._clock.now())
         attributes: dict[str, Attributes] = {}
         for n in fresh:
             item, outcome = items[n], outcomes[n]
             if item.attributes is not None and not item.attributes.empty() and outcome.person_id:
-                previous = attributes.get(outcome.person_id, Attributes())
-                attributes[outcome.person_id] = previous.merged_with(item.attributes)
-        if attributes:
-            await self._record_attributes(conn, workspace_id, attributes)
-        return outcomes, wrote  # type: ignore[return-value]
+                person = state.live(outcome.person_id)  # a later set of the batch may have merged it
+                attributes[person] = attributes.get(person, Attributes()).merged_with(item.attributes)
+        profiled = await self._update_match_profiles(conn, workspace_id, moves, attributes)
+        return outcomes, wrote or profiled  # type: ignore[return-value]
 
     # Match attributes and suggestions ------------------------------------------------------------------
 
@@ -335,52 +375,64 @@ class IdentityService:
     def _seal_attributes(self, workspace_id: str, attributes: Attributes) -> bytes:
         return self._vault.seal(json.dumps(attributes.to_dict()), context=f"{workspace_id}/match")
 
-    async def _record_attributes(
-        self, conn: asyncpg.Connection, workspace_id: str, updates: dict[str, Attributes], *, newer_wins: bool = True
-    ) -> None:
-        stored = await repository.match_profiles(conn, workspace_id, sorted(updates))
-        rows = []
-        for person_id, attributes in updates.items():
-            if person_id in stored:
-                current = self._open_attributes(workspace_id, stored[person_id])
-                merged = current.merged_with(attributes) if newer_wins else attributes.merged_with(current)
-                if merged == current:
-                    continue
-                attributes = merged
-            rows.append((person_id, self._seal_attributes(workspace_id, attributes)))
-        await repository.upsert_match_profiles(conn, workspace_id, rows)
+    async def _update_match_profiles(
+        self,
+        conn: asyncpg.Connection,
+        workspace_id: str,
+        moves: Sequence[tuple[str, str]],
+        events: dict[str, Attributes],
+    ) -> bool:
+        """Survivors take the attributes they lack from the persons merged into them (their own
+        values win), then the events' attributes (newer values win); merged persons are retired.
 
-    async def _merge_match_profiles(
-        self, conn: asyncpg.Connection, workspace_id: str, moves: list[tuple[str, str]]
-    ) -> None:
-        """Survivors take the attributes they lack from the persons merged into them."""
-        if not moves:
-            return
-        stored = await repository.match_profiles(conn, workspace_id, sorted({p for m in moves for p in m}))
-        updates: dict[str, Attributes] = {}
+        Lock order, the same in every transaction that touches matching (resolution, unmerge,
+        accepting a suggestion, the suggester): match profiles, in person order and in one
+        statement, before any match key or suggestion. A profile row that appeared since it was
+        locked (a concurrent first profile of the same person) makes the batch start over.
+        """
+        involved = sorted({p for move in moves for p in move} | set(events))
+        if not involved:
+            return False
+        locked = await repository.lock_match_profiles(conn, workspace_id, involved)
+        stored = {p: self._open_attributes(workspace_id, sealed) for p, sealed in locked.items()}
+        wanted: dict[str, Attributes] = {}
         for merged, survivor in moves:
             if merged in stored:
-                extra = self._open_attributes(workspace_id, stored[merged])
-                updates[survivor] = updates.get(survivor, Attributes()).merged_with(extra)
-        if updates:
-            # The survivor's own values win over what it absorbs.
-            await self._record_attributes(conn, workspace_id, updates, newer_wins=False)
+                wanted[survivor] = stored[merged].merged_with(
+                    wanted.get(survivor) or stored.get(survivor, Attributes())
+                )
+        for person, attributes in events.items():
+            wanted[person] = (wanted.get(person) or stored.get(person, Attributes())).merged_with(attributes)
+        changed = sorted(
+            (p, self._seal_attributes(workspace_id, a))
+            for p, a in wanted.items()
+            if a != stored.get(p) and not a.empty()
+        )
+        await repository.update_match_profiles(conn, workspace_id, [c for c in changed if c[0] in stored])
+        new = [c for c in changed if c[0] not in stored]
+        if await repository.insert_match_profiles(conn, workspace_id, new) != len(new):
+            raise _LostRace
         await repository.retire_match_persons(conn, workspace_id, sorted({m for m, _ in moves}))
+        return bool(changed)
 
     def _block_key(self, workspace_id: str, key: str) -> str:
         digest = self._vault.digest(f"{workspace_id}/match", key)
         return base64.urlsafe_b64encode(digest[:18]).decode()
 
     async def suggest(self, batch: int = 500, max_block: int = 100) -> int:
-        """Match persons whose attributes changed; returns the number of new suggestions."""
+        """Match persons whose attributes changed; returns the number of new suggestions.
+
+        One transaction per workspace: the profiles it takes (``SKIP LOCKED``) are all it holds
+        while it waits on suggestion rows, so it never waits in a cycle with a resolver.
+        """
         created = 0
-        async with self._pool.acquire() as conn, conn.transaction():
-            rows = await repository.dirty_match_profiles(conn, batch)
-            by_workspace: dict[str, list] = {}
-            for row in rows:
-                by_workspace.setdefault(row["workspace_id"], []).append(row)
-            for workspace_id, group in sorted(by_workspace.items()):
-                created += await self._suggest_workspace(conn, workspace_id, group, max_block)
+        async with self._pool.acquire() as conn:
+            workspaces = await repository.dirty_workspaces(conn)
+        for workspace_id in workspaces:
+            async with self._pool.acquire() as conn, conn.transaction():
+                rows = await repository.dirty_match_profiles(conn, workspace_id, batch)
+                if rows:
+                    created += await self._suggest_workspace(conn, workspace_id, rows, max_block)
         return created
 
     async def _suggest_workspace(self, conn: asyncpg.Connection, workspace_id: str, group: list, max_block: int) -> int:
@@ -448,91 +500,107 @@ class IdentityService:
         if not UUID.match(suggestion_id):
             raise NotFound(f"suggestion {suggestion_id} not found")
         async with self._pool.acquire() as conn, conn.transaction():
-            await repository.lock_workspace_links(conn, workspace_id)
-            row = await repository.get_suggestion(conn, workspace_id, suggestion_id, for_update=True)
-            if row is None:
-                raise NotFound(f"suggestion {suggestion_id} not found")
-            if row.state != "pending":
-                raise FailedPrecondition(f"the suggestion is {row.state}")
-            rules = await self._rules(conn, workspace_id)
-            persons, links = await repository.person_links(conn, workspace_id, [row.person_a, row.person_b])
-            if any(p not in persons or persons[p].status == "merged" for p in (row.person_a, row.person_b)):
-                await repository.decide_suggestion(conn, workspace_id, suggestion_id, "obsolete", None)
-                return_obsolete = True
-            else:
-                return_obsolete = False
-        if return_obsolete:
+            accepted = await self._accept(conn, workspace_id, suggestion_id)
+        if accepted is None:  # committed: the suggestion is marked obsolete
             raise FailedPrecondition("one of the persons was merged since; the suggestion is obsolete")
-        async with self._pool.acquire() as conn, conn.transaction():
-            await repository.lock_workspace_links(conn, workspace_id)
-            row = await repository.get_suggestion(conn, workspace_id, suggestion_id, for_update=True)
-            if row is None or row.state != "pending":
-                raise FailedPrecondition("the suggestion changed meanwhile")
-            persons, links = await repository.person_links(conn, workspace_id, [row.person_a, row.person_b])
-            views = [
-                PersonView(p, persons[p].status, persons[p].merge_count, links[p]) for p in (row.person_a, row.person_b)
-            ]
-            separated = await repository.separations(conn, workspace_id, [row.person_a, row.person_b])
-            problem = Resolver(GraphState(separated=separated), self._new_id, rules).merge_problem(*views)
-            if problem:
-                raise FailedPrecondition(f"cannot merge: {problem}")
-            survivor, merged = row.person_a, row.person_b  # person_a < person_b: the lower id survives
-            held = {}
-            for p in (survivor, merged):
-                rows = await repository.identifiers_of(conn, workspace_id, p)
-                held[p] = sorted(rows, key=lambda r: rules.rank(Identifier(*r.key)))
-            if not held[survivor] or not held[merged]:
-                raise FailedPrecondition("cannot merge a person without identifiers")
-            anchor, bridge = held[survivor][0], held[merged][0]
-            merge_id = new_id()
-            await repository.apply_merges(conn, workspace_id, [(merged, survivor)])
-            merge = repository.MergeRow(
-                merge_id=merge_id,
-                survivor_id=survivor,
-                merged_id=merged,
-                anchor=anchor.key,
-                anchor_sealed=anchor.sealed,
-                bridge=bridge.key,
-                bridge_sealed=bridge.sealed,
-                message_id=f"suggestion:{suggestion_id}",
-                rule=f"suggestion:score {row.score:.1f}@v{rules.version}",
-                rule_version=rules.version,
-                kind="suggestion",
-            )
-            await repository.insert_merges(conn, workspace_id, [merge])
-            merge_count = views[0].merge_count + views[1].merge_count + 1
-            await repository.update_persons(
-                conn, workspace_id, [(survivor, persons[survivor].status, merge_count, None)]
-            )
-            await self._merge_match_profiles(conn, workspace_id, [(merged, survivor)])
-            await repository.decide_suggestion(conn, workspace_id, suggestion_id, "accepted", merge_id)
-            event = events_pb2.PersonsMerged(
-                workspace_id=workspace_id,
-                survivor_person_id=survivor,
-                merged_person_ids=[merged],
-                bridging_identifier=_pb(self.display(workspace_id, bridge.key, bridge.sealed)),
-                rule=merge.rule,
-                trigger_message_id=merge.message_id,
-                merge_id=merge_id,
-                merge_time=_timestamp(),
-            )
-            await outbox.enqueue(
-                conn,
-                workspace_id=workspace_id,
-                subject=self._names.subject(IDENTITY, "persons_merged"),
-                message=event,
-                msg_id=f"merged:{merge_id}",
-            )
-            MERGES.labels("suggestion").inc()
-            log.info("suggestion accepted", workspace=workspace_id, survivor=survivor, merged=merged)
-            decided = await repository.get_suggestion(conn, workspace_id, suggestion_id)
-            stored_merge = await repository.get_merge(conn, workspace_id, merge_id)
-            person = await self._details(conn, workspace_id, survivor)
+        return accepted
+
+    async def _accept(
+        self, conn: asyncpg.Connection, workspace_id: str, suggestion_id: str
+    ) -> tuple[repository.SuggestionRow, tuple[repository.MergeRow, Identifier, Identifier], PersonDetails] | None:
+        await repository.lock_workspace_links(conn, workspace_id)
+        row = await repository.get_suggestion(conn, workspace_id, suggestion_id)
+        if row is None:
+            raise NotFound(f"suggestion {suggestion_id} not found")
+        # Match profiles before the suggestion row: the order of _update_match_profiles.
+        await repository.lock_match_profiles(conn, workspace_id, [row.person_a, row.person_b])
+        row = await repository.get_suggestion(conn, workspace_id, suggestion_id, for_update=True)
+        if row.state != "pending":
+            raise FailedPrecondition(f"the suggestion is {row.state}")
+        persons, links = await repository.person_links(conn, workspace_id, [row.person_a, row.person_b])
+        if any(p not in persons or persons[p].status == "merged" for p in (row.person_a, row.person_b)):
+            await repository.decide_suggestion(conn, workspace_id, suggestion_id, "obsolete", None)
+            return None
+        rules = await self._rules(conn, workspace_id)
+        views = [
+            PersonView(p, persons[p].status, persons[p].merge_count, links[p]) for p in (row.person_a, row.person_b)
+        ]
+        separated = await repository.separations(conn, workspace_id, [row.person_a, row.person_b])
+        resolver = Resolver(GraphState(separated=separated), self._new_id, rules, now=self._clock.now)
+        problem = resolver.merge_problem(*views)
+        if problem:
+            raise FailedPrecondition(f"cannot merge: {problem}")
+        survivor, merged = row.person_a, row.person_b  # person_a < person_b: the lower id survives
+        held = {}
+        for p in (survivor, merged):
+            rows = await repository.identifiers_of(conn, workspace_id, p)
+            held[p] = sorted(rows, key=lambda r: rules.rank(Identifier(*r.key)))
+        if not held[survivor] or not held[merged]:
+            raise FailedPrecondition("cannot merge a person without identifiers")
+        anchor, bridge = held[survivor][0], held[merged][0]
+        merge_id = new_id()
+        await repository.apply_merges(conn, workspace_id, [(merged, survivor)])
+        merge = repository.MergeRow(
+            merge_id=merge_id,
+            survivor_id=survivor,
+            merged_id=merged,
+            anchor=anchor.key,
+            anchor_sealed=anchor.sealed,
+            bridge=bridge.key,
+            bridge_sealed=bridge.sealed,
+            message_id=f"suggestion:{suggestion_id}",
+            rule=f"suggestion:score {row.score:.1f}@v{rules.version}",
+            rule_version=rules.version,
+            kind="suggestion",
+        )
+        await repository.insert_merges(conn, workspace_id, [merge])
+        merge_count = views[0].merge_count + views[1].merge_count + 1
+        await repository.update_persons(conn, workspace_id, [(survivor, persons[survivor].status, merge_count, None)])
+        await self._update_match_profiles(conn, workspace_id, [(merged, survivor)], {})
+        await repository.decide_suggestion(conn, workspace_id, suggestion_id, "accepted", merge_id)
+        event = events_pb2.PersonsMerged(
+            workspace_id=workspace_id,
+            survivor_person_id=survivor,
+            merged_person_ids=[merged],
+            bridging_identifier=_pb(self.display(workspace_id, bridge.key, bridge.sealed)),
+            rule=merge.rule,
+            trigger_message_id=merge.message_id,
+            merge_id=merge_id,
+            merge_time=_timestamp(self._clock.now()),
+        )
+        await outbox.enqueue(
+            conn,
+            workspace_id=workspace_id,
+            subject=self._names.subject(IDENTITY, "persons_merged"),
+            message=event,
+            msg_id=f"merged:{merge_id}",
+            sealer=self._vault,
+        )
+        MERGES.labels("suggestion").inc()
+        log.info("suggestion accepted", workspace=workspace_id, survivor=survivor, merged=merged)
+        decided = await repository.get_suggestion(conn, workspace_id, suggestion_id)
+        stored_merge = await repository.get_merge(conn, workspace_id, merge_id)
+        person = await self._details(conn, workspace_id, survivor)
         return decided, self._merge_view(workspace_id, stored_merge), person
 
-    def _seal_set(self, workspace_id: str, identifiers: Sequence[Identifier]) -> bytes:
-        plain = json.dumps([[i.type, i.value] for i in identifiers], separators=(",", ":"))
-        return self._vault.seal(plain, context=f"{workspace_id}/journal")
+    def _seal_set(self, workspace_id: str, item: ResolveItem) -> bytes:
+        journaled = {"i": [[i.type, i.value] for i in item.identifiers]}
+        if item.rejected:
+            journaled["r"] = [list(r) for r in item.rejected]
+        return self._vault.seal(json.dumps(journaled, separators=(",", ":")), context=f"{workspace_id}/journal")
+
+    def _open_set(self, workspace_id: str, sealed: bytes) -> tuple[list[Identifier], list[Identifier]]:
+        """Journaled (identifiers, refused raw values); rows written before 0005 hold a plain list."""
+        journaled = json.loads(self._vault.open(sealed, context=f"{workspace_id}/journal"))
+        if isinstance(journaled, list):
+            journaled = {"i": journaled}
+        return [Identifier(*i) for i in journaled["i"]], [Identifier(*r) for r in journaled.get("r", ())]
+
+    async def _check_replays(self, conn: asyncpg.Connection, workspace_id: str, items: list[ResolveItem]) -> None:
+        journaled = await repository.journal_identifiers(conn, workspace_id, [i.message_id for i in items])
+        for item in items:
+            if set(self._open_set(workspace_id, journaled[item.message_id])[0]) != set(item.identifiers):
+                raise MessageIdReused(item.message_id)
 
     async def _persist(
         self,
@@ -555,19 +623,18 @@ class IdentityService:
                 person_id=link.person_id,
                 anchor=key(link.anchor) if link.anchor else None,
                 message_id=link.message_id,
-                origin_person_id=outcome.origin or link.person_id,
+                home=link.home,
                 rule=link.rule,
             )
             for _, outcome in resolved
             for link in outcome.links
         ]
-        if await repository.insert_links(conn, workspace_id, links) != len(links):
+        if await repository.insert_links(conn, workspace_id, links, self._clock.now()) != len(links):
             raise _LostRace  # another transaction linked one of these identifiers first
 
         merges = [m for _, o in resolved for m in o.merges]
         moves = [(m.merged, state.live(m.merged)) for m in merges]
         await repository.apply_merges(conn, workspace_id, moves)
-        await self._merge_match_profiles(conn, workspace_id, moves)
         await repository.insert_merges(
             conn,
             workspace_id,
@@ -613,20 +680,9 @@ class IdentityService:
                         rule_version=rules.version,
                     )
                 )
-        inserted = set(await repository.insert_conflicts(conn, workspace_id, conflict_rows))
-        # Separations follow survivors.
-        moved_separations = [
-            (a, b, None)
-            for pair in state.separated
-            if len(pair) == 2
-            for a, b in [tuple(sorted(pair))]
-            if a not in state.merged_into and b not in state.merged_into
-        ]
-        if merges:
-            await repository.insert_separations(conn, workspace_id, moved_separations)
-
+        inserted = set(await repository.insert_conflicts(conn, workspace_id, conflict_rows, self._clock.now()))
         # Announcements, in the outbox of this transaction.
-        now = _timestamp()
+        now = _timestamp(self._clock.now())
         rows: list[tuple[str, str, str, bytes]] = []
 
         def announce(kind: str, msg_id: str, message: Message) -> None:
@@ -718,7 +774,7 @@ class IdentityService:
                     conflict_time=now,
                 ),
             )
-        await outbox.enqueue_many(conn, rows)
+        await outbox.enqueue_many(conn, rows, sealer=self._vault)
 
     async def resolve_sets(
         self, workspace_id: str, sets: Sequence[tuple[Sequence[tuple[str, str]], str]]
@@ -727,7 +783,12 @@ class IdentityService:
         async with self._pool.acquire() as conn:
             rules = await self._rules(conn, workspace_id)
         items = []
+        seen: dict[str, tuple[int, set[Identifier]]] = {}
         for n, (pairs, message_id) in enumerate(sets):
+            if len(pairs) > MAX_IDENTIFIERS_PER_SET:
+                raise InvalidArgument(
+                    f"sets[{n}].identifiers", f"at most {MAX_IDENTIFIERS_PER_SET} identifiers per set"
+                )
             identifiers = []
             for m, (type_, value) in enumerate(pairs):
                 try:
@@ -736,10 +797,23 @@ class IdentityService:
                     raise InvalidArgument(f"sets[{n}].identifiers[{m}]", exc.reason) from None
             if not identifiers:
                 raise InvalidArgument(f"sets[{n}].identifiers", "must hold at least one identifier")
+            if len(identifiers) > MAX_IDENTIFIERS_PER_SET:
+                raise InvalidArgument(
+                    f"sets[{n}].identifiers", f"at most {MAX_IDENTIFIERS_PER_SET} identifiers per set"
+                )
             if len(message_id) > 200:
                 raise InvalidArgument(f"sets[{n}].message_id", "longer than 200 characters")
+            earlier = seen.setdefault(message_id, (n, set(identifiers))) if message_id else None
+            if earlier is not None and earlier[1] != set(identifiers):
+                raise InvalidArgument(f"sets[{n}].message_id", f"sets[{earlier[0]}] has it with other identifiers")
             items.append(ResolveItem(workspace_id, tuple(identifiers), message_id or None))
-        return await self.resolve(items)
+        try:
+            return await self.resolve(items, strict_replays=True)
+        except MessageIdReused as exc:
+            n = next(n for n, (_, message_id) in enumerate(sets) if message_id == exc.message_id)
+            raise InvalidArgument(
+                f"sets[{n}].message_id", "was resolved before with other identifiers; use a new message id"
+            ) from None
 
     async def rules_for(self, workspace_id: str) -> Rules:
         async with self._pool.acquire() as conn:
@@ -753,11 +827,9 @@ class IdentityService:
             try:
                 identifier = normalise(rules, type_, value)
             except InvalidIdentifier as exc:
-                field_ = "identifier_type" if "type" in exc.reason else "identifier_value"
-                raise InvalidArgument(field_, exc.reason) from None
-            owner = (await repository.owners(conn, workspace_id, [self.key_of(workspace_id, rules, identifier)])).get(
-                self.key_of(workspace_id, rules, identifier)
-            )
+                raise InvalidArgument(f"identifier_{exc.field}", exc.reason) from None
+            key = self.key_of(workspace_id, rules, identifier)
+            owner = (await repository.owners(conn, workspace_id, [key])).get(key, (None, None))[0]
             if owner is None:
                 raise NotFound("no person holds this identifier")
             return await self._details(conn, workspace_id, owner)
@@ -860,8 +932,8 @@ class IdentityService:
             if person.status != "quarantined":
                 raise FailedPrecondition(f"person {person_id} is not quarantined")
             await repository.release_person(conn, workspace_id, person_id)
-            log.info("person released from quarantine", workspace=workspace_id, person_id=person_id,
-                     reason=reason.strip()[:500])  # fmt: skip
+            # The operator's free text may name the shopper: it is not logged.
+            log.info("person released from quarantine", workspace=workspace_id, person_id=person_id)
             return await self._details(conn, workspace_id, person_id)
 
     async def remove_identifier(
@@ -876,8 +948,7 @@ class IdentityService:
             try:
                 identifier = normalise(rules, type_, value)
             except InvalidIdentifier as exc:
-                field_ = "identifier.type" if "type" in exc.reason else "identifier.value"
-                raise InvalidArgument(field_, exc.reason) from None
+                raise InvalidArgument(f"identifier.{exc.field}", exc.reason) from None
             key = self.key_of(workspace_id, rules, identifier)
             person = await repository.get_person(conn, workspace_id, person_id)
             if person is None:
@@ -886,6 +957,23 @@ class IdentityService:
             row = await repository.identifier(conn, workspace_id, key)
             if row is None or row.person_id != holder:
                 raise NotFound("the person does not hold this identifier")
+            # Downstream hears of every removal, split or not (PersonSplit follows for a split).
+            removal_id = new_id()
+            await outbox.enqueue(
+                conn,
+                workspace_id=workspace_id,
+                subject=self._names.subject(IDENTITY, "identifiers_removed"),
+                message=events_pb2.IdentifiersRemoved(
+                    workspace_id=workspace_id,
+                    person_id=holder,
+                    identifiers=[_pb(identifier)],
+                    blocked=block,
+                    reason=reason,
+                    remove_time=_timestamp(self._clock.now()),
+                ),
+                msg_id=f"removed:{workspace_id}:{removal_id}",
+                sealer=self._vault,
+            )
             result = await self._split(
                 conn, workspace_id, holder, undo=None, remove=key, reason=reason, cause="removal"
             )
@@ -893,11 +981,28 @@ class IdentityService:
                 await repository.block_identifier(conn, workspace_id, key, reason)
             else:
                 await repository.delete_identifier(conn, workspace_id, key)
-            await repository.insert_removal(conn, workspace_id, new_id(), holder, key, row.sealed, block, reason)
+            await repository.insert_removal(conn, workspace_id, removal_id, holder, key, row.sealed, block, reason)
             log.info("identifier removed", workspace=workspace_id, person_id=holder, type=type_, blocked=block)
             # The response shows the persons without the removed identifier.
             result.persons = [await self._details(conn, workspace_id, p.row.person_id) for p in result.persons]
         return result
+
+    async def unblock_identifier(self, workspace_id: str, type_: str, value: str) -> tuple[Identifier, str]:
+        """The value, normalised, and why it had been blocked."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await repository.lock_workspace_links(conn, workspace_id)
+            rules = await self._rules(conn, workspace_id)
+            try:
+                identifier = normalise(rules, type_, value)
+            except InvalidIdentifier as exc:
+                raise InvalidArgument(f"identifier.{exc.field}", exc.reason) from None
+            reason = await repository.unblock_identifier(
+                conn, workspace_id, self.key_of(workspace_id, rules, identifier)
+            )
+        if reason is None:
+            raise NotFound("this value is not blocked")
+        log.info("identifier unblocked", workspace=workspace_id, type=type_)
+        return identifier, reason
 
     async def _split(
         self,
@@ -924,20 +1029,21 @@ class IdentityService:
         edges = [
             graph.MergeEdge(m.merge_id, m.anchor, m.bridge, m.survivor_id, m.merged_id, m.created_at) for m in merges
         ]
-        split = graph.recompute(nodes, edges, new_id=self._new_id, undo=undo, remove=remove)
+        split = graph.recompute(nodes, edges, person=person_id, new_id=self._new_id, undo=undo, remove=remove)
         await repository.mark_merges_undone(conn, workspace_id, split.undone_merges, reason)
-        await repository.reassign(conn, workspace_id, split.owners, split.merged_into, split.merge_counts, set(members))
+        await repository.reassign(
+            conn, workspace_id, split.owners, split.merged_into, split.merge_counts, split.rehomed, split.created
+        )
         # Split persons are matched again (the restored one too); their old suggestions are stale.
         await repository.mark_match_dirty(conn, workspace_id, sorted(split.owners))
         await repository.obsolete_suggestions(conn, workspace_id, sorted(split.owners))
+        # The person split keeps its id (and its events downstream); every other owner is announced.
         keep = person_id if person_id in split.owners else next(iter(split.owners), person_id)
         if undo is not None:
-            owner_of = {k: p for p, ks in split.owners.items() for k in ks}
-            a, b = owner_of.get(undo.anchor), owner_of.get(undo.bridge)
-            keep = a or keep
+            a, b = split.owner_of(undo.anchor), split.owner_of(undo.bridge)
             if a and b and a != b:
                 await repository.insert_separations(conn, workspace_id, [(a, b, undo.merge_id)])
-        now = _timestamp()
+        now = _timestamp(self._clock.now())
         rows_out: list[tuple[str, str, str, bytes]] = []
         for owner, keys in split.owners.items():
             if owner == keep:
@@ -953,6 +1059,10 @@ class IdentityService:
                 else (split.undone_merges[0] if split.undone_merges else ""),
                 reason=reason,
                 split_time=now,
+                # Ids merged into the person before that now resolve to the new one.
+                moved_person_ids=sorted(
+                    h for h, o in split.merged_into.items() if o == owner and h not in split.created
+                ),
             )
             rows_out.append(
                 (
@@ -963,7 +1073,7 @@ class IdentityService:
                 )
             )
             log.info("person split", workspace=workspace_id, person_id=keep, new_person_id=owner, cause=cause)
-        await outbox.enqueue_many(conn, rows_out)
+        await outbox.enqueue_many(conn, rows_out, sealer=self._vault)
         order = [keep, *[p for p in split.owners if p != keep]]
         persons = [await self._details(conn, workspace_id, p) for p in order if p in split.owners or p == keep]
         return SplitResult(persons=persons, undone_merge_ids=split.undone_merges)
@@ -977,28 +1087,35 @@ class IdentityService:
             raise InvalidArgument("days", "must be between 1 and 90")
         if not 1 <= max_events <= 1_000_000:
             raise InvalidArgument("max_events", "must be between 1 and 1000000")
+        covered = min(days, self._journal_days)
         async with self._pool.acquire() as conn:
             current = await self._rules_at(conn, workspace_id, await repository.rules_version(conn, workspace_id))
             try:
                 proposed = apply_update(current, **change)
             except InvalidRules as exc:
                 raise InvalidArgument(f"rules.{exc.field}", exc.reason) from None
-            rows = await repository.journal_window(conn, workspace_id, days, max_events + 1)
-        truncated = len(rows) > max_events
-        rows = rows[:max_events]
-        events = [
-            (
-                r["message_id"],
-                [
-                    Identifier(t, v)
-                    for t, v in json.loads(self._vault.open(r["identifiers"], context=f"{workspace_id}/journal"))
-                ],
+            rows = (
+                await repository.journal_window(conn, workspace_id, covered, max_events + 1, self._clock.now())
+                if covered
+                else []
             )
-            for r in rows
+        reasons = []
+        if covered < days:
+            reasons.append(
+                f"the journal keeps {self._journal_days} days of resolutions (CDP_IDENTITY_JOURNAL_DAYS), {days} asked"
+            )
+        if len(rows) > max_events:
+            reasons.append(f"more than {max_events} resolutions in the window: the oldest {max_events} replayed")
+        events = [
+            Journaled(r["message_id"], *self._open_set(workspace_id, r["identifiers"]), r["resolved_at"])
+            for r in rows[:max_events]
         ]
         report = await asyncio.to_thread(_compare, events, current, proposed)
         report.current_version = current.version
-        report.truncated = truncated
+        report.truncated = bool(reasons)
+        report.truncation_reason = "; ".join(reasons)
+        report.days_replayed = covered
+        report.oldest_event_time = events[0].at if events else None
         report.differences = [
             (side, mid, _masked(current, a), _masked(current, b), rule) for side, mid, a, b, rule in report.differences
         ]
@@ -1012,30 +1129,47 @@ def _masked(rules: Rules, identifier: Identifier) -> Identifier:
     return identifier
 
 
-def _simulate(events: list[tuple[str, list[Identifier]]], rules: Rules) -> tuple[dict, dict]:
+def _simulate(events: list[Journaled], rules: Rules) -> tuple[dict, dict]:
+    """Replay journaled resolutions from an empty graph, each at the time it happened.
+
+    A merge is keyed by its message and the groups of the event's identifiers it joined (which
+    persons held what), not by the identifiers the resolver logged as anchor and bridge: a
+    priority change picks other anchors without changing what merges.
+    """
     counter = iter(range(1, 1 << 62))
     state = GraphState()
-    resolver = Resolver(state, lambda: f"{next(counter):020d}", rules, now=lambda: datetime.now(UTC))
+    moment = [events[0].at if events else datetime.now(UTC)]
+    resolver = Resolver(state, lambda: f"{next(counter):020d}", rules, now=lambda: moment[0])
     merges: dict[tuple[str, frozenset], tuple[Identifier, Identifier, str]] = {}
-    conflicts = 0
-    for message_id, identifiers in events:
-        usable = []
-        for identifier in identifiers:
+    merge_count = conflicts = 0
+    for event in events:
+        moment[0] = event.at
+        usable: dict[Identifier, None] = {}
+        for identifier in (*event.identifiers, *event.refused):
             try:
-                usable.append(normalise(rules, identifier.type, identifier.value))
+                usable.setdefault(normalise(rules, identifier.type, identifier.value))
             except InvalidIdentifier:
                 continue
         if not usable:
             continue
-        outcome = resolver.resolve(usable, message_id)
+        held: dict[str, set[Identifier]] = {}
+        for identifier in usable:
+            owner = state.owner(identifier)
+            if owner is not None:
+                held.setdefault(owner, set()).add(identifier)
+        outcome = resolver.resolve(usable, event.message_id)
         conflicts += len(outcome.conflicts)
-        for m in outcome.merges:
-            merges[(message_id, frozenset((m.anchor, m.bridge)))] = (m.anchor, m.bridge, m.rule)
+        if outcome.merges:
+            merge_count += len(outcome.merges)
+            joined = {outcome.person_id, *(m.merged for m in outcome.merges)}
+            groups = frozenset(frozenset(ids) for person, ids in held.items() if person in joined)
+            first = outcome.merges[0]
+            merges[(event.message_id, groups)] = (first.anchor, first.bridge, first.rule)
     persons = sum(1 for p in state.persons if p not in state.merged_into)
-    return merges, {"merges": len(merges), "conflicts": conflicts, "persons": persons}
+    return merges, {"merges": merge_count, "conflicts": conflicts, "persons": persons}
 
 
-def _compare(events: list[tuple[str, list[Identifier]]], current: Rules, proposed: Rules) -> DryRunReport:
+def _compare(events: list[Journaled], current: Rules, proposed: Rules) -> DryRunReport:
     now_merges, now_stats = _simulate(events, current)
     new_merges, new_stats = _simulate(events, proposed)
     differences = []
@@ -1044,6 +1178,31 @@ def _compare(events: list[tuple[str, list[Identifier]]], current: Rules, propose
             if key_ not in theirs and len(differences) < 1000:
                 differences.append((side, key_[0], anchor, bridge, rule))
     return DryRunReport(0, len(events), False, now_stats, new_stats, differences)
+
+
+# Key rotation ------------------------------------------------------------------------------------------
+
+
+async def reseal(pool: asyncpg.Pool, vault: PiiVault, *, batch: int = 500, stop: Callable[[], bool] = bool) -> int:
+    """Re-seal every value sealed under an older key with the active one (``CDP_PII_KEYS``' first),
+    a batch per transaction, so the old keys can be dropped afterwards; returns how many."""
+    done = 0
+    for sealed in repository.SEALED_COLUMNS:
+        while not stop():
+            async with pool.acquire() as conn, conn.transaction():
+                rows = await repository.sealed_under_other_keys(conn, sealed, vault.active_key_id, batch)
+                values = [
+                    vault.seal_bytes(vault.open_bytes(r["sealed"], context=r["context"]), context=r["context"])
+                    for r in rows
+                ]
+                await repository.replace_sealed(conn, sealed, rows, values)
+            RESEALED.labels(sealed.table).inc(len(rows))
+            done += len(rows)
+            if len(rows) < batch:
+                break
+    if done:
+        log.info("PII re-sealed under the active key", rows=done, key_id=vault.active_key_id)
+    return done
 
 
 # Legacy plaintext PII ----------------------------------------------------------------------------------

@@ -1,26 +1,43 @@
-"""Background work of the identity service: journal pruning."""
+"""Background work of the identity service: pruning (journal, conflicts) and match suggestions."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 import asyncpg
 import structlog
 
 from cdp_identity import repository
+from cdpkit.clock import Clock
 
 log = structlog.get_logger(__name__)
 
 
 class Maintenance:
-    """Deletes journal entries older than ``journal_days`` every ``interval`` seconds."""
+    """Every ``interval`` seconds: deletes journal entries older than ``journal_days`` and
+    conflicts older than ``conflict_days`` (by the service's clock), and re-seals PII sealed under
+    an older key (``reseal``: a rotated-out key can be dropped once it has run)."""
 
     name = "identity-maintenance"
 
-    def __init__(self, pool: asyncpg.Pool, *, journal_days: int, interval: float = 600.0) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        journal_days: int,
+        conflict_days: int,
+        clock: Clock,
+        reseal: Callable[..., Awaitable[int]] | None = None,
+        interval: float = 600.0,
+    ) -> None:
         self._pool = pool
+        self._reseal = reseal
         self._journal_days = journal_days
+        self._conflict_days = conflict_days
+        self._clock = clock
         self._interval = interval
         self._stopping = asyncio.Event()
 
@@ -28,11 +45,17 @@ class Maintenance:
         self._stopping.set()
 
     async def run_once(self) -> None:
+        now = self._clock.now()
+        prunes = [(repository.prune_conflicts, now - timedelta(days=self._conflict_days))]
         if self._journal_days:
-            async with self._pool.acquire() as conn:
-                while await repository.prune_journal(conn, self._journal_days) > 0:
+            prunes.append((repository.prune_journal, now - timedelta(days=self._journal_days)))
+        async with self._pool.acquire() as conn:
+            for prune, before in prunes:
+                while await prune(conn, before) > 0:
                     if self._stopping.is_set():
-                        break
+                        return
+        if self._reseal is not None:
+            await self._reseal(stop=self._stopping.is_set)
 
     async def run(self) -> None:
         while not self._stopping.is_set():

@@ -15,6 +15,7 @@ from cdpkit import db
 from cdpkit.bus import RAW, ensure_streams
 from cdpkit.migrate import migrate
 from cdpkit.outbox import OutboxRelay, enqueue, enqueue_many
+from cdpkit.pii import PiiDecryptError, PiiVault, new_key
 
 SCHEMA = "svc"
 
@@ -257,3 +258,42 @@ async def test_pool_connections_live_in_the_schema_and_decode_json(pool):
 async def test_create_pool_rejects_a_bad_schema_name(kit_schema):
     with pytest.raises(ValueError, match="invalid schema name"):
         await db.create_pool(kit_schema, "Svc-1", application_name="x")
+
+
+async def test_sealed_payloads_hold_no_plaintext_and_only_a_relay_with_the_keys_publishes_them(
+    pool, js, raw_stream, names
+):
+    vault = PiiVault.from_config(f"k1:{new_key()}", new_key())
+    ids = await enqueue_texts(pool, names, ["+8613912345678"], sealer=vault)
+    async with pool.acquire() as conn, conn.transaction():
+        await enqueue_many(
+            conn, [("shop", names.subject(RAW, 1), "bulk-1", message("li@shop.io").SerializeToString())], sealer=vault
+        )
+        await enqueue(conn, workspace_id="shop", subject=names.subject(RAW, 2), message=message("plain"), msg_id="p-1")
+        rows = await conn.fetch("SELECT msg_id, payload, sealed FROM outbox ORDER BY seq")
+    assert [(r["msg_id"], r["sealed"]) for r in rows] == [(ids[0], True), ("bulk-1", True), ("p-1", False)]
+    assert b"13912345678" not in rows[0]["payload"] and b"li@shop.io" not in rows[1]["payload"]
+
+    # A relay without the keys publishes nothing (not even the plain row behind the sealed ones).
+    with pytest.raises(RuntimeError, match="sealed"):
+        await OutboxRelay(pool, js, schema=SCHEMA).relay_once()
+    assert (await js.stream_info(raw_stream)).state.messages == 0 and await outbox_rows(pool) == 3
+
+    assert await OutboxRelay(pool, js, schema=SCHEMA, sealer=vault).relay_once() == 3
+    messages = await stored(js, raw_stream)
+    assert [text_of(m.data) for m in messages] == ["+8613912345678", "li@shop.io", "plain"]
+    assert [m.headers["Nats-Msg-Id"] for m in messages] == [ids[0], "bulk-1", "p-1"]
+
+
+async def test_a_sealed_payload_moved_to_another_row_does_not_open(pool, js, raw_stream, names):
+    vault = PiiVault.from_config(f"k1:{new_key()}", new_key())
+    await enqueue_texts(pool, names, ["secret"], sealer=vault, msg_id="a")
+    await enqueue_texts(pool, names, ["other"], sealer=vault, msg_id="b")
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE outbox SET payload = (SELECT payload FROM outbox WHERE msg_id = 'a') WHERE msg_id = 'b'"
+        )
+        await conn.execute("DELETE FROM outbox WHERE msg_id = 'a'")
+    with pytest.raises(PiiDecryptError):
+        await OutboxRelay(pool, js, schema=SCHEMA, sealer=vault).relay_once()
+    assert (await js.stream_info(raw_stream)).state.messages == 0

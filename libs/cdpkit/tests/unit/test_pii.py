@@ -19,6 +19,15 @@ def test_seal_and_open_round_trip_with_random_nonces():
     assert v.open(first, context="shop/phone") == v.open(second, context="shop/phone") == "李雷 +8613800138000"
 
 
+def test_binary_values_seal_too_and_open_only_as_themselves():
+    v = vault()
+    data = bytes(range(256))  # not UTF-8: a serialised protobuf message, say
+    sealed = v.seal_bytes(data, context="shop/outbox/m1")
+    assert v.open_bytes(sealed, context="shop/outbox/m1") == data
+    with pytest.raises(PiiDecryptError):
+        v.open_bytes(sealed, context="shop/outbox/m2")
+
+
 def test_a_sealed_value_does_not_open_in_another_context_or_when_tampered():
     v = vault()
     sealed = v.seal("a@shop.io", context="shop/email")

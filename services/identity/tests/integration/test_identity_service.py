@@ -156,3 +156,101 @@ async def test_undecodable_message_is_dead_lettered_with_reason(identity, nats_u
     assert msg.headers["Cdp-Original-Msg-Id"] == "bad-1"
     await nc.close()
     await asyncio.sleep(0)
+
+
+async def test_no_plaintext_pii_anywhere_in_the_schema_and_the_relay_publishes_the_announcements(service_env, nats_url):
+    """Announcements wait in the outbox sealed (NATS down, say); every table holds PII only sealed."""
+    from cdp_identity.service import IdentityService
+    from cdpkit import db
+    from cdpkit.bus import ensure_streams
+    from cdpkit.config import load
+    from cdpkit.migrate import migrate
+    from cdpkit.outbox import OutboxRelay
+
+    settings = load(identity_main.Settings, service_env)
+    await migrate(settings.database_url.get(), identity_main.SCHEMA, identity_main.MIGRATIONS)
+    pool = await db.create_pool(settings.database_url.get(), identity_main.SCHEMA, application_name="test")
+    names = BusNames(service_env["CDP_BUS_PREFIX"])
+    vault = settings.pii_vault()
+    service = IdentityService(pool, names, vault)
+    phone, email = "13912345678", "li.lei@shop.io"
+    try:
+        (a,) = await service.resolve_sets("shop", [([("phone", phone), ("user_id", "u1")], "m1")])
+        (b,) = await service.resolve_sets("shop", [([("email", email), ("jd_pin", "j1")], "m2")])
+        await service.resolve_sets("shop", [([("phone", phone), ("email", email)], "m3")])  # merge
+        await service.resolve_sets("shop", [([("user_id", "u2"), ("phone", phone)], "m4")])  # conflict
+        merge = (await service.list_merges("shop", person_id=None, after=None, limit=10))[0][0]
+        await service.unmerge("shop", merge.merge_id, reason="test")
+        await service.remove_identifier("shop", b.person_id, "email", email, block=True, reason="test")
+        async with pool.acquire() as conn:
+            kinds = [
+                r["subject"].rsplit(".", 1)[1] for r in await conn.fetch("SELECT subject FROM outbox ORDER BY seq")
+            ]
+            assert set(kinds) >= {"person_created", "persons_merged", "conflict", "person_split"}
+            assert await conn.fetchval("SELECT bool_and(sealed) FROM outbox")
+            for table in await conn.fetch(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'identity'"
+            ):
+                text = "\n".join(r[0] for r in await conn.fetch(f"SELECT t::text FROM identity.{table[0]} t"))
+                for plain in (phone, email):
+                    assert plain not in text and plain.encode().hex() not in text, (table[0], plain)
+        nc = await nats.connect(nats_url)
+        js = nc.jetstream()
+        await ensure_streams(js, names, (IDENTITY,))
+        relay = OutboxRelay(pool, js, schema=identity_main.SCHEMA, sealer=vault)
+        while await relay.relay_once():
+            pass
+        created = await js.get_msg(names.stream(IDENTITY), 1)
+        event = events_pb2.PersonCreated.FromString(created.data)
+        assert event.person_id == a.person_id
+        assert {(i.type, i.value) for i in event.identifiers} == {("phone", "+8613912345678"), ("user_id", "u1")}
+        await nc.close()
+    finally:
+        await pool.close()
+
+
+async def test_rotated_keys_are_resealed_so_the_old_key_can_be_dropped(service_env):
+    from cdp_identity import repository
+    from cdp_identity.matching import Attributes
+    from cdp_identity.rules import Identifier
+    from cdp_identity.service import IdentityService, ResolveItem, reseal
+    from cdpkit import db
+    from cdpkit.config import load
+    from cdpkit.migrate import migrate
+    from cdpkit.pii import PiiVault, new_key
+
+    settings = load(identity_main.Settings, service_env)
+    await migrate(settings.database_url.get(), identity_main.SCHEMA, identity_main.MIGRATIONS)
+    pool = await db.create_pool(settings.database_url.get(), identity_main.SCHEMA, application_name="test")
+    names = BusNames(service_env["CDP_BUS_PREFIX"])
+    old, new, hash_key = new_key(), new_key(), new_key()
+    try:
+        before = IdentityService(pool, names, PiiVault.from_config(f"k1:{old}", hash_key))
+        (a,) = await before.resolve(
+            [ResolveItem("shop", (Identifier("phone", "+8613912345678"),), "r1", Attributes(family_name="li"))]
+        )
+        await before.resolve([ResolveItem("shop", (Identifier("email", "li@shop.io"),), "r2")])
+        await before.resolve_sets("shop", [([("phone", "13912345678"), ("email", "li@shop.io")], "r3")])  # merge
+        await before.resolve_sets("shop", [([("user_id", "x"), ("phone", "13912345678")], "r4")])
+        await before.resolve_sets("shop", [([("user_id", "y"), ("phone", "13912345678")], "r5")])  # conflict
+        await before.remove_identifier("shop", a.person_id, "email", "li@shop.io", block=True, reason="test")
+
+        rotated = PiiVault.from_config(f"k2:{new},k1:{old}", hash_key)
+        assert await reseal(pool, rotated, batch=2) > 0
+        assert await reseal(pool, rotated) == 0
+        async with pool.acquire() as conn:
+            for sealed in repository.SEALED_COLUMNS:
+                values = await conn.fetch(
+                    f"SELECT {sealed.column} AS v FROM {sealed.table} WHERE {sealed.column} IS NOT NULL"
+                )
+                assert values, sealed
+                assert {rotated.key_id_of(r["v"]) for r in values} == {"k2"}, sealed
+
+        after = IdentityService(pool, names, PiiVault.from_config(f"k2:{new}", hash_key))  # k1 dropped
+        person = await after.get_person("shop", a.person_id)
+        assert ("phone", "+8613912345678") in {(i.type, i.value) for i, _ in person.identifiers}
+        assert await after.list_conflicts("shop", person_id=None, after=None, limit=10)
+        report = await after.dry_run("shop", {}, days=1, max_events=100)
+        assert report.events_replayed == 5
+    finally:
+        await pool.close()

@@ -51,7 +51,8 @@ def test_pos_then_mini_program_then_app_login_merges_into_one_person():
     ]
     assert login.merges[0].rule == "bridge:wechat_unionid@v0"
     assert login.attached == (U("u-9"),)
-    assert login.links[0].anchor == UNION("un-1") and login.origin == mini.person_id
+    # user_id hangs from the unionid: its home is the mini-program person, whoever holds it now.
+    assert login.links[0].anchor == UNION("un-1") and login.links[0].home == mini.person_id
     assert r.resolve([OPENID("wxapp:o-1")], "mini-2").person_id == pos.person_id
 
 
@@ -176,3 +177,59 @@ def test_replaying_a_set_changes_nothing():
 def test_empty_set_is_refused():
     with pytest.raises(ValueError):
         resolver().resolve([], "m")
+
+
+def _crowded(names):
+    """The review's case: u on a person with 4 identifiers, b alone, c with 2 (guardrail 6)."""
+    a, b, c = names
+    return GraphState(
+        owners={U("u"): a, Identifier("email", "b@x.io"): b, Identifier("email", "c@x.io"): c},
+        persons={
+            a: PersonView(a, links=[("user_id", NOW)] + [("jd_pin", NOW)] * 3),
+            b: PersonView(b, links=[("email", NOW)]),
+            c: PersonView(c, links=[("email", NOW)] * 2),
+        },
+    )
+
+
+@pytest.mark.parametrize("names", [("pA", "pB", "pC"), ("p2", "p1", "p3")])
+def test_a_cluster_that_would_exceed_a_guardrail_quarantines_its_survivor_and_takes_nobody_else(names):
+    rules = apply_update(DEFAULT_RULES, guardrails=Guardrails(max_identifiers_per_person=6, max_merges_per_person=50))
+    state = _crowded(names)
+    a, b, c = names
+    outcome = resolver(rules, state).resolve(
+        [U("u"), Identifier("email", "b@x.io"), Identifier("email", "c@x.io")], "m"
+    )
+    survivor = min(a, b)
+    # u's person and b joined first (5 identifiers); c would make 7: the cluster is the bigger side.
+    assert outcome.person_id == survivor and [(m.survivor, m.merged) for m in outcome.merges] == [(survivor, max(a, b))]
+    assert outcome.quarantined == [(survivor, "a merge would give it more than 6 identifiers")]
+    assert state.persons[survivor].quarantined and max(a, b) in state.merged_into
+    assert not state.persons[c].quarantined and c not in state.merged_into
+    assert [(x.kind, x.other_person_id) for x in outcome.conflicts] == [("guardrail", c)]
+
+
+def test_reaching_the_identifier_cap_quarantines_the_person_and_leaves_the_rest_unattached():
+    rules = apply_update(DEFAULT_RULES, guardrails=Guardrails(max_identifiers_per_person=3, max_merges_per_person=5))
+    r = resolver(rules)
+    person = r.resolve([U("u"), Identifier("email", "a@x.io")], "m1").person_id
+    full = r.resolve([U("u"), Identifier("jd_pin", "j1"), Identifier("jd_pin", "j2")], "m2")
+    assert full.attached == (Identifier("jd_pin", "j1"),)
+    assert full.quarantined == [(person, "would hold more than 3 identifiers")]
+    assert [(c.kind, c.identifier) for c in full.conflicts] == [("guardrail", Identifier("jd_pin", "j2"))]
+
+
+def test_a_person_over_a_lowered_limit_still_resolves_and_takes_other_types():
+    rules = apply_update(DEFAULT_RULES, types=[TypePatch("phone", max_per_person=1)])
+    phones = [PHONE("+8613912345678"), PHONE("+8613712345678")]
+    state = GraphState(
+        owners={phones[0]: "p1", phones[1]: "p1"},
+        persons={"p1": PersonView("p1", links=[("phone", NOW), ("phone", NOW)])},
+    )
+    r = resolver(rules, state)
+    alone = r.resolve([phones[0]], "m1")
+    assert alone.person_id == "p1" and not alone.conflicts
+    more = r.resolve([phones[1], Identifier("email", "x@y.io")], "m2")
+    assert more.person_id == "p1" and more.attached == (Identifier("email", "x@y.io"),) and not more.conflicts
+    third = r.resolve([phones[0], PHONE("+8613987654321")], "m3")
+    assert third.attached == () and [c.kind for c in third.conflicts] == ["limit"]

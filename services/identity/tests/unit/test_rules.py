@@ -134,3 +134,61 @@ def test_collect_reads_every_source_and_reports_rejections():
         ("external:nope", "unknown identifier type"),
         ("phone", "not a phone number"),
     ]
+
+
+def test_a_custom_types_normaliser_is_fixed_once_it_exists():
+    rules = apply_update(DEFAULT_RULES, types=[TypePatch("external:crm", normaliser="lower")])
+    with pytest.raises(InvalidRules) as error:
+        apply_update(rules, types=[TypePatch("external:crm", normaliser="plain")])
+    assert error.value.field == "identifier_types[0].normaliser"
+    assert (
+        apply_update(rules, types=[TypePatch("external:crm", priority=80)]).types["external:crm"].normaliser == "lower"
+    )
+
+
+def test_the_builtin_junk_values_stay_blocked_whatever_an_update_sends():
+    # An operator sets only a pattern for user_id (the API replaces both lists) ...
+    rules = apply_update(
+        DEFAULT_RULES, types=[TypePatch("user_id", blocked_values=(), blocked_patterns=(r"test-\d+",))]
+    )
+    for junk in ("null", "undefined", "0", "anonymous", " NULL "):
+        with pytest.raises(InvalidIdentifier):
+            normalise(rules, "user_id", junk)
+    assert "null" in rules.types["user_id"].blocked_values  # and the rules show them
+    phone = apply_update(
+        DEFAULT_RULES, types=[TypePatch("phone", blocked_values=("+8613912345678",), blocked_patterns=())]
+    )
+    for test_number in ("13800138000", "13333333333"):
+        with pytest.raises(InvalidIdentifier):
+            normalise(phone, "phone", test_number)
+    # ... and rules stored before this was enforced are enforced too.
+    document = to_document(rules)
+    document["types"] = [{**t, "blocked_values": [], "blocked_patterns": []} for t in document["types"]]
+    with pytest.raises(InvalidIdentifier, match="blank value"):
+        normalise(from_document(1, document), "user_id", "null")
+
+
+@pytest.mark.parametrize("pattern", [r"(a+)+", r"(a|a)*", r"(?:\d*)*x", r"(ab|cd)+$", r"(a{1,3}){2,}"])
+def test_patterns_that_backtrack_exponentially_are_refused(pattern):
+    with pytest.raises(InvalidRules, match="exponential"):
+        apply_update(DEFAULT_RULES, types=[TypePatch("user_id", blocked_patterns=(pattern,))])
+
+
+def test_errors_name_the_field_and_never_echo_the_value():
+    with pytest.raises(InvalidIdentifier) as error:
+        normalise(DEFAULT_RULES, "external:nope", "x")
+    assert error.value.field == "type"
+    # email-validator's IDNA errors quote the (decoded) domain: the detail is dropped.
+    with pytest.raises(InvalidIdentifier) as error:
+        normalise(DEFAULT_RULES, "email", "li@xn--secret.com")
+    assert error.value.field == "value"
+    assert error.value.reason == "not an e-mail address (The part after the @-sign is not valid IDNA.)"
+
+
+def test_an_event_with_too_many_identifiers_keeps_the_first_fifty():
+    external = [{"type": "jd_pin", "id": f"j{i}"} for i in range(45)] + [
+        {"type": "taobao_ouid", "id": f"t{i}"} for i in range(10)
+    ]
+    collected = collect_identifiers(DEFAULT_RULES, user_id="u", context={"externalIds": external})
+    assert len(collected.identifiers) == 50 and collected.identifiers[0] == Identifier("user_id", "u")
+    assert {e.reason for e in collected.rejected} == {"more than 50 identifiers on one event"}

@@ -306,7 +306,7 @@ class PersonsMerged(_message.Message):
     def __init__(self, workspace_id: _Optional[str] = ..., survivor_person_id: _Optional[str] = ..., merged_person_ids: _Optional[_Iterable[str]] = ..., bridging_identifier: _Optional[_Union[Identifier, _Mapping]] = ..., rule: _Optional[str] = ..., trigger_message_id: _Optional[str] = ..., merge_id: _Optional[str] = ..., merge_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class PersonSplit(_message.Message):
-    __slots__ = ("workspace_id", "person_id", "new_person_id", "moved_identifiers", "undone_merge_id", "reason", "split_time")
+    __slots__ = ("workspace_id", "person_id", "new_person_id", "moved_identifiers", "undone_merge_id", "reason", "split_time", "moved_person_ids")
     WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
     PERSON_ID_FIELD_NUMBER: _ClassVar[int]
     NEW_PERSON_ID_FIELD_NUMBER: _ClassVar[int]
@@ -314,6 +314,7 @@ class PersonSplit(_message.Message):
     UNDONE_MERGE_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     SPLIT_TIME_FIELD_NUMBER: _ClassVar[int]
+    MOVED_PERSON_IDS_FIELD_NUMBER: _ClassVar[int]
     workspace_id: str
     person_id: str
     new_person_id: str
@@ -321,7 +322,24 @@ class PersonSplit(_message.Message):
     undone_merge_id: str
     reason: str
     split_time: _timestamp_pb2.Timestamp
-    def __init__(self, workspace_id: _Optional[str] = ..., person_id: _Optional[str] = ..., new_person_id: _Optional[str] = ..., moved_identifiers: _Optional[_Iterable[_Union[Identifier, _Mapping]]] = ..., undone_merge_id: _Optional[str] = ..., reason: _Optional[str] = ..., split_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    moved_person_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, workspace_id: _Optional[str] = ..., person_id: _Optional[str] = ..., new_person_id: _Optional[str] = ..., moved_identifiers: _Optional[_Iterable[_Union[Identifier, _Mapping]]] = ..., undone_merge_id: _Optional[str] = ..., reason: _Optional[str] = ..., split_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., moved_person_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class IdentifiersRemoved(_message.Message):
+    __slots__ = ("workspace_id", "person_id", "identifiers", "blocked", "reason", "remove_time")
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    IDENTIFIERS_FIELD_NUMBER: _ClassVar[int]
+    BLOCKED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_TIME_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    person_id: str
+    identifiers: _containers.RepeatedCompositeFieldContainer[Identifier]
+    blocked: bool
+    reason: str
+    remove_time: _timestamp_pb2.Timestamp
+    def __init__(self, workspace_id: _Optional[str] = ..., person_id: _Optional[str] = ..., identifiers: _Optional[_Iterable[_Union[Identifier, _Mapping]]] = ..., blocked: _Optional[bool] = ..., reason: _Optional[str] = ..., remove_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class IdentifiersLinked(_message.Message):
     __slots__ = ("workspace_id", "person_id", "identifiers", "trigger_message_id", "rule", "link_time")

@@ -222,6 +222,22 @@ class RemoveIdentifierResponse(_message.Message):
     undone_merge_ids: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, persons: _Optional[_Iterable[_Union[Person, _Mapping]]] = ..., undone_merge_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class UnblockIdentifierRequest(_message.Message):
+    __slots__ = ("parent", "identifier")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    IDENTIFIER_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    identifier: _events_pb2.Identifier
+    def __init__(self, parent: _Optional[str] = ..., identifier: _Optional[_Union[_events_pb2.Identifier, _Mapping]] = ...) -> None: ...
+
+class UnblockIdentifierResponse(_message.Message):
+    __slots__ = ("identifier", "blocked_reason")
+    IDENTIFIER_FIELD_NUMBER: _ClassVar[int]
+    BLOCKED_REASON_FIELD_NUMBER: _ClassVar[int]
+    identifier: _events_pb2.Identifier
+    blocked_reason: str
+    def __init__(self, identifier: _Optional[_Union[_events_pb2.Identifier, _Mapping]] = ..., blocked_reason: _Optional[str] = ...) -> None: ...
+
 class ReleasePersonRequest(_message.Message):
     __slots__ = ("name", "reason")
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -395,7 +411,7 @@ class MergeDifference(_message.Message):
     def __init__(self, side: _Optional[_Union[MergeDifference.Side, str]] = ..., trigger_message_id: _Optional[str] = ..., anchor_identifier: _Optional[_Union[_events_pb2.Identifier, _Mapping]] = ..., bridging_identifier: _Optional[_Union[_events_pb2.Identifier, _Mapping]] = ..., rule: _Optional[str] = ...) -> None: ...
 
 class DryRunIdentityRulesResponse(_message.Message):
-    __slots__ = ("current_version", "events_replayed", "truncated", "current_merges", "proposed_merges", "current_conflicts", "proposed_conflicts", "current_persons", "proposed_persons", "differences")
+    __slots__ = ("current_version", "events_replayed", "truncated", "current_merges", "proposed_merges", "current_conflicts", "proposed_conflicts", "current_persons", "proposed_persons", "differences", "truncation_reason", "days_replayed", "oldest_event_time")
     CURRENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     EVENTS_REPLAYED_FIELD_NUMBER: _ClassVar[int]
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
@@ -406,6 +422,9 @@ class DryRunIdentityRulesResponse(_message.Message):
     CURRENT_PERSONS_FIELD_NUMBER: _ClassVar[int]
     PROPOSED_PERSONS_FIELD_NUMBER: _ClassVar[int]
     DIFFERENCES_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATION_REASON_FIELD_NUMBER: _ClassVar[int]
+    DAYS_REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
     current_version: int
     events_replayed: int
     truncated: bool
@@ -416,7 +435,10 @@ class DryRunIdentityRulesResponse(_message.Message):
     current_persons: int
     proposed_persons: int
     differences: _containers.RepeatedCompositeFieldContainer[MergeDifference]
-    def __init__(self, current_version: _Optional[int] = ..., events_replayed: _Optional[int] = ..., truncated: _Optional[bool] = ..., current_merges: _Optional[int] = ..., proposed_merges: _Optional[int] = ..., current_conflicts: _Optional[int] = ..., proposed_conflicts: _Optional[int] = ..., current_persons: _Optional[int] = ..., proposed_persons: _Optional[int] = ..., differences: _Optional[_Iterable[_Union[MergeDifference, _Mapping]]] = ...) -> None: ...
+    truncation_reason: str
+    days_replayed: int
+    oldest_event_time: _timestamp_pb2.Timestamp
+    def __init__(self, current_version: _Optional[int] = ..., events_replayed: _Optional[int] = ..., truncated: _Optional[bool] = ..., current_merges: _Optional[int] = ..., proposed_merges: _Optional[int] = ..., current_conflicts: _Optional[int] = ..., proposed_conflicts: _Optional[int] = ..., current_persons: _Optional[int] = ..., proposed_persons: _Optional[int] = ..., differences: _Optional[_Iterable[_Union[MergeDifference, _Mapping]]] = ..., truncation_reason: _Optional[str] = ..., days_replayed: _Optional[int] = ..., oldest_event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class MatchSuggestion(_message.Message):
     __slots__ = ("name", "suggestion_id", "person_id", "other_person_id", "score", "comparisons", "state", "create_time", "decide_time", "merge_id")

@@ -70,6 +70,11 @@ class IdentityServiceStub:
                 request_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.RemoveIdentifierRequest.SerializeToString,
                 response_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.RemoveIdentifierResponse.FromString,
                 _registered_method=True)
+        self.UnblockIdentifier = channel.unary_unary(
+                '/cdp.identity.v1.IdentityService/UnblockIdentifier',
+                request_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.UnblockIdentifierRequest.SerializeToString,
+                response_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.UnblockIdentifierResponse.FromString,
+                _registered_method=True)
         self.ReleasePerson = channel.unary_unary(
                 '/cdp.identity.v1.IdentityService/ReleasePerson',
                 request_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ReleasePersonRequest.SerializeToString,
@@ -167,10 +172,18 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def ReleasePerson(self, request, context):
+    def UnblockIdentifier(self, request, context):
         """Releases a quarantined person: it takes merges and identifiers again (within the guardrails,
         which quarantine it again if it would still exceed them).
+        Lets a value removed with block = true be linked again: the next event carrying it attaches
+        it like a new identifier. NOT_FOUND when the value is not blocked.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleasePerson(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -258,6 +271,11 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.RemoveIdentifier,
                     request_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.RemoveIdentifierRequest.FromString,
                     response_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.RemoveIdentifierResponse.SerializeToString,
+            ),
+            'UnblockIdentifier': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnblockIdentifier,
+                    request_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.UnblockIdentifierRequest.FromString,
+                    response_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.UnblockIdentifierResponse.SerializeToString,
             ),
             'ReleasePerson': grpc.unary_unary_rpc_method_handler(
                     servicer.ReleasePerson,
@@ -468,6 +486,33 @@ class IdentityService:
             '/cdp.identity.v1.IdentityService/RemoveIdentifier',
             cdp_dot_identity_dot_v1_dot_identity__pb2.RemoveIdentifierRequest.SerializeToString,
             cdp_dot_identity_dot_v1_dot_identity__pb2.RemoveIdentifierResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnblockIdentifier(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.identity.v1.IdentityService/UnblockIdentifier',
+            cdp_dot_identity_dot_v1_dot_identity__pb2.UnblockIdentifierRequest.SerializeToString,
+            cdp_dot_identity_dot_v1_dot_identity__pb2.UnblockIdentifierResponse.FromString,
             options,
             channel_credentials,
             insecure,
