@@ -4,9 +4,9 @@
   built virtualenv, the build stage installing exactly the component's closure.
 - That closure is built for real: wheels of every in-house package (pip wheel), installed per
   component with ``--no-deps`` into its own directory, which must hold exactly the component
-  and its in-house libraries (cdpkit, cdp-protos, ...), and from which ``python -m cdp_<component> config`` runs while no other
-  component can be imported. Third-party packages each component needs are pinned in
-  deploy/constraints.txt.
+  and its in-house libraries (cdpkit, cdp-protos, ...), and from which
+  ``python -m cdp_<component> config`` runs while no other component can be imported.
+  Third-party packages each component needs are pinned in deploy/constraints.txt.
 - deploy/compose/compose.yaml is parsed: images built from that Dockerfile, one-shot migrations
   as the schema owner before each service runs as its app role, variables the component reads.
 """
@@ -126,7 +126,7 @@ def test_dockerfile_builds_the_component_alone_and_runs_it_unprivileged(componen
     expected = {IN_HOUSE[d].name for d in closure(f"cdp-{component}") - {f"cdp-{component}"}}
     # A component that starts depending on another library (libs/...) needs it in LIBS (compose).
     assert set(libs) == expected
-    assert '-c constraints.txt $(for lib in' in install and 'do echo "./libs/$lib"; done) ./component' in install
+    assert "-c constraints.txt $(for lib in" in install and 'do echo "./libs/$lib"; done) ./component' in install
     assert f'ln -s "cdp-{component}" /opt/cdp/bin/cdp-component' in install
     scripts = tomllib.loads((IN_HOUSE[f"cdp-{component}"] / "pyproject.toml").read_text())["project"]["scripts"]
     assert f"cdp-{component}" in scripts
