@@ -764,6 +764,9 @@ def test_render_lower_camel_case_with_defaults():
         "description": "",
         "rule": "",
         "etag": "",
+        "version": "0",
+        "builtin": "",
+        "memberCount": "0",
     }
 
 
@@ -778,7 +781,10 @@ def test_render_int64_as_string_enums_by_name_timestamps_and_structs():
     assert rendered["personId"] == ""
     assert rendered["firstSeenTime"] == "2024-05-01T10:00:00Z"
     assert rendered["traits"] == {"email": "a@b.c", "age": 3}
-    assert rendered["recentEvents"] == [{"messageId": "m", "type": "EVENT_TYPE_TRACK", "event": ""}]
+    # Scalars are rendered with their defaults (the contract of issues 4-6 added channel, store, staff).
+    assert rendered["recentEvents"] == [
+        {"messageId": "m", "type": "EVENT_TYPE_TRACK", "event": "", "channel": "", "storeId": "", "staffId": ""}
+    ]
     assert "first_seen_time" not in rendered and "event_count" not in rendered
 
 
