@@ -385,10 +385,6 @@ async def claim_due_timers(
     )
 
 
-async def next_due(conn: asyncpg.Connection) -> datetime | None:
-    return await conn.fetchval("SELECT min(due_at) FROM timers")
-
-
 async def delete_person_timers(conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]) -> None:
     await conn.execute(
         "DELETE FROM timers WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])", workspace_id, list(person_ids)

@@ -59,8 +59,6 @@ GROUP_IDS = {
     "一般挽留": "general-recovery",
 }
 METHODS = ("mean", "quintile")
-# The computed traits RFM reads (changed_fields names).
-INPUTS = frozenset({"computed.last_order_time", "computed.order_count", "computed.total_spent_minor"})
 _MICRO = Decimal("0.000001")
 
 
