@@ -33,28 +33,18 @@ def _json(value: Any) -> str:
 
 
 async def upsert_person(conn: asyncpg.Connection, workspace_id: str, person: PersonFacts, version: int = 0) -> None:
-    await conn.execute(
-        """INSERT INTO persons (workspace_id, person_id, traits, computed, lifecycle_stage, tier, rfm_group, tags,
-                                consent, profile_version, pii_traits, points_balance)
-           VALUES ($1, $2, $3::text::jsonb, $4::text::jsonb, $5, $6, $7, $8, $9::text::jsonb, $10, $11, $12)
-           ON CONFLICT (workspace_id, person_id) DO UPDATE SET
-             traits = excluded.traits, computed = excluded.computed, lifecycle_stage = excluded.lifecycle_stage,
-             tier = excluded.tier, rfm_group = excluded.rfm_group, tags = excluded.tags, consent = excluded.consent,
-             profile_version = excluded.profile_version, pii_traits = excluded.pii_traits,
-             points_balance = excluded.points_balance, updated_at = now()""",
-        workspace_id,
-        person.person_id,
-        _json(person.traits),
-        _json(person.computed),
-        person.lifecycle_stage,
-        person.tier,
-        person.rfm_group,
-        sorted(person.tags),
-        _json(person.consent),
-        version,
-        sorted(person.pii_traits),
-        person.points_balance,
+    """Store a person's state as the evaluators hold it (tests)."""
+    state = ProfileState(
+        traits=person.traits,
+        pii_traits=person.pii_traits,
+        computed=person.computed,
+        lifecycle_stage=person.lifecycle_stage,
+        tier=person.tier,
+        tags=person.tags,
+        consent=person.consent,
+        points_balance=person.points_balance,
     )
+    await write_states(conn, workspace_id, {person.person_id: (state, version, person.rfm_group)})
 
 
 async def add_events(
