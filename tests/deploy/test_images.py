@@ -1,12 +1,12 @@
 """The images and the compose file, checked without a Docker engine.
 
 - deploy/Dockerfile is parsed: multi-stage, the final stage non-root with nothing but the
-  built virtualenv, the build stage copying and installing exactly the component's closure.
+  built virtualenv, the build stage installing exactly the component's closure.
 - That closure is built for real: wheels of every in-house package (pip wheel), installed per
-  component with ``--no-deps`` into its own directory, which must hold exactly the component,
-  cdpkit and cdp-protos, and from which ``python -m cdp_<component> config`` runs while no other
-  component can be imported. Third-party packages each component needs are pinned in
-  deploy/constraints.txt.
+  component with ``--no-deps`` into its own directory, which must hold exactly the component
+  and its in-house libraries (cdpkit, cdp-protos, ...), and from which
+  ``python -m cdp_<component> config`` runs while no other component can be imported.
+  Third-party packages each component needs are pinned in deploy/constraints.txt.
 - deploy/compose/compose.yaml is parsed: images built from that Dockerfile, one-shot migrations
   as the schema owner before each service runs as its app role, variables the component reads.
 """
@@ -116,14 +116,17 @@ def test_dockerfile_builds_the_component_alone_and_runs_it_unprivileged(componen
     build, final = stages(args)
     assert build[0][1].endswith("AS build")
 
-    # The build stage copies the component's in-house closure and nothing else, and installs it.
+    # The build stage installs the component and its in-house closure (LIBS, from the compose
+    # build args or the Dockerfile's default) and nothing else.
     copied = {a.split()[0] for i, a in build if i == "COPY"}
-    expected = {str(IN_HOUSE[d].relative_to(ROOT)) for d in closure(f"cdp-{component}")}
-    # A component that starts depending on another library (libs/...) needs it copied and
-    # installed here too (and in the pip install line below).
-    assert copied == expected | {"deploy/constraints.txt"}
+    component_dir = str(IN_HOUSE[f"cdp-{component}"].relative_to(ROOT))
+    assert copied == {"deploy/constraints.txt", "libs", component_dir}
     (install,) = [a for i, a in build if i == "RUN" and "pip install" in a]
-    assert "-c constraints.txt ./libs/cdp-protos ./libs/cdpkit ./component" in install
+    libs = re.search(r"for lib in ([^;]*);", install).group(1).strip('"').split()
+    expected = {IN_HOUSE[d].name for d in closure(f"cdp-{component}") - {f"cdp-{component}"}}
+    # A component that starts depending on another library (libs/...) needs it in LIBS (compose).
+    assert set(libs) == expected
+    assert "-c constraints.txt $(for lib in" in install and 'do echo "./libs/$lib"; done) ./component' in install
     assert f'ln -s "cdp-{component}" /opt/cdp/bin/cdp-component' in install
     scripts = tomllib.loads((IN_HOUSE[f"cdp-{component}"] / "pyproject.toml").read_text())["project"]["scripts"]
     assert f"cdp-{component}" in scripts
@@ -200,7 +203,7 @@ def test_an_image_holds_its_component_and_its_dependencies_only(component, wheel
             if requirement not in needed:
                 needed.add(requirement)
                 todo.append(requirement)
-    assert needed == {f"cdp-{component}", "cdpkit", "cdp-protos"}
+    assert needed == closure(f"cdp-{component}")
 
     target = tmp_path / "image"
     subprocess.run(
@@ -210,7 +213,8 @@ def test_an_image_holds_its_component_and_its_dependencies_only(component, wheel
         capture_output=True,
     )
     top_level = {p.name for p in target.iterdir() if not p.name.endswith(".dist-info") and p.name != "bin"}
-    assert top_level == {"cdp", "cdpkit", f"cdp_{component}"}
+    packages = {"cdp-protos": "cdp", "cdpkit": "cdpkit", "cdp-analytics": "cdp_analytics"}
+    assert top_level == {f"cdp_{component}"} | {packages[n] for n in needed - {f"cdp-{component}"}}
     assert list((target / f"cdp_{component}/migrations").glob("0001_*.sql")), "migrations ship in the wheel"
     assert list((target / "cdpkit/migrations").glob("0001_*.sql"))
     assert not list(target.rglob("tests")), "no tests in an image"

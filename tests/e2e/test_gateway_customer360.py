@@ -58,11 +58,10 @@ async def test_customer360_composes_and_degrades_part_by_part(running_stack):
         assert _parts(body) == {
             "PART_PROFILE": "STATE_OK",
             "PART_IDENTITIES": "STATE_OK",
-            # Until issue 5 gives the segment service this method.
-            "PART_SEGMENT_MEMBERSHIPS": "STATE_NOT_IMPLEMENTED",
+            "PART_SEGMENT_MEMBERSHIPS": "STATE_OK",
             "PART_CAMPAIGN_MESSAGES": "STATE_OK",
         }
-        assert body["complete"] is False
+        assert body["complete"] is True
         assert body["segmentMemberships"] == [] and body["recentMessages"] == []
 
         missing = await http.get(f"/v1/workspaces/demo/persons/{UNKNOWN}/customer360", headers=s.reader())
@@ -103,4 +102,4 @@ async def test_customer360_composes_and_degrades_part_by_part(running_stack):
         s.stack.kill("identity", signal.SIGKILL)
         both = await http.get(url, headers=s.reader())
         assert both.status == 200
-        assert set(_parts(await both.json()).values()) == {"STATE_UNAVAILABLE", "STATE_NOT_IMPLEMENTED", "STATE_OK"}
+        assert set(_parts(await both.json()).values()) == {"STATE_UNAVAILABLE", "STATE_OK"}

@@ -764,6 +764,9 @@ def test_render_lower_camel_case_with_defaults():
         "description": "",
         "rule": "",
         "etag": "",
+        "version": "0",
+        "builtin": "",
+        "memberCount": "0",
     }
 
 

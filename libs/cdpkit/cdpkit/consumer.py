@@ -35,6 +35,8 @@ from cdpkit.metrics import CONSUMER_BATCH_SECONDS, CONSUMER_MESSAGES
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[Sequence[Msg]], Awaitable[None]]
+# How long a batch waits for messages beyond the first (those already stored come at once).
+_MORE_TIMEOUT_SECONDS = 0.005
 
 
 class PermanentError(Exception):
@@ -163,7 +165,7 @@ class ConsumerLoop:
         log.info("consumer started", consumer=self.name, durable=self.durable)
         while not self._stopping.is_set():
             try:
-                messages = await self._sub.fetch(self._spec.batch_size, timeout=self._spec.fetch_timeout_seconds)
+                messages = await self._next_batch()
             except (TimeoutError, nats.errors.TimeoutError):
                 continue
             except nats.errors.ConnectionClosedError:
@@ -180,6 +182,22 @@ class ConsumerLoop:
             pass
         self._sub = None
         log.info("consumer stopped", consumer=self.name, durable=self.durable)
+
+    async def _next_batch(self) -> list[Msg]:
+        """Wait for one message, then take whatever else is already there (up to the batch size).
+
+        nats-py's ``fetch(n)`` on an idle consumer sends a lingering pull for n messages and holds
+        the first one until n have arrived or the timeout passes: at a trickle, every message would
+        wait up to ``fetch_timeout_seconds``. Asking for one first, then for the rest without
+        lingering (a short timeout), keeps a lone message's wait to a round trip.
+        """
+        messages = await self._sub.fetch(1, timeout=self._spec.fetch_timeout_seconds)
+        if self._spec.batch_size > 1:
+            try:
+                messages += await self._sub.fetch(self._spec.batch_size - 1, timeout=_MORE_TIMEOUT_SECONDS)
+            except (TimeoutError, nats.errors.TimeoutError):
+                pass
+        return messages
 
     async def process(self, messages: Sequence[Msg]) -> None:
         started = time.perf_counter()

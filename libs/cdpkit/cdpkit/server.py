@@ -60,7 +60,11 @@ def _wrap(handler: grpc.RpcMethodHandler, around: Callable[..., Any]) -> grpc.Rp
 
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
             async def drain() -> None:
-                async for item in inner_stream(request, context):
+                produced = inner_stream(request, context)
+                if not hasattr(produced, "__aiter__"):
+                    await produced  # an inner interceptor's wrapper: it writes the items itself
+                    return
+                async for item in produced:
                     await context.write(item)
 
             await around(drain, context)

@@ -2,18 +2,40 @@
 
 from __future__ import annotations
 
+import functools
+import json
+from decimal import Decimal
+
 from cdp.segment.v1 import segment_pb2, segment_pb2_grpc
 from cdp_segment.config import SCHEMA, Settings
+from cdp_segment.consumers import handlers, merges_consumer, objects_consumer, profile_consumer
 from cdp_segment.grpc_api import SegmentServicer
+from cdp_segment.live import LiveService
+from cdp_segment.membership import Catalogues, Memberships
 from cdp_segment.service import SegmentService
+from cdp_segment.workers import Periodic
+from cdpkit.clock import Clock
+from cdpkit.consumer import ConsumerLoop
 from cdpkit.outbox import OutboxRelay
 from cdpkit.runtime import Infrastructure, ServiceRuntime
 from cdpkit.server import Registration, create_server
 
+TIMER_BATCH = 500
 
-async def bootstrap(settings: Settings) -> ServiceRuntime:
-    infra = await Infrastructure.open(settings, schema=SCHEMA, client_name="cdp-segment")
-    service = SegmentService(infra.pool)
+
+async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRuntime:
+    clock = clock or settings.clock()
+    # Numbers in jsonb are read as exact decimals, as both rule evaluators compare them.
+    infra = await Infrastructure.open(
+        settings,
+        schema=SCHEMA,
+        client_name="cdp-segment",
+        json_decoder=functools.partial(json.loads, parse_float=Decimal),
+    )
+    memberships = Memberships(infra.names)
+    catalogues = Catalogues()
+    live = LiveService(infra.pool, memberships, catalogues, clock)
+    service = SegmentService(infra.pool, memberships, catalogues, clock)
     server = create_server(
         [
             Registration(
@@ -23,5 +45,34 @@ async def bootstrap(settings: Settings) -> ServiceRuntime:
             )
         ]
     )
-    workers = [OutboxRelay(infra.pool, infra.js, schema=SCHEMA)]
+    apply = handlers(live)
+    batch = settings.consumer_batch
+    workers = [
+        ConsumerLoop(infra.js, infra.names, profile_consumer(batch).tuned(settings), apply["profile"]),
+        ConsumerLoop(infra.js, infra.names, objects_consumer(infra.names, batch).tuned(settings), apply["objects"]),
+        ConsumerLoop(infra.js, infra.names, merges_consumer(infra.names, batch).tuned(settings), apply["merges"]),
+        OutboxRelay(infra.pool, infra.js, schema=SCHEMA),
+        Periodic(
+            "segment-timers",
+            lambda: _fired(live.fire_due_timers(TIMER_BATCH)),
+            interval=settings.timer_poll_seconds,
+        ),
+    ]
+    if settings.rfm_interval_seconds > 0:
+        workers.append(
+            Periodic(
+                "segment-rfm",
+                lambda: _none(service.recompute_stale_rfm(settings.rfm_interval_seconds)),
+                interval=min(settings.rfm_interval_seconds, 60.0),
+            )
+        )
     return ServiceRuntime.for_service("segment", settings, infra, server, workers)
+
+
+async def _fired(step) -> bool:
+    return await step > 0
+
+
+async def _none(step) -> bool:
+    await step
+    return False

@@ -11,3 +11,23 @@ SCHEMA = "segment"
 class Settings(CommonSettings):
     grpc_port: int = env("CDP_SEGMENT_GRPC_PORT", 50063, help="gRPC port of the segment service")
     metrics_port: int = env("CDP_SEGMENT_METRICS_PORT", 9463, help="Prometheus /metrics port; 0 picks a free one")
+    consumer_batch: int = env(
+        "CDP_SEGMENT_CONSUMER_BATCH", 50, help="announcements fetched (and applied in one transaction) per batch"
+    )
+    timer_poll_seconds: float = env(
+        "CDP_SEGMENT_TIMER_POLL_SECONDS", 1.0, help="how often due membership timers are looked for"
+    )
+    rfm_interval_seconds: float = env(
+        "CDP_SEGMENT_RFM_INTERVAL_SECONDS",
+        3600.0,
+        help="how often RFM thresholds and groups are recomputed per workspace (0: only on request)",
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 1 <= self.consumer_batch <= 500:
+            raise ValueError("CDP_SEGMENT_CONSUMER_BATCH must be between 1 and 500")
+        if not 0.01 <= self.timer_poll_seconds <= 60:
+            raise ValueError("CDP_SEGMENT_TIMER_POLL_SECONDS must be between 0.01 and 60")
+        if self.rfm_interval_seconds < 0:
+            raise ValueError("CDP_SEGMENT_RFM_INTERVAL_SECONDS must not be negative")

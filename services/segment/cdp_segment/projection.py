@@ -1,177 +1,451 @@
-"""SQL for the projection tables: write what rules need, read one person back for the live path."""
+"""SQL for the projection tables: write what rules need, read persons back for the live path.
+
+The projection is fed only by messages (ProfileChanged, ObjectTagsChanged, PersonsMerged);
+every write here is idempotent (events by message id, orders and states by profile version).
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 
+from cdp_segment.domain import ProfileState
 from cdp_segment.rules.data import EventFact, ItemFact, OrderFact, PersonFacts, WorkspaceFacts
 
 
-def _plain(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """JSON-ready: Decimals become int or float (exact for the short decimals traits carry)."""
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
     return value
 
 
 def _json(value: Any) -> str:
-    return json.dumps(_plain(value), ensure_ascii=False)
+    return json.dumps(jsonable(value), ensure_ascii=False)
 
 
 async def upsert_person(conn: asyncpg.Connection, workspace_id: str, person: PersonFacts, version: int = 0) -> None:
-    await conn.execute(
-        """INSERT INTO persons (workspace_id, person_id, traits, computed, lifecycle_stage, tier, rfm_group, tags,
-                                consent, profile_version)
-           VALUES ($1, $2, $3::text::jsonb, $4::text::jsonb, $5, $6, $7, $8, $9::text::jsonb, $10)
-           ON CONFLICT (workspace_id, person_id) DO UPDATE SET
-             traits = excluded.traits, computed = excluded.computed, lifecycle_stage = excluded.lifecycle_stage,
-             tier = excluded.tier, rfm_group = excluded.rfm_group, tags = excluded.tags, consent = excluded.consent,
-             profile_version = excluded.profile_version, updated_at = now()""",
-        workspace_id,
-        person.person_id,
-        _json(person.traits),
-        _json(person.computed),
-        person.lifecycle_stage,
-        person.tier,
-        person.rfm_group,
-        sorted(person.tags),
-        _json(person.consent),
-        version,
+    """Store a person's state as the evaluators hold it (tests)."""
+    state = ProfileState(
+        traits=person.traits,
+        pii_traits=person.pii_traits,
+        computed=person.computed,
+        lifecycle_stage=person.lifecycle_stage,
+        tier=person.tier,
+        tags=person.tags,
+        consent=person.consent,
+        points_balance=person.points_balance,
     )
+    await write_states(conn, workspace_id, {person.person_id: (state, version, person.rfm_group)})
 
 
-async def add_events(conn: asyncpg.Connection, workspace_id: str, person_id: str, events: Iterable[EventFact]) -> None:
-    rows = [(workspace_id, e.message_id, person_id, e.name, _json(e.properties), e.time) for e in events]
-    if rows:
-        await conn.executemany(
-            """INSERT INTO person_events (workspace_id, message_id, person_id, name, properties, event_time)
-               VALUES ($1, $2, $3, $4, $5::text::jsonb, $6) ON CONFLICT DO NOTHING""",
-            rows,
-        )
+async def add_events(
+    conn: asyncpg.Connection, workspace_id: str, facts: Sequence[tuple[str, EventFact]]
+) -> set[tuple[str, str]]:
+    """Store (person id, event) facts once each (by message id); (person id, name) of the new ones."""
+    if not facts:
+        return set()
+    rows = await conn.fetch(
+        """INSERT INTO person_events (workspace_id, message_id, person_id, name, properties, event_time)
+           SELECT $1, m, p, n, j::jsonb, t
+           FROM unnest($2::text[], $3::uuid[], $4::text[], $5::text[], $6::timestamptz[]) AS e(m, p, n, j, t)
+           ON CONFLICT DO NOTHING RETURNING person_id::text AS person_id, name""",
+        workspace_id,
+        [e.message_id for _, e in facts],
+        [p for p, _ in facts],
+        [e.name for _, e in facts],
+        [_json(e.properties) for _, e in facts],
+        [e.time for _, e in facts],
+    )
+    return {(r["person_id"], r["name"]) for r in rows}
 
 
 async def upsert_orders(
-    conn: asyncpg.Connection, workspace_id: str, person_id: str, orders: Iterable[OrderFact]
-) -> None:
-    for order in orders:
+    conn: asyncpg.Connection, workspace_id: str, facts: Sequence[tuple[str, OrderFact, int]]
+) -> set[str]:
+    """Create or update (person id, order, profile version) facts; an order last written by a
+    newer version of the same person is left alone (a redelivered older announcement). The ids of
+    the persons whose orders changed."""
+    latest = {order.order_id: (person_id, order, version) for person_id, order, version in facts}
+    if not latest:
+        return set()
+    rows = list(latest.values())
+    written = await conn.fetch(
+        """INSERT INTO person_orders (workspace_id, order_id, person_id, status, total_minor, store_id, staff_id,
+                                      order_time, profile_version)
+           SELECT $1, o, p, s, t, st, sf, ot, v
+           FROM unnest($2::text[], $3::uuid[], $4::text[], $5::bigint[], $6::text[], $7::text[],
+                       $8::timestamptz[], $9::bigint[]) AS i(o, p, s, t, st, sf, ot, v)
+           ON CONFLICT (workspace_id, order_id) DO UPDATE SET status = excluded.status,
+             total_minor = excluded.total_minor, store_id = excluded.store_id, staff_id = excluded.staff_id,
+             order_time = excluded.order_time, person_id = excluded.person_id,
+             profile_version = excluded.profile_version
+           WHERE person_orders.profile_version < excluded.profile_version
+              OR person_orders.person_id <> excluded.person_id
+           RETURNING order_id""",
+        workspace_id,
+        [o.order_id for _, o, _ in rows],
+        [p for p, _, _ in rows],
+        [o.status for _, o, _ in rows],
+        [o.total_minor for _, o, _ in rows],
+        [o.store_id for _, o, _ in rows],
+        [o.staff_id for _, o, _ in rows],
+        [o.time for _, o, _ in rows],
+        [v for _, _, v in rows],
+    )
+    changed = [latest[r["order_id"]] for r in written]
+    if not changed:
+        return set()
+    await conn.execute(
+        "DELETE FROM order_items WHERE workspace_id = $1 AND order_id = ANY($2::text[])",
+        workspace_id,
+        [o.order_id for _, o, _ in changed],
+    )
+    items = [(o.order_id, n, i) for _, o, _ in changed for n, i in enumerate(o.items)]
+    if items:
         await conn.execute(
-            """INSERT INTO person_orders (workspace_id, order_id, person_id, status, total_minor, store_id, staff_id,
-                                          order_time)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-               ON CONFLICT (workspace_id, order_id) DO UPDATE SET status = excluded.status,
-                 total_minor = excluded.total_minor, person_id = excluded.person_id""",
+            """INSERT INTO order_items (workspace_id, order_id, line_no, sku, category, product_id)
+               SELECT $1, o, n, s, c, p FROM unnest($2::text[], $3::int[], $4::text[], $5::text[], $6::text[])
+               AS i(o, n, s, c, p)""",
             workspace_id,
-            order.order_id,
-            person_id,
-            order.status,
-            order.total_minor,
-            order.store_id,
-            order.staff_id,
-            order.time,
+            [o for o, _, _ in items],
+            [n for _, n, _ in items],
+            [i.sku for _, _, i in items],
+            [i.category for _, _, i in items],
+            [i.product_id for _, _, i in items],
         )
-        await conn.execute(
-            "DELETE FROM order_items WHERE workspace_id = $1 AND order_id = $2", workspace_id, order.order_id
-        )
-        if order.items:
-            await conn.executemany(
-                """INSERT INTO order_items (workspace_id, order_id, line_no, sku, category, product_id)
-                   VALUES ($1, $2, $3, $4, $5, $6)""",
-                [(workspace_id, order.order_id, n, i.sku, i.category, i.product_id) for n, i in enumerate(order.items)],
-            )
+    return {p for p, _, _ in changed}
 
 
 async def set_memberships(conn: asyncpg.Connection, workspace_id: str, person_id: str, segments: Iterable[str]) -> None:
+    """Test helper: make a person a member of segments (no history, no events)."""
     await conn.executemany(
-        "INSERT INTO memberships (workspace_id, segment_id, person_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        "INSERT INTO memberships (workspace_id, segment_id, person_id, since) VALUES ($1, $2, $3, now())"
+        " ON CONFLICT DO NOTHING",
         [(workspace_id, s, person_id) for s in segments],
     )
 
 
 async def set_object_tags(
     conn: asyncpg.Connection, workspace_id: str, kind: str, object_id: str, tags: Iterable[str]
-) -> None:
-    await conn.execute(
-        "DELETE FROM object_tags WHERE workspace_id = $1 AND object_kind = $2 AND object_id = $3",
+) -> bool:
+    """Replace an object's tags; True when they changed."""
+    before = await conn.fetch(
+        "DELETE FROM object_tags WHERE workspace_id = $1 AND object_kind = $2 AND object_id = $3 RETURNING tag",
         workspace_id,
         kind,
         object_id,
     )
-    await conn.executemany(
-        "INSERT INTO object_tags (workspace_id, object_kind, object_id, tag) VALUES ($1, $2, $3, $4)",
-        [(workspace_id, kind, object_id, t) for t in tags],
+    tags = sorted(set(tags))
+    await conn.execute(
+        """INSERT INTO object_tags (workspace_id, object_kind, object_id, tag)
+           SELECT $1, $2, $3, unnest($4::text[])""",
+        workspace_id,
+        kind,
+        object_id,
+        tags,
+    )
+    return sorted(r["tag"] for r in before) != tags
+
+
+async def claim_object_version(conn: asyncpg.Connection, workspace_id: str, kind: str, object_id: str, version: int):
+    """True when ``version`` is newer than the last applied one for this object (and records it)."""
+    return bool(
+        await conn.fetchval(
+            """INSERT INTO object_versions (workspace_id, object_kind, object_id, version) VALUES ($1, $2, $3, $4)
+               ON CONFLICT (workspace_id, object_kind, object_id) DO UPDATE SET version = excluded.version
+               WHERE object_versions.version < excluded.version
+               RETURNING true""",
+            workspace_id,
+            kind,
+            object_id,
+            version,
+        )
     )
 
 
-async def read_person(conn: asyncpg.Connection, workspace_id: str, person_id: str) -> PersonFacts | None:
-    row = await conn.fetchrow(
-        "SELECT * FROM persons WHERE workspace_id = $1 AND person_id = $2::uuid", workspace_id, person_id
-    )
-    if row is None:
-        return None
-    events = await conn.fetch(
-        """SELECT message_id, name, properties, event_time FROM person_events
-           WHERE workspace_id = $1 AND person_id = $2::uuid""",
-        workspace_id,
-        person_id,
-    )
-    orders = await conn.fetch(
-        "SELECT * FROM person_orders WHERE workspace_id = $1 AND person_id = $2::uuid", workspace_id, person_id
-    )
-    items = await conn.fetch(
-        """SELECT i.order_id, i.sku, i.category, i.product_id FROM order_items i
-           JOIN person_orders o ON o.workspace_id = i.workspace_id AND o.order_id = i.order_id
-           WHERE o.workspace_id = $1 AND o.person_id = $2::uuid ORDER BY i.order_id, i.line_no""",
-        workspace_id,
-        person_id,
-    )
-    by_order: dict[str, list[ItemFact]] = {}
-    for item in items:
-        by_order.setdefault(item["order_id"], []).append(ItemFact(item["sku"], item["category"], item["product_id"]))
-    memberships = await conn.fetch(
-        "SELECT segment_id FROM memberships WHERE workspace_id = $1 AND person_id = $2::uuid", workspace_id, person_id
-    )
-    return PersonFacts(
-        person_id=person_id,
+async def persons_touching(conn: asyncpg.Connection, workspace_id: str, kind: str, object_id: str) -> list[str]:
+    """Persons with an order at this store, served by this staff member, or with this product."""
+    if kind == "product":
+        query = """SELECT DISTINCT o.person_id FROM order_items i
+                   JOIN person_orders o ON o.workspace_id = i.workspace_id AND o.order_id = i.order_id
+                   WHERE i.workspace_id = $1 AND i.product_id = $2"""
+    else:
+        column = {"store": "store_id", "staff": "staff_id"}[kind]
+        query = f"SELECT DISTINCT person_id FROM person_orders WHERE workspace_id = $1 AND {column} = $2"
+    return [str(r["person_id"]) for r in await conn.fetch(query, workspace_id, object_id)]
+
+
+# Profile states ------------------------------------------------------------------------------
+
+
+def _state(row: asyncpg.Record) -> ProfileState:
+    return ProfileState(
         traits=row["traits"],
+        pii_traits=frozenset(row["pii_traits"]),
         computed=row["computed"],
         lifecycle_stage=row["lifecycle_stage"],
         tier=row["tier"],
-        rfm_group=row["rfm_group"],
         tags=frozenset(row["tags"]),
         consent=row["consent"],
-        events=[EventFact(e["name"], e["event_time"], e["properties"], e["message_id"]) for e in events],
-        orders=[
-            OrderFact(
-                o["order_id"],
-                o["order_time"],
-                o["total_minor"],
-                o["status"],
-                o["store_id"],
-                o["staff_id"],
-                tuple(by_order.get(o["order_id"], ())),
-            )
-            for o in orders
-        ],
-        memberships=frozenset(m["segment_id"] for m in memberships),
+        points_balance=row["points_balance"],
     )
 
 
-async def read_object_tags(conn: asyncpg.Connection, workspace_id: str, person: PersonFacts) -> WorkspaceFacts:
-    """Tags of the stores, staff and products the person's orders touch (all a rule can ask)."""
-    wanted = {("store", o.store_id) for o in person.orders} | {("staff", o.staff_id) for o in person.orders}
-    wanted |= {("product", i.product_id) for o in person.orders for i in o.items}
+async def read_states(
+    conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]
+) -> dict[str, tuple[ProfileState, int, str | None]]:
+    """(state, profile version, RFM group) of the persons the projection knows."""
+    rows = await conn.fetch(
+        """SELECT person_id, traits, pii_traits, computed, lifecycle_stage, tier, tags, consent, points_balance,
+                  profile_version, rfm_group
+           FROM persons WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])""",
+        workspace_id,
+        list(person_ids),
+    )
+    return {str(r["person_id"]): (_state(r), r["profile_version"], r["rfm_group"]) for r in rows}
+
+
+async def write_states(
+    conn: asyncpg.Connection, workspace_id: str, states: Mapping[str, tuple[ProfileState, int, str | None]]
+) -> None:
+    """Replace persons' states: person id -> (state, profile version, RFM group)."""
+    if not states:
+        return
+    rows = list(states.items())
+    await conn.execute(
+        """INSERT INTO persons (workspace_id, person_id, traits, computed, lifecycle_stage, tier, rfm_group, tags,
+                                consent, profile_version, pii_traits, points_balance)
+           SELECT $1, p, tr::jsonb, co::jsonb, ls, ti, rg, string_to_array(tg, chr(31)), cs::jsonb, v,
+                  string_to_array(pi, chr(31)), pb
+           FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+                       $9::text[], $10::bigint[], $11::text[], $12::bigint[])
+                AS s(p, tr, co, ls, ti, rg, tg, cs, v, pi, pb)
+           ON CONFLICT (workspace_id, person_id) DO UPDATE SET
+             traits = excluded.traits, computed = excluded.computed, lifecycle_stage = excluded.lifecycle_stage,
+             tier = excluded.tier, rfm_group = excluded.rfm_group, tags = excluded.tags, consent = excluded.consent,
+             profile_version = excluded.profile_version, pii_traits = excluded.pii_traits,
+             points_balance = excluded.points_balance, updated_at = now()""",
+        workspace_id,
+        [p for p, _ in rows],
+        [_json(dict(s.traits)) for _, (s, _, _) in rows],
+        [_json(dict(s.computed)) for _, (s, _, _) in rows],
+        [s.lifecycle_stage for _, (s, _, _) in rows],
+        [s.tier for _, (s, _, _) in rows],
+        [g for _, (_, _, g) in rows],
+        [_text_array(s.tags) for _, (s, _, _) in rows],
+        [_json(dict(s.consent)) for _, (s, _, _) in rows],
+        [v for _, (_, v, _) in rows],
+        [_text_array(s.pii_traits) for _, (s, _, _) in rows],
+        [s.points_balance for _, (s, _, _) in rows],
+    )
+
+
+def _text_array(values: Iterable[str]) -> str:
+    """A set of strings as one text (unit-separator joined): unnest cannot take arrays of arrays."""
+    return "\x1f".join(sorted(values))
+
+
+async def ensure_persons(conn: asyncpg.Connection, workspace_id: str, person_ids: Iterable[str]) -> set[str]:
+    """Rows for persons known only through moved facts; the ids of those created."""
+    ids = sorted(set(person_ids))
+    if not ids:
+        return set()
+    rows = await conn.fetch(
+        """INSERT INTO persons (workspace_id, person_id) SELECT $1, unnest($2::uuid[])
+           ON CONFLICT DO NOTHING RETURNING person_id::text AS person_id""",
+        workspace_id,
+        ids,
+    )
+    return {r["person_id"] for r in rows}
+
+
+async def move_facts(
+    conn: asyncpg.Connection,
+    workspace_id: str,
+    to_person: str,
+    *,
+    from_persons: Sequence[str] = (),
+    message_ids: Sequence[str] = (),
+    order_ids: Sequence[str] = (),
+) -> bool:
+    """Re-key events and orders: all of ``from_persons``'s, or the listed ones. True if any moved."""
+    moved = 0
+    if from_persons:
+        for table in ("person_events", "person_orders"):
+            status = await conn.execute(
+                f"UPDATE {table} SET person_id = $2 WHERE workspace_id = $1 AND person_id = ANY($3::uuid[])",
+                workspace_id,
+                to_person,
+                list(from_persons),
+            )
+            moved += int(status.split()[-1])
+    for table, column, ids in (("person_events", "message_id", message_ids), ("person_orders", "order_id", order_ids)):
+        if ids:
+            status = await conn.execute(
+                f"""UPDATE {table} SET person_id = $2
+                    WHERE workspace_id = $1 AND {column} = ANY($3::text[]) AND person_id <> $2""",
+                workspace_id,
+                to_person,
+                list(ids),
+            )
+            moved += int(status.split()[-1])
+    return moved > 0
+
+
+async def delete_persons(conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]) -> int:
+    status = await conn.execute(
+        "DELETE FROM persons WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])", workspace_id, list(person_ids)
+    )
+    return int(status.split()[-1])
+
+
+async def remember_pii_names(conn: asyncpg.Connection, workspace_id: str, names: Iterable[str]) -> None:
+    await conn.execute(
+        "INSERT INTO pii_trait_names (workspace_id, name) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING",
+        workspace_id,
+        sorted(set(names)),
+    )
+
+
+async def pii_names(conn: asyncpg.Connection, workspace_id: str) -> set[str]:
+    rows = await conn.fetch("SELECT name FROM pii_trait_names WHERE workspace_id = $1", workspace_id)
+    return {r["name"] for r in rows}
+
+
+# Reading persons for the in-memory evaluator --------------------------------------------------
+
+
+async def read_persons(
+    conn: asyncpg.Connection,
+    workspace_id: str,
+    person_ids: Sequence[str],
+    *,
+    event_names: Iterable[str] | None = None,
+    orders: bool = True,
+    known: Mapping[str, tuple[ProfileState, str | None]] | None = None,
+) -> dict[str, PersonFacts]:
+    """The persons as the evaluators see them; only the events named (all when None), and no
+    orders when ``orders`` is false (the rules being evaluated do not read them). ``known``:
+    (state, RFM group) of persons the caller holds already (not read again)."""
+    ids = list(person_ids)
+    known = {p: known[p] for p in ids if p in known} if known else {}
+    persons = {
+        person_id: PersonFacts(
+            person_id=person_id,
+            traits=dict(state.traits),
+            computed=dict(state.computed),
+            lifecycle_stage=state.lifecycle_stage,
+            tier=state.tier,
+            rfm_group=group,
+            tags=state.tags,
+            consent=dict(state.consent),
+            points_balance=state.points_balance,
+            pii_traits=state.pii_traits,
+        )
+        for person_id, (state, group) in known.items()
+    }
+    unknown = [p for p in ids if p not in known]
+    rows = []
+    if unknown:
+        rows = await conn.fetch(
+            "SELECT * FROM persons WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])", workspace_id, unknown
+        )
+    persons |= {
+        str(row["person_id"]): PersonFacts(
+            person_id=str(row["person_id"]),
+            traits=row["traits"],
+            computed=row["computed"],
+            lifecycle_stage=row["lifecycle_stage"],
+            tier=row["tier"],
+            rfm_group=row["rfm_group"],
+            tags=frozenset(row["tags"]),
+            consent=row["consent"],
+            points_balance=row["points_balance"],
+            pii_traits=frozenset(row["pii_traits"]),
+        )
+        for row in rows
+    }
+    ids = list(persons)
+    if not persons:
+        return persons
+    names = None if event_names is None else sorted(set(event_names))
+    if names is None or names:
+        events = await conn.fetch(
+            """SELECT person_id, message_id, name, properties, event_time FROM person_events
+               WHERE workspace_id = $1 AND person_id = ANY($2::uuid[]) AND ($3::text[] IS NULL OR name = ANY($3))""",
+            workspace_id,
+            ids,
+            names,
+        )
+        for e in events:
+            persons[str(e["person_id"])].events.append(
+                EventFact(e["name"], e["event_time"], e["properties"], e["message_id"])
+            )
+    if orders:
+        order_rows = await conn.fetch(
+            """SELECT order_id, person_id, order_time, total_minor, status, store_id, staff_id FROM person_orders
+               WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])""",
+            workspace_id,
+            ids,
+        )
+        items = await conn.fetch(
+            """SELECT i.order_id, i.sku, i.category, i.product_id FROM order_items i
+               JOIN person_orders o ON o.workspace_id = i.workspace_id AND o.order_id = i.order_id
+               WHERE o.workspace_id = $1 AND o.person_id = ANY($2::uuid[]) ORDER BY i.order_id, i.line_no""",
+            workspace_id,
+            ids,
+        )
+        by_order: dict[str, list[ItemFact]] = {}
+        for item in items:
+            by_order.setdefault(item["order_id"], []).append(
+                ItemFact(item["sku"], item["category"], item["product_id"])
+            )
+        for o in order_rows:
+            persons[str(o["person_id"])].orders.append(
+                OrderFact(
+                    o["order_id"],
+                    o["order_time"],
+                    o["total_minor"],
+                    o["status"],
+                    o["store_id"],
+                    o["staff_id"],
+                    tuple(by_order.get(o["order_id"], ())),
+                )
+            )
+    memberships = await conn.fetch(
+        "SELECT person_id, segment_id FROM memberships WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])",
+        workspace_id,
+        ids,
+    )
+    held: dict[str, set[str]] = {}
+    for m in memberships:
+        held.setdefault(str(m["person_id"]), set()).add(m["segment_id"])
+    for person_id, segments in held.items():
+        persons[person_id].memberships = frozenset(segments)
+    return persons
+
+
+async def read_person(conn: asyncpg.Connection, workspace_id: str, person_id: str) -> PersonFacts | None:
+    return (await read_persons(conn, workspace_id, [person_id])).get(person_id)
+
+
+async def read_object_tags(conn: asyncpg.Connection, workspace_id: str, *persons: PersonFacts) -> WorkspaceFacts:
+    """Tags of the stores, staff and products the persons' orders touch (all a rule can ask)."""
+    wanted = {("store", o.store_id) for p in persons for o in p.orders}
+    wanted |= {("staff", o.staff_id) for p in persons for o in p.orders}
+    wanted |= {("product", i.product_id) for p in persons for o in p.orders for i in o.items}
     if not wanted:
         return WorkspaceFacts()
-    kinds, ids = zip(*wanted, strict=True)
+    kinds, ids = zip(*sorted(wanted), strict=True)
     rows = await conn.fetch(
         """SELECT t.object_kind, t.object_id, t.tag FROM object_tags t
            JOIN unnest($2::text[], $3::text[]) AS w(kind, id) ON t.object_kind = w.kind AND t.object_id = w.id

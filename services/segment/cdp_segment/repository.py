@@ -1,29 +1,85 @@
-"""SQL for the segment schema. Every query is scoped by workspace_id."""
+"""SQL for the segment schema (definitions, versions, memberships, history, timers, RFM).
+Every query is scoped by workspace_id; the projection's own tables are in ``projection``."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+
 import asyncpg
 
-from cdp_segment.domain import Segment
+from cdp_segment.domain import MembershipChange, Segment
+from cdp_segment.rfm import GROUPS, RfmSettings, RfmThresholds
 
-_COLUMNS = "workspace_id, segment_id, display_name, description, rule, etag, created_at, updated_at"
+_COLUMNS = "workspace_id, segment_id, display_name, description, rule, etag, created_at, updated_at, version, builtin"
+
+# Statements that scan or write a whole workspace (refreshes, RFM) get this long instead of the
+# pool's 30 s command timeout.
+WORKSPACE_SCAN_TIMEOUT = 600.0
+# Persons regrouped per RFM transaction (a first computation moves every customer): each holds
+# their advisory locks, and PostgreSQL's lock table is finite (max_locks_per_transaction).
+RFM_SLICE = 1_000
+
+# Advisory lock classes (the two-int form never meets the kit's one-bigint migration lock).
+_WORKSPACE_LOCK = 5001
+_PERSON_LOCK = 5002
 
 
 def _segment(row: asyncpg.Record) -> Segment:
     return Segment(**dict(row))
 
 
-async def insert(conn: asyncpg.Connection, segment: Segment) -> Segment | None:
+# Locks ----------------------------------------------------------------------------------------
+#
+# The live path (consumer batches, timers) holds its workspaces' lock SHARED and the lock of every
+# person it evaluates; a rule change, a refresh, an RFM recompute or an object-tag change holds
+# the workspace lock EXCLUSIVE. Order: workspaces (sorted), then persons (sorted).
+
+
+async def lock_workspaces(conn: asyncpg.Connection, workspace_ids: Sequence[str], *, exclusive: bool = False) -> None:
+    function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    for workspace_id in sorted(set(workspace_ids)):
+        await conn.execute(f"SELECT {function}($1, hashtext($2))", _WORKSPACE_LOCK, workspace_id)
+
+
+def _person_keys(workspace_id: str, person_ids: Sequence[str]) -> list[str]:
+    return sorted({f"{workspace_id}/{p}" for p in person_ids})
+
+
+async def lock_persons(conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]) -> None:
+    keys = _person_keys(workspace_id, person_ids)
+    if keys:
+        await conn.execute(
+            """SELECT pg_advisory_xact_lock($1, hashtext(k))
+               FROM unnest($2::text[]) WITH ORDINALITY AS u(k, n) ORDER BY n""",
+            _PERSON_LOCK,
+            keys,
+        )
+
+
+async def try_lock_person(conn: asyncpg.Connection, workspace_id: str, person_id: str) -> bool:
+    return await conn.fetchval(
+        "SELECT pg_try_advisory_xact_lock($1, hashtext($2))", _PERSON_LOCK, f"{workspace_id}/{person_id}"
+    )
+
+
+# Definitions ------------------------------------------------------------------------------------
+
+
+async def insert(conn: asyncpg.Connection, segment: Segment, now: datetime) -> Segment | None:
     """The stored segment, or None when the id is taken."""
     row = await conn.fetchrow(
-        f"""INSERT INTO segments (workspace_id, segment_id, display_name, description, rule, etag)
-            VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING {_COLUMNS}""",
+        f"""INSERT INTO segments (workspace_id, segment_id, display_name, description, rule, etag, version, builtin,
+                                  created_at, updated_at)
+            VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $8) ON CONFLICT DO NOTHING RETURNING {_COLUMNS}""",
         segment.workspace_id,
         segment.segment_id,
         segment.display_name,
         segment.description,
         segment.rule,
         segment.etag,
+        segment.builtin,
+        now,
     )
     return _segment(row) if row else None
 
@@ -38,9 +94,15 @@ async def get(
     return _segment(row) if row else None
 
 
-async def update(conn: asyncpg.Connection, segment: Segment) -> Segment:
+async def all_segments(conn: asyncpg.Connection, workspace_id: str) -> list[Segment]:
+    rows = await conn.fetch(f"SELECT {_COLUMNS} FROM segments WHERE workspace_id = $1", workspace_id)
+    return [_segment(r) for r in rows]
+
+
+async def update(conn: asyncpg.Connection, segment: Segment, now: datetime) -> Segment:
     row = await conn.fetchrow(
-        f"""UPDATE segments SET display_name = $3, description = $4, rule = $5, etag = $6, updated_at = now()
+        f"""UPDATE segments SET display_name = $3, description = $4, rule = $5, etag = $6, version = $7,
+                                updated_at = $8
             WHERE workspace_id = $1 AND segment_id = $2 RETURNING {_COLUMNS}""",
         segment.workspace_id,
         segment.segment_id,
@@ -48,12 +110,15 @@ async def update(conn: asyncpg.Connection, segment: Segment) -> Segment:
         segment.description,
         segment.rule,
         segment.etag,
+        segment.version,
+        now,
     )
     return _segment(row)
 
 
 async def delete(conn: asyncpg.Connection, workspace_id: str, segment_id: str) -> None:
-    await conn.execute("DELETE FROM segments WHERE workspace_id = $1 AND segment_id = $2", workspace_id, segment_id)
+    for table in ("segments", "segment_versions", "timers"):
+        await conn.execute(f"DELETE FROM {table} WHERE workspace_id = $1 AND segment_id = $2", workspace_id, segment_id)
 
 
 async def list_page(conn: asyncpg.Connection, workspace_id: str, *, after: str, limit: int) -> list[Segment]:
@@ -65,3 +130,543 @@ async def list_page(conn: asyncpg.Connection, workspace_id: str, *, after: str, 
         limit,
     )
     return [_segment(r) for r in rows]
+
+
+async def add_version(conn: asyncpg.Connection, segment: Segment, now: datetime) -> None:
+    await conn.execute(
+        """INSERT INTO segment_versions (workspace_id, segment_id, version, rule, created_at)
+           VALUES ($1, $2, $3, $4, $5)""",
+        segment.workspace_id,
+        segment.segment_id,
+        segment.version,
+        segment.rule,
+        now,
+    )
+
+
+async def list_versions(
+    conn: asyncpg.Connection, workspace_id: str, segment_id: str, *, before: int, limit: int
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT version, rule, created_at FROM segment_versions
+           WHERE workspace_id = $1 AND segment_id = $2 AND version < $3 ORDER BY version DESC LIMIT $4""",
+        workspace_id,
+        segment_id,
+        before,
+        limit,
+    )
+
+
+async def bump_generation(conn: asyncpg.Connection, workspace_id: str) -> None:
+    await conn.execute(
+        """INSERT INTO workspace_rules (workspace_id, generation) VALUES ($1, 1)
+           ON CONFLICT (workspace_id) DO UPDATE SET generation = workspace_rules.generation + 1""",
+        workspace_id,
+    )
+
+
+async def generations(conn: asyncpg.Connection, workspace_ids: Sequence[str]) -> dict[str, int]:
+    rows = await conn.fetch(
+        "SELECT workspace_id, generation FROM workspace_rules WHERE workspace_id = ANY($1::text[])",
+        list(workspace_ids),
+    )
+    return {r["workspace_id"]: r["generation"] for r in rows}
+
+
+async def rules_of(conn: asyncpg.Connection, workspace_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT segment_id, version, rule FROM segments WHERE workspace_id = $1 ORDER BY segment_id", workspace_id
+    )
+
+
+# Memberships and their history -------------------------------------------------------------------
+
+
+async def record_changes(
+    conn: asyncpg.Connection,
+    workspace_id: str,
+    changes: Sequence[MembershipChange],
+    *,
+    now: datetime,
+    reason: str,
+    triggers: Sequence[str],
+    applied: bool,
+) -> None:
+    """Append changes to the history and, unless ``applied`` already, to ``memberships``: one
+    statement."""
+    if not changes:
+        return
+    apply = (
+        ""
+        if applied
+        else """,
+        entered AS (
+            INSERT INTO memberships (workspace_id, segment_id, person_id, since)
+            SELECT $1, s, p, $7 FROM c WHERE e ON CONFLICT DO NOTHING),
+        exited AS (
+            DELETE FROM memberships m USING c
+            WHERE NOT c.e AND m.workspace_id = $1 AND m.segment_id = c.s AND m.person_id = c.p)"""
+    )
+    await conn.execute(
+        f"""WITH c AS (
+                SELECT * FROM unnest($2::text[], $3::uuid[], $4::boolean[], $5::integer[], $8::text[])
+                AS u(s, p, e, v, t)){apply}
+            INSERT INTO membership_history (workspace_id, segment_id, person_id, entered, reason, segment_version,
+                                            change_time, trigger_message_id)
+            SELECT $1, s, p, e, $6, v, $7, t FROM c""",
+        workspace_id,
+        [c.segment_id for c in changes],
+        [c.person_id for c in changes],
+        [c.entered for c in changes],
+        [c.segment_version for c in changes],
+        reason,
+        now,
+        list(triggers),
+    )
+
+
+async def membership(
+    conn: asyncpg.Connection, workspace_id: str, segment_id: str, person_id: str
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT since FROM memberships WHERE workspace_id = $1 AND segment_id = $2 AND person_id = $3",
+        workspace_id,
+        segment_id,
+        person_id,
+    )
+
+
+async def members_page(
+    conn: asyncpg.Connection, workspace_id: str, segment_id: str, *, after: str | None, limit: int
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT person_id, since FROM memberships
+           WHERE workspace_id = $1 AND segment_id = $2 AND ($3::uuid IS NULL OR person_id > $3::uuid)
+           ORDER BY person_id LIMIT $4""",
+        workspace_id,
+        segment_id,
+        after,
+        limit,
+    )
+
+
+async def count_members(conn: asyncpg.Connection, workspace_id: str, segment_id: str) -> int:
+    return await conn.fetchval(
+        "SELECT count(*) FROM memberships WHERE workspace_id = $1 AND segment_id = $2", workspace_id, segment_id
+    )
+
+
+async def segments_of(conn: asyncpg.Connection, workspace_id: str, person_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT segment_id, since FROM memberships WHERE workspace_id = $1 AND person_id = $2
+           ORDER BY segment_id""",
+        workspace_id,
+        person_id,
+    )
+
+
+async def memberships_page(
+    conn: asyncpg.Connection, workspace_id: str, person_id: str, *, after: str, limit: int
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT m.segment_id, s.display_name, m.since FROM memberships m
+           JOIN segments s ON s.workspace_id = m.workspace_id AND s.segment_id = m.segment_id
+           WHERE m.workspace_id = $1 AND m.person_id = $2 AND m.segment_id > $3
+           ORDER BY m.segment_id LIMIT $4""",
+        workspace_id,
+        person_id,
+        after,
+        limit,
+    )
+
+
+async def history_page(
+    conn: asyncpg.Connection,
+    workspace_id: str,
+    segment_id: str,
+    *,
+    person_id: str | None,
+    before: int | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT id, person_id, entered, reason, segment_version, change_time, trigger_message_id
+           FROM membership_history
+           WHERE workspace_id = $1 AND segment_id = $2 AND ($3::uuid IS NULL OR person_id = $3::uuid)
+             AND ($4::bigint IS NULL OR id < $4) ORDER BY id DESC LIMIT $5""",
+        workspace_id,
+        segment_id,
+        person_id,
+        before,
+        limit,
+    )
+
+
+# Timers -------------------------------------------------------------------------------------------
+
+
+async def set_timers(
+    conn: asyncpg.Connection, workspace_id: str, timers: Sequence[tuple[str, str, datetime | None]]
+) -> None:
+    """Set (segment id, person id, due) timers; a None due drops the timer."""
+    due = [t for t in timers if t[2] is not None]
+    gone = [(s, p) for s, p, d in timers if d is None]
+    if due:
+        await conn.execute(
+            """INSERT INTO timers (workspace_id, segment_id, person_id, due_at)
+               SELECT $1, s, p, d FROM unnest($2::text[], $3::uuid[], $4::timestamptz[]) AS u(s, p, d)
+               ON CONFLICT (workspace_id, segment_id, person_id) DO UPDATE SET due_at = excluded.due_at""",
+            workspace_id,
+            [s for s, _, _ in due],
+            [p for _, p, _ in due],
+            [d for _, _, d in due],
+        )
+    await delete_timers(conn, workspace_id, gone)
+
+
+async def clear_timers(
+    conn: asyncpg.Connection, workspace_id: str, segment_id: str, persons: Sequence[str] | None
+) -> None:
+    await conn.execute(
+        """DELETE FROM timers WHERE workspace_id = $1 AND segment_id = $2
+           AND ($3::uuid[] IS NULL OR person_id = ANY($3::uuid[]))""",
+        workspace_id,
+        segment_id,
+        None if persons is None else list(persons),
+        timeout=WORKSPACE_SCAN_TIMEOUT,
+    )
+
+
+async def insert_timers(conn: asyncpg.Connection, workspace_id: str, segment_id: str, edges: tuple[str, list]) -> None:
+    """Timers from an edges query (rules.sql.edges_query: person_id, due_at)."""
+    query, params = edges
+    n = len(params)
+    await conn.execute(
+        f"""INSERT INTO timers (workspace_id, segment_id, person_id, due_at)
+            SELECT $1, ${n + 1}::text, person_id, due_at FROM ({query}) AS e
+            ON CONFLICT (workspace_id, segment_id, person_id) DO UPDATE SET due_at = excluded.due_at""",
+        *params,
+        segment_id,
+        timeout=WORKSPACE_SCAN_TIMEOUT,
+    )
+
+
+async def delete_timers(conn: asyncpg.Connection, workspace_id: str, pairs: Sequence[tuple[str, str]]) -> None:
+    """Delete (segment_id, person_id) timers."""
+    if pairs:
+        await conn.execute(
+            """DELETE FROM timers t USING unnest($2::text[], $3::uuid[]) AS u(s, p)
+               WHERE t.workspace_id = $1 AND t.segment_id = u.s AND t.person_id = u.p""",
+            workspace_id,
+            [s for s, _ in pairs],
+            [p for _, p in pairs],
+        )
+
+
+async def due_workspaces(conn: asyncpg.Connection, now: datetime, limit: int = 100) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT DISTINCT workspace_id FROM (SELECT workspace_id FROM timers WHERE due_at <= $1 LIMIT 10000) t LIMIT $2",
+        now,
+        limit,
+    )
+    return [r["workspace_id"] for r in rows]
+
+
+async def claim_due_timers(
+    conn: asyncpg.Connection, workspace_id: str, now: datetime, limit: int
+) -> list[asyncpg.Record]:
+    """Due timers of one workspace, locked (another worker skips them)."""
+    return await conn.fetch(
+        """SELECT segment_id, person_id::text AS person_id, due_at FROM timers
+           WHERE workspace_id = $1 AND due_at <= $2 ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED""",
+        workspace_id,
+        now,
+        limit,
+    )
+
+
+async def delete_person_timers(conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]) -> None:
+    await conn.execute(
+        "DELETE FROM timers WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])", workspace_id, list(person_ids)
+    )
+
+
+# Merges ---------------------------------------------------------------------------------------------
+
+
+async def record_merge(
+    conn: asyncpg.Connection, workspace_id: str, survivor: str, merged: Sequence[str], now: datetime
+) -> None:
+    """merged -> survivor, and every earlier merge into a merged person now points at the survivor."""
+    await conn.execute(
+        """UPDATE merged_persons SET survivor_id = $2 WHERE workspace_id = $1 AND survivor_id = ANY($3::uuid[])""",
+        workspace_id,
+        survivor,
+        list(merged),
+    )
+    await conn.execute(
+        """INSERT INTO merged_persons (workspace_id, person_id, survivor_id, merged_at)
+           SELECT $1, m, $2, $4 FROM unnest($3::uuid[]) AS m
+           ON CONFLICT (workspace_id, person_id) DO UPDATE SET survivor_id = excluded.survivor_id""",
+        workspace_id,
+        survivor,
+        list(merged),
+        now,
+    )
+
+
+async def survivors(conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]) -> dict[str, str]:
+    """merged-away person -> survivor, for those of ``person_ids`` that were merged away."""
+    rows = await conn.fetch(
+        """SELECT person_id::text AS person_id, survivor_id::text AS survivor_id FROM merged_persons
+           WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])""",
+        workspace_id,
+        list(person_ids),
+    )
+    return {r["person_id"]: r["survivor_id"] for r in rows}
+
+
+async def drop_memberships(
+    conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]
+) -> list[asyncpg.Record]:
+    """Delete the memberships of persons; the (segment_id, person_id) rows deleted."""
+    return await conn.fetch(
+        """DELETE FROM memberships WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])
+           RETURNING segment_id, person_id::text AS person_id""",
+        workspace_id,
+        list(person_ids),
+    )
+
+
+async def drop_segment_memberships(
+    conn: asyncpg.Connection, workspace_id: str, segment_id: str
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """DELETE FROM memberships WHERE workspace_id = $1 AND segment_id = $2
+           RETURNING person_id::text AS person_id""",
+        workspace_id,
+        segment_id,
+        timeout=WORKSPACE_SCAN_TIMEOUT,
+    )
+
+
+async def segment_versions(conn: asyncpg.Connection, workspace_id: str) -> dict[str, int]:
+    rows = await conn.fetch("SELECT segment_id, version FROM segments WHERE workspace_id = $1", workspace_id)
+    return {r["segment_id"]: r["version"] for r in rows}
+
+
+# RFM ------------------------------------------------------------------------------------------------
+
+
+async def rfm_settings(conn: asyncpg.Connection, workspace_id: str) -> RfmSettings:
+    row = await conn.fetchrow("SELECT method, high_score FROM rfm_settings WHERE workspace_id = $1", workspace_id)
+    return RfmSettings(row["method"], row["high_score"]) if row else RfmSettings()
+
+
+async def save_rfm_settings(conn: asyncpg.Connection, workspace_id: str, settings: RfmSettings, now: datetime) -> None:
+    await conn.execute(
+        """INSERT INTO rfm_settings (workspace_id, method, high_score, updated_at) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (workspace_id) DO UPDATE SET method = excluded.method, high_score = excluded.high_score,
+             updated_at = excluded.updated_at""",
+        workspace_id,
+        settings.method,
+        settings.high_score,
+        now,
+    )
+
+
+def _thresholds(row: asyncpg.Record) -> RfmThresholds:
+    return RfmThresholds(
+        row["method"],
+        row["high_score"],
+        tuple(row["recency_seconds"]),
+        tuple(row["frequency"]),
+        tuple(row["monetary"]),
+        row["customers"],
+        row["computed_at"],
+    )
+
+
+async def rfm_thresholds(conn: asyncpg.Connection, workspace_id: str) -> RfmThresholds | None:
+    row = await conn.fetchrow("SELECT * FROM rfm_thresholds WHERE workspace_id = $1", workspace_id)
+    return _thresholds(row) if row else None
+
+
+def _customers(persons: str = "") -> str:
+    """The customers of the workspace ($1) and their raw RFM values at $2, as rfm.raw_values reads
+    them (only those in the uuid[] placeholder ``persons`` when given)."""
+    only = f" AND person_id = ANY({persons})" if persons else ""
+    return f"""
+    SELECT person_id, extract(epoch FROM $2::timestamptz - last) AS r, f, m FROM (
+        SELECT person_id,
+               try_timestamptz(CASE WHEN jsonb_typeof(computed -> 'last_order_time') = 'string'
+                                    THEN computed ->> 'last_order_time' END) AS last,
+               CASE WHEN jsonb_typeof(computed -> 'order_count') = 'number'
+                    THEN (computed ->> 'order_count')::numeric END AS f,
+               CASE WHEN jsonb_typeof(computed -> 'total_spent_minor') = 'number'
+                    THEN (computed ->> 'total_spent_minor')::numeric END AS m
+        FROM persons WHERE workspace_id = $1{only}
+    ) AS raw WHERE last IS NOT NULL AND f > 0 AND m IS NOT NULL"""
+
+
+async def compute_rfm_thresholds(
+    conn: asyncpg.Connection, workspace_id: str, settings: RfmSettings, now: datetime
+) -> RfmThresholds:
+    """The thresholds of the workspace's customers now (not stored: save_rfm_thresholds)."""
+    if settings.method == "mean":
+        aggregates = ", ".join(
+            f"CASE WHEN count(*) > 0 THEN ARRAY[{value}] END"
+            for value in ("round(avg(r))", "round(avg(f), 6)", "round(avg(m), 6)")
+        )
+    else:
+        cuts = "ARRAY[0.2, 0.4, 0.6, 0.8]"
+        aggregates = ", ".join(
+            f"percentile_disc({cuts}) WITHIN GROUP (ORDER BY {column})::numeric[]" for column in ("r", "f", "m")
+        )
+    row = await conn.fetchrow(
+        f"""SELECT coalesce(a.r, '{{}}') AS recency_seconds, coalesce(a.f, '{{}}') AS frequency,
+                   coalesce(a.m, '{{}}') AS monetary, a.n AS customers
+            FROM (SELECT {aggregates}, count(*) FROM ({_customers()}) AS c) AS a(r, f, m, n)""",
+        workspace_id,
+        now,
+        timeout=WORKSPACE_SCAN_TIMEOUT,
+    )
+    return RfmThresholds(
+        settings.method,
+        settings.high_score,
+        tuple(row["recency_seconds"]),
+        tuple(row["frequency"]),
+        tuple(row["monetary"]),
+        row["customers"],
+        now,
+    )
+
+
+async def save_rfm_thresholds(conn: asyncpg.Connection, workspace_id: str, t: RfmThresholds) -> None:
+    await conn.execute(
+        """INSERT INTO rfm_thresholds (workspace_id, method, high_score, recency_seconds, frequency, monetary,
+                                       customers, computed_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+           ON CONFLICT (workspace_id) DO UPDATE SET method = excluded.method, high_score = excluded.high_score,
+             recency_seconds = excluded.recency_seconds, frequency = excluded.frequency,
+             monetary = excluded.monetary, customers = excluded.customers, computed_at = excluded.computed_at""",
+        workspace_id,
+        t.method,
+        t.high_score,
+        list(t.recency_seconds),
+        list(t.frequency),
+        list(t.monetary),
+        t.customers,
+        t.computed_at,
+    )
+
+
+def _high_sql(value: str, cuts: str, thresholds: RfmThresholds, *, lower_is_better: bool) -> str:
+    """The SQL twin of rfm._high (quintile: four cut points)."""
+    better = "<" if lower_is_better else ">"
+    if thresholds.method == "mean":
+        return f"({value} {better} ({cuts})[1])"
+    score = " + ".join(f"({value} {better} ({cuts})[{k}])::int" for k in range(1, 5))
+    return f"((1 + {score}) >= {thresholds.high_score})"
+
+
+def _regrouped(thresholds: RfmThresholds, persons: str = "") -> str:
+    """(person_id, grp) of the persons of the workspace ($1) at $2 under the thresholds in $3-$5
+    (only those in the uuid[] placeholder ``persons`` when given): the SQL twin of rfm.rfm_group."""
+    only = f" AND person_id = ANY({persons})" if persons else ""
+    if thresholds.customers == 0:
+        return (
+            "SELECT person_id, NULL::text AS grp FROM persons"
+            f" WHERE workspace_id = $1 AND $2::timestamptz < 'infinity'{only}"
+        )
+    cases = " ".join(
+        f"WHEN {'r' if r else 'NOT r'} AND {'f' if f else 'NOT f'} AND {'m' if m else 'NOT m'} THEN '{group}'"
+        for (r, f, m), group in GROUPS.items()
+    )
+    return f"""
+        SELECT q.person_id, h.grp FROM persons q LEFT JOIN (
+            SELECT person_id, CASE {cases} END AS grp FROM (
+                SELECT person_id, {_high_sql("r", "$3::numeric[]", thresholds, lower_is_better=True)} AS r,
+                       {_high_sql("f", "$4::numeric[]", thresholds, lower_is_better=False)} AS f,
+                       {_high_sql("m", "$5::numeric[]", thresholds, lower_is_better=False)} AS m
+                FROM ({_customers(persons)}) AS c) AS x) AS h USING (person_id)
+        WHERE q.workspace_id = $1{only.replace("person_id", "q.person_id")}"""
+
+
+def _rfm_params(workspace_id: str, thresholds: RfmThresholds, now: datetime) -> list:
+    if thresholds.customers == 0:
+        return [workspace_id, now]
+    return [
+        workspace_id,
+        now,
+        list(thresholds.recency_seconds),
+        list(thresholds.frequency),
+        list(thresholds.monetary),
+    ]
+
+
+async def rfm_moves(conn: asyncpg.Connection, workspace_id: str, thresholds: RfmThresholds, now: datetime):
+    """Persons whose stored group differs from their group under ``thresholds`` (a read)."""
+    rows = await conn.fetch(
+        f"""SELECT g.person_id::text AS person_id FROM ({_regrouped(thresholds)}) AS g
+            JOIN persons p ON p.workspace_id = $1 AND p.person_id = g.person_id
+            WHERE p.rfm_group IS DISTINCT FROM g.grp""",
+        *_rfm_params(workspace_id, thresholds, now),
+        timeout=WORKSPACE_SCAN_TIMEOUT,
+    )
+    return [r["person_id"] for r in rows]
+
+
+async def regroup_rfm(
+    conn: asyncpg.Connection, workspace_id: str, thresholds: RfmThresholds, now: datetime, persons: Sequence[str]
+) -> list[str]:
+    """Set these persons' RFM group under ``thresholds``; the ids of those whose group changed."""
+    params = _rfm_params(workspace_id, thresholds, now)
+    restrict = f"${len(params) + 1}::uuid[]"
+    rows = await conn.fetch(
+        f"""UPDATE persons p SET rfm_group = g.grp
+            FROM ({_regrouped(thresholds, restrict)}) AS g
+            WHERE p.workspace_id = $1 AND p.person_id = g.person_id AND p.rfm_group IS DISTINCT FROM g.grp
+            RETURNING p.person_id::text AS person_id""",
+        *params,
+        list(persons),
+        timeout=WORKSPACE_SCAN_TIMEOUT,
+    )
+    return [r["person_id"] for r in rows]
+
+
+async def rfm_counts(conn: asyncpg.Connection, workspace_id: str) -> dict[str | None, int]:
+    rows = await conn.fetch(
+        "SELECT rfm_group, count(*) AS n FROM persons WHERE workspace_id = $1 GROUP BY rfm_group", workspace_id
+    )
+    return {r["rfm_group"]: r["n"] for r in rows}
+
+
+async def workspaces_with_persons(conn: asyncpg.Connection) -> list[str]:
+    # A loose index scan: one probe per workspace instead of reading every person.
+    rows = await conn.fetch(
+        """WITH RECURSIVE w(id) AS (
+               SELECT min(workspace_id) FROM persons
+               UNION ALL SELECT (SELECT min(workspace_id) FROM persons WHERE workspace_id > w.id) FROM w
+               WHERE w.id IS NOT NULL)
+           SELECT id FROM w WHERE id IS NOT NULL"""
+    )
+    return [r["id"] for r in rows]
+
+
+# Co-purchases ---------------------------------------------------------------------------------------
+
+
+async def baskets(conn: asyncpg.Connection, workspace_id: str, since: datetime | None) -> AsyncIterator[list[str]]:
+    """The distinct skus of every completed order (since ``since``); inside a transaction."""
+    async for row in conn.cursor(
+        """SELECT array_agg(DISTINCT i.sku) AS skus FROM person_orders o
+           JOIN order_items i ON i.workspace_id = o.workspace_id AND i.order_id = o.order_id
+           WHERE o.workspace_id = $1 AND o.status = 'completed' AND i.sku <> ''
+             AND ($2::timestamptz IS NULL OR o.order_time > $2)
+           GROUP BY o.order_id""",
+        workspace_id,
+        since,
+        prefetch=5000,
+    ):
+        yield row["skus"]

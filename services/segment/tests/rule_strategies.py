@@ -43,6 +43,9 @@ times_iso = st.one_of(
     st.integers(-400 * 24, 48).map(lambda h: (NOW + timedelta(hours=h)).strftime("%Y-%m-%dT%H:%M:%SZ")),
     st.integers(-400, 2).map(lambda d: (NOW + timedelta(days=d)).strftime("%Y-%m-%d")),
     st.sampled_from(["2026-02-30", "2026-06-18T25:00:00Z", "yesterday", "2026-06-18T10:00:00+08:00"]),
+    # nanoseconds (protobuf Timestamps): truncated to microseconds by both evaluators; the
+    # first sits 0.9 us after "now - 90d", where rounding and truncation would disagree
+    st.sampled_from(["2026-03-20T12:00:00.000000900Z", "2026-06-11T12:00:00.123456789Z"]),
 )
 json_scalars = st.one_of(st.none(), numbers, strings, st.booleans(), times_iso)
 json_values = st.one_of(json_scalars, st.lists(st.one_of(numbers, strings), max_size=3))
@@ -77,7 +80,7 @@ value_ops = st.sampled_from([o for o in Op if o not in (Op.WITHIN_LAST, Op.MORE_
 
 @st.composite
 def field_conditions(draw):
-    kind = draw(st.sampled_from(["traits", "computed", "scalar", "tags", "consent", "relative"]))
+    kind = draw(st.sampled_from(["traits", "computed", "scalar", "tags", "consent", "relative", "points"]))
     if kind in ("traits", "computed"):
         op = draw(value_ops)
         return FieldCond(f"{kind}.{draw(st.sampled_from(KEYS))}", op, draw(_operands(op)))
@@ -90,6 +93,10 @@ def field_conditions(draw):
         op = draw(st.sampled_from([Op.EQ, Op.NEQ, Op.IN, Op.EXISTS, Op.STARTS_WITH]))
         operands = draw(_operands(op).filter(lambda vs: all(isinstance(v, str) for v in vs)))
         return FieldCond(draw(st.sampled_from(["lifecycle_stage", "tier", "rfm_group"])), op, operands)
+    if kind == "points":
+        op = draw(st.sampled_from([o for o in COMPARISONS] + [Op.BETWEEN, Op.IN, Op.EXISTS]))
+        operands = draw(_operands(op).filter(lambda vs: all(isinstance(v, Decimal) for v in vs)))
+        return FieldCond("points_balance", op, operands)
     if kind == "tags":
         if draw(st.booleans()):
             return FieldCond("tags", Op.EXISTS)
@@ -176,6 +183,8 @@ people = st.builds(
     rfm_group=st.sampled_from([None, "重要价值", "a"]),
     tags=st.frozensets(st.sampled_from(TAGS), max_size=2),
     consent=st.dictionaries(st.just("email"), st.booleans(), max_size=1),
+    points_balance=st.one_of(st.none(), st.integers(-5, 20)),
+    pii_traits=st.frozensets(st.sampled_from(KEYS), max_size=2),
     events=st.lists(event_facts, max_size=4),
     orders=st.lists(order_facts, max_size=3),
     memberships=st.frozensets(st.sampled_from(SEGMENTS), max_size=2),

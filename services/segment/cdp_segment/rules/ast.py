@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -57,7 +58,7 @@ class Not:
 
 @dataclass(frozen=True)
 class FieldCond:
-    """traits.<x>, computed.<x>, lifecycle_stage, tier, rfm_group, tags, consent.<channel>."""
+    """traits.<x>, computed.<x>, lifecycle_stage, tier, rfm_group, points_balance, tags, consent.<channel>."""
 
     field: str
     op: Op
@@ -108,6 +109,7 @@ Node = All | Any_ | Not | FieldCond | EventCond | OrderCond | Member
 
 AGGREGATES = ("count", "sum", "avg")
 SCALAR_FIELDS = ("lifecycle_stage", "tier", "rfm_group")
+NUMERIC_FIELDS = ("points_balance",)
 FIELD_PREFIXES = ("traits.", "computed.", "consent.")
 
 
@@ -125,6 +127,16 @@ def normalise(node: Node) -> Node:
     return node
 
 
+def walk(node: Node) -> Iterator[Node]:
+    """Every node of a rule, parents before children."""
+    yield node
+    if isinstance(node, (All, Any_)):
+        for item in node.items:
+            yield from walk(item)
+    elif isinstance(node, Not):
+        yield from walk(node.item)
+
+
 def referenced_segments(node: Node) -> set[str]:
     if isinstance(node, Member):
         return {node.segment_id}
@@ -137,7 +149,8 @@ def referenced_segments(node: Node) -> set[str]:
 
 def read_fields(node: Node) -> set[str]:
     """What a rule reads, for live re-evaluation: field names, "events:<name>", "orders",
-    "segment:<id>"."""
+    "object_tags:<store|staff|product>" (tags of the objects its order filters name), and
+    "segment:<id>". The names are ProfileChanged's changed_fields vocabulary."""
     if isinstance(node, (All, Any_)):
         return set().union(*(read_fields(i) for i in node.items))
     if isinstance(node, Not):
@@ -147,5 +160,32 @@ def read_fields(node: Node) -> set[str]:
     if isinstance(node, EventCond):
         return {f"events:{node.name}"}
     if isinstance(node, OrderCond):
-        return {"orders"}
+        objects = {
+            f"object_tags:{kind}"
+            for kind, tag in (
+                ("store", node.store_tag),
+                ("staff", node.staff_tag),
+                ("product", node.item.product_tag if node.item else ""),
+            )
+            if tag
+        }
+        return {"orders", *objects}
     return {f"segment:{node.segment_id}"}
+
+
+def event_names(node: Node) -> set[str]:
+    """The event names a rule reads (the live path loads only those events)."""
+    return {field.removeprefix("events:") for field in read_fields(node) if field.startswith("events:")}
+
+
+def is_windowed(node: Node) -> bool:
+    """Whether the passing of time alone can change the rule's answer (it needs timers)."""
+    if isinstance(node, (All, Any_)):
+        return any(is_windowed(i) for i in node.items)
+    if isinstance(node, Not):
+        return is_windowed(node.item)
+    if isinstance(node, FieldCond):
+        return node.op in (Op.WITHIN_LAST, Op.MORE_THAN_AGO)
+    if isinstance(node, (EventCond, OrderCond)):
+        return node.window is not None
+    return False

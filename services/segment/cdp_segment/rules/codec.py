@@ -24,7 +24,7 @@ from cdp_segment.rules.ast import (
     Window,
     normalise,
 )
-from cdp_segment.rules.validate import RuleError, validate
+from cdp_segment.rules.validate import MAX_DEPTH, RuleError, validate
 
 _OPS = {op: pb.Operator.Value(f"OPERATOR_{op.name}") for op in Op}
 _OPS_BACK = {value: op for op, value in _OPS.items()}
@@ -50,14 +50,19 @@ def _scalar(value: struct_pb2.Value, where: str) -> Scalar:
     if kind == "bool_value":
         return value.bool_value
     if kind == "number_value":
+        if value.number_value != value.number_value or value.number_value in (float("inf"), float("-inf")):
+            raise RuleError(f"{where}: numbers must be finite")
         return Decimal(repr(value.number_value))
     if kind == "string_value":
         text = value.string_value
         if text.startswith("#"):
             try:
-                return Decimal(text[1:])
+                number = Decimal(text[1:])
             except ArithmeticError:
                 raise RuleError(f"{where}: {text!r} is not a number") from None
+            if not number.is_finite():
+                raise RuleError(f"{where}: numbers must be finite")
+            return number
         return text
     raise RuleError(f"{where}: a value must be a string, number or boolean")
 
@@ -80,7 +85,10 @@ def _window(message: pb.Window, present: bool) -> Window | None:
     if kind == "within_days":
         return Window(within_days=message.within_days)
     if kind == "between":
-        return Window(start=message.between.start.ToDatetime(UTC), end=message.between.end.ToDatetime(UTC))
+        try:
+            return Window(start=message.between.start.ToDatetime(UTC), end=message.between.end.ToDatetime(UTC))
+        except (ValueError, OverflowError):
+            raise RuleError("a window's dates must be between years 1 and 9999") from None
     raise RuleError("a window needs within_days or between")
 
 
@@ -134,13 +142,17 @@ def _op(value: int, where: str) -> Op:
     return _OPS_BACK[value]
 
 
-def _from_proto(message: pb.Condition, where: str) -> Node:
+def _from_proto(message: pb.Condition, where: str, depth: int = 0) -> Node:
+    if depth > MAX_DEPTH:
+        raise RuleError(f"rule nests deeper than {MAX_DEPTH} levels")
     kind = message.WhichOneof("kind")
     if kind in ("all_of", "any_of"):
-        items = tuple(_from_proto(c, f"{where}.{kind}[{n}]") for n, c in enumerate(getattr(message, kind).conditions))
+        items = tuple(
+            _from_proto(c, f"{where}.{kind}[{n}]", depth + 1) for n, c in enumerate(getattr(message, kind).conditions)
+        )
         return All(items) if kind == "all_of" else Any_(items)
     if kind == "negation":
-        return Not(_from_proto(message.negation, f"{where}.negation"))
+        return Not(_from_proto(message.negation, f"{where}.negation", depth + 1))
     if kind == "field":
         f = message.field
         values = tuple(_scalar(v, f"{where}.field") for v in f.values)

@@ -43,6 +43,9 @@ class PersonFacts:
     rfm_group: str | None = None
     tags: frozenset[str] = frozenset()
     consent: dict[str, bool] = field(default_factory=dict)
+    points_balance: int | None = None
+    # Names of PII traits that are set: their values never travel, so only `exists` sees them.
+    pii_traits: frozenset[str] = frozenset()
     events: list[EventFact] = field(default_factory=list)
     orders: list[OrderFact] = field(default_factory=list)
     memberships: frozenset[str] = frozenset()

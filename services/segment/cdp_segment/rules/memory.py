@@ -4,10 +4,12 @@ The semantics (shared with ``sql``; docs/segment.md states them for users):
 
 - a missing field, a JSON null, or a value of another type than the operand makes a
   comparison false; ``!=`` means "present and different";
+- a PII trait (its name in ``pii_traits``, its value never sent here) answers only ``exists``;
 - numbers compare as exact decimals, strings by code point, booleans only with = and !=;
 - ``contains`` is a substring test on strings and a membership test on lists;
-- relative dates read ISO 8601 strings (``YYYY-MM-DD[Thh:mm[:ss[.ffffff]]][Z|±hh:mm]``, no
-  zone = UTC); anything else makes the condition false;
+- relative dates read ISO 8601 strings (``YYYY-MM-DD[Thh:mm[:ss[.fraction]]][Z|±hh:mm]``, no
+  zone = UTC, up to 9 fraction digits truncated to microseconds); anything else makes the
+  condition false;
 - event and order windows: ``within Nd`` is now - N days < t ≤ now; ``between A and B`` is
   A ≤ t < B; orders count only when completed; an average of no orders is false, a sum is 0.
 """
@@ -35,9 +37,9 @@ from cdp_segment.rules.ast import (
 from cdp_segment.rules.data import OrderFact, PersonFacts, WorkspaceFacts
 
 MISSING = object()
-# Same shape as the try_timestamptz() SQL function of the projection migration.
+# Same shape as the try_timestamptz() SQL function (migration 0003).
 ISO_TIME = re.compile(
-    r"[1-9]\d{3}-\d{2}-\d{2}(T([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?)?(Z|[+-](0\d|1[0-4]):[0-5]\d)?",
+    r"[1-9]\d{3}-\d{2}-\d{2}(T([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,9})?)?)?(Z|[+-](0\d|1[0-4]):[0-5]\d)?",
     re.ASCII,
 )
 
@@ -192,6 +194,8 @@ def evaluate(node: Node, person: PersonFacts, workspace: WorkspaceFacts, now: da
     if isinstance(node, Not):
         return not evaluate(node.item, person, workspace, now)
     if isinstance(node, FieldCond):
+        if node.op is Op.EXISTS and node.field.startswith("traits.") and node.field[7:] in person.pii_traits:
+            return True
         return compare(field_value(person, node.field), node.op, node.values, node.days, now)
     if isinstance(node, EventCond):
         count = sum(1 for e in person.events if event_matches(e, node, now))

@@ -28,6 +28,15 @@ from cdp_segment.rules.ast import (
 _SQL_OP = {Op.EQ: "=", Op.NEQ: "<>", Op.LT: "<", Op.LTE: "<=", Op.GT: ">", Op.GTE: ">="}
 
 
+def _existence(op: Op, count: Decimal) -> bool | None:
+    """True when "count op n" means "at least one", False when it means "none", else None."""
+    if (op, count) in ((Op.GTE, 1), (Op.GT, 0)) or (op is Op.NEQ and count == 0):
+        return True
+    if (op, count) in ((Op.EQ, 0), (Op.LT, 1), (Op.LTE, 0)):
+        return False
+    return None
+
+
 class Compiler:
     """Collects parameters while compiling; ``$1`` is the workspace, ``$2`` is now."""
 
@@ -90,7 +99,7 @@ class Compiler:
             )
         if op is Op.STARTS_WITH:
             return f"(jsonb_typeof({v}) = 'string' AND starts_with({self._text(v)}, {self.param(operands[0], 'text')}))"
-        moment = f"try_timestamptz(CASE WHEN jsonb_typeof({v}) = 'string' THEN {self._text(v)} END)"
+        moment = self.moment(v)
         interval = f"make_interval(days => {self.param(days, 'int')})"
         if op is Op.WITHIN_LAST:
             return f"({moment} > $2::timestamptz - {interval} AND {moment} <= $2::timestamptz)"
@@ -114,32 +123,42 @@ class Compiler:
             return f"({self.param(node.values[0], 'text')} = ANY(p.tags))"
         for prefix, column in (("traits.", "p.traits"), ("computed.", "p.computed"), ("consent.", "p.consent")):
             if node.field.startswith(prefix):
-                value = f"({column} -> {self.param(node.field[len(prefix) :], 'text')})"
+                key = self.param(node.field[len(prefix) :], "text")
+                value = f"({column} -> {key})"
+                if prefix == "traits." and node.op is Op.EXISTS:
+                    return f"({self.exists(value)} OR {key} = ANY(p.pii_traits))"
                 break
         else:
-            value = f"to_jsonb(p.{node.field})"  # lifecycle_stage, tier, rfm_group (validated names)
+            value = f"to_jsonb(p.{node.field})"  # lifecycle_stage, tier, rfm_group, points_balance (validated)
         return self.compare(value, node.op, node.values, node.days)
 
-    def event(self, node: EventCond) -> str:
-        parts = []
+    def event_where(self, node: EventCond, *, window: bool = True) -> str:
+        """The events of ``p`` that ``node`` counts (alias ``e``)."""
+        parts = [
+            "e.workspace_id = p.workspace_id",
+            "e.person_id = p.person_id",
+            f"e.name = {self.param(node.name, 'text')}",
+        ]
+        if window:
+            parts.append(self.window("e.event_time", node.window))
         for f in node.filters:
             value = f"(e.properties -> {self.param(f.prop, 'text')})"
             parts.append(f"coalesce({self.compare(value, f.op, f.values)}, false)")
-        filters = " AND ".join(parts)
-        count = (
-            "(SELECT count(*) FROM person_events e WHERE e.workspace_id = p.workspace_id AND e.person_id = p.person_id"
-            f" AND e.name = {self.param(node.name, 'text')} AND {self.window('e.event_time', node.window)}"
-            f"{' AND ' + filters if filters else ''})"
-        )
+        return " AND ".join(parts)
+
+    def event(self, node: EventCond) -> str:
+        where = self.event_where(node)
+        exists = _existence(node.count_op, Decimal(node.count))
+        if exists is not None:  # "did" / "did not": stop at the first matching event
+            return f"({'' if exists else 'NOT '}EXISTS (SELECT 1 FROM person_events e WHERE {where}))"
+        count = f"(SELECT count(*) FROM person_events e WHERE {where})"
         return f"({count} {_SQL_OP[node.count_op]} {self.param(node.count, 'bigint')})"
 
-    def order(self, node: OrderCond) -> str:
-        conditions = [
-            "o.workspace_id = p.workspace_id",
-            "o.person_id = p.person_id",
-            "o.status = 'completed'",
-            self.window("o.order_time", node.window),
-        ]
+    def order_where(self, node: OrderCond, *, window: bool = True) -> str:
+        """The orders of ``p`` that ``node`` aggregates (alias ``o``)."""
+        conditions = ["o.workspace_id = p.workspace_id", "o.person_id = p.person_id", "o.status = 'completed'"]
+        if window:
+            conditions.append(self.window("o.order_time", node.window))
         for tag, kind, column in ((node.store_tag, "store", "o.store_id"), (node.staff_tag, "staff", "o.staff_id")):
             if tag:
                 conditions.append(
@@ -160,7 +179,13 @@ class Compiler:
                     f" AND t.tag = {self.param(node.item.product_tag, 'text')})"
                 )
             conditions.append(f"EXISTS (SELECT 1 FROM order_items i WHERE {' AND '.join(item)})")
-        where = " AND ".join(conditions)
+        return " AND ".join(conditions)
+
+    def order(self, node: OrderCond) -> str:
+        where = self.order_where(node)
+        exists = _existence(node.op, node.value) if node.aggregate == "count" else None
+        if exists is not None:
+            return f"({'' if exists else 'NOT '}EXISTS (SELECT 1 FROM person_orders o WHERE {where}))"
         value = self.param(node.value, "numeric")
         op = _SQL_OP[node.op]
         if node.aggregate == "count":
@@ -170,6 +195,45 @@ class Compiler:
         else:
             aggregate = f"CASE WHEN count(*) > 0 THEN sum(o.total_minor) {op} {value} * count(*) END"
         return f"(SELECT {aggregate} FROM person_orders o WHERE {where})"
+
+    def moment(self, v: str) -> str:
+        return f"try_timestamptz(CASE WHEN jsonb_typeof({v}) = 'string' THEN {self._text(v)} END)"
+
+    # time edges (the SQL twin of timing.next_change) -------------------------------------
+
+    def edges(self, node: Node, restrict: str = "") -> list[str]:
+        """SELECTs of (person_id, edge): the window edges of the persons' facts (timing._edges),
+        driven by the fact tables (joins, not a subquery per person). ``restrict``: an extra
+        condition on ``p``."""
+        if isinstance(node, (All, Any_)):
+            return [edge for item in node.items for edge in self.edges(item, restrict)]
+        if isinstance(node, Not):
+            return self.edges(node.item, restrict)
+        persons = f"p.workspace_id = $1{restrict}"
+        if isinstance(node, FieldCond):
+            if node.op not in (Op.WITHIN_LAST, Op.MORE_THAN_AGO) or not node.field.startswith(("traits.", "computed.")):
+                return []
+            column = "p.traits" if node.field.startswith("traits.") else "p.computed"
+            key = self.param(node.field.split(".", 1)[1], "text")
+            days = self.param(node.days, "int")
+            return [
+                f"SELECT p.person_id, unnest(ARRAY[t.m, t.m + make_interval(days => {days})]) FROM persons p"
+                f" CROSS JOIN LATERAL (SELECT {self.moment(f'({column} -> {key})')} AS m) AS t"
+                f" WHERE {persons} AND t.m IS NOT NULL"
+            ]
+        if isinstance(node, EventCond) and node.window and node.window.within_days is not None:
+            days = self.param(node.window.within_days, "int")
+            return [
+                f"SELECT p.person_id, unnest(ARRAY[e.event_time, e.event_time + make_interval(days => {days})])"
+                f" FROM persons p JOIN person_events e ON {self.event_where(node, window=False)} WHERE {persons}"
+            ]
+        if isinstance(node, OrderCond) and node.window and node.window.within_days is not None:
+            days = self.param(node.window.within_days, "int")
+            return [
+                f"SELECT p.person_id, unnest(ARRAY[o.order_time, o.order_time + make_interval(days => {days})])"
+                f" FROM persons p JOIN person_orders o ON {self.order_where(node, window=False)} WHERE {persons}"
+            ]
+        return []
 
     def node(self, node: Node) -> str:
         if isinstance(node, All):
@@ -201,11 +265,71 @@ def compile_where(node: Node, workspace_id: str, now: datetime) -> tuple[str, li
     return f"$2::timestamptz IS NOT NULL AND {compiler.node(node)}", compiler.params
 
 
-def members_query(node: Node, workspace_id: str, now: datetime) -> tuple[str, list[Any]]:
-    where, params = compile_where(node, workspace_id, now)
-    return f"SELECT p.person_id::text AS person_id FROM persons p WHERE p.workspace_id = $1 AND {where}", params
+def _persons(compiler: Compiler, persons: list[str] | None) -> str:
+    """Restricts ``p`` to some persons (a targeted refresh) when ``persons`` is given."""
+    return "" if persons is None else f" AND p.person_id = ANY({compiler.param(persons, 'uuid[]')})"
+
+
+def members_query(
+    node: Node, workspace_id: str, now: datetime, persons: list[str] | None = None
+) -> tuple[str, list[Any]]:
+    """Person ids (column ``person_id``, uuid) admitted by ``node``."""
+    compiler = Compiler(workspace_id, now)
+    where = compiler.node(node)
+    restrict = _persons(compiler, persons)
+    return (
+        f"SELECT p.person_id FROM persons p WHERE p.workspace_id = $1 AND $2::timestamptz IS NOT NULL"
+        f"{restrict} AND {where}",
+        compiler.params,
+    )
 
 
 def count_query(node: Node, workspace_id: str, now: datetime) -> tuple[str, list[Any]]:
     where, params = compile_where(node, workspace_id, now)
     return f"SELECT count(*) FROM persons p WHERE p.workspace_id = $1 AND {where}", params
+
+
+def edges_query(
+    node: Node, workspace_id: str, now: datetime, persons: list[str] | None = None
+) -> tuple[str, list[Any]] | None:
+    """(person_id, due_at) for every person with a window edge after now: the SQL twin of
+    ``timing.next_change``, for the timers of a refresh. None when the rule has no edges."""
+    compiler = Compiler(workspace_id, now)
+    restrict = _persons(compiler, persons)
+    edges = compiler.edges(node, restrict)
+    if not edges:
+        return None
+    union = " UNION ALL ".join(f"({edge})" for edge in edges)
+    return (
+        f"SELECT x.person_id, min(x.edge) AS due_at FROM ({union}) AS x(person_id, edge)"
+        " WHERE x.edge > $2::timestamptz GROUP BY x.person_id",
+        compiler.params,
+    )
+
+
+def diff_query(
+    node: Node, workspace_id: str, now: datetime, segment_id: str, persons: list[str] | None = None
+) -> tuple[str, list[Any]]:
+    """Bring ``memberships`` of a segment in line with the rule in one statement (a refresh, full
+    or of some persons); returns the rows (person_id, entered) that changed."""
+    compiler = Compiler(workspace_id, now)
+    where = compiler.node(node)
+    restrict, scope = "", ""
+    if persons is not None:
+        placeholder = compiler.param(persons, "uuid[]")
+        restrict, scope = f" AND p.person_id = ANY({placeholder})", f" AND m.person_id = ANY({placeholder})"
+    segment = compiler.param(segment_id, "text")
+    return (
+        f"""WITH fresh AS (
+                SELECT p.person_id FROM persons p
+                WHERE p.workspace_id = $1 AND $2::timestamptz IS NOT NULL{restrict} AND {where}),
+            entered AS (
+                INSERT INTO memberships (workspace_id, segment_id, person_id, since)
+                SELECT $1, {segment}, person_id, $2 FROM fresh ON CONFLICT DO NOTHING RETURNING person_id),
+            exited AS (
+                DELETE FROM memberships m WHERE m.workspace_id = $1 AND m.segment_id = {segment}{scope}
+                  AND NOT EXISTS (SELECT 1 FROM fresh f WHERE f.person_id = m.person_id) RETURNING person_id)
+            SELECT person_id::text AS person_id, true AS entered FROM entered
+            UNION ALL SELECT person_id::text, false FROM exited""",
+        compiler.params,
+    )

@@ -51,13 +51,10 @@ def _edges(node: Node, person: PersonFacts, workspace: WorkspaceFacts) -> Iterat
 
 
 def _window_edges(moment: datetime, window) -> Iterator[datetime]:
-    if window is None:
-        return
-    if window.within_days is not None:
+    # A fixed window (between A and B) does not move with time: only "within Nd" has edges.
+    if window is not None and window.within_days is not None:
         yield moment
         yield moment + timedelta(days=window.within_days)
-    elif window.start <= moment < window.end:
-        yield moment  # a future-dated fact inside a fixed window counts from its time on
 
 
 def next_change(node: Node, person: PersonFacts, workspace: WorkspaceFacts, now: datetime) -> datetime | None:

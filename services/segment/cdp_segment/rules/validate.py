@@ -8,6 +8,7 @@ from decimal import Decimal
 from cdp_segment.rules.ast import (
     AGGREGATES,
     COMPARISONS,
+    NUMERIC_FIELDS,
     ORDERING,
     SCALAR_FIELDS,
     All,
@@ -90,6 +91,10 @@ def _check_field(node: FieldCond) -> None:
         ):
             raise RuleError(f"{where}: compares with strings (=, !=, in, starts_with, exists)")
         _check_operands(where, op, node.values, node.days, allow_days=False)
+    elif field in NUMERIC_FIELDS:
+        if op in (Op.CONTAINS, Op.STARTS_WITH) or any(not _is_number(v) for v in node.values):
+            raise RuleError(f"{where}: compares with numbers (=, !=, <, <=, >, >=, between, in, exists)")
+        _check_operands(where, op, node.values, node.days, allow_days=False)
     elif field == "tags":
         if op not in (Op.CONTAINS, Op.EXISTS):
             raise RuleError("tags: use 'tags contains \"tag\"' or 'tags exists'")
@@ -97,7 +102,7 @@ def _check_field(node: FieldCond) -> None:
     else:
         raise RuleError(
             f"unknown field {field!r}: use traits.<name>, computed.<name>, consent.<channel>, "
-            "lifecycle_stage, tier, rfm_group or tags"
+            "lifecycle_stage, tier, rfm_group, points_balance or tags"
         )
 
 

@@ -3,7 +3,9 @@
 Hypothesis draws random rules (nested AND/OR/NOT over every kind of condition) and random
 people (traits of every JSON type, events, orders with items at tagged stores, memberships);
 the people go into the real projection tables in PostgreSQL; the rule's SQL query must select
-exactly the people the in-memory evaluator admits, reading each person back from the database.
+exactly the people the in-memory evaluator admits, reading each person back from the database;
+and the SQL twin of ``timing.next_change`` (the timers of a full refresh) must give every
+person the same next change instant as the in-memory one.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from hypothesis import strategies as st
 from cdp_segment import projection
 from cdp_segment.__main__ import MIGRATIONS
 from cdp_segment.config import SCHEMA
-from cdp_segment.rules import memory, sql
+from cdp_segment.rules import memory, sql, timing
 from cdpkit import db
 from cdpkit.migrate import migrate
 
@@ -44,9 +46,9 @@ async def load(pool, workspace_id, persons, workspace_facts):
     async with pool.acquire() as conn, conn.transaction():
         for person in persons:
             await projection.upsert_person(conn, workspace_id, person)
-            await projection.add_events(conn, workspace_id, person.person_id, person.events)
-            await projection.upsert_orders(conn, workspace_id, person.person_id, person.orders)
             await projection.set_memberships(conn, workspace_id, person.person_id, person.memberships)
+        await projection.add_events(conn, workspace_id, [(p.person_id, e) for p in persons for e in p.events])
+        await projection.upsert_orders(conn, workspace_id, [(p.person_id, o, 1) for p in persons for o in p.orders])
         for (kind, object_id), tags in workspace_facts.object_tags.items():
             await projection.set_object_tags(conn, workspace_id, kind, object_id, tags)
 
@@ -62,14 +64,22 @@ async def test_sql_and_memory_evaluators_agree(pool, rule, persons, tags):
     await load(pool, workspace_id, persons, tags)
     query, params = sql.members_query(rule, workspace_id, NOW)
     async with pool.acquire() as conn:
-        selected = {r["person_id"] for r in await conn.fetch(query, *params)}
-        admitted = set()
+        selected = {str(r["person_id"]) for r in await conn.fetch(query, *params)}
+        edges_sql = sql.edges_query(rule, workspace_id, NOW)
+        edges = {}
+        if edges_sql is not None:
+            edges = {str(r["person_id"]): r["due_at"] for r in await conn.fetch(edges_sql[0], *edges_sql[1])}
+        admitted, next_changes = set(), {}
         for person in persons:
             stored = await projection.read_person(conn, workspace_id, person.person_id)
             facts = await projection.read_object_tags(conn, workspace_id, stored)
             if memory.evaluate(rule, stored, facts, NOW):
                 admitted.add(person.person_id)
+            edge = timing.next_change(rule, stored, facts, NOW)
+            if edge is not None:
+                next_changes[person.person_id] = edge
         count_query, count_params = sql.count_query(rule, workspace_id, NOW)
         assert await conn.fetchval(count_query, *count_params) == len(selected)
     event("some but not all selected" if 0 < len(selected) < len(persons) else "all or none selected")
     assert selected == admitted
+    assert edges == next_changes

@@ -28,9 +28,9 @@ def test_membership_is_constant_until_the_next_change(rule, person, workspace, o
 
 
 def test_no_order_in_90_days_admits_exactly_when_90_days_pass():
-    rule = FieldCond("computed.last_order_at", Op.MORE_THAN_AGO, (), 90)
+    rule = FieldCond("computed.last_order_time", Op.MORE_THAN_AGO, (), 90)
     last_order = NOW - timedelta(days=10)
-    person = PersonFacts("p", computed={"last_order_at": last_order.isoformat()})
+    person = PersonFacts("p", computed={"last_order_time": last_order.isoformat()})
     edge = next_change(rule, person, WorkspaceFacts(), NOW)
     assert edge == last_order + timedelta(days=90)
     assert not evaluate(rule, person, WorkspaceFacts(), edge - timedelta(microseconds=1))

@@ -26,16 +26,50 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from cdp.segment.v1 import condition_pb2 as cdp_dot_segment_dot_v1_dot_condition__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63\x64p/segment/v1/segment.proto\x12\x0e\x63\x64p.segment.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"R\n\rSegmentMember\x12\x11\n\tperson_id\x18\x01 \x01(\t\x12.\n\nenter_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"X\n\x19ListSegmentMembersRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"~\n\x1aListSegmentMembersResponse\x12.\n\x07members\x18\x01 \x03(\x0b\x32\x1d.cdp.segment.v1.SegmentMember\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x17\n\x0fsegment_version\x18\x03 \x01(\x03\"G\n\x16\x43heckMembershipRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tperson_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"r\n\x17\x43heckMembershipResponse\x12\x0e\n\x06member\x18\x01 \x01(\x08\x12.\n\nenter_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fsegment_version\x18\x03 \x01(\x03\"J\n\x19ListPersonSegmentsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tperson_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\".\n\x1aListPersonSegmentsResponse\x12\x10\n\x08segments\x18\x01 \x03(\t\"\xd8\x01\n\x07Segment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1a\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x12\n\x04rule\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\x12\x35\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x0c\n\x04\x65tag\x18\x07 \x01(\t\"p\n\x14\x43reateSegmentRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12.\n\x07segment\x18\x02 \x01(\x0b\x32\x17.cdp.segment.v1.SegmentB\x04\xe2\x41\x01\x02\x12\x12\n\nsegment_id\x18\x03 \x01(\t\"\'\n\x11GetSegmentRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"R\n\x13ListSegmentsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Z\n\x14ListSegmentsResponse\x12)\n\x08segments\x18\x01 \x03(\x0b\x32\x17.cdp.segment.v1.Segment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"w\n\x14UpdateSegmentRequest\x12.\n\x07segment\x18\x01 \x01(\x0b\x32\x17.cdp.segment.v1.SegmentB\x04\xe2\x41\x01\x02\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"8\n\x14\x44\x65leteSegmentRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t2\x86\t\n\x0eSegmentService\x12\x83\x01\n\rCreateSegment\x12$.cdp.segment.v1.CreateSegmentRequest\x1a\x17.cdp.segment.v1.Segment\"3\x82\xd3\xe4\x93\x02-\"\"/v1/{parent=workspaces/*}/segments:\x07segment\x12t\n\nGetSegment\x12!.cdp.segment.v1.GetSegmentRequest\x1a\x17.cdp.segment.v1.Segment\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/{name=workspaces/*/segments/*}\x12\x85\x01\n\x0cListSegments\x12#.cdp.segment.v1.ListSegmentsRequest\x1a$.cdp.segment.v1.ListSegmentsResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/{parent=workspaces/*}/segments\x12\x8b\x01\n\rUpdateSegment\x12$.cdp.segment.v1.UpdateSegmentRequest\x1a\x17.cdp.segment.v1.Segment\";\x82\xd3\xe4\x93\x02\x35\x32*/v1/{segment.name=workspaces/*/segments/*}:\x07segment\x12y\n\rDeleteSegment\x12$.cdp.segment.v1.DeleteSegmentRequest\x1a\x16.google.protobuf.Empty\"*\x82\xd3\xe4\x93\x02$*\"/v1/{name=workspaces/*/segments/*}\x12\xa1\x01\n\x12ListSegmentMembers\x12).cdp.segment.v1.ListSegmentMembersRequest\x1a*.cdp.segment.v1.ListSegmentMembersResponse\"4\x82\xd3\xe4\x93\x02.\x12,/v1/{parent=workspaces/*/segments/*}/members\x12\x9e\x01\n\x0f\x43heckMembership\x12&.cdp.segment.v1.CheckMembershipRequest\x1a\'.cdp.segment.v1.CheckMembershipResponse\":\x82\xd3\xe4\x93\x02\x34\x12\x32/v1/{parent=workspaces/*/segments/*}/members:check\x12\xa1\x01\n\x12ListPersonSegments\x12).cdp.segment.v1.ListPersonSegmentsRequest\x1a*.cdp.segment.v1.ListPersonSegmentsResponse\"4\x82\xd3\xe4\x93\x02.\x12,/v1/{parent=workspaces/*}/segments:forPersonb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63\x64p/segment/v1/segment.proto\x12\x0e\x63\x64p.segment.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1e\x63\x64p/segment/v1/condition.proto\"R\n\rSegmentMember\x12\x11\n\tperson_id\x18\x01 \x01(\t\x12.\n\nenter_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Y\n\x1aListSegmentVersionsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"`\n\x0eSegmentVersion\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"h\n\x1bListSegmentVersionsResponse\x12\x30\n\x08versions\x18\x01 \x03(\x0b\x32\x1e.cdp.segment.v1.SegmentVersion\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"j\n\x16\x45stimateSegmentRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12,\n\tcondition\x18\x03 \x01(\x0b\x32\x19.cdp.segment.v1.Condition\"(\n\x17\x45stimateSegmentResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\"~\n\x15PreviewSegmentRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12,\n\tcondition\x18\x03 \x01(\x0b\x32\x19.cdp.segment.v1.Condition\x12\x13\n\x0bsample_size\x18\x04 \x01(\x05\"\xd6\x01\n\rPersonPreview\x12\x11\n\tperson_id\x18\x01 \x01(\t\x12\x17\n\x0flifecycle_stage\x18\x02 \x01(\t\x12\x0c\n\x04tier\x18\x03 \x01(\t\x12\x11\n\trfm_group\x18\x04 \x01(\t\x12\x0c\n\x04tags\x18\x05 \x03(\t\x12\x16\n\x0epoints_balance\x18\x06 \x01(\x03\x12\'\n\x06traits\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12)\n\x08\x63omputed\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\"]\n\x16PreviewSegmentResponse\x12.\n\x07persons\x18\x01 \x03(\x0b\x32\x1d.cdp.segment.v1.PersonPreview\x12\x13\n\x0btotal_count\x18\x02 \x01(\x03\"k\n\x1b\x45xportSegmentMembersRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0f\n\x07\x63olumns\x18\x02 \x03(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"p\n\x1c\x45xportSegmentMembersResponse\x12\x0b\n\x03\x63sv\x18\x01 \x01(\t\x12\x11\n\trow_count\x18\x02 \x01(\x05\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\x12\x17\n\x0fsegment_version\x18\x04 \x01(\x03\"D\n\x1bStreamSegmentMembersRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0f\n\x07\x63olumns\x18\x02 \x03(\t\"D\n\x1cStreamSegmentMembersResponse\x12\x0b\n\x03\x63sv\x18\x01 \x01(\t\x12\x17\n\x0fsegment_version\x18\x02 \x01(\x03\"[\n\x1cListPersonMembershipsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"i\n\x10PersonMembership\x12\x0f\n\x07segment\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12.\n\nenter_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"o\n\x1dListPersonMembershipsResponse\x12\x35\n\x0bmemberships\x18\x01 \x03(\x0b\x32 .cdp.segment.v1.PersonMembership\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"n\n\x1cListMembershipChangesRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tperson_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"\xac\x01\n\x10MembershipChange\x12\x11\n\tperson_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65ntered\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x17\n\x0fsegment_version\x18\x04 \x01(\x03\x12/\n\x0b\x63hange_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12trigger_message_id\x18\x06 \x01(\t\"k\n\x1dListMembershipChangesResponse\x12\x31\n\x07\x63hanges\x18\x01 \x03(\x0b\x32 .cdp.segment.v1.MembershipChange\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"H\n\x1c\x43reateBuiltinSegmentsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04kind\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"J\n\x1d\x43reateBuiltinSegmentsResponse\x12)\n\x08segments\x18\x01 \x03(\x0b\x32\x17.cdp.segment.v1.Segment\"g\n\x10\x43oPurchaseFilter\x12\x14\n\x0cmin_together\x18\x01 \x01(\x05\x12\x16\n\x0emin_confidence\x18\x02 \x01(\x01\x12\x10\n\x08min_lift\x18\x03 \x01(\x01\x12\x13\n\x0bwindow_days\x18\x04 \x01(\x05\"\x91\x01\n\x1cListProductCompanionsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\x03sku\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x0emax_companions\x18\x03 \x01(\x05\x12\x30\n\x06\x66ilter\x18\x04 \x01(\x0b\x32 .cdp.segment.v1.CoPurchaseFilter\"d\n\x10ProductCompanion\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x10\n\x08together\x18\x02 \x01(\x03\x12\x0f\n\x07support\x18\x03 \x01(\x01\x12\x12\n\nconfidence\x18\x04 \x01(\x01\x12\x0c\n\x04lift\x18\x05 \x01(\x01\"\x84\x01\n\x1dListProductCompanionsResponse\x12\x34\n\ncompanions\x18\x01 \x03(\x0b\x32 .cdp.segment.v1.ProductCompanion\x12\x0f\n\x07\x62\x61skets\x18\x02 \x01(\x03\x12\x1c\n\x14\x62\x61skets_with_product\x18\x03 \x01(\x03\"\xc1\x01\n\x1c\x42uildCrossSellSegmentRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12\x11\n\x03sku\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x0emax_companions\x18\x04 \x01(\x05\x12\x30\n\x06\x66ilter\x18\x05 \x01(\x0b\x32 .cdp.segment.v1.CoPurchaseFilter\x12\x1a\n\x12\x62ought_within_days\x18\x06 \x01(\x05\"\x7f\n\x1d\x42uildCrossSellSegmentResponse\x12(\n\x07segment\x18\x01 \x01(\x0b\x32\x17.cdp.segment.v1.Segment\x12\x34\n\ncompanions\x18\x02 \x03(\x0b\x32 .cdp.segment.v1.ProductCompanion\")\n\x13GetRfmReportRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\")\n\x13RecomputeRfmRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"O\n\x18UpdateRfmSettingsRequest\x12\x33\n\x08settings\x18\x01 \x01(\x0b\x32\x1b.cdp.segment.v1.RfmSettingsB\x04\xe2\x41\x01\x02\"?\n\x0bRfmSettings\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x12\n\nhigh_score\x18\x03 \x01(\x05\"\x92\x01\n\rRfmThresholds\x12\x17\n\x0frecency_seconds\x18\x01 \x03(\x01\x12\x11\n\tfrequency\x18\x02 \x03(\x01\x12\x10\n\x08monetary\x18\x03 \x03(\x01\x12\x11\n\tcustomers\x18\x04 \x01(\x03\x12\x30\n\x0c\x63ompute_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"A\n\rRfmGroupCount\x12\r\n\x05group\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\x12\x12\n\nsegment_id\x18\x03 \x01(\t\"\xbb\x01\n\tRfmReport\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\x08settings\x18\x02 \x01(\x0b\x32\x1b.cdp.segment.v1.RfmSettings\x12\x31\n\nthresholds\x18\x03 \x01(\x0b\x32\x1d.cdp.segment.v1.RfmThresholds\x12-\n\x06groups\x18\x04 \x03(\x0b\x32\x1d.cdp.segment.v1.RfmGroupCount\x12\x0f\n\x07persons\x18\x05 \x01(\x03\"X\n\x19ListSegmentMembersRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"~\n\x1aListSegmentMembersResponse\x12.\n\x07members\x18\x01 \x03(\x0b\x32\x1d.cdp.segment.v1.SegmentMember\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x17\n\x0fsegment_version\x18\x03 \x01(\x03\"G\n\x16\x43heckMembershipRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tperson_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"\x85\x01\n\x17\x43heckMembershipResponse\x12\x0e\n\x06member\x18\x01 \x01(\x08\x12.\n\nenter_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fsegment_version\x18\x03 \x01(\x03\x12\x11\n\tperson_id\x18\x04 \x01(\t\"J\n\x19ListPersonSegmentsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tperson_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"r\n\x1aListPersonSegmentsResponse\x12\x10\n\x08segments\x18\x01 \x03(\t\x12/\n\x0b\x65nter_times\x18\x02 \x03(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tperson_id\x18\x03 \x01(\t\"\xca\x02\n\x07Segment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1a\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x0c\n\x04rule\x18\x04 \x01(\t\x12\x35\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x0c\n\x04\x65tag\x18\x07 \x01(\t\x12,\n\tcondition\x18\x08 \x01(\x0b\x32\x19.cdp.segment.v1.Condition\x12\x15\n\x07version\x18\t \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x15\n\x07\x62uiltin\x18\n \x01(\tB\x04\xe2\x41\x01\x03\x12\x1a\n\x0cmember_count\x18\x0b \x01(\x03\x42\x04\xe2\x41\x01\x03\"p\n\x14\x43reateSegmentRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12.\n\x07segment\x18\x02 \x01(\x0b\x32\x17.cdp.segment.v1.SegmentB\x04\xe2\x41\x01\x02\x12\x12\n\nsegment_id\x18\x03 \x01(\t\"\'\n\x11GetSegmentRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"R\n\x13ListSegmentsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Z\n\x14ListSegmentsResponse\x12)\n\x08segments\x18\x01 \x03(\x0b\x32\x17.cdp.segment.v1.Segment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"w\n\x14UpdateSegmentRequest\x12.\n\x07segment\x18\x01 \x01(\x0b\x32\x17.cdp.segment.v1.SegmentB\x04\xe2\x41\x01\x02\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"8\n\x14\x44\x65leteSegmentRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t2\xad\x19\n\x0eSegmentService\x12\x83\x01\n\rCreateSegment\x12$.cdp.segment.v1.CreateSegmentRequest\x1a\x17.cdp.segment.v1.Segment\"3\x82\xd3\xe4\x93\x02-\"\"/v1/{parent=workspaces/*}/segments:\x07segment\x12t\n\nGetSegment\x12!.cdp.segment.v1.GetSegmentRequest\x1a\x17.cdp.segment.v1.Segment\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/{name=workspaces/*/segments/*}\x12\x85\x01\n\x0cListSegments\x12#.cdp.segment.v1.ListSegmentsRequest\x1a$.cdp.segment.v1.ListSegmentsResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/{parent=workspaces/*}/segments\x12\x8b\x01\n\rUpdateSegment\x12$.cdp.segment.v1.UpdateSegmentRequest\x1a\x17.cdp.segment.v1.Segment\";\x82\xd3\xe4\x93\x02\x35\x32*/v1/{segment.name=workspaces/*/segments/*}:\x07segment\x12y\n\rDeleteSegment\x12$.cdp.segment.v1.DeleteSegmentRequest\x1a\x16.google.protobuf.Empty\"*\x82\xd3\xe4\x93\x02$*\"/v1/{name=workspaces/*/segments/*}\x12\xa5\x01\n\x13ListSegmentVersions\x12*.cdp.segment.v1.ListSegmentVersionsRequest\x1a+.cdp.segment.v1.ListSegmentVersionsResponse\"5\x82\xd3\xe4\x93\x02/\x12-/v1/{parent=workspaces/*/segments/*}/versions\x12\x9a\x01\n\x0f\x45stimateSegment\x12&.cdp.segment.v1.EstimateSegmentRequest\x1a\'.cdp.segment.v1.EstimateSegmentResponse\"6\x82\xd3\xe4\x93\x02\x30\"+/v1/{parent=workspaces/*}/segments:estimate:\x01*\x12\x96\x01\n\x0ePreviewSegment\x12%.cdp.segment.v1.PreviewSegmentRequest\x1a&.cdp.segment.v1.PreviewSegmentResponse\"5\x82\xd3\xe4\x93\x02/\"*/v1/{parent=workspaces/*}/segments:preview:\x01*\x12\xae\x01\n\x14\x45xportSegmentMembers\x12+.cdp.segment.v1.ExportSegmentMembersRequest\x1a,.cdp.segment.v1.ExportSegmentMembersResponse\";\x82\xd3\xe4\x93\x02\x35\x12\x33/v1/{parent=workspaces/*/segments/*}/members:export\x12s\n\x14StreamSegmentMembers\x12+.cdp.segment.v1.StreamSegmentMembersRequest\x1a,.cdp.segment.v1.StreamSegmentMembersResponse0\x01\x12\xb4\x01\n\x15ListPersonMemberships\x12,.cdp.segment.v1.ListPersonMembershipsRequest\x1a-.cdp.segment.v1.ListPersonMembershipsResponse\">\x82\xd3\xe4\x93\x02\x38\x12\x36/v1/{parent=workspaces/*/persons/*}/segmentMemberships\x12\xb4\x01\n\x15ListMembershipChanges\x12,.cdp.segment.v1.ListMembershipChangesRequest\x1a-.cdp.segment.v1.ListMembershipChangesResponse\">\x82\xd3\xe4\x93\x02\x38\x12\x36/v1/{parent=workspaces/*/segments/*}/membershipChanges\x12\xb2\x01\n\x15\x43reateBuiltinSegments\x12,.cdp.segment.v1.CreateBuiltinSegmentsRequest\x1a-.cdp.segment.v1.CreateBuiltinSegmentsResponse\"<\x82\xd3\xe4\x93\x02\x36\"1/v1/{parent=workspaces/*}/segments:createBuiltins:\x01*\x12\xa9\x01\n\x15ListProductCompanions\x12,.cdp.segment.v1.ListProductCompanionsRequest\x1a-.cdp.segment.v1.ListProductCompanionsResponse\"3\x82\xd3\xe4\x93\x02-\x12+/v1/{parent=workspaces/*}/productCompanions\x12\xb2\x01\n\x15\x42uildCrossSellSegment\x12,.cdp.segment.v1.BuildCrossSellSegmentRequest\x1a-.cdp.segment.v1.BuildCrossSellSegmentResponse\"<\x82\xd3\xe4\x93\x02\x36\"1/v1/{parent=workspaces/*}/segments:buildCrossSell:\x01*\x12y\n\x0cGetRfmReport\x12#.cdp.segment.v1.GetRfmReportRequest\x1a\x19.cdp.segment.v1.RfmReport\")\x82\xd3\xe4\x93\x02#\x12!/v1/{name=workspaces/*/rfmReport}\x12\x98\x01\n\x11UpdateRfmSettings\x12(.cdp.segment.v1.UpdateRfmSettingsRequest\x1a\x19.cdp.segment.v1.RfmReport\">\x82\xd3\xe4\x93\x02\x38\x32,/v1/{settings.name=workspaces/*/rfmSettings}:\x08settings\x12\x86\x01\n\x0cRecomputeRfm\x12#.cdp.segment.v1.RecomputeRfmRequest\x1a\x19.cdp.segment.v1.RfmReport\"6\x82\xd3\xe4\x93\x02\x30\"+/v1/{name=workspaces/*/rfmReport}:recompute:\x01*\x12\xa1\x01\n\x12ListSegmentMembers\x12).cdp.segment.v1.ListSegmentMembersRequest\x1a*.cdp.segment.v1.ListSegmentMembersResponse\"4\x82\xd3\xe4\x93\x02.\x12,/v1/{parent=workspaces/*/segments/*}/members\x12\x9e\x01\n\x0f\x43heckMembership\x12&.cdp.segment.v1.CheckMembershipRequest\x1a\'.cdp.segment.v1.CheckMembershipResponse\":\x82\xd3\xe4\x93\x02\x34\x12\x32/v1/{parent=workspaces/*/segments/*}/members:check\x12\xa1\x01\n\x12ListPersonSegments\x12).cdp.segment.v1.ListPersonSegmentsRequest\x1a*.cdp.segment.v1.ListPersonSegmentsResponse\"4\x82\xd3\xe4\x93\x02.\x12,/v1/{parent=workspaces/*}/segments:forPersonb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cdp.segment.v1.segment_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_LISTSEGMENTVERSIONSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTSEGMENTVERSIONSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_ESTIMATESEGMENTREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_ESTIMATESEGMENTREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_PREVIEWSEGMENTREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_PREVIEWSEGMENTREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_EXPORTSEGMENTMEMBERSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_EXPORTSEGMENTMEMBERSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_STREAMSEGMENTMEMBERSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_STREAMSEGMENTMEMBERSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_LISTPERSONMEMBERSHIPSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTPERSONMEMBERSHIPSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_LISTMEMBERSHIPCHANGESREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTMEMBERSHIPCHANGESREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEBUILTINSEGMENTSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_CREATEBUILTINSEGMENTSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEBUILTINSEGMENTSREQUEST'].fields_by_name['kind']._loaded_options = None
+  _globals['_CREATEBUILTINSEGMENTSREQUEST'].fields_by_name['kind']._serialized_options = b'\342A\001\002'
+  _globals['_LISTPRODUCTCOMPANIONSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTPRODUCTCOMPANIONSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_LISTPRODUCTCOMPANIONSREQUEST'].fields_by_name['sku']._loaded_options = None
+  _globals['_LISTPRODUCTCOMPANIONSREQUEST'].fields_by_name['sku']._serialized_options = b'\342A\001\002'
+  _globals['_BUILDCROSSSELLSEGMENTREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_BUILDCROSSSELLSEGMENTREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_BUILDCROSSSELLSEGMENTREQUEST'].fields_by_name['sku']._loaded_options = None
+  _globals['_BUILDCROSSSELLSEGMENTREQUEST'].fields_by_name['sku']._serialized_options = b'\342A\001\002'
+  _globals['_GETRFMREPORTREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETRFMREPORTREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_RECOMPUTERFMREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_RECOMPUTERFMREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATERFMSETTINGSREQUEST'].fields_by_name['settings']._loaded_options = None
+  _globals['_UPDATERFMSETTINGSREQUEST'].fields_by_name['settings']._serialized_options = b'\342A\001\002'
   _globals['_LISTSEGMENTMEMBERSREQUEST'].fields_by_name['parent']._loaded_options = None
   _globals['_LISTSEGMENTMEMBERSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
   _globals['_CHECKMEMBERSHIPREQUEST'].fields_by_name['parent']._loaded_options = None
@@ -48,12 +82,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTPERSONSEGMENTSREQUEST'].fields_by_name['person_id']._serialized_options = b'\342A\001\002'
   _globals['_SEGMENT'].fields_by_name['display_name']._loaded_options = None
   _globals['_SEGMENT'].fields_by_name['display_name']._serialized_options = b'\342A\001\002'
-  _globals['_SEGMENT'].fields_by_name['rule']._loaded_options = None
-  _globals['_SEGMENT'].fields_by_name['rule']._serialized_options = b'\342A\001\002'
   _globals['_SEGMENT'].fields_by_name['create_time']._loaded_options = None
   _globals['_SEGMENT'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
   _globals['_SEGMENT'].fields_by_name['update_time']._loaded_options = None
   _globals['_SEGMENT'].fields_by_name['update_time']._serialized_options = b'\342A\001\003'
+  _globals['_SEGMENT'].fields_by_name['version']._loaded_options = None
+  _globals['_SEGMENT'].fields_by_name['version']._serialized_options = b'\342A\001\003'
+  _globals['_SEGMENT'].fields_by_name['builtin']._loaded_options = None
+  _globals['_SEGMENT'].fields_by_name['builtin']._serialized_options = b'\342A\001\003'
+  _globals['_SEGMENT'].fields_by_name['member_count']._loaded_options = None
+  _globals['_SEGMENT'].fields_by_name['member_count']._serialized_options = b'\342A\001\003'
   _globals['_CREATESEGMENTREQUEST'].fields_by_name['parent']._loaded_options = None
   _globals['_CREATESEGMENTREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
   _globals['_CREATESEGMENTREQUEST'].fields_by_name['segment']._loaded_options = None
@@ -76,40 +114,130 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SEGMENTSERVICE'].methods_by_name['UpdateSegment']._serialized_options = b'\202\323\344\223\00252*/v1/{segment.name=workspaces/*/segments/*}:\007segment'
   _globals['_SEGMENTSERVICE'].methods_by_name['DeleteSegment']._loaded_options = None
   _globals['_SEGMENTSERVICE'].methods_by_name['DeleteSegment']._serialized_options = b'\202\323\344\223\002$*\"/v1/{name=workspaces/*/segments/*}'
+  _globals['_SEGMENTSERVICE'].methods_by_name['ListSegmentVersions']._loaded_options = None
+  _globals['_SEGMENTSERVICE'].methods_by_name['ListSegmentVersions']._serialized_options = b'\202\323\344\223\002/\022-/v1/{parent=workspaces/*/segments/*}/versions'
+  _globals['_SEGMENTSERVICE'].methods_by_name['EstimateSegment']._loaded_options = None
+  _globals['_SEGMENTSERVICE'].methods_by_name['EstimateSegment']._serialized_options = b'\202\323\344\223\0020\"+/v1/{parent=workspaces/*}/segments:estimate:\001*'
+  _globals['_SEGMENTSERVICE'].methods_by_name['PreviewSegment']._loaded_options = None
+  _globals['_SEGMENTSERVICE'].methods_by_name['PreviewSegment']._serialized_options = b'\202\323\344\223\002/\"*/v1/{parent=workspaces/*}/segments:preview:\001*'
+  _globals['_SEGMENTSERVICE'].methods_by_name['ExportSegmentMembers']._loaded_options = None
+  _globals['_SEGMENTSERVICE'].methods_by_name['ExportSegmentMembers']._serialized_options = b'\202\323\344\223\0025\0223/v1/{parent=workspaces/*/segments/*}/members:export'
+  _globals['_SEGMENTSERVICE'].methods_by_name['ListPersonMemberships']._loaded_options = None
+  _globals['_SEGMENTSERVICE'].methods_by_name['ListPersonMemberships']._serialized_options = b'\202\323\344\223\0028\0226/v1/{parent=workspaces/*/persons/*}/segmentMemberships'
+  _globals['_SEGMENTSERVICE'].methods_by_name['ListMembershipChanges']._loaded_options = None
+  _globals['_SEGMENTSERVICE'].methods_by_name['ListMembershipChanges']._serialized_options = b'\202\323\344\223\0028\0226/v1/{parent=workspaces/*/segments/*}/membershipChanges'
+  _globals['_SEGMENTSERVICE'].methods_by_name['CreateBuiltinSegments']._loaded_options = None
+  _globals['_SEGMENTSERVICE'].methods_by_name['CreateBuiltinSegments']._serialized_options = b'\202\323\344\223\0026\"1/v1/{parent=workspaces/*}/segments:createBuiltins:\001*'
+  _globals['_SEGMENTSERVICE'].methods_by_name['ListProductCompanions']._loaded_options = None
+  _globals['_SEGMENTSERVICE'].methods_by_name['ListProductCompanions']._serialized_options = b'\202\323\344\223\002-\022+/v1/{parent=workspaces/*}/productCompanions'
+  _globals['_SEGMENTSERVICE'].methods_by_name['BuildCrossSellSegment']._loaded_options = None
+  _globals['_SEGMENTSERVICE'].methods_by_name['BuildCrossSellSegment']._serialized_options = b'\202\323\344\223\0026\"1/v1/{parent=workspaces/*}/segments:buildCrossSell:\001*'
+  _globals['_SEGMENTSERVICE'].methods_by_name['GetRfmReport']._loaded_options = None
+  _globals['_SEGMENTSERVICE'].methods_by_name['GetRfmReport']._serialized_options = b'\202\323\344\223\002#\022!/v1/{name=workspaces/*/rfmReport}'
+  _globals['_SEGMENTSERVICE'].methods_by_name['UpdateRfmSettings']._loaded_options = None
+  _globals['_SEGMENTSERVICE'].methods_by_name['UpdateRfmSettings']._serialized_options = b'\202\323\344\223\00282,/v1/{settings.name=workspaces/*/rfmSettings}:\010settings'
+  _globals['_SEGMENTSERVICE'].methods_by_name['RecomputeRfm']._loaded_options = None
+  _globals['_SEGMENTSERVICE'].methods_by_name['RecomputeRfm']._serialized_options = b'\202\323\344\223\0020\"+/v1/{name=workspaces/*/rfmReport}:recompute:\001*'
   _globals['_SEGMENTSERVICE'].methods_by_name['ListSegmentMembers']._loaded_options = None
   _globals['_SEGMENTSERVICE'].methods_by_name['ListSegmentMembers']._serialized_options = b'\202\323\344\223\002.\022,/v1/{parent=workspaces/*/segments/*}/members'
   _globals['_SEGMENTSERVICE'].methods_by_name['CheckMembership']._loaded_options = None
   _globals['_SEGMENTSERVICE'].methods_by_name['CheckMembership']._serialized_options = b'\202\323\344\223\0024\0222/v1/{parent=workspaces/*/segments/*}/members:check'
   _globals['_SEGMENTSERVICE'].methods_by_name['ListPersonSegments']._loaded_options = None
   _globals['_SEGMENTSERVICE'].methods_by_name['ListPersonSegments']._serialized_options = b'\202\323\344\223\002.\022,/v1/{parent=workspaces/*}/segments:forPerson'
-  _globals['_SEGMENTMEMBER']._serialized_start=207
-  _globals['_SEGMENTMEMBER']._serialized_end=289
-  _globals['_LISTSEGMENTMEMBERSREQUEST']._serialized_start=291
-  _globals['_LISTSEGMENTMEMBERSREQUEST']._serialized_end=379
-  _globals['_LISTSEGMENTMEMBERSRESPONSE']._serialized_start=381
-  _globals['_LISTSEGMENTMEMBERSRESPONSE']._serialized_end=507
-  _globals['_CHECKMEMBERSHIPREQUEST']._serialized_start=509
-  _globals['_CHECKMEMBERSHIPREQUEST']._serialized_end=580
-  _globals['_CHECKMEMBERSHIPRESPONSE']._serialized_start=582
-  _globals['_CHECKMEMBERSHIPRESPONSE']._serialized_end=696
-  _globals['_LISTPERSONSEGMENTSREQUEST']._serialized_start=698
-  _globals['_LISTPERSONSEGMENTSREQUEST']._serialized_end=772
-  _globals['_LISTPERSONSEGMENTSRESPONSE']._serialized_start=774
-  _globals['_LISTPERSONSEGMENTSRESPONSE']._serialized_end=820
-  _globals['_SEGMENT']._serialized_start=823
-  _globals['_SEGMENT']._serialized_end=1039
-  _globals['_CREATESEGMENTREQUEST']._serialized_start=1041
-  _globals['_CREATESEGMENTREQUEST']._serialized_end=1153
-  _globals['_GETSEGMENTREQUEST']._serialized_start=1155
-  _globals['_GETSEGMENTREQUEST']._serialized_end=1194
-  _globals['_LISTSEGMENTSREQUEST']._serialized_start=1196
-  _globals['_LISTSEGMENTSREQUEST']._serialized_end=1278
-  _globals['_LISTSEGMENTSRESPONSE']._serialized_start=1280
-  _globals['_LISTSEGMENTSRESPONSE']._serialized_end=1370
-  _globals['_UPDATESEGMENTREQUEST']._serialized_start=1372
-  _globals['_UPDATESEGMENTREQUEST']._serialized_end=1491
-  _globals['_DELETESEGMENTREQUEST']._serialized_start=1493
-  _globals['_DELETESEGMENTREQUEST']._serialized_end=1549
-  _globals['_SEGMENTSERVICE']._serialized_start=1552
-  _globals['_SEGMENTSERVICE']._serialized_end=2710
+  _globals['_SEGMENTMEMBER']._serialized_start=269
+  _globals['_SEGMENTMEMBER']._serialized_end=351
+  _globals['_LISTSEGMENTVERSIONSREQUEST']._serialized_start=353
+  _globals['_LISTSEGMENTVERSIONSREQUEST']._serialized_end=442
+  _globals['_SEGMENTVERSION']._serialized_start=444
+  _globals['_SEGMENTVERSION']._serialized_end=540
+  _globals['_LISTSEGMENTVERSIONSRESPONSE']._serialized_start=542
+  _globals['_LISTSEGMENTVERSIONSRESPONSE']._serialized_end=646
+  _globals['_ESTIMATESEGMENTREQUEST']._serialized_start=648
+  _globals['_ESTIMATESEGMENTREQUEST']._serialized_end=754
+  _globals['_ESTIMATESEGMENTRESPONSE']._serialized_start=756
+  _globals['_ESTIMATESEGMENTRESPONSE']._serialized_end=796
+  _globals['_PREVIEWSEGMENTREQUEST']._serialized_start=798
+  _globals['_PREVIEWSEGMENTREQUEST']._serialized_end=924
+  _globals['_PERSONPREVIEW']._serialized_start=927
+  _globals['_PERSONPREVIEW']._serialized_end=1141
+  _globals['_PREVIEWSEGMENTRESPONSE']._serialized_start=1143
+  _globals['_PREVIEWSEGMENTRESPONSE']._serialized_end=1236
+  _globals['_EXPORTSEGMENTMEMBERSREQUEST']._serialized_start=1238
+  _globals['_EXPORTSEGMENTMEMBERSREQUEST']._serialized_end=1345
+  _globals['_EXPORTSEGMENTMEMBERSRESPONSE']._serialized_start=1347
+  _globals['_EXPORTSEGMENTMEMBERSRESPONSE']._serialized_end=1459
+  _globals['_STREAMSEGMENTMEMBERSREQUEST']._serialized_start=1461
+  _globals['_STREAMSEGMENTMEMBERSREQUEST']._serialized_end=1529
+  _globals['_STREAMSEGMENTMEMBERSRESPONSE']._serialized_start=1531
+  _globals['_STREAMSEGMENTMEMBERSRESPONSE']._serialized_end=1599
+  _globals['_LISTPERSONMEMBERSHIPSREQUEST']._serialized_start=1601
+  _globals['_LISTPERSONMEMBERSHIPSREQUEST']._serialized_end=1692
+  _globals['_PERSONMEMBERSHIP']._serialized_start=1694
+  _globals['_PERSONMEMBERSHIP']._serialized_end=1799
+  _globals['_LISTPERSONMEMBERSHIPSRESPONSE']._serialized_start=1801
+  _globals['_LISTPERSONMEMBERSHIPSRESPONSE']._serialized_end=1912
+  _globals['_LISTMEMBERSHIPCHANGESREQUEST']._serialized_start=1914
+  _globals['_LISTMEMBERSHIPCHANGESREQUEST']._serialized_end=2024
+  _globals['_MEMBERSHIPCHANGE']._serialized_start=2027
+  _globals['_MEMBERSHIPCHANGE']._serialized_end=2199
+  _globals['_LISTMEMBERSHIPCHANGESRESPONSE']._serialized_start=2201
+  _globals['_LISTMEMBERSHIPCHANGESRESPONSE']._serialized_end=2308
+  _globals['_CREATEBUILTINSEGMENTSREQUEST']._serialized_start=2310
+  _globals['_CREATEBUILTINSEGMENTSREQUEST']._serialized_end=2382
+  _globals['_CREATEBUILTINSEGMENTSRESPONSE']._serialized_start=2384
+  _globals['_CREATEBUILTINSEGMENTSRESPONSE']._serialized_end=2458
+  _globals['_COPURCHASEFILTER']._serialized_start=2460
+  _globals['_COPURCHASEFILTER']._serialized_end=2563
+  _globals['_LISTPRODUCTCOMPANIONSREQUEST']._serialized_start=2566
+  _globals['_LISTPRODUCTCOMPANIONSREQUEST']._serialized_end=2711
+  _globals['_PRODUCTCOMPANION']._serialized_start=2713
+  _globals['_PRODUCTCOMPANION']._serialized_end=2813
+  _globals['_LISTPRODUCTCOMPANIONSRESPONSE']._serialized_start=2816
+  _globals['_LISTPRODUCTCOMPANIONSRESPONSE']._serialized_end=2948
+  _globals['_BUILDCROSSSELLSEGMENTREQUEST']._serialized_start=2951
+  _globals['_BUILDCROSSSELLSEGMENTREQUEST']._serialized_end=3144
+  _globals['_BUILDCROSSSELLSEGMENTRESPONSE']._serialized_start=3146
+  _globals['_BUILDCROSSSELLSEGMENTRESPONSE']._serialized_end=3273
+  _globals['_GETRFMREPORTREQUEST']._serialized_start=3275
+  _globals['_GETRFMREPORTREQUEST']._serialized_end=3316
+  _globals['_RECOMPUTERFMREQUEST']._serialized_start=3318
+  _globals['_RECOMPUTERFMREQUEST']._serialized_end=3359
+  _globals['_UPDATERFMSETTINGSREQUEST']._serialized_start=3361
+  _globals['_UPDATERFMSETTINGSREQUEST']._serialized_end=3440
+  _globals['_RFMSETTINGS']._serialized_start=3442
+  _globals['_RFMSETTINGS']._serialized_end=3505
+  _globals['_RFMTHRESHOLDS']._serialized_start=3508
+  _globals['_RFMTHRESHOLDS']._serialized_end=3654
+  _globals['_RFMGROUPCOUNT']._serialized_start=3656
+  _globals['_RFMGROUPCOUNT']._serialized_end=3721
+  _globals['_RFMREPORT']._serialized_start=3724
+  _globals['_RFMREPORT']._serialized_end=3911
+  _globals['_LISTSEGMENTMEMBERSREQUEST']._serialized_start=3913
+  _globals['_LISTSEGMENTMEMBERSREQUEST']._serialized_end=4001
+  _globals['_LISTSEGMENTMEMBERSRESPONSE']._serialized_start=4003
+  _globals['_LISTSEGMENTMEMBERSRESPONSE']._serialized_end=4129
+  _globals['_CHECKMEMBERSHIPREQUEST']._serialized_start=4131
+  _globals['_CHECKMEMBERSHIPREQUEST']._serialized_end=4202
+  _globals['_CHECKMEMBERSHIPRESPONSE']._serialized_start=4205
+  _globals['_CHECKMEMBERSHIPRESPONSE']._serialized_end=4338
+  _globals['_LISTPERSONSEGMENTSREQUEST']._serialized_start=4340
+  _globals['_LISTPERSONSEGMENTSREQUEST']._serialized_end=4414
+  _globals['_LISTPERSONSEGMENTSRESPONSE']._serialized_start=4416
+  _globals['_LISTPERSONSEGMENTSRESPONSE']._serialized_end=4530
+  _globals['_SEGMENT']._serialized_start=4533
+  _globals['_SEGMENT']._serialized_end=4863
+  _globals['_CREATESEGMENTREQUEST']._serialized_start=4865
+  _globals['_CREATESEGMENTREQUEST']._serialized_end=4977
+  _globals['_GETSEGMENTREQUEST']._serialized_start=4979
+  _globals['_GETSEGMENTREQUEST']._serialized_end=5018
+  _globals['_LISTSEGMENTSREQUEST']._serialized_start=5020
+  _globals['_LISTSEGMENTSREQUEST']._serialized_end=5102
+  _globals['_LISTSEGMENTSRESPONSE']._serialized_start=5104
+  _globals['_LISTSEGMENTSRESPONSE']._serialized_end=5194
+  _globals['_UPDATESEGMENTREQUEST']._serialized_start=5196
+  _globals['_UPDATESEGMENTREQUEST']._serialized_end=5315
+  _globals['_DELETESEGMENTREQUEST']._serialized_start=5317
+  _globals['_DELETESEGMENTREQUEST']._serialized_end=5373
+  _globals['_SEGMENTSERVICE']._serialized_start=5376
+  _globals['_SEGMENTSERVICE']._serialized_end=8621
 # @@protoc_insertion_point(module_scope)

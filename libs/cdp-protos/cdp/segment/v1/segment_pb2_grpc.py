@@ -62,6 +62,71 @@ class SegmentServiceStub:
                 request_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.DeleteSegmentRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.ListSegmentVersions = channel.unary_unary(
+                '/cdp.segment.v1.SegmentService/ListSegmentVersions',
+                request_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ListSegmentVersionsRequest.SerializeToString,
+                response_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ListSegmentVersionsResponse.FromString,
+                _registered_method=True)
+        self.EstimateSegment = channel.unary_unary(
+                '/cdp.segment.v1.SegmentService/EstimateSegment',
+                request_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.EstimateSegmentRequest.SerializeToString,
+                response_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.EstimateSegmentResponse.FromString,
+                _registered_method=True)
+        self.PreviewSegment = channel.unary_unary(
+                '/cdp.segment.v1.SegmentService/PreviewSegment',
+                request_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.PreviewSegmentRequest.SerializeToString,
+                response_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.PreviewSegmentResponse.FromString,
+                _registered_method=True)
+        self.ExportSegmentMembers = channel.unary_unary(
+                '/cdp.segment.v1.SegmentService/ExportSegmentMembers',
+                request_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ExportSegmentMembersRequest.SerializeToString,
+                response_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ExportSegmentMembersResponse.FromString,
+                _registered_method=True)
+        self.StreamSegmentMembers = channel.unary_stream(
+                '/cdp.segment.v1.SegmentService/StreamSegmentMembers',
+                request_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.StreamSegmentMembersRequest.SerializeToString,
+                response_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.StreamSegmentMembersResponse.FromString,
+                _registered_method=True)
+        self.ListPersonMemberships = channel.unary_unary(
+                '/cdp.segment.v1.SegmentService/ListPersonMemberships',
+                request_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ListPersonMembershipsRequest.SerializeToString,
+                response_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ListPersonMembershipsResponse.FromString,
+                _registered_method=True)
+        self.ListMembershipChanges = channel.unary_unary(
+                '/cdp.segment.v1.SegmentService/ListMembershipChanges',
+                request_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ListMembershipChangesRequest.SerializeToString,
+                response_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ListMembershipChangesResponse.FromString,
+                _registered_method=True)
+        self.CreateBuiltinSegments = channel.unary_unary(
+                '/cdp.segment.v1.SegmentService/CreateBuiltinSegments',
+                request_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.CreateBuiltinSegmentsRequest.SerializeToString,
+                response_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.CreateBuiltinSegmentsResponse.FromString,
+                _registered_method=True)
+        self.ListProductCompanions = channel.unary_unary(
+                '/cdp.segment.v1.SegmentService/ListProductCompanions',
+                request_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ListProductCompanionsRequest.SerializeToString,
+                response_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ListProductCompanionsResponse.FromString,
+                _registered_method=True)
+        self.BuildCrossSellSegment = channel.unary_unary(
+                '/cdp.segment.v1.SegmentService/BuildCrossSellSegment',
+                request_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.BuildCrossSellSegmentRequest.SerializeToString,
+                response_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.BuildCrossSellSegmentResponse.FromString,
+                _registered_method=True)
+        self.GetRfmReport = channel.unary_unary(
+                '/cdp.segment.v1.SegmentService/GetRfmReport',
+                request_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.GetRfmReportRequest.SerializeToString,
+                response_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.RfmReport.FromString,
+                _registered_method=True)
+        self.UpdateRfmSettings = channel.unary_unary(
+                '/cdp.segment.v1.SegmentService/UpdateRfmSettings',
+                request_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.UpdateRfmSettingsRequest.SerializeToString,
+                response_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.RfmReport.FromString,
+                _registered_method=True)
+        self.RecomputeRfm = channel.unary_unary(
+                '/cdp.segment.v1.SegmentService/RecomputeRfm',
+                request_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.RecomputeRfmRequest.SerializeToString,
+                response_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.RfmReport.FromString,
+                _registered_method=True)
         self.ListSegmentMembers = channel.unary_unary(
                 '/cdp.segment.v1.SegmentService/ListSegmentMembers',
                 request_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ListSegmentMembersRequest.SerializeToString,
@@ -109,7 +174,108 @@ class SegmentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteSegment(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Deletes a segment; its members leave it (exit events, reason "segment deleted"). A segment
+        used by another segment's rule cannot be deleted (FAILED_PRECONDITION).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSegmentVersions(self, request, context):
+        """Lists the versions of a segment's rule, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EstimateSegment(self, request, context):
+        """Counts the persons a rule admits now, without saving anything.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PreviewSegment(self, request, context):
+        """A random sample (up to 100) of the persons a rule admits now, with what the projection holds
+        about them, and their number. Saves nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportSegmentMembers(self, request, context):
+        """One page of the members as CSV (the first page starts with the header row): concatenate the
+        pages for the whole list. Works through the HTTP gateway.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamSegmentMembers(self, request, context):
+        """The whole member list as a stream of CSV chunks from one consistent snapshot. gRPC only,
+        straight to the segment service: the gateway forwards and transcodes unary calls only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPersonMemberships(self, request, context):
+        """Lists a person's current memberships with the segments' names (the gateway's Customer 360
+        reads it). A merged-away person id answers for its survivor.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMembershipChanges(self, request, context):
+        """Lists a segment's entries and exits, newest first (optionally of one person).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateBuiltinSegments(self, request, context):
+        """Creates the built-in segments of a kind: the 8 RFM groups or the 6 lifecycle stages (ids
+        rfm-important-value ..., lifecycle-new ...). Existing ones are kept, so it can be retried.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListProductCompanions(self, request, context):
+        """Products often bought together with a product (association rules over the completed
+        orders' line items, by sku: support, confidence, lift), strongest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BuildCrossSellSegment(self, request, context):
+        """A cross-sell audience: persons who bought a product but none of its usual companions (mined
+        now, as ListProductCompanions). Creates the segment, or, when it exists as a cross-sell
+        segment, re-mines it: a new rule version when the companions changed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRfmReport(self, request, context):
+        """The RFM model of a workspace: settings, the thresholds last computed, persons per group.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateRfmSettings(self, request, context):
+        """Changes how RFM groups are computed, then recomputes them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecomputeRfm(self, request, context):
+        """Recomputes the thresholds and every person's RFM group now (it also happens periodically).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -162,6 +328,71 @@ def add_SegmentServiceServicer_to_server(servicer, server):
                     servicer.DeleteSegment,
                     request_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.DeleteSegmentRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ListSegmentVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSegmentVersions,
+                    request_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ListSegmentVersionsRequest.FromString,
+                    response_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ListSegmentVersionsResponse.SerializeToString,
+            ),
+            'EstimateSegment': grpc.unary_unary_rpc_method_handler(
+                    servicer.EstimateSegment,
+                    request_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.EstimateSegmentRequest.FromString,
+                    response_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.EstimateSegmentResponse.SerializeToString,
+            ),
+            'PreviewSegment': grpc.unary_unary_rpc_method_handler(
+                    servicer.PreviewSegment,
+                    request_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.PreviewSegmentRequest.FromString,
+                    response_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.PreviewSegmentResponse.SerializeToString,
+            ),
+            'ExportSegmentMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportSegmentMembers,
+                    request_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ExportSegmentMembersRequest.FromString,
+                    response_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ExportSegmentMembersResponse.SerializeToString,
+            ),
+            'StreamSegmentMembers': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamSegmentMembers,
+                    request_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.StreamSegmentMembersRequest.FromString,
+                    response_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.StreamSegmentMembersResponse.SerializeToString,
+            ),
+            'ListPersonMemberships': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPersonMemberships,
+                    request_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ListPersonMembershipsRequest.FromString,
+                    response_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ListPersonMembershipsResponse.SerializeToString,
+            ),
+            'ListMembershipChanges': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMembershipChanges,
+                    request_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ListMembershipChangesRequest.FromString,
+                    response_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ListMembershipChangesResponse.SerializeToString,
+            ),
+            'CreateBuiltinSegments': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateBuiltinSegments,
+                    request_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.CreateBuiltinSegmentsRequest.FromString,
+                    response_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.CreateBuiltinSegmentsResponse.SerializeToString,
+            ),
+            'ListProductCompanions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProductCompanions,
+                    request_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ListProductCompanionsRequest.FromString,
+                    response_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.ListProductCompanionsResponse.SerializeToString,
+            ),
+            'BuildCrossSellSegment': grpc.unary_unary_rpc_method_handler(
+                    servicer.BuildCrossSellSegment,
+                    request_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.BuildCrossSellSegmentRequest.FromString,
+                    response_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.BuildCrossSellSegmentResponse.SerializeToString,
+            ),
+            'GetRfmReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRfmReport,
+                    request_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.GetRfmReportRequest.FromString,
+                    response_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.RfmReport.SerializeToString,
+            ),
+            'UpdateRfmSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateRfmSettings,
+                    request_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.UpdateRfmSettingsRequest.FromString,
+                    response_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.RfmReport.SerializeToString,
+            ),
+            'RecomputeRfm': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecomputeRfm,
+                    request_deserializer=cdp_dot_segment_dot_v1_dot_segment__pb2.RecomputeRfmRequest.FromString,
+                    response_serializer=cdp_dot_segment_dot_v1_dot_segment__pb2.RfmReport.SerializeToString,
             ),
             'ListSegmentMembers': grpc.unary_unary_rpc_method_handler(
                     servicer.ListSegmentMembers,
@@ -316,6 +547,357 @@ class SegmentService:
             '/cdp.segment.v1.SegmentService/DeleteSegment',
             cdp_dot_segment_dot_v1_dot_segment__pb2.DeleteSegmentRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSegmentVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.segment.v1.SegmentService/ListSegmentVersions',
+            cdp_dot_segment_dot_v1_dot_segment__pb2.ListSegmentVersionsRequest.SerializeToString,
+            cdp_dot_segment_dot_v1_dot_segment__pb2.ListSegmentVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EstimateSegment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.segment.v1.SegmentService/EstimateSegment',
+            cdp_dot_segment_dot_v1_dot_segment__pb2.EstimateSegmentRequest.SerializeToString,
+            cdp_dot_segment_dot_v1_dot_segment__pb2.EstimateSegmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PreviewSegment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.segment.v1.SegmentService/PreviewSegment',
+            cdp_dot_segment_dot_v1_dot_segment__pb2.PreviewSegmentRequest.SerializeToString,
+            cdp_dot_segment_dot_v1_dot_segment__pb2.PreviewSegmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportSegmentMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.segment.v1.SegmentService/ExportSegmentMembers',
+            cdp_dot_segment_dot_v1_dot_segment__pb2.ExportSegmentMembersRequest.SerializeToString,
+            cdp_dot_segment_dot_v1_dot_segment__pb2.ExportSegmentMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamSegmentMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cdp.segment.v1.SegmentService/StreamSegmentMembers',
+            cdp_dot_segment_dot_v1_dot_segment__pb2.StreamSegmentMembersRequest.SerializeToString,
+            cdp_dot_segment_dot_v1_dot_segment__pb2.StreamSegmentMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPersonMemberships(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.segment.v1.SegmentService/ListPersonMemberships',
+            cdp_dot_segment_dot_v1_dot_segment__pb2.ListPersonMembershipsRequest.SerializeToString,
+            cdp_dot_segment_dot_v1_dot_segment__pb2.ListPersonMembershipsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMembershipChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.segment.v1.SegmentService/ListMembershipChanges',
+            cdp_dot_segment_dot_v1_dot_segment__pb2.ListMembershipChangesRequest.SerializeToString,
+            cdp_dot_segment_dot_v1_dot_segment__pb2.ListMembershipChangesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateBuiltinSegments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.segment.v1.SegmentService/CreateBuiltinSegments',
+            cdp_dot_segment_dot_v1_dot_segment__pb2.CreateBuiltinSegmentsRequest.SerializeToString,
+            cdp_dot_segment_dot_v1_dot_segment__pb2.CreateBuiltinSegmentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProductCompanions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.segment.v1.SegmentService/ListProductCompanions',
+            cdp_dot_segment_dot_v1_dot_segment__pb2.ListProductCompanionsRequest.SerializeToString,
+            cdp_dot_segment_dot_v1_dot_segment__pb2.ListProductCompanionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BuildCrossSellSegment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.segment.v1.SegmentService/BuildCrossSellSegment',
+            cdp_dot_segment_dot_v1_dot_segment__pb2.BuildCrossSellSegmentRequest.SerializeToString,
+            cdp_dot_segment_dot_v1_dot_segment__pb2.BuildCrossSellSegmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRfmReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.segment.v1.SegmentService/GetRfmReport',
+            cdp_dot_segment_dot_v1_dot_segment__pb2.GetRfmReportRequest.SerializeToString,
+            cdp_dot_segment_dot_v1_dot_segment__pb2.RfmReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateRfmSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.segment.v1.SegmentService/UpdateRfmSettings',
+            cdp_dot_segment_dot_v1_dot_segment__pb2.UpdateRfmSettingsRequest.SerializeToString,
+            cdp_dot_segment_dot_v1_dot_segment__pb2.RfmReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecomputeRfm(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.segment.v1.SegmentService/RecomputeRfm',
+            cdp_dot_segment_dot_v1_dot_segment__pb2.RecomputeRfmRequest.SerializeToString,
+            cdp_dot_segment_dot_v1_dot_segment__pb2.RfmReport.FromString,
             options,
             channel_credentials,
             insecure,

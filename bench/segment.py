@@ -1,0 +1,543 @@
+"""Segment service: Estimate over 1M profiles, live updates per second, ProfileChanged -> entered
+latency at a fixed rate.
+
+Starts PostgreSQL (durable settings, as `cdp up` does) and NATS on free ports, migrates the
+segment schema, loads N persons into the projection with COPY (traits, computed traits, tier,
+lifecycle stage, tags; ~1.5 orders with line items and ~2 events per person over 400 days), and
+runs the segment service in its own process (its real consumers, outbox relay and gRPC). Then:
+
+- Estimate: EstimateSegment over gRPC for 3-condition rules (fields only; with an order window;
+  with an event window); the first call and the median of the next five;
+- Create: CreateSegment of a 3-condition rule, i.e. the full SQL refresh that writes every member,
+  its history row and its SegmentMembershipChanged outbox row;
+- RFM: RecomputeRfm (thresholds and every person's group);
+- live updates: ProfileChanged announcements (a snapshot change and one new event each, for
+  existing persons) published as fast as JetStream takes them; updates per second until the
+  segment-profile consumers have acked them all, with 20 segments defined;
+- latency: ProfileChanged published at a fixed rate (250, 500 and 1,000/s by default) for
+  existing persons, each carrying a new event that makes its person enter a segment (the state
+  as it is); time from publish to the SegmentMembershipChanged announcement arriving on NATS
+  (so: consumer, evaluation, commit, outbox relay, publish).
+
+    python -m bench segment [--persons 1000000] [--updates 20000] [--rates 250,500,1000] [--seconds 20]
+                            [--replicas 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import grpc
+import nats
+
+from cdp.events.v1 import events_pb2
+from cdp.segment.v1 import segment_pb2, segment_pb2_grpc
+from cdp_devstack.infra import NatsServer, PostgresServer, free_port
+from cdp_segment import __main__ as segment_main
+from cdpkit.bus import PROFILE, SEGMENT, BusNames, ensure_streams
+from cdpkit.migrate import migrate
+
+WS = "bench"
+PREFIX = "bench"
+NOW = datetime.now(UTC).replace(microsecond=0)
+CITIES = ["上海", "北京", "杭州", "深圳", "广州", "成都", "南京", "武汉", "西安", "重庆"]
+TIERS = [None, "silver", "gold", "platinum"]
+STAGES = ["prospect", "new", "active", "loyal", "dormant", "churned"]
+EVENTS = ["Product Viewed", "Store Visited", "Added to Cart"]
+ESTIMATES = {
+    "fields": 'tier in ["gold", "platinum"] and computed.total_spent_minor >= 100000 and traits.city = "上海"',
+    "fields + order window": (
+        'tier in ["gold", "platinum"] and traits.city = "上海"'
+        ' and orders.count(within 90d, store.tag = "flagship") >= 1'
+    ),
+    "fields + event window": (
+        'lifecycle_stage in ["active", "loyal"] and computed.order_count >= 2'
+        ' and not event("Store Visited", within 180d)'
+    ),
+}
+LIVE_SEGMENTS = [
+    'tier = "gold"',
+    'tier in ["gold", "platinum"] and computed.total_spent_minor >= 100000',
+    'traits.city = "上海" and lifecycle_stage = "active"',
+    'event("Product Viewed", within 7d) >= 3',
+    'event("Added to Cart", within 1d) and not event("Order Completed", within 1d)',
+    'not event("Store Visited", within 180d) and orders.count() >= 1',
+    "orders.sum(within 365d) >= 500000",
+    'orders.count(within 90d, store.tag = "flagship") >= 1',
+    'tags contains "vip"',
+    'traits.age between 18 and 30 and traits.city in ["北京", "上海"]',
+    'consent.sms = true and lifecycle_stage = "dormant"',
+    "points_balance >= 1000",
+    "computed.last_order_time more than 90d ago and computed.order_count >= 2",
+    'rfm_group = "重要挽留"',
+    'event("Bench Trigger", within 30d)',
+    'segment("live-0") and segment("live-8")',
+    'lifecycle_stage = "churned" and tags contains "vip"',
+    "orders.avg() >= 20000",
+    'tier = "platinum" or computed.order_count >= 5',
+    'event("Product Viewed", where sku = "SKU-1") and not event("Added to Cart")',
+]
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def _load(dsn: str, persons: int, rng: random.Random) -> list[str]:
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": "segment"})
+    ids: list[str] = []
+    try:
+        for kind, store in [("store", f"s{n}") for n in range(50)]:
+            await conn.execute(
+                "INSERT INTO object_tags (workspace_id, object_kind, object_id, tag) VALUES ($1, $2, $3, $4)",
+                WS,
+                kind,
+                store,
+                "flagship" if int(store[1:]) % 5 == 0 else "mall",
+            )
+        chunk = 50_000
+        order_no = 0
+        for start in range(0, persons, chunk):
+            people, orders, items, events = [], [], [], []
+            for _ in range(start, min(persons, start + chunk)):
+                pid = str(uuid.uuid4())
+                ids.append(pid)
+                count = rng.choice([0, 0, 1, 1, 1, 2, 2, 3, 4])
+                total, last = 0, None
+                for _ in range(count):
+                    order_no += 1
+                    when = NOW - timedelta(days=rng.uniform(0, 400))
+                    amount = rng.randint(1000, 200000)
+                    total += amount
+                    last = max(last or when, when)
+                    oid = f"o{order_no}"
+                    orders.append((WS, oid, pid, "completed", amount, f"s{rng.randrange(50)}", "", when, 1))
+                    for line in range(rng.randint(1, 2)):
+                        items.append((WS, oid, line, f"SKU-{rng.randrange(200)}", "outdoor", f"p{rng.randrange(200)}"))
+                for _ in range(rng.choice([0, 1, 2, 3, 4])):
+                    events.append(
+                        (
+                            WS,
+                            uuid.uuid4().hex,
+                            pid,
+                            rng.choice(EVENTS),
+                            json.dumps({"sku": f"SKU-{rng.randrange(200)}"}),
+                            NOW - timedelta(days=rng.uniform(0, 400)),
+                        )
+                    )
+                computed = {"order_count": count, "total_spent_minor": total}
+                if last:
+                    computed["last_order_time"] = _iso(last)
+                people.append(
+                    (
+                        WS,
+                        pid,
+                        json.dumps({"city": rng.choice(CITIES), "age": rng.randint(16, 70)}, ensure_ascii=False),
+                        json.dumps(computed),
+                        rng.choice(STAGES),
+                        rng.choice(TIERS),
+                        ["vip"] if rng.random() < 0.05 else [],
+                        json.dumps({"sms": rng.random() < 0.5}),
+                        1,
+                        rng.randint(0, 5000),
+                    )
+                )
+            await conn.copy_records_to_table(
+                "persons",
+                records=people,
+                columns=[
+                    "workspace_id",
+                    "person_id",
+                    "traits",
+                    "computed",
+                    "lifecycle_stage",
+                    "tier",
+                    "tags",
+                    "consent",
+                    "profile_version",
+                    "points_balance",
+                ],
+            )
+            await conn.copy_records_to_table(
+                "person_orders",
+                records=orders,
+                columns=[
+                    "workspace_id",
+                    "order_id",
+                    "person_id",
+                    "status",
+                    "total_minor",
+                    "store_id",
+                    "staff_id",
+                    "order_time",
+                    "profile_version",
+                ],
+            )
+            await conn.copy_records_to_table(
+                "order_items",
+                records=items,
+                columns=["workspace_id", "order_id", "line_no", "sku", "category", "product_id"],
+            )
+            await conn.copy_records_to_table(
+                "person_events",
+                records=events,
+                columns=["workspace_id", "message_id", "person_id", "name", "properties", "event_time"],
+            )
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+    return ids
+
+
+def _start_service(dsn: str, nats_url: str, port: int) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "CDP_DATABASE_URL": dsn,
+        "CDP_NATS_URL": nats_url,
+        "CDP_BUS_PREFIX": PREFIX,
+        "CDP_SEGMENT_GRPC_PORT": str(port),
+        "CDP_SEGMENT_METRICS_PORT": "0",
+        "CDP_SEGMENT_RFM_INTERVAL_SECONDS": "0",
+        "CDP_LOG_LEVEL": "warning",
+        "CDP_LOG_FORMAT": "json",
+    }
+    return subprocess.Popen([sys.executable, "-m", "cdp_segment", "serve"], env=env, stdout=subprocess.DEVNULL)
+
+
+async def _ready(port: int, process: subprocess.Popen) -> None:
+    deadline = time.time() + 120
+    while True:
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                await asyncio.wait_for(channel.channel_ready(), 1)
+            break
+        except (TimeoutError, grpc.aio.AioRpcError):
+            if time.time() > deadline or process.poll() is not None:
+                raise RuntimeError("segment service did not start") from None
+    await asyncio.sleep(3)  # consumers, partition leases, the first readiness round
+
+
+def _snapshot(row: asyncpg.Record, tier: str | None) -> events_pb2.ProfileSnapshot:
+    """The person's current state as the profile would announce it, with ``tier``."""
+    snap = events_pb2.ProfileSnapshot(
+        lifecycle_stage=row["lifecycle_stage"] or "",
+        tier=tier or "",
+        tags=list(row["tags"]),
+        consent=json.loads(row["consent"]),
+        points_balance=row["points_balance"] or 0,
+        currency="CNY",
+    )
+    snap.traits.update(json.loads(row["traits"]))
+    snap.computed.update(json.loads(row["computed"]))
+    return snap
+
+
+def _change(row: asyncpg.Record, version: int, event: str, tier: str | None) -> events_pb2.ProfileChanged:
+    """One new event, and the state as it is but for the tier."""
+    changed = [f"events:{event}"] + (["tier"] if tier != row["tier"] else [])
+    message = events_pb2.ProfileChanged(
+        workspace_id=WS,
+        person_id=str(row["person_id"]),
+        version=version,
+        changed_fields=changed,
+        trigger_message_id=uuid.uuid4().hex,
+    )
+    fact = message.events.add(message_id=message.trigger_message_id, event=event)
+    fact.event_time.FromDatetime(datetime.now(UTC))
+    message.snapshot.CopyFrom(_snapshot(row, tier))
+    return message
+
+
+async def _states(dsn: str, ids: list[str]) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": "segment"})
+    try:
+        return await conn.fetch(
+            """SELECT person_id, traits::text, computed::text, consent::text, lifecycle_stage, tier, tags,
+                      points_balance FROM persons WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])""",
+            WS,
+            ids,
+        )
+    finally:
+        await conn.close()
+
+
+async def _consumer_pending(js, names: BusNames) -> int:
+    pending = 0
+    for partition in range(names.partitions):
+        info = await js.consumer_info(names.stream(PROFILE), f"segment-profile-p{partition}")
+        pending += info.num_pending + info.num_ack_pending
+    return pending
+
+
+async def _live_updates(js, names: BusNames, rows: list[asyncpg.Record]) -> float:
+    """Updates applied per second: a new event and a tier change each; publish them all, wait until
+    every one is acked."""
+    messages = [
+        (str(r["person_id"]), _change(r, 10, "Product Viewed", "silver" if r["tier"] == "gold" else "gold"))
+        for r in rows
+    ]
+    started = time.perf_counter()
+    for chunk in range(0, len(messages), 500):
+        await asyncio.gather(
+            *(
+                js.publish(
+                    names.partitioned(PROFILE, p), m.SerializeToString(), headers={"Nats-Msg-Id": m.trigger_message_id}
+                )
+                for p, m in messages[chunk : chunk + 500]
+            )
+        )
+    while await _consumer_pending(js, names):  # noqa: ASYNC110 - polling the server's counters
+        await asyncio.sleep(0.05)
+    return len(messages) / (time.perf_counter() - started)
+
+
+async def _latency(
+    js, nc, names: BusNames, rows: list[asyncpg.Record], rate: float, seconds: float
+) -> tuple[float, float, int, int]:
+    """p50 / p99 ms from publishing a ProfileChanged (a new "Bench Trigger" event, the state as it
+    is) to receiving the SegmentMembershipChanged of the person entering segment "trigger"."""
+    sent: dict[str, float] = {}
+    latencies: list[float] = []
+
+    async def on_change(msg) -> None:
+        change = events_pb2.SegmentMembershipChanged.FromString(msg.data)
+        if change.segment_id == "trigger" and change.person_id in sent:
+            latencies.append((time.perf_counter() - sent.pop(change.person_id)) * 1000)
+
+    sub = await nc.subscribe(names.subject(SEGMENT, "membership"), cb=on_change)
+    messages = [(str(r["person_id"]), _change(r, 1000, "Bench Trigger", r["tier"])) for r in rows]
+    total = len(messages)
+    started = time.perf_counter()
+    for n, (person_id, message) in enumerate(messages):
+        due = started + n / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        sent[person_id] = time.perf_counter()
+        await js.publish(
+            names.partitioned(PROFILE, person_id),
+            message.SerializeToString(),
+            headers={"Nats-Msg-Id": message.trigger_message_id},
+        )
+    achieved = total / (time.perf_counter() - started)
+    deadline = time.perf_counter() + 30
+    while sent and time.perf_counter() < deadline:  # noqa: ASYNC110 - the callback empties it
+        await asyncio.sleep(0.05)
+    await sub.unsubscribe()
+    ordered = sorted(latencies)
+    p50 = statistics.median(ordered)
+    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+    return p50, p99, len(sent), round(achieved)
+
+
+async def _run(dsn: str, nats_url: str, args) -> list[tuple[str, str]]:
+    rng = random.Random(20260618)
+    await migrate(dsn, segment_main.SCHEMA, segment_main.MIGRATIONS)
+    t0 = time.perf_counter()
+    ids = await _load(dsn, args.persons, rng)
+    rows = [(f"load {args.persons:,} persons (+ orders, lines, events) with COPY", f"{time.perf_counter() - t0:.1f} s")]
+    conn = await asyncpg.connect(dsn)
+    counts = await conn.fetchrow(
+        """SELECT (SELECT count(*) FROM segment.person_orders) AS orders,
+                  (SELECT count(*) FROM segment.person_events) AS events"""
+    )
+    await conn.close()
+    rows.append(("  projection rows: orders / events", f"{counts['orders']:,} / {counts['events']:,}"))
+
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    names = BusNames(PREFIX)
+    await ensure_streams(js, names)
+    port = free_port()
+    process = _start_service(dsn, nats_url, port)
+    # More replicas share the partitions (leases); they serve gRPC on ports of their own.
+    replicas = [_start_service(dsn, nats_url, free_port()) for _ in range(args.replicas - 1)]
+    profiler = None
+    try:
+        await _ready(port, process)
+        if os.environ.get("CDP_BENCH_PROFILE"):  # py-spy samples of the service (dev aid)
+            profiler = subprocess.Popen(  # noqa: ASYNC220
+                [
+                    str(Path(sys.executable).with_name("py-spy")),
+                    "record",
+                    "--pid",
+                    str(process.pid),
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "100",
+                    "-o",
+                    os.environ["CDP_BENCH_PROFILE"],
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = segment_pb2_grpc.SegmentServiceStub(channel)
+            for label, rule in ESTIMATES.items():
+                timings, count = [], 0
+                for _ in range(6):
+                    t = time.perf_counter()
+                    response = await stub.EstimateSegment(
+                        segment_pb2.EstimateSegmentRequest(parent=f"workspaces/{WS}", rule=rule), timeout=120
+                    )
+                    timings.append(time.perf_counter() - t)
+                    count = response.count
+                rows.append(
+                    (
+                        f"Estimate, 3 conditions ({label}), first / median of next 5",
+                        f"{timings[0]:.2f} / {statistics.median(timings[1:]):.2f} s ({count:,} persons)",
+                    )
+                )
+            t = time.perf_counter()
+            created = await stub.CreateSegment(
+                segment_pb2.CreateSegmentRequest(
+                    parent=f"workspaces/{WS}",
+                    segment_id="created",
+                    segment=segment_pb2.Segment(display_name="bench", rule=ESTIMATES["fields + order window"]),
+                ),
+                timeout=600,
+            )
+            got = await stub.GetSegment(segment_pb2.GetSegmentRequest(name=created.name))
+            rows.append(
+                (
+                    "CreateSegment (full SQL refresh: members, history, outbox)",
+                    f"{time.perf_counter() - t:.2f} s ({got.member_count:,} members)",
+                )
+            )
+            t = time.perf_counter()
+            report = await stub.RecomputeRfm(
+                segment_pb2.RecomputeRfmRequest(name=f"workspaces/{WS}/rfmReport"), timeout=600
+            )
+            rows.append(
+                (
+                    "RecomputeRfm (thresholds + every person's group)",
+                    f"{time.perf_counter() - t:.2f} s ({report.thresholds.customers:,} customers)",
+                )
+            )
+            await stub.DeleteSegment(segment_pb2.DeleteSegmentRequest(name=created.name), timeout=600)
+            t = time.perf_counter()
+            for n, rule in enumerate(LIVE_SEGMENTS):
+                await stub.CreateSegment(
+                    segment_pb2.CreateSegmentRequest(
+                        parent=f"workspaces/{WS}",
+                        segment_id=f"live-{n}",
+                        segment=segment_pb2.Segment(display_name=f"live {n}", rule=rule),
+                    ),
+                    timeout=600,
+                )
+            await stub.CreateSegment(
+                segment_pb2.CreateSegmentRequest(
+                    parent=f"workspaces/{WS}",
+                    segment_id="trigger",
+                    segment=segment_pb2.Segment(display_name="trigger", rule='event("Bench Trigger", within 1d)'),
+                ),
+                timeout=600,
+            )
+            created_seconds = time.perf_counter() - t
+            members = 0
+            for n in range(len(LIVE_SEGMENTS)):
+                got = await stub.GetSegment(segment_pb2.GetSegmentRequest(name=f"workspaces/{WS}/segments/live-{n}"))
+                members += got.member_count
+            rows.append(
+                (
+                    f"CreateSegment x {len(LIVE_SEGMENTS) + 1} (the live-update segments), in total",
+                    f"{created_seconds:.1f} s ({members:,} memberships)",
+                )
+            )
+        # The first refreshes announced every member of the 21 segments (millions of outbox rows at
+        # 1M persons); relaying them is not what is measured here, so they are dropped.
+        conn = await asyncpg.connect(dsn)
+        await conn.execute("DELETE FROM segment.outbox")
+        await conn.close()
+        rng.shuffle(ids)
+        updates = await _states(dsn, ids[: args.updates])
+        rate = await _live_updates(js, names, updates)
+        rows.append(
+            (
+                f"live updates (an event + a tier change each), {len(LIVE_SEGMENTS) + 1} segments,"
+                f" {args.replicas} replica(s), applied per second",
+                f"{rate:,.0f} /s",
+            )
+        )
+        conn = await asyncpg.connect(dsn)
+        while await conn.fetchval("SELECT count(*) FROM segment.outbox"):  # noqa: ASYNC110 - polling a table
+            await asyncio.sleep(0.5)
+        await conn.close()
+        used = args.updates
+        for rate in (float(r) for r in args.rates.split(",")):
+            count = int(rate * args.seconds)
+            triggers = await _states(dsn, ids[used : used + count])
+            used += count
+            p50, p99, lost, achieved = await _latency(js, nc, names, triggers, rate, args.seconds)
+            rows.append(
+                (
+                    f"ProfileChanged -> entered announced, at {achieved:,} /s for {args.seconds:.0f} s: p50 / p99",
+                    f"{p50:.0f} / {p99:.0f} ms (load average {os.getloadavg()[0]:.1f})"
+                    + (f" ({lost} not seen within 30 s)" if lost else ""),
+                )
+            )
+            while await _consumer_pending(js, names):  # noqa: ASYNC110 - polling the server's counters
+                await asyncio.sleep(0.1)
+    finally:
+        for running in (process, *replicas):
+            running.terminate()
+        for running in (process, *replicas):
+            running.wait(30)
+        if profiler is not None:
+            profiler.wait(30)
+        await nc.close()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench segment")
+    parser.add_argument("--persons", type=int, default=1_000_000)
+    parser.add_argument("--updates", type=int, default=20_000)
+    parser.add_argument("--rates", default="250,500,1000", help="announcements per second, one run each")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--replicas", type=int, default=1, help="segment service processes")
+    parser.add_argument(
+        "--no-fsync", action="store_true", help="PostgreSQL without fsync (to see what the disk costs; not durable)"
+    )
+    args, _ = parser.parse_known_args()
+    with tempfile.TemporaryDirectory(prefix="cdp-bench-segment-") as tmp:
+        postgres = PostgresServer(Path(tmp) / "pg", free_port(), fast=args.no_fsync)
+        nats_server = NatsServer(Path(tmp) / "nats", free_port(), free_port())
+        postgres.start()
+        nats_server.start()
+        load_before = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        try:
+            postgres.create_database("segment_bench")
+            rows = asyncio.run(_run(postgres.dsn("segment_bench"), nats_server.url, args))
+        finally:
+            nats_server.stop()
+            postgres.stop()
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(
+        f"\nsegment benchmark{' (PostgreSQL without fsync)' if args.no_fsync else ''}: {platform.machine()},"
+        f" {os.cpu_count()} cores (shared), Python "
+        f"{platform.python_version()}, load average before {load_before}, at the end {load}"
+    )
+    width = max(len(r[0]) for r in rows)
+    print(f"{'measure':<{width}}  value")
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()

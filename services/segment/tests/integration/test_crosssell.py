@@ -1,0 +1,105 @@
+"""Cross-sell audiences ("bought trekking poles, has not bought its usual companions") from the
+projection's order lines, mined with cdp_analytics.crosssell; checked against hand counts."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+
+from cdp.segment.v1 import segment_pb2
+
+from .harness import START, WS, order_fact, person, snapshot
+
+PARENT = f"workspaces/{WS}"
+# person -> baskets (orders) of skus
+BASKETS = {
+    "p1": [["POLE", "JACKET"]],
+    "p2": [["POLE", "JACKET", "BOOTS"]],
+    "p3": [["POLE", "BOOTS"]],
+    "p4": [["POLE", "JACKET"]],
+    "p5": [["TENT"]],
+    "p6": [["TENT", "STOVE"]],
+    "p7": [["POLE"]],
+    "p8": [["POLE"], ["JACKET"]],
+    "p9": [["JACKET"]],
+}
+
+
+async def test_companions_and_cross_sell_audiences(segment):
+    ids = {name: person() for name in BASKETS}
+    n = 0
+    for name, baskets in BASKETS.items():
+        orders = []
+        for basket in baskets:
+            n += 1
+            items = tuple((f"prod-{sku}", sku, "outdoor") for sku in basket)
+            orders.append(order_fact(f"o-{n}", START, 1000, items=items))
+        await segment.profile(ids[name], 1, snapshot(), orders=orders)
+    for _ in range(100):
+        if (await segment.sql("SELECT count(*) AS n FROM person_orders"))[0]["n"] == n:
+            break
+        await asyncio.sleep(0.05)
+
+    # 10 baskets; POLE in 6, JACKET in 5, BOOTS in 2; POLE+JACKET 3, POLE+BOOTS 2.
+    listed = await segment.stub.ListProductCompanions(
+        segment_pb2.ListProductCompanionsRequest(parent=PARENT, sku="POLE")
+    )
+    assert (listed.baskets, listed.baskets_with_product) == (10, 6)
+    assert [(c.sku, c.together) for c in listed.companions] == [("BOOTS", 2), ("JACKET", 3)]
+    boots, jacket = listed.companions
+    assert boots.confidence == pytest.approx(2 / 6) and boots.lift == pytest.approx((2 / 6) / (2 / 10))
+    assert jacket.support == pytest.approx(3 / 10) and jacket.lift == pytest.approx(1.0)
+
+    built = await segment.stub.BuildCrossSellSegment(
+        segment_pb2.BuildCrossSellSegmentRequest(parent=PARENT, sku="POLE")
+    )
+    assert built.segment.name == f"{PARENT}/segments/cross-sell-pole" and built.segment.builtin == "cross_sell"
+    assert built.segment.rule == (
+        'orders.count(product.sku = "POLE") >= 1 and orders.count(product.sku = "BOOTS") = 0'
+        ' and orders.count(product.sku = "JACKET") = 0'
+    )
+    assert await segment.members("cross-sell-pole") == {ids["p7"]}
+
+    # Only strong companions (lift >= 1.5): boots; everyone with poles but no boots.
+    strong = await segment.stub.BuildCrossSellSegment(
+        segment_pb2.BuildCrossSellSegmentRequest(
+            parent=PARENT, sku="POLE", segment_id="poles-no-boots", filter=segment_pb2.CoPurchaseFilter(min_lift=1.5)
+        )
+    )
+    assert [c.sku for c in strong.companions] == ["BOOTS"]
+    assert await segment.members("poles-no-boots") == {ids[p] for p in ("p1", "p4", "p7", "p8")}
+
+    # Live: the audience loses p7 when p7 buys boots. Re-mining versions the rule only when the
+    # companions change.
+    while not segment._changes.empty():
+        segment._changes.get_nowait()
+    await segment.profile(
+        ids["p7"],
+        2,
+        snapshot(),
+        orders=[order_fact("o-99", START, 1000, items=(("prod-BOOTS", "BOOTS", "outdoor"),))],
+        changed=("orders",),
+    )
+    left = await segment.changes(2)
+    assert {(c.segment_id, c.entered) for c in left} == {("cross-sell-pole", False), ("poles-no-boots", False)}
+    again = await segment.stub.BuildCrossSellSegment(
+        segment_pb2.BuildCrossSellSegmentRequest(parent=PARENT, sku="POLE", max_companions=1)
+    )
+    assert again.segment.version == 2 and [c.sku for c in again.companions] == ["BOOTS"]
+    same = await segment.stub.BuildCrossSellSegment(
+        segment_pb2.BuildCrossSellSegmentRequest(parent=PARENT, sku="POLE", max_companions=1)
+    )
+    assert same.segment.version == 2
+
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await segment.stub.BuildCrossSellSegment(segment_pb2.BuildCrossSellSegmentRequest(parent=PARENT, sku="TENT"))
+    assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await segment.stub.BuildCrossSellSegment(
+            segment_pb2.BuildCrossSellSegmentRequest(
+                parent=PARENT, sku="POLE", segment_id="poles-no-boots", max_companions=99
+            )
+        )
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -1,0 +1,160 @@
+"""Live membership from real announcements: ProfileChanged (snapshots, events, orders, moved
+facts), PersonsMerged and ObjectTagsChanged in over NATS, SegmentMembershipChanged out through
+the outbox, memberships read back over gRPC."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import grpc
+import pytest
+
+from cdp.events.v1 import events_pb2
+from cdp.segment.v1 import segment_pb2
+
+from .harness import START, WS, event_fact, order_fact, person, snapshot
+
+
+async def test_a_profile_change_enters_and_exits_once(segment):
+    await segment.create("gold", 'tier = "gold"')
+    alice = person()
+    trigger = await segment.profile(alice, 1, snapshot(tier="gold"), trigger="evt-1", changed=("tier",))
+    [entered] = await segment.changes(1)
+    assert (entered.segment_id, entered.person_id, entered.entered) == ("gold", alice, True)
+    assert (entered.reason, entered.version, entered.trigger) == ("profile change", 1, "evt-1")
+    assert await segment.is_member("gold", alice)
+
+    # The same announcement again (a redelivery under another message id) and an older version
+    # change nothing.
+    await segment.profile(alice, 1, snapshot(tier="gold"), trigger="evt-1", msg_id=trigger + ":again")
+    await segment.profile(alice, 2, snapshot(tier="silver"), trigger="evt-2")
+    [exited] = await segment.changes(1)
+    assert (exited.person_id, exited.entered, exited.trigger) == (alice, False, "evt-2")
+    await segment.profile(alice, 1, snapshot(tier="gold"), msg_id="stale-copy")
+    await segment.quiet()
+    assert not await segment.is_member("gold", alice)
+    history = await segment.stub.ListMembershipChanges(
+        segment_pb2.ListMembershipChangesRequest(parent=f"workspaces/{WS}/segments/gold", person_id=alice)
+    )
+    assert [(c.entered, c.reason) for c in history.changes] == [(False, "profile change"), (True, "profile change")]
+
+
+async def test_events_orders_pii_and_consent_reach_the_rules(segment):
+    await segment.create(
+        "engaged",
+        'event("Product Viewed", within 7d, where sku = "A-1") >= 2 and orders.sum(within 30d) >= 10000'
+        " and traits.email exists and consent.sms = true",
+    )
+    bob = person()
+    views = [event_fact("Product Viewed", START - timedelta(days=d), {"sku": "A-1"}) for d in (1, 2)]
+    await segment.profile(
+        bob,
+        1,
+        snapshot(pii=("email",), consent={"sms": True}),
+        events=views[:1],
+        orders=[order_fact("o-1", START - timedelta(days=3), 6000)],
+    )
+    await segment.quiet(0.4)
+    await segment.profile(
+        bob,
+        2,
+        snapshot(pii=("email",), consent={"sms": True}),
+        events=views[1:],
+        orders=[order_fact("o-2", START - timedelta(days=1), 4000)],
+        changed=("events:Product Viewed", "orders"),
+    )
+    [entered] = await segment.changes(1)
+    assert (entered.person_id, entered.entered) == (bob, True)
+    # A refund lowers the order total: the sum drops below 100.00 and bob leaves.
+    await segment.profile(
+        bob,
+        3,
+        snapshot(pii=("email",), consent={"sms": True}),
+        orders=[order_fact("o-2", START - timedelta(days=1), 1000)],
+        changed=("orders",),
+    )
+    [exited] = await segment.changes(1)
+    assert (exited.person_id, exited.entered) == (bob, False)
+    # PII values never reach the segment service: a rule comparing one is refused.
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await segment.create("by-email", 'traits.email = "bob@example.com"')
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "personal data" in error.value.details()
+
+
+async def test_a_merge_removes_the_merged_away_memberships_and_reevaluates_the_survivor(segment):
+    await segment.create("vip", 'tags contains "vip"')
+    await segment.create("repeat", "orders.count() >= 2")
+    kept, gone = person(), person()
+    await segment.profile(kept, 1, snapshot(), orders=[order_fact("o-k", START - timedelta(days=5), 5000)])
+    await segment.profile(gone, 1, snapshot(tags=("vip",)), orders=[order_fact("o-g", START - timedelta(days=2), 3000)])
+    [vip] = await segment.changes(1)
+    assert (vip.segment_id, vip.person_id) == ("vip", gone)
+
+    await segment.merged(kept, gone, trigger="login-7")
+    entered, exited = await segment.changes(2)  # sorted by segment id
+    assert (entered.segment_id, entered.person_id, entered.entered, entered.reason) == (
+        "repeat",
+        kept,
+        True,
+        "persons merged",
+    )
+    assert (exited.segment_id, exited.person_id, exited.entered, exited.reason) == (
+        "vip",
+        gone,
+        False,
+        "persons merged",
+    )
+    assert exited.trigger == "login-7"
+    assert await segment.members("vip") == set() and await segment.members("repeat") == {kept}
+    # The merged-away id answers with its survivor.
+    check = await segment.stub.CheckMembership(
+        segment_pb2.CheckMembershipRequest(parent=f"workspaces/{WS}/segments/repeat", person_id=gone)
+    )
+    assert check.member and check.person_id == kept
+
+    # The profile then announces the merged profile (facts moved): nothing changes twice, and a
+    # late announcement for the merged-away person does not bring it back.
+    moved = events_pb2.FactsMoved(merged_person_ids=[gone])
+    await segment.profile(kept, 2, snapshot(tags=("vip",)), moved=moved, changed=("tags",))
+    [vip_again] = await segment.changes(1)
+    assert (vip_again.segment_id, vip_again.person_id, vip_again.entered) == ("vip", kept, True)
+    await segment.profile(gone, 2, snapshot(tags=("vip",)))
+    await segment.merged(kept, gone)
+    await segment.quiet()
+    assert await segment.members("vip") == {kept}
+    rows = await segment.sql("SELECT count(*) AS n FROM persons WHERE person_id = $1::uuid", gone)
+    assert rows[0]["n"] == 0
+
+
+async def test_a_split_moves_facts_back(segment):
+    await segment.create("buyers", "orders.count() >= 1")
+    original, split_off = person(), person()
+    await segment.profile(
+        original,
+        1,
+        snapshot(),
+        orders=[order_fact("o-1", START - timedelta(days=1), 100), order_fact("o-2", START, 200)],
+    )
+    [entered] = await segment.changes(1)
+    assert entered.person_id == original
+    moved = events_pb2.FactsMoved(split_from_person_id=original, order_ids=["o-1", "o-2"])
+    await segment.profile(split_off, 1, snapshot(), moved=moved)
+    changes = {c.person_id: c.entered for c in await segment.changes(2)}
+    assert changes == {original: False, split_off: True}
+
+
+async def test_object_tags_change_membership_of_the_persons_who_bought_there(segment):
+    await segment.create("low-store-buyers", 'order.store.tag = "low-performing"')
+    carol, dave = person(), person()
+    await segment.profile(carol, 1, snapshot(), orders=[order_fact("o-c", START, 100, store="s-1")])
+    await segment.profile(dave, 1, snapshot(), orders=[order_fact("o-d", START, 100, store="s-2")])
+    await segment.quiet(0.4)
+    await segment.object_tags("store", "s-1", ["low-performing"], version=1)
+    [entered] = await segment.changes(1)
+    assert (entered.person_id, entered.reason) == (carol, "object tags changed")
+    await segment.object_tags("store", "s-1", ["flagship"], version=3)
+    await segment.object_tags("store", "s-1", ["low-performing"], version=2)  # older: ignored
+    [exited] = await segment.changes(1)
+    assert (exited.person_id, exited.entered) == (carol, False)
+    await segment.quiet()

@@ -1,0 +1,130 @@
+"""Pure parts of the live path: which segments a change can affect, dependants in order,
+cycles, profile state diffs, the 8-group RFM model."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from cdp_segment.domain import (
+    EVERYTHING,
+    Catalogue,
+    Definition,
+    ProfileState,
+    check_references,
+    dependants_of,
+    dependency_order,
+    find_cycle,
+)
+from cdp_segment.rfm import GROUPS, RfmThresholds, rfm_group
+from cdp_segment.rules.data import EventFact, PersonFacts, WorkspaceFacts
+from cdp_segment.rules.syntax import parse
+from cdpkit.errors import InvalidArgument
+
+NOW = datetime(2026, 6, 18, 12, tzinfo=UTC)
+
+
+def catalogue(**rules: str) -> Catalogue:
+    return Catalogue(Definition.of(sid.replace("_", "-"), 1, parse(rule)) for sid, rule in rules.items())
+
+
+def test_only_segments_reading_a_changed_field_are_picked():
+    c = catalogue(
+        gold='tier = "gold"',
+        city='traits.city = "上海"',
+        visits='event("Store Visited", within 180d)',
+        buyers="orders.count() >= 1",
+        low_store='order.store.tag = "low-performing"',
+        nested='segment("gold") and tags contains "vip"',
+    )
+    assert c.reading({"tier"}) == {"gold"}
+    assert c.reading({"traits.city", "traits.age"}) == {"city"}
+    assert c.reading({"events:Store Visited"}) == {"visits"}
+    assert c.reading({"events:Page Viewed", "points_balance"}) == set()
+    assert c.reading({"orders"}) == {"buyers", "low-store"}
+    assert c.reading({"object_tags:store"}) == {"low-store"}
+    assert c.reading({"tags"}) == {"nested"}
+    assert c.reading({EVERYTHING}) == set(c.by_id)
+    assert c.needs({"visits"}) == (frozenset({"Store Visited"}), False)
+    assert c.needs({"gold"}) == (frozenset(), False)  # its dependant reads no events either
+
+
+def test_a_membership_change_reevaluates_dependants_after_their_dependency():
+    c = catalogue(a="orders.count() >= 1", b='segment("a") and tier = "gold"', c='not segment("b")', d='tier = "gold"')
+    assert [d.segment_id for d in c.order].index("a") < [d.segment_id for d in c.order].index("b")
+    person = PersonFacts("p", tier="gold", memberships=frozenset({"c"}))
+    from cdp_segment.rules.data import OrderFact
+
+    person.orders.append(OrderFact("o", NOW - timedelta(days=1), 100))
+    outcome = c.evaluate(person, WorkspaceFacts(), NOW, {"a"})
+    assert [(m.segment_id, m.entered) for m in outcome.changes] == [("a", True), ("b", True), ("c", False)]
+    assert person.memberships == frozenset({"a", "b"})
+    assert outcome.timers == {}  # nothing windowed
+
+
+def test_windowed_segments_get_their_next_change():
+    c = catalogue(visits='event("Store Visited", within 180d)')
+    visit = NOW - timedelta(days=10)
+    person = PersonFacts("p", events=[EventFact("Store Visited", visit)])
+    outcome = c.evaluate(person, WorkspaceFacts(), NOW, {"visits"})
+    assert [m.entered for m in outcome.changes] == [True]
+    assert outcome.timers == {"visits": visit + timedelta(days=180)}
+
+
+def test_cycles_and_missing_references_are_named():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}, "a") == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}, "a") is None
+    others = {"x": parse('segment("y")'), "y": parse("tier exists")}
+    with pytest.raises(InvalidArgument, match=r"cycle: y -> x -> y"):
+        check_references("y", parse('segment("x")'), others, "segment.rule")
+    with pytest.raises(InvalidArgument, match=r'segment\("z"\) does not exist'):
+        check_references("w", parse('segment("z")'), others, "segment.rule")
+    assert dependency_order({"b": {"a"}, "a": set(), "c": {"b"}}) == ["a", "b", "c"]
+    assert dependants_of({"b": {"a"}, "a": set(), "c": {"b"}, "d": set()}, ["a"]) == ["b", "c"]
+
+
+def test_profile_state_diff_names_changed_fields():
+    before = ProfileState(traits={"city": "上海"}, computed={"order_count": 1}, tier="gold", consent={"sms": True})
+    after = ProfileState(
+        traits={"city": "杭州"},
+        pii_traits=frozenset({"email"}),
+        computed={"order_count": Decimal(1)},
+        tier="gold",
+        tags=frozenset({"vip"}),
+        consent={"sms": False},
+    )
+    assert before.changed_fields(after) == {"traits.city", "traits.email", "tags", "consent.sms"}
+    assert before.with_values({"tier": "silver", "traits.city": None, "computed.x": 2}) == ProfileState(
+        traits={}, computed={"order_count": 1, "x": 2}, tier="silver", consent={"sms": True}
+    )
+
+
+def _thresholds(method: str, r, f, m, high: int = 4) -> RfmThresholds:
+    return RfmThresholds(method, high, tuple(map(Decimal, r)), tuple(map(Decimal, f)), tuple(map(Decimal, m)), 100, NOW)
+
+
+@pytest.mark.parametrize(("recent", "frequent", "big"), list(GROUPS))
+def test_the_eight_rfm_groups_against_the_mean(recent, frequent, big):
+    mean = _thresholds("mean", [30 * 86400], ["2.5"], ["50000"])
+    computed = {
+        "last_order_time": (NOW - timedelta(days=10 if recent else 60)).isoformat(),
+        "order_count": 3 if frequent else 2,
+        "total_spent_minor": 50001 if big else 50000,
+    }
+    assert rfm_group(computed, mean, NOW) == GROUPS[(recent, frequent, big)]
+
+
+def test_rfm_quintile_scores_and_non_customers():
+    cuts = _thresholds("quintile", [86400 * d for d in (7, 30, 90, 180)], [1, 1, 2, 4], [100, 200, 300, 400])
+    computed = {"last_order_time": (NOW - timedelta(days=20)).isoformat(), "order_count": 3, "total_spent_minor": 250}
+    # R: 20 days is below 2 cut points (30d, 90d... -> 3 cuts: 30, 90, 180) -> score 4: high.
+    # F: 3 beats 1, 1, 2 -> score 4: high. M: 250 beats 100, 200 -> score 3: low.
+    assert rfm_group(computed, cuts, NOW) == "一般价值"
+    assert rfm_group(computed, _thresholds("quintile", cuts.recency_seconds, [1, 1, 2, 4], [1, 2, 3, 4], 3), NOW) == (
+        "重要价值"
+    )
+    assert rfm_group({"order_count": 0}, cuts, NOW) is None
+    assert rfm_group({**computed, "last_order_time": "yesterday"}, cuts, NOW) is None
+    assert rfm_group(computed, None, NOW) is None
