@@ -14,6 +14,7 @@ from cdp_profile.consumers import (
     resolved_events_consumer,
 )
 from cdp_profile.grpc_api import ProfileServicer
+from cdp_profile.predictions import PredictionService, PredictionSettings, PredictionWorker
 from cdp_profile.service import ProfileService
 from cdp_profile.workers import PartitionMaintenance, TimerWorker
 from cdpkit.clock import Clock
@@ -31,13 +32,28 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRu
     infra = await Infrastructure.open(settings, schema=SCHEMA, client_name="cdp-profile", json_decoder=orjson.loads)
     service = ProfileService(infra.pool, infra.names, vault, clock)
     await service.maintain_partitions(settings.partition_months_ahead)
+    predictions = PredictionService(
+        infra.pool,
+        infra.names,
+        clock,
+        service.settings_of,
+        PredictionSettings(
+            horizon_weeks=settings.prediction_horizon_weeks,
+            clv_months=settings.prediction_clv_months,
+            monthly_discount_rate=settings.prediction_monthly_discount_rate,
+            min_change=settings.prediction_min_change,
+            announce_batch=settings.prediction_announce_batch,
+            interval_seconds=settings.prediction_interval_seconds,
+            min_customers=settings.prediction_min_customers,
+        ),
+    )
     sealed = await service.seal_plaintext_pii()
     if sealed:
         log.info("plaintext PII traits sealed", profiles=sealed)
     server = create_server(
         [
             Registration(
-                ProfileServicer(service),
+                ProfileServicer(service, predictions),
                 profile_pb2_grpc.add_ProfileServiceServicer_to_server,
                 profile_pb2.DESCRIPTOR.services_by_name["ProfileService"],
             )
@@ -54,5 +70,6 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRu
         OutboxRelay(infra.pool, infra.js, schema=SCHEMA),
         TimerWorker(service, batch=settings.timer_batch, interval=settings.timer_interval_seconds),
         PartitionMaintenance(service, months_ahead=settings.partition_months_ahead),
+        PredictionWorker(predictions, poll_seconds=settings.prediction_poll_seconds),
     ]
     return ServiceRuntime.for_service("profile", settings, infra, server, workers)

@@ -321,11 +321,25 @@ async def lock_profiles(
     return {r["person_id"]: _stored(r) for r in rows}
 
 
+@dataclass(frozen=True)
+class Prediction:
+    """A person's predictions by the model in use (cdp_profile.predictions)."""
+
+    model_id: int
+    p_alive: float
+    expected_purchases: float
+    expected_order_value_minor: int
+    predicted_clv_minor: int
+    horizon_weeks: int
+    fit_time: datetime
+
+
 async def read_profile(
     conn: asyncpg.Connection, workspace_id: str, person_id: str, *, events: int, orders: int
-) -> tuple[StoredProfile, list[EventRow], list[Order], int] | None:
-    """The profile of ``person_id`` (or of its survivor), its recent events and orders, and the
-    workspace's settings version, in one round trip (GetProfile is on storefronts' hot path)."""
+) -> tuple[StoredProfile, list[EventRow], list[Order], int, Prediction | None] | None:
+    """The profile of ``person_id`` (or of its survivor), its recent events and orders, the
+    workspace's settings version and the person's predictions, in one round trip (GetProfile is
+    on storefronts' hot path)."""
     row = await conn.fetchrow(
         f"""WITH target AS (
                SELECT coalesce((SELECT survivor_id FROM person_aliases WHERE workspace_id = $1 AND person_id = $2),
@@ -340,7 +354,13 @@ async def read_profile(
                         FROM orders o
                         WHERE o.workspace_id = $1 AND o.person_id = p.person_id AND o.order_time IS NOT NULL
                         ORDER BY o.order_time DESC, o.order_id DESC LIMIT $4) AS recent_orders,
-                  (SELECT coalesce(max(version), 0) FROM settings WHERE workspace_id = $1) AS settings_version
+                  (SELECT coalesce(max(version), 0) FROM settings WHERE workspace_id = $1) AS settings_version,
+                  (SELECT row(pr.model_id, pr.p_alive, pr.expected_purchases, pr.expected_order_value_minor,
+                              pr.predicted_clv_minor, m.horizon_weeks, m.fit_time)
+                   FROM predictions pr
+                   JOIN value_models m ON m.workspace_id = pr.workspace_id AND m.model_id = pr.model_id
+                   WHERE pr.workspace_id = $1 AND pr.person_id = p.person_id
+                   ORDER BY pr.model_id DESC LIMIT 1) AS prediction
            FROM profiles p JOIN target ON p.person_id = target.id
            WHERE p.workspace_id = $1""",
         workspace_id,
@@ -355,6 +375,7 @@ async def read_profile(
         [_event_row(r) for r in row["recent_events"]],
         [_order(r) for r in row["recent_orders"]],
         row["settings_version"],
+        Prediction(*row["prediction"]) if row["prediction"] else None,
     )
 
 

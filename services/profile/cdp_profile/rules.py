@@ -7,7 +7,7 @@ document and names the first bad field (``lifecycle.dormant_after_days``, ``tag_
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -76,6 +76,19 @@ class Condition:
 
     def __call__(self, values: Mapping[str, Any]) -> bool:
         return bool(_evaluate(self.tree, values))
+
+    @property
+    def fields(self) -> frozenset[str]:
+        """The field names the condition reads."""
+        return frozenset(_fields(self.tree))
+
+
+def _fields(node: tuple) -> list[str]:
+    if node[0] in ("and", "or"):
+        return _fields(node[1]) + _fields(node[2])
+    if node[0] == "not":
+        return _fields(node[1])
+    return [node[1]]
 
 
 def _evaluate(node: tuple, values: Mapping[str, Any]) -> bool:
@@ -266,6 +279,10 @@ class WorkspaceSettings:
     def summed_events(self) -> frozenset[str]:
         """Event names whose properties a windowed sum reads."""
         return frozenset(w.event for w in self.windowed_traits if w.sum_property)
+
+    def tag_rules_read(self, predicate: Callable[[str], bool]) -> bool:
+        """Does any tag rule read a field ``predicate`` accepts?"""
+        return any(predicate(name) for rule in self.tag_rules for name in rule.when.fields)
 
     def source_rank(self, source: str) -> int:
         """Higher is more trusted; sources not listed rank below every listed one (0)."""

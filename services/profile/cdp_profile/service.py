@@ -17,7 +17,7 @@ from google.protobuf import struct_pb2
 from cdp.events.v1 import events_pb2
 from cdp_profile import domain, repository
 from cdp_profile.domain import EVENT_KINDS, ORDER_KINDS, Change, NewEvent, Order, ProfileState
-from cdp_profile.repository import EventRow, LedgerRow, StoredProfile
+from cdp_profile.repository import EventRow, LedgerRow, Prediction, StoredProfile
 from cdp_profile.rules import DEFAULT_SETTINGS, InvalidRules, WorkspaceSettings, from_document, to_document
 from cdp_profile.structs import set_timestamp, timestamp, to_dict, to_struct, value_of
 from cdpkit import inbox, outbox
@@ -65,6 +65,7 @@ class ProfileView:
     settings: WorkspaceSettings
     windowed: dict[str, Any]
     next_due: datetime | None = None
+    prediction: Prediction | None = None
     recent_events: list[tuple[EventRow, struct_pb2.Struct]] = field(default_factory=list)
     recent_orders: list[Order] = field(default_factory=list)
 
@@ -98,6 +99,10 @@ class ProfileService:
             settings = from_document(version, stored[0])
         self._settings_cache[workspace_id] = settings
         return settings
+
+    async def settings_of(self, conn: asyncpg.Connection, workspace_id: str) -> WorkspaceSettings:
+        """The workspace's settings in force (cached per version)."""
+        return await self._settings(conn, workspace_id)
 
     async def get_settings(self, workspace_id: str) -> tuple[WorkspaceSettings, datetime | None]:
         async with self._pool.acquire() as conn:
@@ -492,7 +497,7 @@ class ProfileService:
             )
             if found is None:
                 raise NotFound(f"profile {person_id} not found")
-            stored, recent, orders, version = found
+            stored, recent, orders, version, prediction = found
             settings = self._settings_cache.get(workspace_id)
             if settings is None or settings.version != version:
                 settings = await self._settings(conn, workspace_id)
@@ -506,6 +511,7 @@ class ProfileService:
             settings=settings,
             windowed=domain.windowed_values(state, settings, now),
             next_due=domain.next_due(state, settings, now),
+            prediction=prediction,
             recent_events=[(row, self.properties_of(row)) for row in recent],
             recent_orders=orders,
         )
