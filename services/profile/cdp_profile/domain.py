@@ -10,6 +10,7 @@ itself (the timer).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
@@ -54,6 +55,17 @@ CHANNEL_ALIASES = {
     "douyin": "marketplace",
 }
 MAX_ORDER_LINES = 500
+# Object ids are the shop's own ids, as events carry them (product_id, store_id, staff_id).
+OBJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+TAG = re.compile(r"^[\w][\w\-:.]{0,62}$")
+# Computed traits set by the customer-value models (cdp_profile.predictions), not by events;
+# expected_purchases_<n>w too.
+PREDICTION_NAMES = frozenset({"p_alive", "churn_risk", "expected_order_value_minor", "predicted_clv_minor"})
+_HORIZON_NAME = re.compile(r"^expected_purchases_\d+w$")
+
+
+def is_prediction_name(name: str) -> bool:
+    return name in PREDICTION_NAMES or bool(_HORIZON_NAME.match(name))
 
 
 def iso(moment: datetime) -> str:
@@ -1055,6 +1067,8 @@ def rebuild(
     are the lots it keeps."""
     fresh = ProfileState(
         person_id=base.person_id,
+        # Predictions stay until the next recompute (they come from no event).
+        computed={k: v for k, v in base.computed.items() if is_prediction_name(k)},
         lifecycle_stage=base.lifecycle_stage,
         lifecycle_at=base.lifecycle_at,
         tier=base.tier,

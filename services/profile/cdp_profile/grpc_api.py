@@ -10,7 +10,7 @@ from google.protobuf import empty_pb2, struct_pb2
 
 from cdp.events.v1 import events_pb2
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
-from cdp_profile.domain import Order, from_iso
+from cdp_profile.domain import OBJECT_ID, TAG, Order, from_iso
 from cdp_profile.predictions import JOB_ID, PredictionService, parse_date
 from cdp_profile.regions import region_code
 from cdp_profile.repository import EventRow, LedgerRow
@@ -26,10 +26,7 @@ from cdpkit.pagination import decode_token, encode_token, page_size
 _EVENT_TYPES = {name.removeprefix("EVENT_TYPE_").lower(): value for name, value in events_pb2.EventType.items()}
 _PROFILE_NAME = "workspaces/{workspace}/profiles/{profile}"
 _SETTINGS_NAME = "workspaces/{workspace}/profileSettings"
-# Object ids are the shop's own ids, as events carry them (product_id, store_id, staff_id).
-OBJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MODEL_ID = re.compile(r"^(latest|[1-9][0-9]{0,17})$")
-TAG = re.compile(r"^[\w][\w\-:.]{0,62}$")
 CHANNEL = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 MAX_TAGS = 100
 MAX_TRAITS = 200

@@ -36,6 +36,7 @@ from prometheus_client import Counter
 
 from cdp.events.v1 import events_pb2
 from cdp_profile import value_repository as repo
+from cdp_profile.domain import is_prediction_name
 from cdp_profile.rules import WorkspaceSettings, currency_exponent
 from cdp_profile.structs import timestamp, to_struct
 from cdpkit import outbox
@@ -48,13 +49,6 @@ log = structlog.get_logger(__name__)
 
 ANNOUNCED = Counter("cdp_profile_predictions_announced_total", "ProfileChanged announcements of moved predictions")
 JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-# Computed trait names of the predictions (ProfileSnapshot.computed); expected_purchases_<n>w too.
-PREDICTION_NAMES = frozenset({"p_alive", "churn_risk", "expected_order_value_minor", "predicted_clv_minor"})
-_HORIZON_NAME = re.compile(r"^expected_purchases_\d+w$")
-
-
-def is_prediction_name(name: str) -> bool:
-    return name in PREDICTION_NAMES or bool(_HORIZON_NAME.match(name))
 
 
 @dataclass(frozen=True)

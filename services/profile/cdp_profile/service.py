@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -281,17 +281,26 @@ class ProfileService:
                 await repository.create_partitions(conn, missing)
                 self._partitions |= missing
 
-    async def record_events(self, items: Sequence[Incoming]) -> int:
-        """Store events once and update their profiles; returns how many events were new."""
+    async def record_events(
+        self, items: Sequence[Incoming], *, also: Callable[[asyncpg.Connection], Awaitable[None]] | None = None
+    ) -> int:
+        """Store events once and update their profiles; returns how many events were new.
+
+        ``also`` runs in the same transaction (the bulk import moves its checkpoint with the rows).
+        """
         unique: dict[tuple[str, str], Incoming] = {}
         for item in items:
             unique.setdefault((item.workspace_id, item.message_id), item)
-        if not unique:
-            return 0
-        await self._ensure_partitions([i.event_time for i in unique.values()])
+        if unique:
+            await self._ensure_partitions([i.event_time for i in unique.values()])
         async with self._pool.acquire() as conn, conn.transaction():
-            await self._lock_partitions(conn, [i.person_id for i in unique.values()])
-            return await self._record(conn, list(unique.values()))
+            counted = 0
+            if unique:
+                await self._lock_partitions(conn, [i.person_id for i in unique.values()])
+                counted = await self._record(conn, list(unique.values()))
+            if also is not None:
+                await also(conn)
+            return counted
 
     async def _lock_partitions(self, conn: asyncpg.Connection, person_ids: Sequence[str]) -> None:
         """Serialise a consumer batch with a merge or split touching the same persons' partitions.
@@ -802,19 +811,25 @@ class ProfileService:
 
     async def upsert_objects(self, kind: str, workspace_id: str, objects: list[dict]) -> list[dict]:
         """Create or replace objects by id; a change of tags is announced (ObjectTagsChanged)."""
-        key = repository.OBJECT_TABLES[kind][1]
         async with self._pool.acquire() as conn, conn.transaction():
-            existing = await repository.get_objects(conn, kind, workspace_id, [o[key] for o in objects])
-            announcements = []
-            for obj in objects:
-                before = existing.get(obj[key])
-                version = before["tags_version"] if before else 0
-                if sorted(before["tags"] if before else []) != sorted(obj["tags"]):
-                    version += 1
-                    announcements.append((obj[key], sorted(obj["tags"]), version))
-                obj["tags_version"] = version
-            saved = await repository.upsert_objects(conn, kind, workspace_id, objects)
-            await self._announce_tags(conn, kind, workspace_id, announcements)
+            return await self.upsert_objects_in(conn, kind, workspace_id, objects)
+
+    async def upsert_objects_in(
+        self, conn: asyncpg.Connection, kind: str, workspace_id: str, objects: list[dict]
+    ) -> list[dict]:
+        """:meth:`upsert_objects` in the caller's transaction."""
+        key = repository.OBJECT_TABLES[kind][1]
+        existing = await repository.get_objects(conn, kind, workspace_id, [o[key] for o in objects])
+        announcements = []
+        for obj in objects:
+            before = existing.get(obj[key])
+            version = before["tags_version"] if before else 0
+            if sorted(before["tags"] if before else []) != sorted(obj["tags"]):
+                version += 1
+                announcements.append((obj[key], sorted(obj["tags"]), version))
+            obj["tags_version"] = version
+        saved = await repository.upsert_objects(conn, kind, workspace_id, objects)
+        await self._announce_tags(conn, kind, workspace_id, announcements)
         return saved
 
     async def _announce_tags(

@@ -89,6 +89,8 @@ CREATE TABLE imports (
     kind           text        NOT NULL,
     format         text        NOT NULL,
     source_name    text        NOT NULL DEFAULT '',
+    -- SHA-256 of the file: resuming with another file under the same import id is refused.
+    digest         text        NOT NULL,
     -- Lines of the file read and staged (or rejected), in file order.
     staged_through bigint      NOT NULL DEFAULT 0,
     rows_staged    bigint      NOT NULL DEFAULT 0,
