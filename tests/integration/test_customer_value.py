@@ -2,9 +2,10 @@
 identity resolves the bulk import's customers, profile imports, fits and predicts, segment
 selects on the predicted churn risk.
 
-- CDNOW_sample through ``python -m cdp_profile import`` (killed half-way and resumed) gives the
-  published BG/NBD and Gamma-Gamma parameters when the profile service fits them from its own
-  database, calibration ending 1997-09-30;
+- CDNOW_sample through the bulk import gives the published BG/NBD and Gamma-Gamma parameters
+  when the profile service fits them from its own database, calibration ending 1997-09-30;
+- CDNOW_master through ``python -m cdp_profile import``, killed and resumed, is imported once
+  and processed end to end;
 - bad rows go to the reject file with their reasons, a finished import run again changes nothing;
 - predictions reach GetProfile, and a segment on churn risk selects exactly the customers whose
   profile says so, live.
@@ -17,7 +18,7 @@ import os
 import signal
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import asyncpg
 import grpc
 import orjson
 import pytest
+from cdp_analytics import summary, value
 from google.protobuf import field_mask_pb2
 
 from cdp.identity.v1 import identity_pb2, identity_pb2_grpc
@@ -116,45 +118,17 @@ async def stack(run_service, service_env):
         await db.close()
 
 
-async def test_cdnow_sample_imported_interrupted_and_resumed_gives_the_published_parameters(stack, tmp_path):
+async def test_cdnow_sample_imported_gives_the_published_parameters(stack, tmp_path):
     s = stack
     await s.settings("cdnow", currency="USD", time_zone="America/New_York")
-    command = [sys.executable, "-m", "cdp_profile", "import", str(CDNOW_SAMPLE), "--workspace", "cdnow"]
-    command += ["--kind", "orders", "--format", "cdnow", "--chunk", "100", "--no-progress"]
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CDP_")}, **s.env, "CDP_LOG_LEVEL": "warning"}
-    # Killed (SIGKILL, no goodbye) once a fifth of the file is in.
-    log = (tmp_path / "import.log").open("wb")
-    process = await asyncio.create_subprocess_exec(*command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        through = await eventually(
-            lambda: s.db.fetchval("SELECT coalesce(max(staged_through), 0) FROM imports"),
-            lambda n: n >= 1400 or process.returncode is not None,
-            timeout=120,
-        )
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGKILL)
-        await process.wait()
-        log.close()
-    assert through < 6919, "the import finished before it could be interrupted"
-    state = await s.db.fetchrow("SELECT state, rows_applied FROM imports")
-    assert state["state"] == "running" and state["rows_applied"] < 6919
-
-    # The same command resumes where the checkpoint says (here in this process).
     settings = load(profile_main.Settings, s.env)
     reject_file = tmp_path / "rejects.jsonl"
-    async with open_importer(settings, chunk=500) as importer:
+    async with open_importer(settings) as importer:
         summary = await importer.run(
             workspace_id="cdnow", kind="orders", fmt="cdnow", path=CDNOW_SAMPLE, reject_path=reject_file
         )
     assert (summary.outcome, summary.lines, summary.applied, summary.rejected) == ("done", 6919, 6919, 0)
     assert not reject_file.exists()
-    # Every transaction once: no event or order lost or doubled by the interruption.
-    counts = await s.db.fetchrow(
-        """SELECT (SELECT count(*) FROM events) AS events, (SELECT count(*) FROM orders) AS orders,
-                  (SELECT count(*) FROM profiles) AS profiles, (SELECT count(*) FROM import_rows) AS staged"""
-    )
-    assert dict(counts) == {"events": 6919, "orders": 6919, "profiles": 2357, "staged": 0}
     person = await s.person("cdnow", "user_id", "00004")
     first = await s.profile.GetProfile(profile_pb2.GetProfileRequest(name=f"workspaces/cdnow/profiles/{person}"))
     assert first.computed["order_count"] == 4 and first.computed["total_spent_minor"] == 2933 + 2973 + 1496 + 2648
@@ -185,6 +159,67 @@ async def test_cdnow_sample_imported_interrupted_and_resumed_gives_the_published
         again = await importer.run(workspace_id="cdnow", kind="orders", fmt="cdnow", path=CDNOW_SAMPLE)
     assert again.outcome == "already done" and again.applied == 6919
     assert await s.db.fetchval("SELECT count(*) FROM events") == 6919
+
+
+def cdnow_master_summary():
+    """The models fitted on CDNOW_master in Python, straight from the file (calibration 1997-09-30)."""
+    transactions = []
+    for line in (DATASETS / "CDNOW_master.txt").read_text().splitlines()[1:]:
+        customer, day, _cds, dollars = line.split()
+        amount = round(float(dollars) * 100)
+        transactions.append(summary.Transaction(customer, date(int(day[:4]), int(day[4:6]), int(day[6:])), amount))
+    data = summary.summarise(transactions, date(1997, 9, 30))
+    return value.fit(data.x, data.t_x, data.T, data.m_x / 100), len(transactions)
+
+
+async def test_cdnow_master_through_the_command_killed_resumed_and_processed_end_to_end(stack, tmp_path):
+    """All 69,659 transactions (23,570 customers) through `python -m cdp_profile import`, killed
+    (SIGKILL) after a seventh of the file and run again: every transaction once; then the
+    service fits the models from its database to what Python fits from the file, and every
+    announcement is published."""
+    s = stack
+    await s.settings("cdnow", currency="USD", time_zone="America/New_York")
+    master = DATASETS / "CDNOW_master.txt"
+    command = [sys.executable, "-m", "cdp_profile", "import", str(master), "--workspace", "cdnow"]
+    command += ["--kind", "orders", "--format", "cdnow", "--no-progress"]
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CDP_")}, **s.env, "CDP_LOG_LEVEL": "warning"}
+    log = (tmp_path / "import.log").open("wb")
+    process = await asyncio.create_subprocess_exec(*command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        through = await eventually(
+            lambda: s.db.fetchval("SELECT coalesce(max(staged_through), 0) FROM imports"),
+            lambda n: n >= 10_000 or process.returncode is not None,
+            timeout=120,
+        )
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGKILL)
+        await process.wait()
+        log.close()
+    assert through < 69_660, "the import finished before it could be interrupted"
+    state = await s.db.fetchrow("SELECT state, rows_applied FROM imports")
+    assert state["state"] == "running" and state["rows_applied"] < 69_659
+
+    resumed = await asyncio.create_subprocess_exec(*command, env=env, stdout=asyncio.subprocess.PIPE)
+    output = (await resumed.communicate())[0].decode()
+    assert resumed.returncode == 0 and "69,660 lines, 69,659 applied, 0 rejected" in output, output
+    counts = await s.db.fetchrow(
+        """SELECT (SELECT count(*) FROM events) AS events, (SELECT count(*) FROM orders) AS orders,
+                  (SELECT count(*) FROM profiles) AS profiles, (SELECT count(*) FROM import_rows) AS staged"""
+    )
+    assert dict(counts) == {"events": 69_659, "orders": 69_659, "profiles": 23_570, "staged": 0}
+
+    job = await s.recompute("cdnow", "1997-09-30")
+    expected, transactions = cdnow_master_summary()
+    assert transactions == 69_659 and job.customers == 23_570 and job.announced == 23_570
+    model = await s.profile.GetValueModel(profile_pb2.GetValueModelRequest(name="workspaces/cdnow/valueModels/latest"))
+    bg, gg = model.bgnbd, model.gamma_gamma
+    purchases, spend = expected.purchases, expected.spend
+    assert (bg.r, bg.alpha, bg.a, bg.b, bg.log_likelihood) == pytest.approx(
+        (purchases.r, purchases.alpha, purchases.a, purchases.b, purchases.log_likelihood), rel=1e-6
+    )
+    assert (gg.p, gg.q, gg.gamma) == pytest.approx((spend.p, spend.q, spend.gamma), rel=1e-4)
+    await eventually(lambda: s.db.fetchval("SELECT count(*) FROM outbox"), lambda n: n == 0, timeout=120)
 
 
 CUSTOMERS = """customer_id,email,name,city,vip_level,updated_at

@@ -385,7 +385,8 @@ def _one(kind: str, fields: dict[str, Any], options: Options) -> Customer | Orde
         return customer(fields, options)
     if kind == "orders":
         head = _order_head(fields, options)
-        raw_items = fields.get("items") or []
+        raw_items = fields.get("items")
+        raw_items = [] if raw_items is None else raw_items
         if not isinstance(raw_items, list):
             raise Rejected("items: must be a list of line items")
         items = []

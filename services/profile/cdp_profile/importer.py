@@ -26,6 +26,7 @@ database at the end, so an interrupted run neither loses nor repeats a rejection
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import sys
@@ -176,19 +177,30 @@ class Importer:
             await run.apply_staged()  # what an interrupted run staged and did not apply
             lines = _CountingLines(path)
             chunk: list[Record] = []
-            for record in formats.records(kind, fmt, formats.decode_lines(lines), options):
-                if record.last_line <= state.staged_through:
-                    continue  # staged (or rejected) by an earlier run
-                chunk.append(record)
-                if len(chunk) >= self._chunk:
+            # A chunk is read, resolved and staged while the previous one is applied (identity and
+            # profile work at once); one apply at a time, in line order.
+            applying: asyncio.Task | None = None
+            try:
+                for record in formats.records(kind, fmt, formats.decode_lines(lines), options):
+                    if record.last_line <= state.staged_through:
+                        continue  # staged (or rejected) by an earlier run
+                    chunk.append(record)
+                    if len(chunk) >= self._chunk:
+                        await run.stage(chunk)
+                        chunk = []
+                        if applying is not None:
+                            await applying
+                        applying = asyncio.create_task(run.apply_staged())
+                        if progress:
+                            progress.update(lines.bytes, run.through, run.applied, run.rejected)
+                if chunk:
                     await run.stage(chunk)
-                    await run.apply_staged()
-                    chunk = []
-                    if progress:
-                        progress.update(lines.bytes, run.through, run.applied, run.rejected)
-            if chunk:
-                await run.stage(chunk)
+                if applying is not None:
+                    await applying
                 await run.apply_staged()
+            finally:
+                if applying is not None and not applying.done():
+                    applying.cancel()
             async with self._pool.acquire() as conn:
                 await repo.finish(conn, workspace_id, import_id, self._clock.now())
             if progress:

@@ -29,18 +29,18 @@ from datetime import time as clock_time
 
 import asyncpg
 import numpy as np
-import orjson
 import structlog
 from cdp_analytics import value
+from google.protobuf import struct_pb2
 from prometheus_client import Counter
 
 from cdp.events.v1 import events_pb2
 from cdp_profile import value_repository as repo
 from cdp_profile.domain import is_prediction_name
 from cdp_profile.rules import WorkspaceSettings, currency_exponent
-from cdp_profile.structs import timestamp, to_struct
+from cdp_profile.structs import timestamp
 from cdpkit import outbox
-from cdpkit.bus import PROFILE, BusNames
+from cdpkit.bus import PROFILE, BusNames, partition_of
 from cdpkit.clock import Clock
 from cdpkit.errors import InvalidArgument, NotFound
 from cdpkit.ids import new_id
@@ -48,6 +48,8 @@ from cdpkit.ids import new_id
 log = structlog.get_logger(__name__)
 
 ANNOUNCED = Counter("cdp_profile_predictions_announced_total", "ProfileChanged announcements of moved predictions")
+# Concurrent announcing transactions after a recompute.
+ANNOUNCERS = 2
 JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
@@ -64,23 +66,10 @@ class PredictionSettings:
     min_customers: int = 100
 
 
-def announced_values(horizon_weeks: int, row: repo.PendingAnnouncement | None) -> dict[str, object]:
-    """The computed traits a prediction row announces (None: removed)."""
-    if row is None:
-        return {
-            "p_alive": None,
-            "churn_risk": None,
-            f"expected_purchases_{horizon_weeks}w": None,
-            "expected_order_value_minor": None,
-            "predicted_clv_minor": None,
-        }
-    return {
-        "p_alive": round(row.p_alive, 4),
-        "churn_risk": round(1.0 - row.p_alive, 4),
-        f"expected_purchases_{horizon_weeks}w": round(row.expected_purchases, 4),
-        "expected_order_value_minor": int(row.expected_order_value_minor),
-        "predicted_clv_minor": int(row.predicted_clv_minor),
-    }
+def prediction_names(horizon_weeks: int) -> tuple[str, ...]:
+    """The computed trait names a prediction announces, in the order of PendingAnnouncement.values."""
+    return ("p_alive", "churn_risk", f"expected_purchases_{horizon_weeks}w", "expected_order_value_minor",
+            "predicted_clv_minor")  # fmt: skip
 
 
 def calibration_bound(calibration_end: date, zone) -> datetime:
@@ -323,8 +312,8 @@ class PredictionService:
             )
             # Persons who had predictions and have none now (no counted order left, merged away).
             if gone:
-                removed = announced_values(config.horizon_weeks, None)
-                await self._announce(conn, workspace_id, settings, dict.fromkeys(gone, removed))
+                names = prediction_names(config.horizon_weeks)
+                await self._announce(conn, workspace_id, settings, names, dict.fromkeys(gone, (None,) * len(names)))
             timings["write"] = time.perf_counter() - started
             await repo.update_job(conn, workspace_id, job.job_id, model_id=model_id, customers=len(x), timings=timings)
         return model_id
@@ -336,25 +325,29 @@ class PredictionService:
         model = await repo.get_model(conn, workspace_id, model_id)
         assert model is not None
         previous = await repo.list_models(conn, workspace_id, model_id, 1)
-        stale = (
-            {f"expected_purchases_{previous[0].horizon_weeks}w": None}
-            if previous and previous[0].horizon_weeks != model.horizon_weeks
-            else {}
-        )
-        announced = 0
-        while True:
-            async with conn.transaction():
-                pending = await repo.pending_announcements(conn, workspace_id, model_id, self.config.announce_batch)
-                if not pending:
-                    break
-                settings = await self._settings_of(conn, workspace_id)
-                announced += await self._announce(
-                    conn,
-                    workspace_id,
-                    settings,
-                    {row.person_id: {**stale, **announced_values(model.horizon_weeks, row)} for row in pending},
-                )
-                await repo.mark_announced(conn, workspace_id, model_id, [row.person_id for row in pending])
+        names = prediction_names(model.horizon_weeks)
+        stale: tuple[None, ...] = ()
+        if previous and previous[0].horizon_weeks != model.horizon_weeks:
+            # The horizon changed: the old name is removed where the new one is set.
+            names += (f"expected_purchases_{previous[0].horizon_weeks}w",)
+            stale = (None,)
+
+        async def announcer() -> int:
+            # Several at once (SKIP LOCKED): one's statements run in PostgreSQL while another
+            # builds its messages.
+            announced = 0
+            async with self._pool.acquire() as own:
+                while True:
+                    async with own.transaction():
+                        batch = self.config.announce_batch
+                        pending = await repo.claim_announcements(own, workspace_id, model_id, batch)
+                        if not pending:
+                            return announced
+                        settings = await self._settings_of(own, workspace_id)
+                        rows = {row.person_id: row.values + stale for row in pending}
+                        announced += await self._announce(own, workspace_id, settings, names, rows)
+
+        announced = sum(await asyncio.gather(*(announcer() for _ in range(ANNOUNCERS))))
         timings["announce"] = timings.get("announce", 0.0) + time.perf_counter() - started
         return announced
 
@@ -363,32 +356,37 @@ class PredictionService:
         conn: asyncpg.Connection,
         workspace_id: str,
         settings: WorkspaceSettings,
-        changes: dict[str, dict[str, object]],
+        names: tuple[str, ...],
+        rows: dict[str, tuple[float | int | None, ...]],
     ) -> int:
-        """Set the computed prediction traits of these profiles, move their versions on and
-        enqueue their ProfileChanged, in the caller's transaction."""
-        versions = await repo.set_computed(
-            conn, workspace_id, {person: orjson.dumps(values).decode() for person, values in changes.items()}
-        )
+        """Set these profiles' computed traits ``names`` to their row of values (None removes),
+        move their versions on and enqueue their ProfileChanged, in the caller's transaction."""
+        versions = await repo.set_computed(conn, workspace_id, names, rows)
         if not versions:
             return 0
         now = self._clock.now()
         change_time = timestamp(now)
+        # changed_fields sorted, and the values in that order (a million of these after a first fit).
+        order = sorted(range(len(names)), key=lambda i: names[i])
+        fields = [f"computed.{names[i]}" for i in order]
+        subjects = [self._names.subject(PROFILE, str(n)) for n in range(self._names.partitions)]
         messages = []
         for person_id, version in versions.items():
-            values = {f"computed.{name}": v for name, v in changes[person_id].items()}
-            message = events_pb2.ProfileChanged(
-                workspace_id=workspace_id,
-                person_id=person_id,
-                changed_fields=sorted(values),
-                values=to_struct(values),
-                version=version,
-                change_time=change_time,
-            )
+            values = rows[person_id]
+            message = events_pb2.ProfileChanged(workspace_id=workspace_id, person_id=person_id, version=version)
+            message.changed_fields.extend(fields)
+            message.change_time.CopyFrom(change_time)
+            struct = message.values.fields
+            for field, i in zip(fields, order, strict=True):
+                value = values[i]
+                if value is None:
+                    struct[field].null_value = struct_pb2.NULL_VALUE
+                else:
+                    struct[field].number_value = value
             messages.append(
                 (
                     workspace_id,
-                    self._names.partitioned(PROFILE, person_id),
+                    subjects[partition_of(person_id, self._names.partitions)],
                     f"profile:{workspace_id}:{person_id}:{version}",
                     message.SerializeToString(),
                 )

@@ -243,65 +243,81 @@ async def write_predictions(
 
 @dataclass(frozen=True)
 class PendingAnnouncement:
+    """A row to announce, with the values as announced (P(alive), churn risk and expected
+    purchases rounded to 4 decimals)."""
+
     person_id: str
     p_alive: float
+    churn_risk: float
     expected_purchases: float
     expected_order_value_minor: int
     predicted_clv_minor: int
 
+    @property
+    def values(self) -> tuple[float | int, ...]:
+        return (self.p_alive, self.churn_risk, self.expected_purchases, self.expected_order_value_minor,
+                self.predicted_clv_minor)  # fmt: skip
 
-async def pending_announcements(
+
+async def claim_announcements(
     conn: asyncpg.Connection, workspace_id: str, model_id: int, limit: int
 ) -> list[PendingAnnouncement]:
-    """Rows still to announce, in person order (the values announced are the announced_* ones:
-    equal to the model's when marked)."""
+    """The next rows to announce, in person order, unmarked in the caller's transaction (which
+    announces them); rows another transaction claimed are skipped, so several announce at once.
+    The values announced are the announced_* ones: the model's when marked."""
     rows = await conn.fetch(
-        """SELECT person_id::text, announced_p_alive, announced_expected_purchases, announced_order_value_minor,
-                  announced_clv_minor
-           FROM predictions WHERE workspace_id = $1 AND model_id = $2 AND announce
-           ORDER BY person_id LIMIT $3""",
+        """UPDATE predictions SET announce = false
+           WHERE workspace_id = $1 AND model_id = $2 AND person_id IN (
+               SELECT person_id FROM predictions WHERE workspace_id = $1 AND model_id = $2 AND announce
+               ORDER BY person_id LIMIT $3 FOR UPDATE SKIP LOCKED)
+           RETURNING person_id::text, round(announced_p_alive::numeric, 4)::float8,
+                     round(1 - announced_p_alive::numeric, 4)::float8,
+                     round(announced_expected_purchases::numeric, 4)::float8,
+                     announced_order_value_minor, announced_clv_minor""",
         workspace_id,
         model_id,
         limit,
     )
-    return [PendingAnnouncement(*r) for r in rows]
+    return sorted((PendingAnnouncement(*r) for r in rows), key=lambda r: r.person_id)
 
 
-async def mark_announced(conn: asyncpg.Connection, workspace_id: str, model_id: int, person_ids: Sequence[str]) -> None:
-    await conn.execute(
-        """UPDATE predictions SET announce = false
-           WHERE workspace_id = $1 AND model_id = $2 AND person_id = ANY($3::uuid[])""",
-        workspace_id,
-        model_id,
-        list(person_ids),
-    )
-
-
-async def set_computed(conn: asyncpg.Connection, workspace_id: str, values: dict[str, str]) -> dict[str, int]:
-    """Merge JSON objects into profiles' computed traits (null values remove the key) and move
-    their versions on; profiles locked in person order first. Returns person -> new version for
-    the profiles that exist."""
-    ids = sorted(values)
+async def set_computed(
+    conn: asyncpg.Connection,
+    workspace_id: str,
+    names: Sequence[str],
+    rows: dict[str, Sequence[float | int | None]],
+) -> dict[str, int]:
+    """Set computed traits ``names`` of these profiles to their rows of values (None removes the
+    trait) and move their versions on; profiles locked in person order first. Returns person ->
+    new version for the profiles that exist. At most 6 names."""
     locked = await conn.fetch(
         """SELECT person_id::text FROM profiles WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])
            ORDER BY person_id FOR UPDATE""",
         workspace_id,
-        ids,
+        sorted(rows),
     )
     present = [r["person_id"] for r in locked]
     if not present:
         return {}
-    rows = await conn.fetch(
-        """UPDATE profiles p SET computed = jsonb_strip_nulls(p.computed || v.changes::jsonb),
-                                 version = p.version + 1, updated_at = now()
-           FROM unnest($2::uuid[], $3::text[]) AS v(id, changes)
-           WHERE p.workspace_id = $1 AND p.person_id = v.id
+    width = 6
+    assert len(names) <= width
+    padded = [*names, *[""] * (width - len(names))]
+    columns = [[rows[p][i] if i < len(names) else None for p in present] for i in range(width)]
+    updated = await conn.fetch(
+        """UPDATE profiles p SET
+               computed = jsonb_strip_nulls(p.computed || jsonb_build_object(
+                   $3::text, x.v1, $4::text, x.v2, $5::text, x.v3, $6::text, x.v4, $7::text, x.v5, $8::text, x.v6)),
+               version = p.version + 1, updated_at = now()
+           FROM unnest($2::uuid[], $9::float8[], $10::float8[], $11::float8[], $12::float8[], $13::float8[],
+                       $14::float8[]) AS x(id, v1, v2, v3, v4, v5, v6)
+           WHERE p.workspace_id = $1 AND p.person_id = x.id
            RETURNING p.person_id::text, p.version""",
         workspace_id,
         present,
-        [values[p] for p in present],
+        *padded,
+        *columns,
     )
-    return {r["person_id"]: r["version"] for r in rows}
+    return {r["person_id"]: r["version"] for r in updated}
 
 
 async def make_due(conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str], now: datetime) -> None:

@@ -22,6 +22,11 @@ class Settings(CommonSettings):
         3600.0,
         help="how often RFM thresholds and groups are recomputed per workspace (0: only on request)",
     )
+    crosssell_interval_seconds: float = env(
+        "CDP_SEGMENT_CROSSSELL_INTERVAL_SECONDS",
+        3600.0,
+        help="how often each workspace's co-purchase counts (product companions) are recounted (0: at every request)",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -31,3 +36,5 @@ class Settings(CommonSettings):
             raise ValueError("CDP_SEGMENT_TIMER_POLL_SECONDS must be between 0.01 and 60")
         if self.rfm_interval_seconds < 0:
             raise ValueError("CDP_SEGMENT_RFM_INTERVAL_SECONDS must not be negative")
+        if self.crosssell_interval_seconds < 0:
+            raise ValueError("CDP_SEGMENT_CROSSSELL_INTERVAL_SECONDS must not be negative")

@@ -332,12 +332,14 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
         self, request: segment_pb2.ListProductCompanionsRequest, context: grpc.aio.ServicerContext
     ) -> segment_pb2.ListProductCompanionsResponse:
         workspace_id = workspace_of(request.parent)
-        rules, baskets, with_product = await self._service.companions(
+        rules, baskets, with_product, computed = await self._service.companions(
             workspace_id, request.sku, _co_purchase(request.filter), _companions(request.max_companions, 10, 50)
         )
-        return segment_pb2.ListProductCompanionsResponse(
+        response = segment_pb2.ListProductCompanionsResponse(
             companions=[_companion(r) for r in rules], baskets=baskets, baskets_with_product=with_product
         )
+        response.compute_time.FromDatetime(computed)
+        return response
 
     async def BuildCrossSellSegment(
         self, request: segment_pb2.BuildCrossSellSegmentRequest, context: grpc.aio.ServicerContext
