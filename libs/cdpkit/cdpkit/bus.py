@@ -110,6 +110,9 @@ class BusNames:
             duplicate_window=spec.duplicate_window_seconds,
             max_msg_size=spec.max_msg_size,
             num_replicas=self.replicas,
+            # Atomic batches (nats-server 2.12+; older servers ignore the field): the outbox relay
+            # publishes a window all or nothing (cdpkit.outbox).
+            allow_atomic=True,
         )
 
 
