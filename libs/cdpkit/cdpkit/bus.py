@@ -141,6 +141,12 @@ async def connect(url: str, *, name: str) -> NATS:
     )
 
 
+def connection_of(js: JetStreamContext) -> NATS:
+    """The core connection under a JetStream context: the outbox relay and the consumer loop
+    publish and subscribe on it directly (nats-py keeps it private)."""
+    return js._nc
+
+
 async def ensure_streams(js: JetStreamContext, names: BusNames, specs: tuple[StreamSpec, ...] = CATALOG) -> None:
     """Create the streams, or bring their config up to date; safe to call from every process."""
     for spec in specs:
