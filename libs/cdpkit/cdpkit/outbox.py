@@ -75,11 +75,12 @@ _ERR_BATCH_HAS_DUPLICATE = 10201
 # Atomic publish disabled on the stream; a header it does not support (2.12.0 and Nats-Msg-Id).
 _ERRS_ATOMIC_UNAVAILABLE = frozenset({10174, 10177})
 
-# The schema's relay lock is evaluated once (an InitPlan), before any row is read.
-_CLAIM = """
-SELECT seq, workspace_id, subject, msg_id, payload, NULLIF(headers, '{}'::jsonb) AS headers, sealed
+# The schema's relay lock (transaction-scoped) is taken once (an InitPlan), before any row is read.
+_RELAY_LOCK = "pg_try_advisory_xact_lock(hashtext('cdp_outbox'), hashtext(current_schema()))"
+_CLAIM = f"""
+SELECT seq, workspace_id, subject, msg_id, payload, NULLIF(headers, '{{}}'::jsonb) AS headers, sealed
 FROM outbox
-WHERE (SELECT pg_try_advisory_xact_lock(hashtext('cdp_outbox'), hashtext(current_schema())))
+WHERE (SELECT {_RELAY_LOCK})
 ORDER BY seq
 LIMIT $1
 FOR UPDATE"""
@@ -271,6 +272,8 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self.name = f"{schema}-outbox-relay"
+        # Another relay of this schema held the lock at the last round.
+        self.standing_by = False
 
     def stop(self) -> None:
         self._stopping.set()
@@ -285,7 +288,10 @@ class OutboxRelay:
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(_CLAIM, self._batch_size)
             if not rows:
+                # Nothing to do, or another relay holds the lock (then this one stands by).
+                self.standing_by = not await conn.fetchval(f"SELECT {_RELAY_LOCK}")
                 return 0
+            self.standing_by = False
             window = await self._publish(rows)
             # Losing this commit in a crash only re-publishes rows, which the stream drops.
             await conn.execute("SET LOCAL synchronous_commit = off")
@@ -447,7 +453,11 @@ class OutboxRelay:
                     await self._sleep(backoff)
                     backoff = min(backoff * 2, 30.0)
                     continue
-                if published < self._batch_size:
+                if self.standing_by:
+                    # Every commit notifies: a relay standing by polls instead of claiming for each.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), timeout=self._poll_interval)
+                elif published < self._batch_size:
                     await self._sleep(self._poll_interval)
         finally:
             await self._replies.close()

@@ -210,6 +210,18 @@ async def test_two_relays_on_one_table_keep_each_subject_in_order_and_one_takes_
     assert a.published + b.published == len(ids)
 
 
+async def test_a_relay_stands_by_while_another_holds_the_schemas_relay_lock(pool, js, raw_stream, names):
+    await enqueue_texts(pool, names, ["waiting"])
+    relay = OutboxRelay(pool, js, schema=SCHEMA)
+    async with pool.acquire() as other, other.transaction():
+        plan = "\n".join(r[0] for r in await other.fetch(f"EXPLAIN {outbox._CLAIM}", 10))
+        assert "One-Time Filter" in plan  # the lock is taken once, before any row is read
+        assert await other.fetchval(f"SELECT {outbox._RELAY_LOCK}")  # another replica's relay, mid-round
+        assert await relay.relay_once() == 0 and relay.standing_by
+    assert await relay.relay_once() == 1 and not relay.standing_by
+    assert await relay.relay_once() == 0 and not relay.standing_by  # nothing left: not standing by
+
+
 async def test_a_window_goes_out_as_one_atomic_batch_per_stream_in_row_order(pool, js, names, monkeypatch):
     await ensure_streams(js, names, (RAW, IDENTITY))
     monkeypatch.setattr(outbox, "ATOMIC_BATCH_MESSAGES", 7)  # several batches per stream in one window
