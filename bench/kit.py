@@ -7,6 +7,8 @@ Starts PostgreSQL (durable settings, as `cdp up` does) and NATS on free ports, t
   with its own pool and NATS connection, drain them; rows per second from "go" to an empty outbox
   with every message stored. Also 1 relay on sealed rows (AES-GCM, opened before publishing).
   After each run the stream is read back: every row stored once, in row order per subject.
+- relay latency: rows committed one at a time at 200/s (a relay in this process): commit -> the
+  message seen by a NATS subscriber.
 - consumer: M messages (default 20,000, 300 bytes) stored on the 4 partitions first, then a
   ConsumerLoop drains them with a handler that only counts (the loop's own cost: fetch, hand
   over, ack); one durable over all partitions (batch 20), and the partitioned form services use
@@ -165,6 +167,47 @@ async def _relay_run(dsn: str, nats_url: str, rows: int, relays: int, sealed: bo
     return what, value
 
 
+async def _relay_latency_run(dsn: str, nats_url: str, rate: float, count: int, run: str) -> tuple[str, str]:
+    """Rows committed one by one at ``rate``; commit -> message seen on NATS (relay in this process)."""
+    names = BusNames(f"kr{run}", PARTITIONS)
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_streams(js, names, (PROFILE,))
+    pool = await db.create_pool(dsn, SCHEMA, application_name="kit-bench-latency")
+    latencies: list[float] = []
+    done = asyncio.Event()
+
+    async def seen(msg) -> None:
+        latencies.append((time.perf_counter() - float(wrappers_pb2.StringValue.FromString(msg.data).value)) * 1000)
+        if len(latencies) >= count:
+            done.set()
+
+    sub = await nc.subscribe(names.all_subjects(PROFILE), cb=seen)
+    relay = OutboxRelay(pool, js, schema=SCHEMA)
+    task = asyncio.create_task(relay.run())
+    try:
+        await asyncio.sleep(0.3)
+        for i in range(count):
+            async with pool.acquire() as conn, conn.transaction():
+                payload = wrappers_pb2.StringValue(value=repr(time.perf_counter())).SerializeToString()
+                await enqueue_many(conn, [("bench", names.subject(PROFILE, i % PARTITIONS), f"lat-{i}", payload)])
+            await asyncio.sleep(1 / rate)
+        await asyncio.wait_for(done.wait(), 30)
+    finally:
+        relay.stop()
+        await task
+        await sub.unsubscribe()
+        await js.delete_stream(names.stream(PROFILE))
+        await pool.close()
+        await nc.close()
+    lat = sorted(latencies)
+    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+    return (
+        f"relay: rows committed one by one at {rate:g}/s, commit -> on NATS p50 / p99",
+        f"{statistics.median(lat):.1f} / {p99:.1f} ms",
+    )
+
+
 # ------------------------------------------------------------------ consumer loop
 
 
@@ -311,6 +354,7 @@ async def _run(dsn: str, nats_url: str, rows: int, messages: int, rounds: int) -
         out.append(await _relay_run(dsn, nats_url, rows, 1, False, f"{tag}a"))
         out.append(await _relay_run(dsn, nats_url, rows, 2, False, f"{tag}b"))
         out.append(await _relay_run(dsn, nats_url, rows, 1, True, f"{tag}c"))
+        out.append(await _relay_latency_run(dsn, nats_url, 200, 400, tag))
         out.append(await _consumer_run(nats_url, messages, False, f"{tag}a"))
         out.append(await _consumer_run(nats_url, messages, True, f"{tag}b"))
         out.append(await _latency_run(nats_url, 200, 400, tag))
