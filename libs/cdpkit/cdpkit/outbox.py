@@ -8,25 +8,38 @@ Relay side, :class:`OutboxRelay`, one round in one transaction:
 
 1. Take the schema's relay lock (a transaction-scoped advisory lock) and claim the oldest rows
    (``ORDER BY seq ... FOR UPDATE``). One relay per schema publishes at a time; other replicas'
-   relays stand by and take over at their next round. Two relays publishing side by side would
-   let a later row of a subject reach the stream before an earlier one.
-2. Publish them as one window with ``Nats-Msg-Id`` = the row's ``msg_id``. The rows of each
-   stream go out as a JetStream *atomic batch* (nats-server 2.12.1+, streams with
-   ``allow_atomic``, as :func:`cdpkit.bus.ensure_streams` creates them): sent back to back without
-   waiting, committed by the last, acknowledged once. The stream stores the whole batch, in row
-   order, or nothing of it, so a failure anywhere in a window can never store a later row of a
-   subject without the earlier ones.
-3. Delete the acknowledged rows, in the same transaction, committed without waiting for the WAL
-   flush (a delete lost in a crash only makes the relay publish those rows again).
+   relays stand by (they poll) and take over at their next round. Two relays publishing side by
+   side let a later row of a subject reach the stream before an earlier one (bench/kit.py saw it).
+2. Publish them as one window, ``Nats-Msg-Id`` = the row's ``msg_id``: every publish of a stream
+   in flight together on one connection, then the acks awaited. JetStream stores one
+   connection's publishes to a stream in the order sent. What must never happen is a later row
+   of a subject stored while an earlier one failed: published again, the earlier one would reach
+   consumers after it, and those that drop stale versions would drop it, transitions and all.
 
-A window that JetStream refuses as a batch because it holds a msg id the stream already has (the
-relay crashed after publishing but before deleting, or a service enqueued the same msg id again)
-is published *pipelined* instead: every row its own publish, all in flight on one connection,
-acks awaited together; the stream drops the copies. The same fallback serves servers or streams
-without atomic batches. JetStream stores one connection's publishes in the order they were sent;
-the one way a pipelined window can store a later row of a subject before an earlier one is that
-the earlier publish fails (a connection lost mid-window) while the later one arrives (sent after
-the reconnect). The relay then logs "outbox row of the same subject stored after a failed one".
+   - Single-replica streams: plain publishes, pipelined. Such a window cannot be split. It
+     reaches the socket in one write (a chunk stays under nats-py's 2 MiB pending buffer), so a
+     lost connection cuts it after a prefix; payloads over the stream's or the server's size
+     limit are held back before sending (the window stops at that row); and nothing else in our
+     stream configuration refuses one message and takes the next.
+   - Replicated streams (``CDP_STREAM_REPLICAS`` > 1; or ``atomic=True``): a stream leader change
+     in the middle of a window could lose a message and store the next. So where a subject occurs
+     more than once in the window, the stream's rows go out as a JetStream *atomic batch*
+     (nats-server 2.12.1+, streams with ``allow_atomic``, as :func:`cdpkit.bus.ensure_streams`
+     makes them): sent back to back, committed by the last, acknowledged once; the stream stores
+     all of them, in row order, or none. Not the default everywhere because the server syncs an
+     atomic batch to disk before acknowledging it: about 10 ms per window on this project's test
+     machines (0.3 ms on tmpfs), against about 1 ms for a pipelined window.
+
+3. Delete the acknowledged rows, in the same transaction, committed without waiting for the WAL
+   flush (a delete lost in a crash only makes the relay publish those rows again). Rows behind a
+   failed one are not deleted and wait for the next round; the next window of a stream is sent
+   only after the previous one was acknowledged.
+
+A window refused as a batch because it holds a msg id the stream already has (the relay crashed
+after publishing but before deleting, or a service enqueued the same msg id again) is published
+pipelined instead, and the stream drops the copies; so is everything on a server or stream
+without atomic batches. Should a pipelined window ever store a row of a subject after an earlier
+one failed, the relay logs "outbox row of the same subject stored after a failed one".
 
 Duplicates: a row is published again only after a crash or failure between its publish and its
 delete, normally within seconds. The stream's duplicate window (``cdpkit.bus``: 10 minutes) drops
@@ -66,9 +79,10 @@ from cdpkit.metrics import OUTBOX_FAILURES, OUTBOX_PUBLISHED
 log = structlog.get_logger(__name__)
 
 NOTIFY_CHANNEL = "cdp_outbox"
-# JetStream's limit on the messages of one atomic batch (server default), and ours on its bytes.
+# JetStream's limit on the messages of one atomic batch (server default); and the bytes of a chunk
+# of a window, under nats-py's 2 MiB pending buffer so that the chunk reaches the socket at once.
 ATOMIC_BATCH_MESSAGES = 1000
-ATOMIC_BATCH_BYTES = 4 * 1024 * 1024
+CHUNK_BYTES = 1024 * 1024
 # The first server version whose atomic batches accept Nats-Msg-Id.
 _ATOMIC_SINCE = (2, 12, 1)
 _ERR_BATCH_HAS_DUPLICATE = 10201
@@ -160,12 +174,21 @@ async def enqueue_many(
 
 
 @dataclass
+class _Stream:
+    """What the relay needs to know of a stream (looked up once)."""
+
+    name: str
+    atomic: bool  # windows repeating a subject go out as atomic batches
+    max_msg_size: int  # -1: no limit of its own
+
+
+@dataclass
 class _Item:
     """A claimed row ready to go: its payload opened, its stream known."""
 
     row: asyncpg.Record
     payload: bytes
-    stream: str
+    stream: _Stream
 
     def headers(self) -> dict[str, str]:
         extra = self.row["headers"]
@@ -256,7 +279,10 @@ class OutboxRelay:
         poll_interval: float = 1.0,
         ack_timeout: float = 5.0,
         sealer: PayloadSealer | None = None,
+        atomic: bool | None = None,
     ) -> None:
+        """``atomic``: publish windows that repeat a subject as atomic batches on streams that
+        allow them: always (True), never (False), or on replicated streams only (None)."""
         self._pool = pool
         self._js = js
         # nats-py keeps the connection of a JetStream context private; the relay publishes on it.
@@ -267,8 +293,8 @@ class OutboxRelay:
         self._poll_interval = poll_interval
         self._ack_timeout = ack_timeout
         self._replies = _Replies(self._nc)
-        self._streams: dict[str, str] = {}
-        self._atomic: bool | None = None  # decided at the first window (server version)
+        self._streams: dict[str, _Stream] = {}
+        self._atomic = atomic
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self.name = f"{schema}-outbox-relay"
@@ -313,22 +339,19 @@ class OutboxRelay:
 
     async def _publish(self, rows: Sequence[asyncpg.Record]) -> _Window:
         window = _Window()
-        if self._atomic is None:
-            version = self._nc.connected_server_version
-            self._atomic = (version.major, version.minor, version.patch) >= _ATOMIC_SINCE
         by_stream: dict[str, list[_Item]] = {}
         for row in rows:
             try:
-                item = _Item(row, self._payload(row), await self._stream_of(row["subject"]))
+                item = await self._item(row)
             except Exception as exc:  # noqa: BLE001 - this row cannot go; the rows behind it wait
                 window.fail(row, exc)
                 break
-            by_stream.setdefault(item.stream, []).append(item)
+            by_stream.setdefault(item.stream.name, []).append(item)
         # Streams are independent (a subject lives in one): their batches are in flight together.
         await asyncio.gather(*(self._publish_stream(items, window) for items in by_stream.values()))
         return window
 
-    def _payload(self, row: asyncpg.Record) -> bytes:
+    async def _item(self, row: asyncpg.Record) -> _Item:
         if row["sealed"]:
             if self._sealer is None:
                 # Never publish ciphertext: the row waits (and the failure is logged) until a relay
@@ -337,14 +360,30 @@ class OutboxRelay:
             payload = self._sealer.open_bytes(row["payload"], context=_context(row["workspace_id"], row["msg_id"]))
         else:
             payload = row["payload"]
-        if len(payload) > self._nc.max_payload:
-            raise ValueError(f"payload of {len(payload)} bytes, over the server's max_payload {self._nc.max_payload}")
-        return payload
+        stream = await self._stream_of(row["subject"])
+        # Limits checked here, so that the server never refuses one message of a window for them.
+        limit = min(self._nc.max_payload, stream.max_msg_size if stream.max_msg_size > 0 else self._nc.max_payload)
+        if len(payload) > limit:
+            raise ValueError(f"payload of {len(payload)} bytes, over the limit of {limit} ({stream.name})")
+        return _Item(row, payload, stream)
 
-    async def _stream_of(self, subject: str) -> str:
+    async def _stream_of(self, subject: str) -> _Stream:
         stream = self._streams.get(subject)
         if stream is None:
-            stream = self._streams[subject] = await self._js.find_stream_name_by_subject(subject)
+            name = await self._js.find_stream_name_by_subject(subject)
+            stream = next((known for known in self._streams.values() if known.name == name), None)
+            if stream is None:
+                config = (await self._js.stream_info(name)).config
+                version = self._nc.connected_server_version
+                atomic = (
+                    bool(config.allow_atomic)
+                    and (version.major, version.minor, version.patch) >= _ATOMIC_SINCE
+                    # A window of a single-replica stream cannot be split (see the module's notes);
+                    # a replicated stream's leader may change in the middle of one.
+                    and (self._atomic if self._atomic is not None else (config.num_replicas or 1) > 1)
+                )
+                stream = _Stream(name, atomic, config.max_msg_size or -1)
+            self._streams[subject] = stream
         return stream
 
     async def _publish_stream(self, items: list[_Item], window: _Window) -> None:
@@ -354,12 +393,13 @@ class OutboxRelay:
 
     async def _publish_chunk(self, chunk: list[_Item], window: _Window) -> bool:
         """Publish one chunk of one stream's rows; True when every row was acknowledged."""
-        if self._atomic and len(chunk) > 1:
+        stream = chunk[0].stream
+        if stream.atomic and len({item.row["subject"] for item in chunk}) < len(chunk):
             try:
                 await self._send_atomic(chunk)
             except nats.js.errors.APIError as exc:
                 if exc.err_code in _ERRS_ATOMIC_UNAVAILABLE:
-                    self._atomic_unavailable(str(exc))
+                    self._atomic_unavailable(stream, str(exc))
                 elif exc.err_code != _ERR_BATCH_HAS_DUPLICATE:
                     window.fail(chunk[0].row, exc)
                     return False
@@ -367,7 +407,7 @@ class OutboxRelay:
             except _NotABatch as exc:
                 # The rows may have been stored one by one: the pipelined publish below makes sure
                 # of each (copies dropped) before any row is deleted.
-                self._atomic_unavailable(str(exc))
+                self._atomic_unavailable(stream, str(exc))
             except Exception as exc:  # noqa: BLE001 - nothing of the batch was stored
                 window.fail(chunk[0].row, exc)
                 return False
@@ -430,10 +470,10 @@ class OutboxRelay:
             window.fail(unsent[0].row, unsent[1])
         return unsent is None and not failed_subjects
 
-    def _atomic_unavailable(self, reason: str) -> None:
-        if self._atomic:
-            log.warning("atomic batches unavailable, publishing pipelined", schema=self._schema, reason=reason)
-        self._atomic = False
+    def _atomic_unavailable(self, stream: _Stream, reason: str) -> None:
+        if stream.atomic:
+            log.warning("atomic batches unavailable, publishing pipelined", stream=stream.name, reason=reason)
+        stream.atomic = False
 
     # ---------------------------------------------------------------- the loop
 
@@ -477,11 +517,11 @@ class OutboxRelay:
 
 
 def _chunks(items: list[_Item]) -> list[list[_Item]]:
-    """Consecutive runs within the atomic batch limits (messages and bytes)."""
+    """Consecutive runs of a stream's rows within the limits (messages of a batch, bytes)."""
     chunks: list[list[_Item]] = []
-    size = ATOMIC_BATCH_BYTES + 1
+    size = CHUNK_BYTES + 1
     for item in items:
-        if size + len(item.payload) > ATOMIC_BATCH_BYTES or len(chunks[-1]) >= ATOMIC_BATCH_MESSAGES:
+        if size + len(item.payload) > CHUNK_BYTES or len(chunks[-1]) >= ATOMIC_BATCH_MESSAGES:
             chunks.append([])
             size = 0
         chunks[-1].append(item)

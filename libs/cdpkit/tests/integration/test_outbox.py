@@ -139,21 +139,29 @@ async def test_enqueue_uses_the_given_msg_id_or_a_fresh_uuid7(pool, names):
     assert len(set(fresh)) == 2 and all(len(f) == 36 and f[14] == "7" for f in fresh)
 
 
-async def test_republish_of_an_already_published_msg_id_is_deduplicated(pool, js, raw_stream, names, wire):
+@pytest.mark.parametrize(
+    ("atomic", "sent"),
+    [
+        # Pipelined: each row its own publish; the stream drops the copy.
+        (None, [("evt-1", False), ("evt-1", False), ("evt-2", False)]),
+        # As an atomic batch, refused whole (it holds a msg id the stream has), then row by row.
+        (True, [("evt-1", False), ("evt-1", True), ("evt-2", True), ("evt-1", False), ("evt-2", False)]),
+    ],
+)
+async def test_republish_of_an_already_published_msg_id_is_deduplicated(
+    pool, js, raw_stream, names, wire, atomic, sent
+):
     # The relay crashed after publishing but before deleting: the row is published again.
     await js.publish(names.subject(RAW, 0), b"first copy", headers={"Nats-Msg-Id": "evt-1"})
     await enqueue_texts(pool, names, ["second copy"], msg_id="evt-1")
     await enqueue_texts(pool, names, ["other"], msg_id="evt-2")
-    assert await OutboxRelay(pool, js, schema=SCHEMA).relay_once() == 2
+    assert await OutboxRelay(pool, js, schema=SCHEMA, atomic=atomic).relay_once() == 2
     messages = await stored(js, raw_stream)
     assert [m.headers["Nats-Msg-Id"] for m in messages] == ["evt-1", "evt-2"]
     assert messages[0].data == b"first copy"
     assert await outbox_rows(pool) == 0
     await asyncio.sleep(0.05)
-    # It really was sent again: as an atomic batch, which the stream refused whole (it holds a msg id
-    # the stream has), then row by row, the copy dropped.
-    sent = [(m.headers["Nats-Msg-Id"], "Nats-Batch-Id" in m.headers) for m in wire]
-    assert sent == [("evt-1", False), ("evt-1", True), ("evt-2", True), ("evt-1", False), ("evt-2", False)]
+    assert [(m.headers["Nats-Msg-Id"], "Nats-Batch-Id" in m.headers) for m in wire] == sent  # really sent again
 
 
 class CountingRelay(OutboxRelay):
@@ -229,7 +237,7 @@ async def test_a_window_goes_out_as_one_atomic_batch_per_stream_in_row_order(poo
         for i in range(60):
             subject = names.subject(IDENTITY, "merged") if i % 3 == 0 else names.subject(RAW, i % 4)
             await enqueue(conn, workspace_id="shop", subject=subject, message=message(str(i)), msg_id=f"r{i}")
-    relay = OutboxRelay(pool, js, schema=SCHEMA, batch_size=50)
+    relay = OutboxRelay(pool, js, schema=SCHEMA, batch_size=50, atomic=True)
     assert await relay.relay_once() == 50
     assert await relay.relay_once() == 10
     raw = await stored(js, names.stream(RAW))
@@ -241,58 +249,91 @@ async def test_a_window_goes_out_as_one_atomic_batch_per_stream_in_row_order(poo
     assert await outbox_rows(pool) == 0
 
 
-async def enqueue_with_a_big_row(pool, names) -> None:
-    """Rows 0..9 on one subject with row 4 too big for a stream limited to 1 KiB, rows 10..13 on another."""
+async def test_a_window_with_every_subject_once_goes_out_as_plain_publishes(pool, js, raw_stream, names):
+    # Nothing to keep in order inside it, so no atomic batch (whose commit waits for a disk sync).
+    await enqueue_texts(pool, names, ["0", "1", "2", "3"])  # partitions 0..3
+    assert await OutboxRelay(pool, js, schema=SCHEMA, atomic=True).relay_once() == 4
+    messages = await stored(js, raw_stream)
+    assert [text_of(m.data) for m in messages] == ["0", "1", "2", "3"]
+    assert all("Nats-Batch-Id" not in m.headers for m in messages)
+
+
+async def test_on_a_single_replica_stream_the_relay_publishes_pipelined_by_default(pool, js, raw_stream, names):
+    await enqueue_texts(pool, names, [str(i) for i in range(12)])  # each partition three times
+    assert await OutboxRelay(pool, js, schema=SCHEMA).relay_once() == 12
+    messages = await stored(js, raw_stream)
+    assert [int(text_of(m.data)) for m in messages] == list(range(12))
+    assert all("Nats-Batch-Id" not in m.headers for m in messages)
+
+
+async def enqueue_with_a_refused_row(pool, names) -> None:
+    """Rows 0..9 on one subject, row 4 carrying a condition the stream refuses; 10..13 on another."""
     async with pool.acquire() as conn, conn.transaction():
         for i in range(14):
-            text = str(i) + (" " * 2000 if i == 4 else "")
-            subject = names.subject(RAW, 0 if i < 10 else 1)
-            await enqueue(conn, workspace_id="shop", subject=subject, message=message(text), msg_id=f"r{i}")
+            await enqueue(
+                conn,
+                workspace_id="shop",
+                subject=names.subject(RAW, 0 if i < 10 else 1),
+                message=message(str(i)),
+                msg_id=f"r{i}",
+                headers={"Nats-Expected-Last-Subject-Sequence": "999"} if i == 4 else None,
+            )
 
 
-SMALL_RAW = StreamSpec("RAW", "raw", max_msg_size=1024)
+async def allow_the_refused_row(pool) -> None:
+    async with pool.acquire() as conn:
+        await conn.execute("UPDATE outbox SET headers = '{}' WHERE msg_id = 'r4'")
 
 
-async def test_a_publish_refused_in_the_middle_of_a_window_stores_nothing_of_the_window(pool, js, names):
-    await ensure_streams(js, names, (SMALL_RAW,))
-    await enqueue_with_a_big_row(pool, names)
-    relay = OutboxRelay(pool, js, schema=SCHEMA)
-    with pytest.raises(BadRequestError, match="incomplete"):
+async def test_a_publish_refused_in_the_middle_of_an_atomic_window_stores_nothing_of_it(pool, js, raw_stream, names):
+    await enqueue_with_a_refused_row(pool, names)
+    relay = OutboxRelay(pool, js, schema=SCHEMA, atomic=True)
+    with pytest.raises(BadRequestError):
         await relay.relay_once()
     # Neither the rows before the refused one nor those after it were stored: no later row of a
     # subject can overtake an earlier one. Everything waits, the failure recorded.
-    assert (await js.stream_info(names.stream(RAW))).state.messages == 0
+    assert (await js.stream_info(raw_stream)).state.messages == 0
     assert await outbox_rows(pool) == 14
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT attempts FROM outbox WHERE msg_id = 'r0'") == 1
 
-    await ensure_streams(js, names, (RAW,))  # the limit is raised: the same window goes through
+    await allow_the_refused_row(pool)
     assert await relay.relay_once() == 14
-    assert [int(text_of(m.data)) for m in await stored(js, names.stream(RAW))] == list(range(14))
+    assert [int(text_of(m.data)) for m in await stored(js, raw_stream)] == list(range(14))
 
 
-async def test_without_atomic_batches_the_relay_publishes_pipelined_and_keeps_a_refused_row(pool, js, names):
-    # A stream created without allow_atomic (or a server before 2.12.1): one publish per row, all
-    # in flight together. A refused row stays (nothing lost) but the rows after it are stored first:
-    # the documented limit of the fallback.
-    config = names.stream_config(SMALL_RAW)
-    config.allow_atomic = False
-    await js.add_stream(config)
-    await enqueue_with_a_big_row(pool, names)
+async def test_a_publish_refused_in_the_middle_of_a_pipelined_window_keeps_its_row(pool, js, raw_stream, names):
+    # Without an atomic batch the rows after a refused one are stored: the row itself stays
+    # (nothing lost) and goes out once the stream takes it, after them (the limit of pipelining,
+    # which our stream configuration never triggers: it has no per-message conditions).
+    await enqueue_with_a_refused_row(pool, names)
     relay = OutboxRelay(pool, js, schema=SCHEMA)
     with pytest.raises(BadRequestError):
         await relay.relay_once()
-    messages = await stored(js, names.stream(RAW))
-    assert [int(text_of(m.data)) for m in messages] == [i for i in range(14) if i != 4]
-    assert all("Nats-Batch-Id" not in m.headers for m in messages)
+    assert [int(text_of(m.data)) for m in await stored(js, raw_stream)] == [i for i in range(14) if i != 4]
     async with pool.acquire() as conn:
         assert await conn.fetch("SELECT msg_id, attempts FROM outbox") == [("r4", 1)]
 
-    config.max_msg_size = 8 * 1024 * 1024
-    await js.update_stream(config)
+    await allow_the_refused_row(pool)
     assert await relay.relay_once() == 1
-    assert int(text_of((await stored(js, names.stream(RAW)))[-1].data)) == 4
+    assert int(text_of((await stored(js, raw_stream))[-1].data)) == 4
     assert await outbox_rows(pool) == 0
+
+
+async def test_a_payload_over_the_streams_size_limit_stops_the_window_before_it_is_sent(pool, js, names):
+    await ensure_streams(js, names, (StreamSpec("RAW", "raw", max_msg_size=1024),))
+    async with pool.acquire() as conn, conn.transaction():
+        for i in range(8):
+            text = str(i) + (" " * 2000 if i == 4 else "")
+            await enqueue(conn, workspace_id="shop", subject=names.subject(RAW, i % 2), message=message(text))
+    relay = OutboxRelay(pool, js, schema=SCHEMA)
+    with pytest.raises(ValueError, match="over the limit of 1024"):
+        await relay.relay_once()
+    assert [int(text_of(m.data)) for m in await stored(js, names.stream(RAW))] == [0, 1, 2, 3]
+    async with pool.acquire() as conn:
+        rows = await conn.fetch("SELECT attempts, last_error FROM outbox ORDER BY seq")
+    assert [r["attempts"] for r in rows] == [1, 0, 0, 0]  # the big row, and the rows behind it waiting
+    assert "over the limit" in rows[0]["last_error"]
 
 
 async def test_a_crash_between_publish_and_delete_loses_nothing_and_doubles_nothing(
@@ -325,8 +366,8 @@ async def test_a_crash_between_publish_and_delete_loses_nothing_and_doubles_noth
     assert await outbox_rows(pool) == 0
 
 
-class DyingConnection:
-    """A NATS connection whose process dies after ``after`` publishes (the rest is never sent)."""
+class BreakingConnection:
+    """A NATS connection that breaks after ``after`` publishes (the rest never leaves)."""
 
     def __init__(self, nc, after: int) -> None:
         self._nc = nc
@@ -337,20 +378,26 @@ class DyingConnection:
 
     async def publish(self, *args, **kwargs):
         if self._left == 0:
-            raise ConnectionError("the relay's process died")
+            raise ConnectionError("connection lost")
         self._left -= 1
         await self._nc.publish(*args, **kwargs)
         await self._nc.flush()  # really on the server
 
 
-async def test_a_crash_in_the_middle_of_sending_a_window_stores_nothing_of_it(nc, pool, js, raw_stream, names):
+@pytest.mark.parametrize(("atomic", "stored_before"), [(None, 8), (True, 0)])
+async def test_a_connection_lost_in_the_middle_of_a_window_stores_a_prefix_of_it_at_most(
+    nc, pool, js, raw_stream, names, atomic, stored_before
+):
+    # Pipelined, the rows sent before the break are stored (a prefix, in order) and deleted; as
+    # an atomic batch, nothing is. Either way the rest goes out next, in order, each row once.
     ids = await enqueue_texts(pool, names, [str(i) for i in range(20)])
-    dying = OutboxRelay(pool, js, schema=SCHEMA)
-    dying._nc = DyingConnection(nc, after=8)
+    breaking = OutboxRelay(pool, js, schema=SCHEMA, atomic=atomic)
+    breaking._nc = BreakingConnection(nc, after=8)
     with pytest.raises(ConnectionError):
-        await dying.relay_once()
-    assert (await js.stream_info(raw_stream)).state.messages == 0  # the 8 sent were never committed
-    assert await OutboxRelay(pool, js, schema=SCHEMA).relay_once() == 20
+        await breaking.relay_once()
+    assert [m.headers["Nats-Msg-Id"] for m in await stored(js, raw_stream)] == ids[:stored_before]
+    assert await outbox_rows(pool) == 20 - stored_before
+    assert await OutboxRelay(pool, js, schema=SCHEMA).relay_once() == 20 - stored_before
     assert [m.headers["Nats-Msg-Id"] for m in await stored(js, raw_stream)] == ids
 
 
