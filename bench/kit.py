@@ -7,8 +7,9 @@ Starts PostgreSQL (durable settings, as `cdp up` does) and NATS on free ports, t
   with its own pool and NATS connection, drain them; rows per second from "go" to an empty outbox
   with every message stored. Also 1 relay on sealed rows (AES-GCM, opened before publishing).
   After each run the stream is read back: every row stored once, in row order per subject.
-- relay latency: rows committed one at a time at 200/s (a relay in this process): commit -> the
-  message seen by a NATS subscriber.
+  Also 1 relay with atomic batches forced (they are used by default on replicated streams only).
+- relay latency: 200 transactions/s committing 1 or 5 rows each (a relay in this process):
+  commit -> the message seen by a NATS subscriber.
 - consumer: M messages (default 20,000, 300 bytes) stored on the 4 partitions first, then a
   ConsumerLoop drains them with a handler that only counts (the loop's own cost: fetch, hand
   over, ack); one durable over all partitions (batch 20), and the partitioned form services use
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import os
 import platform
@@ -58,12 +60,19 @@ def _payload(i: int) -> bytes:
 # ------------------------------------------------------------------ relay (worker processes)
 
 
-async def _relay_worker(dsn: str, nats_url: str, prefix: str, keys: str | None) -> None:
+def _relay(pool, js, *, atomic: bool = False, **kwargs) -> OutboxRelay:
+    # Only when asked: the code before atomic batches (measured for comparison) has no such option.
+    if atomic:
+        kwargs["atomic"] = True
+    return OutboxRelay(pool, js, schema=SCHEMA, **kwargs)
+
+
+async def _relay_worker(dsn: str, nats_url: str, keys: str | None, atomic: bool) -> None:
     """One relay process: connects, says "ready", relays after "go", stops on "stop"."""
     pool = await db.create_pool(dsn, SCHEMA, application_name="kit-bench-relay")
     nc = await nats.connect(nats_url)
     sealer = PiiVault.from_config(keys, new_key()) if keys else None
-    relay = OutboxRelay(pool, nc.jetstream(), schema=SCHEMA, sealer=sealer)
+    relay = _relay(pool, nc.jetstream(), sealer=sealer, atomic=atomic)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -111,7 +120,13 @@ async def _read_back(js, stream: str, expected: int) -> tuple[int, bool]:
     return seen, ordered
 
 
-async def _relay_run(dsn: str, nats_url: str, rows: int, relays: int, sealed: bool, run: str) -> tuple[str, str]:
+async def _relay_run(
+    dsn: str, nats_url: str, rows: int, relays: int, sealed: bool, run: str, atomic: bool = False
+) -> tuple[str, str]:
+    what = f"relay, {relays} relay{'s' if relays > 1 else ''}{', sealed rows' if sealed else ''}"
+    what += f"{', atomic batches forced' if atomic else ''}: {rows:,} rows"
+    if atomic and "atomic" not in inspect.signature(OutboxRelay).parameters:
+        return what, "n/a (no atomic batches in this code)"
     prefix = f"kb{run}"
     names = BusNames(prefix, PARTITIONS)
     nc = await nats.connect(nats_url)
@@ -129,8 +144,8 @@ async def _relay_run(dsn: str, nats_url: str, rows: int, relays: int, sealed: bo
                 "--relay-worker",
                 dsn,
                 nats_url,
-                prefix,
                 keys or "",
+                "1" if atomic else "",
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
             )
@@ -161,14 +176,20 @@ async def _relay_run(dsn: str, nats_url: str, rows: int, relays: int, sealed: bo
     finally:
         await pool.close()
         await nc.close()
-    what = f"relay, {relays} relay{'s' if relays > 1 else ''}{', sealed rows' if sealed else ''}: {rows:,} rows"
     check = "in order per subject" if ordered and stored == rows else f"CHECK FAILED: {stored} stored, order {ordered}"
     value = f"{rows / elapsed:,.0f} rows/s ({elapsed:.2f} s, relay CPU {cpu / rows * 1e6:.0f} µs/row, {check})"
     return what, value
 
 
-async def _relay_latency_run(dsn: str, nats_url: str, rate: float, count: int, run: str) -> tuple[str, str]:
-    """Rows committed one by one at ``rate``; commit -> message seen on NATS (relay in this process)."""
+async def _relay_latency_run(
+    dsn: str, nats_url: str, rate: float, per_commit: int, count: int, run: str, atomic: bool = False
+) -> tuple[str, str]:
+    """``per_commit`` rows per transaction, ``rate`` transactions per second; commit -> message seen
+    on NATS (the relay in this process)."""
+    what = f"relay: {rate:g} commits/s of {per_commit} row{'s' if per_commit > 1 else ''}"
+    what += f"{', atomic batches forced' if atomic else ''}, commit -> on NATS p50 / p99"
+    if atomic and "atomic" not in inspect.signature(OutboxRelay).parameters:
+        return what, "n/a (no atomic batches in this code)"
     names = BusNames(f"kr{run}", PARTITIONS)
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
@@ -179,18 +200,22 @@ async def _relay_latency_run(dsn: str, nats_url: str, rate: float, count: int, r
 
     async def seen(msg) -> None:
         latencies.append((time.perf_counter() - float(wrappers_pb2.StringValue.FromString(msg.data).value)) * 1000)
-        if len(latencies) >= count:
+        if len(latencies) >= count * per_commit:
             done.set()
 
     sub = await nc.subscribe(names.all_subjects(PROFILE), cb=seen)
-    relay = OutboxRelay(pool, js, schema=SCHEMA)
+    relay = _relay(pool, js, atomic=atomic)
     task = asyncio.create_task(relay.run())
     try:
         await asyncio.sleep(0.3)
         for i in range(count):
             async with pool.acquire() as conn, conn.transaction():
                 payload = wrappers_pb2.StringValue(value=repr(time.perf_counter())).SerializeToString()
-                await enqueue_many(conn, [("bench", names.subject(PROFILE, i % PARTITIONS), f"lat-{i}", payload)])
+                rows = [
+                    ("bench", names.subject(PROFILE, (i * per_commit + j) % PARTITIONS), f"lat-{i}-{j}", payload)
+                    for j in range(per_commit)
+                ]
+                await enqueue_many(conn, rows)
             await asyncio.sleep(1 / rate)
         await asyncio.wait_for(done.wait(), 30)
     finally:
@@ -202,10 +227,7 @@ async def _relay_latency_run(dsn: str, nats_url: str, rate: float, count: int, r
         await nc.close()
     lat = sorted(latencies)
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-    return (
-        f"relay: rows committed one by one at {rate:g}/s, commit -> on NATS p50 / p99",
-        f"{statistics.median(lat):.1f} / {p99:.1f} ms",
-    )
+    return what, f"{statistics.median(lat):.1f} / {p99:.1f} ms"
 
 
 # ------------------------------------------------------------------ consumer loop
@@ -354,7 +376,10 @@ async def _run(dsn: str, nats_url: str, rows: int, messages: int, rounds: int) -
         out.append(await _relay_run(dsn, nats_url, rows, 1, False, f"{tag}a"))
         out.append(await _relay_run(dsn, nats_url, rows, 2, False, f"{tag}b"))
         out.append(await _relay_run(dsn, nats_url, rows, 1, True, f"{tag}c"))
-        out.append(await _relay_latency_run(dsn, nats_url, 200, 400, tag))
+        out.append(await _relay_run(dsn, nats_url, rows, 1, False, f"{tag}d", atomic=True))
+        out.append(await _relay_latency_run(dsn, nats_url, 200, 1, 400, f"{tag}a"))
+        out.append(await _relay_latency_run(dsn, nats_url, 200, 5, 400, f"{tag}b"))
+        out.append(await _relay_latency_run(dsn, nats_url, 200, 5, 400, f"{tag}c", atomic=True))
         out.append(await _consumer_run(nats_url, messages, False, f"{tag}a"))
         out.append(await _consumer_run(nats_url, messages, True, f"{tag}b"))
         out.append(await _latency_run(nats_url, 200, 400, tag))
@@ -368,11 +393,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--relay-worker", nargs=4, metavar=("DSN", "NATS", "PREFIX", "KEYS"))
+    parser.add_argument("--relay-worker", nargs=4, metavar=("DSN", "NATS", "KEYS", "ATOMIC"))
     args, _ = parser.parse_known_args()
     if args.relay_worker:
-        dsn, nats_url, prefix, keys = args.relay_worker
-        asyncio.run(_relay_worker(dsn, nats_url, prefix, keys or None))
+        dsn, nats_url, keys, atomic = args.relay_worker
+        asyncio.run(_relay_worker(dsn, nats_url, keys or None, bool(atomic)))
         return
     logs.configure("bench", level="warning", fmt="json", stream=sys.stderr)
     load_before = ", ".join(f"{x:.1f}" for x in os.getloadavg())

@@ -223,17 +223,17 @@ class _Replies:
         self._nc = nc
         self._prefix = ""
         self._sub = None
-        self._futures: dict[str, asyncio.Future[PubAck]] = {}
+        self._futures: dict[str, asyncio.Future[bytes]] = {}
         self._next = 0
 
-    async def expect(self) -> tuple[str, str, asyncio.Future[PubAck]]:
+    async def expect(self) -> tuple[str, str, asyncio.Future[bytes]]:
         """A reply subject, its token and the future its answer will complete."""
         if self._sub is None:
             self._prefix = self._nc.new_inbox()
             self._sub = await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_reply)
         self._next += 1
         token = str(self._next)
-        future: asyncio.Future[PubAck] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._futures[token] = future
         return f"{self._prefix}.{token}", token, future
 
@@ -249,13 +249,16 @@ class _Replies:
         if msg.headers and msg.headers.get("Status") == "503":
             future.set_exception(nats.js.errors.NoStreamResponseError())
             return
-        try:
-            response = json.loads(msg.data)
-            if "error" in response:
-                nats.js.errors.APIError.from_error(response["error"])  # raises the typed error
-            future.set_result(PubAck.from_response(response))
-        except Exception as exc:  # noqa: BLE001 - the publisher gets it
-            future.set_exception(exc)
+        # The answer as JSON bytes; decoded here only when it may be an error (most are not).
+        if b'"error"' in msg.data:
+            try:
+                response = json.loads(msg.data)
+                if "error" in response:
+                    nats.js.errors.APIError.from_error(response["error"])  # raises the typed error
+            except Exception as exc:  # noqa: BLE001 - the publisher gets it
+                future.set_exception(exc)
+                return
+        future.set_result(msg.data)
 
     async def close(self) -> None:
         for token in list(self._futures):
@@ -430,14 +433,14 @@ class OutboxRelay:
                 await self._nc.publish(
                     item.row["subject"], item.payload, reply=reply if number == last else "", headers=headers
                 )
-            ack = await asyncio.wait_for(future, self._ack_timeout)
+            ack = PubAck.from_response(json.loads(await asyncio.wait_for(future, self._ack_timeout)))
         finally:
             self._replies.forget(token)
         if ack.batch_id != batch_id or ack.batch_size != last:
             raise _NotABatch(f"the commit of a batch of {last} was acknowledged as {ack}")
 
     async def _send_pipelined(self, chunk: list[_Item], window: _Window) -> bool:
-        sent: list[tuple[_Item, str, asyncio.Future[PubAck]]] = []
+        sent: list[tuple[_Item, str, asyncio.Future[bytes]]] = []
         unsent: tuple[_Item, Exception] | None = None
         for item in chunk:
             reply, token, future = await self._replies.expect()
