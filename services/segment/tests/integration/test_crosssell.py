@@ -82,10 +82,15 @@ async def test_companions_and_cross_sell_audiences(segment):
     assert [c.sku for c in strong.companions] == ["BOOTS"]
     assert await segment.members("poles-no-boots") == {ids[p] for p in ("p1", "p4", "p7", "p8")}
 
+    # Both refreshes announced their members.
+    entered = await segment.changes(5)
+    assert {(c.segment_id, c.person_id, c.entered) for c in entered} == {
+        ("cross-sell-pole", ids["p7"], True),
+        *(("poles-no-boots", ids[p], True) for p in ("p1", "p4", "p7", "p8")),
+    }
+
     # Live: the audience loses p7 when p7 buys boots. Re-mining versions the rule only when the
     # companions change.
-    while not segment._changes.empty():
-        segment._changes.get_nowait()
     await segment.profile(
         ids["p7"],
         2,
