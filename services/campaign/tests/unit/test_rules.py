@@ -204,6 +204,20 @@ def test_consent():
     assert consent_refusal(withdrawn_marketing, "email", "opt_in") == "no_consent"
     assert consent_refusal([Consent("email", "", False, "unsubscribe_link")], "email", "opt_out") == "unsubscribed"
     assert consent_refusal([Consent("sms", "", False, "api")], "email", "opt_out") is None
+    # Profile's statements per key: the newest of "email" and "email.marketing" decides.
+    t1, t2 = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC)
+    unsubscribed = [Consent("email", "", False, "unsubscribe_link", t1), Consent("email", "marketing", False, "x", t1)]
+    assert consent_refusal(unsubscribed, "email", "opt_out") == "unsubscribed"  # a tie: the withdrawal
+    opted_in_again = [unsubscribed[0], Consent("email", "marketing", True, "preference_center", t2)]
+    assert consent_refusal(opted_in_again, "email", "opt_in") is None
+    assert consent_refusal([Consent("email", "marketing", True, "api", t1), unsubscribed[0]], "email", "opt_in") == (
+        "unsubscribed"
+    )
+    later_withdrawal = [Consent("email", "", True, "api", t1), Consent("email", "", False, "api", t2)]
+    assert consent_refusal(later_withdrawal[1:], "email", "opt_in") == "no_consent"
+    assert (
+        consent_refusal([Consent("email", "service", False, "api", t2), later_withdrawal[0]], "email", "opt_in") is None
+    )
 
 
 def test_caps_addresses_revenue():
@@ -219,10 +233,16 @@ def test_caps_addresses_revenue():
     )
     assert address_of({"email": " a@b.c "}, "email") == "a@b.c"
     assert address_of({"phone": "+86"}, "email") == ""
-    assert revenue_minor({"revenue": 12.34}, "") == 1234
-    assert revenue_minor({"revenue_minor": 999, "revenue": 1}, "") == 999
-    assert revenue_minor({"total": 5}, "") == 500
-    assert revenue_minor({"amount": "x"}, "amount") == 0
+    # As profile reads an order (cdpkit.money): total_minor, total, revenue, value, else the lines.
+    assert revenue_minor({"revenue": 12.34}, "", "CNY") == 1234
+    assert revenue_minor({"total_minor": 999, "revenue": 1}, "", "CNY") == 999
+    assert revenue_minor({"total": "5", "revenue": 4}, "", "CNY") == 500
+    assert revenue_minor({"products": [{"price": 2.5, "quantity": 2}, {"price_minor": 100}]}, "", "CNY") == 600
+    assert revenue_minor({"total": 1200, "currency": "JPY"}, "", "JPY") == 1200  # no minor unit
+    assert revenue_minor({"total": 12, "currency": "USD"}, "", "CNY") == 0  # another currency: no money
+    assert revenue_minor({"amount": "x"}, "amount", "CNY") == 0
+    assert revenue_minor({"gmv_minor": 999, "gmv": 1}, "gmv_minor", "CNY") == 999
+    assert revenue_minor({"gmv": "19.99"}, "gmv", "CNY") == 1999
 
 
 def test_uplift_against_a_hand_computation():
