@@ -104,7 +104,7 @@ class Sender:
                 ws = row["workspace_id"]
                 if ws not in settings:
                     settings[ws] = await repository.get_settings(conn, ws)
-                    zones[ws] = await self._zone(ws)
+                    zones[ws] = await self._zone(ws) if settings[ws].quiet_hours_start else ""
                 definition = await self._catalog.version(conn, ws, row["journey_id"], row["version"])
                 plan = self._check(row, definition, profiles, settings[ws], zones[ws], counts, now)
                 if plan is not None:
@@ -163,7 +163,7 @@ class Sender:
             return _suppress(row, "no_address")
         if "cross_sell" in row["context"] and not row["context"]["cross_sell"]:
             return _suppress(row, "no_recommendations")  # a cross-sell message with nothing to offer
-        if not step.send.ignore_quiet_hours:
+        if not step.send.ignore_quiet_hours and ws_settings.quiet_hours_start:
             if isinstance(ws_zone, DependencyError):
                 return _Plan(row, error=ProviderError(f"workspace time zone: {ws_zone}", permanent=False))
             tz = person_zone(view.traits, ws_zone)

@@ -342,11 +342,19 @@ class JourneyService:
 
     # Settings
 
+    async def _shown_zone(self, workspace_id: str) -> str:
+        """The time zone shown with the settings (profile's; empty when profile cannot answer:
+        the settings themselves are campaign's and still read and written)."""
+        try:
+            return await self.time_zone(workspace_id)
+        except Unavailable:
+            return ""
+
     async def get_settings(self, workspace_id: str) -> tuple[WorkspaceSettings, str]:
         """Campaign's settings and the workspace time zone (profile's)."""
         async with self._pool.acquire() as conn:
             settings = await repository.get_settings(conn, workspace_id)
-        return settings, await self.time_zone(workspace_id)
+        return settings, await self._shown_zone(workspace_id)
 
     async def update_settings(self, changes: WorkspaceSettings, mask: Iterable[str]) -> tuple[WorkspaceSettings, str]:
         mask = list(mask)
@@ -369,4 +377,4 @@ class JourneyService:
             if "consent_mode" in values and not values["consent_mode"]:
                 values["consent_mode"] = current.consent_mode
             updated = await repository.save_settings(conn, replace(current, **values).validated())
-        return updated, await self.time_zone(changes.workspace_id)
+        return updated, await self._shown_zone(changes.workspace_id)
