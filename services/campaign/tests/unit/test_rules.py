@@ -21,7 +21,8 @@ from cdp_campaign.domain import (
     quiet_until,
     revenue_minor,
 )
-from cdp_campaign.ports import Consent
+from cdp_campaign.ports import Companion, Consent, CrossSell, Product
+from cdp_campaign.runner import event_skus, redeemed_code
 from cdpkit.errors import InvalidArgument
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -289,3 +290,48 @@ def test_a_recurring_schedule_published_late_runs_its_latest_due_run_not_every_m
     assert first_run(definition, SHANGHAI, now) == datetime(2026, 6, 15, 10, 0, tzinfo=SHANGHAI)
     once = defs.parse({"trigger": {"schedule": {"segment_id": "s", "start": "2026-07-01T10:00"}}})
     assert first_run(once, SHANGHAI, now) == datetime(2026, 7, 1, 10, 0, tzinfo=SHANGHAI)
+
+
+def test_coupon_codes_and_skus_read_from_events_by_the_spec_names():
+    assert redeemed_code("Coupon Redeemed", {"coupon_id": " SPRING-1 "}) == "SPRING-1"
+    assert redeemed_code("Coupon Redeemed", {"coupon": "SPRING-2"}) == "SPRING-2"
+    assert redeemed_code("Order Completed", {"coupon": "VIP-ABCD", "total": 3}) == "VIP-ABCD"
+    assert redeemed_code("Order Completed", {"total": 3}) == ""
+    assert redeemed_code("Coupon Applied", {"coupon_id": "X"}) == ""  # applied to a cart is not redeemed
+    assert event_skus({"products": [{"sku": "A"}, {"sku": ""}, "junk", {"product_id": "B"}], "sku": "C"}) == ["A", "C"]
+    assert event_skus({"sku": 7}) == []
+
+
+class _Ports:
+    """Fakes of the two ports for the pure merge of companions (the real services are in the
+    integration tests)."""
+
+    def __init__(self, companions: dict[str, list[Companion]], products: dict[str, Product]) -> None:
+        self._companions, self._products = companions, products
+        self.calls = Counter()
+
+    async def companions(self, workspace_id, sku, *, limit, min_lift):
+        self.calls[sku] += 1
+        return self._companions.get(sku, [])
+
+    async def get_product(self, workspace_id, product_id):
+        return self._products.get(product_id)
+
+
+async def test_cross_sell_merges_companions_of_several_products_strongest_first():
+    ports = _Ports(
+        {
+            "POLE": [Companion("BOOTS", 1.8, 0.6), Companion("JACKET", 1.2, 0.4), Companion("TENT", 1.1, 0.9)],
+            "TENT": [Companion("POLE", 3.0, 0.5), Companion("JACKET", 1.5, 0.3), Companion("STOVE", 1.2, 0.2)],
+        },
+        {"BOOTS": Product("BOOTS", "Hiking boots", "outdoor/shoes", 59900, "CNY")},
+    )
+    cross_sell = CrossSell(ports, ports, ttl_seconds=60)
+    items = await cross_sell.recommend("shop", ["POLE", "TENT", "POLE"], limit=3, min_lift=0)
+    # The bought products themselves never; a companion of both at its best lift.
+    assert [(i["sku"], i["lift"]) for i in items] == [("BOOTS", 1.8), ("JACKET", 1.5), ("STOVE", 1.2)]
+    assert items[0]["name"] == "Hiking boots" and items[0]["price_minor"] == 59900
+    assert items[1]["name"] == "JACKET"  # no such product in profile: the sku
+    await cross_sell.recommend("shop", ["POLE"], limit=3, min_lift=0)
+    assert ports.calls == {"POLE": 1, "TENT": 1}  # mined once per sku within the cache's time
+    assert await cross_sell.recommend("shop", [], limit=3, min_lift=0) == []
