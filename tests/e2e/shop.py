@@ -4,7 +4,6 @@ the services' protos by the gateway) with the secret key. Used by the end-to-end
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 import aiohttp
 
 from .conftest import RunningStack
+from .delivery_receivers import eventually
 
 WS = "demo"
 
@@ -117,17 +117,3 @@ class Shop:
         """What campaign's dev sink received (make up's provider), one message a line."""
         path = Path(self.stack.stack.state_dir) / "campaign-sink.jsonl"
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-async def eventually(predicate, *, timeout: float = 20.0, interval: float = 0.1, what: str = "condition"):
-    """Poll an (async or plain) predicate until it is truthy; its last value is returned."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        await asyncio.sleep(interval)
