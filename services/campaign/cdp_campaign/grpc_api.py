@@ -134,10 +134,10 @@ def pool_proto(row: dict) -> campaign_pb2.CouponPool:
     return message
 
 
-def settings_proto(s: WorkspaceSettings) -> campaign_pb2.CampaignSettings:
+def settings_proto(s: WorkspaceSettings, time_zone: str) -> campaign_pb2.CampaignSettings:
     message = campaign_pb2.CampaignSettings(
         name=f"workspaces/{s.workspace_id}/campaignSettings",
-        time_zone=s.time_zone,
+        time_zone=time_zone,
         quiet_hours_start=s.quiet_hours_start,
         quiet_hours_end=s.quiet_hours_end,
         caps=campaign_pb2.FrequencyCaps(per_day=s.cap_per_day, per_week=s.cap_per_week),
@@ -315,18 +315,17 @@ class JourneyServicer(campaign_pb2_grpc.JourneyServiceServicer):
 
     async def GetCampaignSettings(self, request, context) -> campaign_pb2.CampaignSettings:
         workspace_id = parse(request.name, "workspaces/{workspace}/campaignSettings")["workspace"]
-        return settings_proto(await self._service.get_settings(workspace_id))
+        return settings_proto(*await self._service.get_settings(workspace_id))
 
     async def UpdateCampaignSettings(self, request, context) -> campaign_pb2.CampaignSettings:
         s = request.settings
         workspace_id = parse(s.name, "workspaces/{workspace}/campaignSettings", field="settings.name")["workspace"]
         changes = WorkspaceSettings(
             workspace_id,
-            time_zone=s.time_zone,
             quiet_hours_start=s.quiet_hours_start,
             quiet_hours_end=s.quiet_hours_end,
             cap_per_day=s.caps.per_day,
             cap_per_week=s.caps.per_week,
             consent_mode=s.consent_mode,
         )
-        return settings_proto(await self._service.update_settings(changes, request.update_mask.paths))
+        return settings_proto(*await self._service.update_settings(changes, request.update_mask.paths))

@@ -14,11 +14,13 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from cdp_profile.regions import region_code
-from cdp_profile.rules import WorkspaceSettings, currency_exponent
+from cdp_profile.rules import WorkspaceSettings
+from cdpkit import money
+from cdpkit.money import currency_exponent
 
 LIFECYCLE_STAGES = ("prospect", "new", "active", "loyal", "dormant", "churned")
 EVENT_KINDS = {
@@ -119,30 +121,9 @@ def _first(mapping: Mapping[str, Any], *keys: str) -> Any:
     return None
 
 
-def money_minor(value: Any, currency: str) -> int | None:
-    """A decimal amount (19.99, "19.99") in minor units of ``currency``; None when not a number."""
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        amount = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return None
-    if not amount.is_finite():
-        return None
-    scaled = (amount * (10 ** currency_exponent(currency))).quantize(Decimal(1), rounding=ROUND_HALF_EVEN)
-    return int(scaled) if abs(scaled) < 10**15 else None
-
-
-def _amount(properties: Mapping[str, Any], minor_key: str, keys: Sequence[str], currency: str) -> int | None:
-    minor = properties.get(minor_key)
-    if isinstance(minor, (int, float)) and not isinstance(minor, bool) and float(minor).is_integer():
-        return int(minor)
-    for key in keys:
-        if key in properties:
-            parsed = money_minor(properties[key], currency)
-            if parsed is not None:
-                return parsed
-    return None
+# Amounts are read as every service reads them (cdpkit.money): campaign counts goal revenue so.
+money_minor = money.to_minor
+_amount = money.amount_minor
 
 
 # Orders ---------------------------------------------------------------------------------------

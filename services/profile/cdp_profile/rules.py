@@ -13,18 +13,6 @@ from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-CURRENCY_EXPONENTS = {
-    "JPY": 0,
-    "KRW": 0,
-    "VND": 0,
-    "CLP": 0,
-    "ISK": 0,
-    "KWD": 3,
-    "BHD": 3,
-    "JOD": 3,
-    "OMR": 3,
-    "TND": 3,
-}
 DEFAULT_PII_TRAITS = ("name", "first_name", "last_name", "phone", "email", "address", "birthday")
 TIER_MEASURES = ("total_spent_minor", "points_balance", "order_count")
 _SPEND = re.compile(r"^spend_(\d{1,3})d$")
@@ -40,10 +28,6 @@ class InvalidRules(ValueError):
         super().__init__(f"{field_name}: {reason}")
         self.field = field_name
         self.reason = reason
-
-
-def currency_exponent(currency: str) -> int:
-    return CURRENCY_EXPONENTS.get(currency, 2)
 
 
 # Conditions ----------------------------------------------------------------------------------

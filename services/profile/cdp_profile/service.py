@@ -30,6 +30,21 @@ log = structlog.get_logger(__name__)
 
 RECENT_EVENTS = 20
 IDENTIFIER_CACHE = 200_000
+# Segment e-commerce spec events whose `name` property is the product's name, not a person's:
+# it is not sealed like the PII trait `name`, and travels with the event (message templates
+# read it: "You left {{ event.properties.name }} in your cart").
+PRODUCT_EVENTS = frozenset(
+    {
+        "Product Clicked",
+        "Product Viewed",
+        "Product Added",
+        "Product Removed",
+        "Product Shared",
+        "Product Reviewed",
+        "Product Added to Wishlist",
+        "Product Removed from Wishlist",
+    }
+)
 OPENED_CACHE = 50_000
 RECENT_ORDERS = 10
 
@@ -172,6 +187,8 @@ class ProfileService:
         sealed: dict[str, Any] = {}
         fields = item.properties.fields
         secret = [key for key in settings.pii_traits if key in fields]
+        if item.event in PRODUCT_EVENTS and item.type == "track":
+            secret = [key for key in secret if key != "name"]
         if secret:
             kept = struct_pb2.Struct()
             kept.CopyFrom(item.properties)

@@ -87,6 +87,11 @@ class LiveService:
         now: datetime,
     ) -> None:
         announced = {c.person_id for c in changes}
+        # A split announces the person that leaves (an unmerge brings a merged-away id back): it
+        # is itself again, not an alias of the survivor any more.
+        returning = sorted({c.person_id for c in changes if c.split_from_person_id})
+        if returning:
+            await repository.forget_merges(conn, workspace_id, returning)
         survivors = await repository.survivors(conn, workspace_id, sorted(announced))
         involved = announced | set(survivors.values())
         for change in changes:

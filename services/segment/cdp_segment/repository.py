@@ -415,6 +415,15 @@ async def record_merge(
     )
 
 
+async def forget_merges(conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]) -> None:
+    """These persons exist again on their own (a split brought them back): no longer aliases."""
+    await conn.execute(
+        "DELETE FROM merged_persons WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])",
+        workspace_id,
+        list(person_ids),
+    )
+
+
 async def survivors(conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]) -> dict[str, str]:
     """merged-away person -> survivor, for those of ``person_ids`` that were merged away."""
     rows = await conn.fetch(

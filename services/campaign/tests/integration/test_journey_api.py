@@ -1,4 +1,5 @@
-"""Journey definitions CRUD over real gRPC and PostgreSQL."""
+"""Journey definitions CRUD over real gRPC and PostgreSQL (campaign alone: no profile or segment
+call is made), and campaign settings (with the real profile: the time zone is profile's)."""
 
 from __future__ import annotations
 
@@ -73,11 +74,13 @@ async def test_missing_display_name_is_invalid(stub):
     assert error.value.details().startswith("journey.display_name:")
 
 
-async def test_campaign_settings_validate_and_update_by_mask(stub):
+async def test_campaign_settings_validate_and_update_by_mask(start_campaign):
+    c = await start_campaign()
+    stub = c.stub
     name = "workspaces/shop/campaignSettings"
     defaults = await stub.GetCampaignSettings(campaign_pb2.GetCampaignSettingsRequest(name=name))
     assert (defaults.time_zone, defaults.quiet_hours_start, defaults.quiet_hours_end) == (
-        "Asia/Shanghai",
+        "Asia/Shanghai",  # profile's default workspace time zone
         "21:00",
         "09:00",
     )
@@ -92,7 +95,8 @@ async def test_campaign_settings_validate_and_update_by_mask(stub):
     )
     assert (updated.caps.per_day, updated.caps.per_week) == (1, 5)
     for bad, field in (
-        (campaign_pb2.CampaignSettings(name=name, time_zone="Mars/Olympus"), "settings.time_zone"),
+        # The time zone is the workspace's, set in profile's settings, never here.
+        (campaign_pb2.CampaignSettings(name=name, time_zone="Europe/Paris"), "settings.time_zone"),
         (campaign_pb2.CampaignSettings(name=name, quiet_hours_start="22:00"), "settings.quiet_hours_start"),
         (campaign_pb2.CampaignSettings(name=name, consent_mode="maybe"), "settings.consent_mode"),
     ):
@@ -106,3 +110,6 @@ async def test_campaign_settings_validate_and_update_by_mask(stub):
         assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and error.value.details().startswith(field)
     unchanged = await stub.GetCampaignSettings(campaign_pb2.GetCampaignSettingsRequest(name=name))
     assert (unchanged.time_zone, unchanged.consent_mode, unchanged.caps.per_day) == ("Asia/Shanghai", "opt_in", 1)
+    await c.profile_settings(time_zone="America/New_York")
+    moved = await stub.GetCampaignSettings(campaign_pb2.GetCampaignSettingsRequest(name=name))
+    assert moved.time_zone == "America/New_York"
