@@ -885,17 +885,11 @@ def _replay(
     return touched
 
 
-def advance_time(
-    current: ProfileState, settings: WorkspaceSettings, now: datetime, orders: Sequence[Order] | None = None
-) -> Change:
-    """What time passing alone does: lifecycle, tag and points expiry, windows, rolling spend."""
-    return _finish(current, current.copy(), settings=settings, now=now, cause="time", changed={}, orders=orders)
-
-
 def recompute(
     current: ProfileState, settings: WorkspaceSettings, now: datetime, orders: Sequence[Order], cause: str
 ) -> Change:
-    """Re-derive everything from the state and the person's orders (settings changed, merges)."""
+    """Re-derive everything from the state and the person's orders: what time alone changes
+    (lifecycle, tag and points expiry, windows, rolling spend; cause ``time``), new settings."""
     return _finish(current, current.copy(), settings=settings, now=now, cause=cause, changed={}, orders=orders)
 
 
@@ -998,9 +992,15 @@ def merge_states(
     settings: WorkspaceSettings,
     now: datetime,
     orders: Sequence[Order],
+    renamed_references: Mapping[tuple[str, str], str] | None = None,
 ) -> Change:
     """The survivor after taking in the merged persons: every trait by its provenance, counters
-    and windows added, tags and lots united, each consent statement by its time."""
+    and windows added, tags and lots united, each consent statement by its time.
+
+    ``renamed_references``: (merged person, reference) -> the reference its ledger entry got on
+    the survivor (references stay unique per person); lots follow their entry, so their expiry
+    entries (``expire:<reference>``) stay unique too."""
+    renamed_references = renamed_references or {}
     new = survivor.copy()
     changed: dict[str, Any] = {}
     for other in merged:
@@ -1037,7 +1037,9 @@ def merge_states(
             mine = new.consent.get(key)
             if mine is None or statement["at"] > mine["at"]:
                 new.consent[key] = dict(statement)
-        new.points_lots.extend(dict(lot) for lot in other.points_lots)
+        for lot in other.points_lots:
+            ref = renamed_references.get((other.person_id, lot["ref"]), lot["ref"])
+            new.points_lots.append({**lot, "ref": ref})
     return _finish(survivor, new, settings=settings, now=now, cause="merge", changed=changed, orders=orders)
 
 

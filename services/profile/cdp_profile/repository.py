@@ -616,14 +616,20 @@ def _ledger_row(row: asyncpg.Record) -> LedgerRow:
     )
 
 
-async def ledger_entry(conn: asyncpg.Connection, workspace_id: str, person_id: str, reference: str) -> LedgerRow | None:
-    row = await conn.fetchrow(
-        "SELECT * FROM points_ledger WHERE workspace_id = $1 AND person_id = $2::uuid AND reference = $3",
+async def ledger_entries(
+    conn: asyncpg.Connection, workspace_id: str, person_id: str, reference: str
+) -> list[LedgerRow]:
+    """The entry with ``reference``, and entries a merge kept apart as ``<reference>@<entry id>``."""
+    rows = await conn.fetch(
+        """SELECT * FROM points_ledger
+           WHERE workspace_id = $1 AND person_id = $2::uuid
+             AND (reference = $3 OR left(reference, length($3) + 1) = $3 || '@')
+           ORDER BY reference = $3 DESC, created_at""",
         workspace_id,
         person_id,
         reference,
     )
-    return _ledger_row(row) if row else None
+    return [_ledger_row(r) for r in rows]
 
 
 async def list_ledger(
@@ -645,23 +651,41 @@ async def list_ledger(
 
 async def move_ledger(
     conn: asyncpg.Connection, workspace_id: str, from_ids: Sequence[str], to_id: str, order_ids: Sequence[str] = ()
-) -> None:
-    """Move ledger entries (of ``order_ids`` only, when given); a reference the target already
-    holds is kept apart with the old person id appended."""
-    await conn.execute(
-        """UPDATE points_ledger l
+) -> dict[tuple[str, str], str]:
+    """Move ledger entries (of ``order_ids`` only, when given) to ``to_id``.
+
+    References stay unique per person: an entry whose reference the target already holds, or that
+    another moving entry holds too (all but the oldest), gets ``@<entry id>`` appended. Returns
+    those renames, (old person, old reference) -> new reference, so the lots can follow.
+    """
+    rows = await conn.fetch(
+        """WITH moving AS (
+               SELECT l.person_id, l.entry_id, l.reference,
+                      EXISTS (SELECT 1 FROM points_ledger t WHERE t.workspace_id = l.workspace_id
+                              AND t.person_id = $3 AND t.reference = l.reference) AS taken,
+                      row_number() OVER (PARTITION BY l.reference ORDER BY l.created_at, l.entry_id) AS n
+               FROM points_ledger l
+               WHERE l.workspace_id = $1 AND l.person_id = ANY($2::uuid[])
+                 AND (cardinality($4::text[]) = 0 OR split_part(l.reference, ':', 1) = 'order'
+                      AND split_part(l.reference, ':', 2) = ANY($4::text[]))
+           )
+           UPDATE points_ledger l
            SET person_id = $3,
-               reference = CASE WHEN EXISTS (SELECT 1 FROM points_ledger t WHERE t.workspace_id = l.workspace_id
-                                             AND t.person_id = $3 AND t.reference = l.reference)
-                                THEN l.reference || '@' || l.person_id::text ELSE l.reference END
-           WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])
-             AND (cardinality($4::text[]) = 0 OR split_part(reference, ':', 1) = 'order'
-                  AND split_part(reference, ':', 2) = ANY($4::text[]))""",
+               reference = CASE WHEN m.taken OR m.n > 1 THEN l.reference || '@' || l.entry_id::text
+                                ELSE l.reference END
+           FROM moving m
+           WHERE l.workspace_id = $1 AND l.person_id = m.person_id AND l.entry_id = m.entry_id
+           RETURNING m.person_id::text AS person_id, m.reference AS old_reference, l.reference AS new_reference""",
         workspace_id,
         list(from_ids),
         to_id,
         list(order_ids),
     )
+    return {
+        (r["person_id"], r["old_reference"]): r["new_reference"]
+        for r in rows
+        if r["old_reference"] != r["new_reference"]
+    }
 
 
 # Timers ---------------------------------------------------------------------------------------
@@ -687,11 +711,42 @@ async def set_timers(
         )
 
 
-async def due_timers(conn: asyncpg.Connection, now: datetime, limit: int) -> list[tuple[str, str]]:
+async def due_workspaces(conn: asyncpg.Connection, now: datetime) -> list[str]:
+    """Workspaces with a due timer: one index probe per workspace that has timers (a loose index
+    scan), however many timers are due, so that each gets its round (a large one starves no one)."""
     rows = await conn.fetch(
-        "SELECT workspace_id, person_id::text FROM timers WHERE due_at <= $1 ORDER BY due_at LIMIT $2", now, limit
+        """WITH RECURSIVE workspaces AS (
+               SELECT min(workspace_id) AS id FROM timers
+               UNION ALL
+               SELECT (SELECT min(t.workspace_id) FROM timers t WHERE t.workspace_id > w.id)
+               FROM workspaces w WHERE w.id IS NOT NULL
+           )
+           SELECT id FROM workspaces w
+           WHERE id IS NOT NULL AND EXISTS (SELECT 1 FROM timers t WHERE t.workspace_id = w.id AND t.due_at <= $1)""",
+        now,
     )
-    return [(r["workspace_id"], r["person_id"]) for r in rows]
+    return [r["id"] for r in rows]
+
+
+async def claim_due_timers(conn: asyncpg.Connection, workspace_id: str, now: datetime, limit: int) -> list[str]:
+    """The earliest due timers of a workspace, locked until commit; those another replica holds are skipped."""
+    rows = await conn.fetch(
+        """SELECT person_id::text FROM timers WHERE workspace_id = $1 AND due_at <= $2
+           ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED""",
+        workspace_id,
+        now,
+        limit,
+    )
+    return [r["person_id"] for r in rows]
+
+
+async def postpone_timer(conn: asyncpg.Connection, workspace_id: str, person_id: str, due_at: datetime) -> None:
+    await conn.execute(
+        "UPDATE timers SET due_at = $3 WHERE workspace_id = $1 AND person_id = $2::uuid",
+        workspace_id,
+        person_id,
+        due_at,
+    )
 
 
 async def lock_due_profiles(

@@ -7,7 +7,7 @@ import json
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -17,13 +17,14 @@ from google.protobuf import struct_pb2
 from cdp.events.v1 import events_pb2
 from cdp_profile import domain, repository
 from cdp_profile.domain import EVENT_KINDS, ORDER_KINDS, Change, NewEvent, Order, ProfileState
+from cdp_profile.metrics import TIMER_FAILURES
 from cdp_profile.repository import EventRow, LedgerRow, StoredProfile
 from cdp_profile.rules import DEFAULT_SETTINGS, InvalidRules, WorkspaceSettings, from_document, to_document
 from cdp_profile.structs import set_timestamp, timestamp, to_dict, to_struct, value_of
 from cdpkit import inbox, outbox
 from cdpkit.bus import PROFILE, BusNames, partition_of
 from cdpkit.clock import Clock
-from cdpkit.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
+from cdpkit.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from cdpkit.pii import PiiVault
 
 log = structlog.get_logger(__name__)
@@ -32,6 +33,8 @@ RECENT_EVENTS = 20
 IDENTIFIER_CACHE = 200_000
 OPENED_CACHE = 50_000
 RECENT_ORDERS = 10
+# A profile whose timer round failed is tried again this much later (not in every round).
+TIMER_RETRY = timedelta(minutes=10)
 
 
 @dataclass
@@ -634,11 +637,27 @@ class ProfileService:
     async def change_points(
         self, workspace_id: str, person_id: str, kind: str, points: int, reference: str, reason: str
     ) -> LedgerRow:
-        async with self._pool.acquire() as conn:
-            resolved = await self._resolve(conn, workspace_id, person_id)
-            existing = await repository.ledger_entry(conn, workspace_id, resolved, reference)
+        """Earn, redeem or adjust, idempotent by ``reference``: a retry returns the entry on file; a
+        reference used for another change is ``ALREADY_EXISTS``."""
+        signed = -points if kind == "redeem" else points
+
+        async def on_file() -> LedgerRow | None:
+            async with self._pool.acquire() as conn:
+                resolved = await self._resolve(conn, workspace_id, person_id)
+                entries = await repository.ledger_entries(conn, workspace_id, resolved, reference)
+            if not entries:
+                return None
+            for row in entries:  # after a merge the same reference may be on file twice (one renamed)
+                if (row.entry.kind, row.entry.points) == (kind, signed):
+                    return row
+            raise AlreadyExists(
+                f"reference {reference!r} was used for another change ({entries[0].entry.kind} "
+                f"{entries[0].entry.points} points)"
+            )
+
+        existing = await on_file()
         if existing is not None:
-            return existing  # idempotent by reference
+            return existing
 
         def apply(state: ProfileState, settings: WorkspaceSettings, now: datetime) -> Change:
             try:
@@ -647,51 +666,83 @@ class ProfileService:
                 raise FailedPrecondition(f"not enough points: {exc}") from None
 
         try:
-            ledger = await self._mutate(workspace_id, resolved, apply)
+            ledger = await self._mutate(workspace_id, person_id, apply)
         except asyncpg.UniqueViolationError:
             # A concurrent call with the same reference won.
-            async with self._pool.acquire() as conn:
-                existing = await repository.ledger_entry(conn, workspace_id, resolved, reference)
-            assert existing is not None
+            existing = await on_file()
+            if existing is None:
+                raise
             return existing
         return next(row for row in ledger if row.entry.reference == reference)
 
     # Time ---------------------------------------------------------------------------------------
 
     async def run_timers(self, limit: int) -> int:
-        """Apply what time alone changes to profiles whose timer is due; returns how many."""
+        """Apply what time alone changes to profiles whose timer is due, up to ``limit`` per
+        workspace and round (each workspace with due timers gets its turn); returns how many."""
         now = self.now()
+        async with self._pool.acquire() as conn:
+            workspaces = await repository.due_workspaces(conn, now)
+        done = 0
+        for workspace_id in workspaces:
+            try:
+                done += await self._fire_timers(workspace_id, now, limit, isolate=False)
+            except Exception as exc:  # noqa: BLE001 - one profile that cannot be saved must not stop every round
+                log.warning(
+                    "timer round failed, retrying profile by profile",
+                    workspace=workspace_id,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                done += await self._fire_timers(workspace_id, now, limit, isolate=True)
+        return done
+
+    async def _fire_timers(self, workspace_id: str, now: datetime, limit: int, *, isolate: bool) -> int:
+        """One workspace's due timers in one transaction; ``isolate``: each profile in a savepoint,
+        a failing one postponed by ``TIMER_RETRY`` (logged, counted) while the others go on."""
         async with self._pool.acquire() as conn, conn.transaction():
-            due = await repository.due_timers(conn, now, limit)
-            if not due:
+            claimed = await repository.claim_due_timers(conn, workspace_id, now, limit)
+            if not claimed:
                 return 0
-            by_workspace: dict[str, list[str]] = defaultdict(list)
-            for workspace_id, person_id in due:
-                by_workspace[workspace_id].append(person_id)
+            settings = await self._settings(conn, workspace_id)
+            # Profiles a consumer batch holds are skipped (SKIP LOCKED): it resets their timers itself,
+            # or the next round takes them.
+            causes = await repository.lock_due_profiles(conn, workspace_id, claimed, now)
+            persons = sorted(causes)
+            orphans = set(claimed) - set(persons)
+            if orphans:
+                await repository.delete_orphan_timers(conn, workspace_id, orphans)
+            if not persons:
+                return 0
+            current = await repository.lock_profiles(conn, workspace_id, persons)
+            orders: dict[str, list[Order]] = defaultdict(list)
+            for order in await repository.orders_of(conn, workspace_id, persons):
+                orders[order.person_id].append(order)
+
+            def change_of(person_id: str) -> tuple[Change, tuple[str, ...]]:
+                stored = current[person_id]
+                state = self._open_profile(workspace_id, stored)
+                change = domain.recompute(state, settings, now, orders.get(person_id, []), causes[person_id])
+                return change, stored.merged_person_ids
+
+            if not isolate:
+                await self._save(conn, workspace_id, settings, [change_of(p) for p in persons], now)
+                return len(persons)
             done = 0
-            for workspace_id in sorted(by_workspace):
-                settings = await self._settings(conn, workspace_id)
-                # Profiles a consumer batch holds are skipped (SKIP LOCKED): it resets their timers itself,
-                # or the next round takes them.
-                causes = await repository.lock_due_profiles(conn, workspace_id, by_workspace[workspace_id], now)
-                persons = sorted(causes)
-                orphans = set(by_workspace[workspace_id]) - set(persons)
-                if orphans:
-                    await repository.delete_orphan_timers(conn, workspace_id, orphans)
-                if not persons:
-                    continue
-                current = await repository.lock_profiles(conn, workspace_id, persons)
-                orders: dict[str, list[Order]] = defaultdict(list)
-                for order in await repository.orders_of(conn, workspace_id, persons):
-                    orders[order.person_id].append(order)
-                changes = []
-                for person_id in persons:
-                    stored = current[person_id]
-                    state = self._open_profile(workspace_id, stored)
-                    change = domain.recompute(state, settings, now, orders.get(person_id, []), causes[person_id])
-                    changes.append((change, stored.merged_person_ids))
-                await self._save(conn, workspace_id, settings, changes, now)
-                done += len(persons)
+            for person_id in persons:
+                try:
+                    async with conn.transaction():
+                        await self._save(conn, workspace_id, settings, [change_of(person_id)], now)
+                    done += 1
+                except Exception as exc:  # noqa: BLE001 - logged, counted, retried later
+                    TIMER_FAILURES.inc()
+                    log.error(
+                        "profile timer failed, postponed",
+                        workspace=workspace_id,
+                        person=person_id,
+                        retry_at=domain.iso(now + TIMER_RETRY),
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+                    await repository.postpone_timer(conn, workspace_id, person_id, now + TIMER_RETRY)
             return done
 
     # Merges and splits --------------------------------------------------------------------------
@@ -711,7 +762,7 @@ class ProfileService:
             current = await repository.lock_profiles(conn, workspace_id, sorted([survivor, *merged]))
             await repository.move_events(conn, workspace_id, merged, survivor)
             await repository.move_orders(conn, workspace_id, merged, survivor)
-            await repository.move_ledger(conn, workspace_id, merged, survivor)
+            renamed = await repository.move_ledger(conn, workspace_id, merged, survivor)
             await repository.add_aliases(
                 conn, workspace_id, merged, survivor, [current[p].state.version if p in current else 0 for p in merged]
             )
@@ -722,7 +773,7 @@ class ProfileService:
             base = self._open_profile(workspace_id, base_stored) if base_stored else ProfileState(survivor)
             now = self.now()
             orders = [o for o in await repository.orders_of(conn, workspace_id, [survivor])]
-            change = domain.merge_states(base, others, settings, now, orders)
+            change = domain.merge_states(base, others, settings, now, orders, renamed)
             change.moved = events_pb2.FactsMoved(merged_person_ids=merged)
             merged_ids = sorted(
                 {*(base_stored.merged_person_ids if base_stored else ()), *merged}

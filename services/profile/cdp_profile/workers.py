@@ -33,7 +33,11 @@ class TimerWorker:
 
     async def run(self) -> None:
         while not self._stopping.is_set():
-            done = await self._service.run_timers(self._batch)
+            try:
+                done = await self._service.run_timers(self._batch)
+            except Exception:  # database down: keep the worker alive, try again
+                log.exception("timer round failed")
+                done = 0
             if done:
                 TIMERS_FIRED.inc(done)
                 continue  # more may be due: no pause while there is work
