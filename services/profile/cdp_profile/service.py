@@ -17,7 +17,7 @@ from google.protobuf import struct_pb2
 from cdp.events.v1 import events_pb2
 from cdp_profile import domain, repository
 from cdp_profile.domain import EVENT_KINDS, ORDER_KINDS, Change, NewEvent, Order, ProfileState
-from cdp_profile.metrics import TIMER_FAILURES
+from cdp_profile.metrics import EVENTS_ADJUSTED, TIMER_FAILURES
 from cdp_profile.repository import EventRow, LedgerRow, StoredProfile
 from cdp_profile.rules import DEFAULT_SETTINGS, InvalidRules, WorkspaceSettings, from_document, to_document
 from cdp_profile.structs import set_timestamp, timestamp, to_dict, to_struct, value_of
@@ -33,8 +33,14 @@ RECENT_EVENTS = 20
 IDENTIFIER_CACHE = 200_000
 OPENED_CACHE = 50_000
 RECENT_ORDERS = 10
+# Attempts of a consumer batch whose persons a concurrent merge moved (see _Moved).
+ATTEMPTS = 3
 # A profile whose timer round failed is tried again this much later (not in every round).
 TIMER_RETRY = timedelta(minutes=10)
+
+
+class _Moved(Exception):
+    """A person or an order changed hands while this transaction waited for its lock: start again."""
 
 
 @dataclass
@@ -287,9 +293,17 @@ class ProfileService:
         if not unique:
             return 0
         await self._ensure_partitions([i.event_time for i in unique.values()])
-        async with self._pool.acquire() as conn, conn.transaction():
-            await self._lock_partitions(conn, [i.person_id for i in unique.values()])
-            return await self._record(conn, list(unique.values()))
+        batch = list(unique.values())
+        sent_to = [i.person_id for i in batch]
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    await self._lock_partitions(conn, [*sent_to, *(i.person_id for i in batch)])
+                    return await self._record(conn, batch)
+            except _Moved:
+                if attempt == ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
 
     async def _lock_partitions(self, conn: asyncpg.Connection, person_ids: Sequence[str]) -> None:
         """Serialise a consumer batch with a merge or split touching the same persons' partitions.
@@ -319,37 +333,73 @@ class ProfileService:
                 continue
             stored_properties = {row.message_id: row.properties for row in fresh}
             item_by_id = {i.message_id: i for i in batch}
-            by_person: dict[str, list[NewEvent]] = defaultdict(list)
-            for row in fresh:
-                by_person[row.person_id].append(self._fresh_event(item_by_id[row.message_id], row, settings))
-            persons = sorted(by_person)
-            current = await repository.lock_profiles(conn, workspace_id, persons)
-            referenced = {p: {domain.order_id_of(e) for e in evs} - {""} for p, evs in by_person.items()}
-            referenced = {p: ids for p, ids in referenced.items() if ids}
-            orders: dict[str, dict[str, Order]] = {}
-            if referenced:
-                loaded = await repository.orders_of(
-                    conn, workspace_id, sorted(referenced), sorted(set().union(*referenced.values()))
-                )
-                for person_id, ids in referenced.items():
-                    # The person's orders, and orders it refers to that another person owns (left alone).
-                    orders[person_id] = {o.order_id: o for o in loaded if o.person_id == person_id or o.order_id in ids}
-            changes = []
-            for person_id in persons:
-                stored = current.get(person_id)
-                state = self._open_profile(workspace_id, stored) if stored else ProfileState(person_id)
-                change = domain.apply_events(
-                    state,
-                    by_person[person_id],
-                    settings,
-                    now,
-                    orders.get(person_id),
-                )
-                if change is not None:
-                    changes.append((change, stored.merged_person_ids if stored else ()))
+            events = [self._fresh_event(item_by_id[row.message_id], row, settings) for row in fresh]
+            changes = await self._apply(conn, workspace_id, settings, events, now)
             await self._save(conn, workspace_id, settings, changes, now, stored_properties)
             counted += len(fresh)
         return counted
+
+    async def _apply(
+        self,
+        conn: asyncpg.Connection,
+        workspace_id: str,
+        settings: WorkspaceSettings,
+        events: list[NewEvent],
+        now: datetime,
+    ) -> list[tuple[Change, Sequence[str]]]:
+        """The changes new events make, their profiles locked (in the caller's transaction).
+
+        An order event changes its order's owner, who may be another person than the event's
+        (``domain.order_targets``): owners are locked with the event's persons, in one ordered
+        statement. A profile that a merge took away while this waited for its lock (or an order
+        that changed hands meanwhile) makes the whole transaction start again (:class:`_Moved`).
+        """
+        by_person: dict[str, list[NewEvent]] = defaultdict(list)
+        for event in events:
+            by_person[event.person_id].append(event)
+        order_ids = sorted({domain.order_id_of(e) for e in events} - {""})
+        targets: dict[str, str] = {}
+        if order_ids:
+            on_file = await repository.orders_of(conn, workspace_id, [], order_ids)
+            targets, _ = domain.order_targets(events, {o.order_id: o for o in on_file})
+        persons = sorted(set(by_person) | set(targets.values()))
+        current = await repository.lock_profiles(conn, workspace_id, persons)
+        missing = [p for p in persons if p not in current]
+        if missing and await repository.survivors(conn, workspace_id, missing):
+            raise _Moved
+        stale = {p for p, stored in current.items() if stored.state.stats.get("settings_version") != settings.version}
+        orders: dict[str, Order] = {}
+        if order_ids or stale:
+            owners = sorted(set(targets.values()) | stale)
+            orders = {o.order_id: o for o in await repository.orders_of(conn, workspace_id, owners, order_ids)}
+        notes: list[tuple[str, str]] = []
+        if order_ids:
+            targets, notes = domain.order_targets(events, orders)
+            if not set(targets.values()) <= set(persons):
+                raise _Moved
+        changes = []
+        for person_id in persons:
+            stored = current.get(person_id)
+            state = self._open_profile(workspace_id, stored) if stored else ProfileState(person_id)
+            foreign = [e for e in events if e.person_id != person_id and targets.get(e.message_id) == person_id]
+            touches_orders = person_id in targets.values() or person_id in stale or stored is None
+            change = domain.apply_events(
+                state,
+                by_person.get(person_id, ()),
+                settings,
+                now,
+                orders if touches_orders else None,
+                foreign=foreign,
+                targets=targets,
+                full=person_id in stale or stored is None,
+            )
+            if change is not None:
+                notes += change.notes
+                changes.append((change, stored.merged_person_ids if stored else ()))
+        for message_id, reason in notes:
+            EVENTS_ADJUSTED.labels(reason).inc()
+            log.info("order event not applied as sent", workspace=workspace_id, message_id=message_id, reason=reason)
+        return changes
 
     @staticmethod
     def _fresh_event(item: Incoming, row: EventRow, settings: WorkspaceSettings) -> NewEvent:
