@@ -135,9 +135,10 @@ def money_minor(value: Any, currency: str) -> int | None:
         amount = Decimal(str(value))
     except (InvalidOperation, ValueError):
         return None
-    if not amount.is_finite() or abs(amount) > 10**30:
+    if not amount.is_finite():
         return None
-    return int((amount * (10 ** currency_exponent(currency))).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+    amount = max(min(amount, Decimal(10**30)), Decimal(-(10**30)))  # far beyond any bound, still comparable
+    return int(amount.scaleb(currency_exponent(currency)).to_integral_value(rounding=ROUND_HALF_EVEN))
 
 
 def _amount(properties: Mapping[str, Any], minor_key: str, keys: Sequence[str], currency: str) -> int | None:

@@ -87,26 +87,42 @@ def month_of(moment: datetime) -> tuple[int, int]:
 
 
 async def create_partitions(conn: asyncpg.Connection, months: Iterable[tuple[int, int]]) -> None:
-    """Create the monthly partitions of ``events`` that do not exist yet (outside any transaction)."""
+    """Create the monthly partitions of ``events`` that do not exist yet (outside any transaction).
+
+    Created apart and then attached: ``ATTACH PARTITION`` takes a SHARE UPDATE EXCLUSIVE lock on
+    ``events``, which readers and writers do not conflict with (``CREATE TABLE ... PARTITION OF``
+    would wait for an exclusive lock behind every open reader, and everything behind it).
+    """
     for year, month in sorted(set(months)):
         start = datetime(year, month, 1, tzinfo=UTC)
         end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
         name = f"events_p{year:04d}{month:02d}"
         try:
+            await conn.execute(f"CREATE TABLE IF NOT EXISTS {name} (LIKE events INCLUDING DEFAULTS)")
             await conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF events "
+                f"ALTER TABLE events ATTACH PARTITION {name} "
                 f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
             )
-        except (asyncpg.DuplicateTableError, asyncpg.UniqueViolationError):
+        except (asyncpg.DuplicateTableError, asyncpg.UniqueViolationError, asyncpg.ObjectInUseError):
             pass  # another replica created it at the same moment
+        except asyncpg.PostgresError as exc:
+            if "is already a partition" not in str(exc):
+                raise
 
 
-async def existing_partitions(conn: asyncpg.Connection) -> set[tuple[int, int]]:
+async def existing_partitions(conn: asyncpg.Connection) -> tuple[datetime | None, set[tuple[int, int]]]:
+    """(upper bound of ``events_history``, the monthly partitions)."""
     rows = await conn.fetch(
-        """SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        """SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) AS bound
+           FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
            WHERE i.inhparent = 'events'::regclass"""
     )
-    return {(int(r["relname"][8:12]), int(r["relname"][12:14])) for r in rows if r["relname"].startswith("events_p")}
+    months = {(int(r["relname"][8:12]), int(r["relname"][12:14])) for r in rows if r["relname"].startswith("events_p")}
+    history = next((r["bound"] for r in rows if r["relname"] == "events_history"), None)
+    bound = None
+    if history:
+        bound = datetime.fromisoformat(history.rsplit("TO ('", 1)[1].split("'")[0]).astimezone(UTC)
+    return bound, months
 
 
 # Events ---------------------------------------------------------------------------------------

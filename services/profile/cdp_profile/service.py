@@ -63,6 +63,10 @@ class Incoming:
     store_id: str = ""
     staff_id: str = ""
     source: str = ""
+    # The properties as a dict, when the consumer converted them already.
+    property_values: dict[str, Any] | None = None
+    # What the consumer clamped or dropped (reasons), logged and counted there.
+    adjusted: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -86,6 +90,8 @@ class ProfileService:
         self._clock = clock
         self._settings_cache: dict[str, WorkspaceSettings] = {}
         self._partitions: set[tuple[int, int]] = set()
+        # Events before this time live in the partition events_history.
+        self._history_bound: datetime | None = None
         self._identifier_keys: dict[tuple[str, str, str], str] = {}
         # The PII last opened per profile, with its sealed form: saving it unchanged skips encryption.
         self._opened: dict[tuple[str, str], tuple[dict, bytes]] = {}
@@ -261,26 +267,42 @@ class ProfileService:
     # Events in ----------------------------------------------------------------------------------
 
     async def _ensure_partitions(self, moments: Sequence[datetime]) -> None:
-        months = {repository.month_of(m) for m in moments} - self._partitions
-        if not months:
+        """Monthly partitions for these times, when missing (rare: the maintenance worker creates
+        them ahead of time, times before them go to ``events_history``, times are bounded)."""
+        months = {repository.month_of(m) for m in moments if self._history_bound is None or m >= self._history_bound}
+        if not months - self._partitions:
             return
         async with self._pool.acquire() as conn:
-            self._partitions |= await repository.existing_partitions(conn)
-            missing = months - self._partitions
+            await self._load_partitions(conn)
+            bound = self._history_bound
+            missing = {m for m in months if bound is None or m >= repository.month_of(bound)} - self._partitions
             if missing:
                 await repository.create_partitions(conn, missing)
                 self._partitions |= missing
 
+    async def _load_partitions(self, conn: asyncpg.Connection) -> None:
+        self._history_bound, months = await repository.existing_partitions(conn)
+        self._partitions |= months
+
     async def maintain_partitions(self, months_ahead: int) -> None:
+        """The current month, ``months_ahead`` more, and the months since the last partition (the
+        service was down): the hot path then never creates one."""
         now = self.now()
-        months = []
-        year, month = now.year, now.month
-        for _ in range(months_ahead + 1):
-            months.append((year, month))
-            year, month = (year + 1, 1) if month == 12 else (year, month + 1)
         async with self._pool.acquire() as conn:
-            self._partitions |= await repository.existing_partitions(conn)
-            missing = set(months) - self._partitions
+            await self._load_partitions(conn)
+            month = repository.month_of(now)
+            if self._partitions:
+                month = min(month, _next_month(max(self._partitions)))
+            last = repository.month_of(now)
+            for _ in range(months_ahead):
+                last = _next_month(last)
+            floor = repository.month_of(self._history_bound) if self._history_bound else month
+            months = set()
+            while month <= last:
+                if month >= floor:
+                    months.add(month)
+                month = _next_month(month)
+            missing = months - self._partitions
             if missing:
                 await repository.create_partitions(conn, missing)
                 self._partitions |= missing
@@ -412,7 +434,9 @@ class ProfileService:
             type=row.type,
             event=row.event,
             event_time=row.event_time,
-            properties=to_dict(item.properties) if needed else {},
+            properties=(item.property_values if item.property_values is not None else to_dict(item.properties))
+            if needed
+            else {},
             traits=traits.get("set") or {},
             set_once=traits.get("set_once") or {},
             unset=tuple(traits.get("unset") or ()),
@@ -982,6 +1006,11 @@ class ProfileService:
 
 
 _EVENT_TYPES = {name.removeprefix("EVENT_TYPE_") for name in events_pb2.EventType.keys()}  # noqa: SIM118 - an enum wrapper, not a dict
+
+
+def _next_month(month: tuple[int, int]) -> tuple[int, int]:
+    year, number = month
+    return (year + 1, 1) if number == 12 else (year, number + 1)
 
 
 def order_fact(order: Order) -> events_pb2.OrderFact:
