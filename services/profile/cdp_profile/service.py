@@ -20,7 +20,16 @@ from cdp_profile.domain import EVENT_KINDS, ORDER_KINDS, Change, NewEvent, Order
 from cdp_profile.metrics import EVENTS_ADJUSTED, TIMER_FAILURES
 from cdp_profile.repository import EventRow, LedgerRow, StoredProfile
 from cdp_profile.rules import DEFAULT_SETTINGS, InvalidRules, WorkspaceSettings, from_document, to_document
-from cdp_profile.structs import set_timestamp, timestamp, to_dict, to_struct, value_of
+from cdp_profile.structs import (
+    find_keys,
+    put_dict,
+    put_struct,
+    set_timestamp,
+    timestamp,
+    to_dict,
+    to_struct,
+    without_keys,
+)
 from cdpkit import inbox, outbox
 from cdpkit.bus import PROFILE, BusNames, partition_of
 from cdpkit.clock import Clock
@@ -145,8 +154,8 @@ class ProfileService:
     # PII ----------------------------------------------------------------------------------------
 
     def _seal_profile(self, workspace_id: str, state: ProfileState, settings: WorkspaceSettings) -> tuple:
-        pii = {k: v for k, v in state.traits.items() if k in settings.pii_traits}
-        plain = {k: v for k, v in state.traits.items() if k not in settings.pii_traits}
+        pii = {k: v for k, v in state.traits.items() if settings.holds_pii(k, v)}
+        plain = {k: v for k, v in state.traits.items() if k not in pii}
         opened = self._opened.get((workspace_id, state.person_id))
         if pii and opened is not None and opened[0] == pii:
             sealed = opened[1]  # the same plaintext in the same context: its sealed form is still valid
@@ -179,28 +188,24 @@ class ProfileService:
         return key
 
     def _event_row(self, item: Incoming, settings: WorkspaceSettings) -> EventRow:
+        """The stored form of an event: personal data (PII-named traits, and properties with a
+        PII name at any depth) sealed in ``pii``, the rest as sent."""
         sealed: dict[str, Any] = {}
-        fields = item.properties.fields
-        secret = [key for key in settings.pii_traits if key in fields]
+        secret = find_keys(item.properties, settings.is_pii_property)
         if secret:
-            kept = struct_pb2.Struct()
-            kept.CopyFrom(item.properties)
-            sealed["properties"] = {key: value_of(fields[key]) for key in secret}
-            for key in secret:
-                del kept.fields[key]
-            properties = kept.SerializeToString()
+            sealed["property_paths"] = [[list(path), value] for path, value in secret]
+            properties = without_keys(item.properties, [path for path, _ in secret]).SerializeToString()
         else:
             properties = item.properties.SerializeToString()
-        pii_keys = settings.pii_traits
         traits = item.traits
         if traits is not None:
             plain: dict[str, Any] = {"unset": list(traits.get("unset", ()))}
             for part in ("set", "set_once"):
                 values = traits.get(part) or {}
-                plain[part] = {k: v for k, v in values.items() if k not in pii_keys}
-                secret = {k: v for k, v in values.items() if k in pii_keys}
-                if secret:
-                    sealed[part] = secret
+                personal = {k: v for k, v in values.items() if settings.holds_pii(k, v)}
+                plain[part] = {k: v for k, v in values.items() if k not in personal}
+                if personal:
+                    sealed[part] = personal
             traits = plain
         return EventRow(
             workspace_id=item.workspace_id,
@@ -236,8 +241,10 @@ class ProfileService:
         if row.legacy:
             properties.update(row.legacy.get("properties") or {})
         sealed = self._sealed(row)
-        if sealed.get("properties"):
+        if sealed.get("properties"):  # rows stored before nested properties were sealed
             properties.update(sealed["properties"])
+        for path, value in sealed.get("property_paths", ()):
+            put_struct(properties, tuple(path), value)
         return properties
 
     def _new_event(self, row: EventRow) -> NewEvent:
@@ -247,14 +254,17 @@ class ProfileService:
         properties = {
             **to_dict(struct_pb2.Struct.FromString(row.properties)),
             **((row.legacy or {}).get("properties") or {}),
+            **sealed.get("properties", {}),
         }
+        for path, value in sealed.get("property_paths", ()):
+            put_dict(properties, tuple(path), value)
         return NewEvent(
             message_id=row.message_id,
             person_id=row.person_id,
             type=row.type,
             event=row.event,
             event_time=row.event_time,
-            properties={**properties, **sealed.get("properties", {})},
+            properties=properties,
             traits={**traits.get("set", {}), **sealed.get("set", {})},
             set_once={**traits.get("set_once", {}), **sealed.get("set_once", {})},
             unset=tuple(traits.get("unset", ())),
@@ -468,6 +478,8 @@ class ProfileService:
             conn, workspace_id, [(c.state.person_id, e) for c, _ in changes for e in c.ledger]
         )
         await repository.set_timers(conn, workspace_id, [(c.state.person_id, c.next_due) for c, _ in changes])
+        # A person's changes (non-PII traits, behaviour, orders) are personal data too: sealed at
+        # rest in the outbox like identity's, opened by the relay right before publishing.
         await outbox.enqueue_many(
             conn,
             [
@@ -475,16 +487,17 @@ class ProfileService:
                 for change, _ in changes
                 if change.announced
             ],
+            sealer=self._vault,
         )
         return ledger
 
     # Announcements ------------------------------------------------------------------------------
 
     def snapshot(self, state: ProfileState, settings: WorkspaceSettings) -> events_pb2.ProfileSnapshot:
-        plain = {k: v for k, v in state.traits.items() if k not in settings.pii_traits}
+        personal = sorted(k for k, v in state.traits.items() if settings.holds_pii(k, v))
         return events_pb2.ProfileSnapshot(
-            traits=to_struct(plain),
-            pii_traits=sorted(k for k in state.traits if k in settings.pii_traits),
+            traits=to_struct({k: v for k, v in state.traits.items() if k not in personal}),
+            pii_traits=personal,
             computed=to_struct(state.computed),
             lifecycle_stage=state.lifecycle_stage,
             tier=state.tier,
@@ -505,7 +518,7 @@ class ProfileService:
         state = change.state
         values = {}
         for key, value in change.changed.items():
-            if key.startswith("traits.") and key[7:] in settings.pii_traits:
+            if key.startswith("traits.") and settings.holds_pii(key[7:], value):
                 value = None if value is None else True  # PII never travels: only whether it is set
             elif isinstance(value, datetime):
                 value = domain.iso(value)
@@ -997,7 +1010,7 @@ class ProfileService:
         async with self._pool.acquire() as conn, conn.transaction():
             for workspace_id, person_id, traits in await repository.foundation_profiles(conn):
                 settings = await self._settings(conn, workspace_id)
-                if not settings.pii_traits.intersection(traits):
+                if not any(settings.holds_pii(k, v) for k, v in traits.items()):
                     continue
                 stored, sealed = self._seal_profile(workspace_id, ProfileState(person_id, traits=traits), settings)
                 await repository.set_sealed_traits(conn, workspace_id, person_id, stored.traits, sealed)
