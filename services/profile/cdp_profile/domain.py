@@ -1249,41 +1249,89 @@ def merge_states(
             for day, (count, total) in buckets.items():
                 before = mine.get(day, (0, 0))
                 mine[day] = [before[0] + count, before[1] + total]
+        # What came from a merged person remembers whose it was ("by"), so a split can give it back.
+        by = other.person_id
         for tag, assignment in other.tags.items():
             mine = new.tags.get(tag)
             if mine is None or (assignment["at"] < mine["at"] and not assignment["source"].startswith("rule:")):
-                new.tags[tag] = dict(assignment)
+                new.tags[tag] = {"by": by, **assignment}
         for key, statement in other.consent.items():
             mine = new.consent.get(key)
             if mine is None or statement["at"] > mine["at"]:
-                new.consent[key] = dict(statement)
+                new.consent[key] = {"by": by, **statement}
         for lot in other.points_lots:
             ref = renamed_references.get((other.person_id, lot["ref"]), lot["ref"])
-            new.points_lots.append({**lot, "ref": ref})
+            new.points_lots.append({"by": by, **lot, "ref": ref})
     return _finish(survivor, new, settings=settings, now=now, cause="merge", changed=changed, orders=orders)
+
+
+@dataclass
+class Holdings:
+    """What a person holds beyond its events and orders: tags, consent statements, points lots."""
+
+    tags: dict[str, dict] = field(default_factory=dict)
+    consent: dict[str, dict] = field(default_factory=dict)
+    lots: list[dict] = field(default_factory=list)
+
+    def plus(self, other: Holdings) -> Holdings:
+        """Both together: a tag or a consent key held by both keeps the newer statement."""
+        tags = dict(self.tags)
+        for tag, assignment in other.tags.items():
+            if tag not in tags or assignment["at"] > tags[tag]["at"]:
+                tags[tag] = assignment
+        consent = dict(self.consent)
+        for key, statement in other.consent.items():
+            if key not in consent or statement["at"] > consent[key]["at"]:
+                consent[key] = statement
+        return Holdings(tags, consent, [*self.lots, *other.lots])
+
+
+def split_holdings(
+    state: ProfileState, leaving: Iterable[str], moved_orders: Iterable[str]
+) -> tuple[Holdings, Holdings]:
+    """(what ``state``'s person keeps, what goes) when the persons ``leaving`` split off.
+
+    Tags, consent statements and points lots a merge brought from a leaving person (their "by")
+    go back to it, with the points of the orders that move; what was stated on the merged
+    profile stays. A consent withdrawal stays and also goes: it may have been either person's,
+    and a shopper who withdrew must not be contacted through the other half.
+    """
+    leaving, moved_orders = set(leaving), set(moved_orders)
+    kept, gone = Holdings(), Holdings()
+    for tag, assignment in state.tags.items():
+        (gone if assignment.get("by") in leaving else kept).tags[tag] = dict(assignment)
+    for key, statement in state.consent.items():
+        (gone if statement.get("by") in leaving else kept).consent[key] = dict(statement)
+    for key, statement in kept.consent.items():
+        if not statement["granted"] and (key not in gone.consent or gone.consent[key]["at"] < statement["at"]):
+            gone.consent[key] = {k: v for k, v in statement.items() if k != "by"}
+    for lot in state.points_lots:
+        leaves = lot.get("order") in moved_orders if lot.get("order") else lot.get("by") in leaving
+        (gone if leaves else kept).lots.append(dict(lot))
+    return kept, gone
 
 
 def rebuild(
     base: ProfileState,
     events: Sequence[NewEvent],
     orders: Sequence[Order],
-    points_lots: list[dict],
+    holdings: Holdings,
     settings: WorkspaceSettings,
     now: datetime,
     cause: str,
 ) -> Change:
     """The person recomputed from its own events and orders (a split): traits, counters and
-    windows replayed; tags (except rule tags, re-evaluated) and consent kept; ``points_lots``
-    are the lots it keeps."""
+    windows replayed; ``holdings`` are the tags (rule tags re-evaluated), consent and points
+    lots it has now; tags it gained or lost are transitions with ``cause``."""
     fresh = ProfileState(
         person_id=base.person_id,
         lifecycle_stage=base.lifecycle_stage,
         lifecycle_at=base.lifecycle_at,
         tier=base.tier,
         tier_at=base.tier_at,
-        tags={t: dict(a) for t, a in base.tags.items()},
-        consent={k: dict(v) for k, v in base.consent.items()},
-        points_lots=[dict(lot) for lot in points_lots],
+        tags={t: dict(a) for t, a in holdings.tags.items()},
+        consent={k: dict(v) for k, v in holdings.consent.items()},
+        points_lots=[dict(lot) for lot in holdings.lots],
         version=base.version,
     )
     ordered = sorted(events, key=lambda e: (e.event_time, e.message_id))
@@ -1293,4 +1341,15 @@ def rebuild(
     for key in set(base.traits) | set(state.traits):
         if base.traits.get(key, _MISSING) != state.traits.get(key, _MISSING):
             changed[f"traits.{key}"] = state.traits.get(key)
-    return _finish(base, state, settings=settings, now=now, cause=cause, changed=changed, orders=orders)
+    transitions = [
+        Transition("tag_added", "", tag, "", cause, now)
+        for tag in sorted(set(state.tags) - set(base.tags))
+        if not state.tags[tag]["source"].startswith("rule:")
+    ] + [
+        Transition("tag_removed", tag, "", "", cause, now)
+        for tag in sorted(set(base.tags) - set(state.tags))
+        if not base.tags[tag]["source"].startswith("rule:")
+    ]
+    return _finish(
+        base, state, settings=settings, now=now, cause=cause, changed=changed, orders=orders, transitions=transitions
+    )

@@ -281,6 +281,19 @@ async def add_aliases(
     )
 
 
+async def repoint_aliases(
+    conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str], survivor: str
+) -> None:
+    """``person_ids`` (merged away earlier) resolve to ``survivor`` from now on."""
+    await conn.execute(
+        """UPDATE person_aliases SET survivor_id = $3
+           WHERE workspace_id = $1 AND person_id = ANY($2::uuid[]) AND person_id <> $3""",
+        workspace_id,
+        list(person_ids),
+        survivor,
+    )
+
+
 async def remove_alias(conn: asyncpg.Connection, workspace_id: str, person_id: str) -> int:
     """Forget that ``person_id`` was merged away; returns the last version it had."""
     version = await conn.fetchval(
@@ -666,9 +679,16 @@ async def list_ledger(
 
 
 async def move_ledger(
-    conn: asyncpg.Connection, workspace_id: str, from_ids: Sequence[str], to_id: str, order_ids: Sequence[str] = ()
+    conn: asyncpg.Connection,
+    workspace_id: str,
+    from_ids: Sequence[str],
+    to_id: str,
+    *,
+    order_ids: Sequence[str] | None = None,
+    references: Sequence[str] = (),
 ) -> dict[tuple[str, str], str]:
-    """Move ledger entries (of ``order_ids`` only, when given) to ``to_id``.
+    """Move ledger entries to ``to_id``: all of them, or (``order_ids`` given) those of these
+    orders and those with these ``references``.
 
     References stay unique per person: an entry whose reference the target already holds, or that
     another moving entry holds too (all but the oldest), gets ``@<entry id>`` appended. Returns
@@ -682,8 +702,9 @@ async def move_ledger(
                       row_number() OVER (PARTITION BY l.reference ORDER BY l.created_at, l.entry_id) AS n
                FROM points_ledger l
                WHERE l.workspace_id = $1 AND l.person_id = ANY($2::uuid[])
-                 AND (cardinality($4::text[]) = 0 OR split_part(l.reference, ':', 1) = 'order'
-                      AND split_part(l.reference, ':', 2) = ANY($4::text[]))
+                 AND ($4::text[] IS NULL OR l.reference = ANY($5::text[])
+                      OR split_part(l.reference, ':', 1) = 'order'
+                         AND split_part(l.reference, ':', 2) = ANY($4::text[]))
            )
            UPDATE points_ledger l
            SET person_id = $3,
@@ -695,7 +716,8 @@ async def move_ledger(
         workspace_id,
         list(from_ids),
         to_id,
-        list(order_ids),
+        None if order_ids is None else list(order_ids),
+        list(references),
     )
     return {
         (r["person_id"], r["old_reference"]): r["new_reference"]

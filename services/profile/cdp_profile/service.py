@@ -873,15 +873,21 @@ class ProfileService:
         return True
 
     async def apply_split(self, message: events_pb2.PersonSplit) -> bool:
+        """``new_person_id`` (with ``moved_person_ids``, ids once merged into it) leaves
+        ``person_id``: events resolved from the moved identifiers, their orders and points, and
+        what a merge brought from the leaving persons (tags, consent, points) go to it; both are
+        recomputed and announced."""
         workspace_id = message.workspace_id
         original, new_person = message.person_id, message.new_person_id
+        leaving = sorted({new_person, *message.moved_person_ids} - {original, ""})
         async with self._pool.acquire() as conn, conn.transaction():
-            await self._lock_partitions(conn, [original, new_person])
+            await self._lock_partitions(conn, [original, *leaving])
             key = f"split:{original}:{new_person}:{message.undone_merge_id}"
             if not await inbox.first_time(conn, "profile-identity", workspace_id, key):
                 return False
             settings = await self._settings(conn, workspace_id)
             last_version = await repository.remove_alias(conn, workspace_id, new_person)
+            await repository.repoint_aliases(conn, workspace_id, leaving, new_person)
             current = await repository.lock_profiles(conn, workspace_id, sorted([original, new_person]))
             identifiers = [self._identifier_key(workspace_id, i.type, i.value) for i in message.moved_identifiers]
             moved_messages = await repository.move_events_by_identifier(
@@ -892,36 +898,42 @@ class ProfileService:
                 if moved_messages
                 else []
             )
-            if moved_orders:
-                await repository.move_ledger(conn, workspace_id, [original], new_person, moved_orders)
-            now = self.now()
-            changes = []
             original_stored = current.get(original)
             base = self._open_profile(workspace_id, original_stored) if original_stored else ProfileState(original)
-            kept_lots = [lot for lot in base.points_lots if lot.get("order") not in moved_orders]
-            moved_lots = [lot for lot in base.points_lots if lot.get("order") in moved_orders]
-            for person_id, stored, lots in (
-                (original, original_stored, kept_lots),
-                (new_person, current.get(new_person), moved_lots),
+            kept, gone = domain.split_holdings(base, leaving, moved_orders)
+            references = [lot["ref"] for lot in gone.lots if not lot.get("order")]
+            renamed = {}
+            if moved_orders or references:
+                renamed = await repository.move_ledger(
+                    conn, workspace_id, [original], new_person, order_ids=moved_orders, references=references
+                )
+            gone.lots = [{**lot, "ref": renamed.get((original, lot["ref"]), lot["ref"])} for lot in gone.lots]
+            now = self.now()
+            changes = []
+            for person_id, stored, holdings in (
+                (original, original_stored, kept),
+                (new_person, current.get(new_person), gone),
             ):
                 if stored:
                     state = self._open_profile(workspace_id, stored)
                 else:  # versions go on from those the id had before it was merged away
                     state = ProfileState(person_id, version=last_version if person_id == new_person else 0)
-                if person_id == new_person:
-                    lots = [*state.points_lots, *lots]
+                if person_id == new_person and stored:
+                    holdings = domain.Holdings(state.tags, state.consent, state.points_lots).plus(holdings)
                 events = [self._new_event(r) for r in await repository.all_events(conn, workspace_id, person_id)]
-                if stored is None and not events:
+                if stored is None and not events and not (holdings.tags or holdings.consent or holdings.lots):
                     continue
                 orders = await repository.orders_of(conn, workspace_id, [person_id])
-                change = domain.rebuild(state, events, orders, lots, settings, now, "split")
+                change = domain.rebuild(state, events, orders, holdings, settings, now, "split")
                 change.state.version = state.version + 1
                 if person_id == new_person:
                     change.moved = events_pb2.FactsMoved(
                         split_from_person_id=original, message_ids=moved_messages, order_ids=moved_orders
                     )
-                merged_ids = stored.merged_person_ids if stored else ()
-                changes.append((change, [m for m in merged_ids if m != new_person]))
+                    merged_ids = sorted({*(stored.merged_person_ids if stored else ()), *leaving} - {new_person})
+                else:
+                    merged_ids = [m for m in (stored.merged_person_ids if stored else ()) if m not in leaving]
+                changes.append((change, merged_ids))
             # Both are announced even when nothing visible changed: projections re-key by `moved`.
             for change, _ in changes:
                 if not change.announced:

@@ -109,3 +109,55 @@ async def test_a_profile_that_cannot_be_saved_does_not_stop_the_timer_worker(svc
     async with svc.pool.acquire() as conn:
         due = await conn.fetchval("SELECT due_at FROM timers WHERE person_id = $1", uuid.UUID(broken))
     assert due > now  # retried later, not in every round
+
+
+def split(original, new_person, *identifiers, merge_id, moved=()):
+    return events_pb2.PersonSplit(
+        workspace_id=WS,
+        person_id=original,
+        new_person_id=new_person,
+        moved_identifiers=[events_pb2.Identifier(type="user_id", value=v) for v in identifiers],
+        undone_merge_id=merge_id,
+        moved_person_ids=list(moved),
+    )
+
+
+async def test_a_split_gives_back_the_ids_tags_consent_and_points_a_merge_brought(svc):
+    a, b, c = (str(uuid.uuid4()) for _ in range(3))
+    for person in (a, b, c):
+        await svc.record_events([incoming(person, f"v-{person}", 1, identifiers=[("user_id", person)])])
+    await svc.modify_tags(WS, a, [("vip", None)], [], "manual", "t-a")
+    await svc.change_points(WS, a, "earn", 10, "welcome", "")
+    await svc.update_consent(WS, c, "sms", "", True, "api", None)
+    await svc.modify_tags(WS, b, [("b-own", None)], [], "manual", "t-b")
+    await svc.change_points(WS, b, "earn", 7, "welcome", "")
+    # c into a, then a into b.
+    assert await svc.apply_merge(merged(a, c, merge_id="m1"))
+    assert await svc.apply_merge(merged(b, a, merge_id="m2"))
+    glued = await svc.get_profile(WS, c)
+    assert glued.state.person_id == b and sorted(glued.merged_person_ids) == sorted([a, c])
+    assert glued.state.points_balance == 17 and set(glued.state.tags) == {"vip", "b-own"}
+    # While glued the shopper unsubscribes from email: that reaches both halves after the split.
+    await svc.unsubscribe(WS, b, "email", "link")
+
+    # Undo m2: a comes back, and c (merged into a before) with it.
+    assert await svc.apply_split(split(b, a, a, c, merge_id="m2", moved=[c]))
+    back = await svc.get_profile(WS, c)
+    assert back.state.person_id == a and back.requested_person_id == c
+    assert list(back.merged_person_ids) == [c]
+    assert back.state.event_count == 2 and back.state.points_balance == 10
+    assert set(back.state.tags) == {"vip"}
+    assert {k: v["granted"] for k, v in back.state.consent.items()} == {"sms": True, "email": False}
+    kept = await svc.get_profile(WS, b)
+    assert kept.merged_person_ids == () and kept.state.event_count == 1 and kept.state.points_balance == 7
+    assert set(kept.state.tags) == {"b-own"}
+    assert {k: v["granted"] for k, v in kept.state.consent.items()} == {"email": False}
+    # The earn went back with its points (under the name the merge gave it; retries still find it).
+    assert [r[:2] + (r[2].split("@")[0],) for r in await ledger(svc, a)] == [("earn", 10, "welcome")]
+    assert await ledger(svc, b) == [("earn", 7, "welcome")]
+    assert (await svc.change_points(WS, a, "earn", 10, "welcome", "")).person_id == a
+
+    # c's late events land on a.
+    await svc.record_events([incoming(c, "late", 30, identifiers=[("user_id", c)])])
+    assert (await svc.get_profile(WS, a)).state.event_count == 3
+    assert (await svc.get_profile(WS, b)).state.event_count == 1
