@@ -18,7 +18,7 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
 from cdp_profile.regions import region_code
-from cdp_profile.rules import WorkspaceSettings, currency_exponent
+from cdp_profile.rules import WindowedTrait, WorkspaceSettings, currency_exponent
 
 LIFECYCLE_STAGES = ("prospect", "new", "active", "loyal", "dormant", "churned")
 EVENT_KINDS = {
@@ -650,8 +650,14 @@ def _window_start(now: datetime, days: int, settings: WorkspaceSettings) -> str:
     return (now.astimezone(settings.zone).date() - timedelta(days=days - 1)).isoformat()
 
 
-def _add_to_windows(state: ProfileState, event: NewEvent, settings: WorkspaceSettings, now: datetime) -> None:
-    for window in settings.windowed_traits:
+def _add_to_windows(
+    state: ProfileState,
+    event: NewEvent,
+    settings: WorkspaceSettings,
+    now: datetime,
+    windows: Sequence[WindowedTrait] | None = None,
+) -> None:
+    for window in settings.windowed_traits if windows is None else windows:
         if window.event != event.event:
             continue
         day = _day(event.event_time, settings)
@@ -659,8 +665,8 @@ def _add_to_windows(state: ProfileState, event: NewEvent, settings: WorkspaceSet
             continue
         amount = 1
         if window.sum_property:
-            value = event.properties.get(window.sum_property)
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
+            value = number(event.properties.get(window.sum_property))
+            if value is None or abs(value) > MAX_MINOR:
                 continue
             amount = value
         buckets = state.stats.setdefault("windows", {}).setdefault(window.name, {})
@@ -1111,6 +1117,26 @@ def recompute(
     """Re-derive everything from the state and the person's orders: what time alone changes
     (lifecycle, tag and points expiry, windows, rolling spend; cause ``time``), new settings."""
     return _finish(current, current.copy(), settings=settings, now=now, cause=cause, changed={}, orders=orders)
+
+
+def reevaluate(
+    current: ProfileState,
+    settings: WorkspaceSettings,
+    now: datetime,
+    orders: Sequence[Order],
+    windows: Sequence[WindowedTrait] = (),
+    events: Iterable[NewEvent] = (),
+) -> Change:
+    """The profile under new settings (cause ``manual``); ``windows`` (declared or redefined by
+    them) are rebuilt from the person's stored ``events``, so they count from before they existed."""
+    new = current.copy()
+    if windows:
+        buckets = new.stats.setdefault("windows", {})
+        for window in windows:
+            buckets[window.name] = {}
+        for event in events:
+            _add_to_windows(new, event, settings, now, windows)
+    return _finish(current, new, settings=settings, now=now, cause="manual", changed={}, orders=orders)
 
 
 def modify_tags(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from prometheus_client import Counter
 
-TIMER_FAILURES = Counter(
-    "cdp_profile_timer_failures_total", "Profiles whose timer round failed (postponed, retried later)"
+BACKGROUND_FAILURES = Counter(
+    "cdp_profile_background_failures_total",
+    "Profiles background work could not save (logged; a timer is postponed, a re-evaluation skipped)",
+    ["work"],
 )
 EVENTS_REJECTED = Counter(
     "cdp_profile_events_rejected_total", "Resolved events not stored (logged with the reason)", ["reason"]

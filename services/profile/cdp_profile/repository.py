@@ -815,15 +815,68 @@ async def delete_orphan_timers(conn: asyncpg.Connection, workspace_id: str, pers
     )
 
 
-async def make_all_due(conn: asyncpg.Connection, workspace_id: str, now: datetime, *, cause: str) -> None:
+# Re-evaluation after a settings change ----------------------------------------------------------
+
+
+async def start_reevaluation(conn: asyncpg.Connection, workspace_id: str, version: int, windows: Sequence[str]) -> None:
+    """Re-evaluate every profile of the workspace under ``version`` (from the first person again;
+    windows still to rebuild from an unfinished run are kept)."""
     await conn.execute(
-        """INSERT INTO timers (workspace_id, person_id, due_at, cause)
-           SELECT workspace_id, person_id, $2, $3 FROM profiles WHERE workspace_id = $1
-           ON CONFLICT (workspace_id, person_id) DO UPDATE SET due_at = excluded.due_at, cause = excluded.cause""",
+        """INSERT INTO reevaluations (workspace_id, version, windows) VALUES ($1, $2, $3)
+           ON CONFLICT (workspace_id) DO UPDATE SET
+               version = excluded.version, after_person = NULL, started_at = now(),
+               windows = ARRAY(SELECT DISTINCT w FROM unnest(reevaluations.windows || excluded.windows) AS w)""",
         workspace_id,
-        now,
-        cause,
+        version,
+        list(windows),
     )
+
+
+async def pending_reevaluations(conn: asyncpg.Connection) -> list[str]:
+    return [r["workspace_id"] for r in await conn.fetch("SELECT workspace_id FROM reevaluations ORDER BY started_at")]
+
+
+async def claim_reevaluation(conn: asyncpg.Connection, workspace_id: str) -> asyncpg.Record | None:
+    """The workspace's run, locked until commit (another replica skips it)."""
+    return await conn.fetchrow(
+        """SELECT version, after_person::text AS after_person, windows FROM reevaluations
+           WHERE workspace_id = $1 FOR UPDATE SKIP LOCKED""",
+        workspace_id,
+    )
+
+
+async def profiles_after(conn: asyncpg.Connection, workspace_id: str, after: str | None, limit: int) -> list[str]:
+    rows = await conn.fetch(
+        """SELECT person_id::text FROM profiles WHERE workspace_id = $1 AND ($2::uuid IS NULL OR person_id > $2)
+           ORDER BY person_id LIMIT $3""",
+        workspace_id,
+        after,
+        limit,
+    )
+    return [r["person_id"] for r in rows]
+
+
+async def advance_reevaluation(conn: asyncpg.Connection, workspace_id: str, after: str) -> None:
+    await conn.execute("UPDATE reevaluations SET after_person = $2 WHERE workspace_id = $1", workspace_id, after)
+
+
+async def finish_reevaluation(conn: asyncpg.Connection, workspace_id: str) -> None:
+    await conn.execute("DELETE FROM reevaluations WHERE workspace_id = $1", workspace_id)
+
+
+async def window_events(
+    conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str], events: Sequence[str], since: datetime
+) -> list[EventRow]:
+    """The events named ``events`` of ``person_ids`` since ``since`` (windowed traits to rebuild)."""
+    rows = await conn.fetch(
+        f"""SELECT {_EVENT_COLUMNS} FROM events
+           WHERE workspace_id = $1 AND person_id = ANY($2::uuid[]) AND event = ANY($3::text[]) AND event_time >= $4""",
+        workspace_id,
+        list(person_ids),
+        list(events),
+        since,
+    )
+    return [_event_row(r) for r in rows]
 
 
 # First key of the advisory locks on event partitions (the second is the partition number).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,7 +17,7 @@ from google.protobuf import struct_pb2
 from cdp.events.v1 import events_pb2
 from cdp_profile import domain, repository
 from cdp_profile.domain import EVENT_KINDS, ORDER_KINDS, Change, NewEvent, Order, ProfileState
-from cdp_profile.metrics import EVENTS_ADJUSTED, TIMER_FAILURES
+from cdp_profile.metrics import BACKGROUND_FAILURES, EVENTS_ADJUSTED
 from cdp_profile.repository import EventRow, LedgerRow, StoredProfile
 from cdp_profile.rules import DEFAULT_SETTINGS, InvalidRules, WorkspaceSettings, from_document, to_document
 from cdp_profile.structs import (
@@ -133,7 +133,8 @@ class ProfileService:
         self, workspace_id: str, changes: Mapping[str, Any], *, etag: str
     ) -> tuple[WorkspaceSettings, datetime]:
         """Store a new version with ``changes`` (top-level keys of the document) and re-evaluate
-        every profile of the workspace under it (through the timers, in the background)."""
+        every profile of the workspace under it in the background (:meth:`run_reevaluations`; a
+        profile's next event re-derives it in full before that, if it comes first)."""
         async with self._pool.acquire() as conn, conn.transaction():
             current = await self._settings(conn, workspace_id)
             if etag and etag.strip('"') != str(current.version):
@@ -146,8 +147,8 @@ class ProfileService:
             created = await repository.insert_settings(conn, workspace_id, proposed.version, to_document(proposed))
             if created is None:
                 raise Aborted("the settings changed meanwhile; read them again")
-            # Every profile is due now: the timer worker recomputes tags, tiers and stages.
-            await repository.make_all_due(conn, workspace_id, self.now(), cause="manual")
+            rebuilt = [w.name for w in proposed.windowed_traits if w not in current.windowed_traits]
+            await repository.start_reevaluation(conn, workspace_id, proposed.version, rebuilt)
         self._settings_cache[workspace_id] = proposed
         return proposed, created
 
@@ -772,20 +773,10 @@ class ProfileService:
             workspaces = await repository.due_workspaces(conn, now)
         done = 0
         for workspace_id in workspaces:
-            try:
-                done += await self._fire_timers(workspace_id, now, limit, isolate=False)
-            except Exception as exc:  # noqa: BLE001 - one profile that cannot be saved must not stop every round
-                log.warning(
-                    "timer round failed, retrying profile by profile",
-                    workspace=workspace_id,
-                    error=f"{type(exc).__name__}: {exc}",
-                )
-                done += await self._fire_timers(workspace_id, now, limit, isolate=True)
+            done += await self._fire_timers(workspace_id, now, limit)
         return done
 
-    async def _fire_timers(self, workspace_id: str, now: datetime, limit: int, *, isolate: bool) -> int:
-        """One workspace's due timers in one transaction; ``isolate``: each profile in a savepoint,
-        a failing one postponed by ``TIMER_RETRY`` (logged, counted) while the others go on."""
+    async def _fire_timers(self, workspace_id: str, now: datetime, limit: int) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
             claimed = await repository.claim_due_timers(conn, workspace_id, now, limit)
             if not claimed:
@@ -801,36 +792,112 @@ class ProfileService:
             if not persons:
                 return 0
             current = await repository.lock_profiles(conn, workspace_id, persons)
-            orders: dict[str, list[Order]] = defaultdict(list)
-            for order in await repository.orders_of(conn, workspace_id, persons):
-                orders[order.person_id].append(order)
+            orders = await self._orders_by_person(conn, workspace_id, persons)
 
-            def change_of(person_id: str) -> tuple[Change, tuple[str, ...]]:
-                stored = current[person_id]
-                state = self._open_profile(workspace_id, stored)
-                change = domain.recompute(state, settings, now, orders.get(person_id, []), causes[person_id])
-                return change, stored.merged_person_ids
+            def change_of(person_id: str) -> Change:
+                state = self._open_profile(workspace_id, current[person_id])
+                return domain.recompute(state, settings, now, orders.get(person_id, []), causes[person_id])
 
-            if not isolate:
-                await self._save(conn, workspace_id, settings, [change_of(p) for p in persons], now)
-                return len(persons)
-            done = 0
-            for person_id in persons:
-                try:
-                    async with conn.transaction():
-                        await self._save(conn, workspace_id, settings, [change_of(person_id)], now)
-                    done += 1
-                except Exception as exc:  # noqa: BLE001 - logged, counted, retried later
-                    TIMER_FAILURES.inc()
-                    log.error(
-                        "profile timer failed, postponed",
-                        workspace=workspace_id,
-                        person=person_id,
-                        retry_at=domain.iso(now + TIMER_RETRY),
-                        error=f"{type(exc).__name__}: {exc}",
+            async def postpone(person_id: str) -> None:
+                BACKGROUND_FAILURES.labels("timer").inc()
+                await repository.postpone_timer(conn, workspace_id, person_id, now + TIMER_RETRY)
+
+            return await self._save_each(conn, workspace_id, settings, current, change_of, now, postpone)
+
+    async def run_reevaluations(self, limit: int) -> int:
+        """Re-evaluate profiles of workspaces whose settings changed, ``limit`` per workspace and
+        round, in person order (resumable; each workspace gets its turn); returns how many."""
+        async with self._pool.acquire() as conn:
+            workspaces = await repository.pending_reevaluations(conn)
+        done = 0
+        for workspace_id in workspaces:
+            done += await self._reevaluate(workspace_id, limit)
+        return done
+
+    async def _reevaluate(self, workspace_id: str, limit: int) -> int:
+        now = self.now()
+        async with self._pool.acquire() as conn, conn.transaction():
+            run = await repository.claim_reevaluation(conn, workspace_id)
+            if run is None:
+                return 0
+            settings = await self._settings(conn, workspace_id)
+            persons = await repository.profiles_after(conn, workspace_id, run["after_person"], limit)
+            if not persons:
+                await repository.finish_reevaluation(conn, workspace_id)
+                log.info("profiles re-evaluated under new settings", workspace=workspace_id, version=run["version"])
+                return 0
+            windows = [w for w in settings.windowed_traits if w.name in run["windows"]]
+            current = await repository.lock_profiles(conn, workspace_id, persons)
+            # An event may have re-derived a profile under these settings first; windows to rebuild
+            # are rebuilt for everyone (a rebuild from stored events is exact whatever came before).
+            todo = [
+                p for p, stored in current.items()
+                if windows or stored.state.stats.get("settings_version") != settings.version
+            ]  # fmt: skip
+            if todo:
+                orders = await self._orders_by_person(conn, workspace_id, todo)
+                events: dict[str, list[NewEvent]] = defaultdict(list)
+                if windows:
+                    since = now - timedelta(days=max(w.days for w in windows) + 1)
+                    names = sorted({w.event for w in windows})
+                    for row in await repository.window_events(conn, workspace_id, todo, names, since):
+                        events[row.person_id].append(self._new_event(row))
+
+                def change_of(person_id: str) -> Change:
+                    state = self._open_profile(workspace_id, current[person_id])
+                    return domain.reevaluate(
+                        state, settings, now, orders.get(person_id, []), windows, events.get(person_id, ())
                     )
-                    await repository.postpone_timer(conn, workspace_id, person_id, now + TIMER_RETRY)
-            return done
+
+                async def skip(person_id: str) -> None:
+                    BACKGROUND_FAILURES.labels("reevaluation").inc()
+
+                picked = {p: current[p] for p in todo}
+                await self._save_each(conn, workspace_id, settings, picked, change_of, now, skip)
+            await repository.advance_reevaluation(conn, workspace_id, persons[-1])
+            return len(persons)
+
+    async def _orders_by_person(
+        self, conn: asyncpg.Connection, workspace_id: str, persons: Sequence[str]
+    ) -> dict[str, list[Order]]:
+        orders: dict[str, list[Order]] = defaultdict(list)
+        for order in await repository.orders_of(conn, workspace_id, persons):
+            orders[order.person_id].append(order)
+        return orders
+
+    async def _save_each(
+        self,
+        conn: asyncpg.Connection,
+        workspace_id: str,
+        settings: WorkspaceSettings,
+        profiles: Mapping[str, StoredProfile],
+        change_of: Callable[[str], Change],
+        now: datetime,
+        on_failure: Callable[[str], Awaitable[None]],
+    ) -> int:
+        """Save the changes of background work together; if that fails, one by one (a savepoint
+        each), so that one profile that cannot be saved (logged, ``on_failure``) stops no other."""
+        persons = sorted(profiles)
+        try:
+            async with conn.transaction():
+                changes = [(change_of(p), profiles[p].merged_person_ids) for p in persons]
+                await self._save(conn, workspace_id, settings, changes, now)
+            return len(persons)
+        except Exception as exc:  # noqa: BLE001 - isolated below
+            log.warning("saving profiles together failed, one by one now", workspace=workspace_id, error=repr(exc))
+        done = 0
+        for person_id in persons:
+            try:
+                async with conn.transaction():
+                    change = change_of(person_id)
+                    await self._save(
+                        conn, workspace_id, settings, [(change, profiles[person_id].merged_person_ids)], now
+                    )
+                done += 1
+            except Exception as exc:  # noqa: BLE001 - logged, counted, left for later
+                log.error("profile not saved", workspace=workspace_id, person=person_id, error=repr(exc))
+                await on_failure(person_id)
+        return done
 
     # Merges and splits --------------------------------------------------------------------------
 

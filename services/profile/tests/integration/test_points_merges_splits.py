@@ -153,7 +153,7 @@ async def test_a_split_gives_back_the_ids_tags_consent_and_points_a_merge_brough
     assert set(kept.state.tags) == {"b-own"}
     assert {k: v["granted"] for k, v in kept.state.consent.items()} == {"email": False}
     # The earn went back with its points (under the name the merge gave it; retries still find it).
-    assert [r[:2] + (r[2].split("@")[0],) for r in await ledger(svc, a)] == [("earn", 10, "welcome")]
+    assert [(*r[:2], r[2].split("@")[0]) for r in await ledger(svc, a)] == [("earn", 10, "welcome")]
     assert await ledger(svc, b) == [("earn", 7, "welcome")]
     assert (await svc.change_points(WS, a, "earn", 10, "welcome", "")).person_id == a
 
