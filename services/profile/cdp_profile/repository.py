@@ -732,8 +732,9 @@ async def move_ledger(
 async def set_timers(
     conn: asyncpg.Connection, workspace_id: str, timers: Sequence[tuple[str, datetime | None]]
 ) -> None:
-    due = [(p, t) for p, t in timers if t is not None]
-    gone = [p for p, t in timers if t is None]
+    # In person order, like the profile locks every writer holds first.
+    due = sorted((p, t) for p, t in timers if t is not None)
+    gone = sorted(p for p, t in timers if t is None)
     if due:
         await conn.execute(
             """INSERT INTO timers (workspace_id, person_id, due_at)
@@ -946,10 +947,15 @@ OBJECT_TABLES = {
 }
 
 
-async def get_objects(conn: asyncpg.Connection, kind: str, workspace_id: str, ids: Sequence[str]) -> dict[str, dict]:
+async def get_objects(
+    conn: asyncpg.Connection, kind: str, workspace_id: str, ids: Sequence[str], *, for_update: bool = False
+) -> dict[str, dict]:
+    """Objects by id; ``for_update`` locks them until commit, in id order (concurrent batches
+    touching the same objects wait for each other instead of deadlocking)."""
     table, key, _ = OBJECT_TABLES[kind]
     rows = await conn.fetch(
-        f"SELECT * FROM {table} WHERE workspace_id = $1 AND {key} = ANY($2::text[]) FOR UPDATE",
+        f"SELECT * FROM {table} WHERE workspace_id = $1 AND {key} = ANY($2::text[]) ORDER BY {key}"
+        + (" FOR UPDATE" if for_update else ""),
         workspace_id,
         list(ids),
     )
@@ -957,22 +963,34 @@ async def get_objects(conn: asyncpg.Connection, kind: str, workspace_id: str, id
 
 
 async def upsert_objects(conn: asyncpg.Connection, kind: str, workspace_id: str, objects: Sequence[dict]) -> list[dict]:
+    """Create or replace objects: one statement, rows written in id order (see get_objects)."""
     table, key, columns = OBJECT_TABLES[kind]
     names = [key, *columns, "tags", "attributes", "tags_version"]
-    rows = []
-    for obj in objects:
-        values = [obj[n] for n in names]
-        placeholders = ", ".join(f"${i + 2}" + ("::jsonb" if n == "attributes" else "") for i, n in enumerate(names))
-        updates = ", ".join(f"{n} = excluded.{n}" for n in names[1:])
-        row = await conn.fetchrow(
-            f"""INSERT INTO {table} (workspace_id, {", ".join(names)}) VALUES ($1, {placeholders})
-                ON CONFLICT (workspace_id, {key}) DO UPDATE SET {updates}, updated_at = now()
-                RETURNING *""",
-            workspace_id,
-            *values,
-        )
-        rows.append(dict(row))
-    return rows
+    types = {"price_minor": "bigint", "tags_version": "bigint"}
+    ordered = sorted(objects, key=lambda o: o[key])
+    arrays = [[_json(o[n]) if n in ("tags", "attributes") else o[n] for o in ordered] for n in names]
+    selected = ", ".join(
+        "ARRAY(SELECT jsonb_array_elements_text(tags::jsonb))"
+        if n == "tags"
+        else f"{n}::jsonb"
+        if n == "attributes"
+        else n
+        for n in names
+    )
+    rows = await conn.fetch(
+        f"""INSERT INTO {table} (workspace_id, {", ".join(names)})
+            SELECT $1, {selected}
+            FROM unnest({", ".join(f"${i + 2}::{types.get(n, 'text')}[]" for i, n in enumerate(names))})
+                 WITH ORDINALITY AS x({", ".join(names)}, n)
+            ORDER BY n
+            ON CONFLICT (workspace_id, {key}) DO UPDATE SET {", ".join(f"{n} = excluded.{n}" for n in names[1:])},
+                updated_at = now()
+            RETURNING *""",
+        workspace_id,
+        *arrays,
+    )
+    saved = {r[key]: dict(r) for r in rows}
+    return [saved[o[key]] for o in objects]
 
 
 async def delete_object(conn: asyncpg.Connection, kind: str, workspace_id: str, object_id: str) -> bool:

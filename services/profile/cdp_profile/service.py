@@ -1015,7 +1015,9 @@ class ProfileService:
         """Create or replace objects by id; a change of tags is announced (ObjectTagsChanged)."""
         key = repository.OBJECT_TABLES[kind][1]
         async with self._pool.acquire() as conn, conn.transaction():
-            existing = await repository.get_objects(conn, kind, workspace_id, [o[key] for o in objects])
+            existing = await repository.get_objects(
+                conn, kind, workspace_id, [o[key] for o in objects], for_update=True
+            )
             announcements = []
             for obj in objects:
                 before = existing.get(obj[key])
@@ -1056,7 +1058,9 @@ class ProfileService:
 
     async def update_object(self, kind: str, workspace_id: str, object_id: str, apply: Callable[[dict], dict]) -> dict:
         async with self._pool.acquire() as conn, conn.transaction():
-            found = (await repository.get_objects(conn, kind, workspace_id, [object_id])).get(object_id)
+            found = (await repository.get_objects(conn, kind, workspace_id, [object_id], for_update=True)).get(
+                object_id
+            )
             if found is None:
                 raise NotFound(f"{kind} {object_id} not found")
             updated = apply(dict(found))
@@ -1070,7 +1074,9 @@ class ProfileService:
 
     async def delete_object(self, kind: str, workspace_id: str, object_id: str) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
-            found = (await repository.get_objects(conn, kind, workspace_id, [object_id])).get(object_id)
+            found = (await repository.get_objects(conn, kind, workspace_id, [object_id], for_update=True)).get(
+                object_id
+            )
             if found is None:
                 raise NotFound(f"{kind} {object_id} not found")
             await repository.delete_object(conn, kind, workspace_id, object_id)
