@@ -73,7 +73,8 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRu
             ResolvedEventsHandler(service),
         ),
         ConsumerLoop(infra.js, infra.names, identity_consumer(infra.names).tuned(settings), IdentityHandler(service)),
-        OutboxRelay(infra.pool, infra.js, schema=SCHEMA),
+        # ProfileChanged rows are sealed at rest (personal data), opened to publish.
+        OutboxRelay(infra.pool, infra.js, schema=SCHEMA, sealer=vault),
         TimerWorker(service, batch=settings.timer_batch, interval=settings.timer_interval_seconds),
         PartitionMaintenance(service, months_ahead=settings.partition_months_ahead),
         PredictionWorker(predictions, poll_seconds=settings.prediction_poll_seconds),

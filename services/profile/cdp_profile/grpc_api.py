@@ -261,7 +261,7 @@ def _settings_message(workspace_id: str, settings, update_time: datetime | None)
         tiers=to_struct(document["tiers"]),
         points=to_struct(document["points"]),
         source_priority=document["source_priority"],
-        pii_traits=document["pii_traits"],
+        pii_traits=sorted(settings.pii_traits),  # the defaults and the workspace's own
         etag=f'"{settings.version}"',
     )
     message.tag_rules.extend(document["tag_rules"])

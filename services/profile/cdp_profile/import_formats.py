@@ -28,7 +28,7 @@ import orjson
 
 from cdp_profile.domain import MAX_ORDER_LINES, OBJECT_ID, TAG
 from cdp_profile.regions import region_code
-from cdp_profile.rules import currency_exponent
+from cdpkit.money import currency_exponent
 
 KINDS = ("customers", "orders", "products", "stores")
 FORMATS = ("csv", "jsonl", "cdnow")

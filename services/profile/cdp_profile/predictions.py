@@ -37,13 +37,14 @@ from prometheus_client import Counter
 from cdp.events.v1 import events_pb2
 from cdp_profile import value_repository as repo
 from cdp_profile.domain import is_prediction_name
-from cdp_profile.rules import WorkspaceSettings, currency_exponent
+from cdp_profile.rules import WorkspaceSettings
 from cdp_profile.structs import timestamp
 from cdpkit import outbox
 from cdpkit.bus import PROFILE, BusNames, partition_of
 from cdpkit.clock import Clock
 from cdpkit.errors import InvalidArgument, NotFound
 from cdpkit.ids import new_id
+from cdpkit.money import currency_exponent
 
 log = structlog.get_logger(__name__)
 

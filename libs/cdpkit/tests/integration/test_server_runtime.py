@@ -10,6 +10,7 @@ import logging
 import time
 import urllib.request
 
+import asyncpg
 import grpc
 import pytest
 import structlog
@@ -53,6 +54,8 @@ class Segments(segment_pb2_grpc.SegmentServiceServicer):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "not yours")
         if segment == "ok":
             return segment_pb2.Segment(name=request.name, display_name="Found")
+        if segment == "deadlock":
+            raise asyncpg.DeadlockDetectedError("deadlock detected (secret detail)")
         raise errors.NotFound(f"segment {request.name} not found")
 
     async def ListSegments(self, request, context):
@@ -186,6 +189,12 @@ async def test_unexpected_exception_is_internal_error_without_leaking_details(se
     assert error.details() == "internal error"
     everything = repr(error) + str(error.debug_error_string()) + repr(list(error.trailing_metadata() or ()))
     assert "secret detail" not in everything and "RuntimeError" not in everything
+
+
+async def test_a_transaction_the_database_rolled_back_is_aborted_and_retryable(service):
+    error = await rpc_error(service.stub.GetSegment(get_request("deadlock")))
+    assert error.code() == grpc.StatusCode.ABORTED
+    assert error.details() == "a concurrent change won; retry" and "secret detail" not in repr(error)
 
 
 async def test_an_abort_by_the_servicer_passes_through_unchanged(service):
