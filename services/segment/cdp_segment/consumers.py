@@ -4,7 +4,7 @@
 |-------------------|----------|----------------------------------|-------------------|
 | segment-profile   | PROFILE  | {prefix}.profile.{partition}     | ProfileChanged    |
 | segment-objects   | PROFILE  | {prefix}.profile.objects         | ObjectTagsChanged |
-| segment-merges    | IDENTITY | {prefix}.identity.persons_merged | PersonsMerged     |
+| segment-identity  | IDENTITY | {prefix}.identity.*              | PersonsMerged, PersonSplit (others skipped) |
 
 Each fetched batch is applied in one transaction and acked after commit. An undecodable or
 meaningless message (no workspace, a person id that is not a UUID) is dead-lettered at once.
@@ -23,7 +23,7 @@ from google.protobuf.message import DecodeError, Message
 from nats.aio.msg import Msg
 
 from cdp.events.v1 import events_pb2
-from cdp_segment.domain import ObjectTags, PersonsMerged, ProfileChange, ProfileState
+from cdp_segment.domain import ObjectTags, PersonsMerged, PersonSplit, ProfileChange, ProfileState
 from cdp_segment.live import LiveService
 from cdp_segment.rules.data import EventFact, ItemFact, OrderFact
 from cdpkit.bus import IDENTITY, PROFILE, BusNames
@@ -51,11 +51,12 @@ def objects_consumer(names: BusNames, batch_size: int) -> ConsumerSpec:
     )
 
 
-def merges_consumer(names: BusNames, batch_size: int) -> ConsumerSpec:
+def identity_consumer(names: BusNames, batch_size: int) -> ConsumerSpec:
+    # One consumer for merges and splits: an unmerge must come after the merge it undoes.
     return ConsumerSpec(
-        durable="segment-merges",
+        durable="segment-identity",
         stream=IDENTITY,
-        filter_subject=names.subject(IDENTITY, "persons_merged"),
+        filter_subject=names.subject(IDENTITY, "*"),
         batch_size=batch_size,
     )
 
@@ -166,20 +167,41 @@ def decode_persons_merged(data: bytes) -> PersonsMerged:
     return PersonsMerged(m.workspace_id, m.survivor_person_id, tuple(m.merged_person_ids), m.trigger_message_id)
 
 
-class Handler:
-    """Decode a batch, then hand it to one use case (one transaction)."""
+def decode_person_split(data: bytes) -> PersonSplit:
+    m = _decode(events_pb2.PersonSplit, data)
+    _check(m.workspace_id, m.person_id, m.new_person_id, *m.moved_person_ids)
+    return PersonSplit(m.workspace_id, m.person_id, m.new_person_id, tuple(m.moved_person_ids))
 
-    def __init__(self, decode: Callable[[bytes], Any], apply: Callable[[list[Any]], Any]) -> None:
+
+# Identity's announcements segment applies, by subject kind; the others are not its concern.
+IDENTITY_KINDS: dict[str, Callable[[bytes], PersonsMerged | PersonSplit]] = {
+    "persons_merged": decode_persons_merged,
+    "person_split": decode_person_split,
+}
+
+
+def decode_identity(subject: str, data: bytes) -> PersonsMerged | PersonSplit | None:
+    decode = IDENTITY_KINDS.get(subject.rsplit(".", 1)[-1])
+    return decode(data) if decode else None
+
+
+class Handler:
+    """Decode a batch, then hand it to one use case (one transaction). ``decode(subject, data)``
+    returns None for a message the use case skips."""
+
+    def __init__(self, decode: Callable[[str, bytes], Any], apply: Callable[[list[Any]], Any]) -> None:
         self._decode = decode
         self._apply = apply
 
     async def __call__(self, messages: Sequence[Msg]) -> None:
-        await self._apply([self._decode(m.data) for m in messages])
+        decoded = [d for d in (self._decode(m.subject, m.data) for m in messages) if d is not None]
+        if decoded:
+            await self._apply(decoded)
 
 
 def handlers(live: LiveService) -> dict[str, Handler]:
     return {
-        "profile": Handler(decode_profile_changed, live.apply_profile_changes),
-        "objects": Handler(decode_object_tags, live.apply_object_tags),
-        "merges": Handler(decode_persons_merged, live.apply_merges),
+        "profile": Handler(lambda _, data: decode_profile_changed(data), live.apply_profile_changes),
+        "objects": Handler(lambda _, data: decode_object_tags(data), live.apply_object_tags),
+        "identity": Handler(decode_identity, live.apply_identity),
     }

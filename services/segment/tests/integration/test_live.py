@@ -4,6 +4,7 @@ the outbox, memberships read back over gRPC."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import grpc
@@ -125,6 +126,18 @@ async def test_a_merge_removes_the_merged_away_memberships_and_reevaluates_the_s
     assert await segment.members("vip") == {kept}
     rows = await segment.sql("SELECT count(*) AS n FROM persons WHERE person_id = $1::uuid", gone)
     assert rows[0]["n"] == 0
+
+    # Identity undoes the merge (PersonSplit, on the same consumer as PersonsMerged, after it):
+    # the old id answers for itself again.
+    await segment.split(kept, gone)
+    for _ in range(100):
+        check = await segment.stub.CheckMembership(
+            segment_pb2.CheckMembershipRequest(parent=f"workspaces/{WS}/segments/repeat", person_id=gone)
+        )
+        if check.person_id == gone:
+            break
+        await asyncio.sleep(0.05)
+    assert (check.person_id, check.member) == (gone, False)
 
 
 async def test_a_split_moves_facts_back(segment):
