@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from cdp.segment.v1 import segment_pb2, segment_pb2_grpc
 from cdp_segment.config import SCHEMA, Settings
-from cdp_segment.consumers import handlers, merges_consumer, objects_consumer, profile_consumer
+from cdp_segment.consumers import handlers, identity_consumer, objects_consumer, profile_consumer
 from cdp_segment.grpc_api import SegmentServicer
 from cdp_segment.live import LiveService
 from cdp_segment.membership import Catalogues, Memberships
@@ -52,7 +52,7 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRu
     workers = [
         ConsumerLoop(infra.js, infra.names, profile_consumer(batch).tuned(settings), apply["profile"]),
         ConsumerLoop(infra.js, infra.names, objects_consumer(infra.names, batch).tuned(settings), apply["objects"]),
-        ConsumerLoop(infra.js, infra.names, merges_consumer(infra.names, batch).tuned(settings), apply["merges"]),
+        ConsumerLoop(infra.js, infra.names, identity_consumer(infra.names, batch).tuned(settings), apply["identity"]),
         OutboxRelay(infra.pool, infra.js, schema=SCHEMA),
         Periodic(
             "segment-timers",

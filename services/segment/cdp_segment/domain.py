@@ -367,6 +367,25 @@ class PersonsMerged:
     merged_person_ids: tuple[str, ...]
     trigger_message_id: str = ""
 
+    @property
+    def person_ids(self) -> set[str]:
+        return {self.survivor_person_id, *self.merged_person_ids}
+
+
+@dataclass(frozen=True)
+class PersonSplit:
+    """An unmerge or an identifier removal split ``new_person_id`` off ``person_id``; the ids that
+    had been merged into ``person_id`` and now resolve to the new person."""
+
+    workspace_id: str
+    person_id: str
+    new_person_id: str
+    moved_person_ids: tuple[str, ...] = ()
+
+    @property
+    def person_ids(self) -> set[str]:
+        return {self.person_id, self.new_person_id, *self.moved_person_ids}
+
 
 @dataclass(frozen=True)
 class ObjectTags:

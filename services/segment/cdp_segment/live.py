@@ -16,22 +16,45 @@ stale, and so changes no membership.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import asyncpg
+import structlog
 from prometheus_client import Counter
 
 from cdp_segment import projection, repository
-from cdp_segment.domain import EVERYTHING, Catalogue, ObjectTags, PersonsMerged, ProfileChange, ProfileState
+from cdp_segment.domain import (
+    EVERYTHING,
+    Catalogue,
+    ObjectTags,
+    PersonsMerged,
+    PersonSplit,
+    ProfileChange,
+    ProfileState,
+)
 from cdp_segment.membership import Catalogues, Memberships
 from cdp_segment.rfm import RfmThresholds, rfm_group
-from cdp_segment.rules.data import EventFact, OrderFact
+from cdp_segment.rules.data import EventFact
 from cdpkit.clock import Clock
 
+log = structlog.get_logger(__name__)
+
+LOCK_RESTARTS = Counter(
+    "cdp_segment_lock_restarts_total", "Batches started over because a merge or split moved their persons meanwhile"
+)
 STALE = Counter("cdp_segment_stale_profile_changes_total", "ProfileChanged announcements older than the projection")
 TIMERS_FIRED = Counter("cdp_segment_timers_fired_total", "Durable timers that fell due and were evaluated")
+
+
+# A batch whose persons changed hands (a merge committed) while it waited for their locks starts
+# over with the new set this many times before it just takes the extra locks too.
+LOCK_ATTEMPTS = 3
+
+
+class _LocksMoved(Exception):
+    """The persons a batch must hold changed while it waited for them: start the batch over."""
 
 
 @dataclass
@@ -39,7 +62,7 @@ class _Writes:
     """Projection writes of one batch, made in bulk (flushed before facts move, and at the end)."""
 
     events: list[tuple[str, EventFact]] = field(default_factory=list)
-    orders: list[tuple[str, OrderFact, int]] = field(default_factory=list)
+    orders: list[projection.OrderWrite] = field(default_factory=list)
     states: dict[str, tuple[ProfileState, int, str | None]] = field(default_factory=dict)
     # Survivors of announcements for merged-away persons: they need a row.
     persons: set[str] = field(default_factory=set)
@@ -47,12 +70,23 @@ class _Writes:
     async def flush(self, conn: asyncpg.Connection, workspace_id: str, touched: dict[str, set[str]]) -> None:
         for person_id, name in await projection.add_events(conn, workspace_id, self.events):
             touched[person_id].add(f"events:{name}")
-        for person_id in await projection.upsert_orders(conn, workspace_id, self.orders):
+        for person_id in await projection.write_orders(conn, workspace_id, self.orders):
             touched[person_id].add("orders")
         await projection.write_states(conn, workspace_id, self.states)
         for person_id in await projection.ensure_persons(conn, workspace_id, self.persons):
             touched[person_id].add(EVERYTHING)
         self.events, self.orders, self.states, self.persons = [], [], {}, set()
+
+
+@dataclass
+class _Scope:
+    """What a batch of one workspace holds: the persons locked, and merged-away id -> survivor."""
+
+    locked: set[str]
+    survivors: dict[str, str]
+
+    def resolve(self, person_id: str) -> str:
+        return self.survivors.get(person_id, person_id)
 
 
 class LiveService:
@@ -63,6 +97,45 @@ class LiveService:
         self._clock = clock
         self._pii_names: dict[str, set[str]] = {}
 
+    async def _in_transaction(self, workspaces: Sequence[str], apply) -> None:
+        """Run ``apply(conn, catalogues, strict)`` in one transaction holding the workspaces'
+        locks shared; start over (a fresh transaction, so no lock is held out of order) when the
+        persons it must hold changed while it waited for them."""
+        for attempt in range(LOCK_ATTEMPTS):
+            try:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    await repository.lock_workspaces(conn, workspaces)
+                    catalogues = await self._catalogues.get(conn, workspaces)
+                    await apply(conn, catalogues, attempt < LOCK_ATTEMPTS - 1)
+                return
+            except _LocksMoved:
+                LOCK_RESTARTS.inc()
+
+    @staticmethod
+    async def _lock(
+        conn: asyncpg.Connection,
+        workspace_id: str,
+        named: set[str],
+        *,
+        strict: bool,
+        split_off: frozenset[str] = frozenset(),
+        more: Callable[[], Awaitable[set[str]]] | None = None,
+    ) -> _Scope:
+        """Lock the persons ``named``, their survivors (when merged away) and those ``more()``
+        names; then look again, under the locks: a merge or a split may have committed while this
+        waited. ``split_off``: ids announced as split off, persons of their own again."""
+        locked: set[str] = set()
+        while True:
+            survivors = await repository.survivors(conn, workspace_id, named)
+            survivors = {k: v for k, v in survivors.items() if k not in split_off}
+            wanted = named | set(survivors.values()) | (await more() if more else set())
+            if wanted <= locked:
+                return _Scope(locked, survivors)
+            if locked and strict:
+                raise _LocksMoved
+            await repository.lock_persons(conn, workspace_id, wanted - locked)
+            locked |= wanted
+
     # ProfileChanged -------------------------------------------------------------------------
 
     async def apply_profile_changes(self, changes: Sequence[ProfileChange]) -> None:
@@ -70,12 +143,23 @@ class LiveService:
         by_workspace: dict[str, list[ProfileChange]] = defaultdict(list)
         for change in changes:
             by_workspace[change.workspace_id].append(change)
-        async with self._pool.acquire() as conn, conn.transaction():
-            await repository.lock_workspaces(conn, list(by_workspace))
-            catalogues = await self._catalogues.get(conn, list(by_workspace))
+
+        async def apply(conn, catalogues, strict):
             for workspace_id in sorted(by_workspace):
                 catalogue, thresholds = catalogues[workspace_id]
-                await self._apply_workspace(conn, workspace_id, by_workspace[workspace_id], catalogue, thresholds, now)
+                await self._apply_workspace(
+                    conn, workspace_id, by_workspace[workspace_id], catalogue, thresholds, now, strict
+                )
+
+        await self._in_transaction(list(by_workspace), apply)
+
+    @staticmethod
+    async def _facts_scope(conn: asyncpg.Connection, workspace_id: str, changes: list[ProfileChange]):
+        """The persons a batch's facts touch: their owners now and the persons splits claimed them for."""
+        message_ids = [e.message_id for c in changes for e in c.events]
+        message_ids += [m for c in changes for m in c.moved_message_ids]
+        order_ids = [o.order_id for c in changes for o in c.orders] + [o for c in changes for o in c.moved_order_ids]
+        return await projection.fact_owners(conn, workspace_id, message_ids=message_ids, order_ids=order_ids)
 
     async def _apply_workspace(
         self,
@@ -85,47 +169,69 @@ class LiveService:
         catalogue: Catalogue,
         thresholds: RfmThresholds | None,
         now: datetime,
+        strict: bool,
     ) -> None:
-        announced = {c.person_id for c in changes}
-        # A split announces the person that leaves (an unmerge brings a merged-away id back): it
-        # is itself again, not an alias of the survivor any more.
-        returning = sorted({c.person_id for c in changes if c.split_from_person_id})
-        if returning:
-            await repository.forget_merges(conn, workspace_id, returning)
-        survivors = await repository.survivors(conn, workspace_id, sorted(announced))
-        involved = announced | set(survivors.values())
-        for change in changes:
-            involved |= set(change.merged_person_ids)
-            if change.split_from_person_id:
-                involved.add(change.split_from_person_id)
-        await repository.lock_persons(conn, workspace_id, sorted(involved))
-        states = await projection.read_states(conn, workspace_id, sorted(involved))
+        split_off = frozenset(c.person_id for c in changes if c.split_from_person_id)
+        named = {c.person_id for c in changes} | {m for c in changes for m in c.merged_person_ids}
+        named |= {c.split_from_person_id for c in changes if c.split_from_person_id}
+        message_ids = [e.message_id for c in changes for e in c.events] + [
+            m for c in changes for m in c.moved_message_ids
+        ]
+        order_ids = [o.order_id for c in changes for o in c.orders] + [o for c in changes for o in c.moved_order_ids]
+
+        async def owners() -> set[str]:  # of the facts the batch writes or moves, and who splits claimed them for
+            return await projection.fact_owners(conn, workspace_id, message_ids=message_ids, order_ids=order_ids)
+
+        scope = await self._lock(conn, workspace_id, named, strict=strict, split_off=split_off, more=owners)
+        for person_id in sorted(split_off):
+            # Announced as split off (an unmerge): a person of its own again, whatever order
+            # identity's PersonSplit comes in.
+            await repository.record_split(conn, workspace_id, person_id, (), now)
+        states = await projection.read_states(conn, workspace_id, sorted(scope.locked))
         touched: dict[str, set[str]] = defaultdict(set)
         triggers: dict[str, str] = {}
         pending = _Writes()
         for change in changes:
-            person_id = survivors.get(change.person_id, change.person_id)
+            person_id = scope.resolve(change.person_id)
             fields = touched[person_id]
             if change.trigger_message_id:
                 triggers[person_id] = change.trigger_message_id
             merged = [m for m in change.merged_person_ids if m != person_id]
             if merged or change.split_from_person_id:
                 await pending.flush(conn, workspace_id, touched)  # facts move as written so far
-            if merged and await self._absorb(conn, workspace_id, person_id, merged, now, change.trigger_message_id):
-                fields.add(EVERYTHING)
+            if merged:
+                absorbed, _ = await self._absorb(
+                    conn,
+                    workspace_id,
+                    person_id,
+                    merged,
+                    scope,
+                    now=now,
+                    trigger=change.trigger_message_id,
+                    version=change.version,
+                )
+                if absorbed:
+                    fields.add(EVERYTHING)
                 for gone in merged:
                     states.pop(gone, None)
-            if change.split_from_person_id and await projection.move_facts(
-                conn,
-                workspace_id,
-                person_id,
-                message_ids=change.moved_message_ids,
-                order_ids=change.moved_order_ids,
-            ):
-                fields.add(EVERYTHING)
-                touched[change.split_from_person_id].add(EVERYTHING)
+                    touched.pop(gone, None)
+            if change.split_from_person_id:
+                losers = await projection.split_facts(
+                    conn,
+                    workspace_id,
+                    person_id,
+                    change.version,
+                    message_ids=change.moved_message_ids,
+                    order_ids=change.moved_order_ids,
+                )
+                if losers:
+                    fields.add(EVERYTHING)
+                for loser in losers:
+                    touched[loser].add(EVERYTHING)
             pending.events += [(person_id, e) for e in change.events]
-            pending.orders += [(person_id, o, change.version) for o in change.orders]
+            pending.orders += [
+                projection.OrderWrite(change.person_id, person_id, o, change.version) for o in change.orders
+            ]
             if person_id != change.person_id:
                 # Announced for a person merged away since: its facts go to the survivor; its state
                 # is the survivor's business (the profile announces the merged state).
@@ -150,7 +256,13 @@ class LiveService:
             conn, workspace_id, set().union(*(s.pii_traits for s, _, _ in pending.states.values()))
         )
         await pending.flush(conn, workspace_id, touched)
-        starts = {person_id: catalogue.reading(fields) for person_id, fields in touched.items()}
+        gone = await repository.survivors(conn, workspace_id, touched)
+        starts = {p: catalogue.reading(fields) for p, fields in touched.items() if p not in gone}
+        unlocked = set(starts) - scope.locked
+        if unlocked:  # cannot happen: every person whose facts the batch writes was locked above
+            log.error("persons evaluated without their lock", persons=sorted(unlocked))
+            if strict:
+                raise _LocksMoved
         await self._memberships.evaluate_persons(
             conn,
             workspace_id,
@@ -168,46 +280,98 @@ class LiveService:
             await projection.remember_pii_names(conn, workspace_id, names - known)
             known |= names
 
+    async def absorb(
+        self,
+        conn: asyncpg.Connection,
+        workspace_id: str,
+        survivor: str,
+        merged: Sequence[str],
+        *,
+        now: datetime,
+        trigger: str = "",
+        version: int = 0,
+    ) -> tuple[bool, str]:
+        """Merge ``merged`` into ``survivor`` (or into the person it was merged into since); the
+        caller holds the persons' locks. (anything changed, the survivor merged into)."""
+        survivors = await repository.survivors(conn, workspace_id, [survivor])
+        scope = _Scope(set(), survivors)
+        return await self._absorb(
+            conn, workspace_id, scope.resolve(survivor), merged, scope, now=now, trigger=trigger, version=version
+        )
+
     async def _absorb(
-        self, conn: asyncpg.Connection, workspace_id: str, survivor: str, merged: list[str], now: datetime, trigger: str
-    ) -> bool:
-        """Merged-away persons leave every segment; their facts move to the survivor. True when
-        anything moved or ended (the first time; a replay finds nothing to do)."""
+        self,
+        conn: asyncpg.Connection,
+        workspace_id: str,
+        survivor: str,
+        merged: Sequence[str],
+        scope: _Scope,
+        *,
+        now: datetime,
+        trigger: str,
+        version: int,
+    ) -> tuple[bool, str]:
+        """Merged-away persons leave every segment; their facts move to the survivor. (True when
+        anything moved or ended (the first time; a replay finds nothing to do), the survivor)."""
+        survivor = scope.resolve(survivor)
+        merged = sorted({m for m in merged if m != survivor})
+        if not merged:
+            return False, survivor
         await repository.record_merge(conn, workspace_id, survivor, merged, now)
-        moved = await projection.move_facts(conn, workspace_id, survivor, from_persons=merged)
+        moved = await projection.merge_facts(conn, workspace_id, survivor, merged, version)
         dropped = await self._memberships.drop_persons(
             conn, workspace_id, merged, now=now, reason="persons merged", trigger=trigger
         )
         deleted = await projection.delete_persons(conn, workspace_id, merged)
         created = await projection.ensure_persons(conn, workspace_id, [survivor])
-        return bool(moved or dropped or deleted or created)
+        for person_id in merged:
+            scope.survivors[person_id] = survivor
+        return bool(moved or dropped or deleted or created), survivor
 
-    # PersonsMerged ------------------------------------------------------------------------------
+    # PersonsMerged and PersonSplit ---------------------------------------------------------------
 
-    async def apply_merges(self, merges: Sequence[PersonsMerged]) -> None:
+    async def apply_identity(self, messages: Sequence[PersonsMerged | PersonSplit]) -> None:
+        """Identity's merges and splits, in the order given."""
         now = self._clock.now()
-        workspaces = sorted({m.workspace_id for m in merges})
-        async with self._pool.acquire() as conn, conn.transaction():
-            await repository.lock_workspaces(conn, workspaces)
-            catalogues = await self._catalogues.get(conn, workspaces)
+        workspaces = sorted({m.workspace_id for m in messages})
+
+        async def apply(conn, catalogues, strict):
             for workspace_id in workspaces:
                 catalogue, _ = catalogues[workspace_id]
-                mine = [m for m in merges if m.workspace_id == workspace_id]
-                involved = {m.survivor_person_id for m in mine} | {p for m in mine for p in m.merged_person_ids}
-                await repository.lock_persons(conn, workspace_id, sorted(involved))
+                mine = [m for m in messages if m.workspace_id == workspace_id]
+                named = {p for m in mine for p in m.person_ids}
+                scope = await self._lock(conn, workspace_id, named, strict=strict)
                 starts: dict[str, set[str]] = {}
                 triggers: dict[str, str] = {}
-                for merge in mine:
-                    survivor = merge.survivor_person_id
-                    merged = [p for p in merge.merged_person_ids if p != survivor]
-                    if merged and await self._absorb(
-                        conn, workspace_id, survivor, merged, now, merge.trigger_message_id
-                    ):
+                for message in mine:
+                    if isinstance(message, PersonSplit):
+                        await repository.record_split(
+                            conn, workspace_id, message.new_person_id, message.moved_person_ids, now
+                        )
+                        scope.survivors.pop(message.new_person_id, None)
+                        for moved in message.moved_person_ids:
+                            scope.survivors[moved] = message.new_person_id
+                        continue
+                    absorbed, survivor = await self._absorb(
+                        conn,
+                        workspace_id,
+                        message.survivor_person_id,
+                        message.merged_person_ids,
+                        scope,
+                        now=now,
+                        trigger=message.trigger_message_id,
+                        version=0,
+                    )
+                    if absorbed:
                         starts[survivor] = catalogue.reading({EVERYTHING})
-                        triggers[survivor] = merge.trigger_message_id
+                        triggers[survivor] = message.trigger_message_id
+                gone = await repository.survivors(conn, workspace_id, starts)
+                starts = {p: s for p, s in starts.items() if p not in gone}
                 await self._memberships.evaluate_persons(
                     conn, workspace_id, catalogue, starts, now=now, reason="persons merged", triggers=triggers
                 )
+
+        await self._in_transaction(workspaces, apply)
 
     # ObjectTagsChanged --------------------------------------------------------------------------
 

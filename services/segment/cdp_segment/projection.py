@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
+from prometheus_client import Counter
 
 from cdp_segment.domain import ProfileState
+from cdp_segment.facts import Claim, Lineage, announced
 from cdp_segment.rules.data import EventFact, ItemFact, OrderFact, PersonFacts, WorkspaceFacts
+
+STALE_FACTS = Counter(
+    "cdp_segment_stale_facts_total", "Announced facts older than the projection's copy (left alone)", ["kind"]
+)
 
 
 def jsonable(value: Any) -> Any:
@@ -32,31 +39,26 @@ def _json(value: Any) -> str:
     return json.dumps(jsonable(value), ensure_ascii=False)
 
 
-async def upsert_person(conn: asyncpg.Connection, workspace_id: str, person: PersonFacts, version: int = 0) -> None:
-    """Store a person's state as the evaluators hold it (tests)."""
-    state = ProfileState(
-        traits=person.traits,
-        pii_traits=person.pii_traits,
-        computed=person.computed,
-        lifecycle_stage=person.lifecycle_stage,
-        tier=person.tier,
-        tags=person.tags,
-        consent=person.consent,
-        points_balance=person.points_balance,
-    )
-    await write_states(conn, workspace_id, {person.person_id: (state, version, person.rfm_group)})
-
-
 async def add_events(
     conn: asyncpg.Connection, workspace_id: str, facts: Sequence[tuple[str, EventFact]]
 ) -> set[tuple[str, str]]:
-    """Store (person id, event) facts once each (by message id); (person id, name) of the new ones."""
+    """Store (person id, event) facts once each (by message id); an event a split claimed before it
+    arrived goes to the claim's person (or its survivor). (person id, name) of the new ones."""
     if not facts:
         return set()
     rows = await conn.fetch(
-        """INSERT INTO person_events (workspace_id, message_id, person_id, name, properties, event_time)
-           SELECT $1, m, p, n, j::jsonb, t
-           FROM unnest($2::text[], $3::uuid[], $4::text[], $5::text[], $6::timestamptz[]) AS e(m, p, n, j, t)
+        """WITH f AS (SELECT * FROM unnest($2::text[], $3::uuid[], $4::text[], $5::text[], $6::timestamptz[])
+                      AS e(m, p, n, j, t)),
+                claimed AS (
+                    DELETE FROM pending_moves c USING f
+                    WHERE c.workspace_id = $1 AND c.kind = 'event' AND c.fact_id = f.m
+                      AND NOT EXISTS (SELECT 1 FROM person_events x WHERE x.workspace_id = $1 AND x.message_id = f.m)
+                    RETURNING c.fact_id, coalesce((SELECT s.survivor_id FROM merged_persons s
+                                                   WHERE s.workspace_id = $1 AND s.person_id = c.to_person),
+                                                  c.to_person) AS owner)
+           INSERT INTO person_events (workspace_id, message_id, person_id, name, properties, event_time)
+           SELECT $1, f.m, coalesce(claimed.owner, f.p), f.n, f.j::jsonb, f.t
+           FROM f LEFT JOIN claimed ON claimed.fact_id = f.m
            ON CONFLICT DO NOTHING RETURNING person_id::text AS person_id, name""",
         workspace_id,
         [e.message_id for _, e in facts],
@@ -68,48 +70,96 @@ async def add_events(
     return {(r["person_id"], r["name"]) for r in rows}
 
 
-async def upsert_orders(
-    conn: asyncpg.Connection, workspace_id: str, facts: Sequence[tuple[str, OrderFact, int]]
-) -> set[str]:
-    """Create or update (person id, order, profile version) facts; an order last written by a
-    newer version of the same person is left alone (a redelivered older announcement). The ids of
-    the persons whose orders changed."""
-    latest = {order.order_id: (person_id, order, version) for person_id, order, version in facts}
-    if not latest:
-        return set()
-    rows = list(latest.values())
-    written = await conn.fetch(
-        """INSERT INTO person_orders (workspace_id, order_id, person_id, status, total_minor, store_id, staff_id,
-                                      order_time, profile_version)
-           SELECT $1, o, p, s, t, st, sf, ot, v
-           FROM unnest($2::text[], $3::uuid[], $4::text[], $5::bigint[], $6::text[], $7::text[],
-                       $8::timestamptz[], $9::bigint[]) AS i(o, p, s, t, st, sf, ot, v)
-           ON CONFLICT (workspace_id, order_id) DO UPDATE SET status = excluded.status,
-             total_minor = excluded.total_minor, store_id = excluded.store_id, staff_id = excluded.staff_id,
-             order_time = excluded.order_time, person_id = excluded.person_id,
-             profile_version = excluded.profile_version
-           WHERE person_orders.profile_version < excluded.profile_version
-              OR person_orders.person_id <> excluded.person_id
-           RETURNING order_id""",
-        workspace_id,
-        [o.order_id for _, o, _ in rows],
-        [p for p, _, _ in rows],
-        [o.status for _, o, _ in rows],
-        [o.total_minor for _, o, _ in rows],
-        [o.store_id for _, o, _ in rows],
-        [o.staff_id for _, o, _ in rows],
-        [o.time for _, o, _ in rows],
-        [v for _, _, v in rows],
+@dataclass(frozen=True)
+class OrderWrite:
+    """An order as ``announcer`` announced it at ``version``; ``owner``: the announcer, or its
+    survivor when it was merged away since."""
+
+    announcer: str
+    owner: str
+    order: OrderFact
+    version: int
+
+
+def _lineage(row: asyncpg.Record) -> Lineage:
+    prior = row["prior_writer"]
+    return Lineage(
+        str(row["person_id"]), str(row["writer"]), row["profile_version"], prior and str(prior), row["prior_version"]
     )
-    changed = [latest[r["order_id"]] for r in written]
-    if not changed:
+
+
+async def _claims(conn: asyncpg.Connection, workspace_id: str, kind: str, fact_ids: Sequence[str]) -> dict[str, Claim]:
+    """Take the claims splits made on these facts (deleted: the caller stores the facts now)."""
+    if not fact_ids:
+        return {}
+    rows = await conn.fetch(
+        """DELETE FROM pending_moves c WHERE c.workspace_id = $1 AND c.kind = $2 AND c.fact_id = ANY($3::text[])
+           RETURNING c.fact_id, c.to_person::text AS to_person, c.version,
+                     coalesce((SELECT s.survivor_id FROM merged_persons s
+                               WHERE s.workspace_id = $1 AND s.person_id = c.to_person), c.to_person)::text AS owner""",
+        workspace_id,
+        kind,
+        list(fact_ids),
+    )
+    return {r["fact_id"]: Claim(r["to_person"], r["owner"], r["version"]) for r in rows}
+
+
+async def write_orders(conn: asyncpg.Connection, workspace_id: str, writes: Sequence[OrderWrite]) -> set[str]:
+    """Create or update orders, in the order given, keeping each one's newest announcement
+    (cdp_segment.facts); the ids of the persons whose orders changed."""
+    if not writes:
         return set()
+    ids = sorted({w.order.order_id for w in writes})
+    rows = await conn.fetch(
+        """SELECT order_id, person_id, writer, profile_version, prior_writer, prior_version FROM person_orders
+           WHERE workspace_id = $1 AND order_id = ANY($2::text[]) FOR UPDATE""",
+        workspace_id,
+        ids,
+    )
+    stored = {r["order_id"]: _lineage(r) for r in rows}
+    claims = await _claims(conn, workspace_id, "order", [i for i in ids if i not in stored])
+    final: dict[str, tuple[Lineage, OrderFact]] = {}
+    for write in writes:
+        order_id = write.order.order_id
+        current = final[order_id][0] if order_id in final else stored.get(order_id)
+        lineage = announced(current, write.announcer, write.version, write.owner, claims.get(order_id))
+        if lineage is None:
+            STALE_FACTS.labels("order").inc()
+            continue
+        final[order_id] = (lineage, write.order)
+    if not final:
+        return set()
+    changed = list(final.items())
+    await conn.execute(
+        """INSERT INTO person_orders (workspace_id, order_id, person_id, status, total_minor, store_id, staff_id,
+                                      order_time, writer, profile_version, prior_writer, prior_version)
+           SELECT $1, o, p, s, t, st, sf, ot, w, v, pw, pv
+           FROM unnest($2::text[], $3::uuid[], $4::text[], $5::bigint[], $6::text[], $7::text[],
+                       $8::timestamptz[], $9::uuid[], $10::bigint[], $11::uuid[], $12::bigint[])
+                AS i(o, p, s, t, st, sf, ot, w, v, pw, pv)
+           ON CONFLICT (workspace_id, order_id) DO UPDATE SET person_id = excluded.person_id, status = excluded.status,
+             total_minor = excluded.total_minor, store_id = excluded.store_id, staff_id = excluded.staff_id,
+             order_time = excluded.order_time, writer = excluded.writer, profile_version = excluded.profile_version,
+             prior_writer = excluded.prior_writer, prior_version = excluded.prior_version""",
+        workspace_id,
+        [i for i, _ in changed],
+        [lineage.owner for _, (lineage, _) in changed],
+        [o.status for _, (_, o) in changed],
+        [o.total_minor for _, (_, o) in changed],
+        [o.store_id for _, (_, o) in changed],
+        [o.staff_id for _, (_, o) in changed],
+        [o.time for _, (_, o) in changed],
+        [lineage.writer for _, (lineage, _) in changed],
+        [lineage.version for _, (lineage, _) in changed],
+        [lineage.prior_writer for _, (lineage, _) in changed],
+        [lineage.prior_version for _, (lineage, _) in changed],
+    )
     await conn.execute(
         "DELETE FROM order_items WHERE workspace_id = $1 AND order_id = ANY($2::text[])",
         workspace_id,
-        [o.order_id for _, o, _ in changed],
+        [i for i, _ in changed],
     )
-    items = [(o.order_id, n, i) for _, o, _ in changed for n, i in enumerate(o.items)]
+    items = [(i, n, item) for i, (_, o) in changed for n, item in enumerate(o.items)]
     if items:
         await conn.execute(
             """INSERT INTO order_items (workspace_id, order_id, line_no, sku, category, product_id)
@@ -122,16 +172,7 @@ async def upsert_orders(
             [i.category for _, _, i in items],
             [i.product_id for _, _, i in items],
         )
-    return {p for p, _, _ in changed}
-
-
-async def set_memberships(conn: asyncpg.Connection, workspace_id: str, person_id: str, segments: Iterable[str]) -> None:
-    """Test helper: make a person a member of segments (no history, no events)."""
-    await conn.executemany(
-        "INSERT INTO memberships (workspace_id, segment_id, person_id, since) VALUES ($1, $2, $3, now())"
-        " ON CONFLICT DO NOTHING",
-        [(workspace_id, s, person_id) for s in segments],
-    )
+    return {lineage.owner for lineage, _ in final.values()} | {stored[i].owner for i in final if i in stored}
 
 
 async def set_object_tags(
@@ -268,37 +309,87 @@ async def ensure_persons(conn: asyncpg.Connection, workspace_id: str, person_ids
     return {r["person_id"] for r in rows}
 
 
-async def move_facts(
+async def merge_facts(
+    conn: asyncpg.Connection, workspace_id: str, survivor: str, merged: Sequence[str], version: int
+) -> bool:
+    """Every event, order and split claim of the merged persons moves to the survivor (the order
+    lineage at ``version``, the survivor's announcing version; 0 when identity announced the
+    merge). True when anything moved."""
+    moved = 0
+    for statement in (
+        "UPDATE person_events SET person_id = $2 WHERE workspace_id = $1 AND person_id = ANY($3::uuid[])",
+        """UPDATE person_orders SET person_id = $2, writer = $2, profile_version = $4,
+               prior_writer = coalesce(prior_writer, writer),
+               prior_version = CASE WHEN prior_writer IS NULL THEN profile_version ELSE prior_version END
+           WHERE workspace_id = $1 AND person_id = ANY($3::uuid[])""",
+        "UPDATE pending_moves SET to_person = $2, version = $4 WHERE workspace_id = $1 AND to_person = ANY($3::uuid[])",
+    ):
+        args = (workspace_id, survivor, list(merged)) + ((version,) if "$4" in statement else ())
+        moved += int((await conn.execute(statement, *args)).split()[-1])
+    return moved > 0
+
+
+async def split_facts(
     conn: asyncpg.Connection,
     workspace_id: str,
     to_person: str,
+    version: int,
     *,
-    from_persons: Sequence[str] = (),
-    message_ids: Sequence[str] = (),
-    order_ids: Sequence[str] = (),
-) -> bool:
-    """Re-key events and orders: all of ``from_persons``'s, or the listed ones. True if any moved."""
-    moved = 0
-    if from_persons:
-        for table in ("person_events", "person_orders"):
-            status = await conn.execute(
-                f"UPDATE {table} SET person_id = $2 WHERE workspace_id = $1 AND person_id = ANY($3::uuid[])",
-                workspace_id,
-                to_person,
-                list(from_persons),
-            )
-            moved += int(status.split()[-1])
-    for table, column, ids in (("person_events", "message_id", message_ids), ("person_orders", "order_id", order_ids)):
-        if ids:
-            status = await conn.execute(
-                f"""UPDATE {table} SET person_id = $2
-                    WHERE workspace_id = $1 AND {column} = ANY($3::text[]) AND person_id <> $2""",
-                workspace_id,
-                to_person,
-                list(ids),
-            )
-            moved += int(status.split()[-1])
-    return moved > 0
+    message_ids: Sequence[str],
+    order_ids: Sequence[str],
+) -> set[str]:
+    """A split moved these events and orders to ``to_person`` (announced at ``version``): re-key
+    them, and claim those not seen yet. The persons they were moved from."""
+    losers: set[str] = set()
+    for kind, table, column, ids in (
+        ("event", "person_events", "message_id", message_ids),
+        ("order", "person_orders", "order_id", order_ids),
+    ):
+        if not ids:
+            continue
+        lineage = (
+            """, writer = $2, profile_version = $4, prior_writer = coalesce(t.prior_writer, t.writer),
+               prior_version = CASE WHEN t.prior_writer IS NULL THEN t.profile_version ELSE t.prior_version END"""
+            if kind == "order"
+            else ""
+        )
+        rows = await conn.fetch(
+            f"""WITH before AS (SELECT {column} AS id, person_id FROM {table}
+                                WHERE workspace_id = $1 AND {column} = ANY($3::text[]) FOR UPDATE),
+                     moved AS (UPDATE {table} t SET person_id = $2{lineage} FROM before b
+                               WHERE t.workspace_id = $1 AND t.{column} = b.id AND b.person_id <> $2),
+                     claimed AS (INSERT INTO pending_moves (workspace_id, kind, fact_id, to_person, version)
+                                 SELECT $1, $5, i, $2, $4 FROM unnest($3::text[]) AS i
+                                 WHERE NOT EXISTS (SELECT 1 FROM before WHERE before.id = i)
+                                 ON CONFLICT (workspace_id, kind, fact_id)
+                                 DO UPDATE SET to_person = excluded.to_person, version = excluded.version)
+                SELECT DISTINCT person_id::text AS person_id FROM before WHERE person_id <> $2""",
+            workspace_id,
+            to_person,
+            list(ids),
+            version,
+            kind,
+        )
+        losers |= {r["person_id"] for r in rows}
+    return losers
+
+
+async def fact_owners(
+    conn: asyncpg.Connection, workspace_id: str, *, message_ids: Sequence[str], order_ids: Sequence[str]
+) -> set[str]:
+    """The persons who own these facts now, and those that claims on them name (the persons a
+    batch touching them has to lock)."""
+    rows = await conn.fetch(
+        """SELECT person_id::text AS p FROM person_events WHERE workspace_id = $1 AND message_id = ANY($2::text[])
+           UNION SELECT person_id::text FROM person_orders WHERE workspace_id = $1 AND order_id = ANY($3::text[])
+           UNION SELECT to_person::text FROM pending_moves
+                 WHERE workspace_id = $1 AND (kind = 'event' AND fact_id = ANY($2::text[])
+                                              OR kind = 'order' AND fact_id = ANY($3::text[]))""",
+        workspace_id,
+        sorted(set(message_ids)),
+        sorted(set(order_ids)),
+    )
+    return {r["p"] for r in rows}
 
 
 async def delete_persons(conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]) -> int:
@@ -432,10 +523,6 @@ async def read_persons(
     for person_id, segments in held.items():
         persons[person_id].memberships = frozenset(segments)
     return persons
-
-
-async def read_person(conn: asyncpg.Connection, workspace_id: str, person_id: str) -> PersonFacts | None:
-    return (await read_persons(conn, workspace_id, [person_id])).get(person_id)
 
 
 async def read_object_tags(conn: asyncpg.Connection, workspace_id: str, *persons: PersonFacts) -> WorkspaceFacts:

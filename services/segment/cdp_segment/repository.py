@@ -3,7 +3,7 @@ Every query is scoped by workspace_id; the projection's own tables are in ``proj
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
 
 import asyncpg
@@ -20,9 +20,11 @@ WORKSPACE_SCAN_TIMEOUT = 600.0
 # their advisory locks, and PostgreSQL's lock table is finite (max_locks_per_transaction).
 RFM_SLICE = 1_000
 
-# Advisory lock classes (the two-int form never meets the kit's one-bigint migration lock).
-_WORKSPACE_LOCK = 5001
-_PERSON_LOCK = 5002
+# Advisory lock keys: 64-bit hashes of namespaced names (as the other services' locks), so that
+# two workspaces or two persons practically never share a key; keys are taken in key order, so a
+# collision could only make one wait for the other, never deadlock.
+_WORKSPACE_KEY = "hashtextextended('segment-workspace:' || w, 0)"
+_PERSON_KEY = "hashtextextended('segment-person:' || $1 || '/' || p, 0)"
 
 
 def _segment(row: asyncpg.Record) -> Segment:
@@ -31,35 +33,34 @@ def _segment(row: asyncpg.Record) -> Segment:
 
 # Locks ----------------------------------------------------------------------------------------
 #
-# The live path (consumer batches, timers) holds its workspaces' lock SHARED and the lock of every
-# person it evaluates; a rule change, a refresh, an RFM recompute or an object-tag change holds
-# the workspace lock EXCLUSIVE. Order: workspaces (sorted), then persons (sorted).
+# The live path (consumer batches, timers, object tag refreshes, RFM slices) holds its workspaces'
+# lock SHARED and the lock of every person it evaluates; a rule change (create, update, delete)
+# holds the workspace lock EXCLUSIVE. Order: workspaces, then persons, each in key order.
 
 
 async def lock_workspaces(conn: asyncpg.Connection, workspace_ids: Sequence[str], *, exclusive: bool = False) -> None:
     function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
-    for workspace_id in sorted(set(workspace_ids)):
-        await conn.execute(f"SELECT {function}($1, hashtext($2))", _WORKSPACE_LOCK, workspace_id)
+    await conn.execute(
+        f"""SELECT {function}(k) FROM (
+                SELECT DISTINCT {_WORKSPACE_KEY} AS k FROM unnest($1::text[]) AS u(w) ORDER BY k OFFSET 0) AS keys""",
+        sorted(set(workspace_ids)),
+    )
 
 
-def _person_keys(workspace_id: str, person_ids: Sequence[str]) -> list[str]:
-    return sorted({f"{workspace_id}/{p}" for p in person_ids})
-
-
-async def lock_persons(conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]) -> None:
-    keys = _person_keys(workspace_id, person_ids)
-    if keys:
+async def lock_persons(conn: asyncpg.Connection, workspace_id: str, person_ids: Iterable[str]) -> None:
+    ids = sorted(set(person_ids))
+    if ids:
         await conn.execute(
-            """SELECT pg_advisory_xact_lock($1, hashtext(k))
-               FROM unnest($2::text[]) WITH ORDINALITY AS u(k, n) ORDER BY n""",
-            _PERSON_LOCK,
-            keys,
+            f"""SELECT pg_advisory_xact_lock(k) FROM (
+                    SELECT DISTINCT {_PERSON_KEY} AS k FROM unnest($2::text[]) AS u(p) ORDER BY k OFFSET 0) AS keys""",
+            workspace_id,
+            ids,
         )
 
 
 async def try_lock_person(conn: asyncpg.Connection, workspace_id: str, person_id: str) -> bool:
     return await conn.fetchval(
-        "SELECT pg_try_advisory_xact_lock($1, hashtext($2))", _PERSON_LOCK, f"{workspace_id}/{person_id}"
+        f"SELECT pg_try_advisory_xact_lock({_PERSON_KEY}) FROM (SELECT $2::text AS p) AS u", workspace_id, person_id
     )
 
 
@@ -415,22 +416,26 @@ async def record_merge(
     )
 
 
-async def forget_merges(conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]) -> None:
-    """These persons exist again on their own (a split brought them back): no longer aliases."""
+async def record_split(
+    conn: asyncpg.Connection, workspace_id: str, new_person: str, moved_person_ids: Sequence[str], now: datetime
+) -> None:
+    """An unmerge: ``new_person`` is a person of its own again, and the ids that had been merged
+    into the original and now resolve to ``new_person`` point at it."""
     await conn.execute(
-        "DELETE FROM merged_persons WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])",
-        workspace_id,
-        list(person_ids),
+        "DELETE FROM merged_persons WHERE workspace_id = $1 AND person_id = $2", workspace_id, new_person
     )
+    moved = sorted(set(moved_person_ids) - {new_person})
+    if moved:
+        await record_merge(conn, workspace_id, new_person, moved, now)
 
 
-async def survivors(conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]) -> dict[str, str]:
+async def survivors(conn: asyncpg.Connection, workspace_id: str, person_ids: Iterable[str]) -> dict[str, str]:
     """merged-away person -> survivor, for those of ``person_ids`` that were merged away."""
     rows = await conn.fetch(
         """SELECT person_id::text AS person_id, survivor_id::text AS survivor_id FROM merged_persons
            WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])""",
         workspace_id,
-        list(person_ids),
+        sorted(set(person_ids)),
     )
     return {r["person_id"]: r["survivor_id"] for r in rows}
 

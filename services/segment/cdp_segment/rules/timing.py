@@ -31,8 +31,7 @@ def _edges(node: Node, person: PersonFacts, workspace: WorkspaceFacts) -> Iterat
         if node.op in (Op.WITHIN_LAST, Op.MORE_THAN_AGO):
             moment = as_time(field_value(person, node.field))
             if moment is not None:
-                yield moment
-                yield moment + timedelta(days=node.days)
+                yield from _edges_of(moment, node.days)
     elif isinstance(node, EventCond):
         for event in person.events:
             if event.name != node.name or not all(
@@ -53,8 +52,17 @@ def _edges(node: Node, person: PersonFacts, workspace: WorkspaceFacts) -> Iterat
 def _window_edges(moment: datetime, window) -> Iterator[datetime]:
     # A fixed window (between A and B) does not move with time: only "within Nd" has edges.
     if window is not None and window.within_days is not None:
-        yield moment
-        yield moment + timedelta(days=window.within_days)
+        yield from _edges_of(moment, window.within_days)
+
+
+def _edges_of(moment: datetime, days: int) -> Iterator[datetime]:
+    """A time and the time ``days`` later; an edge after the year 9999 is never reached (the SQL
+    twin drops it too)."""
+    yield moment
+    try:
+        yield moment + timedelta(days=days)
+    except OverflowError:
+        return
 
 
 def next_change(node: Node, person: PersonFacts, workspace: WorkspaceFacts, now: datetime) -> datetime | None:

@@ -194,6 +194,16 @@ class Harness:
             headers={"Nats-Msg-Id": message.merge_id},
         )
 
+    async def split(self, original: str, new_person: str, *moved_person_ids: str) -> None:
+        message = events_pb2.PersonSplit(
+            workspace_id=WS, person_id=original, new_person_id=new_person, moved_person_ids=list(moved_person_ids)
+        )
+        await self.js.publish(
+            self.names.subject(IDENTITY, "person_split"),
+            message.SerializeToString(),
+            headers={"Nats-Msg-Id": uuid.uuid4().hex},
+        )
+
     # reading -----------------------------------------------------------------------------------
 
     async def changes(self, count: int, timeout: float = 10.0) -> list[Change]:

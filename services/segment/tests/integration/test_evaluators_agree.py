@@ -22,11 +22,14 @@ from hypothesis import strategies as st
 from cdp_segment import projection
 from cdp_segment.__main__ import MIGRATIONS
 from cdp_segment.config import SCHEMA
+from cdp_segment.domain import ProfileState
 from cdp_segment.rules import memory, sql, timing
 from cdpkit import db
 from cdpkit.migrate import migrate
 
 from ..rule_strategies import NOW, fresh_workspace, people, rules, workspaces
+
+STATE_FIELDS = ("traits", "pii_traits", "computed", "lifecycle_stage", "tier", "tags", "consent", "points_balance")
 
 
 @pytest.fixture
@@ -44,11 +47,28 @@ async def pool(database_url):
 
 async def load(pool, workspace_id, persons, workspace_facts):
     async with pool.acquire() as conn, conn.transaction():
-        for person in persons:
-            await projection.upsert_person(conn, workspace_id, person)
-            await projection.set_memberships(conn, workspace_id, person.person_id, person.memberships)
+        await projection.write_states(
+            conn,
+            workspace_id,
+            {
+                p.person_id: (
+                    ProfileState(*(getattr(p, f) for f in STATE_FIELDS)),
+                    1,
+                    p.rfm_group,
+                )
+                for p in persons
+            },
+        )
+        await conn.executemany(
+            "INSERT INTO memberships (workspace_id, segment_id, person_id, since) VALUES ($1, $2, $3, now())",
+            [(workspace_id, s, p.person_id) for p in persons for s in p.memberships],
+        )
         await projection.add_events(conn, workspace_id, [(p.person_id, e) for p in persons for e in p.events])
-        await projection.upsert_orders(conn, workspace_id, [(p.person_id, o, 1) for p in persons for o in p.orders])
+        await projection.write_orders(
+            conn,
+            workspace_id,
+            [projection.OrderWrite(p.person_id, p.person_id, o, 1) for p in persons for o in p.orders],
+        )
         for (kind, object_id), tags in workspace_facts.object_tags.items():
             await projection.set_object_tags(conn, workspace_id, kind, object_id, tags)
 
@@ -70,8 +90,9 @@ async def test_sql_and_memory_evaluators_agree(pool, rule, persons, tags):
         if edges_sql is not None:
             edges = {str(r["person_id"]): r["due_at"] for r in await conn.fetch(edges_sql[0], *edges_sql[1])}
         admitted, next_changes = set(), {}
+        read_back = await projection.read_persons(conn, workspace_id, [p.person_id for p in persons])
         for person in persons:
-            stored = await projection.read_person(conn, workspace_id, person.person_id)
+            stored = read_back[person.person_id]
             facts = await projection.read_object_tags(conn, workspace_id, stored)
             if memory.evaluate(rule, stored, facts, NOW):
                 admitted.add(person.person_id)

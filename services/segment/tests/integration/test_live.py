@@ -4,6 +4,7 @@ the outbox, memberships read back over gRPC."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import grpc
@@ -11,6 +12,7 @@ import pytest
 
 from cdp.events.v1 import events_pb2
 from cdp.segment.v1 import segment_pb2
+from cdpkit.bus import DLQ, PROFILE
 
 from .harness import START, WS, event_fact, order_fact, person, snapshot
 
@@ -37,6 +39,23 @@ async def test_a_profile_change_enters_and_exits_once(segment):
         segment_pb2.ListMembershipChangesRequest(parent=f"workspaces/{WS}/segments/gold", person_id=alice)
     )
     assert [(c.entered, c.reason) for c in history.changes] == [(False, "profile change"), (True, "profile change")]
+
+
+async def test_an_undecodable_announcement_is_dead_lettered_alone(segment):
+    await segment.create("gold", 'tier = "gold"')
+    first, second = person(), person()
+    # Same partition subject as `first`: the three arrive in one batch.
+    subject = segment.names.partitioned(PROFILE, first)
+    await segment.profile(first, 1, snapshot(tier="gold"))
+    await segment.js.publish(subject, b"\xff\xff not a ProfileChanged", headers={"Nats-Msg-Id": "garbage"})
+    await segment.profile(second, 1, snapshot(tier="gold"))
+    assert {c.person_id for c in await segment.changes(2)} == {first, second}
+    dead = await segment.js.pull_subscribe(
+        segment.names.dlq_subject("segment-profile"), stream=segment.names.stream(DLQ)
+    )
+    [message] = await dead.fetch(1, timeout=5)
+    assert message.data.startswith(b"\xff\xff")
+    assert "not a ProfileChanged" in message.headers["Cdp-Dlq-Reason"]
 
 
 async def test_events_orders_pii_and_consent_reach_the_rules(segment):
@@ -125,6 +144,18 @@ async def test_a_merge_removes_the_merged_away_memberships_and_reevaluates_the_s
     assert await segment.members("vip") == {kept}
     rows = await segment.sql("SELECT count(*) AS n FROM persons WHERE person_id = $1::uuid", gone)
     assert rows[0]["n"] == 0
+
+    # Identity undoes the merge (PersonSplit, on the same consumer as PersonsMerged, after it):
+    # the old id answers for itself again.
+    await segment.split(kept, gone)
+    for _ in range(100):
+        check = await segment.stub.CheckMembership(
+            segment_pb2.CheckMembershipRequest(parent=f"workspaces/{WS}/segments/repeat", person_id=gone)
+        )
+        if check.person_id == gone:
+            break
+        await asyncio.sleep(0.05)
+    assert (check.person_id, check.member) == (gone, False)
 
 
 async def test_a_split_moves_facts_back(segment):

@@ -7,9 +7,17 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from google.protobuf import struct_pb2
 
 from cdp.events.v1 import events_pb2
-from cdp_segment.consumers import decode_object_tags, decode_persons_merged, decode_profile_changed, plain
+from cdp_segment.consumers import (
+    ADJUSTED,
+    Cleaner,
+    decode_identity,
+    decode_object_tags,
+    decode_persons_merged,
+    decode_profile_changed,
+)
 from cdpkit.consumer import PermanentError
 
 PERSON = str(uuid.uuid4())
@@ -64,7 +72,53 @@ def test_bad_announcements_are_permanent_errors():
 
 
 def test_struct_numbers_become_exact():
-    assert plain({"a": [1.0, 2.5, 1e20], "b": 9007199254740993.0}) == {
+    struct = struct_pb2.Struct()
+    struct.update({"a": [1.0, 2.5, 1e20], "b": 9007199254740993.0, "c": 1.7976931348623157e308})
+    assert Cleaner().struct(struct) == {
         "a": [1, Decimal("2.5"), 100000000000000000000],
         "b": Decimal("9007199254740992.0"),
+        "c": Decimal("1.7976931348623157E+308"),
     }
+
+
+def adjusted(reason: str) -> float:
+    return ADJUSTED.labels(reason)._value.get()
+
+
+def test_one_bad_value_is_adjusted_with_a_reason_and_the_rest_of_the_announcement_kept():
+    message = events_pb2.ProfileChanged(workspace_id="shop", person_id=PERSON, version=2)
+    message.snapshot.traits.update({"score": float("nan"), "note\x00": "a\x00b", "ok": 1})
+    message.snapshot.tags.append("v\x00ip")
+    message.values.update({"points_balance": 1e300, "tier": 5, "tags": "vip", "traits.ok": 1})
+    good = message.events.add(message_id="e-1", event="Viewed")
+    good.event_time.FromDatetime(datetime(2026, 6, 1, tzinfo=UTC))
+    good.properties.update({"inf": float("inf"), "text": "x\x00"})
+    far = message.events.add(message_id="e-2", event="Viewed")
+    far.event_time.seconds = 253402300800  # the year 10000: not a time Python (or this service) holds
+    message.orders.add(order_id="o\x00-1", status="completed", total_minor=1).order_time.FromDatetime(
+        datetime(2026, 6, 1, tzinfo=UTC)
+    )
+    before = {r: adjusted(r) for r in ("nul", "not_a_number", "time_out_of_range", "bad_value")}
+
+    change = decode_profile_changed(message.SerializeToString())
+    assert change.snapshot.traits == {"score": None, "note\ufffd": "a\ufffdb", "ok": 1}
+    assert change.snapshot.tags == {"v\ufffdip"}
+    assert change.values == {"points_balance": None, "tier": None, "tags": None, "traits.ok": 1}
+    assert [(e.message_id, e.properties) for e in change.events] == [("e-1", {"inf": None, "text": "x\ufffd"})]
+    assert [o.order_id for o in change.orders] == ["o\ufffd-1"]
+    assert {r: adjusted(r) - n for r, n in before.items()} == {
+        "nul": 5,
+        "not_a_number": 2,
+        "time_out_of_range": 1,
+        "bad_value": 3,
+    }
+
+
+def test_identity_announcements_by_subject():
+    other = str(uuid.uuid4())
+    split = events_pb2.PersonSplit(workspace_id="shop", person_id=PERSON, new_person_id=other)
+    decoded = decode_identity("cdp.identity.person_split", split.SerializeToString())
+    assert (decoded.person_id, decoded.new_person_id) == (PERSON, other)
+    assert decode_identity("cdp.identity.identifiers_linked", b"anything") is None
+    with pytest.raises(PermanentError, match="person id"):
+        decode_identity("cdp.identity.person_split", split.__class__(workspace_id="shop").SerializeToString())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -43,3 +43,16 @@ def test_event_window_exit_is_the_edge():
     person = PersonFacts("p", events=[EventFact("Store Visited", visit)])
     assert next_change(rule, person, WorkspaceFacts(), NOW) == visit + timedelta(days=180)
     assert next_change(rule, PersonFacts("q"), WorkspaceFacts(), NOW) is None
+
+
+def test_an_edge_past_the_year_9999_is_never_set_and_never_fails():
+    person = PersonFacts(
+        "p",
+        traits={"d": "9999-12-20", "late": "9999-12-31T23:00-05:00"},
+        events=[EventFact("Viewed", datetime(9999, 12, 31, 12, tzinfo=UTC))],
+    )
+    rule = FieldCond("traits.d", Op.WITHIN_LAST, (), 30)
+    assert next_change(rule, person, WorkspaceFacts(), NOW) == datetime(9999, 12, 20, tzinfo=UTC)
+    assert not evaluate(FieldCond("traits.late", Op.MORE_THAN_AGO, (), 1), person, WorkspaceFacts(), NOW)
+    visited = EventCond("Viewed", window=Window(within_days=36500))
+    assert next_change(visited, person, WorkspaceFacts(), NOW) == datetime(9999, 12, 31, 12, tzinfo=UTC)

@@ -1,0 +1,79 @@
+"""One bad value never fails a batch: dates near the year 9999, NUL characters, NaN and huge
+numbers are stored (adjusted where PostgreSQL cannot hold them) next to the rest of the batch,
+and both evaluators and both timer computations agree on them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from cdp.events.v1 import events_pb2
+from cdp_segment.consumers import decode_profile_changed
+from cdp_segment.domain import Segment
+from cdp_segment.rules import sql, syntax
+
+from .live_env import START, WS, pid
+
+RULES = {
+    "recent": "traits.d within last 30d",
+    "lapsed": "traits.d more than 30d ago",
+    "noted": 'event("Viewed", within 30d, where note = "a\ufffdb")',
+    "big": "traits.n > 1000000",
+    "scored": "traits.score exists",
+}
+
+
+def announcement(person_id: str, *, traits: dict, events=()) -> bytes:
+    message = events_pb2.ProfileChanged(workspace_id=WS, person_id=person_id, version=1)
+    message.snapshot.traits.update(traits)
+    for message_id, when, properties in events:
+        fact = message.events.add(message_id=message_id, event="Viewed")
+        if isinstance(when, datetime):
+            fact.event_time.FromDatetime(when)
+        else:
+            fact.event_time.seconds = when
+        fact.properties.update(properties)
+    return message.SerializeToString()
+
+
+async def timers(env, segment_id: str) -> dict[str, datetime]:
+    rows = await env.fetch(
+        "SELECT person_id::text AS p, due_at FROM timers WHERE workspace_id = $1 AND segment_id = $2", WS, segment_id
+    )
+    return {r["p"]: r["due_at"] for r in rows}
+
+
+async def test_a_batch_with_bad_values_applies_whole_and_the_evaluators_agree_on_it(env):
+    for segment_id, rule in RULES.items():
+        await env.service.create(Segment(WS, segment_id, segment_id, "", rule))
+    far, nul, nan, normal = pid(), pid(), pid(), pid()
+    batch = [
+        announcement(far, traits={"d": "9999-12-20"}, events=[("m-far", datetime(9999, 12, 31, 12, tzinfo=UTC), {})]),
+        announcement(nul, traits={"d": "9999-12-31T23:00-05:00"}, events=[("m-nul", START, {"note": "a\x00b"})]),
+        announcement(nan, traits={"score": float("nan"), "n": 1.7976931348623157e308}),
+        announcement(normal, traits={"d": (START - timedelta(days=40)).strftime("%Y-%m-%d")}),
+        announcement(pid(), traits={}, events=[("m-10000", 253402300800, {})]),  # an event time past 9999: skipped
+    ]
+    await env.live.apply_profile_changes([decode_profile_changed(b) for b in batch])
+    assert len(await env.persons()) == 5
+    assert {s: await env.members(s) for s in RULES} == {
+        "recent": set(),
+        "lapsed": {normal},
+        "noted": {nul},
+        "big": {nan},
+        "scored": set(),
+    }
+    async with env.pool.acquire() as conn:
+        for segment_id, rule in RULES.items():
+            query, params = sql.members_query(syntax.parse(rule), WS, env.clock.now())
+            assert {str(r["person_id"]) for r in await conn.fetch(query, *params)} == await env.members(segment_id)
+    # Timers: the live path's (rules.timing) and a refresh's (rules.sql.edges_query) agree, and an
+    # edge past the year 9999 is never set.
+    await env.service.create(Segment(WS, "recent-refreshed", "r", "", RULES["recent"]))
+    await env.service.create(Segment(WS, "noted-refreshed", "n", "", RULES["noted"]))
+    assert (
+        await timers(env, "recent")
+        == await timers(env, "recent-refreshed")
+        == {far: datetime(9999, 12, 20, tzinfo=UTC)}
+    )
+    assert await timers(env, "noted") == await timers(env, "noted-refreshed")
+    assert (await timers(env, "noted"))[nul] == START + timedelta(days=30)
