@@ -44,8 +44,10 @@ def to_minor(value: Any, currency: str) -> int | None:
         return None
     if not amount.is_finite():
         return None
-    scaled = (amount * (10 ** currency_exponent(currency))).quantize(Decimal(1), rounding=ROUND_HALF_EVEN)
-    return int(scaled) if abs(scaled) < MAX_MINOR else None
+    scaled = amount.scaleb(currency_exponent(currency))
+    if abs(scaled) >= MAX_MINOR:  # checked first: rounding a huge Decimal raises InvalidOperation
+        return None
+    return int(scaled.to_integral_value(rounding=ROUND_HALF_EVEN))
 
 
 def amount_minor(properties: Mapping[str, Any], minor_key: str, keys: tuple[str, ...], currency: str) -> int | None:
