@@ -266,14 +266,18 @@ async def claim_announcements(
     announces them); rows another transaction claimed are skipped, so several announce at once.
     The values announced are the announced_* ones: the model's when marked."""
     rows = await conn.fetch(
-        """UPDATE predictions SET announce = false
-           WHERE workspace_id = $1 AND model_id = $2 AND person_id IN (
+        # The claim is materialised first: as an IN (subquery) with LIMIT and SKIP LOCKED the
+        # planner may run it again for every candidate row (30 s for 23,570 rows, measured).
+        """WITH claimed AS MATERIALIZED (
                SELECT person_id FROM predictions WHERE workspace_id = $1 AND model_id = $2 AND announce
                ORDER BY person_id LIMIT $3 FOR UPDATE SKIP LOCKED)
-           RETURNING person_id::text, round(announced_p_alive::numeric, 4)::float8,
-                     round(1 - announced_p_alive::numeric, 4)::float8,
-                     round(announced_expected_purchases::numeric, 4)::float8,
-                     announced_order_value_minor, announced_clv_minor""",
+           UPDATE predictions AS p SET announce = false
+           FROM claimed AS c
+           WHERE p.workspace_id = $1 AND p.model_id = $2 AND p.person_id = c.person_id
+           RETURNING p.person_id::text, round(p.announced_p_alive::numeric, 4)::float8,
+                     round(1 - p.announced_p_alive::numeric, 4)::float8,
+                     round(p.announced_expected_purchases::numeric, 4)::float8,
+                     p.announced_order_value_minor, p.announced_clv_minor""",
         workspace_id,
         model_id,
         limit,
