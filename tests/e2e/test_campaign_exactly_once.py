@@ -22,7 +22,6 @@ from cdp.events.v1 import events_pb2
 from cdpkit.bus import CAMPAIGN, BusNames
 from cdpkit.clock import OffsetFileClock
 
-from .delivery_receivers import SmtpReceiver, WebhookReceiver
 from .shop import Shop, eventually
 
 pytestmark = pytest.mark.e2e
@@ -39,20 +38,6 @@ BURST = {
         {"id": "text", "send": {"channel": "sms", "template": {"body": "Your order {{ event.properties.n }}"}}},
     ],
 }
-
-
-@pytest.fixture
-def smtp():
-    receiver = SmtpReceiver().start()
-    yield receiver
-    receiver.stop()
-
-
-@pytest.fixture
-async def webhooks():
-    receiver = await WebhookReceiver().start()
-    yield receiver
-    await receiver.stop()
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
-"""Issue 6's "done when", in one process on real PostgreSQL, NATS, gRPC and SMTP with a
-ManualClock, against the REAL profile and segment services: recipients, consent and the
-workspace time zone come from profile (identify, UpdateConsent, Unsubscribe, settings), events
-reach journeys through profile's announcements. Cart abandonment end to end, quiet hours, caps,
-consent, A/B and the uplift."""
+"""Issue 6's (campaign's) "done when", in one process on real PostgreSQL, NATS, gRPC and SMTP
+with a ManualClock, against the REAL profile and segment services (campaign_harness.py):
+recipients, consent and the workspace time zone come from profile (identify, UpdateConsent,
+Unsubscribe, settings), events reach journeys through profile's announcements. Cart abandonment
+end to end, quiet hours, caps, consent, A/B and the uplift."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from cdp_campaign.domain import assign_variant
 from cdp_campaign.service import library
 from cdpkit.bus import CAMPAIGN
 
-from ..conftest import WS, eventually
+from .campaign_harness import WS, eventually
 
 CART = dict(library())["cart-abandonment"]["definition"]
 
