@@ -65,7 +65,7 @@ async def test_sigkill_during_a_send_burst_then_restart_sends_every_message_exac
         shop = Shop(s, http)
         await shop.no_quiet_hours()
         # Consent: opt_out for this burst (only a withdrawal stops a message); the consent checks
-        # against profile's real statements are tested in services/campaign and the flagship.
+        # against profile's real statements are tested in tests/integration and the flagship.
         await shop.campaign_settings(consentMode="opt_out")
         for first in range(0, PERSONS, 50):
             await shop.send(

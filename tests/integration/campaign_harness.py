@@ -63,6 +63,11 @@ def new_person() -> str:
     return str(uuid.uuid4())
 
 
+async def len_is(coro, n: int) -> bool:
+    """``eventually(lambda: len_is(c.instances("j"), 2))``: a listing reached ``n`` rows."""
+    return len(await coro) == n
+
+
 @dataclass
 class Campaign:
     runtime: object

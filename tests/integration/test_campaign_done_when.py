@@ -17,17 +17,13 @@ from cdp_campaign.domain import assign_variant
 from cdp_campaign.service import library
 from cdpkit.bus import CAMPAIGN
 
-from .campaign_harness import WS, eventually
+from .campaign_harness import WS, eventually, len_is
 
 CART = dict(library())["cart-abandonment"]["definition"]
 
 
 async def _instance_states(c, journey_id):
     return {i.person_id: (i.state, i.exit_reason) for i in await c.instances(journey_id)}
-
-
-async def len_is(coro, n):
-    return len(await coro) == n
 
 
 async def state_of(c, journey_id, person, expected):

@@ -19,11 +19,7 @@ from cdp.campaign.v1 import campaign_pb2
 from cdp.profile.v1 import profile_pb2
 from cdp.segment.v1 import segment_pb2
 
-from .campaign_harness import WS, eventually, new_person
-
-
-async def count(coro, n):
-    return len(await coro) == n
+from .campaign_harness import WS, eventually, len_is, new_person
 
 
 def sink_lines(tmp_path):
@@ -56,7 +52,7 @@ async def test_coupons_one_per_person_per_campaign_and_redemption(start_campaign
     await c.journey("offer", offer)
     await c.track(one, "Visited")
     await c.track(one, "Visited")  # enters again: same code
-    await eventually(lambda: count(c.deliveries("offer"), 2), what="two deliveries")
+    await eventually(lambda: len_is(c.deliveries("offer"), 2), what="two deliveries")
     await c.tick()
     bodies = [line["body"] for line in sink_lines(tmp_path)]
     assert bodies == ["SPRING-1", "SPRING-1"]
@@ -89,7 +85,7 @@ async def test_coupons_one_per_person_per_campaign_and_redemption(start_campaign
     }
     await c.journey("made", generated)
     await c.track(one, "Upgraded")
-    await eventually(lambda: count(c.deliveries("made"), 1), what="the generated code's delivery")
+    await eventually(lambda: len_is(c.deliveries("made"), 1), what="the generated code's delivery")
     await c.tick()
     code = sink_lines(tmp_path)[-1]["body"]
     assert code.startswith("VIP-") and len(code) == 12 and code[4:].isalnum()
@@ -121,7 +117,7 @@ async def test_webhook_provider_retries_with_backoff_then_dead_letters_visibly(s
     }
     await c.journey("hooks", journey)
     await c.track(one, "Joined")
-    await eventually(lambda: count(c.deliveries("hooks"), 3), what="three deliveries")
+    await eventually(lambda: len_is(c.deliveries("hooks"), 3), what="three deliveries")
     await c.tick()
     statuses = {d.step_id: (d.status, d.reason, d.attempts) for d in await c.deliveries("hooks")}
     # The SMS failed once (503) and waits for its retry; the person has no WeChat openid; the
@@ -139,7 +135,7 @@ async def test_webhook_provider_retries_with_backoff_then_dead_letters_visibly(s
 
     webhooks.fail_always = True
     await c.track(one, "Joined")  # after_exit: the first instance has ended
-    await eventually(lambda: count(c.deliveries("hooks"), 6), what="the second round")
+    await eventually(lambda: len_is(c.deliveries("hooks"), 6), what="the second round")
     for _ in range(3):  # CDP_CAMPAIGN_MAX_ATTEMPTS=3 in these tests
         await c.tick()
         c.clock.advance(timedelta(seconds=120))
@@ -194,7 +190,7 @@ async def test_tags_and_branches_on_a_real_segment_and_profile(start_campaign, t
     await c.journey("branches", journey)
     for person in (vip, gold, plain):
         await c.track(person, "Joined")
-    await eventually(lambda: count(c.deliveries("branches"), 2), what="two deliveries")
+    await eventually(lambda: len_is(c.deliveries("branches"), 2), what="two deliveries")
     await c.tick()
     assert {line["person_id"]: line["subject"] for line in sink_lines(tmp_path)} == {vip: "VIP", gold: "Gold gold"}
     for person in (vip, gold, plain):
@@ -246,7 +242,7 @@ async def test_segment_transition_date_and_schedule_triggers(start_campaign, tmp
     await c.track(seg, "Order Completed", order_id="o-seg", total=250)
     await c.track(tier, "Order Completed", order_id="o-tier", total=100)
     await c.track(points, "Order Completed", order_id="o-points", total=50)
-    await eventually(lambda: count(c.deliveries(), 3), what="segment and transition deliveries")
+    await eventually(lambda: len_is(c.deliveries(), 3), what="segment and transition deliveries")
 
     async def dated():  # a birthday; points expiring for every buyer (the workspace's programme)
         return await c.runtime.pool.fetchval("SELECT count(*) FROM person_dates") == 4
@@ -255,7 +251,7 @@ async def test_segment_transition_date_and_schedule_triggers(start_campaign, tmp
     # 10:30 Shanghai: the date runs; 11:00: the broadcast (and again a day later).
     c.clock.set(datetime(2026, 6, 18, 3, 0, tzinfo=UTC))
     await c.tick()
-    await eventually(lambda: count(c.deliveries(), 9), what="birthday, points and broadcast deliveries")
+    await eventually(lambda: len_is(c.deliveries(), 9), what="birthday, points and broadcast deliveries")
     await c.tick()
     journeys = sorted((line["subject"], line["person_id"]) for line in sink_lines(tmp_path))
     assert journeys == sorted(
@@ -299,7 +295,7 @@ async def test_segment_journeys_take_current_members_only_when_asked(start_campa
     assert await c.instances("live-only") == []
 
     late = await c.person(email="late@example.com", plan="vip")  # a live entry: both journeys
-    await eventually(lambda: count(c.instances("live-only"), 1), what="the live entry")
+    await eventually(lambda: len_is(c.instances("live-only"), 1), what="the live entry")
     # A rule edit brings "gold" plans in: announced as "rule v2 refresh" entries.
     gold = await c.person(email="gold@example.com", plan="gold")
     await c.segment.UpdateSegment(
@@ -308,7 +304,7 @@ async def test_segment_journeys_take_current_members_only_when_asked(start_campa
             update_mask={"paths": ["rule"]},
         )
     )
-    await eventually(lambda: count(c.instances("everyone"), 4), what="the refresh entry of the inclusive journey")
+    await eventually(lambda: len_is(c.instances("everyone"), 4), what="the refresh entry of the inclusive journey")
     await c.tick()
     assert {i.person_id for i in await c.instances("live-only")} == {late}
     assert {i.person_id for i in await c.instances("everyone")} == {*early, late, gold}
@@ -373,7 +369,7 @@ async def test_cross_sell_recommendations_in_a_template(start_campaign, tmp_path
     loner = await c.person(email="loner@example.com")
     await c.track(shopper, "Order Completed", order_id="o-shopper", products=[{"sku": POLE, "price": 10}])
     await c.track(loner, "Order Completed", order_id="o-loner", products=[{"sku": "UNSOLD-9", "price": 10}])
-    await eventually(lambda: count(c.deliveries("nurture"), 2), what="two deliveries")
+    await eventually(lambda: len_is(c.deliveries("nurture"), 2), what="two deliveries")
     await c.tick()
     (line,) = sink_lines(tmp_path)
     # Poles were bought with boots 3 times out of 4, with a jacket twice: both, strongest first.
@@ -395,7 +391,7 @@ async def test_pause_stops_enrolment_and_delete_needs_a_pause_and_ends_instances
     }
     published = await c.journey("pausing", journey)
     await c.track(one, "Joined")
-    await eventually(lambda: count(c.instances("pausing"), 1), what="an instance")
+    await eventually(lambda: len_is(c.instances("pausing"), 1), what="an instance")
     paused = await c.stub.PauseJourney(campaign_pb2.PauseJourneyRequest(name=published.name))
     assert paused.state == campaign_pb2.Journey.STATE_PAUSED
     await c.track(one, "Joined")
@@ -410,7 +406,7 @@ async def test_pause_stops_enrolment_and_delete_needs_a_pause_and_ends_instances
     again = await c.stub.PublishJourney(campaign_pb2.PublishJourneyRequest(name=published.name))
     assert again.state == campaign_pb2.Journey.STATE_ACTIVE and again.version == 2
     await c.track(one, "Joined")
-    await eventually(lambda: count(c.instances("pausing"), 2), what="enrolment after publishing again")
+    await eventually(lambda: len_is(c.instances("pausing"), 2), what="enrolment after publishing again")
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await c.stub.DeleteJourney(campaign_pb2.DeleteJourneyRequest(name=published.name))
     assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION

@@ -24,7 +24,7 @@ def _harness():
 
 
 harness = _harness()
-WS, eventually, new_person = harness.WS, harness.eventually, harness.new_person
+WS, eventually, len_is, new_person = harness.WS, harness.eventually, harness.len_is, harness.new_person
 
 
 @pytest.fixture

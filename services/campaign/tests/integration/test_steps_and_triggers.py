@@ -16,11 +16,7 @@ from cdp.events.v1 import events_pb2
 from cdp_campaign.service import LIBRARY
 from cdpkit.bus import IDENTITY, PROFILE
 
-from ..conftest import WS, eventually, new_person
-
-
-async def count(coro, n):
-    return len(await coro) == n
+from ..conftest import WS, eventually, len_is, new_person
 
 
 async def test_publish_checks_templates_and_yaml_round_trips(start_campaign):
@@ -117,7 +113,7 @@ async def test_merged_persons_are_re_keyed_and_a_split_gives_back_what_the_merge
     old, new, other = new_person(), new_person(), new_person()
     await c.track(old, "Joined", "j-old")
     await c.track(new, "Joined", "j-new")
-    await eventually(lambda: count(c.instances("once"), 2), what="two instances")
+    await eventually(lambda: len_is(c.instances("once"), 2), what="two instances")
     merge = events_pb2.PersonsMerged(
         workspace_id=WS, survivor_person_id=new, merged_person_ids=[old], merge_id="merge-1"
     )
@@ -131,12 +127,12 @@ async def test_merged_persons_are_re_keyed_and_a_split_gives_back_what_the_merge
     )
     await c.track(new, "Joined", "j-again")  # once: the merged person does not enter again
     await c.track(other, "Joined", "j-other")
-    await eventually(lambda: count(c.instances("once"), 3), what="the other person")
+    await eventually(lambda: len_is(c.instances("once"), 3), what="the other person")
     assert len([i for i in await c.instances("once") if i.person_id == new]) == 2
     # After the merge, the survivor browses twice; profile will move one of those events away.
     await c.track(new, "Browsed", "b-1")
     await c.track(new, "Browsed", "b-2")
-    await eventually(lambda: count(c.instances("browse"), 2), what="two browse instances")
+    await eventually(lambda: len_is(c.instances("browse"), 2), what="two browse instances")
 
     # The unmerge: identity gives the old id back ...
     split = events_pb2.PersonSplit(
