@@ -62,6 +62,14 @@ def test_tests_of_a_component_import_no_other_component(package):
 
 
 @pytest.mark.parametrize("package", sorted(COMPONENTS | {"cdpkit": LIBRARIES["cdpkit"]}))
+def test_tests_of_a_component_are_no_package_named_tests(package):
+    """An ``__init__.py`` there makes them the top-level package ``tests``, which collides with the
+    repository's ``tests`` (``tests.integration.conftest`` twice: pytest stops collecting)."""
+    tests = (COMPONENTS | LIBRARIES)[package] / "tests"
+    assert sorted(str(p.relative_to(ROOT)) for p in tests.rglob("__init__.py")) == []
+
+
+@pytest.mark.parametrize("package", sorted(COMPONENTS | {"cdpkit": LIBRARIES["cdpkit"]}))
 def test_in_house_imports_are_declared_dependencies(package):
     directory = (COMPONENTS | LIBRARIES)[package]
     declared = {

@@ -22,7 +22,6 @@ from cdp.events.v1 import events_pb2
 from cdpkit.bus import CAMPAIGN, BusNames
 from cdpkit.clock import OffsetFileClock
 
-from .delivery_receivers import SmtpReceiver, WebhookReceiver
 from .shop import Shop, eventually
 
 pytestmark = pytest.mark.e2e
@@ -39,20 +38,6 @@ BURST = {
         {"id": "text", "send": {"channel": "sms", "template": {"body": "Your order {{ event.properties.n }}"}}},
     ],
 }
-
-
-@pytest.fixture
-def smtp():
-    receiver = SmtpReceiver().start()
-    yield receiver
-    receiver.stop()
-
-
-@pytest.fixture
-async def webhooks():
-    receiver = await WebhookReceiver().start()
-    yield receiver
-    await receiver.stop()
 
 
 @pytest.fixture
@@ -80,7 +65,7 @@ async def test_sigkill_during_a_send_burst_then_restart_sends_every_message_exac
         shop = Shop(s, http)
         await shop.no_quiet_hours()
         # Consent: opt_out for this burst (only a withdrawal stops a message); the consent checks
-        # against profile's real statements are tested in services/campaign and the flagship.
+        # against profile's real statements are tested in tests/integration and the flagship.
         await shop.campaign_settings(consentMode="opt_out")
         for first in range(0, PERSONS, 50):
             await shop.send(

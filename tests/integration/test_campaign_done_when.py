@@ -1,8 +1,8 @@
-"""Issue 6's "done when", in one process on real PostgreSQL, NATS, gRPC and SMTP with a
-ManualClock, against the REAL profile and segment services: recipients, consent and the
-workspace time zone come from profile (identify, UpdateConsent, Unsubscribe, settings), events
-reach journeys through profile's announcements. Cart abandonment end to end, quiet hours, caps,
-consent, A/B and the uplift."""
+"""Issue 6's (campaign's) "done when", in one process on real PostgreSQL, NATS, gRPC and SMTP
+with a ManualClock, against the REAL profile and segment services (campaign_harness.py):
+recipients, consent and the workspace time zone come from profile (identify, UpdateConsent,
+Unsubscribe, settings), events reach journeys through profile's announcements. Cart abandonment
+end to end, quiet hours, caps, consent, A/B and the uplift."""
 
 from __future__ import annotations
 
@@ -17,17 +17,13 @@ from cdp_campaign.domain import assign_variant
 from cdp_campaign.service import library
 from cdpkit.bus import CAMPAIGN
 
-from ..conftest import WS, eventually
+from .campaign_harness import WS, eventually, len_is
 
 CART = dict(library())["cart-abandonment"]["definition"]
 
 
 async def _instance_states(c, journey_id):
     return {i.person_id: (i.state, i.exit_reason) for i in await c.instances(journey_id)}
-
-
-async def len_is(coro, n):
-    return len(await coro) == n
 
 
 async def state_of(c, journey_id, person, expected):
