@@ -286,6 +286,7 @@ async def campaigns(
                     "CDP_SEGMENT_METRICS_PORT": "0",
                     "CDP_SEGMENT_TIMER_POLL_SECONDS": "0.2",
                     "CDP_SEGMENT_RFM_INTERVAL_SECONDS": "0",
+                    "CDP_SEGMENT_CROSSSELL_INTERVAL_SECONDS": "0",  # companions recounted at every request
                 },
                 clock,
             )
