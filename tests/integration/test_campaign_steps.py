@@ -442,7 +442,7 @@ async def test_campaign_settings_validate_and_update_by_mask(start_campaign):
     for bad, field in (
         # The time zone is the workspace's, set in profile's settings, never here.
         (campaign_pb2.CampaignSettings(name=name, time_zone="Europe/Paris"), "settings.time_zone"),
-        (campaign_pb2.CampaignSettings(name=name, quiet_hours_start="22:00"), "settings.quiet_hours_start"),
+        (campaign_pb2.CampaignSettings(name=name, quiet_hours_start="25:00"), "settings.quiet_hours_start"),
         (campaign_pb2.CampaignSettings(name=name, consent_mode="maybe"), "settings.consent_mode"),
     ):
         paths = [field.removeprefix("settings.")]

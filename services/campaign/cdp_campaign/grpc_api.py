@@ -9,9 +9,10 @@ from google.protobuf import empty_pb2, json_format, struct_pb2
 from cdp.campaign.v1 import campaign_pb2, campaign_pb2_grpc
 from cdp_campaign import definition as defs
 from cdp_campaign import reports
-from cdp_campaign.domain import MAX_DEFINITION_BYTES, Journey, WorkspaceSettings
-from cdp_campaign.service import JourneyService, library
+from cdp_campaign.domain import MAX_DEFINITION_BYTES, UPDATABLE, Journey, WorkspaceSettings
+from cdp_campaign.service import SETTINGS_FIELDS, JourneyService, library
 from cdpkit.errors import InvalidArgument
+from cdpkit.fieldmask import requested_paths
 from cdpkit.names import RESOURCE_ID, parse, workspace_of
 
 _NAME = "workspaces/{workspace}/journeys/{journey}"
@@ -182,7 +183,7 @@ class JourneyServicer(campaign_pb2_grpc.JourneyServiceServicer):
         j = request.journey
         ids = _ids(j.name, "journey.name")
         changes = Journey(ids["workspace"], ids["journey"], j.display_name, j.description, _definition(j), etag=j.etag)
-        return to_proto(await self._service.update(changes, request.update_mask.paths))
+        return to_proto(await self._service.update(changes, requested_paths(request.update_mask, j, UPDATABLE)))
 
     async def DeleteJourney(self, request, context) -> empty_pb2.Empty:
         ids = _ids(request.name)
@@ -328,4 +329,5 @@ class JourneyServicer(campaign_pb2_grpc.JourneyServiceServicer):
             cap_per_week=s.caps.per_week,
             consent_mode=s.consent_mode,
         )
-        return settings_proto(*await self._service.update_settings(changes, request.update_mask.paths))
+        mask = requested_paths(request.update_mask, s, SETTINGS_FIELDS)
+        return settings_proto(*await self._service.update_settings(changes, mask))

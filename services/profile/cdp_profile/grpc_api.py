@@ -19,7 +19,7 @@ from cdp_profile.service import ProfileService, ProfileView
 from cdp_profile.structs import set_timestamp, to_dict, to_struct
 from cdp_profile.value_repository import JobRow, ValueModelRow
 from cdpkit.errors import InvalidArgument
-from cdpkit.fieldmask import paths_to_update
+from cdpkit.fieldmask import paths_to_update, requested_paths
 from cdpkit.names import UUID, parse, workspace_of
 from cdpkit.pagination import decode_token, encode_token, page_size
 
@@ -423,7 +423,9 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
 
     async def UpdateProfileSettings(self, request, context) -> profile_pb2.ProfileSettings:
         workspace_id = parse(request.settings.name, _SETTINGS_NAME, field="settings.name")["workspace"]
-        paths = paths_to_update(request.update_mask.paths, SETTINGS_FIELDS)
+        paths = paths_to_update(
+            requested_paths(request.update_mask, request.settings, SETTINGS_FIELDS), SETTINGS_FIELDS
+        )
         given = request.settings
         values: dict[str, Any] = {
             "currency": given.currency,
@@ -581,7 +583,7 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
                 "staff": ("display_name", "store_id", "tags", "attributes"),
             }[kind]
         )
-        paths = paths_to_update(mask.paths, updatable)
+        paths = paths_to_update(requested_paths(mask, message, updatable), updatable)
         given = self._row(kind, message, field, object_id)
 
         def apply(row: dict) -> dict:

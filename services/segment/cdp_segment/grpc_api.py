@@ -11,13 +11,14 @@ from google.protobuf import empty_pb2, json_format, struct_pb2, timestamp_pb2
 
 from cdp.segment.v1 import segment_pb2, segment_pb2_grpc
 from cdp_segment import rfm
-from cdp_segment.domain import Segment, parse_rule
+from cdp_segment.domain import UPDATABLE, Segment, parse_rule
 from cdp_segment.projection import jsonable
 from cdp_segment.rules import codec, syntax
 from cdp_segment.rules.ast import Node
 from cdp_segment.rules.validate import RuleError
 from cdp_segment.service import CoPurchase, RfmReport, SegmentService
 from cdpkit.errors import InvalidArgument
+from cdpkit.fieldmask import requested_paths
 from cdpkit.names import RESOURCE_ID, parse, workspace_of
 
 _NAME = "workspaces/{workspace}/segments/{segment}"
@@ -170,7 +171,8 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
         s = request.segment
         ids = _ids(s.name, "segment.name")
         rule = _rule_text(s, "segment.")
-        paths = ["rule" if p == "condition" else p for p in request.update_mask.paths]
+        asked = requested_paths(request.update_mask, s, UPDATABLE | {"condition"})
+        paths = ["rule" if p == "condition" else p for p in asked]
         changes = Segment(ids["workspace"], ids["segment"], s.display_name, s.description, rule, etag=s.etag)
         return to_proto(await self._service.update(changes, paths))
 
