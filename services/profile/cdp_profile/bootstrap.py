@@ -7,12 +7,7 @@ import structlog
 
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
 from cdp_profile.config import SCHEMA, Settings
-from cdp_profile.consumers import (
-    IdentityHandler,
-    ResolvedEventsHandler,
-    identity_consumer,
-    resolved_events_consumer,
-)
+from cdp_profile.consumers import IdentityFollower, ResolvedEventsHandler, resolved_events_consumer
 from cdp_profile.grpc_api import ProfileServicer
 from cdp_profile.service import ProfileService
 from cdp_profile.workers import PartitionMaintenance, TimerWorker
@@ -50,7 +45,7 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRu
             resolved_events_consumer(settings.consumer_batch).tuned(settings),
             ResolvedEventsHandler(service),
         ),
-        ConsumerLoop(infra.js, infra.names, identity_consumer(infra.names).tuned(settings), IdentityHandler(service)),
+        IdentityFollower(service, infra.js, infra.names, max_attempts=settings.consumer_max_deliver),
         # ProfileChanged rows are sealed at rest (personal data), opened to publish.
         OutboxRelay(infra.pool, infra.js, schema=SCHEMA, sealer=vault),
         TimerWorker(service, batch=settings.timer_batch, interval=settings.timer_interval_seconds),

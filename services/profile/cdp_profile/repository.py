@@ -891,6 +891,37 @@ async def lock_partitions(conn: asyncpg.Connection, partitions: Iterable[int]) -
     )
 
 
+async def try_session_lock(conn: asyncpg.Connection, key: int) -> bool:
+    return await conn.fetchval("SELECT pg_try_advisory_lock($1)", key)
+
+
+async def session_unlock(conn: asyncpg.Connection, key: int) -> None:
+    await conn.execute("SELECT pg_advisory_unlock($1)", key)
+
+
+# Stream positions -----------------------------------------------------------------------------
+
+
+async def stream_position(conn: asyncpg.Connection, name: str) -> int:
+    return await conn.fetchval("SELECT sequence FROM stream_positions WHERE name = $1", name) or 0
+
+
+async def lock_stream_position(conn: asyncpg.Connection, name: str) -> int:
+    """The position, locked until commit (one announcement at a time, whoever applies it)."""
+    await conn.execute(
+        "INSERT INTO stream_positions (name, sequence) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING", name
+    )
+    return await conn.fetchval("SELECT sequence FROM stream_positions WHERE name = $1 FOR UPDATE", name)
+
+
+async def set_stream_position(conn: asyncpg.Connection, name: str, sequence: int) -> None:
+    await conn.execute(
+        "UPDATE stream_positions SET sequence = greatest(sequence, $2), updated_at = now() WHERE name = $1",
+        name,
+        sequence,
+    )
+
+
 # Settings -------------------------------------------------------------------------------------
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,6 +15,7 @@ from typing import Any
 import asyncpg
 import structlog
 from google.protobuf import struct_pb2
+from google.protobuf.message import DecodeError
 
 from cdp.events.v1 import events_pb2
 from cdp_profile import domain, repository
@@ -42,10 +45,26 @@ RECENT_EVENTS = 20
 IDENTIFIER_CACHE = 200_000
 OPENED_CACHE = 50_000
 RECENT_ORDERS = 10
+# The position of identity's stream in stream_positions, and the advisory lock of the one process
+# that follows it.
+IDENTITY_POSITION = "identity"
+IDENTITY_LEASE = 0x70726F67
 # Attempts of a consumer batch whose persons a concurrent merge moved (see _Moved).
 ATTEMPTS = 3
 # A profile whose timer round failed is tried again this much later (not in every round).
 TIMER_RETRY = timedelta(minutes=10)
+
+
+class BadAnnouncement(ValueError):
+    """An identity announcement that can never be applied (undecodable, ids that are not UUIDs)."""
+
+
+def _check_ids(*person_ids: str) -> None:
+    for person_id in person_ids:
+        try:
+            uuid.UUID(person_id)
+        except ValueError:
+            raise BadAnnouncement(f"{person_id!r} is not a person id") from None
 
 
 class _Moved(Exception):
@@ -901,111 +920,160 @@ class ProfileService:
 
     # Merges and splits --------------------------------------------------------------------------
 
-    async def apply_merge(self, message: events_pb2.PersonsMerged) -> bool:
-        workspace_id = message.workspace_id
+    async def identity_position(self) -> int:
+        """The stream sequence of identity's last announcement applied (0: none yet)."""
+        async with self._pool.acquire() as conn:
+            return await repository.stream_position(conn, IDENTITY_POSITION)
+
+    async def apply_identity(self, kind: str, data: bytes, sequence: int) -> bool:
+        """Apply identity's announcement number ``sequence`` of its stream, once and in order: the
+        position is committed with the change, and an announcement at or before it is skipped
+        (False). Kinds other than merges and splits only move the position."""
         async with self._pool.acquire() as conn, conn.transaction():
-            await self._lock_partitions(conn, [message.survivor_person_id, *message.merged_person_ids])
-            key = f"merged:{message.merge_id or message.trigger_message_id}:{message.survivor_person_id}"
-            if not await inbox.first_time(conn, "profile-identity", workspace_id, key):
+            if sequence <= await repository.lock_stream_position(conn, IDENTITY_POSITION):
                 return False
-            settings = await self._settings(conn, workspace_id)
-            survivor = await self._resolve(conn, workspace_id, message.survivor_person_id)
-            merged = sorted({p for p in message.merged_person_ids if p and p != survivor})
-            if not merged:
-                return False
-            current = await repository.lock_profiles(conn, workspace_id, sorted([survivor, *merged]))
-            await repository.move_events(conn, workspace_id, merged, survivor)
-            await repository.move_orders(conn, workspace_id, merged, survivor)
-            renamed = await repository.move_ledger(conn, workspace_id, merged, survivor)
-            await repository.add_aliases(
-                conn, workspace_id, merged, survivor, [current[p].state.version if p in current else 0 for p in merged]
-            )
-            others = [self._open_profile(workspace_id, current[p]) for p in merged if p in current]
-            base_stored = current.get(survivor)
-            if base_stored is None and not others:
-                return False
-            base = self._open_profile(workspace_id, base_stored) if base_stored else ProfileState(survivor)
-            now = self.now()
-            orders = [o for o in await repository.orders_of(conn, workspace_id, [survivor])]
-            change = domain.merge_states(base, others, settings, now, orders, renamed)
-            change.moved = events_pb2.FactsMoved(merged_person_ids=merged)
-            merged_ids = sorted(
-                {*(base_stored.merged_person_ids if base_stored else ()), *merged}
-                | {m for p in merged if p in current for m in current[p].merged_person_ids}
-            )
-            await repository.delete_profiles(conn, workspace_id, merged)
-            change.state.version = max([base.version, *(o.version for o in others)]) + 1
-            await self._save(conn, workspace_id, settings, [(change, merged_ids)], now)
+            try:
+                if kind == "persons_merged":
+                    await self.apply_merge(events_pb2.PersonsMerged.FromString(data), conn)
+                elif kind == "person_split":
+                    await self.apply_split(events_pb2.PersonSplit.FromString(data), conn)
+            except DecodeError as exc:
+                raise BadAnnouncement(f"not a {kind} payload: {exc}") from None
+            await repository.set_stream_position(conn, IDENTITY_POSITION, sequence)
+        return True
+
+    async def skip_identity(self, sequence: int) -> None:
+        """Move the position past an announcement that was dead-lettered."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await repository.lock_stream_position(conn, IDENTITY_POSITION)
+            await repository.set_stream_position(conn, IDENTITY_POSITION, sequence)
+
+    @contextlib.asynccontextmanager
+    async def identity_lease(self) -> AsyncIterator[bool]:
+        """True while this process is the one that applies identity's announcements (a session
+        advisory lock: released when the process or its connection dies)."""
+        async with self._pool.acquire() as conn:
+            held = await repository.try_session_lock(conn, IDENTITY_LEASE)
+            try:
+                yield held
+            finally:
+                if held:
+                    with contextlib.suppress(Exception):
+                        await repository.session_unlock(conn, IDENTITY_LEASE)
+
+    async def apply_merge(self, message: events_pb2.PersonsMerged, conn: asyncpg.Connection | None = None) -> bool:
+        """Move everything of the merged persons to the survivor (once per merge), in ``conn``'s
+        transaction or a new one."""
+        if conn is None:
+            async with self._pool.acquire() as conn, conn.transaction():
+                return await self.apply_merge(message, conn)
+        _check_ids(message.survivor_person_id, *message.merged_person_ids)
+        workspace_id = message.workspace_id
+        await self._lock_partitions(conn, [message.survivor_person_id, *message.merged_person_ids])
+        key = f"merged:{message.merge_id or message.trigger_message_id}:{message.survivor_person_id}"
+        if not await inbox.first_time(conn, "profile-identity", workspace_id, key):
+            return False
+        settings = await self._settings(conn, workspace_id)
+        survivor = await self._resolve(conn, workspace_id, message.survivor_person_id)
+        merged = sorted({p for p in message.merged_person_ids if p and p != survivor})
+        if not merged:
+            return False
+        current = await repository.lock_profiles(conn, workspace_id, sorted([survivor, *merged]))
+        await repository.move_events(conn, workspace_id, merged, survivor)
+        await repository.move_orders(conn, workspace_id, merged, survivor)
+        renamed = await repository.move_ledger(conn, workspace_id, merged, survivor)
+        await repository.add_aliases(
+            conn, workspace_id, merged, survivor, [current[p].state.version if p in current else 0 for p in merged]
+        )
+        others = [self._open_profile(workspace_id, current[p]) for p in merged if p in current]
+        base_stored = current.get(survivor)
+        if base_stored is None and not others:
+            return False
+        base = self._open_profile(workspace_id, base_stored) if base_stored else ProfileState(survivor)
+        now = self.now()
+        orders = [o for o in await repository.orders_of(conn, workspace_id, [survivor])]
+        change = domain.merge_states(base, others, settings, now, orders, renamed)
+        change.moved = events_pb2.FactsMoved(merged_person_ids=merged)
+        merged_ids = sorted(
+            {*(base_stored.merged_person_ids if base_stored else ()), *merged}
+            | {m for p in merged if p in current for m in current[p].merged_person_ids}
+        )
+        await repository.delete_profiles(conn, workspace_id, merged)
+        change.state.version = max([base.version, *(o.version for o in others)]) + 1
+        await self._save(conn, workspace_id, settings, [(change, merged_ids)], now)
         log.info("persons merged into profile", workspace=workspace_id, survivor=survivor, merged=len(merged))
         return True
 
-    async def apply_split(self, message: events_pb2.PersonSplit) -> bool:
+    async def apply_split(self, message: events_pb2.PersonSplit, conn: asyncpg.Connection | None = None) -> bool:
         """``new_person_id`` (with ``moved_person_ids``, ids once merged into it) leaves
         ``person_id``: events resolved from the moved identifiers, their orders and points, and
         what a merge brought from the leaving persons (tags, consent, points) go to it; both are
-        recomputed and announced."""
+        recomputed and announced. In ``conn``'s transaction or a new one."""
+        if conn is None:
+            async with self._pool.acquire() as conn, conn.transaction():
+                return await self.apply_split(message, conn)
+        _check_ids(message.person_id, message.new_person_id, *message.moved_person_ids)
         workspace_id = message.workspace_id
         original, new_person = message.person_id, message.new_person_id
         leaving = sorted({new_person, *message.moved_person_ids} - {original, ""})
-        async with self._pool.acquire() as conn, conn.transaction():
-            await self._lock_partitions(conn, [original, *leaving])
-            key = f"split:{original}:{new_person}:{message.undone_merge_id}"
-            if not await inbox.first_time(conn, "profile-identity", workspace_id, key):
-                return False
-            settings = await self._settings(conn, workspace_id)
-            last_version = await repository.remove_alias(conn, workspace_id, new_person)
-            await repository.repoint_aliases(conn, workspace_id, leaving, new_person)
-            current = await repository.lock_profiles(conn, workspace_id, sorted([original, new_person]))
-            identifiers = [self._identifier_key(workspace_id, i.type, i.value) for i in message.moved_identifiers]
-            moved_messages = await repository.move_events_by_identifier(
-                conn, workspace_id, original, new_person, identifiers
+        await self._lock_partitions(conn, [original, *leaving])
+        key = f"split:{original}:{new_person}:{message.undone_merge_id}"
+        if not await inbox.first_time(conn, "profile-identity", workspace_id, key):
+            return False
+        settings = await self._settings(conn, workspace_id)
+        last_version = await repository.remove_alias(conn, workspace_id, new_person)
+        await repository.repoint_aliases(conn, workspace_id, leaving, new_person)
+        current = await repository.lock_profiles(conn, workspace_id, sorted([original, new_person]))
+        identifiers = [self._identifier_key(workspace_id, i.type, i.value) for i in message.moved_identifiers]
+        moved_messages = await repository.move_events_by_identifier(
+            conn, workspace_id, original, new_person, identifiers
+        )
+        moved_orders = (
+            await repository.move_orders(conn, workspace_id, [original], new_person, moved_messages)
+            if moved_messages
+            else []
+        )
+        original_stored = current.get(original)
+        base = self._open_profile(workspace_id, original_stored) if original_stored else ProfileState(original)
+        kept, gone = domain.split_holdings(base, leaving, moved_orders)
+        references = [lot["ref"] for lot in gone.lots if not lot.get("order")]
+        renamed = {}
+        if moved_orders or references:
+            renamed = await repository.move_ledger(
+                conn, workspace_id, [original], new_person, order_ids=moved_orders, references=references
             )
-            moved_orders = (
-                await repository.move_orders(conn, workspace_id, [original], new_person, moved_messages)
-                if moved_messages
-                else []
-            )
-            original_stored = current.get(original)
-            base = self._open_profile(workspace_id, original_stored) if original_stored else ProfileState(original)
-            kept, gone = domain.split_holdings(base, leaving, moved_orders)
-            references = [lot["ref"] for lot in gone.lots if not lot.get("order")]
-            renamed = {}
-            if moved_orders or references:
-                renamed = await repository.move_ledger(
-                    conn, workspace_id, [original], new_person, order_ids=moved_orders, references=references
+        gone.lots = [{**lot, "ref": renamed.get((original, lot["ref"]), lot["ref"])} for lot in gone.lots]
+        now = self.now()
+        changes = []
+        for person_id, stored, holdings in (
+            (original, original_stored, kept),
+            (new_person, current.get(new_person), gone),
+        ):
+            if stored:
+                state = self._open_profile(workspace_id, stored)
+            else:  # versions go on from those the id had before it was merged away
+                state = ProfileState(person_id, version=last_version if person_id == new_person else 0)
+            if person_id == new_person and stored:
+                holdings = domain.Holdings(state.tags, state.consent, state.points_lots).plus(holdings)
+            events = [self._new_event(r) for r in await repository.all_events(conn, workspace_id, person_id)]
+            if stored is None and not events and not (holdings.tags or holdings.consent or holdings.lots):
+                continue
+            orders = await repository.orders_of(conn, workspace_id, [person_id])
+            change = domain.rebuild(state, events, orders, holdings, settings, now, "split")
+            change.state.version = state.version + 1
+            if person_id == new_person:
+                change.moved = events_pb2.FactsMoved(
+                    split_from_person_id=original, message_ids=moved_messages, order_ids=moved_orders
                 )
-            gone.lots = [{**lot, "ref": renamed.get((original, lot["ref"]), lot["ref"])} for lot in gone.lots]
-            now = self.now()
-            changes = []
-            for person_id, stored, holdings in (
-                (original, original_stored, kept),
-                (new_person, current.get(new_person), gone),
-            ):
-                if stored:
-                    state = self._open_profile(workspace_id, stored)
-                else:  # versions go on from those the id had before it was merged away
-                    state = ProfileState(person_id, version=last_version if person_id == new_person else 0)
-                if person_id == new_person and stored:
-                    holdings = domain.Holdings(state.tags, state.consent, state.points_lots).plus(holdings)
-                events = [self._new_event(r) for r in await repository.all_events(conn, workspace_id, person_id)]
-                if stored is None and not events and not (holdings.tags or holdings.consent or holdings.lots):
-                    continue
-                orders = await repository.orders_of(conn, workspace_id, [person_id])
-                change = domain.rebuild(state, events, orders, holdings, settings, now, "split")
-                change.state.version = state.version + 1
-                if person_id == new_person:
-                    change.moved = events_pb2.FactsMoved(
-                        split_from_person_id=original, message_ids=moved_messages, order_ids=moved_orders
-                    )
-                    merged_ids = sorted({*(stored.merged_person_ids if stored else ()), *leaving} - {new_person})
-                else:
-                    merged_ids = [m for m in (stored.merged_person_ids if stored else ()) if m not in leaving]
-                changes.append((change, merged_ids))
-            # Both are announced even when nothing visible changed: projections re-key by `moved`.
-            for change, _ in changes:
-                if not change.announced:
-                    change.changed["computed.event_count"] = change.state.computed.get("event_count", 0)
-            await self._save(conn, workspace_id, settings, changes, now)
+                merged_ids = sorted({*(stored.merged_person_ids if stored else ()), *leaving} - {new_person})
+            else:
+                merged_ids = [m for m in (stored.merged_person_ids if stored else ()) if m not in leaving]
+            changes.append((change, merged_ids))
+        # Both are announced even when nothing visible changed: projections re-key by `moved`.
+        for change, _ in changes:
+            if not change.announced:
+                change.changed["computed.event_count"] = change.state.computed.get("event_count", 0)
+        await self._save(conn, workspace_id, settings, changes, now)
         log.info("person split in profile", workspace=workspace_id, moved_events=len(moved_messages))
         return True
 
