@@ -347,11 +347,19 @@ class ProfileService:
         await self._ensure_partitions([i.event_time for i in unique.values()])
         batch = list(unique.values())
         sent_to = [i.person_id for i in batch]
+
+        async def record(conn: asyncpg.Connection) -> int:
+            await self._lock_partitions(conn, [*sent_to, *(i.person_id for i in batch)])
+            return await self._record(conn, batch)
+
+        return await self._until_settled(record)
+
+    async def _until_settled(self, body: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
+        """``body`` in a transaction, started again when a merge moved its persons meanwhile."""
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 async with self._pool.acquire() as conn, conn.transaction():
-                    await self._lock_partitions(conn, [*sent_to, *(i.person_id for i in batch)])
-                    return await self._record(conn, batch)
+                    return await body(conn)
             except _Moved:
                 if attempt == ATTEMPTS:
                     raise
@@ -595,6 +603,20 @@ class ProfileService:
         aliases = await repository.survivors(conn, workspace_id, [person_id])
         return aliases.get(person_id, person_id)
 
+    async def _lock_resolved(
+        self, conn: asyncpg.Connection, workspace_id: str, person_id: str
+    ) -> tuple[str, StoredProfile | None]:
+        """The profile ``person_id`` resolves to, locked. A merge may take that profile away
+        while this waits for its lock: the id is then resolved again (to the survivor)."""
+        resolved = await self._resolve(conn, workspace_id, person_id)
+        for _ in range(ATTEMPTS):
+            stored = (await repository.lock_profiles(conn, workspace_id, [resolved])).get(resolved)
+            survivor = await self._resolve(conn, workspace_id, resolved) if stored is None else resolved
+            if survivor == resolved:
+                return resolved, stored
+            resolved = survivor
+        raise _Moved
+
     async def get_profile(self, workspace_id: str, person_id: str) -> ProfileView:
         async with self._pool.acquire() as conn:
             found = await repository.read_profile(
@@ -654,8 +676,7 @@ class ProfileService:
     ) -> list[LedgerRow]:
         async with self._pool.acquire() as conn, conn.transaction():
             settings = await self._settings(conn, workspace_id)
-            person_id = await self._resolve(conn, workspace_id, person_id)
-            stored = (await repository.lock_profiles(conn, workspace_id, [person_id])).get(person_id)
+            person_id, stored = await self._lock_resolved(conn, workspace_id, person_id)
             if stored is None:
                 raise NotFound(f"profile {person_id} not found")
             if once and not await inbox.first_time(conn, "profile-api", workspace_id, f"{person_id}:{once}"):
@@ -680,10 +701,11 @@ class ProfileService:
         """An identify call made through the API: stored as an event ``api:<person>:<request id>``."""
         now = self.now()
         await self._ensure_partitions([now])
-        async with self._pool.acquire() as conn, conn.transaction():
+
+        async def record(conn: asyncpg.Connection) -> None:
             await self._lock_partitions(conn, [person_id])
-            resolved = await self._resolve(conn, workspace_id, person_id)
-            if await repository.get_profile(conn, workspace_id, resolved) is None:
+            resolved, stored = await self._lock_resolved(conn, workspace_id, person_id)
+            if stored is None:
                 raise NotFound(f"profile {person_id} not found")
             item = Incoming(
                 workspace_id=workspace_id,
@@ -699,6 +721,8 @@ class ProfileService:
                 source=source,
             )
             await self._record(conn, [item])
+
+        await self._until_settled(record)
 
     async def modify_tags(
         self,
