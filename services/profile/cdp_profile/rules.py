@@ -38,6 +38,15 @@ DEFAULT_PII_TRAITS = (
     "wechat_id", "qq", "ip",
 )  # fmt: skip
 TIER_MEASURES = ("total_spent_minor", "points_balance", "order_count")
+# The computed traits (ProfileSnapshot.computed) and the other values rules read: a windowed
+# trait by one of these names would shadow it in rules and tiers.
+COMPUTED_TRAITS = frozenset({
+    "event_count", "first_seen_time", "last_seen_time", "favourite_channel",
+    "order_count", "total_spent_minor", "refunded_minor", "average_order_value_minor", "clv_historical_minor",
+    "first_order_time", "last_order_time", "favourite_category", "favourite_store",
+    "birthday_month_day", "region_code", "next_points_expiry_time", "next_points_expiry_points",
+})  # fmt: skip
+RULE_VALUES = frozenset({"lifecycle_stage", "tier", "points_balance"})
 _SPEND = re.compile(r"^spend_(\d{1,3})d$")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _TAG = re.compile(r"^[\w][\w\-:.]{0,62}$")
@@ -348,8 +357,11 @@ def _only(document: Mapping, allowed: set[str], path: str) -> None:
         raise InvalidRules(f"{path}.{unknown[0]}", f"unknown key; allowed: {', '.join(sorted(allowed))}")
 
 
-def from_document(version: int, document: Mapping[str, Any]) -> WorkspaceSettings:
-    """Validated settings from their JSON document (keys as in ProfileSettings, snake_case)."""
+def from_document(version: int, document: Mapping[str, Any], *, stored: bool = False) -> WorkspaceSettings:
+    """Validated settings from their JSON document (keys as in ProfileSettings, snake_case).
+
+    ``stored``: a document accepted before today's rules; a windowed trait whose name clashes with
+    a computed trait is left out of it (not an error: the workspace's events must go on)."""
     currency = document.get("currency") or "CNY"
     if not isinstance(currency, str) or not re.fullmatch(r"[A-Z]{3}", currency):
         raise InvalidRules("currency", "must be an ISO 4217 code such as CNY")
@@ -444,6 +456,12 @@ def from_document(version: int, document: Mapping[str, Any]) -> WorkspaceSetting
         name = raw.get("name")
         if not isinstance(name, str) or not _NAME.match(name) or any(w.name == name for w in windows):
             raise InvalidRules(f"{path}.name", "must be a new name matching [a-z][a-z0-9_]{0,62}")
+        if name in COMPUTED_TRAITS or name in RULE_VALUES or (tiers and name == tiers.by):
+            if stored:
+                continue
+            raise InvalidRules(
+                f"{path}.name", f"{name!r} is the name of a computed trait; a windowed trait needs a name of its own"
+            )
         event = raw.get("event")
         if not isinstance(event, str) or not event or len(event) > 200:
             raise InvalidRules(f"{path}.event", "must be an event name")

@@ -138,7 +138,7 @@ class ProfileService:
         if version:
             stored = await repository.load_settings(conn, workspace_id, version)
             assert stored is not None
-            settings = from_document(version, stored[0])
+            settings = from_document(version, stored[0], stored=True)
         self._settings_cache[workspace_id] = settings
         return settings
 
