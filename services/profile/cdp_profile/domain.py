@@ -61,6 +61,8 @@ MAX_ORDER_LINES = 500
 MAX_MINOR = 10**12
 MAX_QUANTITY = 10**6
 TOTAL_KEYS = ("total", "revenue", "value")
+# How far ahead of the service's clock a consent statement may be dated (clocks differ a little).
+CONSENT_CLOCK_SKEW = timedelta(minutes=5)
 REFUND_KEYS = ("total", "amount", "refund_amount", "revenue")
 
 
@@ -1167,11 +1169,14 @@ def modify_tags(
     return _finish(current, new, settings=settings, now=now, cause="manual", changed=changed, transitions=transitions)
 
 
-def _state_consent(state: ProfileState, key: str, granted: bool, source: str, statement_time: datetime) -> None:
-    """Record a consent statement unless a newer one is on file."""
+def _state_consent(
+    state: ProfileState, key: str, granted: bool, source: str, statement_time: datetime, now: datetime
+) -> None:
+    """Record a consent statement unless a newer one is on file. One on file dated after ``now``
+    (within the skew allowed, or stored before statements were bounded) is no later than this."""
     stamp = iso(statement_time)
     existing = state.consent.get(key)
-    if existing is None or stamp >= existing["at"]:
+    if existing is None or stamp >= existing["at"] or existing["at"] > iso(now):
         state.consent[key] = {"granted": granted, "source": source, "at": stamp}
 
 
@@ -1186,7 +1191,7 @@ def update_consent(
     now: datetime,
 ) -> Change:
     new = current.copy()
-    _state_consent(new, f"{channel}.{purpose}" if purpose else channel, granted, source, statement_time)
+    _state_consent(new, f"{channel}.{purpose}" if purpose else channel, granted, source, statement_time, now)
     return _finish(current, new, settings=settings, now=now, cause="manual", changed={})
 
 
@@ -1201,7 +1206,7 @@ def unsubscribe(
     """Withdraw ``channel`` and every purpose of it."""
     new = current.copy()
     for key in [channel, *[k for k in new.consent if k.startswith(channel + ".")]]:
-        _state_consent(new, key, False, source, statement_time)
+        _state_consent(new, key, False, source, statement_time, now)
     return _finish(current, new, settings=settings, now=now, cause="manual", changed={})
 
 

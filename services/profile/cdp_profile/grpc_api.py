@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +18,7 @@ from cdp_profile.rules import to_document
 from cdp_profile.service import ProfileService, ProfileView
 from cdp_profile.structs import set_timestamp, to_dict, to_struct
 from cdpkit.errors import InvalidArgument
-from cdpkit.fieldmask import paths_to_update
+from cdpkit.fieldmask import paths_to_update, populated_fields
 from cdpkit.names import UUID, parse, workspace_of
 from cdpkit.pagination import decode_token, encode_token, page_size
 
@@ -200,14 +201,32 @@ def _list(values: struct_pb2.ListValue) -> list:
     return [to_dict(v.struct_value) if v.HasField("struct_value") else None for v in values.values]
 
 
-def _position(token: str, scope: str) -> tuple[datetime, str] | None:
+def _position(token: str, scope: str, *, uuid_key: bool = False) -> tuple[datetime, str] | None:
+    """The keyset position in a page token. Tokens are not signed: a made-up position only moves
+    within the request's own scope (workspace and person come from the request), but it must
+    still be a position, not a cause of INTERNAL."""
     position = decode_token(token, scope=scope)
     if not position:
         return None
     try:
-        return datetime.fromisoformat(position["t"]), str(position["k"])
+        moment, key = datetime.fromisoformat(position["t"]), position["k"]
+        if moment.tzinfo is None or not isinstance(key, str) or len(key) > 256 or "\x00" in key:
+            raise ValueError(key)
+        if uuid_key:
+            key = str(uuid.UUID(key))
     except (KeyError, TypeError, ValueError):
         raise InvalidArgument("page_token", "is not a token this API issued") from None
+    return moment, key
+
+
+def _time(message, field: str) -> datetime | None:
+    """A Timestamp field, None when unset; one outside what a Timestamp can hold is bad input."""
+    if not message.HasField(field):
+        return None
+    try:
+        return getattr(message, field).ToDatetime(UTC)
+    except (ValueError, OverflowError, OSError):
+        raise InvalidArgument(field, "must be a time between years 1 and 9999") from None
 
 
 def _next(items: list, size: int, key, scope: str) -> tuple[list, str]:
@@ -283,7 +302,12 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         for i, assignment in enumerate(request.add):
             if not TAG.match(assignment.tag):
                 raise InvalidArgument(f"add[{i}].tag", "a tag is 1-63 letters, digits, _ - : .")
-            expires = assignment.expire_time.ToDatetime(UTC) if assignment.HasField("expire_time") else None
+            try:
+                expires = _time(assignment, "expire_time")
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"add[{i}].expire_time", exc.description) from None
+            if expires is not None and expires <= self._service.now():
+                raise InvalidArgument(f"add[{i}].expire_time", "must be in the future")
             add.append((assignment.tag, expires))
         remove = _tags(request.remove, "remove")
         if not add and not remove:
@@ -298,9 +322,10 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         if request.purpose and not CHANNEL.match(request.purpose):
             raise InvalidArgument("purpose", "must match [a-z][a-z0-9_]{0,31} (marketing, service, ...)")
         source = _text(request.source or "api", "source", limit=64)
-        statement = request.statement_time.ToDatetime(UTC) if request.HasField("statement_time") else None
+        request_id = _text(request.request_id, "request_id", limit=128)
+        statement = _time(request, "statement_time")
         await self._service.update_consent(
-            workspace_id, person_id, request.channel, request.purpose, request.granted, source, statement
+            workspace_id, person_id, request.channel, request.purpose, request.granted, source, statement, request_id
         )
         return await self._view(workspace_id, person_id)
 
@@ -309,14 +334,16 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         if not CHANNEL.match(request.channel):
             raise InvalidArgument("channel", "must match [a-z][a-z0-9_]{0,31} (email, sms, push, wechat, ...)")
         source = _text(request.source or "unsubscribe_link", "source", limit=64)
-        await self._service.unsubscribe(workspace_id, person_id, request.channel, source)
+        request_id = _text(request.request_id, "request_id", limit=128)
+        await self._service.unsubscribe(workspace_id, person_id, request.channel, source, request_id)
         return await self._view(workspace_id, person_id)
 
     async def ListPointsEntries(self, request, context) -> profile_pb2.ListPointsEntriesResponse:
         workspace_id, person_id = _profile_ids(request.parent, "parent")
         size = page_size(request.page_size)
         scope = f"points/{request.parent}"
-        rows = await self._service.list_points(workspace_id, person_id, size + 1, _position(request.page_token, scope))
+        position = _position(request.page_token, scope, uuid_key=True)
+        rows = await self._service.list_points(workspace_id, person_id, size + 1, position)
         rows, token = _next(rows, size, lambda r: (r.entry.created_at, r.entry_id), scope)
         return profile_pb2.ListPointsEntriesResponse(
             entries=[_entry(workspace_id, r) for r in rows], next_page_token=token
@@ -348,8 +375,8 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
 
     async def UpdateProfileSettings(self, request, context) -> profile_pb2.ProfileSettings:
         workspace_id = parse(request.settings.name, _SETTINGS_NAME, field="settings.name")["workspace"]
-        paths = paths_to_update(request.update_mask.paths, SETTINGS_FIELDS)
         given = request.settings
+        paths = paths_to_update(request.update_mask.paths, SETTINGS_FIELDS, populated=populated_fields(given))
         values: dict[str, Any] = {
             "currency": given.currency,
             "time_zone": given.time_zone,
@@ -464,7 +491,7 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
                 "staff": ("display_name", "store_id", "tags", "attributes"),
             }[kind]
         )
-        paths = paths_to_update(mask.paths, updatable)
+        paths = paths_to_update(mask.paths, updatable, populated=populated_fields(message))
         given = self._row(kind, message, field, object_id)
 
         def apply(row: dict) -> dict:
@@ -486,7 +513,9 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         size = page_size(request.page_size)
         scope = f"{kind}/{request.parent}"
         position = decode_token(request.page_token, scope=scope)
-        after = str(position.get("k", "")) if position else ""
+        after = position.get("k") if position else ""
+        if not isinstance(after, str) or (after and not OBJECT_ID.match(after)):
+            raise InvalidArgument("page_token", "is not a token this API issued")
         rows = await self._service.list_objects(kind, workspace_id, after, size + 1)
         token = ""
         if len(rows) > size:

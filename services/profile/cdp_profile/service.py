@@ -749,20 +749,29 @@ class ProfileService:
         granted: bool,
         source: str,
         statement_time: datetime | None,
+        request_id: str = "",
     ) -> None:
+        """A consent statement; one dated ahead of now by more than the clock skew allowed is refused
+        (it would beat every later withdrawal)."""
+        if statement_time is not None and statement_time > self.now() + domain.CONSENT_CLOCK_SKEW:
+            raise InvalidArgument("statement_time", "must not be in the future")
         await self._mutate(
             workspace_id,
             person_id,
             lambda state, settings, now: domain.update_consent(
                 state, channel, purpose, granted, source, statement_time or now, settings, now
             ),
+            once=f"consent:{request_id}" if request_id else "",
         )
 
-    async def unsubscribe(self, workspace_id: str, person_id: str, channel: str, source: str) -> None:
+    async def unsubscribe(
+        self, workspace_id: str, person_id: str, channel: str, source: str, request_id: str = ""
+    ) -> None:
         await self._mutate(
             workspace_id,
             person_id,
             lambda state, settings, now: domain.unsubscribe(state, channel, source, now, settings, now),
+            once=f"unsubscribe:{request_id}" if request_id else "",
         )
 
     async def change_points(

@@ -178,3 +178,16 @@ def test_mask_with_unknown_or_output_only_paths_is_rejected_naming_them():
 def test_star_mixed_with_paths_is_rejected():
     with pytest.raises(InvalidArgument):
         fieldmask.paths_to_update(["*", "rule"], UPDATABLE)
+
+
+def test_empty_mask_means_the_populated_fields_when_the_caller_gives_them():
+    from google.protobuf import field_mask_pb2, struct_pb2
+
+    populated = fieldmask.populated_fields(struct_pb2.Value(string_value="x"))
+    assert populated == {"string_value"}
+    assert fieldmask.paths_to_update([], UPDATABLE, populated={"rule", "etag"}) == {"rule"}
+    assert fieldmask.paths_to_update(["*"], UPDATABLE, populated={"rule"}) == UPDATABLE
+    assert fieldmask.paths_to_update(["description"], UPDATABLE, populated={"rule"}) == {"description"}
+    with pytest.raises(InvalidArgument) as error:
+        fieldmask.paths_to_update([], UPDATABLE, populated=fieldmask.populated_fields(field_mask_pb2.FieldMask()))
+    assert error.value.field == "update_mask" and "nothing to update" in error.value.description
