@@ -25,13 +25,11 @@ from cdp.events.v1 import events_pb2
 from cdp_profile.domain import EVENT_KINDS, ORDER_KINDS, NewEvent, clean_text, normalise_channel, order_problem
 from cdp_profile.metrics import EVENTS_ADJUSTED, EVENTS_REJECTED
 from cdp_profile.service import BadAnnouncement, Incoming, ProfileService
-from cdp_profile.structs import text_of, to_datetime, to_dict
+from cdp_profile.structs import EVENT_TYPE_NAMES, text_of, to_datetime, to_dict
 from cdpkit.bus import IDENTITY, RESOLVED, BusNames
 from cdpkit.consumer import ConsumerSpec, PermanentError
 
 log = structlog.get_logger(__name__)
-
-EVENT_TYPE_NAMES = {value: name.removeprefix("EVENT_TYPE_").lower() for name, value in events_pb2.EventType.items()}
 
 
 def resolved_events_consumer(batch_size: int) -> ConsumerSpec:

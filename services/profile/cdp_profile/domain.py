@@ -35,6 +35,12 @@ EVENT_KINDS = {
 }
 ORDER_KINDS = frozenset({"order_completed", "order_refunded", "order_cancelled"})
 CHANNELS = ("web", "app", "mini_program", "store", "marketplace")
+# Object kinds: their collection (in resource names, and their table) and id key.
+OBJECT_KINDS = {
+    "product": ("products", "product_id"),
+    "store": ("stores", "store_id"),
+    "staff": ("staff", "staff_id"),
+}
 CHANNEL_ALIASES = {
     **{c: c for c in CHANNELS},
     "h5": "web",

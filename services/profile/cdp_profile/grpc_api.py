@@ -9,25 +9,22 @@ from typing import Any
 
 from google.protobuf import empty_pb2, struct_pb2
 
-from cdp.events.v1 import events_pb2
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
-from cdp_profile.domain import Order, from_iso
+from cdp_profile.domain import OBJECT_KINDS, Order, from_iso
 from cdp_profile.regions import region_code
 from cdp_profile.repository import EventRow, LedgerRow
-from cdp_profile.rules import to_document
-from cdp_profile.service import ProfileService, ProfileView
-from cdp_profile.structs import set_timestamp, to_dict, to_struct
+from cdp_profile.rules import TAG, to_document
+from cdp_profile.service import ProfileService, ProfileView, order_lines
+from cdp_profile.structs import EVENT_TYPE_VALUES, set_timestamp, to_dict, to_struct
 from cdpkit.errors import InvalidArgument
 from cdpkit.fieldmask import paths_to_update, populated_fields
 from cdpkit.names import UUID, parse, workspace_of
 from cdpkit.pagination import decode_token, encode_token, page_size
 
-_EVENT_TYPES = {name.removeprefix("EVENT_TYPE_").lower(): value for name, value in events_pb2.EventType.items()}
 _PROFILE_NAME = "workspaces/{workspace}/profiles/{profile}"
 _SETTINGS_NAME = "workspaces/{workspace}/profileSettings"
 # Object ids are the shop's own ids, as events carry them (product_id, store_id, staff_id).
 OBJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-TAG = re.compile(r"^[\w][\w\-:.]{0,62}$")
 CHANNEL = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 MAX_TAGS = 100
 MAX_TRAITS = 200
@@ -35,11 +32,6 @@ MAX_KEY = 128
 MAX_TEXT = 200
 MAX_BATCH = 1000
 MAX_POINTS = 10**12
-OBJECT_KINDS = {
-    "product": ("products", "product_id"),
-    "store": ("stores", "store_id"),
-    "staff": ("staff", "staff_id"),
-}
 SETTINGS_FIELDS = frozenset(
     {
         "currency",
@@ -86,7 +78,7 @@ def _stamp(message, field: str, moment: datetime | None) -> None:
 def _event(row: EventRow, properties: struct_pb2.Struct) -> profile_pb2.ProfileEvent:
     event = profile_pb2.ProfileEvent(
         message_id=row.message_id,
-        type=_EVENT_TYPES.get(row.type, 0),
+        type=EVENT_TYPE_VALUES.get(row.type, 0),
         event=row.event,
         properties=properties,
         channel=row.channel,
@@ -108,16 +100,7 @@ def _order(order: Order) -> profile_pb2.Order:
         channel=order.channel,
         store_id=order.store_id,
         staff_id=order.staff_id,
-        items=[
-            profile_pb2.OrderLine(
-                product_id=line.product_id,
-                sku=line.sku,
-                category=line.category,
-                price_minor=line.price_minor,
-                quantity=line.quantity,
-            )
-            for line in order.items
-        ],
+        items=order_lines(order, profile_pb2.OrderLine),
         points_earned=order.points_earned,
     )
     _stamp(message, "order_time", order.order_time)

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from cdp_profile.domain import LedgerEntry, Order, OrderLine, ProfileState
+from cdp_profile.domain import OBJECT_KINDS, LedgerEntry, Order, OrderLine, ProfileState
 from cdpkit.ids import new_id
 
 
@@ -53,20 +53,13 @@ class StoredProfile:
     updated_at: datetime
 
 
-_EVENT_COLUMNS = (
-    "workspace_id, message_id, person_id::text AS person_id, type, event, properties, context, event_time,"
-    " received_at, traits, pii, identifiers, channel, store_id, staff_id, source, legacy"
-)
-
-
-_EVENT_FIELDS = (
-    "workspace_id, message_id, person_id::text, type, event, properties, context, event_time, received_at, traits,"
-    " pii, identifiers, channel, store_id, staff_id, source, legacy"
-)
-
-
+_EVENT_NAMES = (
+    "workspace_id", "message_id", "person_id", "type", "event", "properties", "context", "event_time", "received_at",
+    "traits", "pii", "identifiers", "channel", "store_id", "staff_id", "source", "legacy",
+)  # fmt: skip
+_EVENT_COLUMNS = ", ".join("person_id::text AS person_id" if n == "person_id" else n for n in _EVENT_NAMES)
 # jsonb inside an anonymous record arrives in binary, which the pool's text codec cannot read: as text.
-_EVENT_FIELDS_IN_RECORD = _EVENT_FIELDS.replace("traits,", "traits::text,").replace("legacy", "legacy::text")
+_EVENT_FIELDS_IN_RECORD = ", ".join(f"{n}::text" if n in ("person_id", "traits", "legacy") else n for n in _EVENT_NAMES)
 
 
 def _event_row(record: asyncpg.Record | tuple) -> EventRow:
@@ -971,11 +964,12 @@ async def set_sealed_traits(
 
 # Objects --------------------------------------------------------------------------------------
 
-OBJECT_TABLES = {
-    "product": ("products", "product_id", ("sku", "display_name", "category", "brand", "price_minor", "currency")),
-    "store": ("stores", "store_id", ("code", "display_name", "city", "region_code", "address")),
-    "staff": ("staff", "staff_id", ("display_name", "store_id")),
+_OBJECT_COLUMNS = {
+    "product": ("sku", "display_name", "category", "brand", "price_minor", "currency"),
+    "store": ("code", "display_name", "city", "region_code", "address"),
+    "staff": ("display_name", "store_id"),
 }
+OBJECT_TABLES = {kind: (table, key, _OBJECT_COLUMNS[kind]) for kind, (table, key) in OBJECT_KINDS.items()}
 
 
 async def get_objects(

@@ -49,7 +49,7 @@ COMPUTED_TRAITS = frozenset({
 RULE_VALUES = frozenset({"lifecycle_stage", "tier", "points_balance"})
 _SPEND = re.compile(r"^spend_(\d{1,3})d$")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-_TAG = re.compile(r"^[\w][\w\-:.]{0,62}$")
+TAG = re.compile(r"^[\w][\w\-:.]{0,62}$")
 MAX_TAG_RULES = 100
 MAX_WINDOWED = 50
 MAX_WINDOW_DAYS = 366
@@ -393,7 +393,7 @@ def from_document(version: int, document: Mapping[str, Any], *, stored: bool = F
         raw = _mapping(raw, path)
         _only(raw, {"tag", "when", "name"}, path)
         tag = raw.get("tag")
-        if not isinstance(tag, str) or not _TAG.match(tag):
+        if not isinstance(tag, str) or not TAG.match(tag):
             raise InvalidRules(f"{path}.tag", "must be 1-63 letters, digits, _ - : .")
         when = raw.get("when")
         if not isinstance(when, str):
@@ -403,7 +403,7 @@ def from_document(version: int, document: Mapping[str, Any], *, stored: bool = F
         except ValueError as exc:
             raise InvalidRules(f"{path}.when", str(exc)) from None
         name = raw.get("name") or tag
-        if not isinstance(name, str) or not _TAG.match(name):
+        if not isinstance(name, str) or not TAG.match(name):
             raise InvalidRules(f"{path}.name", "must be 1-63 letters, digits, _ - : .")
         if any(r.tag == tag for r in tag_rules):
             raise InvalidRules(f"{path}.tag", f"{tag!r} has a rule already")

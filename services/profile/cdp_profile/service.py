@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 import structlog
 from google.protobuf import struct_pb2
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
 from cdp.events.v1 import events_pb2
 from cdp_profile import domain, repository
@@ -24,6 +24,7 @@ from cdp_profile.metrics import BACKGROUND_FAILURES, EVENTS_ADJUSTED
 from cdp_profile.repository import EventRow, LedgerRow, StoredProfile
 from cdp_profile.rules import DEFAULT_SETTINGS, InvalidRules, WorkspaceSettings, from_document, to_document
 from cdp_profile.structs import (
+    EVENT_TYPE_VALUES,
     find_keys,
     put_dict,
     put_struct,
@@ -566,9 +567,7 @@ class ProfileService:
             fact = message.events.add(
                 message_id=event.message_id,
                 event=event.event,
-                type=events_pb2.EventType.Value(f"EVENT_TYPE_{event.type.upper()}")
-                if event.type.upper() in _EVENT_TYPES
-                else 0,
+                type=EVENT_TYPE_VALUES.get(event.type, 0),
                 channel=event.channel,
                 store_id=event.store_id,
                 staff_id=event.staff_id,
@@ -1114,7 +1113,7 @@ class ProfileService:
 
     async def upsert_objects(self, kind: str, workspace_id: str, objects: list[dict]) -> list[dict]:
         """Create or replace objects by id; a change of tags is announced (ObjectTagsChanged)."""
-        key = repository.OBJECT_TABLES[kind][1]
+        key = domain.OBJECT_KINDS[kind][1]
         async with self._pool.acquire() as conn, conn.transaction():
             existing = await repository.get_objects(
                 conn, kind, workspace_id, [o[key] for o in objects], for_update=True
@@ -1204,12 +1203,23 @@ class ProfileService:
         return converted
 
 
-_EVENT_TYPES = {name.removeprefix("EVENT_TYPE_") for name in events_pb2.EventType.keys()}  # noqa: SIM118 - an enum wrapper, not a dict
-
-
 def _next_month(month: tuple[int, int]) -> tuple[int, int]:
     year, number = month
     return (year + 1, 1) if number == 12 else (year, number + 1)
+
+
+def order_lines(order: Order, line_type: type[Message]) -> list:
+    """The order's lines as ``line_type`` (events' OrderLineFact, the API's OrderLine: same fields)."""
+    return [
+        line_type(
+            product_id=line.product_id,
+            sku=line.sku,
+            category=line.category,
+            quantity=line.quantity,
+            price_minor=line.price_minor,
+        )
+        for line in order.items
+    ]
 
 
 def order_fact(order: Order) -> events_pb2.OrderFact:
@@ -1220,16 +1230,7 @@ def order_fact(order: Order) -> events_pb2.OrderFact:
         currency=order.currency,
         store_id=order.store_id,
         staff_id=order.staff_id,
-        items=[
-            events_pb2.OrderLineFact(
-                product_id=line.product_id,
-                sku=line.sku,
-                category=line.category,
-                quantity=line.quantity,
-                price_minor=line.price_minor,
-            )
-            for line in order.items
-        ],
+        items=order_lines(order, events_pb2.OrderLineFact),
         channel=order.channel,
         refunded_minor=order.refunded_minor,
     )
