@@ -22,7 +22,18 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from cdp.events.v1 import events_pb2
-from cdp_profile.domain import EVENT_KINDS, ORDER_KINDS, NewEvent, clean_text, normalise_channel, order_problem
+from cdp_profile.domain import (
+    EVENT_KINDS,
+    MAX_TRAIT_BYTES,
+    MAX_TRAIT_KEY,
+    MAX_TRAITS,
+    ORDER_KINDS,
+    NewEvent,
+    clean_text,
+    normalise_channel,
+    order_problem,
+    without_nul,
+)
 from cdp_profile.metrics import EVENTS_ADJUSTED, EVENTS_REJECTED
 from cdp_profile.service import BadAnnouncement, Incoming, ProfileService
 from cdp_profile.structs import EVENT_TYPE_NAMES, text_of, to_datetime, to_dict
@@ -53,9 +64,6 @@ MAX_AGE = timedelta(days=20 * 366)
 RECEIVED_RANGE = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
 MAX_ID = 256
 MAX_STRUCT_BYTES = 64 * 1024
-MAX_TRAITS = 200
-MAX_TRAIT_KEY = 128
-MAX_TRAIT_BYTES = 4096
 
 
 def _time(message: events_pb2.RawEvent, field: str) -> datetime | None:
@@ -65,16 +73,6 @@ def _time(message: events_pb2.RawEvent, field: str) -> datetime | None:
         return to_datetime(getattr(message, field))
     except (OverflowError, ValueError):
         raise BadEvent("bad_time", f"{field} is not a valid time") from None
-
-
-def _without_nul(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.replace("\x00", "")
-    if isinstance(value, dict):
-        return {k.replace("\x00", ""): _without_nul(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_without_nul(v) for v in value]
-    return value
 
 
 def _traits(struct: struct_pb2.Struct, adjusted: list[str]) -> dict[str, Any]:
@@ -88,7 +86,7 @@ def _traits(struct: struct_pb2.Struct, adjusted: list[str]) -> dict[str, Any]:
             adjusted.append("trait_dropped")
             continue
         traits[key] = value
-    cleaned = _without_nul(traits)
+    cleaned = without_nul(traits)
     if cleaned != traits:
         adjusted.append("nul_removed")
     return cleaned

@@ -67,6 +67,10 @@ MAX_ORDER_LINES = 500
 MAX_MINOR = 10**12
 MAX_QUANTITY = 10**6
 TOTAL_KEYS = ("total", "revenue", "value")
+# Traits one identify (event or API call) may carry, their keys' length, a value's JSON size.
+MAX_TRAITS = 200
+MAX_TRAIT_KEY = 128
+MAX_TRAIT_BYTES = 4096
 # How far ahead of the service's clock a consent statement may be dated (clocks differ a little).
 CONSENT_CLOCK_SKEW = timedelta(minutes=5)
 REFUND_KEYS = ("total", "amount", "refund_amount", "revenue")
@@ -341,6 +345,17 @@ def refund_minor(order: Order, refund: Any) -> int | None:
             price = match.price_minor if match else 0
         total += price * quantity
     return _bounded(total)
+
+
+def without_nul(value: Any) -> Any:
+    """``value`` without NUL characters in its strings and keys (Postgres cannot store them)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {k.replace("\x00", ""): without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_nul(v) for v in value]
+    return value
 
 
 def order_id_of(event: NewEvent) -> str:

@@ -7,10 +7,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from google.protobuf import empty_pb2, struct_pb2
 
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
-from cdp_profile.domain import OBJECT_KINDS, Order, from_iso
+from cdp_profile.domain import MAX_TRAIT_BYTES, MAX_TRAIT_KEY, MAX_TRAITS, OBJECT_KINDS, Order, from_iso, without_nul
 from cdp_profile.regions import region_code
 from cdp_profile.repository import EventRow, LedgerRow
 from cdp_profile.rules import TAG, to_document
@@ -27,8 +28,6 @@ _SETTINGS_NAME = "workspaces/{workspace}/profileSettings"
 OBJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 CHANNEL = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 MAX_TAGS = 100
-MAX_TRAITS = 200
-MAX_KEY = 128
 MAX_TEXT = 200
 MAX_BATCH = 1000
 MAX_POINTS = 10**12
@@ -264,8 +263,14 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
             raise InvalidArgument("set", f"at most {MAX_TRAITS} traits per call")
         for field, keys in (("set", set_), ("set_once", set_once), ("unset", unset)):
             for key in keys:
-                if not key or len(key) > MAX_KEY:
-                    raise InvalidArgument(field, f"trait keys are 1-{MAX_KEY} characters")
+                if not key or len(key) > MAX_TRAIT_KEY or "\x00" in key:
+                    raise InvalidArgument(field, f"trait keys are 1-{MAX_TRAIT_KEY} characters, no NUL")
+        for field, traits in (("set", set_), ("set_once", set_once)):
+            for key, value in traits.items():
+                if len(orjson.dumps(value)) > MAX_TRAIT_BYTES or without_nul(value) != value:
+                    raise InvalidArgument(
+                        f"{field}.{key}", f"a trait value is at most {MAX_TRAIT_BYTES} bytes of JSON, without NUL"
+                    )
         if not (set_ or set_once or unset):
             raise InvalidArgument("set", "nothing to set, set once or unset")
         await self._service.update_traits(

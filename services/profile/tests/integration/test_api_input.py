@@ -101,7 +101,12 @@ async def test_out_of_range_times_forged_tokens_and_omitted_masks(api):
             name=name, add=[profile_pb2.TagAssignment(tag="vip", expire_time=expires)], request_id=str(expires)
         )
         assert await refused(stub.ModifyProfileTags(request)) == "add[0].expire_time"
-    assert (await stub.GetProfile(profile_pb2.GetProfileRequest(name=name))).version == before.version
+    for key, value in (("big", "x" * 5000), ("nul", "a\x00b")):
+        request = profile_pb2.UpdateProfileTraitsRequest(name=name, request_id=key)
+        request.set.update({"plan": "gold", key: value})
+        assert await refused(stub.UpdateProfileTraits(request)) == f"set.{key}"
+    after = await stub.GetProfile(profile_pb2.GetProfileRequest(name=name))
+    assert after.version == before.version and "plan" not in after.traits
 
     # Tokens are not signed: one made up with the right scope must still be a position.
     scope = f"points/{name}"
