@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import orjson
-import structlog
 
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
 from cdp_profile.config import SCHEMA, Settings
@@ -17,8 +16,6 @@ from cdpkit.outbox import OutboxRelay
 from cdpkit.runtime import Infrastructure, ServiceRuntime
 from cdpkit.server import Registration, create_server
 
-log = structlog.get_logger(__name__)
-
 
 async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRuntime:
     vault = settings.pii_vault()
@@ -26,9 +23,6 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRu
     infra = await Infrastructure.open(settings, schema=SCHEMA, client_name="cdp-profile", json_decoder=orjson.loads)
     service = ProfileService(infra.pool, infra.names, vault, clock)
     await service.maintain_partitions(settings.partition_months_ahead)
-    sealed = await service.seal_plaintext_pii()
-    if sealed:
-        log.info("plaintext PII traits sealed", profiles=sealed)
     server = create_server(
         [
             Registration(

@@ -329,14 +329,14 @@ def _stored(row: asyncpg.Record) -> StoredProfile:
 
 
 async def lock_profiles(
-    conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]
+    conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str], *, skip_locked: bool = False
 ) -> dict[str, StoredProfile]:
     """The existing profiles among ``person_ids``, locked until commit, in person_id order
-    (concurrent batches cannot deadlock)."""
+    (concurrent batches cannot deadlock); ``skip_locked``: without those another transaction holds."""
     rows = await conn.fetch(
         f"""SELECT {_PROFILE_COLUMNS} FROM profiles
            WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])
-           ORDER BY person_id FOR UPDATE""",
+           ORDER BY person_id FOR UPDATE{" SKIP LOCKED" if skip_locked else ""}""",
         workspace_id,
         list(person_ids),
     )
@@ -941,13 +941,47 @@ async def insert_settings(conn: asyncpg.Connection, workspace_id: str, version: 
         return None  # type: ignore[return-value]
 
 
-async def foundation_profiles(conn: asyncpg.Connection) -> list[tuple[str, str, dict]]:
-    """Profiles written before migration 0002 that may hold PII traits in plaintext."""
+async def claim_pii_pass(conn: asyncpg.Connection, rules_version: int) -> tuple[str, str] | None:
+    """Where the pass of ``rules_version`` stands, locked until commit (one replica at a time:
+    None when another holds it or it is finished)."""
+    await conn.execute("INSERT INTO pii_passes (rules_version) VALUES ($1) ON CONFLICT DO NOTHING", rules_version)
+    row = await conn.fetchrow(
+        """SELECT after_workspace, after_person::text FROM pii_passes
+           WHERE rules_version = $1 AND finished_at IS NULL FOR UPDATE SKIP LOCKED""",
+        rules_version,
+    )
+    return (row["after_workspace"], row["after_person"]) if row else None
+
+
+async def profiles_for_pii_pass(
+    conn: asyncpg.Connection, after: tuple[str, str], limit: int
+) -> list[tuple[str, str, dict]]:
+    """(workspace, person, plaintext traits) of the next ``limit`` profiles after ``after``."""
     rows = await conn.fetch(
         """SELECT workspace_id, person_id::text, traits FROM profiles
-           WHERE pii IS NULL AND trait_meta = '{}'::jsonb AND traits <> '{}'::jsonb"""
+           WHERE (workspace_id, person_id) > ($1, $2::uuid) ORDER BY workspace_id, person_id LIMIT $3""",
+        after[0],
+        after[1],
+        limit,
     )
     return [(r["workspace_id"], r["person_id"], r["traits"]) for r in rows]
+
+
+async def pii_pass_finished(conn: asyncpg.Connection, rules_version: int) -> bool:
+    finished = await conn.fetchval("SELECT finished_at FROM pii_passes WHERE rules_version = $1", rules_version)
+    return finished is not None
+
+
+async def advance_pii_pass(conn: asyncpg.Connection, rules_version: int, after: tuple[str, str] | None) -> None:
+    """Move the pass on to ``after``, or finish it (None)."""
+    if after is None:
+        await conn.execute("UPDATE pii_passes SET finished_at = now() WHERE rules_version = $1", rules_version)
+    else:
+        await conn.execute(
+            "UPDATE pii_passes SET after_workspace = $2, after_person = $3::uuid WHERE rules_version = $1",
+            rules_version,
+            *after,
+        )
 
 
 async def set_sealed_traits(

@@ -28,6 +28,10 @@ CURRENCY_EXPONENTS = {
 # Trait (and event property) names that hold personal information, always sealed; a workspace's
 # `pii_traits` add to them. Matched by their normalised key (`pii_key`): lower case, letters and
 # digits only, so firstName, first_name and First-Name are one name.
+# Bumped whenever what counts as personal changes (defaults, matching): profiles saved under an
+# older version are sealed again in the background (ProfileService.reseal_pii). 1: exact
+# snake_case names; 2: normalised names, compound names, more defaults, PII at any depth.
+PII_RULES_VERSION = 2
 DEFAULT_PII_TRAITS = (
     "name", "first_name", "last_name", "full_name", "nickname", "username",
     "phone", "phone_number", "mobile", "mobile_phone", "telephone", "tel",

@@ -22,7 +22,14 @@ from cdp_profile import domain, repository
 from cdp_profile.domain import EVENT_KINDS, ORDER_KINDS, Change, NewEvent, Order, ProfileState
 from cdp_profile.metrics import BACKGROUND_FAILURES, EVENTS_ADJUSTED
 from cdp_profile.repository import EventRow, LedgerRow, StoredProfile
-from cdp_profile.rules import DEFAULT_SETTINGS, InvalidRules, WorkspaceSettings, from_document, to_document
+from cdp_profile.rules import (
+    DEFAULT_SETTINGS,
+    PII_RULES_VERSION,
+    InvalidRules,
+    WorkspaceSettings,
+    from_document,
+    to_document,
+)
 from cdp_profile.structs import (
     EVENT_TYPE_VALUES,
     find_keys,
@@ -124,6 +131,7 @@ class ProfileService:
         self._identifier_keys: dict[tuple[str, str, str], str] = {}
         # The PII last opened per profile, with its sealed form: saving it unchanged skips encryption.
         self._opened: dict[tuple[str, str], tuple[dict, bytes]] = {}
+        self._pii_pass_done = False
 
     def now(self) -> datetime:
         return self._clock.now()
@@ -1189,18 +1197,43 @@ class ProfileService:
 
     # Start-up -----------------------------------------------------------------------------------
 
-    async def seal_plaintext_pii(self) -> int:
-        """Profiles written before migration 0002 hold PII traits in plaintext: seal them."""
-        converted = 0
+    async def reseal_pii(self, limit: int) -> int:
+        """One batch of the background pass that seals, under today's rules of what is personal
+        (``rules.PII_RULES_VERSION``), the plaintext traits of profiles saved under older rules (or
+        before PII was sealed at all); returns how many profiles it went through, 0 once the pass is
+        done.
+        A profile another transaction holds is skipped: that transaction saves it sealed."""
+        if self._pii_pass_done:
+            return 0
         async with self._pool.acquire() as conn, conn.transaction():
-            for workspace_id, person_id, traits in await repository.foundation_profiles(conn):
+            after = await repository.claim_pii_pass(conn, PII_RULES_VERSION)
+            if after is None:
+                self._pii_pass_done = await repository.pii_pass_finished(conn, PII_RULES_VERSION)
+                return 0
+            candidates = await repository.profiles_for_pii_pass(conn, after, limit)
+            if not candidates:
+                await repository.advance_pii_pass(conn, PII_RULES_VERSION, None)
+                log.info("profiles sealed under the current PII rules", rules_version=PII_RULES_VERSION)
+                self._pii_pass_done = True
+                return 0
+            plaintext: dict[str, list[str]] = defaultdict(list)
+            for workspace_id, person_id, traits in candidates:
                 settings = await self._settings(conn, workspace_id)
-                if not any(settings.holds_pii(k, v) for k, v in traits.items()):
-                    continue
-                stored, sealed = self._seal_profile(workspace_id, ProfileState(person_id, traits=traits), settings)
-                await repository.set_sealed_traits(conn, workspace_id, person_id, stored.traits, sealed)
-                converted += 1
-        return converted
+                if any(settings.holds_pii(k, v) for k, v in traits.items()):
+                    plaintext[workspace_id].append(person_id)
+            sealed = 0
+            for workspace_id, persons in plaintext.items():
+                settings = await self._settings(conn, workspace_id)
+                for person_id, stored in (await repository.lock_profiles(
+                    conn, workspace_id, persons, skip_locked=True
+                )).items():  # fmt: skip
+                    state, pii = self._seal_profile(workspace_id, self._open_profile(workspace_id, stored), settings)
+                    await repository.set_sealed_traits(conn, workspace_id, person_id, state.traits, pii)
+                    sealed += 1
+            await repository.advance_pii_pass(conn, PII_RULES_VERSION, candidates[-1][:2])
+        if sealed:
+            log.info("plaintext personal traits sealed", profiles=sealed, rules_version=PII_RULES_VERSION)
+        return len(candidates)
 
 
 def _next_month(month: tuple[int, int]) -> tuple[int, int]:

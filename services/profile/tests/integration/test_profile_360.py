@@ -471,41 +471,6 @@ async def test_tags_consent_points_objects_and_bad_input(stack):
     assert isinstance(settings.lifecycle, struct_pb2.Struct)
 
 
-async def test_profiles_of_the_foundation_get_their_pii_sealed(service_env):
-    """Profiles written before migration 0002 held traits, PII included, in plaintext."""
-    import asyncpg
-
-    from cdp_profile.service import ProfileService
-    from cdpkit.clock import SystemClock
-    from cdpkit.db import create_pool
-
-    settings = load(profile_main.Settings, service_env)
-    dsn = settings.database_url.get()
-    await migrate(dsn, profile_main.SCHEMA, profile_main.MIGRATIONS)
-    person = str(uuid.uuid4())
-    conn = await asyncpg.connect(dsn, server_settings={"search_path": "profile"})
-    try:
-        await conn.execute(
-            "INSERT INTO profiles (workspace_id, person_id, traits) VALUES ($1, $2, $3)",
-            WS,
-            uuid.UUID(person),
-            '{"email": "old@shop.io", "tier": "gold"}',
-        )
-        pool = await create_pool(dsn, profile_main.SCHEMA, application_name="test")
-        try:
-            service = ProfileService(pool, BusNames("t"), settings.pii_vault(), SystemClock())
-            assert await service.seal_plaintext_pii() == 1
-            assert await service.seal_plaintext_pii() == 0
-            view = await service.get_profile(WS, person)
-        finally:
-            await pool.close()
-        row = await conn.fetchrow("SELECT traits::text, pii FROM profiles WHERE person_id = $1", uuid.UUID(person))
-    finally:
-        await conn.close()
-    assert "old@shop.io" not in row["traits"] and row["pii"]
-    assert view.state.traits == {"email": "old@shop.io", "tier": "gold"}
-
-
 def _violated_field(error: grpc.aio.AioRpcError) -> str:
     from google.rpc import error_details_pb2
     from grpc_status import rpc_status
