@@ -446,19 +446,26 @@ class ProfileService:
             targets, notes = domain.order_targets(events, orders)
             if not set(targets.values()) <= set(persons):
                 raise _Moved
+        # Order events another person's events bring to an order's owner (one pass: a batch holds
+        # hundreds of persons).
+        foreign: dict[str, list[NewEvent]] = defaultdict(list)
+        for event in events:
+            owner = targets.get(event.message_id)
+            if owner and owner != event.person_id:
+                foreign[owner].append(event)
+        order_owners = set(targets.values())
         changes = []
         for person_id in persons:
             stored = current.get(person_id)
             state = self._open_profile(workspace_id, stored) if stored else ProfileState(person_id)
-            foreign = [e for e in events if e.person_id != person_id and targets.get(e.message_id) == person_id]
-            touches_orders = person_id in targets.values() or person_id in stale or stored is None
+            touches_orders = person_id in order_owners or person_id in stale or stored is None
             change = domain.apply_events(
                 state,
                 by_person.get(person_id, ()),
                 settings,
                 now,
                 orders if touches_orders else None,
-                foreign=foreign,
+                foreign=foreign.get(person_id, []),
                 targets=targets,
                 full=person_id in stale or stored is None,
             )
