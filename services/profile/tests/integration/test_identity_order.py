@@ -135,3 +135,75 @@ def _failing_once(apply_merge, failed):
         return await apply_merge(message, conn)
 
     return apply
+
+
+async def test_the_old_shared_durable_hands_over_its_acknowledged_position(run_service, service_env, nats_url):
+    """An upgrade from the shared durable: what it acknowledged is not applied again (a replay of
+    everything would apply an announcement it had dead-lettered after later ones)."""
+    from nats.js.api import AckPolicy, ConsumerConfig
+
+    from cdpkit.bus import ensure_streams
+
+    names = BusNames(service_env["CDP_BUS_PREFIX"])
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js, names)
+        stream = names.stream(IDENTITY)
+        old = events_pb2.PersonsMerged(workspace_id=WS, survivor_person_id=b, merged_person_ids=[a], merge_id="old")
+        acked = (await js.publish(names.subject(IDENTITY, "persons_merged"), old.SerializeToString())).seq
+        await js.add_consumer(
+            stream,
+            ConsumerConfig(
+                durable_name="profile-identity",
+                ack_policy=AckPolicy.EXPLICIT,
+                filter_subject=names.subject(IDENTITY, "*"),
+            ),
+        )
+        legacy = await js.pull_subscribe_bind("profile-identity", stream=stream)
+        [message] = await legacy.fetch(1, timeout=5)
+        await message.ack_sync()
+        for person in (a, b):
+            batch = events_pb2.ResolvedEventBatch(events=[resolved(person, f"v-{person}", 1)])
+            await js.publish(names.partitioned(RESOLVED, person), batch.SerializeToString())
+
+        runtime = await run_service(profile_main, profile_main.Settings)
+        later = events_pb2.PersonsMerged(workspace_id=WS, survivor_person_id=a, merged_person_ids=[b], merge_id="new")
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
+            stub = profile_pb2_grpc.ProfileServiceStub(channel)
+
+            async def profile(person):
+                return await stub.GetProfile(profile_pb2.GetProfileRequest(name=f"workspaces/{WS}/profiles/{person}"))
+
+            async def b_merged_into_a():
+                return (await profile(b)).person_id == a
+
+            await eventually(lambda: _both_exist(stub, a, b))
+            await js.publish(names.subject(IDENTITY, "persons_merged"), later.SerializeToString())
+            # Only the merge published after the hand-over applies: b into a (had the old one, a
+            # into b, been applied again, this one would find a merged away and change nothing).
+            await eventually(b_merged_into_a)
+            assert (await profile(a)).event_count == 2
+        with pytest.raises(nats.js.errors.NotFoundError):
+            await js.consumer_info(stream, "profile-identity")
+        assert await _position(service_env) >= acked
+    finally:
+        await nc.close()
+
+
+async def _both_exist(stub, *persons):
+    for person in persons:
+        try:
+            await stub.GetProfile(profile_pb2.GetProfileRequest(name=f"workspaces/{WS}/profiles/{person}"))
+        except grpc.aio.AioRpcError:
+            return False
+    return True
+
+
+async def _position(service_env):
+    conn = await asyncpg.connect(service_env["CDP_DATABASE_URL"], server_settings={"search_path": "profile"})
+    try:
+        return await conn.fetchval("SELECT sequence FROM stream_positions WHERE name = 'identity'")
+    finally:
+        await conn.close()
