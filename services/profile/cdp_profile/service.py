@@ -690,9 +690,11 @@ class ProfileService:
     ) -> list[LedgerRow]:
         async with self._pool.acquire() as conn, conn.transaction():
             settings = await self._settings(conn, workspace_id)
-            person_id, stored = await self._lock_resolved(conn, workspace_id, person_id)
+            _, stored = await self._lock_resolved(conn, workspace_id, person_id)
             if stored is None:
                 raise NotFound(f"profile {person_id} not found")
+            # Keyed by the id the request names: a retry after that person was merged away is
+            # still a retry.
             if once and not await inbox.first_time(conn, "profile-api", workspace_id, f"{person_id}:{once}"):
                 return []  # a retry of a request already applied
             now = self.now()
@@ -723,7 +725,7 @@ class ProfileService:
                 raise NotFound(f"profile {person_id} not found")
             item = Incoming(
                 workspace_id=workspace_id,
-                message_id=f"api:{resolved}:{request_id}",
+                message_id=f"api:{person_id}:{request_id}",  # the id named: a retry after a merge is one
                 person_id=resolved,
                 type="identify",
                 event="",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 
 from cdp.events.v1 import events_pb2
 from cdpkit.bus import partition_of
@@ -72,3 +73,28 @@ async def test_writes_to_an_alias_while_its_survivor_is_merged_away_land_on_the_
         )
         stray_events = await conn.fetchval("SELECT count(*) FROM events WHERE person_id <> $1", uuid.UUID(t))
     assert left_behind == [] and stray_events == 0
+
+
+async def test_api_retries_after_the_person_was_merged_away_are_still_retries(svc):
+    s, x = str(uuid.uuid4()), str(uuid.uuid4())
+    for person in (s, x):
+        await svc.record_events([incoming(person, f"v-{person}", 1)])
+
+    async def requests():
+        await svc.modify_tags(WS, x, [("vip", None)], [], "crm", "t1")
+        await svc.update_consent(WS, x, "sms", "", True, "crm", None, "c1")
+        await svc.update_traits(WS, x, set_={"plan": "gold"}, set_once={}, unset=[], source="crm", request_id="u1")
+
+    await requests()
+    merge = events_pb2.PersonsMerged(workspace_id=WS, survivor_person_id=s, merged_person_ids=[x], merge_id="m")
+    assert await svc.apply_merge(merge)
+    merged = await svc.get_profile(WS, s)
+    svc.clock.advance(timedelta(minutes=5))  # a retried consent would otherwise be a newer statement
+    await svc.unsubscribe(WS, s, "sms", "link", "o1")
+    withdrawn = await svc.get_profile(WS, s)
+
+    await requests()  # retried through the merged-away id
+    again = await svc.get_profile(WS, s)
+    assert again.state.version == withdrawn.state.version == merged.state.version + 1
+    assert again.state.event_count == merged.state.event_count == 3
+    assert again.state.consent["sms"]["granted"] is False
