@@ -294,8 +294,6 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
                 expires = _time(assignment, "expire_time")
             except InvalidArgument as exc:
                 raise InvalidArgument(f"add[{i}].expire_time", exc.description) from None
-            if expires is not None and expires <= self._service.now():
-                raise InvalidArgument(f"add[{i}].expire_time", "must be in the future")
             add.append((assignment.tag, expires))
         remove = _tags(request.remove, "remove")
         if not add and not remove:

@@ -749,6 +749,10 @@ class ProfileService:
         source: str,
         request_id: str,
     ) -> None:
+        """An expiry in the past is refused (the tag would be added and removed in one call)."""
+        for i, (_, expires) in enumerate(add):
+            if expires is not None and expires <= self.now():
+                raise InvalidArgument(f"add[{i}].expire_time", "must be in the future")
         await self._mutate(
             workspace_id,
             person_id,
