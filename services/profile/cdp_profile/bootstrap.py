@@ -5,16 +5,10 @@ from __future__ import annotations
 import contextlib
 
 import orjson
-import structlog
 
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
 from cdp_profile.config import SCHEMA, Settings
-from cdp_profile.consumers import (
-    IdentityHandler,
-    ResolvedEventsHandler,
-    identity_consumer,
-    resolved_events_consumer,
-)
+from cdp_profile.consumers import IdentityFollower, ResolvedEventsHandler, resolved_events_consumer
 from cdp_profile.grpc_api import ProfileServicer
 from cdp_profile.identity_client import IdentityResolver
 from cdp_profile.importer import Importer
@@ -28,8 +22,6 @@ from cdpkit.db import create_pool
 from cdpkit.outbox import OutboxRelay
 from cdpkit.runtime import Infrastructure, ServiceRuntime
 from cdpkit.server import Registration, create_server
-
-log = structlog.get_logger(__name__)
 
 
 async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRuntime:
@@ -53,9 +45,6 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRu
             min_customers=settings.prediction_min_customers,
         ),
     )
-    sealed = await service.seal_plaintext_pii()
-    if sealed:
-        log.info("plaintext PII traits sealed", profiles=sealed)
     server = create_server(
         [
             Registration(
@@ -72,7 +61,7 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRu
             resolved_events_consumer(settings.consumer_batch).tuned(settings),
             ResolvedEventsHandler(service),
         ),
-        ConsumerLoop(infra.js, infra.names, identity_consumer(infra.names).tuned(settings), IdentityHandler(service)),
+        IdentityFollower(service, infra.js, infra.names, max_attempts=settings.consumer_max_deliver),
         # ProfileChanged rows are sealed at rest (personal data), opened to publish.
         OutboxRelay(infra.pool, infra.js, schema=SCHEMA, sealer=vault),
         TimerWorker(service, batch=settings.timer_batch, interval=settings.timer_interval_seconds),

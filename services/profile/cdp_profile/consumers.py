@@ -3,39 +3,48 @@ identity's merges and splits."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
+import nats.errors
+import nats.js.errors
 import orjson
 import structlog
 from google.protobuf import struct_pb2
 from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from cdp.events.v1 import events_pb2
-from cdp_profile.domain import EVENT_KINDS, ORDER_KINDS, NewEvent, clean_text, normalise_channel, order_problem
+from cdp_profile.domain import (
+    EVENT_KINDS,
+    MAX_TRAIT_BYTES,
+    MAX_TRAIT_KEY,
+    MAX_TRAITS,
+    ORDER_KINDS,
+    NewEvent,
+    clean_text,
+    normalise_channel,
+    order_problem,
+    without_nul,
+)
 from cdp_profile.metrics import EVENTS_ADJUSTED, EVENTS_REJECTED
-from cdp_profile.service import Incoming, ProfileService
-from cdp_profile.structs import text_of, to_datetime, to_dict
+from cdp_profile.service import BadAnnouncement, Incoming, ProfileService
+from cdp_profile.structs import EVENT_TYPE_NAMES, text_of, to_datetime, to_dict
 from cdpkit.bus import IDENTITY, RESOLVED, BusNames
 from cdpkit.consumer import ConsumerSpec, PermanentError
 
 log = structlog.get_logger(__name__)
 
-EVENT_TYPE_NAMES = {value: name.removeprefix("EVENT_TYPE_").lower() for name, value in events_pb2.EventType.items()}
-
 
 def resolved_events_consumer(batch_size: int) -> ConsumerSpec:
     return ConsumerSpec(durable="profile-resolved", stream=RESOLVED, batch_size=batch_size)
-
-
-def identity_consumer(names: BusNames) -> ConsumerSpec:
-    # Not partitioned (the IDENTITY stream is not): merges and splits are rare.
-    return ConsumerSpec(
-        durable="profile-identity", stream=IDENTITY, filter_subject=names.subject(IDENTITY, "*"), batch_size=20
-    )
 
 
 class BadEvent(ValueError):
@@ -55,9 +64,6 @@ MAX_AGE = timedelta(days=20 * 366)
 RECEIVED_RANGE = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
 MAX_ID = 256
 MAX_STRUCT_BYTES = 64 * 1024
-MAX_TRAITS = 200
-MAX_TRAIT_KEY = 128
-MAX_TRAIT_BYTES = 4096
 
 
 def _time(message: events_pb2.RawEvent, field: str) -> datetime | None:
@@ -67,16 +73,6 @@ def _time(message: events_pb2.RawEvent, field: str) -> datetime | None:
         return to_datetime(getattr(message, field))
     except (OverflowError, ValueError):
         raise BadEvent("bad_time", f"{field} is not a valid time") from None
-
-
-def _without_nul(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.replace("\x00", "")
-    if isinstance(value, dict):
-        return {k.replace("\x00", ""): _without_nul(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_without_nul(v) for v in value]
-    return value
 
 
 def _traits(struct: struct_pb2.Struct, adjusted: list[str]) -> dict[str, Any]:
@@ -90,7 +86,7 @@ def _traits(struct: struct_pb2.Struct, adjusted: list[str]) -> dict[str, Any]:
             adjusted.append("trait_dropped")
             continue
         traits[key] = value
-    cleaned = _without_nul(traits)
+    cleaned = without_nul(traits)
     if cleaned != traits:
         adjusted.append("nul_removed")
     return cleaned
@@ -260,19 +256,158 @@ class ResolvedEventsHandler:
         await self._service.record_events(admit(resolved))
 
 
-class IdentityHandler:
-    """PersonsMerged and PersonSplit; the other identity announcements are not profile's concern."""
+class _Gap(Exception):
+    """A delivery of the follower's consumer went missing: read again from the position."""
 
-    def __init__(self, service: ProfileService) -> None:
+
+# Failures that say nothing about the announcement itself (they do not bring it closer to the
+# dead-letter subject).
+_UNREACHABLE = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
+
+
+class IdentityFollower:
+    """Applies identity's merges and splits one at a time, in the order of the IDENTITY stream.
+
+    A shared durable consumer would let replicas take announcements side by side and a retried
+    one fall behind later ones: a split applied before its merge changes nothing, and the merge
+    then glues two people for good. So one process at a time (a Postgres session lock; another
+    replica takes over when it dies) reads the stream from the position committed with the last
+    change (an ephemeral ordered consumer), and each announcement is applied in one transaction
+    that moves the position: exactly once, in order. One that fails is tried again before
+    anything after it; after ``max_attempts`` (at once when it can never apply) it goes to the
+    dead-letter subject ``{prefix}.dlq.profile-identity`` with the reason, and the rest follows.
+    """
+
+    name = "profile-identity"
+    KINDS = ("persons_merged", "person_split")
+
+    def __init__(
+        self,
+        service: ProfileService,
+        js: JetStreamContext,
+        names: BusNames,
+        *,
+        max_attempts: int = 5,
+        batch: int = 100,
+        idle_seconds: float = 1.0,
+        backoff_seconds: Sequence[float] = (0.5, 2.0, 10.0, 30.0),
+    ) -> None:
         self._service = service
+        self._js = js
+        self._names = names
+        self._max_attempts = max_attempts
+        self._batch = batch
+        self._idle = idle_seconds
+        self._backoff = tuple(backoff_seconds)
+        self._failures: dict[int, int] = {}
+        self._stopping = asyncio.Event()
+        # True while this replica holds the lease and follows the stream.
+        self.leading = False
 
-    async def __call__(self, messages: Sequence[Msg]) -> None:
-        for message in messages:
-            kind = message.subject.rsplit(".", 1)[-1]
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
+    async def run(self) -> None:
+        stream = self._names.stream(IDENTITY)
+        while not self._stopping.is_set():
+            delay = self._idle
             try:
-                if kind == "persons_merged":
-                    await self._service.apply_merge(events_pb2.PersonsMerged.FromString(message.data))
-                elif kind == "person_split":
-                    await self._service.apply_split(events_pb2.PersonSplit.FromString(message.data))
-            except DecodeError as exc:
-                raise PermanentError(f"not a {kind} payload: {exc}") from None
+                async with self._service.identity_lease() as leader:
+                    if leader:
+                        self.leading = True
+                        try:
+                            await self._retire_durable(stream)
+                            await self._follow(stream)
+                        finally:
+                            self.leading = False
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - NATS or Postgres away, or an announcement failed
+                attempts = max(self._failures.values(), default=1)
+                delay = self._backoff[min(attempts - 1, len(self._backoff) - 1)]
+                log.warning("identity follower paused", error=f"{type(exc).__name__}: {exc}", retry_in=delay)
+            await self._sleep(delay)
+
+    async def _retire_durable(self, stream: str) -> None:
+        """The shared durable this follower replaced: its acknowledged floor becomes the starting
+        position (not the whole history again, where an announcement it had dead-lettered would
+        now be applied after later ones), then it goes."""
+        try:
+            info = await self._js.consumer_info(stream, self.name)
+        except nats.js.errors.NotFoundError:
+            return
+        if await self._service.identity_position() == 0 and info.ack_floor and info.ack_floor.stream_seq:
+            await self._service.skip_identity(info.ack_floor.stream_seq)
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await self._js.delete_consumer(stream, self.name)
+
+    async def _follow(self, stream: str) -> None:
+        position = await self._service.identity_position()
+        config = ConsumerConfig(
+            name=f"profile-identity-{uuid.uuid4().hex[:12]}",
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE if position else DeliverPolicy.ALL,
+            opt_start_seq=position + 1 if position else None,
+            ack_policy=AckPolicy.NONE,
+            filter_subjects=[self._names.subject(IDENTITY, kind) for kind in self.KINDS],
+            inactive_threshold=60.0,
+            mem_storage=True,
+        )
+        await self._js.add_consumer(stream, config)
+        subscription = await self._js.pull_subscribe_bind(durable=None, stream=stream, name=config.name)
+        delivered = 0
+        try:
+            while not self._stopping.is_set():
+                try:
+                    messages = await subscription.fetch(self._batch, timeout=self._idle)
+                except (TimeoutError, nats.errors.TimeoutError):
+                    continue
+                for message in messages:
+                    # Nothing is redelivered without acks: a message lost in transit (a fetch that
+                    # expired as it arrived) shows as a gap in the consumer's sequence, and is
+                    # read again from the committed position rather than skipped.
+                    if message.metadata.sequence.consumer != delivered + 1:
+                        raise _Gap(f"expected delivery {delivered + 1}, got {message.metadata.sequence.consumer}")
+                    delivered += 1
+                    await self._apply(message)
+        finally:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+            with contextlib.suppress(Exception):
+                await self._js.delete_consumer(stream, config.name)
+
+    async def _apply(self, message: Msg) -> None:
+        sequence = message.metadata.sequence.stream
+        kind = message.subject.rsplit(".", 1)[-1]
+        try:
+            await self._service.apply_identity(kind, message.data, sequence)
+        except BadAnnouncement as exc:
+            await self._dead_letter(message, sequence, exc, 1)
+        except _UNREACHABLE:
+            raise  # Postgres away: not the announcement's fault, tried again without counting
+        except Exception as exc:
+            attempts = self._failures[sequence] = self._failures.get(sequence, 0) + 1
+            if attempts < self._max_attempts:
+                raise  # read again from the committed position, after a pause
+            await self._dead_letter(message, sequence, exc, attempts)
+        self._failures.pop(sequence, None)
+
+    async def _dead_letter(self, message: Msg, sequence: int, error: Exception, attempts: int) -> None:
+        reason = " ".join(f"{type(error).__name__}: {error}".split())[:1000]
+        await self._js.publish(
+            self._names.dlq_subject(self.name),
+            message.data,
+            headers={
+                "Nats-Msg-Id": f"{self._names.stream(IDENTITY)}:{sequence}",
+                "Cdp-Dlq-Reason": reason,
+                "Cdp-Dlq-Consumer": self.name,
+                "Cdp-Dlq-Subject": message.subject,
+                "Cdp-Dlq-Deliveries": str(attempts),
+                "Cdp-Dlq-Stream-Seq": str(sequence),
+            },
+        )
+        await self._service.skip_identity(sequence)
+        log.error("identity announcement dead-lettered", subject=message.subject, sequence=sequence, reason=reason)

@@ -38,6 +38,12 @@ EVENT_KINDS = {
 }
 ORDER_KINDS = frozenset({"order_completed", "order_refunded", "order_cancelled"})
 CHANNELS = ("web", "app", "mini_program", "store", "marketplace")
+# Object kinds: their collection (in resource names, and their table) and id key.
+OBJECT_KINDS = {
+    "product": ("products", "product_id"),
+    "store": ("stores", "store_id"),
+    "staff": ("staff", "staff_id"),
+}
 CHANNEL_ALIASES = {
     **{c: c for c in CHANNELS},
     "h5": "web",
@@ -60,7 +66,6 @@ CHANNEL_ALIASES = {
 MAX_ORDER_LINES = 500
 # Object ids are the shop's own ids, as events carry them (product_id, store_id, staff_id).
 OBJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-TAG = re.compile(r"^[\w][\w\-:.]{0,62}$")
 # Computed traits set by the customer-value models (cdp_profile.predictions), not by events;
 # expected_purchases_<n>w too.
 PREDICTION_NAMES = frozenset({"p_alive", "churn_risk", "expected_order_value_minor", "predicted_clv_minor"})
@@ -76,6 +81,12 @@ def is_prediction_name(name: str) -> bool:
 # units (10 billion yuan), a line at most a million units.
 MAX_MINOR = 10**12
 MAX_QUANTITY = 10**6
+# Traits one identify (event or API call) may carry, their keys' length, a value's JSON size.
+MAX_TRAITS = 200
+MAX_TRAIT_KEY = 128
+MAX_TRAIT_BYTES = 4096
+# How far ahead of the service's clock a consent statement may be dated (clocks differ a little).
+CONSENT_CLOCK_SKEW = timedelta(minutes=5)
 REFUND_KEYS = ("total", "amount", "refund_amount", "revenue")
 
 
@@ -336,6 +347,17 @@ def refund_minor(order: Order, refund: Any) -> int | None:
             price = match.price_minor if match else 0
         total += price * quantity
     return _bounded(total)
+
+
+def without_nul(value: Any) -> Any:
+    """``value`` without NUL characters in its strings and keys (Postgres cannot store them)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {k.replace("\x00", ""): without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_nul(v) for v in value]
+    return value
 
 
 def order_id_of(event: NewEvent) -> str:
@@ -1174,11 +1196,14 @@ def modify_tags(
     return _finish(current, new, settings=settings, now=now, cause="manual", changed=changed, transitions=transitions)
 
 
-def _state_consent(state: ProfileState, key: str, granted: bool, source: str, statement_time: datetime) -> None:
-    """Record a consent statement unless a newer one is on file."""
+def _state_consent(
+    state: ProfileState, key: str, granted: bool, source: str, statement_time: datetime, now: datetime
+) -> None:
+    """Record a consent statement unless a newer one is on file. One on file dated after ``now``
+    (within the skew allowed, or stored before statements were bounded) is no later than this."""
     stamp = iso(statement_time)
     existing = state.consent.get(key)
-    if existing is None or stamp >= existing["at"]:
+    if existing is None or stamp >= existing["at"] or existing["at"] > iso(now):
         state.consent[key] = {"granted": granted, "source": source, "at": stamp}
 
 
@@ -1193,7 +1218,7 @@ def update_consent(
     now: datetime,
 ) -> Change:
     new = current.copy()
-    _state_consent(new, f"{channel}.{purpose}" if purpose else channel, granted, source, statement_time)
+    _state_consent(new, f"{channel}.{purpose}" if purpose else channel, granted, source, statement_time, now)
     return _finish(current, new, settings=settings, now=now, cause="manual", changed={})
 
 
@@ -1208,7 +1233,7 @@ def unsubscribe(
     """Withdraw ``channel`` and every purpose of it."""
     new = current.copy()
     for key in [channel, *[k for k in new.consent if k.startswith(channel + ".")]]:
-        _state_consent(new, key, False, source, statement_time)
+        _state_consent(new, key, False, source, statement_time, now)
     return _finish(current, new, settings=settings, now=now, cause="manual", changed={})
 
 

@@ -3,42 +3,44 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from google.protobuf import empty_pb2, struct_pb2
 
-from cdp.events.v1 import events_pb2
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
-from cdp_profile.domain import OBJECT_ID, TAG, Order, from_iso
+from cdp_profile.domain import (
+    MAX_TRAIT_BYTES,
+    MAX_TRAIT_KEY,
+    MAX_TRAITS,
+    OBJECT_ID,
+    OBJECT_KINDS,
+    Order,
+    from_iso,
+    without_nul,
+)
 from cdp_profile.predictions import JOB_ID, PredictionService, parse_date
 from cdp_profile.regions import region_code
 from cdp_profile.repository import EventRow, LedgerRow
-from cdp_profile.rules import to_document
-from cdp_profile.service import ProfileService, ProfileView
-from cdp_profile.structs import set_timestamp, to_dict, to_struct
+from cdp_profile.rules import TAG, to_document
+from cdp_profile.service import ProfileService, ProfileView, order_lines
+from cdp_profile.structs import EVENT_TYPE_VALUES, set_timestamp, to_dict, to_struct
 from cdp_profile.value_repository import JobRow, ValueModelRow
 from cdpkit.errors import InvalidArgument
 from cdpkit.fieldmask import paths_to_update, requested_paths
 from cdpkit.names import UUID, parse, workspace_of
 from cdpkit.pagination import decode_token, encode_token, page_size
 
-_EVENT_TYPES = {name.removeprefix("EVENT_TYPE_").lower(): value for name, value in events_pb2.EventType.items()}
 _PROFILE_NAME = "workspaces/{workspace}/profiles/{profile}"
 _SETTINGS_NAME = "workspaces/{workspace}/profileSettings"
 MODEL_ID = re.compile(r"^(latest|[1-9][0-9]{0,17})$")
 CHANNEL = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 MAX_TAGS = 100
-MAX_TRAITS = 200
-MAX_KEY = 128
 MAX_TEXT = 200
 MAX_BATCH = 1000
 MAX_POINTS = 10**12
-OBJECT_KINDS = {
-    "product": ("products", "product_id"),
-    "store": ("stores", "store_id"),
-    "staff": ("staff", "staff_id"),
-}
 SETTINGS_FIELDS = frozenset(
     {
         "currency",
@@ -85,7 +87,7 @@ def _stamp(message, field: str, moment: datetime | None) -> None:
 def _event(row: EventRow, properties: struct_pb2.Struct) -> profile_pb2.ProfileEvent:
     event = profile_pb2.ProfileEvent(
         message_id=row.message_id,
-        type=_EVENT_TYPES.get(row.type, 0),
+        type=EVENT_TYPE_VALUES.get(row.type, 0),
         event=row.event,
         properties=properties,
         channel=row.channel,
@@ -107,16 +109,7 @@ def _order(order: Order) -> profile_pb2.Order:
         channel=order.channel,
         store_id=order.store_id,
         staff_id=order.staff_id,
-        items=[
-            profile_pb2.OrderLine(
-                product_id=line.product_id,
-                sku=line.sku,
-                category=line.category,
-                price_minor=line.price_minor,
-                quantity=line.quantity,
-            )
-            for line in order.items
-        ],
+        items=order_lines(order, profile_pb2.OrderLine),
         points_earned=order.points_earned,
     )
     _stamp(message, "order_time", order.order_time)
@@ -274,14 +267,32 @@ def _list(values: struct_pb2.ListValue) -> list:
     return [to_dict(v.struct_value) if v.HasField("struct_value") else None for v in values.values]
 
 
-def _position(token: str, scope: str) -> tuple[datetime, str] | None:
+def _position(token: str, scope: str, *, uuid_key: bool = False) -> tuple[datetime, str] | None:
+    """The keyset position in a page token. Tokens are not signed: a made-up position only moves
+    within the request's own scope (workspace and person come from the request), but it must
+    still be a position, not a cause of INTERNAL."""
     position = decode_token(token, scope=scope)
     if not position:
         return None
     try:
-        return datetime.fromisoformat(position["t"]), str(position["k"])
+        moment, key = datetime.fromisoformat(position["t"]), position["k"]
+        if moment.tzinfo is None or not isinstance(key, str) or len(key) > 256 or "\x00" in key:
+            raise ValueError(key)
+        if uuid_key:
+            key = str(uuid.UUID(key))
     except (KeyError, TypeError, ValueError):
         raise InvalidArgument("page_token", "is not a token this API issued") from None
+    return moment, key
+
+
+def _time(message, field: str) -> datetime | None:
+    """A Timestamp field, None when unset; one outside what a Timestamp can hold is bad input."""
+    if not message.HasField(field):
+        return None
+    try:
+        return getattr(message, field).ToDatetime(UTC)
+    except (ValueError, OverflowError, OSError):
+        raise InvalidArgument(field, "must be a time between years 1 and 9999") from None
 
 
 def _next(items: list, size: int, key, scope: str) -> tuple[list, str]:
@@ -337,8 +348,14 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
             raise InvalidArgument("set", f"at most {MAX_TRAITS} traits per call")
         for field, keys in (("set", set_), ("set_once", set_once), ("unset", unset)):
             for key in keys:
-                if not key or len(key) > MAX_KEY:
-                    raise InvalidArgument(field, f"trait keys are 1-{MAX_KEY} characters")
+                if not key or len(key) > MAX_TRAIT_KEY or "\x00" in key:
+                    raise InvalidArgument(field, f"trait keys are 1-{MAX_TRAIT_KEY} characters, no NUL")
+        for field, traits in (("set", set_), ("set_once", set_once)):
+            for key, value in traits.items():
+                if len(orjson.dumps(value)) > MAX_TRAIT_BYTES or without_nul(value) != value:
+                    raise InvalidArgument(
+                        f"{field}.{key}", f"a trait value is at most {MAX_TRAIT_BYTES} bytes of JSON, without NUL"
+                    )
         if not (set_ or set_once or unset):
             raise InvalidArgument("set", "nothing to set, set once or unset")
         await self._service.update_traits(
@@ -358,7 +375,10 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         for i, assignment in enumerate(request.add):
             if not TAG.match(assignment.tag):
                 raise InvalidArgument(f"add[{i}].tag", "a tag is 1-63 letters, digits, _ - : .")
-            expires = assignment.expire_time.ToDatetime(UTC) if assignment.HasField("expire_time") else None
+            try:
+                expires = _time(assignment, "expire_time")
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"add[{i}].expire_time", exc.description) from None
             add.append((assignment.tag, expires))
         remove = _tags(request.remove, "remove")
         if not add and not remove:
@@ -373,9 +393,10 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         if request.purpose and not CHANNEL.match(request.purpose):
             raise InvalidArgument("purpose", "must match [a-z][a-z0-9_]{0,31} (marketing, service, ...)")
         source = _text(request.source or "api", "source", limit=64)
-        statement = request.statement_time.ToDatetime(UTC) if request.HasField("statement_time") else None
+        request_id = _text(request.request_id, "request_id", limit=128)
+        statement = _time(request, "statement_time")
         await self._service.update_consent(
-            workspace_id, person_id, request.channel, request.purpose, request.granted, source, statement
+            workspace_id, person_id, request.channel, request.purpose, request.granted, source, statement, request_id
         )
         return await self._view(workspace_id, person_id)
 
@@ -384,14 +405,16 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         if not CHANNEL.match(request.channel):
             raise InvalidArgument("channel", "must match [a-z][a-z0-9_]{0,31} (email, sms, push, wechat, ...)")
         source = _text(request.source or "unsubscribe_link", "source", limit=64)
-        await self._service.unsubscribe(workspace_id, person_id, request.channel, source)
+        request_id = _text(request.request_id, "request_id", limit=128)
+        await self._service.unsubscribe(workspace_id, person_id, request.channel, source, request_id)
         return await self._view(workspace_id, person_id)
 
     async def ListPointsEntries(self, request, context) -> profile_pb2.ListPointsEntriesResponse:
         workspace_id, person_id = _profile_ids(request.parent, "parent")
         size = page_size(request.page_size)
         scope = f"points/{request.parent}"
-        rows = await self._service.list_points(workspace_id, person_id, size + 1, _position(request.page_token, scope))
+        position = _position(request.page_token, scope, uuid_key=True)
+        rows = await self._service.list_points(workspace_id, person_id, size + 1, position)
         rows, token = _next(rows, size, lambda r: (r.entry.created_at, r.entry_id), scope)
         return profile_pb2.ListPointsEntriesResponse(
             entries=[_entry(workspace_id, r) for r in rows], next_page_token=token
@@ -423,10 +446,8 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
 
     async def UpdateProfileSettings(self, request, context) -> profile_pb2.ProfileSettings:
         workspace_id = parse(request.settings.name, _SETTINGS_NAME, field="settings.name")["workspace"]
-        paths = paths_to_update(
-            requested_paths(request.update_mask, request.settings, SETTINGS_FIELDS), SETTINGS_FIELDS
-        )
         given = request.settings
+        paths = paths_to_update(requested_paths(request.update_mask, given, SETTINGS_FIELDS), SETTINGS_FIELDS)
         values: dict[str, Any] = {
             "currency": given.currency,
             "time_zone": given.time_zone,
@@ -605,7 +626,9 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         size = page_size(request.page_size)
         scope = f"{kind}/{request.parent}"
         position = decode_token(request.page_token, scope=scope)
-        after = str(position.get("k", "")) if position else ""
+        after = position.get("k") if position else ""
+        if not isinstance(after, str) or (after and not OBJECT_ID.match(after)):
+            raise InvalidArgument("page_token", "is not a token this API issued")
         rows = await self._service.list_objects(kind, workspace_id, after, size + 1)
         token = ""
         if len(rows) > size:

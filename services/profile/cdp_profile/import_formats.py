@@ -26,8 +26,9 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from cdp_profile.domain import MAX_ORDER_LINES, OBJECT_ID, TAG
+from cdp_profile.domain import MAX_ORDER_LINES, OBJECT_ID
 from cdp_profile.regions import region_code
+from cdp_profile.rules import TAG
 from cdpkit.money import currency_exponent
 
 KINDS = ("customers", "orders", "products", "stores")

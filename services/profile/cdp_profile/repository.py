@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from cdp_profile.domain import LedgerEntry, Order, OrderLine, ProfileState
+from cdp_profile.domain import OBJECT_KINDS, LedgerEntry, Order, OrderLine, ProfileState
 from cdpkit.ids import new_id
 
 
@@ -53,20 +53,13 @@ class StoredProfile:
     updated_at: datetime
 
 
-_EVENT_COLUMNS = (
-    "workspace_id, message_id, person_id::text AS person_id, type, event, properties, context, event_time,"
-    " received_at, traits, pii, identifiers, channel, store_id, staff_id, source, legacy"
-)
-
-
-_EVENT_FIELDS = (
-    "workspace_id, message_id, person_id::text, type, event, properties, context, event_time, received_at, traits,"
-    " pii, identifiers, channel, store_id, staff_id, source, legacy"
-)
-
-
+_EVENT_NAMES = (
+    "workspace_id", "message_id", "person_id", "type", "event", "properties", "context", "event_time", "received_at",
+    "traits", "pii", "identifiers", "channel", "store_id", "staff_id", "source", "legacy",
+)  # fmt: skip
+_EVENT_COLUMNS = ", ".join("person_id::text AS person_id" if n == "person_id" else n for n in _EVENT_NAMES)
 # jsonb inside an anonymous record arrives in binary, which the pool's text codec cannot read: as text.
-_EVENT_FIELDS_IN_RECORD = _EVENT_FIELDS.replace("traits,", "traits::text,").replace("legacy", "legacy::text")
+_EVENT_FIELDS_IN_RECORD = ", ".join(f"{n}::text" if n in ("person_id", "traits", "legacy") else n for n in _EVENT_NAMES)
 
 
 def _event_row(record: asyncpg.Record | tuple) -> EventRow:
@@ -336,14 +329,14 @@ def _stored(row: asyncpg.Record) -> StoredProfile:
 
 
 async def lock_profiles(
-    conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]
+    conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str], *, skip_locked: bool = False
 ) -> dict[str, StoredProfile]:
     """The existing profiles among ``person_ids``, locked until commit, in person_id order
-    (concurrent batches cannot deadlock)."""
+    (concurrent batches cannot deadlock); ``skip_locked``: without those another transaction holds."""
     rows = await conn.fetch(
         f"""SELECT {_PROFILE_COLUMNS} FROM profiles
            WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])
-           ORDER BY person_id FOR UPDATE""",
+           ORDER BY person_id FOR UPDATE{" SKIP LOCKED" if skip_locked else ""}""",
         workspace_id,
         list(person_ids),
     )
@@ -912,6 +905,37 @@ async def lock_partitions(conn: asyncpg.Connection, partitions: Iterable[int]) -
     )
 
 
+async def try_session_lock(conn: asyncpg.Connection, key: int) -> bool:
+    return await conn.fetchval("SELECT pg_try_advisory_lock($1)", key)
+
+
+async def session_unlock(conn: asyncpg.Connection, key: int) -> None:
+    await conn.execute("SELECT pg_advisory_unlock($1)", key)
+
+
+# Stream positions -----------------------------------------------------------------------------
+
+
+async def stream_position(conn: asyncpg.Connection, name: str) -> int:
+    return await conn.fetchval("SELECT sequence FROM stream_positions WHERE name = $1", name) or 0
+
+
+async def lock_stream_position(conn: asyncpg.Connection, name: str) -> int:
+    """The position, locked until commit (one announcement at a time, whoever applies it)."""
+    await conn.execute(
+        "INSERT INTO stream_positions (name, sequence) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING", name
+    )
+    return await conn.fetchval("SELECT sequence FROM stream_positions WHERE name = $1 FOR UPDATE", name)
+
+
+async def set_stream_position(conn: asyncpg.Connection, name: str, sequence: int) -> None:
+    await conn.execute(
+        "UPDATE stream_positions SET sequence = greatest(sequence, $2), updated_at = now() WHERE name = $1",
+        name,
+        sequence,
+    )
+
+
 # Settings -------------------------------------------------------------------------------------
 
 
@@ -938,13 +962,47 @@ async def insert_settings(conn: asyncpg.Connection, workspace_id: str, version: 
         return None  # type: ignore[return-value]
 
 
-async def foundation_profiles(conn: asyncpg.Connection) -> list[tuple[str, str, dict]]:
-    """Profiles written before migration 0002 that may hold PII traits in plaintext."""
+async def claim_pii_pass(conn: asyncpg.Connection, rules_version: int) -> tuple[str, str] | None:
+    """Where the pass of ``rules_version`` stands, locked until commit (one replica at a time:
+    None when another holds it or it is finished)."""
+    await conn.execute("INSERT INTO pii_passes (rules_version) VALUES ($1) ON CONFLICT DO NOTHING", rules_version)
+    row = await conn.fetchrow(
+        """SELECT after_workspace, after_person::text FROM pii_passes
+           WHERE rules_version = $1 AND finished_at IS NULL FOR UPDATE SKIP LOCKED""",
+        rules_version,
+    )
+    return (row["after_workspace"], row["after_person"]) if row else None
+
+
+async def profiles_for_pii_pass(
+    conn: asyncpg.Connection, after: tuple[str, str], limit: int
+) -> list[tuple[str, str, dict]]:
+    """(workspace, person, plaintext traits) of the next ``limit`` profiles after ``after``."""
     rows = await conn.fetch(
         """SELECT workspace_id, person_id::text, traits FROM profiles
-           WHERE pii IS NULL AND trait_meta = '{}'::jsonb AND traits <> '{}'::jsonb"""
+           WHERE (workspace_id, person_id) > ($1, $2::uuid) ORDER BY workspace_id, person_id LIMIT $3""",
+        after[0],
+        after[1],
+        limit,
     )
     return [(r["workspace_id"], r["person_id"], r["traits"]) for r in rows]
+
+
+async def pii_pass_finished(conn: asyncpg.Connection, rules_version: int) -> bool:
+    finished = await conn.fetchval("SELECT finished_at FROM pii_passes WHERE rules_version = $1", rules_version)
+    return finished is not None
+
+
+async def advance_pii_pass(conn: asyncpg.Connection, rules_version: int, after: tuple[str, str] | None) -> None:
+    """Move the pass on to ``after``, or finish it (None)."""
+    if after is None:
+        await conn.execute("UPDATE pii_passes SET finished_at = now() WHERE rules_version = $1", rules_version)
+    else:
+        await conn.execute(
+            "UPDATE pii_passes SET after_workspace = $2, after_person = $3::uuid WHERE rules_version = $1",
+            rules_version,
+            *after,
+        )
 
 
 async def set_sealed_traits(
@@ -961,11 +1019,12 @@ async def set_sealed_traits(
 
 # Objects --------------------------------------------------------------------------------------
 
-OBJECT_TABLES = {
-    "product": ("products", "product_id", ("sku", "display_name", "category", "brand", "price_minor", "currency")),
-    "store": ("stores", "store_id", ("code", "display_name", "city", "region_code", "address")),
-    "staff": ("staff", "staff_id", ("display_name", "store_id")),
+_OBJECT_COLUMNS = {
+    "product": ("sku", "display_name", "category", "brand", "price_minor", "currency"),
+    "store": ("code", "display_name", "city", "region_code", "address"),
+    "staff": ("display_name", "store_id"),
 }
+OBJECT_TABLES = {kind: (table, key, _OBJECT_COLUMNS[kind]) for kind, (table, key) in OBJECT_KINDS.items()}
 
 
 async def get_objects(

@@ -16,6 +16,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 # Trait (and event property) names that hold personal information, always sealed; a workspace's
 # `pii_traits` add to them. Matched by their normalised key (`pii_key`): lower case, letters and
 # digits only, so firstName, first_name and First-Name are one name.
+# Bumped whenever what counts as personal changes (defaults, matching): profiles saved under an
+# older version are sealed again in the background (ProfileService.reseal_pii). 1: exact
+# snake_case names; 2: normalised names, compound names, more defaults, PII at any depth.
+PII_RULES_VERSION = 2
 DEFAULT_PII_TRAITS = (
     "name", "first_name", "last_name", "full_name", "nickname", "username",
     "phone", "phone_number", "mobile", "mobile_phone", "telephone", "tel",
@@ -26,9 +30,18 @@ DEFAULT_PII_TRAITS = (
     "wechat_id", "qq", "ip",
 )  # fmt: skip
 TIER_MEASURES = ("total_spent_minor", "points_balance", "order_count")
+# The computed traits (ProfileSnapshot.computed) and the other values rules read: a windowed
+# trait by one of these names would shadow it in rules and tiers.
+COMPUTED_TRAITS = frozenset({
+    "event_count", "first_seen_time", "last_seen_time", "favourite_channel",
+    "order_count", "total_spent_minor", "refunded_minor", "average_order_value_minor", "clv_historical_minor",
+    "first_order_time", "last_order_time", "favourite_category", "favourite_store",
+    "birthday_month_day", "region_code", "next_points_expiry_time", "next_points_expiry_points",
+})  # fmt: skip
+RULE_VALUES = frozenset({"lifecycle_stage", "tier", "points_balance"})
 _SPEND = re.compile(r"^spend_(\d{1,3})d$")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-_TAG = re.compile(r"^[\w][\w\-:.]{0,62}$")
+TAG = re.compile(r"^[\w][\w\-:.]{0,62}$")
 MAX_TAG_RULES = 100
 MAX_WINDOWED = 50
 MAX_WINDOW_DAYS = 366
@@ -349,8 +362,11 @@ def _only(document: Mapping, allowed: set[str], path: str) -> None:
         raise InvalidRules(f"{path}.{unknown[0]}", f"unknown key; allowed: {', '.join(sorted(allowed))}")
 
 
-def from_document(version: int, document: Mapping[str, Any]) -> WorkspaceSettings:
-    """Validated settings from their JSON document (keys as in ProfileSettings, snake_case)."""
+def from_document(version: int, document: Mapping[str, Any], *, stored: bool = False) -> WorkspaceSettings:
+    """Validated settings from their JSON document (keys as in ProfileSettings, snake_case).
+
+    ``stored``: a document accepted before today's rules; a windowed trait whose name clashes with
+    a computed trait is left out of it (not an error: the workspace's events must go on)."""
     currency = document.get("currency") or "CNY"
     if not isinstance(currency, str) or not re.fullmatch(r"[A-Z]{3}", currency):
         raise InvalidRules("currency", "must be an ISO 4217 code such as CNY")
@@ -382,7 +398,7 @@ def from_document(version: int, document: Mapping[str, Any]) -> WorkspaceSetting
         raw = _mapping(raw, path)
         _only(raw, {"tag", "when", "name"}, path)
         tag = raw.get("tag")
-        if not isinstance(tag, str) or not _TAG.match(tag):
+        if not isinstance(tag, str) or not TAG.match(tag):
             raise InvalidRules(f"{path}.tag", "must be 1-63 letters, digits, _ - : .")
         when = raw.get("when")
         if not isinstance(when, str):
@@ -392,7 +408,7 @@ def from_document(version: int, document: Mapping[str, Any]) -> WorkspaceSetting
         except ValueError as exc:
             raise InvalidRules(f"{path}.when", str(exc)) from None
         name = raw.get("name") or tag
-        if not isinstance(name, str) or not _TAG.match(name):
+        if not isinstance(name, str) or not TAG.match(name):
             raise InvalidRules(f"{path}.name", "must be 1-63 letters, digits, _ - : .")
         if any(r.tag == tag for r in tag_rules):
             raise InvalidRules(f"{path}.tag", f"{tag!r} has a rule already")
@@ -445,6 +461,12 @@ def from_document(version: int, document: Mapping[str, Any]) -> WorkspaceSetting
         name = raw.get("name")
         if not isinstance(name, str) or not _NAME.match(name) or any(w.name == name for w in windows):
             raise InvalidRules(f"{path}.name", "must be a new name matching [a-z][a-z0-9_]{0,62}")
+        if name in COMPUTED_TRAITS or name in RULE_VALUES or (tiers and name == tiers.by):
+            if stored:
+                continue
+            raise InvalidRules(
+                f"{path}.name", f"{name!r} is the name of a computed trait; a windowed trait needs a name of its own"
+            )
         event = raw.get("event")
         if not isinstance(event, str) or not event or len(event) > 200:
             raise InvalidRules(f"{path}.event", "must be an event name")

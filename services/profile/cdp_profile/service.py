@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,14 +15,23 @@ from typing import Any
 import asyncpg
 import structlog
 from google.protobuf import struct_pb2
+from google.protobuf.message import DecodeError, Message
 
 from cdp.events.v1 import events_pb2
 from cdp_profile import domain, repository
 from cdp_profile.domain import EVENT_KINDS, ORDER_KINDS, Change, NewEvent, Order, ProfileState
 from cdp_profile.metrics import BACKGROUND_FAILURES, EVENTS_ADJUSTED
 from cdp_profile.repository import EventRow, LedgerRow, Prediction, StoredProfile
-from cdp_profile.rules import DEFAULT_SETTINGS, InvalidRules, WorkspaceSettings, from_document, to_document
+from cdp_profile.rules import (
+    DEFAULT_SETTINGS,
+    PII_RULES_VERSION,
+    InvalidRules,
+    WorkspaceSettings,
+    from_document,
+    to_document,
+)
 from cdp_profile.structs import (
+    EVENT_TYPE_VALUES,
     find_keys,
     put_dict,
     put_struct,
@@ -57,10 +68,26 @@ PRODUCT_EVENTS = frozenset(
 )
 OPENED_CACHE = 50_000
 RECENT_ORDERS = 10
+# The position of identity's stream in stream_positions, and the advisory lock of the one process
+# that follows it.
+IDENTITY_POSITION = "identity"
+IDENTITY_LEASE = 0x70726F67
 # Attempts of a consumer batch whose persons a concurrent merge moved (see _Moved).
 ATTEMPTS = 3
 # A profile whose timer round failed is tried again this much later (not in every round).
 TIMER_RETRY = timedelta(minutes=10)
+
+
+class BadAnnouncement(ValueError):
+    """An identity announcement that can never be applied (undecodable, ids that are not UUIDs)."""
+
+
+def _check_ids(*person_ids: str) -> None:
+    for person_id in person_ids:
+        try:
+            uuid.UUID(person_id)
+        except ValueError:
+            raise BadAnnouncement(f"{person_id!r} is not a person id") from None
 
 
 class _Moved(Exception):
@@ -120,6 +147,7 @@ class ProfileService:
         self._identifier_keys: dict[tuple[str, str, str], str] = {}
         # The PII last opened per profile, with its sealed form: saving it unchanged skips encryption.
         self._opened: dict[tuple[str, str], tuple[dict, bytes]] = {}
+        self._pii_pass_done = False
 
     def now(self) -> datetime:
         return self._clock.now()
@@ -135,7 +163,7 @@ class ProfileService:
         if version:
             stored = await repository.load_settings(conn, workspace_id, version)
             assert stored is not None
-            settings = from_document(version, stored[0])
+            settings = from_document(version, stored[0], stored=True)
         self._settings_cache[workspace_id] = settings
         return settings
 
@@ -354,16 +382,24 @@ class ProfileService:
         if batch:
             await self._ensure_partitions([i.event_time for i in batch])
         sent_to = [i.person_id for i in batch]
+
+        async def record(conn: asyncpg.Connection) -> int:
+            counted = 0
+            if batch:
+                await self._lock_partitions(conn, [*sent_to, *(i.person_id for i in batch)])
+                counted = await self._record(conn, batch)
+            if also is not None:
+                await also(conn)
+            return counted
+
+        return await self._until_settled(record)
+
+    async def _until_settled(self, body: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
+        """``body`` in a transaction, started again when a merge moved its persons meanwhile."""
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 async with self._pool.acquire() as conn, conn.transaction():
-                    counted = 0
-                    if batch:
-                        await self._lock_partitions(conn, [*sent_to, *(i.person_id for i in batch)])
-                        counted = await self._record(conn, batch)
-                    if also is not None:
-                        await also(conn)
-                    return counted
+                    return await body(conn)
             except _Moved:
                 if attempt == ATTEMPTS:
                     raise
@@ -441,19 +477,26 @@ class ProfileService:
             targets, notes = domain.order_targets(events, orders)
             if not set(targets.values()) <= set(persons):
                 raise _Moved
+        # Order events another person's events bring to an order's owner (one pass: a batch holds
+        # hundreds of persons).
+        foreign: dict[str, list[NewEvent]] = defaultdict(list)
+        for event in events:
+            owner = targets.get(event.message_id)
+            if owner and owner != event.person_id:
+                foreign[owner].append(event)
+        order_owners = set(targets.values())
         changes = []
         for person_id in persons:
             stored = current.get(person_id)
             state = self._open_profile(workspace_id, stored) if stored else ProfileState(person_id)
-            foreign = [e for e in events if e.person_id != person_id and targets.get(e.message_id) == person_id]
-            touches_orders = person_id in targets.values() or person_id in stale or stored is None
+            touches_orders = person_id in order_owners or person_id in stale or stored is None
             change = domain.apply_events(
                 state,
                 by_person.get(person_id, ()),
                 settings,
                 now,
                 orders if touches_orders else None,
-                foreign=foreign,
+                foreign=foreign.get(person_id, []),
                 targets=targets,
                 full=person_id in stale or stored is None,
             )
@@ -570,9 +613,7 @@ class ProfileService:
             fact = message.events.add(
                 message_id=event.message_id,
                 event=event.event,
-                type=events_pb2.EventType.Value(f"EVENT_TYPE_{event.type.upper()}")
-                if event.type.upper() in _EVENT_TYPES
-                else 0,
+                type=EVENT_TYPE_VALUES.get(event.type, 0),
                 channel=event.channel,
                 store_id=event.store_id,
                 staff_id=event.staff_id,
@@ -606,6 +647,20 @@ class ProfileService:
     async def _resolve(self, conn: asyncpg.Connection, workspace_id: str, person_id: str) -> str:
         aliases = await repository.survivors(conn, workspace_id, [person_id])
         return aliases.get(person_id, person_id)
+
+    async def _lock_resolved(
+        self, conn: asyncpg.Connection, workspace_id: str, person_id: str
+    ) -> tuple[str, StoredProfile | None]:
+        """The profile ``person_id`` resolves to, locked. A merge may take that profile away
+        while this waits for its lock: the id is then resolved again (to the survivor)."""
+        resolved = await self._resolve(conn, workspace_id, person_id)
+        for _ in range(ATTEMPTS):
+            stored = (await repository.lock_profiles(conn, workspace_id, [resolved])).get(resolved)
+            survivor = await self._resolve(conn, workspace_id, resolved) if stored is None else resolved
+            if survivor == resolved:
+                return resolved, stored
+            resolved = survivor
+        raise _Moved
 
     async def get_profile(self, workspace_id: str, person_id: str) -> ProfileView:
         async with self._pool.acquire() as conn:
@@ -667,10 +722,11 @@ class ProfileService:
     ) -> list[LedgerRow]:
         async with self._pool.acquire() as conn, conn.transaction():
             settings = await self._settings(conn, workspace_id)
-            person_id = await self._resolve(conn, workspace_id, person_id)
-            stored = (await repository.lock_profiles(conn, workspace_id, [person_id])).get(person_id)
+            _, stored = await self._lock_resolved(conn, workspace_id, person_id)
             if stored is None:
                 raise NotFound(f"profile {person_id} not found")
+            # Keyed by the id the request names: a retry after that person was merged away is
+            # still a retry.
             if once and not await inbox.first_time(conn, "profile-api", workspace_id, f"{person_id}:{once}"):
                 return []  # a retry of a request already applied
             now = self.now()
@@ -693,14 +749,15 @@ class ProfileService:
         """An identify call made through the API: stored as an event ``api:<person>:<request id>``."""
         now = self.now()
         await self._ensure_partitions([now])
-        async with self._pool.acquire() as conn, conn.transaction():
+
+        async def record(conn: asyncpg.Connection) -> None:
             await self._lock_partitions(conn, [person_id])
-            resolved = await self._resolve(conn, workspace_id, person_id)
-            if await repository.get_profile(conn, workspace_id, resolved) is None:
+            resolved, stored = await self._lock_resolved(conn, workspace_id, person_id)
+            if stored is None:
                 raise NotFound(f"profile {person_id} not found")
             item = Incoming(
                 workspace_id=workspace_id,
-                message_id=f"api:{resolved}:{request_id}",
+                message_id=f"api:{person_id}:{request_id}",  # the id named: a retry after a merge is one
                 person_id=resolved,
                 type="identify",
                 event="",
@@ -713,6 +770,8 @@ class ProfileService:
             )
             await self._record(conn, [item])
 
+        await self._until_settled(record)
+
     async def modify_tags(
         self,
         workspace_id: str,
@@ -722,6 +781,10 @@ class ProfileService:
         source: str,
         request_id: str,
     ) -> None:
+        """An expiry in the past is refused (the tag would be added and removed in one call)."""
+        for i, (_, expires) in enumerate(add):
+            if expires is not None and expires <= self.now():
+                raise InvalidArgument(f"add[{i}].expire_time", "must be in the future")
         await self._mutate(
             workspace_id,
             person_id,
@@ -738,20 +801,29 @@ class ProfileService:
         granted: bool,
         source: str,
         statement_time: datetime | None,
+        request_id: str = "",
     ) -> None:
+        """A consent statement; one dated ahead of now by more than the clock skew allowed is refused
+        (it would beat every later withdrawal)."""
+        if statement_time is not None and statement_time > self.now() + domain.CONSENT_CLOCK_SKEW:
+            raise InvalidArgument("statement_time", "must not be in the future")
         await self._mutate(
             workspace_id,
             person_id,
             lambda state, settings, now: domain.update_consent(
                 state, channel, purpose, granted, source, statement_time or now, settings, now
             ),
+            once=f"consent:{request_id}" if request_id else "",
         )
 
-    async def unsubscribe(self, workspace_id: str, person_id: str, channel: str, source: str) -> None:
+    async def unsubscribe(
+        self, workspace_id: str, person_id: str, channel: str, source: str, request_id: str = ""
+    ) -> None:
         await self._mutate(
             workspace_id,
             person_id,
             lambda state, settings, now: domain.unsubscribe(state, channel, source, now, settings, now),
+            once=f"unsubscribe:{request_id}" if request_id else "",
         )
 
     async def change_points(
@@ -933,111 +1005,160 @@ class ProfileService:
 
     # Merges and splits --------------------------------------------------------------------------
 
-    async def apply_merge(self, message: events_pb2.PersonsMerged) -> bool:
-        workspace_id = message.workspace_id
+    async def identity_position(self) -> int:
+        """The stream sequence of identity's last announcement applied (0: none yet)."""
+        async with self._pool.acquire() as conn:
+            return await repository.stream_position(conn, IDENTITY_POSITION)
+
+    async def apply_identity(self, kind: str, data: bytes, sequence: int) -> bool:
+        """Apply identity's announcement number ``sequence`` of its stream, once and in order: the
+        position is committed with the change, and an announcement at or before it is skipped
+        (False). Kinds other than merges and splits only move the position."""
         async with self._pool.acquire() as conn, conn.transaction():
-            await self._lock_partitions(conn, [message.survivor_person_id, *message.merged_person_ids])
-            key = f"merged:{message.merge_id or message.trigger_message_id}:{message.survivor_person_id}"
-            if not await inbox.first_time(conn, "profile-identity", workspace_id, key):
+            if sequence <= await repository.lock_stream_position(conn, IDENTITY_POSITION):
                 return False
-            settings = await self._settings(conn, workspace_id)
-            survivor = await self._resolve(conn, workspace_id, message.survivor_person_id)
-            merged = sorted({p for p in message.merged_person_ids if p and p != survivor})
-            if not merged:
-                return False
-            current = await repository.lock_profiles(conn, workspace_id, sorted([survivor, *merged]))
-            await repository.move_events(conn, workspace_id, merged, survivor)
-            await repository.move_orders(conn, workspace_id, merged, survivor)
-            renamed = await repository.move_ledger(conn, workspace_id, merged, survivor)
-            await repository.add_aliases(
-                conn, workspace_id, merged, survivor, [current[p].state.version if p in current else 0 for p in merged]
-            )
-            others = [self._open_profile(workspace_id, current[p]) for p in merged if p in current]
-            base_stored = current.get(survivor)
-            if base_stored is None and not others:
-                return False
-            base = self._open_profile(workspace_id, base_stored) if base_stored else ProfileState(survivor)
-            now = self.now()
-            orders = [o for o in await repository.orders_of(conn, workspace_id, [survivor])]
-            change = domain.merge_states(base, others, settings, now, orders, renamed)
-            change.moved = events_pb2.FactsMoved(merged_person_ids=merged)
-            merged_ids = sorted(
-                {*(base_stored.merged_person_ids if base_stored else ()), *merged}
-                | {m for p in merged if p in current for m in current[p].merged_person_ids}
-            )
-            await repository.delete_profiles(conn, workspace_id, merged)
-            change.state.version = max([base.version, *(o.version for o in others)]) + 1
-            await self._save(conn, workspace_id, settings, [(change, merged_ids)], now)
+            try:
+                if kind == "persons_merged":
+                    await self.apply_merge(events_pb2.PersonsMerged.FromString(data), conn)
+                elif kind == "person_split":
+                    await self.apply_split(events_pb2.PersonSplit.FromString(data), conn)
+            except DecodeError as exc:
+                raise BadAnnouncement(f"not a {kind} payload: {exc}") from None
+            await repository.set_stream_position(conn, IDENTITY_POSITION, sequence)
+        return True
+
+    async def skip_identity(self, sequence: int) -> None:
+        """Move the position past an announcement that was dead-lettered."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await repository.lock_stream_position(conn, IDENTITY_POSITION)
+            await repository.set_stream_position(conn, IDENTITY_POSITION, sequence)
+
+    @contextlib.asynccontextmanager
+    async def identity_lease(self) -> AsyncIterator[bool]:
+        """True while this process is the one that applies identity's announcements (a session
+        advisory lock: released when the process or its connection dies)."""
+        async with self._pool.acquire() as conn:
+            held = await repository.try_session_lock(conn, IDENTITY_LEASE)
+            try:
+                yield held
+            finally:
+                if held:
+                    with contextlib.suppress(Exception):
+                        await repository.session_unlock(conn, IDENTITY_LEASE)
+
+    async def apply_merge(self, message: events_pb2.PersonsMerged, conn: asyncpg.Connection | None = None) -> bool:
+        """Move everything of the merged persons to the survivor (once per merge), in ``conn``'s
+        transaction or a new one."""
+        if conn is None:
+            async with self._pool.acquire() as conn, conn.transaction():
+                return await self.apply_merge(message, conn)
+        _check_ids(message.survivor_person_id, *message.merged_person_ids)
+        workspace_id = message.workspace_id
+        await self._lock_partitions(conn, [message.survivor_person_id, *message.merged_person_ids])
+        key = f"merged:{message.merge_id or message.trigger_message_id}:{message.survivor_person_id}"
+        if not await inbox.first_time(conn, "profile-identity", workspace_id, key):
+            return False
+        settings = await self._settings(conn, workspace_id)
+        survivor = await self._resolve(conn, workspace_id, message.survivor_person_id)
+        merged = sorted({p for p in message.merged_person_ids if p and p != survivor})
+        if not merged:
+            return False
+        current = await repository.lock_profiles(conn, workspace_id, sorted([survivor, *merged]))
+        await repository.move_events(conn, workspace_id, merged, survivor)
+        await repository.move_orders(conn, workspace_id, merged, survivor)
+        renamed = await repository.move_ledger(conn, workspace_id, merged, survivor)
+        await repository.add_aliases(
+            conn, workspace_id, merged, survivor, [current[p].state.version if p in current else 0 for p in merged]
+        )
+        others = [self._open_profile(workspace_id, current[p]) for p in merged if p in current]
+        base_stored = current.get(survivor)
+        if base_stored is None and not others:
+            return False
+        base = self._open_profile(workspace_id, base_stored) if base_stored else ProfileState(survivor)
+        now = self.now()
+        orders = [o for o in await repository.orders_of(conn, workspace_id, [survivor])]
+        change = domain.merge_states(base, others, settings, now, orders, renamed)
+        change.moved = events_pb2.FactsMoved(merged_person_ids=merged)
+        merged_ids = sorted(
+            {*(base_stored.merged_person_ids if base_stored else ()), *merged}
+            | {m for p in merged if p in current for m in current[p].merged_person_ids}
+        )
+        await repository.delete_profiles(conn, workspace_id, merged)
+        change.state.version = max([base.version, *(o.version for o in others)]) + 1
+        await self._save(conn, workspace_id, settings, [(change, merged_ids)], now)
         log.info("persons merged into profile", workspace=workspace_id, survivor=survivor, merged=len(merged))
         return True
 
-    async def apply_split(self, message: events_pb2.PersonSplit) -> bool:
+    async def apply_split(self, message: events_pb2.PersonSplit, conn: asyncpg.Connection | None = None) -> bool:
         """``new_person_id`` (with ``moved_person_ids``, ids once merged into it) leaves
         ``person_id``: events resolved from the moved identifiers, their orders and points, and
         what a merge brought from the leaving persons (tags, consent, points) go to it; both are
-        recomputed and announced."""
+        recomputed and announced. In ``conn``'s transaction or a new one."""
+        if conn is None:
+            async with self._pool.acquire() as conn, conn.transaction():
+                return await self.apply_split(message, conn)
+        _check_ids(message.person_id, message.new_person_id, *message.moved_person_ids)
         workspace_id = message.workspace_id
         original, new_person = message.person_id, message.new_person_id
         leaving = sorted({new_person, *message.moved_person_ids} - {original, ""})
-        async with self._pool.acquire() as conn, conn.transaction():
-            await self._lock_partitions(conn, [original, *leaving])
-            key = f"split:{original}:{new_person}:{message.undone_merge_id}"
-            if not await inbox.first_time(conn, "profile-identity", workspace_id, key):
-                return False
-            settings = await self._settings(conn, workspace_id)
-            last_version = await repository.remove_alias(conn, workspace_id, new_person)
-            await repository.repoint_aliases(conn, workspace_id, leaving, new_person)
-            current = await repository.lock_profiles(conn, workspace_id, sorted([original, new_person]))
-            identifiers = [self._identifier_key(workspace_id, i.type, i.value) for i in message.moved_identifiers]
-            moved_messages = await repository.move_events_by_identifier(
-                conn, workspace_id, original, new_person, identifiers
+        await self._lock_partitions(conn, [original, *leaving])
+        key = f"split:{original}:{new_person}:{message.undone_merge_id}"
+        if not await inbox.first_time(conn, "profile-identity", workspace_id, key):
+            return False
+        settings = await self._settings(conn, workspace_id)
+        last_version = await repository.remove_alias(conn, workspace_id, new_person)
+        await repository.repoint_aliases(conn, workspace_id, leaving, new_person)
+        current = await repository.lock_profiles(conn, workspace_id, sorted([original, new_person]))
+        identifiers = [self._identifier_key(workspace_id, i.type, i.value) for i in message.moved_identifiers]
+        moved_messages = await repository.move_events_by_identifier(
+            conn, workspace_id, original, new_person, identifiers
+        )
+        moved_orders = (
+            await repository.move_orders(conn, workspace_id, [original], new_person, moved_messages)
+            if moved_messages
+            else []
+        )
+        original_stored = current.get(original)
+        base = self._open_profile(workspace_id, original_stored) if original_stored else ProfileState(original)
+        kept, gone = domain.split_holdings(base, leaving, moved_orders)
+        references = [lot["ref"] for lot in gone.lots if not lot.get("order")]
+        renamed = {}
+        if moved_orders or references:
+            renamed = await repository.move_ledger(
+                conn, workspace_id, [original], new_person, order_ids=moved_orders, references=references
             )
-            moved_orders = (
-                await repository.move_orders(conn, workspace_id, [original], new_person, moved_messages)
-                if moved_messages
-                else []
-            )
-            original_stored = current.get(original)
-            base = self._open_profile(workspace_id, original_stored) if original_stored else ProfileState(original)
-            kept, gone = domain.split_holdings(base, leaving, moved_orders)
-            references = [lot["ref"] for lot in gone.lots if not lot.get("order")]
-            renamed = {}
-            if moved_orders or references:
-                renamed = await repository.move_ledger(
-                    conn, workspace_id, [original], new_person, order_ids=moved_orders, references=references
+        gone.lots = [{**lot, "ref": renamed.get((original, lot["ref"]), lot["ref"])} for lot in gone.lots]
+        now = self.now()
+        changes = []
+        for person_id, stored, holdings in (
+            (original, original_stored, kept),
+            (new_person, current.get(new_person), gone),
+        ):
+            if stored:
+                state = self._open_profile(workspace_id, stored)
+            else:  # versions go on from those the id had before it was merged away
+                state = ProfileState(person_id, version=last_version if person_id == new_person else 0)
+            if person_id == new_person and stored:
+                holdings = domain.Holdings(state.tags, state.consent, state.points_lots).plus(holdings)
+            events = [self._new_event(r) for r in await repository.all_events(conn, workspace_id, person_id)]
+            if stored is None and not events and not (holdings.tags or holdings.consent or holdings.lots):
+                continue
+            orders = await repository.orders_of(conn, workspace_id, [person_id])
+            change = domain.rebuild(state, events, orders, holdings, settings, now, "split")
+            change.state.version = state.version + 1
+            if person_id == new_person:
+                change.moved = events_pb2.FactsMoved(
+                    split_from_person_id=original, message_ids=moved_messages, order_ids=moved_orders
                 )
-            gone.lots = [{**lot, "ref": renamed.get((original, lot["ref"]), lot["ref"])} for lot in gone.lots]
-            now = self.now()
-            changes = []
-            for person_id, stored, holdings in (
-                (original, original_stored, kept),
-                (new_person, current.get(new_person), gone),
-            ):
-                if stored:
-                    state = self._open_profile(workspace_id, stored)
-                else:  # versions go on from those the id had before it was merged away
-                    state = ProfileState(person_id, version=last_version if person_id == new_person else 0)
-                if person_id == new_person and stored:
-                    holdings = domain.Holdings(state.tags, state.consent, state.points_lots).plus(holdings)
-                events = [self._new_event(r) for r in await repository.all_events(conn, workspace_id, person_id)]
-                if stored is None and not events and not (holdings.tags or holdings.consent or holdings.lots):
-                    continue
-                orders = await repository.orders_of(conn, workspace_id, [person_id])
-                change = domain.rebuild(state, events, orders, holdings, settings, now, "split")
-                change.state.version = state.version + 1
-                if person_id == new_person:
-                    change.moved = events_pb2.FactsMoved(
-                        split_from_person_id=original, message_ids=moved_messages, order_ids=moved_orders
-                    )
-                    merged_ids = sorted({*(stored.merged_person_ids if stored else ()), *leaving} - {new_person})
-                else:
-                    merged_ids = [m for m in (stored.merged_person_ids if stored else ()) if m not in leaving]
-                changes.append((change, merged_ids))
-            # Both are announced even when nothing visible changed: projections re-key by `moved`.
-            for change, _ in changes:
-                if not change.announced:
-                    change.changed["computed.event_count"] = change.state.computed.get("event_count", 0)
-            await self._save(conn, workspace_id, settings, changes, now)
+                merged_ids = sorted({*(stored.merged_person_ids if stored else ()), *leaving} - {new_person})
+            else:
+                merged_ids = [m for m in (stored.merged_person_ids if stored else ()) if m not in leaving]
+            changes.append((change, merged_ids))
+        # Both are announced even when nothing visible changed: projections re-key by `moved`.
+        for change, _ in changes:
+            if not change.announced:
+                change.changed["computed.event_count"] = change.state.computed.get("event_count", 0)
+        await self._save(conn, workspace_id, settings, changes, now)
         log.info("person split in profile", workspace=workspace_id, moved_events=len(moved_messages))
         return True
 
@@ -1052,7 +1173,7 @@ class ProfileService:
         self, conn: asyncpg.Connection, kind: str, workspace_id: str, objects: list[dict]
     ) -> list[dict]:
         """:meth:`upsert_objects` in the caller's transaction."""
-        key = repository.OBJECT_TABLES[kind][1]
+        key = domain.OBJECT_KINDS[kind][1]
         existing = await repository.get_objects(conn, kind, workspace_id, [o[key] for o in objects], for_update=True)
         announcements = []
         for obj in objects:
@@ -1125,26 +1246,62 @@ class ProfileService:
 
     # Start-up -----------------------------------------------------------------------------------
 
-    async def seal_plaintext_pii(self) -> int:
-        """Profiles written before migration 0002 hold PII traits in plaintext: seal them."""
-        converted = 0
+    async def reseal_pii(self, limit: int) -> int:
+        """One batch of the background pass that seals, under today's rules of what is personal
+        (``rules.PII_RULES_VERSION``), the plaintext traits of profiles saved under older rules (or
+        before PII was sealed at all); returns how many profiles it went through, 0 once the pass is
+        done.
+        A profile another transaction holds is skipped: that transaction saves it sealed."""
+        if self._pii_pass_done:
+            return 0
         async with self._pool.acquire() as conn, conn.transaction():
-            for workspace_id, person_id, traits in await repository.foundation_profiles(conn):
+            after = await repository.claim_pii_pass(conn, PII_RULES_VERSION)
+            if after is None:
+                self._pii_pass_done = await repository.pii_pass_finished(conn, PII_RULES_VERSION)
+                return 0
+            candidates = await repository.profiles_for_pii_pass(conn, after, limit)
+            if not candidates:
+                await repository.advance_pii_pass(conn, PII_RULES_VERSION, None)
+                log.info("profiles sealed under the current PII rules", rules_version=PII_RULES_VERSION)
+                self._pii_pass_done = True
+                return 0
+            plaintext: dict[str, list[str]] = defaultdict(list)
+            for workspace_id, person_id, traits in candidates:
                 settings = await self._settings(conn, workspace_id)
-                if not any(settings.holds_pii(k, v) for k, v in traits.items()):
-                    continue
-                stored, sealed = self._seal_profile(workspace_id, ProfileState(person_id, traits=traits), settings)
-                await repository.set_sealed_traits(conn, workspace_id, person_id, stored.traits, sealed)
-                converted += 1
-        return converted
-
-
-_EVENT_TYPES = {name.removeprefix("EVENT_TYPE_") for name in events_pb2.EventType.keys()}  # noqa: SIM118 - an enum wrapper, not a dict
+                if any(settings.holds_pii(k, v) for k, v in traits.items()):
+                    plaintext[workspace_id].append(person_id)
+            sealed = 0
+            for workspace_id, persons in plaintext.items():
+                settings = await self._settings(conn, workspace_id)
+                for person_id, stored in (await repository.lock_profiles(
+                    conn, workspace_id, persons, skip_locked=True
+                )).items():  # fmt: skip
+                    state, pii = self._seal_profile(workspace_id, self._open_profile(workspace_id, stored), settings)
+                    await repository.set_sealed_traits(conn, workspace_id, person_id, state.traits, pii)
+                    sealed += 1
+            await repository.advance_pii_pass(conn, PII_RULES_VERSION, candidates[-1][:2])
+        if sealed:
+            log.info("plaintext personal traits sealed", profiles=sealed, rules_version=PII_RULES_VERSION)
+        return len(candidates)
 
 
 def _next_month(month: tuple[int, int]) -> tuple[int, int]:
     year, number = month
     return (year + 1, 1) if number == 12 else (year, number + 1)
+
+
+def order_lines(order: Order, line_type: type[Message]) -> list:
+    """The order's lines as ``line_type`` (events' OrderLineFact, the API's OrderLine: same fields)."""
+    return [
+        line_type(
+            product_id=line.product_id,
+            sku=line.sku,
+            category=line.category,
+            quantity=line.quantity,
+            price_minor=line.price_minor,
+        )
+        for line in order.items
+    ]
 
 
 def order_fact(order: Order) -> events_pb2.OrderFact:
@@ -1155,16 +1312,7 @@ def order_fact(order: Order) -> events_pb2.OrderFact:
         currency=order.currency,
         store_id=order.store_id,
         staff_id=order.staff_id,
-        items=[
-            events_pb2.OrderLineFact(
-                product_id=line.product_id,
-                sku=line.sku,
-                category=line.category,
-                quantity=line.quantity,
-                price_minor=line.price_minor,
-            )
-            for line in order.items
-        ],
+        items=order_lines(order, events_pb2.OrderLineFact),
         channel=order.channel,
         refunded_minor=order.refunded_minor,
     )

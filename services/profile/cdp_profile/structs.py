@@ -9,7 +9,12 @@ from typing import Any
 
 from google.protobuf import struct_pb2, timestamp_pb2
 
+from cdp.events.v1 import events_pb2
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# EventType values and the names the profile stores ("track", "identify", ...), both ways.
+EVENT_TYPE_NAMES = {value: name.removeprefix("EVENT_TYPE_").lower() for name, value in events_pb2.EventType.items()}
+EVENT_TYPE_VALUES = {name: value for value, name in EVENT_TYPE_NAMES.items()}
 
 
 def value_of(value: struct_pb2.Value) -> Any:

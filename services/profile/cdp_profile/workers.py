@@ -17,8 +17,9 @@ TIMERS_FIRED = Counter("cdp_profile_timers_fired_total", "Profiles re-evaluated 
 
 class TimerWorker:
     """Applies what time alone changes (lifecycle stages, tag and points expiry, windows, rolling
-    spend) to profiles whose durable timer is due, and new settings to every profile, ``batch`` at
-    a time per workspace; several replicas share the work (rows locked with SKIP LOCKED)."""
+    spend) to profiles whose durable timer is due, new settings to every profile, and today's PII
+    rules to profiles saved under older ones, ``batch`` at a time per workspace; several replicas
+    share the work (rows locked with SKIP LOCKED)."""
 
     name = "profile-timers"
 
@@ -36,11 +37,13 @@ class TimerWorker:
             try:
                 done = await self._service.run_timers(self._batch)
                 done += await self._service.run_reevaluations(self._batch)
+                sealed = await self._service.reseal_pii(self._batch)
             except Exception:  # database down: keep the worker alive, try again
                 log.exception("timer round failed")
-                done = 0
+                done = sealed = 0
             if done:
                 TIMERS_FIRED.inc(done)
+            if done or sealed:
                 continue  # more may be due: no pause while there is work
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=self._interval)

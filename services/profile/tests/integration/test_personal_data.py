@@ -82,3 +82,47 @@ async def test_personal_data_is_sealed_whatever_the_naming_and_depth(svc):
     change = svc.snapshot(view.state, view.settings)
     assert sorted(change.pii_traits) == ["Email", "Last-Name", "contact", "firstName", "mobile"]
     assert dict(change.traits) == {"plan": "gold"}
+
+
+ROWS = "SELECT person_id::text, traits::text, pii IS NOT NULL AS sealed, xmin::text AS version FROM profiles"
+
+
+async def test_profiles_saved_under_older_rules_are_sealed_by_the_background_pass(svc):
+    """Rows the foundation wrote (no PII sealing at all) and rows saved before names were
+    normalised (firstName, mobile in plaintext next to a sealed email) get sealed, batch by batch."""
+    foundation, older, clean = (str(uuid.uuid4()) for _ in range(3))
+    await svc.record_events(
+        [incoming(p, f"i-{p}", 1, "", type_=events_pb2.EVENT_TYPE_IDENTIFY, traits={"email": "x@shop.io"})
+         for p in (older, clean)]
+    )  # fmt: skip
+    async with svc.pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO profiles (workspace_id, person_id, traits) VALUES ($1, $2, $3)",
+            WS,
+            uuid.UUID(foundation),
+            {"email": "old@shop.io", "plan": "gold"},
+        )
+        await conn.execute(
+            """UPDATE profiles SET traits = traits || '{"firstName": "Lei", "mobile": "13912345678"}'::jsonb
+               WHERE person_id = $1""",
+            uuid.UUID(older),
+        )
+        before = {r["person_id"]: r for r in await conn.fetch(ROWS)}
+
+    assert await svc.reseal_pii(2) == 2
+    assert await svc.reseal_pii(2) == 1
+    assert await svc.reseal_pii(2) == 0  # done: the pass is finished for these rules
+    assert await svc.reseal_pii(2) == 0
+
+    async with svc.pool.acquire() as conn:
+        rows = {r["person_id"]: r for r in await conn.fetch(ROWS)}
+        finished = await conn.fetchval("SELECT finished_at IS NOT NULL FROM pii_passes")
+    assert finished
+    for person in (foundation, older):
+        assert rows[person]["sealed"]
+        assert not any(secret in rows[person]["traits"] for secret in ("@shop.io", "Lei", "13912345678"))
+    assert rows[clean]["version"] == before[clean]["version"]  # nothing to seal: not written
+    assert (await svc.get_profile(WS, foundation)).state.traits == {"email": "old@shop.io", "plan": "gold"}
+    assert (await svc.get_profile(WS, older)).state.traits == {
+        "email": "x@shop.io", "firstName": "Lei", "mobile": "13912345678"
+    }  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 
 import grpc
 import nats
@@ -22,8 +22,8 @@ from cdpkit.config import load
 from cdpkit.ids import new_id
 from cdpkit.migrate import migrate
 
-T0 = datetime(2026, 6, 18, 4, 0, tzinfo=UTC)
-WS = "shop"
+from .helpers import T0, WS
+from .helpers import resolved as event
 
 
 class Harness:
@@ -69,20 +69,6 @@ class Harness:
         )
 
 
-def event(person, message_id, minutes, name="Product Viewed", type_=events_pb2.EVENT_TYPE_TRACK, traits=None,
-          identifiers=(), **properties):  # fmt: skip
-    raw = events_pb2.RawEvent(message_id=message_id, workspace_id=WS, type=type_, event=name)
-    raw.timestamp.FromDatetime(T0 + timedelta(minutes=minutes))
-    raw.received_at.FromDatetime(T0 + timedelta(minutes=minutes, seconds=1))
-    if traits:
-        raw.traits.update(traits)
-    if properties:
-        raw.properties.update(properties)
-    resolved = events_pb2.ResolvedEvent(event=raw, person_id=person)
-    resolved.identifiers.extend(events_pb2.Identifier(type=t, value=v) for t, v in identifiers)
-    return resolved
-
-
 def order(person, message_id, minutes, order_id, total, **extra):
     products = [{"product_id": "p-1", "sku": "A-1", "category": "outdoor/poles", "price": total, "quantity": 1}]
     return event(person, message_id, minutes, "Order Completed", order_id=order_id, total=total,
@@ -99,6 +85,20 @@ async def next_change(sub, person, predicate=lambda c: True, timeout=10.0):
         change = events_pb2.ProfileChanged.FromString(message.data)
         if change.person_id == person and predicate(change):
             return change
+
+
+async def identity_applied_up_to(s, sequence, timeout=10.0):
+    import asyncpg
+
+    conn = await asyncpg.connect(s.database_url, server_settings={"search_path": profile_main.SCHEMA})
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while (await conn.fetchval("SELECT sequence FROM stream_positions WHERE name = 'identity'") or 0) < sequence:
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"identity's announcement {sequence} never applied")
+            await asyncio.sleep(0.05)
+    finally:
+        await conn.close()
 
 
 @pytest.fixture
@@ -297,14 +297,19 @@ async def test_merge_moves_everything_to_the_survivor_and_a_split_recomputes_bot
             name=s.name(merged), add=[profile_pb2.TagAssignment(tag="vip")], request_id="t-1"
         )
     )
-    await s.stub.UpdateConsent(profile_pb2.UpdateConsentRequest(name=s.name(merged), channel="sms", granted=True))
+    consented = await s.stub.UpdateConsent(
+        profile_pb2.UpdateConsentRequest(name=s.name(merged), channel="sms", granted=True)
+    )
+    before = max(consented.version, (await s.profile(survivor)).version)
 
     announcement = events_pb2.PersonsMerged(
         workspace_id=WS, survivor_person_id=survivor, merged_person_ids=[merged], merge_id="mg-1"
     )
     for _ in range(2):  # delivered twice: applied once
-        await s.js.publish(s.names.subject(IDENTITY, "persons_merged"), announcement.SerializeToString())
+        ack = await s.js.publish(s.names.subject(IDENTITY, "persons_merged"), announcement.SerializeToString())
+    await identity_applied_up_to(s, ack.seq)
     got = await s.profile(survivor, lambda p: p.event_count == 2)
+    assert got.version == before + 1
     assert got.points_balance == 120 and got.computed["order_count"] == 2 and got.tier == "silver"
     assert [t.tag for t in got.tags] == ["repurchase", "vip"] and got.consents[0].channel == "sms"
     assert list(got.merged_person_ids) == [merged]
@@ -440,12 +445,24 @@ async def test_tags_consent_points_objects_and_bad_input(stack):
         s.settings(lifecycle={"dormant_after_days": 400, "churned_after_days": 365}),
         s.stub.BatchUpsertStores(profile_pb2.BatchUpsertStoresRequest(parent=f"workspaces/{WS}")),
     ]
-    codes = []
+    unchanged = await s.stub.GetProfile(profile_pb2.GetProfileRequest(name=s.name(person)))
+    refusals = []
     for call in bad:
         with pytest.raises(grpc.aio.AioRpcError) as error:
             await call
-        codes.append(error.value.code())
-    assert codes == [grpc.StatusCode.NOT_FOUND] + [grpc.StatusCode.INVALID_ARGUMENT] * 6
+        refusals.append((error.value.code(), _violated_field(error.value)))
+    invalid = grpc.StatusCode.INVALID_ARGUMENT
+    assert refusals == [
+        (grpc.StatusCode.NOT_FOUND, ""),
+        (invalid, "kind"),
+        (invalid, "channel"),
+        (invalid, "request_id"),
+        (invalid, "settings.tag_rules[0].when"),
+        (invalid, "settings.lifecycle.churned_after_days"),
+        (invalid, "stores"),
+    ]
+    after = await s.stub.GetProfile(profile_pb2.GetProfileRequest(name=s.name(person)))
+    assert after.version == unchanged.version and [t.tag for t in after.tags] == [t.tag for t in unchanged.tags]
     settings = await s.stub.GetProfileSettings(
         profile_pb2.GetProfileSettingsRequest(name=f"workspaces/{WS}/profileSettings")
     )
@@ -454,36 +471,13 @@ async def test_tags_consent_points_objects_and_bad_input(stack):
     assert isinstance(settings.lifecycle, struct_pb2.Struct)
 
 
-async def test_profiles_of_the_foundation_get_their_pii_sealed(service_env):
-    """Profiles written before migration 0002 held traits, PII included, in plaintext."""
-    import asyncpg
+def _violated_field(error: grpc.aio.AioRpcError) -> str:
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
 
-    from cdp_profile.service import ProfileService
-    from cdpkit.clock import SystemClock
-    from cdpkit.db import create_pool
-
-    settings = load(profile_main.Settings, service_env)
-    dsn = settings.database_url.get()
-    await migrate(dsn, profile_main.SCHEMA, profile_main.MIGRATIONS)
-    person = str(uuid.uuid4())
-    conn = await asyncpg.connect(dsn, server_settings={"search_path": "profile"})
-    try:
-        await conn.execute(
-            "INSERT INTO profiles (workspace_id, person_id, traits) VALUES ($1, $2, $3)",
-            WS,
-            uuid.UUID(person),
-            '{"email": "old@shop.io", "tier": "gold"}',
-        )
-        pool = await create_pool(dsn, profile_main.SCHEMA, application_name="test")
-        try:
-            service = ProfileService(pool, BusNames("t"), settings.pii_vault(), SystemClock())
-            assert await service.seal_plaintext_pii() == 1
-            assert await service.seal_plaintext_pii() == 0
-            view = await service.get_profile(WS, person)
-        finally:
-            await pool.close()
-        row = await conn.fetchrow("SELECT traits::text, pii FROM profiles WHERE person_id = $1", uuid.UUID(person))
-    finally:
-        await conn.close()
-    assert "old@shop.io" not in row["traits"] and row["pii"]
-    assert view.state.traits == {"email": "old@shop.io", "tier": "gold"}
+    status = rpc_status.from_call(error)
+    for detail in status.details if status else ():
+        bad_request = error_details_pb2.BadRequest()
+        if detail.Unpack(bad_request):
+            return bad_request.field_violations[0].field
+    return ""

@@ -7,12 +7,18 @@ import asyncio
 import uuid
 from datetime import timedelta
 
+import pytest
+
+from cdp.events.v1 import events_pb2
+from cdp_profile.rules import COMPUTED_TRAITS
+from cdpkit.errors import InvalidArgument
+
 from .helpers import WS, incoming
+
+IDENTIFY = events_pb2.EVENT_TYPE_IDENTIFY
 
 
 async def outbox_transitions(svc, person):
-    from cdp.events.v1 import events_pb2
-
     async with svc.pool.acquire() as conn:
         rows = await conn.fetch("SELECT msg_id, payload FROM outbox WHERE msg_id LIKE $1 ORDER BY seq", f"%{person}%")
     messages = [
@@ -108,3 +114,49 @@ async def test_a_windowed_trait_declared_later_counts_the_events_already_stored(
     )
     await svc.run_reevaluations(500)
     assert (await svc.get_profile(WS, person)).windowed == {"views_30d": 3}
+
+
+async def test_a_windowed_trait_cannot_take_the_name_of_a_computed_trait(svc):
+    views = {"event": "Product Viewed", "days": 30}
+    before, _ = await svc.get_settings(WS)
+    for changes in (
+        {"windowed_traits": [{"name": "order_count", **views}]},
+        {"windowed_traits": [{"name": "views_30d", **views}, {"name": "tier", **views}]},
+        {"tiers": {"by": "spend_30d", "levels": [{"name": "gold", "min": 1}]}, "windowed_traits": [
+            {"name": "spend_30d", "event": "Order Completed", "days": 30, "sum": "total"}]},
+    ):  # fmt: skip
+        with pytest.raises(InvalidArgument) as refused:
+            await svc.update_settings(WS, changes, etag="")
+        index = len(changes["windowed_traits"]) - 1
+        assert refused.value.field == f"settings.windowed_traits[{index}].name"
+        assert "computed trait" in refused.value.description
+    assert (await svc.get_settings(WS))[0] == before
+
+    # A document stored before the rule: the clashing trait is left out, it shadows nothing.
+    async with svc.pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO settings (workspace_id, version, document) VALUES ($1, $2, $3::jsonb)",
+            WS,
+            before.version + 1,
+            {"tag_rules": [{"tag": "repurchase", "when": "order_count >= 2"}],
+             "windowed_traits": [{"name": "order_count", **views}, {"name": "views_30d", **views}]},
+        )  # fmt: skip
+    prospect, buyer = str(uuid.uuid4()), str(uuid.uuid4())
+    await svc.record_events([incoming(prospect, f"v{i}", i) for i in range(3)])
+    view = await svc.get_profile(WS, prospect)
+    assert view.state.computed["order_count"] == 0 and view.state.computed["views_30d"] == 3
+    assert "repurchase" not in view.state.tags
+    # Every computed trait the profile derives is one the rule knows.
+    await svc.record_events(
+        [
+            incoming(buyer, "t", 1, type_=IDENTIFY, traits={"birthday": "1990-02-03", "city": "杭州"}),
+            incoming(buyer, "o", 2, "Order Completed", order_id="O", total=10, currency="CNY"),
+        ]
+    )
+    await svc.change_points(WS, buyer, "earn", 5, "welcome", "")
+    computed = set((await svc.get_profile(WS, buyer)).state.computed) - {"views_30d"}
+    assert "birthday_month_day" in computed and "next_points_expiry_time" in computed
+    assert computed <= COMPUTED_TRAITS
+    # The next change of settings keeps the document without it.
+    updated, _ = await svc.update_settings(WS, {"currency": "CNY"}, etag="")
+    assert [w.name for w in updated.windowed_traits] == ["views_30d"]

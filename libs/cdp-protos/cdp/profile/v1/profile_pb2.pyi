@@ -269,30 +269,34 @@ class ModifyProfileTagsRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., add: _Optional[_Iterable[_Union[TagAssignment, _Mapping]]] = ..., remove: _Optional[_Iterable[str]] = ..., source: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class UpdateConsentRequest(_message.Message):
-    __slots__ = ("name", "channel", "purpose", "granted", "source", "statement_time")
+    __slots__ = ("name", "channel", "purpose", "granted", "source", "statement_time", "request_id")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     PURPOSE_FIELD_NUMBER: _ClassVar[int]
     GRANTED_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     STATEMENT_TIME_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     name: str
     channel: str
     purpose: str
     granted: bool
     source: str
     statement_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., channel: _Optional[str] = ..., purpose: _Optional[str] = ..., granted: _Optional[bool] = ..., source: _Optional[str] = ..., statement_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., channel: _Optional[str] = ..., purpose: _Optional[str] = ..., granted: _Optional[bool] = ..., source: _Optional[str] = ..., statement_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class UnsubscribeRequest(_message.Message):
-    __slots__ = ("name", "channel", "source")
+    __slots__ = ("name", "channel", "source", "request_id")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     name: str
     channel: str
     source: str
-    def __init__(self, name: _Optional[str] = ..., channel: _Optional[str] = ..., source: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., channel: _Optional[str] = ..., source: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class ListPointsEntriesRequest(_message.Message):
     __slots__ = ("parent", "page_size", "page_token")
