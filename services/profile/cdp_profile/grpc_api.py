@@ -448,6 +448,9 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         workspace_id = parse(request.settings.name, _SETTINGS_NAME, field="settings.name")["workspace"]
         given = request.settings
         paths = paths_to_update(requested_paths(request.update_mask, given, SETTINGS_FIELDS), SETTINGS_FIELDS)
+        if not paths:  # nothing to change: no new version (a new one re-evaluates every profile)
+            settings, update_time = await self._service.get_settings(workspace_id)
+            return _settings_message(workspace_id, settings, update_time)
         values: dict[str, Any] = {
             "currency": given.currency,
             "time_zone": given.time_zone,

@@ -131,7 +131,8 @@ async def test_out_of_range_times_forged_tokens_and_omitted_masks(api):
     assert patched.tiers["by"] == "total_spent_minor" and patched.points["per_currency_unit"] == 2
     assert [rule["tag"] for rule in patched.tag_rules] == ["repurchase"]
     nothing = profile_pb2.UpdateProfileSettingsRequest(settings=profile_pb2.ProfileSettings(name=SETTINGS))
-    assert await refused(stub.UpdateProfileSettings(nothing)) == "update_mask"
+    unchanged = await stub.UpdateProfileSettings(nothing)  # nothing populated: nothing to change
+    assert unchanged.currency == "USD" and list(unchanged.source_priority) == ["crm", "pos"]
     current = await stub.GetProfileSettings(profile_pb2.GetProfileSettingsRequest(name=SETTINGS))
     assert current.version == patched.version
 
