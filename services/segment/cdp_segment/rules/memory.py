@@ -17,7 +17,7 @@ The semantics (shared with ``sql``; docs/segment.md states them for users):
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -37,24 +37,44 @@ from cdp_segment.rules.ast import (
 from cdp_segment.rules.data import OrderFact, PersonFacts, WorkspaceFacts
 
 MISSING = object()
-# Same shape as the try_timestamptz() SQL function (migration 0003).
+# Instants from here on are not times: asyncpg stores datetime.max (and datetime.min) as
+# PostgreSQL's +/-infinity, and later instants do not exist in Python. try_timestamptz and the
+# SQL timer edges stop at the same place.
+END_OF_TIME = datetime.max.replace(tzinfo=UTC)
+# Same shape as the try_timestamptz() SQL function (migration 0005).
 ISO_TIME = re.compile(
-    r"[1-9]\d{3}-\d{2}-\d{2}(T([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,9})?)?)?(Z|[+-](0\d|1[0-4]):[0-5]\d)?",
+    r"([1-9]\d{3})-(\d{2})-(\d{2})(?:T([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d)(?:\.(\d{1,9}))?)?)?"
+    r"(Z|([+-])(0\d|1[0-4]):([0-5]\d))?",
     re.ASCII,
 )
 
 
 def as_time(value: Any) -> datetime | None:
-    """An ISO 8601 timestamp string as an aware UTC datetime, else None."""
+    """An ISO 8601 timestamp string as an aware UTC datetime, else None: no zone is UTC, a date
+    with an offset is midnight at that offset, fractions beyond microseconds are truncated, and
+    an instant from END_OF_TIME on is not a time (as try_timestamptz)."""
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if not isinstance(value, str) or not ISO_TIME.fullmatch(value):
+    match = ISO_TIME.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
         return None
+    year, month, day, hour, minute, second, fraction, _zone, sign, zone_hours, zone_minutes = match.groups()
+    offset = timedelta(hours=int(zone_hours), minutes=int(zone_minutes)) if sign else timedelta(0)
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
-    except (ValueError, OverflowError):  # not a date, or beyond the year 9999 in UTC
+        moment = datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour or 0),
+            int(minute or 0),
+            int(second or 0),
+            int((fraction or "")[:6].ljust(6, "0")),
+            tzinfo=timezone(-offset if sign == "-" else offset),
+        )
+        moment = moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # not a calendar date, or beyond the year 9999 in UTC
         return None
+    return moment if moment < END_OF_TIME else None
 
 
 def _kind(value: Any) -> str | None:

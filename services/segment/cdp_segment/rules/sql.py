@@ -25,8 +25,8 @@ from cdp_segment.rules.ast import (
     Window,
 )
 
-# The last instant Python represents: later edges are never reached (as in rules.timing).
-LAST_INSTANT = "9999-12-31 23:59:59.999999+00"
+# rules.memory.END_OF_TIME: edges from there on are never reached (as in rules.timing).
+END_OF_TIME = "9999-12-31 23:59:59.999999+00"
 _SQL_OP = {Op.EQ: "=", Op.NEQ: "<>", Op.LT: "<", Op.LTE: "<=", Op.GT: ">", Op.GTE: ">="}
 
 
@@ -304,7 +304,7 @@ def edges_query(
     union = " UNION ALL ".join(f"({edge})" for edge in edges)
     return (
         f"SELECT x.person_id, min(x.edge) AS due_at FROM ({union}) AS x(person_id, edge)"
-        f" WHERE x.edge > $2::timestamptz AND x.edge <= '{LAST_INSTANT}' GROUP BY x.person_id",
+        f" WHERE x.edge > $2::timestamptz AND x.edge < '{END_OF_TIME}' GROUP BY x.person_id",
         compiler.params,
     )
 
