@@ -27,7 +27,7 @@ from prometheus_client import Counter
 from cdp.events.v1 import events_pb2
 from cdp_segment.domain import ObjectTags, PersonsMerged, PersonSplit, ProfileChange, ProfileState
 from cdp_segment.live import LiveService
-from cdp_segment.rules.data import EventFact, ItemFact, OrderFact
+from cdp_segment.rules.data import DEFAULT_CURRENCY, EventFact, ItemFact, OrderFact
 from cdp_segment.rules.memory import END_OF_TIME
 from cdpkit.bus import IDENTITY, PROFILE, BusNames
 from cdpkit.consumer import ConsumerSpec, PermanentError
@@ -191,6 +191,7 @@ def decode_profile_changed(data: bytes) -> ProfileChange:
             tags=clean.texts(s.tags),
             consent={clean.text(k): v for k, v in s.consent.items()},
             points_balance=s.points_balance,
+            currency=clean.text(s.currency).upper() or DEFAULT_CURRENCY,
         )
     events = []
     for e in m.events:
@@ -215,6 +216,7 @@ def decode_profile_changed(data: bytes) -> ProfileChange:
                 clean.text(o.store_id),
                 clean.text(o.staff_id),
                 items,
+                clean.text(o.currency).upper(),
             )
         )
     change = ProfileChange(

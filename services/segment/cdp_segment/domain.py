@@ -29,7 +29,7 @@ from cdp_segment.rules.ast import (
     read_fields,
     referenced_segments,
 )
-from cdp_segment.rules.data import EventFact, OrderFact, PersonFacts, WorkspaceFacts
+from cdp_segment.rules.data import DEFAULT_CURRENCY, EventFact, OrderFact, PersonFacts, WorkspaceFacts
 from cdp_segment.rules.memory import evaluate
 from cdp_segment.rules.timing import next_change
 from cdp_segment.rules.validate import RuleError
@@ -301,6 +301,7 @@ class ProfileState:
     tags: frozenset[str] = frozenset()
     consent: Mapping[str, bool] = field(default_factory=dict)
     points_balance: int | None = None
+    currency: str = DEFAULT_CURRENCY
 
     def changed_fields(self, other: ProfileState) -> set[str]:
         """The changed_fields names of what differs between two states."""
@@ -315,6 +316,8 @@ class ProfileState:
         for name in ("lifecycle_stage", "tier", "tags", "points_balance"):
             if getattr(self, name) != getattr(other, name):
                 changed.add(name)
+        if self.currency != other.currency:
+            changed.add("orders")  # the orders that count in money changed
         return changed
 
     def with_values(self, values: Mapping[str, Any]) -> ProfileState:

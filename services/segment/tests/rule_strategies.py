@@ -229,6 +229,7 @@ order_facts = st.builds(
     store_id=st.sampled_from(["s1", "s2", ""]),
     staff_id=st.sampled_from(["e1", ""]),
     items=st.lists(item_facts, max_size=3).map(tuple),
+    currency=st.sampled_from(["CNY", "CNY", "USD", ""]),
 )
 people = st.builds(
     PersonFacts,
@@ -245,6 +246,7 @@ people = st.builds(
     events=st.lists(event_facts, max_size=4),
     orders=st.lists(order_facts, max_size=3),
     memberships=st.frozensets(st.sampled_from(SEGMENTS), max_size=2),
+    currency=st.sampled_from(["CNY", "CNY", "USD"]),
 )
 workspaces = st.builds(
     WorkspaceFacts,

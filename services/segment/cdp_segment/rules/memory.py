@@ -164,8 +164,12 @@ def in_window(moment: datetime, window: Window | None, now: datetime) -> bool:
     return window.start <= moment < window.end
 
 
-def _order_matches(order: OrderFact, node: OrderCond, workspace: WorkspaceFacts, now: datetime) -> bool:
+def _order_matches(
+    order: OrderFact, node: OrderCond, person: PersonFacts, workspace: WorkspaceFacts, now: datetime
+) -> bool:
     if order.status != "completed" or not in_window(order.time, node.window, now):
+        return False
+    if node.aggregate != "count" and not person.money(order):
         return False
     if node.store_tag and node.store_tag not in workspace.tags_of("store", order.store_id):
         return False
@@ -221,7 +225,7 @@ def evaluate(node: Node, person: PersonFacts, workspace: WorkspaceFacts, now: da
         count = sum(1 for e in person.events if event_matches(e, node, now))
         return _count_ok(Decimal(count), node.count_op, Decimal(node.count))
     if isinstance(node, OrderCond):
-        totals = [Decimal(o.total_minor) for o in person.orders if _order_matches(o, node, workspace, now)]
+        totals = [Decimal(o.total_minor) for o in person.orders if _order_matches(o, node, person, workspace, now)]
         if node.aggregate == "count":
             value = Decimal(len(totals))
         elif node.aggregate == "sum":

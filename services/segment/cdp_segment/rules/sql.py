@@ -159,6 +159,8 @@ class Compiler:
     def order_where(self, node: OrderCond, *, window: bool = True) -> str:
         """The orders of ``p`` that ``node`` aggregates (alias ``o``)."""
         conditions = ["o.workspace_id = p.workspace_id", "o.person_id = p.person_id", "o.status = 'completed'"]
+        if node.aggregate != "count":  # PersonFacts.money
+            conditions.append("o.currency IN ('', p.currency)")
         if window:
             conditions.append(self.window("o.order_time", node.window))
         for tag, kind, column in ((node.store_tag, "store", "o.store_id"), (node.staff_tag, "staff", "o.staff_id")):

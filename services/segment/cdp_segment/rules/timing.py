@@ -43,7 +43,7 @@ def _edges(node: Node, person: PersonFacts, workspace: WorkspaceFacts) -> Iterat
         timeless = replace(node, window=None)
         for order in person.orders:
             # every filter but the window; the window is what time moves
-            if _order_matches(order, timeless, workspace, order.time):
+            if _order_matches(order, timeless, person, workspace, order.time):
                 yield from _window_edges(order.time, node.window)
     elif isinstance(node, Member):
         return

@@ -72,13 +72,19 @@ def announcement(workspace_id: str, person: PersonFacts) -> bytes:
     snap.tags.extend(sorted(person.tags))
     snap.consent.update(person.consent)
     snap.points_balance = person.points_balance or 0
+    snap.currency = person.currency
     for e in person.events:
         fact = message.events.add(message_id=e.message_id, event=e.name)
         fact.event_time.FromDatetime(e.time)
         fact.properties.update({k: _json(v) for k, v in e.properties.items()})
     for o in person.orders:
         fact = message.orders.add(
-            order_id=o.order_id, status=o.status, total_minor=o.total_minor, store_id=o.store_id, staff_id=o.staff_id
+            order_id=o.order_id,
+            status=o.status,
+            total_minor=o.total_minor,
+            store_id=o.store_id,
+            staff_id=o.staff_id,
+            currency=o.currency,
         )
         fact.order_time.FromDatetime(o.time)
         for item in o.items:
@@ -104,6 +110,7 @@ def as_live(change: ProfileChange, person: PersonFacts) -> PersonFacts:
         events=list(change.events),
         orders=list(change.orders),
         memberships=person.memberships,
+        currency=s.currency,
     )
 
 
