@@ -57,8 +57,9 @@ class Segment:
     version: int = 1
     builtin: str = ""
 
-    def validated(self) -> Segment:
-        """Checked, with the rule parsed and stored in its canonical text form."""
+    def validated(self, rule_field: str = "segment.rule") -> Segment:
+        """Checked, with the rule parsed and stored in its canonical text form; rule errors name
+        ``rule_field`` (where the client wrote it)."""
         display_name, rule = self.display_name.strip(), self.rule.strip()
         if not display_name:
             raise InvalidArgument("segment.display_name", "is required")
@@ -66,14 +67,17 @@ class Segment:
             raise InvalidArgument("segment.display_name", f"at most {MAX_DISPLAY_NAME} characters")
         if len(self.description) > MAX_DESCRIPTION:
             raise InvalidArgument("segment.description", f"at most {MAX_DESCRIPTION} characters")
+        for name, text in (("segment.display_name", display_name), ("segment.description", self.description)):
+            if "\x00" in text:
+                raise InvalidArgument(name, "may not contain the NUL character (U+0000)")
         if not rule:
-            raise InvalidArgument("segment.rule", "is required")
+            raise InvalidArgument(rule_field, "is required")
         if len(rule) > MAX_RULE:
-            raise InvalidArgument("segment.rule", f"at most {MAX_RULE} characters")
-        return replace(self, display_name=display_name, rule=syntax.render(parse_rule(rule)))
+            raise InvalidArgument(rule_field, f"at most {MAX_RULE} characters")
+        return replace(self, display_name=display_name, rule=syntax.render(parse_rule(rule, rule_field)))
 
-    def updated_with(self, changes: Segment, paths: frozenset[str]) -> Segment:
-        return replace(self, **{path: getattr(changes, path) for path in paths}).validated()
+    def updated_with(self, changes: Segment, paths: frozenset[str], rule_field: str = "segment.rule") -> Segment:
+        return replace(self, **{path: getattr(changes, path) for path in paths}).validated(rule_field)
 
     @property
     def node(self) -> Node:

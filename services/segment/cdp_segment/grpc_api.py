@@ -57,14 +57,32 @@ def to_proto(segment: Segment, member_count: int = 0) -> segment_pb2.Segment:
     )
 
 
-def _rule_text(message, field: str) -> str:
-    """The rule of a message with ``rule`` (text) and ``condition`` fields, as text."""
-    if message.rule.strip() or not message.HasField("condition"):
-        return message.rule
+def _rule_text(segment: segment_pb2.Segment) -> tuple[str, str]:
+    """(rule as text, the field it came from) of a Segment: ``rule`` or ``condition``; both only
+    when they say the same (a Segment read with GetSegment carries both)."""
+    if not segment.HasField("condition"):
+        return segment.rule, "segment.rule"
     try:
-        return syntax.render(codec.from_proto(message.condition))
+        text = syntax.render(codec.from_proto(segment.condition))
     except RuleError as exc:
-        raise InvalidArgument(f"{field}condition", str(exc)) from None
+        raise InvalidArgument("segment.condition", str(exc)) from None
+    if segment.rule.strip() and parse_rule(segment.rule) != syntax.parse(text):
+        raise InvalidArgument("segment.condition", "rule and condition say different things: give one of them")
+    return text, "segment.condition"
+
+
+def _update_paths(request: segment_pb2.UpdateSegmentRequest) -> list[str]:
+    """The update mask (``condition`` is the rule); AIP-134: an empty mask means the fields the
+    request populates."""
+    if request.update_mask.paths:
+        return ["rule" if p == "condition" else p for p in request.update_mask.paths]
+    s = request.segment
+    populated = {
+        "display_name": bool(s.display_name),
+        "description": bool(s.description),
+        "rule": bool(s.rule) or s.HasField("condition"),
+    }
+    return [path for path, given in populated.items() if given]
 
 
 def _rule(message) -> tuple[Node, str]:
@@ -147,9 +165,9 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
         if not request.HasField("segment"):
             raise InvalidArgument("segment", "is required")
         s = request.segment
-        rule = _rule_text(s, "segment.")
+        rule, rule_field = _rule_text(s)
         segment = Segment(workspace_id, request.segment_id, s.display_name, s.description, rule)
-        return to_proto(await self._service.create(segment))
+        return to_proto(await self._service.create(segment, rule_field))
 
     async def GetSegment(
         self, request: segment_pb2.GetSegmentRequest, context: grpc.aio.ServicerContext
@@ -169,10 +187,10 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
     ) -> segment_pb2.Segment:
         s = request.segment
         ids = _ids(s.name, "segment.name")
-        rule = _rule_text(s, "segment.")
-        paths = ["rule" if p == "condition" else p for p in request.update_mask.paths]
+        paths = _update_paths(request)
+        rule, rule_field = _rule_text(s) if "rule" in paths else ("", "segment.rule")
         changes = Segment(ids["workspace"], ids["segment"], s.display_name, s.description, rule, etag=s.etag)
-        return to_proto(await self._service.update(changes, paths))
+        return to_proto(await self._service.update(changes, paths, rule_field))
 
     async def DeleteSegment(
         self, request: segment_pb2.DeleteSegmentRequest, context: grpc.aio.ServicerContext

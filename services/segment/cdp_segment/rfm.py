@@ -69,9 +69,9 @@ class RfmSettings:
 
     def validated(self) -> RfmSettings:
         if self.method not in METHODS:
-            raise InvalidArgument("rfm_settings.method", "must be mean or quintile")
+            raise InvalidArgument("settings.method", "must be mean or quintile")
         if not 2 <= self.high_score <= 5:
-            raise InvalidArgument("rfm_settings.high_score", "must be between 2 and 5")
+            raise InvalidArgument("settings.high_score", "must be between 2 and 5")
         return self
 
 

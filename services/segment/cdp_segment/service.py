@@ -8,6 +8,7 @@ import io
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 from cdp_analytics import crosssell
@@ -56,6 +57,26 @@ LIFECYCLE_NAMES = {
 
 def _new_etag() -> str:
     return uuid7().hex[-16:]
+
+
+def _position(token: str, scope: str, key: str) -> Any:
+    """The keyset position of a page token of ours. The fingerprint ties a token to its request,
+    not its contents: a position of the wrong type is refused like any other bad token."""
+    position = decode_token(token, scope=scope)
+    if position is None:
+        return None
+    value = position.get(key)
+    if _POSITION_KINDS[key](value):
+        return value
+    raise InvalidArgument("page_token", "is not a token this API issued")
+
+
+_POSITION_KINDS = {
+    # a segment id (segments, memberships) or a person id (members, export)
+    "after": lambda v: isinstance(v, str) and "\x00" not in v,
+    # a version or a history row id
+    "before": lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63,
+}
 
 
 def _person(person_id: str, field: str = "person_id") -> str:
@@ -161,19 +182,20 @@ class SegmentService:
         segments = await repository.all_segments(conn, workspace_id)
         return Catalogue(Definition.of(s.segment_id, s.version, s.node) for s in segments)
 
-    async def create(self, segment: Segment) -> Segment:
+    async def create(self, segment: Segment, rule_field: str = "segment.rule") -> Segment:
+        """``rule_field``: where the rule came from (segment.rule or segment.condition), for errors."""
         if segment.segment_id and not RESOURCE_ID.match(segment.segment_id):
             raise InvalidArgument("segment_id", "must match [a-z][a-z0-9-]{0,62}")
         segment = replace(
             segment, segment_id=segment.segment_id or f"seg-{uuid7().hex[-20:]}", etag=_new_etag()
-        ).validated()
+        ).validated(rule_field)
         now = self._clock.now()
         async with self._pool.acquire() as conn, conn.transaction():
             await repository.lock_workspaces(conn, [segment.workspace_id], exclusive=True)
             others = await repository.all_segments(conn, segment.workspace_id)
             if any(s.segment_id == segment.segment_id for s in others):
                 raise AlreadyExists(f"segment {segment.segment_id} already exists")
-            node = await self._check_rule(conn, segment, others, "segment.rule")
+            node = await self._check_rule(conn, segment, others, rule_field)
             stored = await repository.insert(conn, segment, now)
             if stored is None:  # pragma: no cover - the exclusive lock rules this out
                 raise AlreadyExists(f"segment {segment.segment_id} already exists")
@@ -191,8 +213,10 @@ class SegmentService:
                 raise NotFound(f"segment {segment_id} not found")
             return segment, await repository.count_members(conn, workspace_id, segment_id)
 
-    async def update(self, changes: Segment, mask: Iterable[str]) -> Segment:
-        paths = paths_to_update(mask, UPDATABLE)
+    async def update(self, changes: Segment, mask: Iterable[str], rule_field: str = "segment.rule") -> Segment:
+        """Change the fields in ``mask`` ("*": all; none: nothing changes)."""
+        mask = list(mask)
+        paths = paths_to_update(mask, UPDATABLE) if mask else frozenset()
         now = self._clock.now()
         async with self._pool.acquire() as conn, conn.transaction():
             await repository.lock_workspaces(conn, [changes.workspace_id], exclusive=True)
@@ -201,7 +225,9 @@ class SegmentService:
                 raise NotFound(f"segment {changes.segment_id} not found")
             if changes.etag and changes.etag != current.etag:
                 raise Aborted("segment was changed by someone else: read it again")
-            updated = current.updated_with(changes, paths)
+            if not paths:
+                return current
+            updated = current.updated_with(changes, paths, rule_field)
             rule_changed = updated.rule != current.rule
             if rule_changed:
                 others = [
@@ -209,7 +235,7 @@ class SegmentService:
                     for s in await repository.all_segments(conn, current.workspace_id)
                     if s.segment_id != current.segment_id
                 ]
-                await self._check_rule(conn, updated, others, "segment.rule")
+                await self._check_rule(conn, updated, others, rule_field)
                 updated = replace(updated, version=current.version + 1)
             stored = await repository.update(conn, replace(updated, etag=_new_etag()), now)
             if rule_changed:
@@ -257,11 +283,9 @@ class SegmentService:
 
     async def list(self, workspace_id: str, requested_size: int, token: str) -> tuple[list[Segment], str]:
         size = page_size(requested_size)
-        position = decode_token(token, scope=workspace_id)
+        after = _position(token, workspace_id, "after")
         async with self._pool.acquire() as conn:
-            rows = await repository.list_page(
-                conn, workspace_id, after=position["after"] if position else "", limit=size + 1
-            )
+            rows = await repository.list_page(conn, workspace_id, after=after or "", limit=size + 1)
         if len(rows) <= size:
             return rows, ""
         rows = rows[:size]
@@ -272,12 +296,12 @@ class SegmentService:
     ) -> tuple[list[tuple[int, str, datetime]], str]:
         size = page_size(requested_size)
         scope = f"{workspace_id}/{segment_id}/versions"
-        position = decode_token(token, scope=scope)
+        before = _position(token, scope, "before")
         async with self._pool.acquire() as conn:
             if await repository.get(conn, workspace_id, segment_id) is None:
                 raise NotFound(f"segment {segment_id} not found")
             rows = await repository.list_versions(
-                conn, workspace_id, segment_id, before=position["before"] if position else 2**31 - 1, limit=size + 1
+                conn, workspace_id, segment_id, before=min(before or 2**31 - 1, 2**31 - 1), limit=size + 1
             )
         versions = [(r["version"], r["rule"], r["created_at"]) for r in rows[:size]]
         next_token = encode_token({"before": versions[-1][0]}, scope=scope) if len(rows) > size else ""
@@ -343,12 +367,12 @@ class SegmentService:
     ) -> tuple[list[Member], str, int]:
         size = page_size(requested_size)
         scope = f"{workspace_id}/{segment_id}/members"
-        position = decode_token(token, scope=scope)
+        after = _position(token, scope, "after")
+        if after is not None:
+            _person(after, "page_token")
         async with self._pool.acquire() as conn:
             segment = await self._segment(conn, workspace_id, segment_id)
-            rows = await repository.members_page(
-                conn, workspace_id, segment_id, after=position["after"] if position else None, limit=size + 1
-            )
+            rows = await repository.members_page(conn, workspace_id, segment_id, after=after, limit=size + 1)
         members = [Member(str(r["person_id"]), r["since"]) for r in rows[:size]]
         next_token = encode_token({"after": members[-1].person_id}, scope=scope) if len(rows) > size else ""
         return members, next_token, segment.version
@@ -376,12 +400,10 @@ class SegmentService:
         _person(person_id, "parent")
         size = page_size(requested_size)
         scope = f"{workspace_id}/{person_id}/memberships"
-        position = decode_token(token, scope=scope)
+        after = _position(token, scope, "after")
         async with self._pool.acquire() as conn:
             person_id = (await repository.survivors(conn, workspace_id, [person_id])).get(person_id, person_id)
-            rows = await repository.memberships_page(
-                conn, workspace_id, person_id, after=position["after"] if position else "", limit=size + 1
-            )
+            rows = await repository.memberships_page(conn, workspace_id, person_id, after=after or "", limit=size + 1)
         found = [(r["segment_id"], r["display_name"], r["since"]) for r in rows[:size]]
         next_token = encode_token({"after": found[-1][0]}, scope=scope) if len(rows) > size else ""
         return found, next_token
@@ -393,16 +415,11 @@ class SegmentService:
             _person(person_id)
         size = page_size(requested_size)
         scope = f"{workspace_id}/{segment_id}/history/{person_id}"
-        position = decode_token(token, scope=scope)
+        before = _position(token, scope, "before")
         async with self._pool.acquire() as conn:
             await self._segment(conn, workspace_id, segment_id)
             rows = await repository.history_page(
-                conn,
-                workspace_id,
-                segment_id,
-                person_id=person_id or None,
-                before=position["before"] if position else None,
-                limit=size + 1,
+                conn, workspace_id, segment_id, person_id=person_id or None, before=before, limit=size + 1
             )
         entries = [
             HistoryEntry(
@@ -487,14 +504,14 @@ class SegmentService:
         columns = self._export_columns(columns)
         size = page_size(requested_size, default=MAX_EXPORT_PAGE, maximum=MAX_EXPORT_PAGE)
         scope = f"{workspace_id}/{segment_id}/export/{','.join(columns)}"
-        position = decode_token(token, scope=scope)
+        after = _position(token, scope, "after")
+        if after is not None:
+            _person(after, "page_token")
         async with self._pool.acquire() as conn:
             segment = await self._segment(conn, workspace_id, segment_id)
-            rows = await self._export_rows(
-                conn, workspace_id, segment_id, columns, position["after"] if position else None, size + 1
-            )
+            rows = await self._export_rows(conn, workspace_id, segment_id, columns, after, size + 1)
         body = [tuple(r.values()) for r in rows[:size]]
-        text = self._csv(([["person_id", "enter_time", *columns]] if position is None else []) + body)
+        text = self._csv(([["person_id", "enter_time", *columns]] if not token else []) + body)
         next_token = encode_token({"after": body[-1][0]}, scope=scope) if len(rows) > size else ""
         return text, next_token, len(body), segment.version
 

@@ -68,6 +68,20 @@ class Compiler:
         cast = {"boolean": "::boolean", "number": "::numeric", "string": ""}[kind]
         return f"(CASE WHEN jsonb_typeof({v}) = '{kind}' THEN {self._text(v)}{cast} = {placeholder} ELSE false END)"
 
+    def one_of(self, v: str, operands: tuple[Scalar, ...]) -> str:
+        """``in``: one array parameter per operand type (a long list stays a few parameters)."""
+        tests = []
+        for kind, cast, wanted in (
+            ("string", "", lambda x: isinstance(x, str)),
+            ("number", "::numeric", lambda x: isinstance(x, Decimal)),
+            ("boolean", "::boolean", lambda x: isinstance(x, bool)),
+        ):
+            values = [x for x in operands if wanted(x)]
+            if values:
+                array = self.param(values, {"string": "text", "number": "numeric", "boolean": "boolean"}[kind] + "[]")
+                tests.append(f"WHEN jsonb_typeof({v}) = '{kind}' THEN {self._text(v)}{cast} = ANY({array})")
+        return f"(CASE {' '.join(tests)} ELSE false END)"
+
     def ordered(self, v: str, op: Op, operand: Scalar) -> str:
         placeholder, kind = self.literal(operand)
         if kind == "number":
@@ -91,7 +105,7 @@ class Compiler:
         if op is Op.BETWEEN:
             return f"({self.ordered(v, Op.GTE, operands[0])} AND {self.ordered(v, Op.LTE, operands[1])})"
         if op is Op.IN:
-            return "(" + " OR ".join(self.eq(v, operand) for operand in operands) + ")"
+            return self.one_of(v, operands)
         if op is Op.CONTAINS:
             needle = self.param(operands[0], "text")
             return (

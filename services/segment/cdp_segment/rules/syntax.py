@@ -196,7 +196,11 @@ class _Parser:
 
     def string(self) -> str:
         token = self.expect("string", what="a string in double quotes")
-        return json.loads(token.text)
+        try:
+            return json.loads(token.text)
+        except ValueError:  # a bad escape (\q) or a raw control character (a newline)
+            self.index -= 1
+            raise self.fail('a string with JSON escapes only (\\" \\\\ \\n \\t \\uXXXX)') from None
 
     def literal(self) -> Scalar:
         token = self.token
