@@ -35,7 +35,7 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRu
     memberships = Memberships(infra.names)
     catalogues = Catalogues()
     live = LiveService(infra.pool, memberships, catalogues, clock)
-    service = SegmentService(infra.pool, memberships, catalogues, clock)
+    service = SegmentService(infra.pool, memberships, catalogues, clock, settings.zone)
     server = create_server(
         [
             Registration(

@@ -12,10 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, tzinfo
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from cdp_segment.config import DEFAULT_TIME_ZONE
 from cdp_segment.rules import syntax
 from cdp_segment.rules.ast import (
     All,
@@ -39,6 +41,7 @@ MAX_DISPLAY_NAME = 200
 MAX_DESCRIPTION = 2000
 MAX_RULE = 20_000
 UPDATABLE = frozenset({"display_name", "description", "rule"})
+DEFAULT_ZONE = ZoneInfo(DEFAULT_TIME_ZONE)
 BUILTIN_KINDS = ("rfm", "lifecycle", "cross_sell")
 # Marks "everything may have changed" (a new person, moved facts): every segment is evaluated.
 EVERYTHING = "*"
@@ -57,10 +60,11 @@ class Segment:
     version: int = 1
     builtin: str = ""
 
-    def validated(self, rule_field: str = "segment.rule") -> Segment:
-        """Checked, with the rule parsed and stored in its canonical text form; rule errors name
-        ``rule_field`` (where the client wrote it)."""
-        display_name, rule = self.display_name.strip(), self.rule.strip()
+    def validated(self, rule_field: str = "segment.rule", zone: tzinfo = DEFAULT_ZONE, *, rule: bool = True) -> Segment:
+        """Checked, with the rule parsed (dates without an offset in ``zone``) and stored in its
+        canonical text form; rule errors name ``rule_field`` (where the client wrote it).
+        ``rule=False``: the rule is the stored one, kept as it is."""
+        display_name = self.display_name.strip()
         if not display_name:
             raise InvalidArgument("segment.display_name", "is required")
         if len(display_name) > MAX_DISPLAY_NAME:
@@ -71,22 +75,28 @@ class Segment:
             if "\x00" in text:
                 raise InvalidArgument(name, "may not contain the NUL character (U+0000)")
         if not rule:
+            return replace(self, display_name=display_name)
+        rule = self.rule.strip()
+        if not rule:
             raise InvalidArgument(rule_field, "is required")
         if len(rule) > MAX_RULE:
             raise InvalidArgument(rule_field, f"at most {MAX_RULE} characters")
-        return replace(self, display_name=display_name, rule=syntax.render(parse_rule(rule, rule_field)))
+        return replace(self, display_name=display_name, rule=syntax.render(parse_rule(rule, rule_field, zone), zone))
 
-    def updated_with(self, changes: Segment, paths: frozenset[str], rule_field: str = "segment.rule") -> Segment:
-        return replace(self, **{path: getattr(changes, path) for path in paths}).validated(rule_field)
+    def updated_with(
+        self, changes: Segment, paths: frozenset[str], rule_field: str = "segment.rule", zone: tzinfo = DEFAULT_ZONE
+    ) -> Segment:
+        changed = replace(self, **{path: getattr(changes, path) for path in paths})
+        return changed.validated(rule_field, zone, rule="rule" in paths)
 
     @property
     def node(self) -> Node:
         return syntax.parse(self.rule)
 
 
-def parse_rule(text: str, field_name: str = "segment.rule") -> Node:
+def parse_rule(text: str, field_name: str = "segment.rule", zone: tzinfo = DEFAULT_ZONE) -> Node:
     try:
-        return syntax.parse(text)
+        return syntax.parse(text, zone)
     except RuleError as exc:
         raise InvalidArgument(field_name, str(exc)) from None
 

@@ -7,7 +7,7 @@ import csv
 import io
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 import asyncpg
@@ -16,6 +16,7 @@ from cdp_analytics.crosssell import AssociationRule, CoPurchaseCounts
 
 from cdp_segment import projection, repository
 from cdp_segment.domain import (
+    DEFAULT_ZONE,
     UPDATABLE,
     Catalogue,
     Definition,
@@ -151,11 +152,20 @@ class RfmReport:
 
 
 class SegmentService:
-    def __init__(self, pool: asyncpg.Pool, memberships: Memberships, catalogues: Catalogues, clock: Clock) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        memberships: Memberships,
+        catalogues: Catalogues,
+        clock: Clock,
+        zone: tzinfo = DEFAULT_ZONE,
+    ) -> None:
         self._pool = pool
         self._memberships = memberships
         self._catalogues = catalogues
         self._clock = clock
+        # The time zone of dates written without an offset (CDP_SEGMENT_TIME_ZONE).
+        self.zone = zone
 
     # Definitions --------------------------------------------------------------------------------
 
@@ -188,7 +198,7 @@ class SegmentService:
             raise InvalidArgument("segment_id", "must match [a-z][a-z0-9-]{0,62}")
         segment = replace(
             segment, segment_id=segment.segment_id or f"seg-{uuid7().hex[-20:]}", etag=_new_etag()
-        ).validated(rule_field)
+        ).validated(rule_field, self.zone)
         now = self._clock.now()
         async with self._pool.acquire() as conn, conn.transaction():
             await repository.lock_workspaces(conn, [segment.workspace_id], exclusive=True)
@@ -227,7 +237,7 @@ class SegmentService:
                 raise Aborted("segment was changed by someone else: read it again")
             if not paths:
                 return current
-            updated = current.updated_with(changes, paths, rule_field)
+            updated = current.updated_with(changes, paths, rule_field, self.zone)
             rule_changed = updated.rule != current.rule
             if rule_changed:
                 others = [

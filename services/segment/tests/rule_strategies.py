@@ -25,7 +25,8 @@ from cdp_segment.rules.ast import (
 from cdp_segment.rules.data import EventFact, ItemFact, OrderFact, PersonFacts, WorkspaceFacts
 
 NOW = datetime(2026, 6, 18, 12, 0, tzinfo=UTC)
-KEYS = ("a", "b", "city", "d")
+# Names the text form must quote ("first-name", "1st") next to bare ones.
+KEYS = ("a", "b", "city", "d", "first-name")
 # Rule literals: "#" strings once meant numbers in the proto form; U+FFFD is what a NUL in data
 # becomes (a NUL in a rule literal is refused).
 STRINGS = ("", "a", "ab", "b", "B", "上海", "2026-06-01", "2026-06-18T11:00:00Z", "#1", "#vip", "a\ufffdb")
@@ -96,11 +97,14 @@ field_maps = st.dictionaries(st.sampled_from(KEYS), json_values, max_size=4)
 
 days = st.sampled_from(DAYS)
 # Instants a "between" window may start or end at: midnights, hours, and single microseconds.
-window_instants = st.builds(
-    lambda d, h, us: NOW + timedelta(days=d, hours=h, microseconds=us),
-    st.integers(-400, 1),
-    st.sampled_from([0, -12, 5]),
-    st.sampled_from([0]),
+window_instants = st.one_of(
+    st.builds(
+        lambda d, h, us: NOW + timedelta(days=d, hours=h, microseconds=us),
+        st.integers(-400, 1),
+        st.sampled_from([0, -12, 5, -8]),
+        st.sampled_from([0, 0, 1, -1, 500000]),
+    ),
+    st.sampled_from([datetime(999, 6, 1, tzinfo=UTC), datetime(1, 1, 2, tzinfo=UTC)]),
 )
 windows = st.one_of(
     st.none(),
@@ -158,7 +162,7 @@ def field_conditions(draw):
 @st.composite
 def prop_filters(draw):
     op = draw(value_ops)
-    return PropFilter(draw(st.sampled_from(["sku", "price"])), op, draw(_operands(op)))
+    return PropFilter(draw(st.sampled_from(["sku", "price", "utm-source"])), op, draw(_operands(op)))
 
 
 event_conditions = st.builds(
@@ -211,7 +215,7 @@ event_facts = st.builds(
     EventFact,
     name=st.sampled_from(EVENT_NAMES),
     time=event_times,
-    properties=st.dictionaries(st.sampled_from(["sku", "price", "a\x00"]), json_scalars, max_size=2),
+    properties=st.dictionaries(st.sampled_from(["sku", "price", "utm-source", "a\x00"]), json_scalars, max_size=2),
     message_id=st.uuids().map(str),
 )
 item_facts = st.builds(

@@ -1,3 +1,5 @@
+from zoneinfo import ZoneInfo
+
 from hypothesis import given, settings
 
 from cdp.segment.v1 import condition_pb2
@@ -34,3 +36,13 @@ def test_hash_strings_and_exact_numbers_round_trip():
     sent.field.values.add(string_value="#5")
     sent.field.values.add(string_value="##5")
     assert render(from_proto(sent)) == 'traits.code in ["#vip", 5, "#5"]'
+
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+@settings(max_examples=100, deadline=None)
+@given(rules)
+def test_text_printed_in_a_time_zone_reads_back_in_any(rule):
+    text = render(rule, SHANGHAI)
+    assert parse(text) == parse(text, ZoneInfo("America/New_York")) == normalise(rule)
