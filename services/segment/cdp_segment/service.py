@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
@@ -29,7 +30,7 @@ from cdp_segment.domain import (
 from cdp_segment.membership import Catalogues, Memberships
 from cdp_segment.rfm import GROUP_IDS, GROUPS, RfmSettings, RfmThresholds
 from cdp_segment.rules import sql
-from cdp_segment.rules.ast import FieldCond, Node, Op, referenced_segments
+from cdp_segment.rules.ast import EventCond, FieldCond, Node, Op, referenced_segments
 from cdp_segment.rules.ast import walk as walk_rule
 from cdp_segment.rules.validate import MAX_DAYS
 from cdpkit.clock import Clock
@@ -78,6 +79,23 @@ _POSITION_KINDS = {
     # a version or a history row id
     "before": lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63,
 }
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection);
+# numbers (-5, +1.5e3) are safe and stay numbers.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[-+]?\d+(\.\d+)?([eE][-+]?\d+)?")
+
+
+def _cell(value: object) -> object:
+    """A CSV cell: a value that a spreadsheet would run as a formula is prefixed with '."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
 
 
 def _person(person_id: str, field: str = "person_id") -> str:
@@ -187,6 +205,12 @@ class SegmentService:
                 raise InvalidArgument(
                     field, f"{leaf.field} is personal data held by the profile service: only 'exists' can be asked"
                 )
+            if isinstance(leaf, EventCond):
+                for prop in (f.prop for f in leaf.filters if f.prop in pii):
+                    # profile removes such properties from the events it announces: never true
+                    raise InvalidArgument(
+                        field, f"event property {prop!r} is named like personal data: events carry no such property"
+                    )
 
     async def _catalogue(self, conn: asyncpg.Connection, workspace_id: str) -> Catalogue:
         segments = await repository.all_segments(conn, workspace_id)
@@ -477,11 +501,11 @@ class SegmentService:
     @staticmethod
     def _csv(rows: Iterable[Iterable[object]]) -> str:
         buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
+        # RFC 4180 line ends: a CR or LF inside a value is then always quoted (with "\n" alone, a
+        # bare CR went out unquoted and split the row).
+        writer = csv.writer(buffer, lineterminator="\r\n")
         for row in rows:
-            writer.writerow(
-                ["" if v is None else v.isoformat() if isinstance(v, datetime) else v for v in row]  # type: ignore[union-attr]
-            )
+            writer.writerow([_cell(v) for v in row])
         return buffer.getvalue()
 
     async def _export_rows(
