@@ -26,7 +26,8 @@ from cdp_segment.rules.ast import (
     Op,
     OrderCond,
     Window,
-    event_names,
+    earliest,
+    event_lookback,
     is_windowed,
     read_fields,
     referenced_segments,
@@ -203,7 +204,6 @@ class Definition:
     node: Node
     reads: frozenset[str]
     references: frozenset[str]
-    event_names: frozenset[str]
     windowed: bool
 
     @classmethod
@@ -214,7 +214,6 @@ class Definition:
             node,
             frozenset(read_fields(node)),
             frozenset(referenced_segments(node)),
-            frozenset(event_names(node)),
             is_windowed(node),
         )
 
@@ -267,13 +266,16 @@ class Catalogue:
                     stack.append(dependant)
         return found
 
-    def needs(self, segment_ids: Iterable[str]) -> tuple[frozenset[str], bool]:
-        """What evaluating these segments (and their dependants) reads: event names, and whether
-        orders are read."""
+    def needs(self, segment_ids: Iterable[str], now: datetime) -> tuple[dict[str, datetime | None], bool]:
+        """What evaluating these segments (and their dependants) at ``now`` reads: the events by
+        name with the earliest time that matters (None: all), and whether orders are read."""
         wanted = [self.by_id[s] for s in self.with_dependants(segment_ids) if s in self.by_id]
-        names = frozenset().union(*(d.event_names for d in wanted))
+        events: dict[str, datetime | None] = {}
+        for definition in wanted:
+            for name, since in event_lookback(definition.node, now).items():
+                events[name] = earliest(events.get(name, now), since)
         orders = any("orders" in d.reads for d in wanted)
-        return names, orders
+        return events, orders
 
     def evaluate(
         self, person: PersonFacts, workspace: WorkspaceFacts, now: datetime, start: Iterable[str]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -424,13 +425,14 @@ async def read_persons(
     workspace_id: str,
     person_ids: Sequence[str],
     *,
-    event_names: Iterable[str] | None = None,
+    events: Mapping[str, datetime | None] | None = None,
     orders: bool = True,
     known: Mapping[str, tuple[ProfileState, str | None]] | None = None,
 ) -> dict[str, PersonFacts]:
-    """The persons as the evaluators see them; only the events named (all when None), and no
-    orders when ``orders`` is false (the rules being evaluated do not read them). ``known``:
-    (state, RFM group) of persons the caller holds already (not read again)."""
+    """The persons as the evaluators see them. ``events``: only events of these names from that
+    time on (None: all of that name); every event when ``events`` is None. No orders when
+    ``orders`` is false (the rules being evaluated do not read them). ``known``: (state, RFM
+    group) of persons the caller holds already (not read again)."""
     ids = list(person_ids)
     known = {p: known[p] for p in ids if p in known} if known else {}
     persons = {
@@ -474,19 +476,31 @@ async def read_persons(
     ids = list(persons)
     if not persons:
         return persons
-    names = None if event_names is None else sorted(set(event_names))
-    if names is None or names:
-        events = await conn.fetch(
+    if events is None:
+        event_rows = await conn.fetch(
             """SELECT person_id, message_id, name, properties, event_time FROM person_events
-               WHERE workspace_id = $1 AND person_id = ANY($2::uuid[]) AND ($3::text[] IS NULL OR name = ANY($3))""",
+               WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])""",
             workspace_id,
             ids,
-            names,
         )
-        for e in events:
-            persons[str(e["person_id"])].events.append(
-                EventFact(e["name"], e["event_time"], e["properties"], e["message_id"])
-            )
+    elif events:
+        # per name, from the earliest time a rule can need (the index is (workspace, person, name, time))
+        event_rows = await conn.fetch(
+            """SELECT e.person_id, e.message_id, e.name, e.properties, e.event_time
+               FROM unnest($3::text[], $4::timestamptz[]) AS w(name, since)
+               JOIN person_events e ON e.workspace_id = $1 AND e.person_id = ANY($2::uuid[]) AND e.name = w.name
+                 AND (w.since IS NULL OR e.event_time >= w.since)""",
+            workspace_id,
+            ids,
+            list(events),
+            list(events.values()),
+        )
+    else:
+        event_rows = []
+    for e in event_rows:
+        persons[str(e["person_id"])].events.append(
+            EventFact(e["name"], e["event_time"], e["properties"], e["message_id"])
+        )
     if orders:
         order_rows = await conn.fetch(
             """SELECT order_id, person_id, order_time, total_minor, status, store_id, staff_id, currency

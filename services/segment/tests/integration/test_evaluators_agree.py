@@ -8,7 +8,7 @@ The decoded facts go into the real projection tables in PostgreSQL. Then:
 
 - the rule's SQL query selects exactly the people the in-memory evaluator admits, both when it
   evaluates the decoded announcement (what the live path holds) and the person read back from
-  the database (what a timer or a later change reads);
+  the database with only the events the rule can need (what a timer or a later change reads);
 - the SQL twin of ``timing.next_change`` (the timers of a full refresh) gives every person the
   same next change instant as the in-memory one.
 """
@@ -31,6 +31,7 @@ from cdp_segment.config import SCHEMA
 from cdp_segment.consumers import decode_profile_changed
 from cdp_segment.domain import ProfileChange
 from cdp_segment.rules import memory, sql, timing
+from cdp_segment.rules.ast import event_lookback
 from cdp_segment.rules.data import PersonFacts
 from cdpkit import db
 from cdpkit.migrate import migrate
@@ -157,7 +158,10 @@ async def test_sql_and_memory_evaluators_agree(pool, rule, persons, tags, now):
         edges = {}
         if edges_sql is not None:
             edges = {str(r["person_id"]): r["due_at"] for r in await conn.fetch(edges_sql[0], *edges_sql[1])}
-        read_back = await projection.read_persons(conn, workspace_id, [p.person_id for p in persons])
+        # as the live path and the timers read them: only the events the rule can need
+        read_back = await projection.read_persons(
+            conn, workspace_id, [p.person_id for p in persons], events=event_lookback(rule, now)
+        )
         live = {c.person_id: as_live(c, p) for p, c in zip(persons, changes, strict=True)}
         for held in (live, read_back):
             admitted, next_changes = set(), {}

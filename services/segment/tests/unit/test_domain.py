@@ -47,8 +47,22 @@ def test_only_segments_reading_a_changed_field_are_picked():
     assert c.reading({"object_tags:store"}) == {"low-store"}
     assert c.reading({"tags"}) == {"nested"}
     assert c.reading({EVERYTHING}) == set(c.by_id)
-    assert c.needs({"visits"}) == (frozenset({"Store Visited"}), False)
-    assert c.needs({"gold"}) == (frozenset(), False)  # its dependant reads no events either
+    assert c.needs({"visits"}, NOW) == ({"Store Visited": NOW - timedelta(days=180)}, False)
+    assert c.needs({"gold"}, NOW) == ({}, False)  # its dependant reads no events either
+
+
+def test_events_are_needed_from_the_earliest_window_that_reads_them():
+    c = catalogue(
+        week='event("Viewed", within 7d)',
+        june='event("Viewed", between 2026-06-01 and 2026-06-19) and event("Bought", within 30d)',
+        ever='event("Bought") >= 3',
+    )
+    assert c.needs({"week"}, NOW) == ({"Viewed": NOW - timedelta(days=7)}, False)
+    assert c.needs({"week", "june"}, NOW) == (
+        {"Viewed": datetime(2026, 6, 1, tzinfo=UTC), "Bought": NOW - timedelta(days=30)},
+        False,
+    )
+    assert c.needs({"june", "ever"}, NOW)[0]["Bought"] is None
 
 
 def test_a_membership_change_reevaluates_dependants_after_their_dependency():
