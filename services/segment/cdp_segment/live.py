@@ -376,14 +376,26 @@ class LiveService:
     # ObjectTagsChanged --------------------------------------------------------------------------
 
     async def apply_object_tags(self, updates: Sequence[ObjectTags]) -> None:
+        """One transaction per workspace (a redelivered batch skips what was applied: versions)."""
         now = self._clock.now()
-        workspaces = sorted({u.workspace_id for u in updates})
+        for workspace_id in sorted({u.workspace_id for u in updates}):
+            batch = [u for u in updates if u.workspace_id == workspace_id]
+            if not await self._apply_object_tags(workspace_id, batch, now, exclusive=False):
+                await self._apply_object_tags(workspace_id, batch, now, exclusive=True)
+
+    async def _apply_object_tags(
+        self, workspace_id: str, updates: Sequence[ObjectTags], now: datetime, *, exclusive: bool
+    ) -> bool:
+        """Apply the updates; False (nothing written) when a segment reads these kinds of tags and
+        the workspace lock is only shared. A targeted refresh writes many persons' memberships: the
+        live path waits for it; tags no rule reads are written beside the live path."""
         async with self._pool.acquire() as conn, conn.transaction():
-            # A targeted refresh writes many persons' memberships: the live path waits for it.
-            await repository.lock_workspaces(conn, workspaces, exclusive=True)
-            catalogues = await self._catalogues.get(conn, workspaces)
+            await repository.lock_workspaces(conn, [workspace_id], exclusive=exclusive)
+            catalogue, _ = (await self._catalogues.get(conn, [workspace_id]))[workspace_id]
+            read = any(catalogue.reading({f"object_tags:{u.kind}"}) for u in updates)
+            if read and not exclusive:
+                return False  # rules cannot change while the lock is held: the answer stands
             for update in updates:
-                catalogue, _ = catalogues[update.workspace_id]
                 ws, kind, object_id = update.workspace_id, update.kind, update.object_id
                 if not await projection.claim_object_version(conn, ws, kind, object_id, update.version):
                     continue
@@ -397,6 +409,7 @@ class LiveService:
                     await self._memberships.refresh_all(
                         conn, ws, catalogue, sorted(segments), now=now, reason="object tags changed", persons=persons
                     )
+        return True
 
     # Timers ---------------------------------------------------------------------------------------
 

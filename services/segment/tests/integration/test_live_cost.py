@@ -1,12 +1,13 @@
-"""The live path reads only the events its rules can need: a long history of old events is not
-loaded again on every change (review 14)."""
+"""What the live path costs does not grow with what it does not need: old events outside every
+window are not read (review 14); tags no rule reads are written without stalling it (review 15)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
-from cdp_segment import projection
-from cdp_segment.domain import Catalogue, Definition, Segment
+from cdp_segment import projection, repository
+from cdp_segment.domain import Catalogue, Definition, ObjectTags, Segment
 from cdp_segment.rules import syntax
 from cdp_segment.rules.data import EventFact
 
@@ -28,3 +29,19 @@ async def test_only_events_inside_the_rules_windows_are_read(env):
     async with env.pool.acquire() as conn:
         read = await projection.read_persons(conn, WS, [person], events=events)
     assert sorted(e.message_id for e in read[person].events) == ["b-2", "recent"]
+
+
+async def test_tags_no_rule_reads_do_not_wait_for_the_live_path(env):
+    """A bulk retag of products no rule asks about never waits for (or stalls) the live path;
+    store tags that a rule reads wait for it (their refresh holds the workspace exclusively)."""
+    await env.service.create(Segment(WS, "low", "low", "", 'order.store.tag = "low-performing"'))
+    async with env.pool.acquire() as live, live.transaction():
+        await repository.lock_workspaces(live, [WS])  # a live-path batch in flight
+        products = [ObjectTags(WS, "product", f"p{n}", frozenset({"sale"}), 1) for n in range(50)]
+        await asyncio.wait_for(env.live.apply_object_tags(products), timeout=5)
+        stores = asyncio.ensure_future(env.live.apply_object_tags([ObjectTags(WS, "store", "s1", frozenset({"x"}), 1)]))
+        await asyncio.sleep(0.5)
+        assert not stores.done()
+    await asyncio.wait_for(stores, timeout=5)
+    rows = await env.fetch("SELECT count(*) AS n FROM object_tags WHERE workspace_id = $1", WS)
+    assert rows[0]["n"] == 51
