@@ -556,6 +556,28 @@ async def compute_rfm_thresholds(
     )
 
 
+async def claim_rfm_lease(
+    conn: asyncpg.Connection, workspace_id: str, holder: str, now: datetime, until: datetime
+) -> bool:
+    """Whether ``holder`` holds the workspace's RFM lease (free, lapsed or its own) until ``until``."""
+    return bool(
+        await conn.fetchval(
+            """INSERT INTO rfm_leases (workspace_id, holder, until) VALUES ($1, $2, $4)
+               ON CONFLICT (workspace_id) DO UPDATE SET holder = excluded.holder, until = excluded.until
+               WHERE rfm_leases.until <= $3 OR rfm_leases.holder = excluded.holder
+               RETURNING true""",
+            workspace_id,
+            holder,
+            now,
+            until,
+        )
+    )
+
+
+async def release_rfm_lease(conn: asyncpg.Connection, workspace_id: str, holder: str) -> None:
+    await conn.execute("DELETE FROM rfm_leases WHERE workspace_id = $1 AND holder = $2", workspace_id, holder)
+
+
 async def save_rfm_thresholds(conn: asyncpg.Connection, workspace_id: str, t: RfmThresholds) -> None:
     await conn.execute(
         """INSERT INTO rfm_thresholds (workspace_id, method, high_score, recency_seconds, frequency, monetary,

@@ -1,4 +1,5 @@
-"""The 8-group RFM model, pure Python. The SQL twin (repository.rfm_group_sql) must agree.
+"""The 8-group RFM model, pure Python. The SQL twin (repository._regrouped, used by RFM
+recomputes) must agree.
 
 A *customer* is a person whose computed traits hold ``last_order_time`` (an ISO time),
 ``order_count`` > 0 and ``total_spent_minor`` (numbers): the RFM raw values ProfileChanged
@@ -34,7 +35,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from cdp_segment.rules.memory import as_time
+from cdp_segment.rules.memory import as_number, as_time
 from cdpkit.errors import InvalidArgument
 
 GROUPS: dict[tuple[bool, bool, bool], str] = {
@@ -88,17 +89,11 @@ class RfmThresholds:
     computed_at: datetime
 
 
-def _number(value: Any) -> Decimal | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
-        return None
-    return value if isinstance(value, Decimal) else Decimal(str(value)) if isinstance(value, float) else Decimal(value)
-
-
 def raw_values(computed: Mapping[str, Any]) -> tuple[datetime, Decimal, Decimal] | None:
     """(last order time, order count, total spent) of a customer, else None."""
     last = as_time(computed.get("last_order_time"))
-    frequency = _number(computed.get("order_count"))
-    monetary = _number(computed.get("total_spent_minor"))
+    frequency = as_number(computed.get("order_count"))
+    monetary = as_number(computed.get("total_spent_minor"))
     if last is None or frequency is None or monetary is None or frequency <= 0:
         return None
     return last, frequency, monetary

@@ -43,6 +43,8 @@ from cdpkit.pagination import decode_token, encode_token, page_size
 # PII traits by default (profile's default settings); names announced in snapshots are added.
 DEFAULT_PII_TRAITS = frozenset({"name", "phone", "email", "address", "birthday"})
 MAX_PREVIEW = 100
+# Longer than a recompute of a large workspace takes; a crashed holder's lease lapses after it.
+RFM_LEASE = timedelta(minutes=15)
 MAX_EXPORT_PAGE = 10_000
 EXPORT_CHUNK_ROWS = 5_000
 EXPORT_COLUMNS = ("lifecycle_stage", "tier", "rfm_group", "points_balance")
@@ -184,6 +186,7 @@ class SegmentService:
         self._clock = clock
         # The time zone of dates written without an offset (CDP_SEGMENT_TIME_ZONE).
         self.zone = zone
+        self._replica = uuid7().hex  # holder of this replica's RFM leases
 
     # Definitions --------------------------------------------------------------------------------
 
@@ -590,21 +593,24 @@ class SegmentService:
         """New thresholds from the workspace's customers now; every person regrouped; segments that
         read rfm_group refreshed for the persons whose group moved.
 
-        The scans run without locks. The thresholds are stored first (the live path groups the
-        persons it touches under them from then on); the persons found to move are then regrouped
-        and refreshed a slice at a time, each slice under its persons' locks only, so the live
-        path is never held up for the whole workspace. A crash between slices leaves the rest for
-        the next recompute.
+        The threshold scan runs without locks. The thresholds are stored under the workspace lock
+        held exclusively for that one short transaction: live batches in flight (grouping under
+        the old thresholds) finish first, every later one groups under the new. Only then are the
+        persons whose stored group differs looked for (so none changed in between is missed), and
+        regrouped and refreshed a slice at a time, each slice under its persons' locks only, so
+        the live path is never held up for the whole workspace. A crash between slices leaves the
+        rest for the next recompute.
         """
         now = self._clock.now()
         async with self._pool.acquire() as conn:
             settings = await repository.rfm_settings(conn, workspace_id)
             thresholds = await repository.compute_rfm_thresholds(conn, workspace_id, settings, now)
-            candidates = await repository.rfm_moves(conn, workspace_id, thresholds, now)
         async with self._pool.acquire() as conn, conn.transaction():
-            await repository.lock_workspaces(conn, [workspace_id])
+            await repository.lock_workspaces(conn, [workspace_id], exclusive=True)
             await repository.save_rfm_thresholds(conn, workspace_id, thresholds)
             await repository.bump_generation(conn, workspace_id)
+        async with self._pool.acquire() as conn:
+            candidates = await repository.rfm_moves(conn, workspace_id, thresholds, now)
         for start in range(0, len(candidates), repository.RFM_SLICE):
             persons = sorted(candidates[start : start + repository.RFM_SLICE])
             async with self._pool.acquire() as conn, conn.transaction():
@@ -622,18 +628,33 @@ class SegmentService:
         return await self.rfm_report(workspace_id)
 
     async def recompute_stale_rfm(self, max_age_seconds: float) -> int:
-        """Recompute RFM for every workspace whose thresholds are older than ``max_age_seconds``."""
-        now = self._clock.now()
+        """Recompute RFM for every workspace whose thresholds are older than ``max_age_seconds``
+        and whose lease this replica gets (every replica runs this); how many it recomputed."""
+        done = 0
         async with self._pool.acquire() as conn:
             workspaces = await repository.workspaces_with_persons(conn)
-            stale = []
-            for workspace_id in workspaces:
-                thresholds = await repository.rfm_thresholds(conn, workspace_id)
-                if thresholds is None or (now - thresholds.computed_at).total_seconds() >= max_age_seconds:
-                    stale.append(workspace_id)
-        for workspace_id in stale:
-            await self.recompute_rfm(workspace_id)
-        return len(stale)
+        for workspace_id in workspaces:
+            now = self._clock.now()
+            async with self._pool.acquire() as conn:
+                if not await self._rfm_stale(conn, workspace_id, now, max_age_seconds):
+                    continue
+                if not await repository.claim_rfm_lease(conn, workspace_id, self._replica, now, now + RFM_LEASE):
+                    continue  # another replica is on it
+                # it may have finished just before we claimed
+                stale = await self._rfm_stale(conn, workspace_id, now, max_age_seconds)
+            try:
+                if stale:
+                    await self.recompute_rfm(workspace_id)
+                    done += 1
+            finally:
+                async with self._pool.acquire() as conn:
+                    await repository.release_rfm_lease(conn, workspace_id, self._replica)
+        return done
+
+    @staticmethod
+    async def _rfm_stale(conn: asyncpg.Connection, workspace_id: str, now: datetime, max_age_seconds: float) -> bool:
+        thresholds = await repository.rfm_thresholds(conn, workspace_id)
+        return thresholds is None or (now - thresholds.computed_at).total_seconds() >= max_age_seconds
 
     # Built-ins ------------------------------------------------------------------------------
 

@@ -91,7 +91,10 @@ def _kind(value: Any) -> str | None:
     return None
 
 
-def _num(value: Any) -> Decimal:
+def as_number(value: Any) -> Decimal | None:
+    """A JSON number as an exact decimal (a float by its shortest repr), else None."""
+    if _kind(value) != "number":
+        return None
     return value if isinstance(value, Decimal) else Decimal(str(value)) if isinstance(value, float) else Decimal(value)
 
 
@@ -100,7 +103,7 @@ def _eq(value: Any, operand: Scalar) -> bool:
     if kind != _kind(operand):
         return False
     if kind == "number":
-        return _num(value) == _num(operand)
+        return as_number(value) == as_number(operand)
     return value == operand
 
 
@@ -108,7 +111,7 @@ def _ordered(value: Any, op: Op, operand: Scalar) -> bool:
     kind = _kind(value)
     if kind not in ("number", "string") or kind != _kind(operand):
         return False
-    left, right = (_num(value), _num(operand)) if kind == "number" else (value, operand)
+    left, right = (as_number(value), as_number(operand)) if kind == "number" else (value, operand)
     return {Op.LT: left < right, Op.LTE: left <= right, Op.GT: left > right, Op.GTE: left >= right}[op]
 
 
