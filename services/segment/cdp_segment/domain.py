@@ -40,8 +40,9 @@ from cdpkit.errors import InvalidArgument
 
 MAX_DISPLAY_NAME = 200
 MAX_DESCRIPTION = 2000
-MAX_RULE = 20_000
 UPDATABLE = frozenset({"display_name", "description", "rule"})
+# PII traits by default (profile's default settings); names announced in snapshots are added.
+DEFAULT_PII_TRAITS = frozenset({"name", "phone", "email", "address", "birthday"})
 DEFAULT_ZONE = ZoneInfo(DEFAULT_TIME_ZONE)
 BUILTIN_KINDS = ("rfm", "lifecycle", "cross_sell")
 # Marks "everything may have changed" (a new person, moved facts): every segment is evaluated.
@@ -80,8 +81,8 @@ class Segment:
         rule = self.rule.strip()
         if not rule:
             raise InvalidArgument(rule_field, "is required")
-        if len(rule) > MAX_RULE:
-            raise InvalidArgument(rule_field, f"at most {MAX_RULE} characters")
+        if len(rule) > syntax.MAX_RULE_LENGTH:
+            raise InvalidArgument(rule_field, f"at most {syntax.MAX_RULE_LENGTH} characters")
         return replace(self, display_name=display_name, rule=syntax.render(parse_rule(rule, rule_field, zone), zone))
 
     def updated_with(
@@ -92,7 +93,8 @@ class Segment:
 
     @property
     def node(self) -> Node:
-        return syntax.parse(self.rule)
+        """The stored rule (validated when it was saved)."""
+        return syntax.parse(self.rule, checked=False)
 
 
 def parse_rule(text: str, field_name: str = "segment.rule", zone: tzinfo = DEFAULT_ZONE) -> Node:
@@ -327,7 +329,7 @@ class ProfileState:
             ("computed.", self.computed, other.computed),
             ("consent.", self.consent, other.consent),
         ):
-            changed |= {prefix + key for key in set(mine) | set(theirs) if mine.get(key) != theirs.get(key)}
+            changed |= {prefix + key for key in set(mine) | set(theirs) if _differs(mine.get(key), theirs.get(key))}
         changed |= {"traits." + key for key in self.pii_traits ^ other.pii_traits}
         for name in ("lifecycle_stage", "tier", "tags", "points_balance"):
             if getattr(self, name) != getattr(other, name):
@@ -336,10 +338,12 @@ class ProfileState:
             changed.add("orders")  # the orders that count in money changed
         return changed
 
-    def with_values(self, values: Mapping[str, Any]) -> ProfileState:
+    def with_values(self, values: Mapping[str, Any], pii_names: frozenset[str] = frozenset()) -> ProfileState:
         """This state with the changed-field values of an announcement that carried no snapshot
-        (a null value unsets the field)."""
+        (a null value unsets the field). A PII trait's value is true (set) or null: it goes to
+        ``pii_traits``, never to ``traits``; ``pii_names``: the trait names known to be PII."""
         traits, computed, consent = dict(self.traits), dict(self.computed), dict(self.consent)
+        pii = set(self.pii_traits)
         state = self
         for name, value in values.items():
             for prefix, target in (("traits.", traits), ("computed.", computed), ("consent.", consent)):
@@ -347,6 +351,10 @@ class ProfileState:
                     key = name[len(prefix) :]
                     if value is None:
                         target.pop(key, None)
+                        if prefix == "traits.":
+                            pii.discard(key)
+                    elif prefix == "traits." and value is True and (key in pii_names or key in pii):
+                        pii.add(key)
                     else:
                         target[key] = value
                     break
@@ -357,7 +365,18 @@ class ProfileState:
                     state = replace(state, tags=frozenset(value or ()))
                 elif name == "points_balance":
                     state = replace(state, points_balance=None if value is None else int(value))
-        return replace(state, traits=traits, computed=computed, consent={k: bool(v) for k, v in consent.items()})
+        return replace(
+            state,
+            traits=traits,
+            pii_traits=frozenset(pii),
+            computed=computed,
+            consent={k: bool(v) for k, v in consent.items()},
+        )
+
+
+def _differs(a: Any, b: Any) -> bool:
+    """Values differ, where True is not 1 and False is not 0 (as Python's == would have it)."""
+    return isinstance(a, bool) != isinstance(b, bool) or a != b
 
 
 @dataclass(frozen=True)

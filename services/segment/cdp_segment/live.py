@@ -26,6 +26,7 @@ from prometheus_client import Counter
 
 from cdp_segment import projection, repository
 from cdp_segment.domain import (
+    DEFAULT_PII_TRAITS,
     EVERYTHING,
     Catalogue,
     ObjectTags,
@@ -191,6 +192,7 @@ class LiveService:
         touched: dict[str, set[str]] = defaultdict(set)
         triggers: dict[str, str] = {}
         pending = _Writes()
+        pii_names: frozenset[str] | None = None
         for change in changes:
             person_id = scope.resolve(change.person_id)
             fields = touched[person_id]
@@ -242,7 +244,12 @@ class LiveService:
                 STALE.inc()
                 continue
             before = stored[0] if stored is not None else ProfileState()
-            state = change.snapshot or before.with_values(change.values)
+            if change.snapshot is not None:
+                state = change.snapshot
+            else:
+                if pii_names is None:  # read once per batch, and only for announcements without a snapshot
+                    pii_names = DEFAULT_PII_TRAITS | frozenset(await projection.pii_names(conn, workspace_id))
+                state = before.with_values(change.values, pii_names)
             group = rfm_group(state.computed, thresholds, now)
             pending.states[person_id] = (state, change.version, group)
             if stored is None:

@@ -286,18 +286,18 @@ async def history_page(
     workspace_id: str,
     segment_id: str,
     *,
-    person_id: str | None,
+    person_ids: Sequence[str] | None,
     before: int | None,
     limit: int,
 ) -> list[asyncpg.Record]:
     return await conn.fetch(
         """SELECT id, person_id, entered, reason, segment_version, change_time, trigger_message_id
            FROM membership_history
-           WHERE workspace_id = $1 AND segment_id = $2 AND ($3::uuid IS NULL OR person_id = $3::uuid)
+           WHERE workspace_id = $1 AND segment_id = $2 AND ($3::uuid[] IS NULL OR person_id = ANY($3::uuid[]))
              AND ($4::bigint IS NULL OR id < $4) ORDER BY id DESC LIMIT $5""",
         workspace_id,
         segment_id,
-        person_id,
+        person_ids,
         before,
         limit,
     )

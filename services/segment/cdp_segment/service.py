@@ -17,6 +17,7 @@ from cdp_analytics.crosssell import AssociationRule, CoPurchaseCounts
 
 from cdp_segment import projection, repository
 from cdp_segment.domain import (
+    DEFAULT_PII_TRAITS,
     DEFAULT_ZONE,
     UPDATABLE,
     Catalogue,
@@ -40,8 +41,6 @@ from cdpkit.ids import uuid7
 from cdpkit.names import RESOURCE_ID, UUID
 from cdpkit.pagination import decode_token, encode_token, page_size
 
-# PII traits by default (profile's default settings); names announced in snapshots are added.
-DEFAULT_PII_TRAITS = frozenset({"name", "phone", "email", "address", "birthday"})
 MAX_PREVIEW = 100
 # Longer than a recompute of a large workspace takes; a crashed holder's lease lapses after it.
 RFM_LEASE = timedelta(minutes=15)
@@ -190,10 +189,19 @@ class SegmentService:
 
     # Definitions --------------------------------------------------------------------------------
 
-    async def _check_rule(self, conn: asyncpg.Connection, segment: Segment, others: Iterable[Segment], field: str):
-        node = segment.node
-        check_references(segment.segment_id, node, {s.segment_id: s.node for s in others}, field)
-        await self._check_pii(conn, segment.workspace_id, node, field)
+    async def _check_rule(
+        self,
+        conn: asyncpg.Connection,
+        workspace_id: str,
+        node: Node,
+        others: Iterable[Segment],
+        field: str,
+        own: str = "",
+    ) -> Node:
+        """References exist and make no cycle through ``own`` (the segment being saved, if any);
+        no personal data asked about."""
+        check_references(own, node, {s.segment_id: s.node for s in others}, field)
+        await self._check_pii(conn, workspace_id, node, field)
         return node
 
     async def _check_pii(self, conn: asyncpg.Connection, workspace_id: str, node: Node, field: str) -> None:
@@ -216,6 +224,8 @@ class SegmentService:
                     )
 
     async def _catalogue(self, conn: asyncpg.Connection, workspace_id: str) -> Catalogue:
+        # Not Catalogues.get: this transaction's rules are not committed yet, and that cache is
+        # keyed by a generation number another transaction could reach with other rules.
         segments = await repository.all_segments(conn, workspace_id)
         return Catalogue(Definition.of(s.segment_id, s.version, s.node) for s in segments)
 
@@ -232,7 +242,9 @@ class SegmentService:
             others = await repository.all_segments(conn, segment.workspace_id)
             if any(s.segment_id == segment.segment_id for s in others):
                 raise AlreadyExists(f"segment {segment.segment_id} already exists")
-            node = await self._check_rule(conn, segment, others, rule_field)
+            node = await self._check_rule(
+                conn, segment.workspace_id, segment.node, others, rule_field, segment.segment_id
+            )
             stored = await repository.insert(conn, segment, now)
             if stored is None:  # pragma: no cover - the exclusive lock rules this out
                 raise AlreadyExists(f"segment {segment.segment_id} already exists")
@@ -272,7 +284,7 @@ class SegmentService:
                     for s in await repository.all_segments(conn, current.workspace_id)
                     if s.segment_id != current.segment_id
                 ]
-                await self._check_rule(conn, updated, others, rule_field)
+                await self._check_rule(conn, updated.workspace_id, updated.node, others, rule_field, updated.segment_id)
                 updated = replace(updated, version=current.version + 1)
             stored = await repository.update(conn, replace(updated, etag=_new_etag()), now)
             if rule_changed:
@@ -346,18 +358,10 @@ class SegmentService:
 
     # Rules without saving -----------------------------------------------------------------------
 
-    async def _checked(self, conn: asyncpg.Connection, workspace_id: str, node: Node, field: str) -> Node:
-        known = {s.segment_id: s.node for s in await repository.all_segments(conn, workspace_id)}
-        missing = sorted(referenced_segments(node) - set(known))
-        if missing:
-            raise InvalidArgument(field, f'segment("{missing[0]}") does not exist')
-        await self._check_pii(conn, workspace_id, node, field)
-        return node
-
     async def estimate(self, workspace_id: str, node: Node, field: str) -> int:
         now = self._clock.now()
         async with self._pool.acquire() as conn:
-            await self._checked(conn, workspace_id, node, field)
+            await self._check_rule(conn, workspace_id, node, await repository.all_segments(conn, workspace_id), field)
             query, params = sql.count_query(node, workspace_id, now)
             return await conn.fetchval(query, *params)
 
@@ -368,7 +372,7 @@ class SegmentService:
         size = min(size or 10, MAX_PREVIEW)
         now = self._clock.now()
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            await self._checked(conn, workspace_id, node, field)
+            await self._check_rule(conn, workspace_id, node, await repository.all_segments(conn, workspace_id), field)
             query, params = sql.members_query(node, workspace_id, now)
             rows = await conn.fetch(
                 f"""WITH matched AS ({query}) SELECT p.*, (SELECT count(*) FROM matched) AS total
@@ -455,8 +459,13 @@ class SegmentService:
         before = _position(token, scope, "before")
         async with self._pool.acquire() as conn:
             await self._segment(conn, workspace_id, segment_id)
+            persons = None
+            if person_id:  # a merged-away id: its own history and its survivor's
+                persons = sorted(
+                    {person_id, (await repository.survivors(conn, workspace_id, [person_id])).get(person_id, person_id)}
+                )
             rows = await repository.history_page(
-                conn, workspace_id, segment_id, person_id=person_id or None, before=before, limit=size + 1
+                conn, workspace_id, segment_id, person_ids=persons, before=before, limit=size + 1
             )
         entries = [
             HistoryEntry(

@@ -88,6 +88,8 @@ def _check_field(node: FieldCond) -> None:
             raise RuleError(f"{where}: name the field after the dot")
         _check_operands(where, op, node.values, node.days, allow_days=True)
     elif field.startswith("consent."):
+        if not field.removeprefix("consent.").strip("."):
+            raise RuleError(f"{where}: name the channel after the dot (consent.sms, consent.email.marketing)")
         if op not in (Op.EQ, Op.NEQ, Op.EXISTS) or any(not isinstance(v, bool) for v in node.values):
             raise RuleError(f"{where}: consent compares with true or false (=, != or exists)")
         _check_operands(where, op, node.values, node.days, allow_days=False)
@@ -157,6 +159,8 @@ def validate(node: Node) -> None:
             _check_window(where, item.window)
             if item.item is not None and not (item.item.sku or item.item.category or item.item.product_tag):
                 raise RuleError(f"{where}: a product filter needs sku, category or tag")
+            if item.item is not None and item.item.category and "" in item.item.category.split("/"):
+                raise RuleError(f'{where}: product.category is a path like "outdoor/poles" (no empty parts)')
         elif isinstance(item, Member):
             if not _SEGMENT_ID.match(item.segment_id):
                 raise RuleError(f"segment({item.segment_id!r}): not a segment id")

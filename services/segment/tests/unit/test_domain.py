@@ -155,3 +155,17 @@ def test_rfm_quintile_scores_and_non_customers():
     assert rfm_group({"order_count": 0}, cuts, NOW) is None
     assert rfm_group({**computed, "last_order_time": "yesterday"}, cuts, NOW) is None
     assert rfm_group(computed, None, NOW) is None
+
+
+def test_values_without_a_snapshot_keep_pii_traits_apart():
+    before = ProfileState(traits={"city": "上海"}, pii_traits=frozenset({"phone"}))
+    after = before.with_values({"traits.phone": None, "traits.email": True, "traits.vip": True}, frozenset({"email"}))
+    assert after.pii_traits == {"email"}
+    assert after.traits == {"city": "上海", "vip": True}
+
+
+def test_true_is_not_1_and_false_is_not_0_in_changed_fields():
+    assert ProfileState(traits={"a": 1, "b": 0}).changed_fields(ProfileState(traits={"a": True, "b": False})) == {
+        "traits.a",
+        "traits.b",
+    }

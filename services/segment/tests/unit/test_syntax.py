@@ -22,7 +22,7 @@ from cdp_segment.rules.ast import (
     normalise,
 )
 from cdp_segment.rules.syntax import RuleSyntaxError, parse, render
-from cdp_segment.rules.validate import RuleError
+from cdp_segment.rules.validate import RuleError, validate
 
 from ..rule_strategies import rules
 
@@ -109,11 +109,23 @@ def test_syntax_errors_name_the_position_and_what_was_expected(text, line, colum
         ('segment("Not An Id")', "not a segment id"),
         ("lifecycle_stage more than 3d ago", "compares with strings"),
         ('traits.a = 1 and event("x", where price within last 3d)', "a value comparison"),
+        ('orders.count(product.category = "outdoor/") >= 1', "no empty parts"),
+        ('traits.a = "\\u0000"', "NUL"),
     ],
 )
 def test_meaningless_rules_are_refused_with_a_reason(text, message):
     with pytest.raises(RuleError, match=message):
         parse(text)
+
+
+def test_a_consent_condition_names_its_channel():
+    with pytest.raises(RuleError, match="channel"):
+        validate(FieldCond("consent.", Op.EQ, (True,)))
+
+
+def test_stored_rules_are_read_without_checks_added_since():
+    text = 'orders.count(product.category = "outdoor/") >= 1'
+    assert parse(text, checked=False).item.category == "outdoor/"
 
 
 def test_limits():
