@@ -36,7 +36,7 @@ from cdp_segment.domain import (
     ProfileState,
 )
 from cdp_segment.membership import Catalogues, Memberships
-from cdp_segment.rfm import RfmThresholds, rfm_group
+from cdp_segment.rfm import RFM_TIMER, RfmThresholds, next_regroup, rfm_group
 from cdp_segment.rules.data import EventFact
 from cdpkit.clock import Clock
 
@@ -67,6 +67,8 @@ class _Writes:
     states: dict[str, tuple[ProfileState, int, str | None]] = field(default_factory=dict)
     # Survivors of announcements for merged-away persons: they need a row.
     persons: set[str] = field(default_factory=set)
+    # (RFM_TIMER, person, next recency regroup or None) of the states written
+    rfm_timers: list[tuple[str, str, datetime | None]] = field(default_factory=list)
 
     async def flush(self, conn: asyncpg.Connection, workspace_id: str, touched: dict[str, set[str]]) -> None:
         for person_id, name in await projection.add_events(conn, workspace_id, self.events):
@@ -74,9 +76,10 @@ class _Writes:
         for person_id in await projection.write_orders(conn, workspace_id, self.orders):
             touched[person_id].add("orders")
         await projection.write_states(conn, workspace_id, self.states)
+        await repository.set_timers(conn, workspace_id, self.rfm_timers)
         for person_id in await projection.ensure_persons(conn, workspace_id, self.persons):
             touched[person_id].add(EVERYTHING)
-        self.events, self.orders, self.states, self.persons = [], [], {}, set()
+        self.events, self.orders, self.states, self.persons, self.rfm_timers = [], [], {}, set(), []
 
 
 @dataclass
@@ -252,6 +255,7 @@ class LiveService:
                 state = before.with_values(change.values, pii_names)
             group = rfm_group(state.computed, thresholds, now)
             pending.states[person_id] = (state, change.version, group)
+            pending.rfm_timers.append((RFM_TIMER, person_id, next_regroup(state.computed, thresholds, now)))
             if stored is None:
                 fields.add(EVERYTHING)  # new to the projection: any rule may admit it
             else:
@@ -420,6 +424,20 @@ class LiveService:
 
     # Timers ---------------------------------------------------------------------------------------
 
+    @staticmethod
+    async def _regroup(
+        conn: asyncpg.Connection, workspace_id: str, thresholds: RfmThresholds | None, persons: list[str], now: datetime
+    ) -> list[str]:
+        """Regroup persons whose RFM timer fell due and set their next one; those whose group moved."""
+        moved = await repository.regroup_rfm(conn, workspace_id, thresholds, now, persons) if thresholds else []
+        states = await projection.read_states(conn, workspace_id, persons)
+        await repository.set_timers(
+            conn,
+            workspace_id,
+            [(RFM_TIMER, p, next_regroup(states[p][0].computed, thresholds, now)) for p in persons if p in states],
+        )
+        return moved
+
     async def fire_due_timers(self, limit: int = 500) -> int:
         """Evaluate timers that fell due (up to ``limit`` per workspace); how many fired."""
         now = self._clock.now()
@@ -429,7 +447,7 @@ class LiveService:
         for workspace_id in workspaces:
             async with self._pool.acquire() as conn, conn.transaction():
                 await repository.lock_workspaces(conn, [workspace_id])
-                catalogue, _ = (await self._catalogues.get(conn, [workspace_id]))[workspace_id]
+                catalogue, thresholds = (await self._catalogues.get(conn, [workspace_id]))[workspace_id]
                 due = await repository.claim_due_timers(conn, workspace_id, now, limit)
                 starts: dict[str, set[str]] = defaultdict(set)
                 busy: set[str] = set()
@@ -445,6 +463,12 @@ class LiveService:
                     starts[person_id].add(row["segment_id"])
                 await repository.delete_timers(conn, workspace_id, [(s, p) for p, ss in starts.items() for s in ss])
                 fired += sum(len(s) for s in starts.values())
+                regrouped = sorted(p for p, ss in starts.items() if RFM_TIMER in ss)
+                if regrouped:
+                    # recency crossed its threshold: the person's RFM group, then who reads it
+                    for person_id in await self._regroup(conn, workspace_id, thresholds, regrouped, now):
+                        starts[person_id] |= catalogue.reading({"rfm_group"})
+                starts = {p: ss - {RFM_TIMER} for p, ss in starts.items()}
                 await self._memberships.evaluate_persons(
                     conn, workspace_id, catalogue, starts, now=now, reason="time passed"
                 )

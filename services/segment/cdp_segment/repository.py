@@ -9,7 +9,8 @@ from datetime import datetime
 import asyncpg
 
 from cdp_segment.domain import MembershipChange, Segment
-from cdp_segment.rfm import GROUPS, RfmSettings, RfmThresholds
+from cdp_segment.rfm import GROUPS, RFM_TIMER, RfmSettings, RfmThresholds, recency_flip
+from cdp_segment.rules.sql import END_OF_TIME
 
 _COLUMNS = "workspace_id, segment_id, display_name, description, rule, etag, created_at, updated_at, version, builtin"
 
@@ -669,6 +670,26 @@ async def regroup_rfm(
         timeout=WORKSPACE_SCAN_TIMEOUT,
     )
     return [r["person_id"] for r in rows]
+
+
+async def reset_rfm_timers(conn: asyncpg.Connection, workspace_id: str, thresholds: RfmThresholds, now: datetime):
+    """Every customer's next recency regroup under ``thresholds`` (the SQL twin of
+    rfm.next_regroup), replacing the workspace's RFM timers."""
+    await conn.execute("DELETE FROM timers WHERE workspace_id = $1 AND segment_id = $2", workspace_id, RFM_TIMER)
+    if thresholds.customers == 0:
+        return
+    await conn.execute(
+        f"""INSERT INTO timers (workspace_id, segment_id, person_id, due_at)
+            SELECT $1, $4, person_id, $2::timestamptz + (($3::numeric - r) * 1000000)::bigint * interval '1 microsecond'
+            FROM ({_customers()}) AS c
+            WHERE r < $3::numeric
+              AND $3::numeric - r < extract(epoch FROM '{END_OF_TIME}'::timestamptz - $2::timestamptz)""",
+        workspace_id,
+        now,
+        recency_flip(thresholds),
+        RFM_TIMER,
+        timeout=WORKSPACE_SCAN_TIMEOUT,
+    )
 
 
 async def rfm_counts(conn: asyncpg.Connection, workspace_id: str) -> dict[str | None, int]:

@@ -620,6 +620,9 @@ class SegmentService:
             await repository.bump_generation(conn, workspace_id)
         async with self._pool.acquire() as conn:
             candidates = await repository.rfm_moves(conn, workspace_id, thresholds, now)
+        async with self._pool.acquire() as conn, conn.transaction():
+            # Each customer's next regroup by recency alone, under the new thresholds.
+            await repository.reset_rfm_timers(conn, workspace_id, thresholds, now)
         for start in range(0, len(candidates), repository.RFM_SLICE):
             persons = sorted(candidates[start : start + repository.RFM_SLICE])
             async with self._pool.acquire() as conn, conn.transaction():

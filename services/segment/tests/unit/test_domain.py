@@ -18,7 +18,7 @@ from cdp_segment.domain import (
     dependency_order,
     find_cycle,
 )
-from cdp_segment.rfm import RfmThresholds, rfm_group
+from cdp_segment.rfm import RfmThresholds, next_regroup, rfm_group
 from cdp_segment.rules.data import EventFact, PersonFacts, WorkspaceFacts
 from cdp_segment.rules.syntax import parse
 from cdpkit.errors import InvalidArgument
@@ -169,3 +169,17 @@ def test_true_is_not_1_and_false_is_not_0_in_changed_fields():
         "traits.a",
         "traits.b",
     }
+
+
+@pytest.mark.parametrize(("high_score", "days"), [(2, 180), (3, 90), (4, 30), (5, 7)])
+def test_the_next_regroup_is_where_recency_stops_being_high(high_score, days):
+    cuts = _thresholds(
+        "quintile", [86400 * d for d in (30, 7, 180, 90)], [1, 1, 2, 4], [100, 200, 300, 400], high_score
+    )
+    last = NOW - timedelta(days=3)
+    computed = {"last_order_time": last.isoformat(), "order_count": 9, "total_spent_minor": 900}
+    due = next_regroup(computed, cuts, NOW)
+    assert due == last + timedelta(days=days)
+    assert rfm_group(computed, cuts, due - timedelta(microseconds=1)) == "重要价值"
+    assert rfm_group(computed, cuts, due) == "重要保持"
+    assert next_regroup(computed, cuts, due) is None
