@@ -448,20 +448,18 @@ class LiveService:
             async with self._pool.acquire() as conn, conn.transaction():
                 await repository.lock_workspaces(conn, [workspace_id])
                 catalogue, thresholds = (await self._catalogues.get(conn, [workspace_id]))[workspace_id]
-                due = await repository.claim_due_timers(conn, workspace_id, now, limit)
+                due = await repository.due_timers(conn, workspace_id, now, limit)
+                # Every writer of a person's timer rows holds the person's lock (or the workspace
+                # exclusively), so a worker touches timer rows only of persons it has locked: two
+                # workers never wait on each other's rows. A busy person's timers fire next round.
+                mine = [
+                    p
+                    for p in dict.fromkeys(row["person_id"] for row in due)
+                    if await repository.try_lock_person(conn, workspace_id, p)
+                ]
                 starts: dict[str, set[str]] = defaultdict(set)
-                busy: set[str] = set()
-                for row in due:
-                    person_id = row["person_id"]
-                    if person_id in busy:
-                        continue
-                    # Never wait for a person while holding timer rows: the live path may hold the
-                    # person and wait for those rows. A busy person's timers fire next round.
-                    if person_id not in starts and not await repository.try_lock_person(conn, workspace_id, person_id):
-                        busy.add(person_id)
-                        continue
-                    starts[person_id].add(row["segment_id"])
-                await repository.delete_timers(conn, workspace_id, [(s, p) for p, ss in starts.items() for s in ss])
+                for segment_id, person_id in await repository.take_due_timers(conn, workspace_id, now, mine):
+                    starts[person_id].add(segment_id)
                 fired += sum(len(s) for s in starts.values())
                 regrouped = sorted(p for p, ss in starts.items() if RFM_TIMER in ss)
                 if regrouped:

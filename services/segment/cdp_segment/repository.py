@@ -374,17 +374,31 @@ async def due_workspaces(conn: asyncpg.Connection, now: datetime, limit: int = 1
     return [r["workspace_id"] for r in rows]
 
 
-async def claim_due_timers(
-    conn: asyncpg.Connection, workspace_id: str, now: datetime, limit: int
-) -> list[asyncpg.Record]:
-    """Due timers of one workspace, locked (another worker skips them)."""
+async def due_timers(conn: asyncpg.Connection, workspace_id: str, now: datetime, limit: int) -> list[asyncpg.Record]:
+    """Due timers of one workspace (read, not locked: a worker takes a person's timers only once
+    it holds the person's lock, take_due_timers)."""
     return await conn.fetch(
-        """SELECT segment_id, person_id::text AS person_id, due_at FROM timers
-           WHERE workspace_id = $1 AND due_at <= $2 ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED""",
+        """SELECT segment_id, person_id::text AS person_id FROM timers
+           WHERE workspace_id = $1 AND due_at <= $2 ORDER BY due_at LIMIT $3""",
         workspace_id,
         now,
         limit,
     )
+
+
+async def take_due_timers(
+    conn: asyncpg.Connection, workspace_id: str, now: datetime, persons: Sequence[str]
+) -> list[tuple[str, str]]:
+    """Delete and return the (segment, person) timers of these persons (whose locks the caller
+    holds) that are due: what another worker left of them."""
+    rows = await conn.fetch(
+        """DELETE FROM timers WHERE workspace_id = $1 AND person_id = ANY($2::uuid[]) AND due_at <= $3
+           RETURNING segment_id, person_id::text AS person_id""",
+        workspace_id,
+        list(persons),
+        now,
+    )
+    return [(r["segment_id"], r["person_id"]) for r in rows]
 
 
 async def delete_person_timers(conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]) -> None:
@@ -672,23 +686,39 @@ async def regroup_rfm(
     return [r["person_id"] for r in rows]
 
 
-async def reset_rfm_timers(conn: asyncpg.Connection, workspace_id: str, thresholds: RfmThresholds, now: datetime):
-    """Every customer's next recency regroup under ``thresholds`` (the SQL twin of
-    rfm.next_regroup), replacing the workspace's RFM timers."""
-    await conn.execute("DELETE FROM timers WHERE workspace_id = $1 AND segment_id = $2", workspace_id, RFM_TIMER)
+async def person_ids(conn: asyncpg.Connection, workspace_id: str) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT person_id::text AS p FROM persons WHERE workspace_id = $1 ORDER BY person_id",
+        workspace_id,
+        timeout=WORKSPACE_SCAN_TIMEOUT,
+    )
+    return [r["p"] for r in rows]
+
+
+async def reset_rfm_timers(
+    conn: asyncpg.Connection, workspace_id: str, thresholds: RfmThresholds, now: datetime, persons: Sequence[str]
+) -> None:
+    """These persons' next recency regroup under ``thresholds`` (the SQL twin of
+    rfm.next_regroup), replacing their RFM timers. The caller holds their locks."""
+    await conn.execute(
+        "DELETE FROM timers WHERE workspace_id = $1 AND segment_id = $2 AND person_id = ANY($3::uuid[])",
+        workspace_id,
+        RFM_TIMER,
+        list(persons),
+    )
     if thresholds.customers == 0:
         return
     await conn.execute(
         f"""INSERT INTO timers (workspace_id, segment_id, person_id, due_at)
             SELECT $1, $4, person_id, $2::timestamptz + (($3::numeric - r) * 1000000)::bigint * interval '1 microsecond'
-            FROM ({_customers()}) AS c
+            FROM ({_customers("$5::uuid[]")}) AS c
             WHERE r < $3::numeric
               AND $3::numeric - r < extract(epoch FROM '{END_OF_TIME}'::timestamptz - $2::timestamptz)""",
         workspace_id,
         now,
         recency_flip(thresholds),
         RFM_TIMER,
-        timeout=WORKSPACE_SCAN_TIMEOUT,
+        list(persons),
     )
 
 

@@ -620,9 +620,15 @@ class SegmentService:
             await repository.bump_generation(conn, workspace_id)
         async with self._pool.acquire() as conn:
             candidates = await repository.rfm_moves(conn, workspace_id, thresholds, now)
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._pool.acquire() as conn:
+            everyone = await repository.person_ids(conn, workspace_id)
+        for start in range(0, len(everyone), repository.RFM_SLICE):
             # Each customer's next regroup by recency alone, under the new thresholds.
-            await repository.reset_rfm_timers(conn, workspace_id, thresholds, now)
+            persons = everyone[start : start + repository.RFM_SLICE]
+            async with self._pool.acquire() as conn, conn.transaction():
+                await repository.lock_workspaces(conn, [workspace_id])
+                await repository.lock_persons(conn, workspace_id, persons)
+                await repository.reset_rfm_timers(conn, workspace_id, thresholds, now, persons)
         for start in range(0, len(candidates), repository.RFM_SLICE):
             persons = sorted(candidates[start : start + repository.RFM_SLICE])
             async with self._pool.acquire() as conn, conn.transaction():

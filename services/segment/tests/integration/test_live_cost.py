@@ -45,3 +45,39 @@ async def test_tags_no_rule_reads_do_not_wait_for_the_live_path(env):
     await asyncio.wait_for(stores, timeout=5)
     rows = await env.fetch("SELECT count(*) AS n FROM object_tags WHERE workspace_id = $1", WS)
     assert rows[0]["n"] == 51
+
+
+async def test_a_timer_worker_locks_no_timer_row_of_a_person_it_does_not_hold(env, monkeypatch):
+    """The live path holds P and writes P's timers while a timer worker is mid-round: the worker
+    must not hold P's due timer rows (it never waits for P; P is left for the next round)."""
+    await env.service.create(Segment(WS, "recent", "recent", "", "traits.d within last 1d"))
+    held, other = pid(), pid()
+    day = (START - timedelta(hours=12)).isoformat()
+    await env.live.apply_profile_changes([change(held, 1, {"d": day}), change(other, 1, {"d": day})])
+    env.clock.set(START + timedelta(hours=12))  # both timers due
+    entered, release = asyncio.Event(), asyncio.Event()
+    evaluate = env.live._memberships.evaluate_persons
+
+    async def slow_evaluate(*args, **kwargs):
+        entered.set()
+        await release.wait()
+        return await evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(env.live._memberships, "evaluate_persons", slow_evaluate)
+    worker = None
+    try:
+        async with env.pool.acquire() as live, live.transaction():
+            await repository.lock_persons(live, WS, [held])  # the live path holds this person
+            worker = asyncio.ensure_future(env.live.fire_due_timers())
+            await asyncio.wait_for(entered.wait(), 5)
+            # the live path writes the person's timer while the worker's round is open
+            await live.execute(
+                "UPDATE timers SET due_at = due_at WHERE workspace_id = $1 AND person_id = $2::uuid",
+                WS,
+                held,
+                timeout=3,
+            )
+    finally:
+        release.set()
+    assert await asyncio.wait_for(worker, 5) == 1  # the other person's timer; the held one waits
+    assert await env.members("recent") == {held}
