@@ -289,14 +289,8 @@ async def _consumer_pending(js, names: BusNames) -> int:
     return pending
 
 
-async def _live_updates(js, names: BusNames, rows: list[asyncpg.Record]) -> float:
-    """Updates applied per second: a new event and a tier change each; publish them all, wait until
-    every one is acked."""
-    messages = [
-        (str(r["person_id"]), _change(r, 10, "Product Viewed", "silver" if r["tier"] == "gold" else "gold"))
-        for r in rows
-    ]
-    started = time.perf_counter()
+async def _publish_and_wait(js, names: BusNames, messages: list[tuple[str, events_pb2.ProfileChanged]]) -> None:
+    """Publish (person id, announcement) pairs 500 at a time; return once the consumers acked all."""
     for chunk in range(0, len(messages), 500):
         await asyncio.gather(
             *(
@@ -308,6 +302,17 @@ async def _live_updates(js, names: BusNames, rows: list[asyncpg.Record]) -> floa
         )
     while await _consumer_pending(js, names):  # noqa: ASYNC110 - polling the server's counters
         await asyncio.sleep(0.05)
+
+
+async def _live_updates(js, names: BusNames, rows: list[asyncpg.Record]) -> float:
+    """Updates applied per second: a new event and a tier change each; publish them all, wait until
+    every one is acked."""
+    messages = [
+        (str(r["person_id"]), _change(r, 10, "Product Viewed", "silver" if r["tier"] == "gold" else "gold"))
+        for r in rows
+    ]
+    started = time.perf_counter()
+    await _publish_and_wait(js, names, messages)
     return len(messages) / (time.perf_counter() - started)
 
 
@@ -379,17 +384,7 @@ async def _timer_burst(js, nc, names: BusNames, rows: list[asyncpg.Record], lead
         message.snapshot.traits["bench_due"] = due.isoformat(timespec="microseconds")
         message.changed_fields.append("traits.bench_due")
         messages.append((str(row["person_id"]), message))
-    for chunk in range(0, len(messages), 500):
-        await asyncio.gather(
-            *(
-                js.publish(
-                    names.partitioned(PROFILE, p), m.SerializeToString(), headers={"Nats-Msg-Id": m.trigger_message_id}
-                )
-                for p, m in messages[chunk : chunk + 500]
-            )
-        )
-    while await _consumer_pending(js, names):  # noqa: ASYNC110 - polling the server's counters
-        await asyncio.sleep(0.05)
+    await _publish_and_wait(js, names, messages)
     if time.time() >= edge:
         raise RuntimeError(f"the burst's announcements took longer than the {lead:.0f} s lead: raise it")
     deadline = edge + 120

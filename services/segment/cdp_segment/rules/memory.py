@@ -17,7 +17,8 @@ The semantics (shared with ``sql``; docs/segment.md states them for users):
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
 from typing import Any
 
@@ -44,9 +45,40 @@ END_OF_TIME = datetime.max.replace(tzinfo=UTC)
 # Same shape as the try_timestamptz() SQL function (migration 0005).
 ISO_TIME = re.compile(
     r"([1-9]\d{3})-(\d{2})-(\d{2})(?:T([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d)(?:\.(\d{1,9}))?)?)?"
-    r"(Z|([+-])(0\d|1[0-4]):([0-5]\d))?",
+    r"(Z|[+-](?:0\d|1[0-4]):[0-5]\d)?",
     re.ASCII,
 )
+
+
+def zone_of(text: str | None, default: tzinfo) -> tzinfo:
+    """The zone of "Z" or "±hh:mm" (``default`` when None); ValueError for an impossible offset."""
+    if text is None:
+        return default
+    if text == "Z":
+        return UTC
+    hours, minutes = int(text[1:3]), int(text[4:6])
+    if hours > 23 or minutes > 59:
+        raise ValueError(text)
+    offset = timedelta(hours=hours, minutes=minutes)
+    return timezone(-offset if text[0] == "-" else offset)
+
+
+def wall_time(parts: Sequence[str | None], zone: tzinfo) -> datetime:
+    """Year, month, day, hour, minute, second, fraction (regex groups; None is 0; fractions
+    truncated to microseconds) at ``zone``, in UTC. ValueError or OverflowError when that is not
+    a date and time in the years 1-9999."""
+    year, month, day, hour, minute, second, fraction = parts
+    moment = datetime(
+        int(year),
+        int(month),
+        int(day),
+        int(hour or 0),
+        int(minute or 0),
+        int(second or 0),
+        int((fraction or "")[:6].ljust(6, "0")),
+        tzinfo=zone,
+    )
+    return moment.astimezone(UTC)
 
 
 def as_time(value: Any) -> datetime | None:
@@ -58,20 +90,8 @@ def as_time(value: Any) -> datetime | None:
     match = ISO_TIME.fullmatch(value) if isinstance(value, str) else None
     if match is None:
         return None
-    year, month, day, hour, minute, second, fraction, _zone, sign, zone_hours, zone_minutes = match.groups()
-    offset = timedelta(hours=int(zone_hours), minutes=int(zone_minutes)) if sign else timedelta(0)
     try:
-        moment = datetime(
-            int(year),
-            int(month),
-            int(day),
-            int(hour or 0),
-            int(minute or 0),
-            int(second or 0),
-            int((fraction or "")[:6].ljust(6, "0")),
-            tzinfo=timezone(-offset if sign == "-" else offset),
-        )
-        moment = moment.astimezone(UTC)
+        moment = wall_time(match.groups()[:7], zone_of(match.group(8), UTC))
     except (ValueError, OverflowError):  # not a calendar date, or beyond the year 9999 in UTC
         return None
     return moment if moment < END_OF_TIME else None

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 
 from cdp_segment.rules.ast import (
@@ -49,22 +49,13 @@ from cdp_segment.rules.ast import (
     Window,
     normalise,
 )
+from cdp_segment.rules.memory import wall_time, zone_of
 from cdp_segment.rules.validate import RuleError, validate
 
 MAX_RULE_LENGTH = 20_000
 _DATE = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?)?(Z|[+-]\d{2}:\d{2})?", re.ASCII
 )
-
-
-def _offset(text: str) -> tzinfo:
-    if text == "Z":
-        return UTC
-    hours, minutes = int(text[1:3]), int(text[4:6])
-    if hours > 23 or minutes > 59:
-        raise ValueError(text)
-    offset = timedelta(hours=hours, minutes=minutes)
-    return timezone(-offset if text[0] == "-" else offset)
 
 
 class RuleSyntaxError(RuleError):
@@ -239,18 +230,7 @@ class _Parser:
         try:
             if match is None:
                 raise ValueError(token.text)
-            year, month, day, hour, minute, second, fraction, zone = match.groups()
-            moment = datetime(
-                int(year),
-                int(month),
-                int(day),
-                int(hour or 0),
-                int(minute or 0),
-                int(second or 0),
-                int((fraction or "").ljust(6, "0")),
-                tzinfo=self.zone if zone is None else _offset(zone),
-            )
-            return moment.astimezone(UTC)
+            return wall_time(match.groups()[:7], zone_of(match.group(8), self.zone))
         except (ValueError, OverflowError):
             self.index -= 1
             raise self.fail("a valid calendar date and time between the years 1 and 9999") from None
