@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("slice", "gateway", "identity", "identity_match", "analytics", "profile", "segment", "campaign")
+BENCHMARKS = ("slice", "gateway", "identity", "identity_match", "analytics", "profile", "segment", "campaign", "kit")
 
 
 def main() -> int:

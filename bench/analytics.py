@@ -1,31 +1,68 @@
-"""Customer-value models: our fit beside `lifetimes` on CDNOW, and a 1M-customer recompute.
+"""Customer value: our fit beside `lifetimes` on CDNOW, the models for 1M customers, the profile
+service's recompute for 1M customers through PostgreSQL, and CDNOW_master imported end to end.
 
-    python -m bench analytics [--customers 1000000]
+    python -m bench analytics [--customers 1000000] [--skip-master]
 
 1. CDNOW_sample (from the lifetimes wheel): BG/NBD and Gamma-Gamma fitted by cdp_analytics and
    by lifetimes in the same run: parameters, log-likelihood and time.
-2. Recompute for N simulated customers (times in whole days, like real data): fit BG/NBD and
-   Gamma-Gamma, then P(alive), churn risk, expected purchases in 12 weeks, expected average
-   value and 12-month CLV for everyone. Data generation is not timed.
+2. The models alone for N simulated customers (times in whole days, like real data): fit both,
+   then P(alive), churn risk, expected purchases in 12 weeks, expected average value and
+   12-month CLV for everyone. Data generation is not timed.
+3. The profile service's recompute for N customers, through PostgreSQL (durable settings, as
+   `cdp up` runs it): N profiles and their orders (the same simulation, amounts in fen) are
+   COPYed in (not timed), then a recompute job runs the way the worker runs it: read (SQL
+   customer-day aggregation, binary COPY out), fit, predict, write (binary COPY in, the model's
+   rows, the previous model's dropped), announce (the profiles' computed traits and versions, one
+   ProfileChanged per moved prediction in the outbox). The first run announces everybody; a
+   second, a day later, only what moved by CDP_PROFILE_PREDICTION_MIN_CHANGE.
+4. CDNOW_master end to end (69,659 transactions, 23,570 customers): identity and profile as
+   processes on NATS and PostgreSQL, `python -m cdp_profile import --format cdnow`, then a
+   recompute over gRPC, until the outbox is drained (every announcement published).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import os
 import platform
+import subprocess
+import sys
+import tempfile
 import time
-from datetime import date, datetime
+import uuid
+from datetime import UTC, date, datetime, timedelta
 from importlib.util import find_spec
 from pathlib import Path
 
+import asyncpg
+import grpc
 import numpy as np
 from cdp_analytics import bgnbd, gamma_gamma, simulate, summary
 from cdp_analytics.clv import customer_lifetime_value
 
+from cdp.identity.v1 import identity_pb2  # noqa: F401 - the stubs load with the profile ones
+from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
+from cdp_devstack.infra import NatsServer, PostgresServer, free_port
+from cdp_profile import __main__ as profile_main
+from cdp_profile.predictions import PredictionService, PredictionSettings
+from cdp_profile.service import ProfileService
+from cdpkit.bus import BusNames
+from cdpkit.clock import ManualClock
+from cdpkit.db import create_pool
+from cdpkit.migrate import migrate
+from cdpkit.pii import PiiVault, new_key
+
+WS = "bench"
+CALIBRATION_END = date(2026, 6, 1)
+
+
+DATASETS = Path(next(iter(find_spec("lifetimes").submodule_search_locations))) / "datasets"
+
 
 def _cdnow() -> summary.Summary:
-    path = Path(next(iter(find_spec("lifetimes").submodule_search_locations))) / "datasets" / "CDNOW_sample.txt"
+    path = DATASETS / "CDNOW_sample.txt"
     rows = [line.split() for line in path.read_text().splitlines()]
     transactions = [summary.Transaction(r[0], datetime.strptime(r[2], "%Y%m%d").date(), float(r[4])) for r in rows]
     return summary.summarise(transactions, date(1997, 9, 30))
@@ -40,6 +77,7 @@ def _timed(fn):
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench analytics")
     parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--skip-master", action="store_true", help="skip CDNOW_master end to end")
     args, _ = parser.parse_known_args()
     rows: list[tuple[str, str, str]] = []
 
@@ -125,10 +163,232 @@ def main() -> None:
         )
     )
 
+    with tempfile.TemporaryDirectory(prefix="cdp-bench-analytics-") as tmp:
+        postgres = PostgresServer(Path(tmp) / "pg", free_port())
+        postgres.start()
+        try:
+            postgres.create_database("recompute")
+            rows += asyncio.run(_recompute(postgres.dsn("recompute"), n))
+            if not args.skip_master:
+                nats_server = NatsServer(Path(tmp) / "nats", free_port(), free_port())
+                nats_server.start()
+                try:
+                    postgres.create_database("master")
+                    rows += asyncio.run(_master(postgres.dsn("master"), nats_server.url, Path(tmp)))
+                finally:
+                    nats_server.stop()
+        finally:
+            postgres.stop()
+
     print(f"\nanalytics benchmark; {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+
+
+def _load() -> str:
+    return f"load average {os.getloadavg()[0]:.2f}"
+
+
+def _histories(n: int) -> tuple[list[uuid.UUID], list[tuple[uuid.UUID, datetime, int]]]:
+    """N BG/NBD customers (r=0.5, α=6, a=0.7, b=3) acquired over two years, Gamma-Gamma spend:
+    their orders as (person, time, amount in fen)."""
+    rng = np.random.default_rng(3)
+    people = simulate.bgnbd_customers_fast(rng, n, r=0.5, alpha=6.0, a=0.7, b=3.0, T_days_min=30, T_days_max=730)
+    spend = simulate.gamma_gamma_spend_fast(rng, np.maximum(people.x, 1), p=6.0, q=4.0, gamma=15.0)
+    age = np.rint(people.T * 7).astype(int)
+    last = np.rint(people.t_x * 7).astype(int)
+    repeats = people.x.astype(int)
+    end = datetime(CALIBRATION_END.year, CALIBRATION_END.month, CALIBRATION_END.day, 2, tzinfo=UTC)
+    persons = [uuid.uuid4() for _ in range(n)]
+    orders = []
+    for i in range(n):
+        first = end - timedelta(days=int(age[i]))
+        amount = max(100, int(spend[i] * 100))
+        orders.append((persons[i], first, amount))
+        if repeats[i] and last[i] >= 1:  # repeats within the first day are the same purchase day
+            days = [int(last[i])]
+            if repeats[i] > 1 and last[i] > 1:
+                days += rng.choice(np.arange(1, last[i]), size=min(repeats[i] - 1, last[i] - 1), replace=False).tolist()
+            orders += [(persons[i], first + timedelta(days=day, hours=3), amount) for day in days]
+    return persons, orders
+
+
+async def _recompute(dsn: str, n: int) -> list[tuple[str, str, str]]:
+    await migrate(dsn, profile_main.SCHEMA, profile_main.MIGRATIONS)
+    persons, orders = _histories(n)
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": "profile"})
+    try:
+        started = time.perf_counter()
+        computed = {"event_count": 12, "order_count": 2, "total_spent_minor": 25800, "favourite_channel": "web"}
+        computed = json.dumps({**computed, "last_seen_time": "2026-05-30T00:00:00.000000Z", "region_code": "330106"})
+        traits = json.dumps({"city": "杭州", "vip_level": 2, "gender": "f"})
+        await conn.copy_records_to_table(
+            "profiles",
+            records=[(WS, p, traits, computed, "active", 3) for p in persons],
+            columns=["workspace_id", "person_id", "traits", "computed", "lifecycle_stage", "version"],
+        )
+        await conn.copy_records_to_table(
+            "orders",
+            records=[(WS, f"o{k}", p, "completed", "CNY", amount, when) for k, (p, when, amount) in enumerate(orders)],
+            columns=["workspace_id", "order_id", "person_id", "status", "currency", "total_minor", "order_time"],
+        )
+        await conn.execute("VACUUM ANALYZE")
+        loaded = time.perf_counter() - started
+    finally:
+        await conn.close()
+    pool = await create_pool(dsn, profile_main.SCHEMA, application_name="bench-recompute", max_size=2)
+    clock = ManualClock(datetime(2026, 6, 1, 12, tzinfo=UTC))
+    vault = PiiVault.from_config(f"b1:{new_key()}", new_key())
+    names = BusNames(WS)
+    profiles = ProfileService(pool, names, vault, clock)
+    service = PredictionService(pool, names, clock, profiles.settings_of, PredictionSettings(announce_batch=5000))
+    rows = [
+        (
+            f"recompute through PostgreSQL: {n:,} profiles, {len(orders):,} orders (COPY, not timed)",
+            "",
+            f"{loaded:.0f} s",
+        )
+    ]
+    try:
+        for run, label in ((1, "first fit: everyone announced"), (2, "a day later: what moved")):
+            if run == 2:
+                clock.advance(timedelta(days=1))
+            job = await service.request(WS, f"bench-{run}", None)
+            started = time.perf_counter()
+            await service.run_next()
+            total = time.perf_counter() - started
+            load = _load()
+            job = await service.get_job(WS, job.job_id)
+            assert job.state == "succeeded", job.error
+            phases = ", ".join(f"{k} {v:.1f}" for k, v in job.timings.items())
+            rows.append(
+                (
+                    f"  {label}",
+                    f"{job.customers:,} customers, {job.announced:,} announced; {phases} s; {load}",
+                    f"{total:.1f} s",
+                )
+            )
+        model = await service.get_model(WS, None)
+        rows.append(
+            (
+                "  fitted from the database",
+                f"r={model.bgnbd_r:.3f} α={model.bgnbd_alpha:.2f} a={model.bgnbd_a:.3f} b={model.bgnbd_b:.2f} "
+                f"p={model.gg_p:.2f} q={model.gg_q:.2f} γ={model.gg_gamma:.2f} (true 0.5, 6, 0.7, 3; 6, 4, 15)",
+                "",
+            )
+        )
+    finally:
+        await pool.close()
+    return rows
+
+
+def _serve(component: str, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", f"cdp_{component}", "serve"], env=env, stdout=subprocess.DEVNULL)
+
+
+async def _serving(port: int, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                await asyncio.wait_for(channel.channel_ready(), 1)
+            return
+        except (TimeoutError, grpc.aio.AioRpcError):
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("a service did not start") from None
+
+
+async def _master(dsn: str, nats_url: str, tmp: Path) -> list[tuple[str, str, str]]:
+    keys, hash_key = f"b1:{new_key()}", new_key()
+    identity_port, profile_port = free_port(), free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CDP_")},
+        "CDP_DATABASE_URL": dsn,
+        "CDP_NATS_URL": nats_url,
+        "CDP_BUS_PREFIX": "master",
+        "CDP_PII_KEYS": keys,
+        "CDP_PII_HASH_KEY": hash_key,
+        "CDP_IDENTITY_GRPC_PORT": str(identity_port),
+        "CDP_IDENTITY_METRICS_PORT": "0",
+        "CDP_PROFILE_GRPC_PORT": str(profile_port),
+        "CDP_PROFILE_METRICS_PORT": "0",
+        "CDP_PROFILE_IDENTITY_TARGET": f"127.0.0.1:{identity_port}",
+        "CDP_PROFILE_PREDICTION_INTERVAL_SECONDS": "0",
+        "CDP_PROFILE_PREDICTION_POLL_SECONDS": "0.2",
+        "CDP_LOG_LEVEL": "warning",
+        "CDP_LOG_FORMAT": "json",
+    }
+    services = [_serve("identity", env), _serve("profile", env)]
+    rows = []
+    try:
+        await _serving(identity_port, services[0])
+        await _serving(profile_port, services[1])
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{profile_port}") as channel:
+            stub = profile_pb2_grpc.ProfileServiceStub(channel)
+            settings = profile_pb2.ProfileSettings(name="workspaces/cdnow/profileSettings", currency="USD")
+            settings.time_zone = "America/New_York"
+            await stub.UpdateProfileSettings(
+                profile_pb2.UpdateProfileSettingsRequest(
+                    settings=settings, update_mask={"paths": ["currency", "time_zone"]}
+                )
+            )
+            master = DATASETS / "CDNOW_master.txt"
+            command = [sys.executable, "-m", "cdp_profile", "import", str(master), "--workspace", "cdnow"]
+            command += ["--kind", "orders", "--format", "cdnow", "--no-progress"]
+            started = time.perf_counter()
+            process = await asyncio.create_subprocess_exec(
+                *command, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+            )
+            output = (await process.communicate())[0].decode()
+            if process.returncode:
+                raise RuntimeError(f"the import failed: {output}")
+            imported = time.perf_counter() - started
+            load = _load()
+            rows.append(
+                (
+                    "CDNOW_master end to end: python -m cdp_profile import",
+                    output.strip().splitlines()[-1] + f"; {load}",
+                    f"{imported:.1f} s",
+                )
+            )
+            started = time.perf_counter()
+            job = await stub.RecomputePredictions(
+                profile_pb2.RecomputePredictionsRequest(parent="workspaces/cdnow", calibration_end_date="1997-09-30")
+            )
+            finished = (profile_pb2.PredictionJob.STATE_SUCCEEDED, profile_pb2.PredictionJob.STATE_FAILED)
+            while job.state not in finished:
+                await asyncio.sleep(0.2)
+                job = await stub.GetPredictionJob(profile_pb2.GetPredictionJobRequest(name=job.name))
+            conn = await asyncpg.connect(dsn, server_settings={"search_path": "profile"})
+            try:
+                while await conn.fetchval("SELECT count(*) FROM outbox"):  # noqa: ASYNC110 - polling another process
+                    await asyncio.sleep(0.2)
+                counts = await conn.fetchrow(
+                    "SELECT (SELECT count(*) FROM profiles) p, (SELECT count(*) FROM orders) o, "
+                    "(SELECT count(*) FROM predictions) r"
+                )
+            finally:
+                await conn.close()
+            drained = time.perf_counter() - started
+            model = await stub.GetValueModel(
+                profile_pb2.GetValueModelRequest(name="workspaces/cdnow/valueModels/latest")
+            )
+            bg, gg = model.bgnbd, model.gamma_gamma
+            rows.append(
+                (
+                    "  recompute (calibration to 1997-09-30) until every announcement is published",
+                    f"{counts['p']:,} profiles, {counts['o']:,} orders, {counts['r']:,} predictions, "
+                    f"{job.announced:,} announced; r={bg.r:.3f} α={bg.alpha:.3f} a={bg.a:.3f} b={bg.b:.3f} "
+                    f"LL={bg.log_likelihood:.1f} p={gg.p:.2f} q={gg.q:.2f} γ={gg.gamma:.2f}; {_load()}",
+                    f"{drained:.1f} s",
+                )
+            )
+    finally:
+        for process in services:
+            process.terminate()
+            process.wait(30)
+    return rows
 
 
 if __name__ == "__main__":

@@ -1,13 +1,15 @@
 """Campaign delivery: sends per second through the dev sink, and trigger -> send latency.
 
 Starts PostgreSQL (durable settings) and NATS on free ports, the campaign service as its own
-process (e-mail through the dev sink: a JSONL file), and a contract double of the profile
-service (GetProfile over real gRPC) in this process. A journey "event Checkout Started -> send
-an e-mail" is published, quiet hours are off. Then:
+process (e-mail through the dev sink: a JSONL file), and a stand-in for the profile service's
+GetProfile (real gRPC, in this process: campaign's own throughput is measured, not profile's;
+the whole chain is bench/slice's). A journey "event Checkout Started -> send an e-mail" is
+published, quiet hours are off. Then:
 
-- burst: N trigger events (one per person) are published at once to {prefix}.resolved.N; the
-  figure is sends per second from the first publish to the N-th line in the sink (consumer,
-  enrolment, scheduler, send-time checks with a GetProfile each, template, sink, outbox);
+- burst: N trigger events (one per person) are published at once as profile announces them
+  (ProfileChanged with the event, on {prefix}.profile.N); the figure is sends per second from the
+  first publish to the N-th line in the sink (consumer, enrolment, scheduler, send-time checks
+  with a GetProfile each, template, sink, outbox);
 - latency: triggers at a steady rate; for each, the time from its publish to its line in the sink
   (the sink stamps ``written_at``), p50 / p99.
 
@@ -30,12 +32,13 @@ from pathlib import Path
 
 import grpc
 import nats
+from google.protobuf import struct_pb2
 
 from cdp.campaign.v1 import campaign_pb2_grpc
+from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
 from cdp_devstack.infra import NatsServer, PostgresServer, free_port
 from cdpkit.bus import BusNames
-from tests.e2e.campaign_kit import no_quiet_hours, publish_journey, publish_resolved
-from tests.e2e.contract_doubles import Doubles
+from tests.e2e.campaign_kit import no_quiet_hours, publish_journey, publish_profile_event
 
 WS = "bench"
 JOURNEY = {
@@ -51,6 +54,26 @@ JOURNEY = {
         }
     ],
 }
+
+
+class _Profiles(profile_pb2_grpc.ProfileServiceServicer):
+    """GetProfile of every bench person: an e-mail, a first name, e-mail consent granted."""
+
+    async def GetProfile(self, request, context):
+        person = request.name.rsplit("/", 1)[1]
+        traits = struct_pb2.Struct()
+        traits.update({"email": f"{person}@example.com", "first_name": "Li"})
+        profile = profile_pb2.Profile(name=request.name, person_id=person, traits=traits)
+        profile.consents.add(channel="email", granted=True, source="api")
+        return profile
+
+
+async def _profile_server() -> tuple[grpc.aio.Server, str]:
+    server = grpc.aio.server()
+    profile_pb2_grpc.add_ProfileServiceServicer_to_server(_Profiles(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, f"127.0.0.1:{port}"
 
 
 def _lines(path: Path) -> list[dict]:
@@ -88,12 +111,8 @@ async def _wait_serving(port: int) -> None:
 
 
 async def _run(dsn: str, nats_url: str, tmp: Path, burst: int, rate: float, seconds: float) -> list[tuple[str, str]]:
-    doubles = await Doubles().start()
+    profiles, target = await _profile_server()
     persons = [f"person-{n:06d}" for n in range(burst)]
-    for person in persons:
-        doubles.profile.put(
-            WS, person, traits={"email": f"{person}@example.com", "first_name": "Li"}, consents={"email": True}
-        )
     sink = tmp / "sink.jsonl"
     port = free_port()
     prefix = "bench"
@@ -105,8 +124,8 @@ async def _run(dsn: str, nats_url: str, tmp: Path, burst: int, rate: float, seco
             "CDP_BUS_PREFIX": prefix,
             "CDP_CAMPAIGN_GRPC_PORT": str(port),
             "CDP_CAMPAIGN_METRICS_PORT": "0",
-            "CDP_CAMPAIGN_PROFILE_TARGET": doubles.target,
-            "CDP_CAMPAIGN_SEGMENT_TARGET": doubles.target,
+            "CDP_CAMPAIGN_PROFILE_TARGET": target,
+            "CDP_CAMPAIGN_SEGMENT_TARGET": target,
             "CDP_CAMPAIGN_SINK_PATH": str(sink),
             "CDP_LOG_LEVEL": "warning",
             "CDP_LOG_FORMAT": "json",
@@ -127,13 +146,16 @@ async def _run(dsn: str, nats_url: str, tmp: Path, burst: int, rate: float, seco
 
         # Warm-up: 200 sends, not measured.
         for n in range(200):
-            await publish_resolved(js, names, WS, persons[n % burst], "Checkout Started", f"warm-{n}", n=n)
+            await publish_profile_event(js, names, WS, persons[n % burst], "Checkout Started", f"warm-{n}", n=n)
         await _wait_lines(sink, 200)
 
         # Burst.
         started = time.perf_counter()
         await asyncio.gather(
-            *(publish_resolved(js, names, WS, p, "Checkout Started", f"burst-{p}", n=n) for n, p in enumerate(persons))
+            *(
+                publish_profile_event(js, names, WS, p, "Checkout Started", f"burst-{p}", n=n)
+                for n, p in enumerate(persons)
+            )
         )
         published = time.perf_counter() - started
         await _wait_lines(sink, 200 + burst)
@@ -145,7 +167,7 @@ async def _run(dsn: str, nats_url: str, tmp: Path, burst: int, rate: float, seco
         for n in range(count):
             message_id = f"steady-{n}"
             sent_at[message_id] = time.time()
-            await publish_resolved(js, names, WS, persons[n % burst], "Checkout Started", message_id, n=n)
+            await publish_profile_event(js, names, WS, persons[n % burst], "Checkout Started", message_id, n=n)
             await asyncio.sleep(max(0.0, 1 / rate - 0.001))
         await _wait_lines(sink, 200 + burst + count, timeout=60)
         latencies = []
@@ -156,7 +178,7 @@ async def _run(dsn: str, nats_url: str, tmp: Path, burst: int, rate: float, seco
         await nc.close()
         process.terminate()
         process.wait(30)
-        await doubles.stop()
+        await profiles.stop(0)
     latencies.sort()
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
     return [

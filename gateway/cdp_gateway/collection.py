@@ -36,6 +36,12 @@ MAX_EVENT_NAME = 200
 # Skew correction applies only when the device sent the event within this long after it
 # happened (sentAt - timestamp); beyond it the two client times are not trusted together.
 MAX_SKEW = timedelta(days=365)
+# An event's time (after skew correction) is at most MAX_FUTURE after its receipt (a device clock
+# set a day ahead at most) and at most MAX_AGE before it (imports of order history); beyond, the
+# request is refused naming the field. Any time at all lies in TIME_RANGE.
+MAX_FUTURE = timedelta(days=1)
+MAX_AGE = timedelta(days=20 * 366)
+TIME_RANGE = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,13 @@ def parse_time(value: Any, field: str) -> datetime | None:
         raise InvalidArgument(field, "must be an ISO 8601 date-time string") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00
+        raise InvalidArgument(field, "is out of range") from None
+    if not TIME_RANGE[0] <= moment < TIME_RANGE[1]:
+        raise InvalidArgument(field, f"must be between {TIME_RANGE[0].year} and {TIME_RANGE[1].year}")
+    return moment
 
 
 def _string(message: dict, key: str, field: str, *, required: bool = False, limit: int = MAX_ID_LENGTH) -> str:
@@ -156,6 +168,10 @@ def to_raw_event(
     timestamp = original or received_at
     if original and own_sent_at and abs(own_sent_at - original) <= MAX_SKEW:
         timestamp = received_at - (own_sent_at - original)
+    if timestamp > received_at + MAX_FUTURE:
+        raise InvalidArgument(f"{prefix}{time_key}", "is more than a day after the time the event was received")
+    if timestamp < received_at - MAX_AGE:
+        raise InvalidArgument(f"{prefix}{time_key}", "is more than 20 years before the time the event was received")
 
     event = events_pb2.RawEvent(
         message_id=_string(message, "messageId", f"{prefix}messageId") or new_id(),

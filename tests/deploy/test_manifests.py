@@ -211,11 +211,13 @@ def test_network_policies_let_through_exactly_what_the_cdp_needs(overlay):
             assert not allowed(docs, outside(), pod, grpc_port), component
             assert not allowed(docs, stranger, pod, grpc_port), component
             # The gateway reaches every service; the services do not reach one another, except
-            # campaign, which calls profile and segment.
+            # campaign, which calls profile and segment, and profile (its bulk import) identity.
             assert allowed(docs, gateway, pod, grpc_port), component
             for other in SERVICES:
                 if other != component:
-                    expected = component == "campaign" and other in ("profile", "segment")
+                    expected = (component == "campaign" and other in ("profile", "segment")) or (
+                        component == "profile" and other == "identity"
+                    )
                     target = everything[other]
                     assert allowed(docs, pod, target, target.ports["grpc"]) == expected, (component, other)
             assert not allowed(docs, pod, gateway, 8080)

@@ -47,7 +47,14 @@ class RunningStack:
 
 
 @pytest.fixture
-async def running_stack(tmp_path, postgres_server_url, nats_url, bus_prefix, database_url):
+def stack_env() -> dict[str, str]:
+    """Extra environment for every component of ``running_stack``; a test module overrides this
+    fixture (e.g. campaign's providers, CDP_CLOCK_OFFSET_FILE)."""
+    return {}
+
+
+@pytest.fixture
+async def running_stack(tmp_path, postgres_server_url, nats_url, bus_prefix, database_url, stack_env):
     """All five components on free ports, this test's database and NATS namespace."""
     log_path = tmp_path / "stack.log"
     log = open(log_path, "w")  # noqa: SIM115, ASYNC230 - the stack's log pumps write to it from threads
@@ -56,7 +63,7 @@ async def running_stack(tmp_path, postgres_server_url, nats_url, bus_prefix, dat
         tmp_path / "state", ports, database_url=database_url, nats_url=nats_url, bus_prefix=bus_prefix, log=log
     )
     # Redeliver what a killed process had fetched after 3 s instead of 30 s.
-    stack.extra_env = {"CDP_CONSUMER_ACK_WAIT_SECONDS": "3"}
+    stack.extra_env = {"CDP_CONSUMER_ACK_WAIT_SECONDS": "3", **stack_env}
     try:
         stack.start_components()
         await asyncio.to_thread(

@@ -107,7 +107,7 @@ class WebhookReceiver:
         return env
 
 
-async def eventually(predicate, *, timeout: float = 15.0, interval: float = 0.05, what: str = "condition"):
+async def eventually(predicate, *, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
     """Poll an (async or plain) predicate until it is truthy; its last value is returned."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:

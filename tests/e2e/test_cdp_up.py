@@ -69,6 +69,13 @@ def test_cdp_up_status_and_ctrl_c(tmp_path):
             "cdp.campaign.v1.JourneyService",
             "grpc.health.v1.Health",
         } <= listed
+        # `cdp import` runs the profile's bulk import against the running stack.
+        orders = tmp_path / "orders.jsonl"
+        orders.write_text('{"order_id": "o-1", "customer_id": "c-1", "order_time": "2026-05-01", "total": 9.9}\n')
+        imported = subprocess.run(
+            [CDP, "import", "--kind", "orders", "--no-progress", str(orders)], env=env, capture_output=True, text=True
+        )
+        assert imported.returncode == 0 and "1 applied, 0 rejected" in imported.stdout, imported.stderr
         key_file = tmp_path / ".cdp" / "dev-write-key"
         assert key_file.read_text().startswith("cdp_wk_")
         assert oct(key_file.stat().st_mode & 0o777) == "0o600"

@@ -295,6 +295,22 @@ def test_no_skew_correction_beyond_max_skew():
     assert when(event.timestamp) == RECEIVED - MAX_SKEW
 
 
+def test_event_times_far_from_their_receipt_are_refused_naming_the_field():
+    assert when(one("track", {"userId": "u", "event": "E", "timestamp": (RECEIVED + timedelta(hours=23)).isoformat()})
+                .timestamp) == RECEIVED + timedelta(hours=23)  # fmt: skip
+    future = (RECEIVED + timedelta(days=1, seconds=1)).isoformat()
+    assert invalid("track", {"userId": "u", "event": "E", "timestamp": future}).field == "timestamp"
+    error = invalid("batch", {"batch": [{"type": "track", "userId": "u", "event": "E", "originalTimestamp": future}]})
+    assert error.field == "batch[0].originalTimestamp"
+    assert invalid("track", {"userId": "u", "event": "E", "timestamp": "2001-01-01T00:00:00Z"}).field == "timestamp"
+    # A device clock a week ahead, corrected with sentAt, is fine.
+    ahead = {
+        "timestamp": (RECEIVED + timedelta(days=7)).isoformat(),
+        "sentAt": (RECEIVED + timedelta(days=7, seconds=5)).isoformat(),
+    }
+    assert when(one("track", {"userId": "u", "event": "E", **ahead}).timestamp) == RECEIVED - timedelta(seconds=5)
+
+
 def test_timezone_less_timestamps_are_utc():
     event = one("track", {"userId": "u1", "event": "E", "timestamp": "2024-05-01T10:00:00"})
     assert when(event.timestamp) == datetime(2024, 5, 1, 10, tzinfo=UTC)
@@ -318,7 +334,8 @@ def test_parse_time():
     assert parse_time("2024-05-01T10:00:00", "f").utcoffset() == timedelta(0)
     assert parse_time("2024-05-01T10:00:00+01:00", "f") == datetime(2024, 5, 1, 9, tzinfo=UTC)
     assert parse_time("2024-05-01T10:00:00+01:00", "f").tzinfo == UTC
-    for bad in ("yesterday", "2024-13-01T00:00:00Z", 1714557600, ["2024-05-01"]):
+    for bad in ("yesterday", "2024-13-01T00:00:00Z", 1714557600, ["2024-05-01"], "9999-12-31T23:59:59Z",
+                "0001-01-01T00:00:00+01:00", "1969-12-31T23:59:59Z"):  # fmt: skip
         with pytest.raises(InvalidArgument) as caught:
             parse_time(bad, "batch[2].timestamp")
         assert caught.value.field == "batch[2].timestamp"

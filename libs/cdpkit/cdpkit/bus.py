@@ -110,6 +110,9 @@ class BusNames:
             duplicate_window=spec.duplicate_window_seconds,
             max_msg_size=spec.max_msg_size,
             num_replicas=self.replicas,
+            # Atomic batches (nats-server 2.12+; older servers ignore the field): the outbox relay
+            # publishes a window all or nothing (cdpkit.outbox).
+            allow_atomic=True,
         )
 
 
@@ -136,6 +139,12 @@ async def connect(url: str, *, name: str) -> NATS:
         disconnected_cb=on_disconnected,
         reconnected_cb=on_reconnected,
     )
+
+
+def connection_of(js: JetStreamContext) -> NATS:
+    """The core connection under a JetStream context: the outbox relay and the consumer loop
+    publish and subscribe on it directly (nats-py keeps it private)."""
+    return js._nc
 
 
 async def ensure_streams(js: JetStreamContext, names: BusNames, specs: tuple[StreamSpec, ...] = CATALOG) -> None:

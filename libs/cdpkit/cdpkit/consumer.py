@@ -7,6 +7,19 @@ message cannot hold the others back: a failing message is nak'ed with a growing 
 after ``max_deliver`` attempts (or at once for a :class:`PermanentError`), published to the
 dead-letter subject ``{prefix}.dlq.{durable}`` with the reason in headers, then terminated.
 
+Fetching: the loop keeps one pull request for ``batch_size`` messages open on an inbox of its
+own (expiring after ``fetch_timeout_seconds``), hands the handler whatever has arrived as soon as
+one message is there, and asks again as soon as a request is used up or has expired, before the
+handler runs, so that the next batch travels while this one is applied. A lone message is
+handled at once (no lingering for more).
+
+Stopping: :meth:`ConsumerLoop.stop` wakes a loop waiting for messages at once (it does not wait
+for the pull request to expire); a batch being handled is finished and acked first. Then the
+loop drops its interest in the inbox (the server forgets the open request), makes one round trip
+so that everything the server sent before is in, and handles those messages too, in order: a stop
+leaves nothing delivered and unacked behind (the next owner of a partition would wait out an ack
+wait for it) and hands nothing to the handler twice.
+
 On a partitioned stream (``{prefix}.raw.N`` ...) a spec made with :meth:`ConsumerSpec.tuned`
 is *partitioned*: the loop then runs one durable consumer per partition (``{durable}-p{N}``)
 for the partitions this replica holds a lease on, and replicas share the partitions out among
@@ -18,25 +31,31 @@ replicas run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 
 import nats.errors
 import structlog
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import DEFAULT_PREFIX, AckPolicy, ConsumerConfig, DeliverPolicy
 
-from cdpkit.bus import BusNames, StreamSpec
+from cdpkit.bus import BusNames, StreamSpec, connection_of
 from cdpkit.config import CommonSettings
 from cdpkit.metrics import CONSUMER_BATCH_SECONDS, CONSUMER_MESSAGES
 
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[Sequence[Msg]], Awaitable[None]]
-# How long a batch waits for messages beyond the first (those already stored come at once).
-_MORE_TIMEOUT_SECONDS = 0.005
+# How long past its expiry a pull request's "expired" status may take to arrive before it counts as lost.
+_EXPIRY_GRACE_SECONDS = 0.5
+# The longest a batch waits for the rest of a burst that JetStream said was on its way.
+_BURST_WAIT_SECONDS = 0.005
 
 
 class PermanentError(Exception):
@@ -73,6 +92,105 @@ def _header_safe(text: str, limit: int = 1000) -> str:
     return " ".join(text.split())[:limit]
 
 
+class _Puller:
+    """Pull requests for one durable consumer on an inbox of our own, and the messages they bring.
+
+    Messages are queued by the subscription's callback; at most one request is open at a time
+    (``batch_size`` messages, expiring after ``expires`` seconds).
+    """
+
+    def __init__(self, nc: NATS, stream: str, durable: str, batch_size: int, expires: float) -> None:
+        self._nc = nc
+        self._subject = f"{DEFAULT_PREFIX}.CONSUMER.MSG.NEXT.{stream}.{durable}"
+        self._request = json.dumps({"batch": batch_size, "expires": int(expires * 1e9)}).encode()
+        self._batch_size = batch_size
+        self._expires = expires
+        self._inbox = nc.new_inbox()
+        self._sub = None
+        self._queue: deque[Msg] = deque()
+        self._arrived = asyncio.Event()
+        self._outstanding = 0  # messages the open request may still bring
+        self._deadline = 0.0  # when the open request expires (event loop time)
+        self.durable = durable
+
+    async def open(self) -> None:
+        self._sub = await self._nc.subscribe(self._inbox, cb=self._on_message)
+
+    async def _on_message(self, msg: Msg) -> None:
+        if not msg.reply and msg.headers and "Status" in msg.headers:
+            status = msg.headers["Status"]
+            if status != "100":  # 100 = idle heartbeat; 408 = expired, 409 = ended (leader change...)
+                self._outstanding = 0
+                if status == "409":
+                    log.info("pull request ended", durable=self.durable, reason=msg.headers.get("Description"))
+        else:
+            self._queue.append(msg)
+            self._outstanding -= 1
+        self._arrived.set()
+
+    def wake(self) -> None:
+        self._arrived.set()
+
+    async def next_batch(self, stopping: asyncio.Event) -> list[Msg]:
+        """Wait for a message (or a stop), then take what has arrived, up to the batch size."""
+        loop = asyncio.get_running_loop()
+        while not self._queue:
+            await self._ask()
+            self._arrived.clear()
+            if self._queue:
+                break
+            if stopping.is_set():
+                return []
+            try:
+                async with asyncio.timeout(max(0.0, self._deadline + _EXPIRY_GRACE_SECONDS - loop.time())):
+                    await self._arrived.wait()
+            except TimeoutError:
+                self._outstanding = 0  # its expiry never came (lost in a reconnect): ask again
+        await self._rest_of_burst()
+        batch = [self._queue.popleft() for _ in range(min(len(self._queue), self._batch_size))]
+        if not stopping.is_set():
+            await self._ask()  # the next batch travels while this one is handled
+        return batch
+
+    async def _rest_of_burst(self) -> None:
+        """Let in the messages already stored behind the last one (each delivery says how many
+        wait); a lone message goes at once."""
+        deadline = None
+        while len(self._queue) < self._batch_size and self._outstanding > 0:
+            if not self._queue[-1].metadata.num_pending:
+                return
+            if deadline is None:
+                deadline = asyncio.get_running_loop().time() + _BURST_WAIT_SECONDS
+            self._arrived.clear()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._arrived.wait()
+            except TimeoutError:
+                return
+
+    async def _ask(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if self._outstanding > 0 and now < self._deadline + _EXPIRY_GRACE_SECONDS:
+            return
+        self._outstanding = self._batch_size
+        self._deadline = now + self._expires
+        await self._nc.publish(self._subject, self._request, reply=self._inbox)
+
+    async def close(self) -> list[Msg]:
+        """Stop the deliveries; returns the messages delivered but not taken yet."""
+        if self._sub is not None:
+            try:
+                # Unsubscribe, then a round trip: everything the server sent before it is queued.
+                await asyncio.wait_for(self._sub.drain(), 2.0)
+            except Exception:  # noqa: BLE001 - the connection may be closing: drop the interest at least
+                with contextlib.suppress(Exception):
+                    await self._sub.unsubscribe()
+            self._sub = None
+        leftovers = list(self._queue)
+        self._queue.clear()
+        return leftovers
+
+
 class ConsumerLoop:
     """Runs one durable pull consumer until :meth:`stop` is called.
 
@@ -95,15 +213,17 @@ class ConsumerLoop:
         self._handler = handler
         self._partition = partition
         self._stopping = asyncio.Event()
-        self._sub: JetStreamContext.PullSubscription | None = None
+        self._puller: _Puller | None = None
         self._group = None
         self._hold_seconds = 0.0
         # The logical name (metrics, logs, dead-letter subject) is the same for every partition.
         self.name = spec.durable
         self.durable = spec.durable if partition is None else f"{spec.durable}-p{partition}"
+        self._acked = CONSUMER_MESSAGES.labels(self.name, "acked")
+        self._batch_seconds = CONSUMER_BATCH_SECONDS.labels(self.name)
 
     async def setup(self) -> None:
-        """Create (or update) the durable consumer and bind a pull subscription to it."""
+        """Create (or update) the durable consumer and open the inbox its messages come to."""
         stream = self._names.stream(self._spec.stream)
         if self._partition is not None:
             filter_subject = self._names.subject(self._spec.stream, self._partition)
@@ -132,7 +252,10 @@ class ConsumerLoop:
                 in_flight=info.num_ack_pending,
                 wait_seconds=self._hold_seconds,
             )
-        self._sub = await self._js.pull_subscribe_bind(durable=self.durable, stream=stream)
+        self._puller = _Puller(
+            connection_of(self._js), stream, self.durable, self._spec.batch_size, self._spec.fetch_timeout_seconds
+        )
+        await self._puller.open()
 
     @property
     def stopping(self) -> bool:
@@ -140,6 +263,8 @@ class ConsumerLoop:
 
     def stop(self) -> None:
         self._stopping.set()
+        if self._puller is not None:
+            self._puller.wake()
         if self._group is not None:
             self._group.stop()
 
@@ -153,51 +278,44 @@ class ConsumerLoop:
                 self._group.stop()
             await self._group.run()
             return
-        if self._sub is None:
+        if self._puller is None:
             await self.setup()
-        assert self._sub is not None
-        if self._hold_seconds:
-            try:
-                await asyncio.wait_for(self._stopping.wait(), timeout=self._hold_seconds)
-            except TimeoutError:
-                pass
-            self._hold_seconds = 0.0
-        log.info("consumer started", consumer=self.name, durable=self.durable)
-        while not self._stopping.is_set():
-            try:
-                messages = await self._next_batch()
-            except (TimeoutError, nats.errors.TimeoutError):
-                continue
-            except nats.errors.ConnectionClosedError:
-                break
-            except Exception as exc:  # noqa: BLE001 - keep consuming through NATS hiccups
-                log.warning("fetch failed", consumer=self.name, error=str(exc))
-                await asyncio.sleep(1)
-                continue
-            await self.process(messages)
-        # Without this, draining the connection waits for the pending pull request to expire.
+        puller = self._puller
+        assert puller is not None
         try:
-            await self._sub.unsubscribe()
-        except Exception:  # noqa: BLE001 - the connection may already be closing
-            pass
-        self._sub = None
-        log.info("consumer stopped", consumer=self.name, durable=self.durable)
+            if self._hold_seconds:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=self._hold_seconds)
+                self._hold_seconds = 0.0
+            log.info("consumer started", consumer=self.name, durable=self.durable)
+            while not self._stopping.is_set():
+                try:
+                    messages = await puller.next_batch(self._stopping)
+                except nats.errors.ConnectionClosedError:
+                    break
+                except Exception as exc:  # noqa: BLE001 - keep consuming through NATS hiccups
+                    log.warning("fetch failed", consumer=self.name, error=str(exc))
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), timeout=1.0)
+                    continue
+                if messages:
+                    await self.process(messages)
+        finally:
+            self._puller = None
+            await self._finish(puller)
 
-    async def _next_batch(self) -> list[Msg]:
-        """Wait for one message, then take whatever else is already there (up to the batch size).
-
-        nats-py's ``fetch(n)`` on an idle consumer sends a lingering pull for n messages and holds
-        the first one until n have arrived or the timeout passes: at a trickle, every message would
-        wait up to ``fetch_timeout_seconds``. Asking for one first, then for the rest without
-        lingering (a short timeout), keeps a lone message's wait to a round trip.
-        """
-        messages = await self._sub.fetch(1, timeout=self._spec.fetch_timeout_seconds)
-        if self._spec.batch_size > 1:
+    async def _finish(self, puller: _Puller) -> None:
+        """Stop the deliveries, then handle what was delivered before that (so nothing stays
+        pending for the next owner of this consumer, who would otherwise wait out an ack wait)."""
+        leftovers = await puller.close()
+        task = asyncio.current_task()
+        if leftovers and not (task is not None and task.cancelling()):
             try:
-                messages += await self._sub.fetch(self._spec.batch_size - 1, timeout=_MORE_TIMEOUT_SECONDS)
-            except (TimeoutError, nats.errors.TimeoutError):
-                pass
-        return messages
+                for start in range(0, len(leftovers), self._spec.batch_size):
+                    await self.process(leftovers[start : start + self._spec.batch_size])
+            except nats.errors.Error as exc:  # the connection is closing: JetStream redelivers them
+                log.warning("delivered messages left unacked at stop", consumer=self.name, error=str(exc))
+        log.info("consumer stopped", consumer=self.name, durable=self.durable, handled_at_stop=len(leftovers))
 
     async def process(self, messages: Sequence[Msg]) -> None:
         started = time.perf_counter()
@@ -213,8 +331,8 @@ class ConsumerLoop:
         else:
             for message in messages:
                 await message.ack()
-            CONSUMER_MESSAGES.labels(self.name, "acked").inc(len(messages))
-        CONSUMER_BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+            self._acked.inc(len(messages))
+        self._batch_seconds.observe(time.perf_counter() - started)
 
     async def _process_one(self, message: Msg) -> None:
         try:
@@ -223,7 +341,7 @@ class ConsumerLoop:
             await self._fail(message, exc)
         else:
             await message.ack()
-            CONSUMER_MESSAGES.labels(self.name, "acked").inc()
+            self._acked.inc()
 
     async def _fail(self, message: Msg, exc: Exception) -> None:
         deliveries = message.metadata.num_delivered

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 RPC_SECONDS = Histogram(
@@ -32,9 +36,17 @@ class MetricsServer:
 
     def __init__(self, host: str, port: int) -> None:
         self._server, self._thread = start_http_server(port, addr=host)
+        self._host = host
         self.port: int = self._server.server_port
 
     def close(self) -> None:
-        self._server.shutdown()
+        # serve_forever notices a shutdown only between its 0.5 s polls: a connection wakes it at
+        # once (a service stop waited for that poll, on the event loop).
+        stopper = threading.Thread(target=self._server.shutdown, daemon=True)
+        stopper.start()
+        while stopper.is_alive():
+            with contextlib.suppress(OSError):
+                socket.create_connection((self._host, self.port), timeout=0.1).close()
+            stopper.join(0.01)
         self._server.server_close()
         self._thread.join(timeout=5)

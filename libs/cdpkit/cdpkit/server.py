@@ -7,8 +7,9 @@ interceptors wrap every RPC (health and reflection excepted):
 - :class:`LoggingInterceptor` binds ``rpc_method``, ``request_id`` and ``workspace`` to the
   structlog context and writes one canonical line per RPC with its code and duration;
 - :class:`ErrorMappingInterceptor` turns :class:`cdpkit.errors.DomainError` into a
-  ``google.rpc.Status`` (field violations included) and any other exception into INTERNAL,
-  never leaking a stack trace to the caller.
+  ``google.rpc.Status`` (field violations included), a transaction the database rolled back (a
+  deadlock, a serialization failure) into ABORTED (retryable) and any other exception into
+  INTERNAL, never leaking a stack trace to the caller.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import grpc
 import structlog
 from google.protobuf.descriptor import ServiceDescriptor
@@ -91,6 +93,10 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                 raise
             except NotImplementedError:
                 await context.abort(grpc.StatusCode.UNIMPLEMENTED, "method not implemented")
+            except asyncpg.TransactionRollbackError:
+                # A deadlock or serialization failure: nothing was changed and a retry may succeed.
+                log.warning("transaction rolled back by the database", exc_info=True)
+                await context.abort(grpc.StatusCode.ABORTED, "a concurrent change won; retry")
             except Exception:
                 log.exception("unhandled error in rpc")
                 await context.abort(grpc.StatusCode.INTERNAL, "internal error")

@@ -12,7 +12,7 @@ from cdp_campaign import consumers
 from cdp_campaign.config import SCHEMA, Settings
 from cdp_campaign.delivery import Sender
 from cdp_campaign.grpc_api import JourneyServicer
-from cdp_campaign.ports import GrpcProfilePort, GrpcSegmentPort
+from cdp_campaign.ports import CrossSell, GrpcProfilePort, GrpcSegmentPort, WorkspaceFacts
 from cdp_campaign.providers import (
     NoProvider,
     Provider,
@@ -84,8 +84,20 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRu
     segment_channel = grpc.aio.insecure_channel(settings.segment_target)
     profile = GrpcProfilePort(profile_channel, timeout=settings.call_timeout_seconds)
     segment = GrpcSegmentPort(segment_channel, timeout=settings.call_timeout_seconds)
+    facts = WorkspaceFacts(profile, ttl_seconds=settings.time_zone_cache_seconds)
+    cross_sell = CrossSell(profile, segment, ttl_seconds=settings.cross_sell_cache_seconds)
     catalog = JourneyCatalog(infra.pool, ttl_seconds=settings.journey_cache_seconds)
-    runner = JourneyRunner(infra.pool, infra.names, catalog, profile, segment, clock, batch=settings.scheduler_batch)
+    runner = JourneyRunner(
+        infra.pool,
+        infra.names,
+        catalog,
+        profile,
+        segment,
+        clock,
+        facts=facts,
+        cross_sell=cross_sell,
+        batch=settings.scheduler_batch,
+    )
     sender = Sender(
         infra.pool,
         infra.names,
@@ -93,12 +105,13 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRu
         profile,
         providers(settings),
         clock,
+        facts=facts,
         batch=settings.send_batch,
         max_attempts=settings.max_attempts,
         backoff=settings.retry_backoff_seconds,
         send_timeout=settings.send_timeout_seconds,
     )
-    service = JourneyService(infra.pool, infra.names, catalog, clock)
+    service = JourneyService(infra.pool, infra.names, catalog, clock, facts)
     server = create_server(
         [
             Registration(

@@ -63,6 +63,16 @@ class Settings(CommonSettings):
     journey_cache_seconds: float = env(
         "CDP_CAMPAIGN_JOURNEY_CACHE_SECONDS", 2.0, help="how long the consumers cache the active journeys"
     )
+    time_zone_cache_seconds: float = env(
+        "CDP_CAMPAIGN_TIME_ZONE_CACHE_SECONDS",
+        60.0,
+        help="how long the workspace time zone read from profile (ProfileSettings.time_zone) is cached",
+    )
+    cross_sell_cache_seconds: float = env(
+        "CDP_CAMPAIGN_CROSS_SELL_CACHE_SECONDS",
+        3600.0,
+        help="how long product companions mined by segment (ListProductCompanions) are cached per sku",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -1,12 +1,13 @@
 """Triggers in: four durable JetStream consumers, each batch applied in one transaction.
 
-- ``campaign-resolved`` on {prefix}.resolved.N (partitioned like profile's, so one person's
-  events stay in order): event triggers, waits for an event, goals, Coupon Redeemed.
-- ``campaign-profile`` on {prefix}.profile.N (partitioned): tier / lifecycle / tag transitions,
-  and the date attributes (birthday, next points expiry) of the snapshots.
+- ``campaign-profile`` on {prefix}.profile.N (partitioned by person, so one person's changes
+  stay in order): the events profile stored (event triggers, waits for an event, goals, coupon
+  redemptions), tier / lifecycle / tag transitions, the date attributes (birthday, next points
+  expiry) of the snapshots, and the events a split moved.
 - ``campaign-segment`` on {prefix}.segment.membership: segment entered / exited triggers.
 - ``campaign-merges`` on {prefix}.identity.persons_merged: instances, deliveries and coupons
   re-keyed to the surviving person.
+- ``campaign-splits`` on {prefix}.identity.person_split: what a merge brought goes back.
 
 Replays are harmless: enrolment is unique per (journey, person, trigger key) and the other
 changes only move an instance forward once.
@@ -21,13 +22,12 @@ from nats.aio.msg import Msg
 
 from cdp.events.v1 import events_pb2
 from cdp_campaign.runner import JourneyRunner
-from cdpkit.bus import IDENTITY, PROFILE, RESOLVED, SEGMENT, BusNames
+from cdpkit.bus import IDENTITY, PROFILE, SEGMENT, BusNames
 from cdpkit.consumer import ConsumerSpec, PermanentError
 
 
 def specs(names: BusNames, batch_size: int) -> dict[str, ConsumerSpec]:
     return {
-        "resolved": ConsumerSpec(durable="campaign-resolved", stream=RESOLVED, batch_size=batch_size),
         "profile": ConsumerSpec(durable="campaign-profile", stream=PROFILE, batch_size=batch_size),
         "segment": ConsumerSpec(
             durable="campaign-segment",
@@ -39,6 +39,12 @@ def specs(names: BusNames, batch_size: int) -> dict[str, ConsumerSpec]:
             durable="campaign-merges",
             stream=IDENTITY,
             filter_subject=names.subject(IDENTITY, "persons_merged"),
+            batch_size=batch_size,
+        ),
+        "splits": ConsumerSpec(
+            durable="campaign-splits",
+            stream=IDENTITY,
+            filter_subject=names.subject(IDENTITY, "person_split"),
             batch_size=batch_size,
         ),
     }
@@ -64,12 +70,9 @@ class Handler:
 
 
 def handlers(runner: JourneyRunner) -> dict[str, Handler]:
-    async def resolved(batches: list[events_pb2.ResolvedEventBatch]) -> None:
-        await runner.on_events([event for batch in batches for event in batch.events])
-
     return {
-        "resolved": Handler(events_pb2.ResolvedEventBatch, resolved),
         "profile": Handler(events_pb2.ProfileChanged, runner.on_profile_changes),
         "segment": Handler(events_pb2.SegmentMembershipChanged, runner.on_memberships),
         "merges": Handler(events_pb2.PersonsMerged, runner.on_merges),
+        "splits": Handler(events_pb2.PersonSplit, runner.on_splits),
     }

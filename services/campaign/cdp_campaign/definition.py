@@ -33,6 +33,10 @@ OPS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "contains", "exists")
 TRANSITION_KINDS = ("tier", "lifecycle_stage", "tag_added", "tag_removed")
 DATE_ATTRIBUTES = ("birthday", "points_expiry")
 REENTRY = ("once", "after_exit", "always")
+CROSS_SELL_SOURCES = ("event", "last_order")
+MAX_CROSS_SELL = 10
+# A profile tag, as profile's ModifyProfileTags accepts it.
+TAG = re.compile(r"^[\w][\w\-:.]{0,62}$")
 
 Definition = campaign_pb2.JourneyDefinition
 
@@ -249,6 +253,8 @@ def _check_trigger(trigger: campaign_pb2.Trigger, tz: ZoneInfo, field: str) -> N
             raise InvalidArgument(f"{field}.segment.segment_id", "is required")
         if trigger.segment.change not in ("", "entered", "exited"):
             raise InvalidArgument(f"{field}.segment.change", "must be entered or exited")
+        if trigger.segment.include_current_members and trigger.segment.change == "exited":
+            raise InvalidArgument(f"{field}.segment.include_current_members", "only with change entered")
     elif kind == "schedule":
         if not trigger.schedule.segment_id:
             raise InvalidArgument(f"{field}.schedule.segment_id", "is required")
@@ -432,15 +438,29 @@ def check(definition: Definition, *, tz: ZoneInfo, field: str = "journey.definit
             available = base_vars | ({"coupon"} if coupons[step.id] else frozenset())
             _check_template(send.template.subject, available, f"{at}.send.template.subject")
             _check_template(send.template.body, available, f"{at}.send.template.body")
+            if send.HasField("cross_sell"):
+                cross_sell = send.cross_sell
+                source = cross_sell.source or (
+                    "event" if definition.trigger.WhichOneof("kind") == "event" else "last_order"
+                )
+                if source not in CROSS_SELL_SOURCES:
+                    raise InvalidArgument(f"{at}.send.cross_sell.source", "must be event or last_order")
+                if source == "event" and definition.trigger.WhichOneof("kind") != "event":
+                    raise InvalidArgument(f"{at}.send.cross_sell.source", "event needs an event-triggered journey")
+                if not 0 <= cross_sell.max_products <= MAX_CROSS_SELL:
+                    raise InvalidArgument(f"{at}.send.cross_sell.max_products", f"must be 1 to {MAX_CROSS_SELL}")
+                if cross_sell.min_lift < 0:
+                    raise InvalidArgument(f"{at}.send.cross_sell.min_lift", "must not be negative")
         elif kind == "coupon":
             if not STEP_ID.match(step.coupon.pool_id):
                 raise InvalidArgument(f"{at}.coupon.pool_id", "is required ([a-z][a-z0-9-]{0,62})")
         elif kind == "tag":
             if not step.tag.add and not step.tag.remove:
                 raise InvalidArgument(f"{at}.tag", "add or remove at least one tag")
-            for t, tag in enumerate([*step.tag.add, *step.tag.remove]):
-                if not tag.strip() or len(tag) > 100:
-                    raise InvalidArgument(f"{at}.tag", f"tag {t} must be 1 to 100 characters")
+            for name in ("add", "remove"):
+                for t, tag in enumerate(getattr(step.tag, name)):
+                    if not TAG.match(tag):
+                        raise InvalidArgument(f"{at}.tag.{name}[{t}]", "a tag is 1-63 letters, digits, _ - : .")
             if step.tag.expire_after:
                 duration(step.tag.expire_after, f"{at}.tag.expire_after")
         elif kind == "webhook":

@@ -32,7 +32,7 @@ from cdp_campaign.domain import (
     person_zone,
     quiet_until,
 )
-from cdp_campaign.ports import DependencyError, ProfilePort, ProfileView
+from cdp_campaign.ports import DependencyError, ProfilePort, ProfileView, WorkspaceFacts
 from cdp_campaign.providers import OutgoingMessage, Provider, ProviderError
 from cdp_campaign.runner import JourneyCatalog
 from cdpkit import outbox
@@ -62,6 +62,7 @@ class Sender:
         providers: dict[str, Provider],
         clock: Clock,
         *,
+        facts: WorkspaceFacts,
         batch: int,
         max_attempts: int,
         backoff: tuple[float, ...],
@@ -73,6 +74,7 @@ class Sender:
         self._profile = profile
         self._providers = providers
         self._clock = clock
+        self._facts = facts
         self._batch = batch
         self._max_attempts = max_attempts
         self._backoff = backoff
@@ -96,13 +98,15 @@ class Sender:
                 conn, sorted({(r["workspace_id"], r["person_id"], r["channel"]) for r in messages}), now
             )
             settings: dict[str, WorkspaceSettings] = {}
+            zones: dict[str, str | DependencyError] = {}
             plans: list[_Plan] = []
             for row in rows:
                 ws = row["workspace_id"]
                 if ws not in settings:
                     settings[ws] = await repository.get_settings(conn, ws)
+                    zones[ws] = await self._zone(ws) if settings[ws].quiet_hours_start else ""
                 definition = await self._catalog.version(conn, ws, row["journey_id"], row["version"])
-                plan = self._check(row, definition, profiles, settings[ws], counts, now)
+                plan = self._check(row, definition, profiles, settings[ws], zones[ws], counts, now)
                 if plan is not None:
                     plans.append(plan)
             await asyncio.gather(*(self._send(plan) for plan in plans if plan.message is not None))
@@ -113,6 +117,12 @@ class Sender:
                 conn, [announcement(self._names, row, now) for row in rows if row["status"] != "pending"]
             )
         return len(rows)
+
+    async def _zone(self, workspace_id: str) -> str | DependencyError:
+        try:
+            return await self._facts.time_zone(workspace_id)
+        except DependencyError as exc:
+            return exc
 
     async def _profiles(self, rows: list[dict]) -> dict[tuple[str, str], ProfileView | DependencyError | None]:
         keys = sorted({(r["workspace_id"], r["person_id"]) for r in rows})
@@ -125,7 +135,9 @@ class Sender:
 
         return dict(zip(keys, await asyncio.gather(*(one(k) for k in keys)), strict=True))
 
-    def _check(self, row, definition, profiles, ws_settings: WorkspaceSettings, counts, now) -> _Plan | None:
+    def _check(
+        self, row, definition, profiles, ws_settings: WorkspaceSettings, ws_zone: str | DependencyError, counts, now
+    ) -> _Plan | None:
         """The plan for one delivery, or None when it is settled here (suppressed, deferred).
 
         ``counts`` (sent in the last day / week by journey) grows with what this batch sends."""
@@ -149,8 +161,12 @@ class Sender:
         address = address_of(view.traits, row["channel"])
         if not address:
             return _suppress(row, "no_address")
-        if not step.send.ignore_quiet_hours:
-            tz = person_zone(view.traits, ws_settings.time_zone)
+        if "cross_sell" in row["context"] and not row["context"]["cross_sell"]:
+            return _suppress(row, "no_recommendations")  # a cross-sell message with nothing to offer
+        if not step.send.ignore_quiet_hours and ws_settings.quiet_hours_start:
+            if isinstance(ws_zone, DependencyError):
+                return _Plan(row, error=ProviderError(f"workspace time zone: {ws_zone}", permanent=False))
+            tz = person_zone(view.traits, ws_zone)
             until = quiet_until(now, tz, ws_settings.quiet_hours_start, ws_settings.quiet_hours_end)
             if until is not None:
                 row.update(next_attempt_at=until, deferrals=row["deferrals"] + 1, reason="quiet_hours")
@@ -185,10 +201,10 @@ class Sender:
     def _context(row: dict, view: ProfileView | None) -> dict[str, Any]:
         context = row["context"]
         event = context.get("event") or {}
-        products = event.get("properties", {}).get("products") if isinstance(event.get("properties"), dict) else None
+        # The step's own product ids, then the cross-sell companions (the trigger event's
+        # products are the template's event.properties.products).
         recommendations = [{"product_id": p} for p in context.get("recommendations", [])]
-        if isinstance(products, list):
-            recommendations += [p for p in products if isinstance(p, dict)]
+        recommendations += context.get("cross_sell", [])
         document = view.document() if view else {"person_id": row["person_id"]}
         return {
             **document,

@@ -6,10 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cdpkit import money
 from cdpkit.errors import InvalidArgument
 
 MAX_DISPLAY_NAME = 200
@@ -63,8 +64,10 @@ CONSENT_MODES = ("opt_in", "opt_out")
 
 @dataclass(frozen=True)
 class WorkspaceSettings:
+    """Campaign's own settings of a workspace. The time zone is not among them: it is the
+    workspace's (ProfileSettings.time_zone), read through the profile port."""
+
     workspace_id: str
-    time_zone: str = DEFAULT_TIME_ZONE
     quiet_hours_start: str = "21:00"
     quiet_hours_end: str = "09:00"
     cap_per_day: int = 0
@@ -73,9 +76,8 @@ class WorkspaceSettings:
     updated_at: datetime | None = None
 
     def validated(self) -> WorkspaceSettings:
-        from cdp_campaign.definition import time_of_day, zone
+        from cdp_campaign.definition import time_of_day
 
-        zone(self.time_zone, "settings.time_zone")
         if bool(self.quiet_hours_start) != bool(self.quiet_hours_end):
             raise InvalidArgument(
                 "settings.quiet_hours_start", "set both quiet_hours_start and quiet_hours_end, or neither"
@@ -103,19 +105,25 @@ def assign_variant(journey_id: str, step_id: str, person_id: str, variants: list
     return variants[-1][0]
 
 
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
 def consent_refusal(consents, channel: str, mode: str) -> str | None:
     """Why consent stops a marketing message on ``channel`` (None: it may go).
 
-    A withdrawal for the channel, or for its marketing purpose, always stops it; in opt_in mode
-    a grant (channel-wide or marketing) is also required.
+    Profile keeps one statement per key: the channel (``email``) and the channel for a purpose
+    (``email.marketing``). The newest of the two decides (a withdrawal wins a tie), so a person
+    who unsubscribed (both withdrawn at once) and later opts in again, channel-wide or for
+    marketing, gets messages again. In opt_in mode a grant is required; in opt_out mode only a
+    withdrawal stops the message.
     """
     relevant = [c for c in consents if c.channel == channel and c.purpose in ("", "marketing")]
-    withdrawn = [c for c in relevant if not c.granted]
-    if withdrawn:
-        return "unsubscribed" if any(c.source == "unsubscribe_link" for c in withdrawn) else "no_consent"
-    if mode == "opt_in" and not any(c.granted for c in relevant):
-        return "no_consent"
-    return None
+    if not relevant:
+        return "no_consent" if mode == "opt_in" else None
+    deciding = max(relevant, key=lambda c: (c.update_time or _NEVER, not c.granted))
+    if deciding.granted:
+        return None
+    return "unsubscribed" if deciding.source == "unsubscribe_link" else "no_consent"
 
 
 def address_of(traits: dict[str, Any], channel: str) -> str:
@@ -173,12 +181,18 @@ def cap_refusal(
     return None
 
 
-def revenue_minor(properties: dict[str, Any], revenue_property: str) -> int:
-    """Revenue of a goal event in minor units: ``revenue_minor`` as is, else major units x 100."""
-    candidates = [revenue_property] if revenue_property else ["revenue_minor", "revenue", "total"]
-    for name in candidates:
-        value = properties.get(name)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            continue
-        return round(value) if name.endswith("_minor") else round(value * 100)
-    return 0
+def revenue_minor(properties: dict[str, Any], revenue_property: str, workspace_currency: str) -> int:
+    """Revenue of a goal event in minor units of the workspace currency, read as profile reads an
+    order (``cdpkit.money``): ``revenue_property`` when set (``*_minor``: minor units; else a
+    decimal amount), else the order total. An amount in another currency counts 0, as in
+    profile's money values."""
+    currency = str(properties.get("currency") or workspace_currency).upper()[:3]
+    if currency != workspace_currency:
+        return 0
+    if revenue_property:
+        value = properties.get(revenue_property)
+        if revenue_property.endswith("_minor"):
+            whole = isinstance(value, int | float) and not isinstance(value, bool) and float(value).is_integer()
+            return int(value) if whole else 0
+        return money.to_minor(value, currency) or 0
+    return money.order_total_minor(properties, currency) or 0

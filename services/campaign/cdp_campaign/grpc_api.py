@@ -9,9 +9,10 @@ from google.protobuf import empty_pb2, json_format, struct_pb2
 from cdp.campaign.v1 import campaign_pb2, campaign_pb2_grpc
 from cdp_campaign import definition as defs
 from cdp_campaign import reports
-from cdp_campaign.domain import MAX_DEFINITION_BYTES, Journey, WorkspaceSettings
-from cdp_campaign.service import JourneyService, library
+from cdp_campaign.domain import MAX_DEFINITION_BYTES, UPDATABLE, Journey, WorkspaceSettings
+from cdp_campaign.service import SETTINGS_FIELDS, JourneyService, library
 from cdpkit.errors import InvalidArgument
+from cdpkit.fieldmask import requested_paths
 from cdpkit.names import RESOURCE_ID, parse, workspace_of
 
 _NAME = "workspaces/{workspace}/journeys/{journey}"
@@ -134,10 +135,10 @@ def pool_proto(row: dict) -> campaign_pb2.CouponPool:
     return message
 
 
-def settings_proto(s: WorkspaceSettings) -> campaign_pb2.CampaignSettings:
+def settings_proto(s: WorkspaceSettings, time_zone: str) -> campaign_pb2.CampaignSettings:
     message = campaign_pb2.CampaignSettings(
         name=f"workspaces/{s.workspace_id}/campaignSettings",
-        time_zone=s.time_zone,
+        time_zone=time_zone,
         quiet_hours_start=s.quiet_hours_start,
         quiet_hours_end=s.quiet_hours_end,
         caps=campaign_pb2.FrequencyCaps(per_day=s.cap_per_day, per_week=s.cap_per_week),
@@ -182,7 +183,7 @@ class JourneyServicer(campaign_pb2_grpc.JourneyServiceServicer):
         j = request.journey
         ids = _ids(j.name, "journey.name")
         changes = Journey(ids["workspace"], ids["journey"], j.display_name, j.description, _definition(j), etag=j.etag)
-        return to_proto(await self._service.update(changes, request.update_mask.paths))
+        return to_proto(await self._service.update(changes, requested_paths(request.update_mask, j, UPDATABLE)))
 
     async def DeleteJourney(self, request, context) -> empty_pb2.Empty:
         ids = _ids(request.name)
@@ -315,18 +316,18 @@ class JourneyServicer(campaign_pb2_grpc.JourneyServiceServicer):
 
     async def GetCampaignSettings(self, request, context) -> campaign_pb2.CampaignSettings:
         workspace_id = parse(request.name, "workspaces/{workspace}/campaignSettings")["workspace"]
-        return settings_proto(await self._service.get_settings(workspace_id))
+        return settings_proto(*await self._service.get_settings(workspace_id))
 
     async def UpdateCampaignSettings(self, request, context) -> campaign_pb2.CampaignSettings:
         s = request.settings
         workspace_id = parse(s.name, "workspaces/{workspace}/campaignSettings", field="settings.name")["workspace"]
         changes = WorkspaceSettings(
             workspace_id,
-            time_zone=s.time_zone,
             quiet_hours_start=s.quiet_hours_start,
             quiet_hours_end=s.quiet_hours_end,
             cap_per_day=s.caps.per_day,
             cap_per_week=s.caps.per_week,
             consent_mode=s.consent_mode,
         )
-        return settings_proto(await self._service.update_settings(changes, request.update_mask.paths))
+        mask = requested_paths(request.update_mask, s, SETTINGS_FIELDS)
+        return settings_proto(*await self._service.update_settings(changes, mask))

@@ -200,6 +200,19 @@ async def latest_entry(
     )
 
 
+async def never_enrolled(conn: asyncpg.Connection, workspace_id: str, journey_id: str, persons: list[str]) -> list[str]:
+    """Those of ``persons`` with no instance of the journey, ever, in the given order."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT person_id FROM instances WHERE workspace_id = $1 AND journey_id = $2
+           AND person_id = ANY($3::text[])""",
+        workspace_id,
+        journey_id,
+        persons,
+    )
+    enrolled = {r["person_id"] for r in rows}
+    return [p for p in persons if p not in enrolled]
+
+
 async def insert_instance(conn: asyncpg.Connection, values: dict[str, Any]) -> bool:
     status = await conn.execute(
         """INSERT INTO instances (workspace_id, instance_id, journey_id, version, person_id, trigger_key, step_id,
@@ -332,7 +345,11 @@ async def rekey_person(conn: asyncpg.Connection, workspace_id: str, survivor: st
         merged,
     )
     moved = await conn.execute(
-        "UPDATE instances SET person_id = $2 WHERE workspace_id = $1 AND person_id = $3", workspace_id, survivor, merged
+        """UPDATE instances SET person_id = $2, origin_person_id = coalesce(origin_person_id, person_id)
+           WHERE workspace_id = $1 AND person_id = $3""",
+        workspace_id,
+        survivor,
+        merged,
     )
     await conn.execute(
         "UPDATE deliveries SET person_id = $2 WHERE workspace_id = $1 AND person_id = $3",
@@ -350,6 +367,62 @@ async def rekey_person(conn: asyncpg.Connection, workspace_id: str, survivor: st
     )
     await conn.execute("DELETE FROM person_dates WHERE workspace_id = $1 AND person_id = $2", workspace_id, merged)
     return int(moved.split()[-1])
+
+
+async def _move_instances(conn: asyncpg.Connection, workspace_id: str, to_person: str, where: str, *args) -> int:
+    """Moves the instances ``where`` selects (with their deliveries and coupon codes) to
+    ``to_person``; an instance whose enrolment key that person already holds stays."""
+    moved = await conn.fetch(
+        f"""UPDATE instances m SET person_id = $2,
+                origin_person_id = CASE WHEN m.origin_person_id = $2 THEN NULL ELSE m.origin_person_id END
+            WHERE m.workspace_id = $1 AND {where} AND NOT EXISTS (
+                SELECT 1 FROM instances s WHERE s.workspace_id = $1 AND s.person_id = $2
+                AND s.journey_id = m.journey_id AND s.trigger_key = m.trigger_key)
+            RETURNING m.instance_id""",
+        workspace_id,
+        to_person,
+        *args,
+    )
+    ids = [r["instance_id"] for r in moved]
+    if ids:
+        await conn.execute(
+            "UPDATE deliveries SET person_id = $2 WHERE workspace_id = $1 AND instance_id = ANY($3::uuid[])",
+            workspace_id,
+            to_person,
+            ids,
+        )
+        await conn.execute(
+            """UPDATE coupon_codes c SET person_id = $2 WHERE c.workspace_id = $1 AND c.instance_id = ANY($3::uuid[])
+               AND NOT EXISTS (SELECT 1 FROM coupon_codes s WHERE s.workspace_id = $1 AND s.person_id = $2
+                               AND s.journey_id = c.journey_id)""",
+            workspace_id,
+            to_person,
+            ids,
+        )
+    return len(ids)
+
+
+async def move_instances_back(
+    conn: asyncpg.Connection, workspace_id: str, person_id: str, new_person_id: str, origins: list[str]
+) -> int:
+    """A split: ``person_id``'s instances that a merge brought from one of ``origins`` go to
+    ``new_person_id``."""
+    where = "m.person_id = $3 AND m.origin_person_id = ANY($4::text[])"
+    return await _move_instances(conn, workspace_id, new_person_id, where, person_id, origins)
+
+
+async def move_instances_of_events(
+    conn: asyncpg.Connection, workspace_id: str, from_person: str, to_person: str, message_ids: list[str]
+) -> int:
+    """A split moved these events to ``to_person``: the instances they started follow them."""
+    return await _move_instances(
+        conn,
+        workspace_id,
+        to_person,
+        "m.person_id = $3 AND m.context -> 'event' ->> 'message_id' = ANY($4::text[])",
+        from_person,
+        message_ids,
+    )
 
 
 # Deliveries
@@ -622,7 +695,7 @@ async def redeem_code(conn: asyncpg.Connection, workspace_id: str, code: str, me
 
 async def get_settings(conn: asyncpg.Connection, workspace_id: str) -> WorkspaceSettings:
     row = await conn.fetchrow(
-        """SELECT workspace_id, time_zone, quiet_hours_start, quiet_hours_end, cap_per_day, cap_per_week,
+        """SELECT workspace_id, quiet_hours_start, quiet_hours_end, cap_per_day, cap_per_week,
                   consent_mode, updated_at FROM workspace_settings WHERE workspace_id = $1""",
         workspace_id,
     )
@@ -631,14 +704,13 @@ async def get_settings(conn: asyncpg.Connection, workspace_id: str) -> Workspace
 
 async def save_settings(conn: asyncpg.Connection, s: WorkspaceSettings) -> WorkspaceSettings:
     row = await conn.fetchrow(
-        """INSERT INTO workspace_settings (workspace_id, time_zone, quiet_hours_start, quiet_hours_end, cap_per_day,
-               cap_per_week, consent_mode, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, now())
-           ON CONFLICT (workspace_id) DO UPDATE SET time_zone = $2, quiet_hours_start = $3, quiet_hours_end = $4,
-               cap_per_day = $5, cap_per_week = $6, consent_mode = $7, updated_at = now()
-           RETURNING workspace_id, time_zone, quiet_hours_start, quiet_hours_end, cap_per_day, cap_per_week,
+        """INSERT INTO workspace_settings (workspace_id, quiet_hours_start, quiet_hours_end, cap_per_day,
+               cap_per_week, consent_mode, updated_at) VALUES ($1, $2, $3, $4, $5, $6, now())
+           ON CONFLICT (workspace_id) DO UPDATE SET quiet_hours_start = $2, quiet_hours_end = $3,
+               cap_per_day = $4, cap_per_week = $5, consent_mode = $6, updated_at = now()
+           RETURNING workspace_id, quiet_hours_start, quiet_hours_end, cap_per_day, cap_per_week,
                consent_mode, updated_at""",
         s.workspace_id,
-        s.time_zone,
         s.quiet_hours_start,
         s.quiet_hours_end,
         s.cap_per_day,
@@ -662,6 +734,15 @@ async def upsert_person_dates(
         person_id,
         birthday,
         expiry,
+        version,
+    )
+
+
+async def forget_person_dates(conn: asyncpg.Connection, workspace_id: str, person_id: str, version: int) -> None:
+    await conn.execute(
+        "DELETE FROM person_dates WHERE workspace_id = $1 AND person_id = $2 AND profile_version < $3",
+        workspace_id,
+        person_id,
         version,
     )
 

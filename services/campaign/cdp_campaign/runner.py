@@ -1,5 +1,10 @@
 """Running journeys: enrolment from triggers, the scheduler that advances instances, goals,
-waits for events, coupons, tags, and re-keying on merges.
+waits for events, coupons, tags, cross-sell, and re-keying on merges and splits.
+
+Events reach journeys through profile's announcements (``ProfileChanged.events``), not from
+identity's resolved events: by the time a journey sees an event, profile has applied it, so the
+profile read at send time (address, consent, traits) already reflects it, and events of a
+merged-away id arrive under the survivor.
 
 Each entry point runs in one transaction. Instances are rows in ``instances``; the scheduler
 takes the due ones (``wake_at <= now``) with ``FOR UPDATE SKIP LOCKED`` (replicas share the work,
@@ -26,7 +31,7 @@ from cdp.events.v1 import events_pb2
 from cdp_campaign import definition as defs
 from cdp_campaign import repository
 from cdp_campaign.domain import assign_variant, revenue_minor
-from cdp_campaign.ports import DependencyError, ProfilePort, SegmentPort
+from cdp_campaign.ports import CrossSell, DependencyError, ProfilePort, SegmentPort, WorkspaceFacts
 from cdpkit import outbox
 from cdpkit.bus import CAMPAIGN, BusNames
 from cdpkit.clock import Clock
@@ -38,7 +43,14 @@ WAKE_CHANNEL = "cdp_campaign_wake"
 MAX_STEPS_PER_RUN = 50
 DEPENDENCY_RETRY = timedelta(seconds=30)
 DEFAULT_GOAL_WINDOW = "7d"
+DEFAULT_CROSS_SELL = 3
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+# Profile's typed event for a coupon used (property coupon_id, as in the Segment spec's coupon
+# events), and the spec's Order Completed with its `coupon` property.
+COUPON_REDEEMED = "Coupon Redeemed"
+ORDER_COMPLETED = "Order Completed"
+# The run key of a segment-triggered journey's one-off enrolment of the current members.
+CURRENT_MEMBERS = "members"
 
 
 @dataclass(frozen=True)
@@ -137,6 +149,8 @@ class JourneyRunner:
         segment: SegmentPort,
         clock: Clock,
         *,
+        facts: WorkspaceFacts,
+        cross_sell: CrossSell,
         batch: int = 100,
     ) -> None:
         self._pool = pool
@@ -145,6 +159,8 @@ class JourneyRunner:
         self._profile = profile
         self._segment = segment
         self._clock = clock
+        self._facts = facts
+        self._cross_sell = cross_sell
         self._batch = batch
 
     # Enrolment
@@ -189,45 +205,37 @@ class JourneyRunner:
         )
         return inserted
 
-    # Triggers: resolved events
-
-    async def on_events(self, events: Sequence[events_pb2.ResolvedEvent]) -> None:
-        live = await self.catalog.live()
-        now = self._clock.now()
-        async with self._pool.acquire() as conn, conn.transaction():
-            woke = False
-            for resolved in events:
-                event = resolved.event
-                if event.type != events_pb2.EVENT_TYPE_TRACK or not event.event or not resolved.person_id:
-                    continue
-                woke |= await self._on_event(conn, live.get(event.workspace_id, _NOTHING), resolved, now)
-            if woke:
-                await _wake(conn, "instances")
+    # Triggers: events (profile's announcements of the events it stored)
 
     async def _on_event(
-        self, conn: asyncpg.Connection, live: Live, resolved: events_pb2.ResolvedEvent, now: datetime
+        self,
+        conn: asyncpg.Connection,
+        live: Live,
+        ws: str,
+        person: str,
+        fact: events_pb2.EventFact,
+        currency: str,
+        now: datetime,
     ) -> bool:
-        """Apply one event; True when an instance became due."""
-        event = resolved.event
-        ws, person, name = event.workspace_id, resolved.person_id, event.event
-        properties = json_format.MessageToDict(event.properties) if event.HasField("properties") else {}
-        facts = {"name": name, "properties": properties, "message_id": event.message_id}
+        """Apply one tracked event; True when an instance became due."""
+        name = fact.event
+        properties = json_format.MessageToDict(fact.properties) if fact.HasField("properties") else {}
+        facts = {"name": name, "properties": properties, "message_id": fact.message_id}
         woke = False
         for journey in live.journeys:
             if journey.trigger == "event":
                 trigger = journey.definition.trigger.event
                 if trigger.name == name and defs.matches(trigger.where, properties):
-                    woke |= await self._enrol(conn, journey, person, f"event:{event.message_id}", {"event": facts}, now)
+                    woke |= await self._enrol(conn, journey, person, f"event:{fact.message_id}", {"event": facts}, now)
         if name in live.wait_events:
             woke |= await self._end_waits(conn, ws, person, name, properties, now)
         if name in live.branch_events:
             await repository.note_event(conn, ws, person, sorted(live.branch_events[name]), name, now)
         if name in live.goal_events:
-            await self._goals(conn, ws, person, name, properties, event.message_id, now)
-        if name == "Coupon Redeemed":
-            code = properties.get("coupon_code") or properties.get("code") or properties.get("coupon")
-            if isinstance(code, str) and code:
-                await repository.redeem_code(conn, ws, code, event.message_id, now)
+            await self._goals(conn, ws, person, name, properties, fact.message_id, currency, now)
+        code = redeemed_code(name, properties)
+        if code:
+            await repository.redeem_code(conn, ws, code, fact.message_id, now)
         return woke
 
     async def _end_waits(self, conn, ws: str, person: str, name: str, properties: dict, now: datetime) -> bool:
@@ -246,7 +254,7 @@ class JourneyRunner:
             woke = True
         return woke
 
-    async def _goals(self, conn, ws, person, name, properties, message_id, now) -> None:
+    async def _goals(self, conn, ws, person, name, properties, message_id, currency: str, now) -> None:
         for inst in await repository.goal_candidates(conn, ws, person, now):
             d = await self.catalog.version(conn, ws, inst["journey_id"], inst["version"])
             if not d.HasField("goal") or d.goal.event != name or not defs.matches(d.goal.where, properties):
@@ -254,7 +262,7 @@ class JourneyRunner:
             if inst["context"].get("event", {}).get("message_id") == message_id:
                 continue  # the event that enrolled the person is not its own conversion
             inst["converted_at"] = now
-            inst["revenue_minor"] = revenue_minor(properties, d.goal.revenue_property)
+            inst["revenue_minor"] = revenue_minor(properties, d.goal.revenue_property, currency)
             inst["conversion_step"] = await repository.last_sent_step(conn, ws, inst["instance_id"])
             if d.goal.exit_on_goal and inst["state"] == "active":
                 _exit(inst, "goal")
@@ -293,12 +301,16 @@ class JourneyRunner:
                 stamp = (
                     change.change_time.ToJsonString() if change.HasField("change_time") else str(change.segment_version)
                 )
+                # "rule v3 refresh", "segment vip v3 refresh": a rule was created or edited, the
+                # person did nothing. Only journeys that include current members take those.
+                refresh = change.reason.endswith("refresh")
                 for journey in live.get(change.workspace_id, _NOTHING).journeys:
                     trigger = journey.definition.trigger
                     if (
                         journey.trigger == "segment"
                         and trigger.segment.segment_id == change.segment_id
                         and (trigger.segment.change or "entered") == kind
+                        and (not refresh or trigger.segment.include_current_members)
                     ):
                         context = {"segment": {"segment_id": change.segment_id, "change": kind}}
                         key = f"segment:{kind}:{stamp}"
@@ -307,11 +319,30 @@ class JourneyRunner:
                 await _wake(conn, "instances")
 
     async def on_profile_changes(self, changes: Sequence[events_pb2.ProfileChanged]) -> None:
+        """Events (triggers, waits, goals, coupons), transitions, date attributes, and the
+        instances that follow their trigger event to the other side of a split."""
         live = await self.catalog.live()
         now = self._clock.now()
         async with self._pool.acquire() as conn, conn.transaction():
             woke = False
             for change in changes:
+                ws_live = live.get(change.workspace_id, _NOTHING)
+                if change.moved.split_from_person_id and change.moved.message_ids:
+                    moved = await repository.move_instances_of_events(
+                        conn,
+                        change.workspace_id,
+                        change.moved.split_from_person_id,
+                        change.person_id,
+                        list(change.moved.message_ids),
+                    )
+                    if moved:
+                        log.info("instances follow their trigger events after a split", moved=moved)
+                for fact in change.events:
+                    if fact.type == events_pb2.EVENT_TYPE_TRACK and fact.event:
+                        currency = change.snapshot.currency or "CNY"
+                        woke |= await self._on_event(
+                            conn, ws_live, change.workspace_id, change.person_id, fact, currency, now
+                        )
                 for transition in change.transitions:
                     value = transition.from_value if transition.kind == "tag_removed" else transition.to_value
                     for journey in live.get(change.workspace_id, _NOTHING).journeys:
@@ -329,18 +360,18 @@ class JourneyRunner:
                     computed = json_format.MessageToDict(change.snapshot.computed)
                     birthday = computed.get("birthday_month_day")
                     expiry = computed.get("next_points_expiry_time")
-                    if birthday or expiry:
-                        try:
-                            expiry_at = datetime.fromisoformat(expiry.replace("Z", "+00:00")) if expiry else None
-                        except (AttributeError, ValueError):
-                            expiry_at = None
+                    try:
+                        expiry_at = datetime.fromisoformat(expiry.replace("Z", "+00:00")) if expiry else None
+                    except (AttributeError, ValueError):
+                        expiry_at = None
+                    birthday = birthday if isinstance(birthday, str) and birthday else None
+                    if birthday or expiry_at:
                         await repository.upsert_person_dates(
-                            conn,
-                            change.workspace_id,
-                            change.person_id,
-                            birthday if isinstance(birthday, str) else None,
-                            expiry_at,
-                            change.version,
+                            conn, change.workspace_id, change.person_id, birthday, expiry_at, change.version
+                        )
+                    else:  # a birthday unset, the points spent: no more date triggers
+                        await repository.forget_person_dates(
+                            conn, change.workspace_id, change.person_id, change.version
                         )
             if woke:
                 await _wake(conn, "instances")
@@ -355,6 +386,23 @@ class JourneyRunner:
                         )
                         log.info("instances re-keyed after a merge", moved=moved, merge_id=merge.merge_id)
 
+    async def on_splits(self, splits: Sequence[events_pb2.PersonSplit]) -> None:
+        """An unmerge or an identifier removal split a person: what a merge brought to it goes
+        back. Instances re-keyed at a merge from the id that now resolves to the new person (or
+        from an id merged into it before) move to the new person, with their deliveries (caps)
+        and coupon codes. Everything else stays with the person that keeps its id; instances
+        started by an event that moved to the new person follow that event (profile's split
+        announcement, :meth:`on_profile_changes`)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            for split in splits:
+                if not split.new_person_id or split.new_person_id == split.person_id:
+                    continue
+                origins = sorted({split.new_person_id, *split.moved_person_ids})
+                moved = await repository.move_instances_back(
+                    conn, split.workspace_id, split.person_id, split.new_person_id, origins
+                )
+                log.info("instances moved back after a split", moved=moved, undone_merge=split.undone_merge_id)
+
     # The scheduler
 
     async def run_due(self) -> int:
@@ -362,14 +410,11 @@ class JourneyRunner:
         now = self._clock.now()
         async with self._pool.acquire() as conn, conn.transaction():
             due = await repository.due_instances(conn, now, self._batch)
-            settings: dict[str, Any] = {}
             wake: set[str] = set()
             for inst in due:
-                if inst["workspace_id"] not in settings:
-                    settings[inst["workspace_id"]] = await repository.get_settings(conn, inst["workspace_id"])
                 try:
                     async with conn.transaction():  # a savepoint: one broken instance cannot block the rest
-                        await self._advance(conn, inst, settings[inst["workspace_id"]].time_zone, now, wake)
+                        await self._advance(conn, inst, now, wake)
                         await repository.save_instance(conn, inst)
                 except (asyncpg.PostgresConnectionError, OSError):
                     raise
@@ -381,7 +426,7 @@ class JourneyRunner:
                 await _wake(conn, what)
         return len(due)
 
-    async def _advance(self, conn: asyncpg.Connection, inst: dict, time_zone: str, now: datetime, wake: set) -> None:
+    async def _advance(self, conn: asyncpg.Connection, inst: dict, now: datetime, wake: set) -> None:
         if inst["state"] != "active":
             inst["wake_at"] = None
             return
@@ -400,7 +445,7 @@ class JourneyRunner:
             step = d.steps[i]
             after = defs.following(d, i)
             try:
-                target = await self._run_step(conn, inst, d, step, after, time_zone, now, wake)
+                target = await self._run_step(conn, inst, d, step, after, now, wake)
             except DependencyError as exc:
                 log.warning("journey step failed", step=step.id, error=str(exc), retry=exc.retryable)
                 if exc.retryable:
@@ -413,7 +458,7 @@ class JourneyRunner:
             _move(inst, target, now)
         inst["wake_at"] = now  # a long run of steps: go on at the next tick
 
-    async def _run_step(self, conn, inst, d, step, after: str, time_zone: str, now: datetime, wake: set) -> str | None:
+    async def _run_step(self, conn, inst, d, step, after: str, now: datetime, wake: set) -> str | None:
         kind = step.WhichOneof("kind")
         ws, person = inst["workspace_id"], inst["person_id"]
         if kind == "wait":
@@ -424,6 +469,7 @@ class JourneyRunner:
             if wait.duration:
                 inst["wake_at"] = now + defs.duration(wait.duration, "-")
             elif wait.until_time:
+                time_zone = await self._facts.time_zone(ws)
                 inst["wake_at"] = defs.next_local_time(
                     now, defs.time_of_day(wait.until_time, "-"), defs.zone(time_zone)
                 )
@@ -435,6 +481,8 @@ class JourneyRunner:
             context = {k: v for k, v in inst["context"].items() if k in ("event", "coupon", "transition", "segment")}
             if kind == "send":
                 context["recommendations"] = list(step.send.recommendations)
+                if step.send.HasField("cross_sell"):
+                    context["cross_sell"] = await self._cross_sold(inst, d, step.send.cross_sell)
             await repository.insert_delivery(
                 conn,
                 {
@@ -487,6 +535,22 @@ class JourneyRunner:
         _exit(inst, "exit_step")
         return None
 
+    async def _cross_sold(self, inst: dict, d: defs.Definition, cross_sell) -> list[dict]:
+        """The companions of the person's products, fixed when the step runs (kept with the
+        delivery: a re-send after a crash renders the same message)."""
+        source = cross_sell.source or ("event" if d.trigger.WhichOneof("kind") == "event" else "last_order")
+        if source == "event":
+            skus = event_skus(inst["context"].get("event", {}).get("properties", {}))
+        else:
+            view = await self._profile.get_profile(inst["workspace_id"], inst["person_id"])
+            skus = list(view.last_order_skus) if view else []
+        return await self._cross_sell.recommend(
+            inst["workspace_id"],
+            skus,
+            limit=cross_sell.max_products or DEFAULT_CROSS_SELL,
+            min_lift=cross_sell.min_lift,
+        )
+
     async def _condition(self, inst: dict, condition) -> bool:
         which = condition.WhichOneof("kind")
         if which == "segment_id":
@@ -521,19 +585,37 @@ class JourneyRunner:
             for row in rows:
                 d = await self.catalog.version(conn, row["workspace_id"], row["journey_id"], row["version"])
                 journey = LiveJourney(row["workspace_id"], row["journey_id"], row["version"], d)
-                settings = await repository.get_settings(conn, row["workspace_id"])
-                if journey.trigger == "schedule":
+                if journey.trigger in ("schedule", "segment"):
                     await self._broadcast_page(conn, journey, row, now)
                 elif journey.trigger == "date":
-                    await self._date_run(conn, journey, row, defs.zone(settings.time_zone), now)
+                    try:
+                        tz = defs.zone(await self._facts.time_zone(journey.workspace_id))
+                    except DependencyError as exc:
+                        log.warning("date run postponed", journey=journey.journey_id, error=str(exc))
+                        await repository.save_run(
+                            conn,
+                            journey.workspace_id,
+                            journey.journey_id,
+                            next_run_at=now + DEPENDENCY_RETRY,
+                            run_key=row["run_key"],
+                            run_cursor=row["run_cursor"],
+                        )
+                        continue
+                    await self._date_run(conn, journey, row, tz, now)
         return len(rows)
 
     async def _broadcast_page(self, conn, journey: LiveJourney, row, now: datetime) -> None:
-        trigger = journey.definition.trigger.schedule
-        run_key = row["run_key"] or row["next_run_at"].isoformat()
+        """One page of a segment's members enrolled: a scheduled broadcast's run, or the current
+        members of a segment-triggered journey that includes them (once per person, ever)."""
+        trigger = journey.definition.trigger
+        if journey.trigger == "segment":
+            segment_id, every, run_key = trigger.segment.segment_id, "", CURRENT_MEMBERS
+        else:
+            segment_id, every = trigger.schedule.segment_id, trigger.schedule.every
+            run_key = row["run_key"] or row["next_run_at"].isoformat()
         try:
             persons, token = await self._segment.list_members(
-                journey.workspace_id, trigger.segment_id, page_token=row["run_cursor"], page_size=500
+                journey.workspace_id, segment_id, page_token=row["run_cursor"], page_size=500
             )
         except DependencyError as exc:
             log.warning("broadcast page failed", journey=journey.journey_id, error=str(exc))
@@ -546,14 +628,20 @@ class JourneyRunner:
                 run_cursor=row["run_cursor"],
             )
             return
+        context = {}
+        if journey.trigger == "segment":
+            context = {"segment": {"segment_id": segment_id, "change": "entered"}}
+            # Current members who were never in the journey (a publish again, a live entry
+            # meanwhile: nobody twice because of this run).
+            persons = await repository.never_enrolled(conn, journey.workspace_id, journey.journey_id, persons)
         for person in persons:
-            await self._enrol(conn, journey, person, f"run:{run_key}", {}, now)
+            await self._enrol(conn, journey, person, f"run:{run_key}", context, now)
         await _wake(conn, "instances")
         if token:
             next_run, cursor = row["next_run_at"], token
         else:
-            every = trigger.every and defs.duration(trigger.every, "-")
-            next_run, run_key, cursor = (row["next_run_at"] + every if every else None), "", ""
+            interval = every and defs.duration(every, "-")
+            next_run, run_key, cursor = (row["next_run_at"] + interval if interval else None), "", ""
         await repository.save_run(
             conn, journey.workspace_id, journey.journey_id, next_run_at=next_run, run_key=run_key, run_cursor=cursor
         )
@@ -588,6 +676,8 @@ def first_run(d: defs.Definition, tz, now: datetime) -> datetime | None:
     """When a freshly published journey's scheduled or date trigger first runs. A recurring
     schedule that started in the past runs its latest due run now, not every missed one."""
     kind = d.trigger.WhichOneof("kind")
+    if kind == "segment":
+        return now if d.trigger.segment.include_current_members else None
     if kind == "schedule":
         run = defs.local_datetime(d.trigger.schedule.start, tz, "-")
         if d.trigger.schedule.every:
@@ -598,6 +688,29 @@ def first_run(d: defs.Definition, tz, now: datetime) -> datetime | None:
     if kind == "date":
         return defs.next_local_time(now, defs.time_of_day(d.trigger.date.at or "09:00", "-"), tz)
     return None
+
+
+def redeemed_code(name: str, properties: dict[str, Any]) -> str:
+    """The coupon code an event redeems: Coupon Redeemed's ``coupon_id`` (the Segment spec's name
+    on coupon events; ``coupon`` accepted too), or an Order Completed's ``coupon``."""
+    if name == COUPON_REDEEMED:
+        code = properties.get("coupon_id") or properties.get("coupon")
+    elif name == ORDER_COMPLETED:
+        code = properties.get("coupon")
+    else:
+        return ""
+    return code.strip() if isinstance(code, str) else ""
+
+
+def event_skus(properties: dict[str, Any]) -> list[str]:
+    """The skus an e-commerce event names: ``products[].sku`` (orders, checkouts) or ``sku``
+    (Product Viewed / Added)."""
+    skus = []
+    products = properties.get("products")
+    if isinstance(products, list):
+        skus += [p.get("sku") for p in products if isinstance(p, dict)]
+    skus.append(properties.get("sku"))
+    return [s for s in skus if isinstance(s, str) and s]
 
 
 async def _wake(conn: asyncpg.Connection, what: str) -> None:

@@ -15,12 +15,13 @@ import yaml
 from cdp_campaign import definition as defs
 from cdp_campaign import reports, repository
 from cdp_campaign.delivery import announcement
-from cdp_campaign.domain import UPDATABLE, Journey, WorkspaceSettings
+from cdp_campaign.domain import DEFAULT_TIME_ZONE, UPDATABLE, Journey, WorkspaceSettings
+from cdp_campaign.ports import DependencyError, WorkspaceFacts
 from cdp_campaign.runner import WAKE_CHANNEL, JourneyCatalog, first_run
 from cdpkit import outbox
 from cdpkit.bus import BusNames
 from cdpkit.clock import Clock
-from cdpkit.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from cdpkit.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from cdpkit.fieldmask import paths_to_update
 from cdpkit.ids import uuid7
 from cdpkit.names import RESOURCE_ID
@@ -31,7 +32,7 @@ MAX_IMPORT_CODES = 10_000
 _CODE = re.compile(r"^[A-Za-z0-9_-]{4,64}$")
 DELIVERY_STATUSES = ("pending", "sent", "delivered", "failed", "dead", "suppressed")
 SETTINGS_FIELDS = frozenset(
-    {"time_zone", "quiet_hours_start", "quiet_hours_end", "caps", "caps.per_day", "caps.per_week", "consent_mode"}
+    {"quiet_hours_start", "quiet_hours_end", "caps", "caps.per_day", "caps.per_week", "consent_mode"}
 )
 
 
@@ -64,11 +65,22 @@ class JourneyService:
         names: BusNames | None = None,
         catalog: JourneyCatalog | None = None,
         clock: Clock | None = None,
+        facts: WorkspaceFacts | None = None,
     ) -> None:
         self._pool = pool
         self._names = names or BusNames()
         self._catalog = catalog
         self._clock = clock
+        self._facts = facts
+
+    async def time_zone(self, workspace_id: str) -> str:
+        """The workspace time zone: ProfileSettings.time_zone, the one source of truth."""
+        if self._facts is None:
+            return DEFAULT_TIME_ZONE
+        try:
+            return await self._facts.time_zone(workspace_id)
+        except DependencyError as exc:
+            raise Unavailable(f"the workspace time zone (profile settings) cannot be read: {exc}") from None
 
     async def create(self, journey: Journey) -> Journey:
         if journey.journey_id and not RESOURCE_ID.match(journey.journey_id):
@@ -133,12 +145,17 @@ class JourneyService:
     # Publishing
 
     async def publish(self, workspace_id: str, journey_id: str, etag: str) -> Journey:
+        async with self._pool.acquire() as conn:
+            draft = await repository.get(conn, workspace_id, journey_id)
+        # Only a schedule or a date trigger reads the workspace time zone when published.
+        timed = draft is not None and defs.parse(draft.definition).trigger.WhichOneof("kind") in ("schedule", "date")
+        tz = defs.zone(await self.time_zone(workspace_id)) if timed else defs.zone("UTC")
         async with self._pool.acquire() as conn, conn.transaction():
             current = await self._current(conn, workspace_id, journey_id, etag)
             if current.state == "archived":
                 raise FailedPrecondition("an archived journey cannot be published")
-            settings = await repository.get_settings(conn, workspace_id)
-            tz = defs.zone(settings.time_zone)
+            if current.definition != draft.definition:
+                raise Aborted("journey was changed while it was being published: publish again")
             checked = defs.check(defs.parse(current.definition), tz=tz)
             for i, step in enumerate(checked.definition.steps):
                 if step.WhichOneof("kind") == "coupon" and not await repository.get_pool(
@@ -325,11 +342,27 @@ class JourneyService:
 
     # Settings
 
-    async def get_settings(self, workspace_id: str) -> WorkspaceSettings:
-        async with self._pool.acquire() as conn:
-            return await repository.get_settings(conn, workspace_id)
+    async def _shown_zone(self, workspace_id: str) -> str:
+        """The time zone shown with the settings (profile's; empty when profile cannot answer:
+        the settings themselves are campaign's and still read and written)."""
+        try:
+            return await self.time_zone(workspace_id)
+        except Unavailable:
+            return ""
 
-    async def update_settings(self, changes: WorkspaceSettings, mask: Iterable[str]) -> WorkspaceSettings:
+    async def get_settings(self, workspace_id: str) -> tuple[WorkspaceSettings, str]:
+        """Campaign's settings and the workspace time zone (profile's)."""
+        async with self._pool.acquire() as conn:
+            settings = await repository.get_settings(conn, workspace_id)
+        return settings, await self._shown_zone(workspace_id)
+
+    async def update_settings(self, changes: WorkspaceSettings, mask: Iterable[str]) -> tuple[WorkspaceSettings, str]:
+        mask = list(mask)
+        if "time_zone" in mask:
+            raise InvalidArgument(
+                "settings.time_zone",
+                "is the workspace's: set it in the profile settings (workspaces/*/profileSettings, time_zone)",
+            )
         paths = paths_to_update(mask, SETTINGS_FIELDS)
         async with self._pool.acquire() as conn, conn.transaction():
             current = await repository.get_settings(conn, changes.workspace_id)
@@ -341,9 +374,7 @@ class JourneyService:
                     values["cap_per_week"] = changes.cap_per_week
                 if not path.startswith("caps"):
                     values[path] = getattr(changes, path)
-            if "time_zone" in values and not values["time_zone"]:
-                values["time_zone"] = current.time_zone
             if "consent_mode" in values and not values["consent_mode"]:
                 values["consent_mode"] = current.consent_mode
-            updated = replace(current, **values).validated()
-            return await repository.save_settings(conn, updated)
+            updated = await repository.save_settings(conn, replace(current, **values).validated())
+        return updated, await self._shown_zone(changes.workspace_id)

@@ -16,7 +16,7 @@ from cdp_identity.domain import Outcome
 from cdp_identity.rules import Guardrails, Identifier, MatchingSettings, TypePatch
 from cdp_identity.service import IdentityService, PersonDetails, RulesInfo, SplitResult
 from cdpkit.errors import InvalidArgument
-from cdpkit.fieldmask import paths_to_update
+from cdpkit.fieldmask import paths_to_update, requested_paths
 from cdpkit.names import UUID, parse, workspace_of
 from cdpkit.pagination import decode_token, encode_token, page_size
 
@@ -330,7 +330,7 @@ class _IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.UpdateIdentityRulesRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.IdentityRules:
         workspace_id = _rules_name(request.rules.name, "rules.name")
-        paths = paths_to_update(request.update_mask.paths, RULES_FIELDS)
+        paths = paths_to_update(requested_paths(request.update_mask, request.rules, RULES_FIELDS), RULES_FIELDS)
         info = await self._service.update_rules(
             workspace_id,
             rules_change(request.rules, paths),
@@ -343,7 +343,7 @@ class _IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.DryRunIdentityRulesRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.DryRunIdentityRulesResponse:
         workspace_id = _rules_name(request.name)
-        paths = paths_to_update(request.update_mask.paths, RULES_FIELDS)
+        paths = paths_to_update(requested_paths(request.update_mask, request.rules, RULES_FIELDS), RULES_FIELDS)
         report = await self._service.dry_run(
             workspace_id, rules_change(request.rules, paths), days=request.days, max_events=request.max_events
         )

@@ -10,14 +10,18 @@ itself (the timer).
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from cdp_profile.regions import region_code
-from cdp_profile.rules import WorkspaceSettings, currency_exponent
+from cdp_profile.rules import WindowedTrait, WorkspaceSettings
+from cdpkit import money
+from cdpkit.money import TOTAL_KEYS, currency_exponent
 
 LIFECYCLE_STAGES = ("prospect", "new", "active", "loyal", "dormant", "churned")
 EVENT_KINDS = {
@@ -54,6 +58,25 @@ CHANNEL_ALIASES = {
     "douyin": "marketplace",
 }
 MAX_ORDER_LINES = 500
+# Object ids are the shop's own ids, as events carry them (product_id, store_id, staff_id).
+OBJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+TAG = re.compile(r"^[\w][\w\-:.]{0,62}$")
+# Computed traits set by the customer-value models (cdp_profile.predictions), not by events;
+# expected_purchases_<n>w too.
+PREDICTION_NAMES = frozenset({"p_alive", "churn_risk", "expected_order_value_minor", "predicted_clv_minor"})
+_HORIZON_NAME = re.compile(r"^expected_purchases_\d+w$")
+
+
+def is_prediction_name(name: str) -> bool:
+    return name in PREDICTION_NAMES or bool(_HORIZON_NAME.match(name))
+
+
+# Bounds of what one order event may say (larger values are refused at the consumer's edge, and
+# clamped here for events stored before the check): one order, line or refund at most 10^12 minor
+# units (10 billion yuan), a line at most a million units.
+MAX_MINOR = 10**12
+MAX_QUANTITY = 10**6
+REFUND_KEYS = ("total", "amount", "refund_amount", "revenue")
 
 
 def iso(moment: datetime) -> str:
@@ -107,30 +130,35 @@ def _first(mapping: Mapping[str, Any], *keys: str) -> Any:
     return None
 
 
-def money_minor(value: Any, currency: str) -> int | None:
-    """A decimal amount (19.99, "19.99") in minor units of ``currency``; None when not a number."""
-    if isinstance(value, bool) or value is None:
+# Amounts are read as every service reads them (cdpkit.money): campaign counts goal revenue so.
+money_minor = money.to_minor
+_amount = money.amount_minor
+
+
+def number(value: Any) -> int | float | None:
+    """A finite JSON number (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
+    return value if math.isfinite(value) else None
+
+
+def clean_text(value: Any, limit: int = 200) -> str:
+    """Text for a column: Postgres text and jsonb cannot hold NUL characters."""
+    return str(value).replace("\x00", "")[:limit] if value is not None else ""
+
+
+def _beyond_money(value: Any, currency: str) -> bool:
+    """A finite decimal amount that cdpkit.money does not read because it is out of its range."""
+    if isinstance(value, bool) or value is None or money_minor(value, currency) is not None:
+        return False
     try:
-        amount = Decimal(str(value))
+        return Decimal(str(value)).is_finite()
     except (InvalidOperation, ValueError):
-        return None
-    if not amount.is_finite():
-        return None
-    scaled = (amount * (10 ** currency_exponent(currency))).quantize(Decimal(1), rounding=ROUND_HALF_EVEN)
-    return int(scaled) if abs(scaled) < 10**15 else None
+        return False
 
 
-def _amount(properties: Mapping[str, Any], minor_key: str, keys: Sequence[str], currency: str) -> int | None:
-    minor = properties.get(minor_key)
-    if isinstance(minor, (int, float)) and not isinstance(minor, bool) and float(minor).is_integer():
-        return int(minor)
-    for key in keys:
-        if key in properties:
-            parsed = money_minor(properties[key], currency)
-            if parsed is not None:
-                return parsed
-    return None
+def _bounded(minor: int) -> int:
+    return max(0, min(minor, MAX_MINOR))
 
 
 # Orders ---------------------------------------------------------------------------------------
@@ -157,8 +185,9 @@ class Order:
     # None until an Order Completed was seen (a refund or a cancellation may arrive first).
     order_time: datetime | None = None
     items: tuple[OrderLine, ...] = ()
-    # Refund message id -> amount in minor units (None: whatever is left, a full refund).
-    refunds: Mapping[str, int | None] = field(default_factory=dict)
+    # Refund message id -> the refund as sent (see ``refund_minor``); older rows hold minor units
+    # (None: whatever is left).
+    refunds: Mapping[str, Any] = field(default_factory=dict)
     cancelled: bool = False
     points_earned: int = 0
     # The Order Completed that created it (splits move orders with it).
@@ -170,9 +199,10 @@ class Order:
 
     @property
     def refunded_minor(self) -> int:
-        if any(amount is None for amount in self.refunds.values()):
+        amounts = [refund_minor(self, refund) for refund in self.refunds.values()]
+        if any(amount is None for amount in amounts):
             return self.total_minor
-        return min(self.total_minor, sum(a for a in self.refunds.values() if a))
+        return min(self.total_minor, sum(amounts))
 
     @property
     def net_minor(self) -> int:
@@ -195,6 +225,20 @@ class Order:
         return self.status in ("completed", "partially_refunded")
 
 
+def _currency(value: Any) -> str:
+    text = str(value or "").strip().upper()
+    return text if len(text) == 3 and text.isascii() and text.isalpha() else ""
+
+
+def _quantity(item: Mapping[str, Any]) -> int | None:
+    value = number(item.get("quantity"))
+    return None if value is None else max(0, min(int(value), MAX_QUANTITY))
+
+
+def _product_key(item: Mapping[str, Any]) -> tuple[str, str]:
+    return clean_text(_first(item, "product_id", "productId", "id")), clean_text(item.get("sku"))
+
+
 def _lines(properties: Mapping[str, Any], currency: str) -> tuple[OrderLine, ...]:
     products = properties.get("products")
     if not isinstance(products, list):
@@ -203,43 +247,165 @@ def _lines(properties: Mapping[str, Any], currency: str) -> tuple[OrderLine, ...
     for item in products[:MAX_ORDER_LINES]:
         if not isinstance(item, Mapping):
             continue
-        quantity = item.get("quantity", 1)
-        quantity = int(quantity) if isinstance(quantity, (int, float)) and not isinstance(quantity, bool) else 1
-        price = _amount(item, "price_minor", ("price",), currency) or 0
+        quantity = _quantity(item)
+        product_id, sku = _product_key(item)
         lines.append(
             OrderLine(
-                product_id=str(_first(item, "product_id", "productId", "id") or ""),
-                sku=str(item.get("sku") or ""),
-                category=str(item.get("category") or ""),
-                price_minor=price,
-                quantity=max(quantity, 0),
+                product_id=product_id,
+                sku=sku,
+                category=clean_text(item.get("category")),
+                price_minor=_bounded(_amount(item, "price_minor", ("price",), currency) or 0),
+                quantity=1 if quantity is None else quantity,
             )
         )
     return tuple(lines)
 
 
+def _refund_of(properties: Mapping[str, Any]) -> dict[str, Any]:
+    """A refund as sent, kept until it can be read against its order (whose currency and lines
+    may not be known yet): an amount (``minor`` or a decimal ``amount``), else the products
+    refunded (a partial refund in the Segment spec), else nothing (the rest of the order)."""
+    refund: dict[str, Any] = {}
+    currency = _currency(properties.get("currency"))
+    if currency:
+        refund["currency"] = currency
+    minor = number(properties.get("total_minor"))
+    if minor is not None and float(minor).is_integer():
+        refund["minor"] = _bounded(int(minor))
+        return refund
+    for key in REFUND_KEYS:
+        if money_minor(properties.get(key), "XXX") is not None:  # a number: kept as its exact decimal text
+            refund["amount"] = str(properties[key])[:40]
+            return refund
+    products = properties.get("products")
+    if isinstance(products, list):
+        lines = []
+        for item in products[:MAX_ORDER_LINES]:
+            if not isinstance(item, Mapping):
+                continue
+            product_id, sku = _product_key(item)
+            line: dict[str, Any] = {"product_id": product_id, "sku": sku}
+            quantity = _quantity(item)
+            if quantity is not None:
+                line["quantity"] = quantity
+            price = number(item.get("price_minor"))
+            if price is not None and float(price).is_integer():
+                line["price_minor"] = _bounded(int(price))
+            elif money_minor(item.get("price"), "XXX") is not None:
+                line["price"] = str(item["price"])[:40]
+            lines.append(line)
+        if lines:
+            refund["lines"] = lines
+    return refund
+
+
+def refund_minor(order: Order, refund: Any) -> int | None:
+    """What one refund takes off ``order``, in its minor units; None: whatever is left.
+
+    A refund in another currency than the order's takes nothing off (it cannot be compared; the
+    consumer logs it). Listed products without an amount refund their price times the quantity
+    (default: the whole line), prices from the refund or else from the order's line.
+    """
+    if refund is None or isinstance(refund, int):
+        return refund  # rows stored before refunds were kept as sent
+    if refund.get("currency") and order.currency and refund["currency"] != order.currency:
+        return 0
+    if "minor" in refund:
+        return refund["minor"]
+    if "amount" in refund:
+        return _bounded(money_minor(refund["amount"], order.currency) or 0)
+    if not refund.get("lines"):
+        return None
+    total = 0
+    for line in refund["lines"]:
+        match = next(
+            (
+                item
+                for item in order.items
+                if (line["product_id"] and item.product_id == line["product_id"])
+                or (line["sku"] and item.sku == line["sku"])
+            ),
+            None,
+        )
+        quantity = line.get("quantity", match.quantity if match else 1)
+        if "price_minor" in line:
+            price = line["price_minor"]
+        elif "price" in line:
+            price = _bounded(money_minor(line["price"], order.currency) or 0)
+        else:
+            price = match.price_minor if match else 0
+        total += price * quantity
+    return _bounded(total)
+
+
 def order_id_of(event: NewEvent) -> str:
     if event.kind not in ORDER_KINDS:
         return ""
-    value = _first(event.properties, "order_id", "orderId")
-    return str(value)[:200] if value is not None else ""
+    return clean_text(_first(event.properties, "order_id", "orderId"))
+
+
+def order_problem(event: NewEvent) -> str:
+    """Why an order event's values cannot be applied ("" when they can): an amount, a price or
+    the lines' sum beyond ``MAX_MINOR`` minor units, a quantity beyond ``MAX_QUANTITY``, more
+    than ``MAX_ORDER_LINES`` products."""
+    if event.kind not in ORDER_KINDS:
+        return ""
+    properties = event.properties
+    currency = _currency(properties.get("currency")) or "XXX"  # unknown: two decimals
+    keys = TOTAL_KEYS if event.kind == "order_completed" else REFUND_KEYS
+    for key in ("total_minor", *keys):
+        amount = (
+            _amount(properties, key, (), currency)
+            if key == "total_minor"
+            else money_minor(properties.get(key), currency)
+        )
+        if amount is not None and abs(amount) > MAX_MINOR:
+            return f"{key} is out of range"
+        if amount is None and _beyond_money(properties.get(key), currency):
+            return f"{key} is out of range"
+    products = properties.get("products")
+    if not isinstance(products, list):
+        return ""
+    if len(products) > MAX_ORDER_LINES:
+        return f"more than {MAX_ORDER_LINES} products"
+    lines_total = 0
+    for i, item in enumerate(products):
+        if not isinstance(item, Mapping):
+            continue
+        quantity = number(item.get("quantity"))
+        if quantity is not None and abs(quantity) > MAX_QUANTITY:
+            return f"products[{i}].quantity is out of range"
+        price = _amount(item, "price_minor", ("price",), currency)
+        if (price is not None and abs(price) > MAX_MINOR) or (
+            price is None and _beyond_money(item.get("price"), currency)
+        ):
+            return f"products[{i}].price is out of range"
+        lines_total += max(price or 0, 0) * (1 if quantity is None else max(int(quantity), 0))
+    if lines_total > MAX_MINOR:
+        return "the products' total is out of range"
+    return ""
 
 
 def apply_order_event(order: Order | None, event: NewEvent, settings: WorkspaceSettings) -> Order:
-    """The order after one of its events (completed, refunded, cancelled), in any arrival order."""
+    """The order after one of its events (completed, refunded, cancelled), in any arrival order.
+
+    The Order Completed decides the order's person and currency: a pending order (refunded or
+    cancelled before it completed) is taken over by its buyer, and refunds are read in the
+    currency of the order once known."""
     order_id = order_id_of(event)
     order = order or Order(order_id=order_id, person_id=event.person_id)
     properties = event.properties
     if event.kind == "order_completed":
-        currency = str(properties.get("currency") or order.currency or settings.currency).upper()[:3]
+        currency = _currency(properties.get("currency")) or order.currency or settings.currency
         lines = _lines(properties, currency)
-        total = _amount(properties, "total_minor", ("total", "revenue", "value"), currency)
+        total = _amount(properties, "total_minor", TOTAL_KEYS, currency)
         if total is None:
             total = sum(line.price_minor * line.quantity for line in lines)
         return replace(
             order,
+            person_id=event.person_id,
             currency=currency,
-            total_minor=max(total, 0),
+            total_minor=_bounded(total),
             channel=event.channel,
             store_id=event.store_id,
             staff_id=event.staff_id,
@@ -248,12 +414,46 @@ def apply_order_event(order: Order | None, event: NewEvent, settings: WorkspaceS
             message_id=event.message_id,
         )
     if event.kind == "order_refunded":
-        currency = order.currency or settings.currency
-        amount = _amount(properties, "total_minor", ("total", "amount", "refund_amount", "revenue"), currency)
-        refunds = dict(order.refunds)
-        refunds[event.message_id] = max(amount, 0) if amount is not None else None
-        return replace(order, refunds=refunds, currency=currency)
-    return replace(order, cancelled=True, currency=order.currency or settings.currency)
+        return replace(order, refunds={**order.refunds, event.message_id: _refund_of(properties)})
+    return replace(order, cancelled=True)
+
+
+def refund_in_another_currency(order: Order, message_id: str) -> bool:
+    refund = order.refunds.get(message_id)
+    return (
+        isinstance(refund, dict) and bool(order.currency) and refund.get("currency", order.currency) != order.currency
+    )
+
+
+def order_targets(events: Iterable[NewEvent], orders: Mapping[str, Order]) -> tuple[dict[str, str], list]:
+    """Whose order each order event changes, given the orders on file: (message id -> person id,
+    notes as (message id, reason)).
+
+    An order belongs to the person whose Order Completed created it. A refund or a cancellation
+    changes the order whoever's event it is (a store or back office may have resolved to another
+    person); one that comes before its Order Completed waits on a pending order that the buyer's
+    Order Completed takes over. An Order Completed for an order another person completed changes
+    nothing. All events of one order in one batch go to one person.
+    """
+    ordered = sorted((e for e in events if order_id_of(e)), key=lambda e: (e.event_time, e.message_id))
+    owners = {order_id: o.person_id for order_id, o in orders.items() if o.completed}
+    for event in ordered:
+        if event.kind == "order_completed":
+            owners.setdefault(order_id_of(event), event.person_id)
+    holders = {order_id: o.person_id for order_id, o in orders.items() if not o.completed}
+    targets: dict[str, str] = {}
+    notes: list[tuple[str, str]] = []
+    for event in ordered:
+        order_id = order_id_of(event)
+        owner = owners.get(order_id)
+        if event.kind == "order_completed" and owner != event.person_id:
+            notes.append((event.message_id, "order_completed_by_another_person"))
+            continue
+        target = owner or holders.setdefault(order_id, event.person_id)
+        targets[event.message_id] = target
+        if target != event.person_id:
+            notes.append((event.message_id, "order_changed_for_its_owner"))
+    return targets, notes
 
 
 def order_aggregates(orders: Iterable[Order], settings: WorkspaceSettings, now: datetime) -> tuple[dict, str | None]:
@@ -382,6 +582,8 @@ class Change:
     ledger: list[LedgerEntry] = field(default_factory=list)
     next_due: datetime | None = None
     moved: Any = None
+    # (message id, reason) of event parts not applied as sent, for the service to log and count.
+    notes: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def announced(self) -> bool:
@@ -455,8 +657,14 @@ def _window_start(now: datetime, days: int, settings: WorkspaceSettings) -> str:
     return (now.astimezone(settings.zone).date() - timedelta(days=days - 1)).isoformat()
 
 
-def _add_to_windows(state: ProfileState, event: NewEvent, settings: WorkspaceSettings, now: datetime) -> None:
-    for window in settings.windowed_traits:
+def _add_to_windows(
+    state: ProfileState,
+    event: NewEvent,
+    settings: WorkspaceSettings,
+    now: datetime,
+    windows: Sequence[WindowedTrait] | None = None,
+) -> None:
+    for window in settings.windowed_traits if windows is None else windows:
         if window.event != event.event:
             continue
         day = _day(event.event_time, settings)
@@ -464,8 +672,8 @@ def _add_to_windows(state: ProfileState, event: NewEvent, settings: WorkspaceSet
             continue
         amount = 1
         if window.sum_property:
-            value = event.properties.get(window.sum_property)
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
+            value = number(event.properties.get(window.sum_property))
+            if value is None or abs(value) > MAX_MINOR:
                 continue
             amount = value
         buckets = state.stats.setdefault("windows", {}).setdefault(window.name, {})
@@ -666,6 +874,9 @@ def _derive_computed(
         aggregates, spend_due = order_aggregates(orders, settings, now)
         computed.update(aggregates)
         state.stats["spend_due"] = spend_due
+        # Everything is derived under these settings now (events after a settings change re-derive
+        # a profile with an older version in full, so a new tier measure is never read as missing).
+        state.stats["settings_version"] = settings.version
     else:
         for key, default in (("order_count", 0), ("total_spent_minor", 0), ("refunded_minor", 0)):
             computed.setdefault(key, default)
@@ -820,34 +1031,51 @@ def apply_events(
     now: datetime,
     orders: Mapping[str, Order] | None = None,
     *,
-    apply_orders: bool = True,
+    foreign: Iterable[NewEvent] = (),
+    targets: Mapping[str, str] | None = None,
+    full: bool = False,
 ) -> Change | None:
     """The profile after ``events`` (all of ``current.person_id``), or None if there were none.
 
-    ``orders``: every order of the person (needed when an event touches orders), by order id.
-    ``apply_orders=False`` replays events without touching orders or points (rebuilds).
+    ``orders``: every order of the person and every order the events name, by order id (None:
+    the events touch no order). ``foreign``: other persons' refunds and cancellations of this
+    person's orders (only their order part applies here). ``targets``: whose order each order
+    event changes (:func:`order_targets`; computed here when not given). ``full``: re-derive the
+    order values even when no order changed (the settings changed since the last change).
     """
-    ordered = sorted(events, key=lambda e: (e.event_time, e.message_id))
+    foreign = list(foreign)
+    ordered = sorted([*events, *foreign], key=lambda e: (e.event_time, e.message_id))
     if not ordered:
         return None
     new = current.copy()
     changed: dict[str, Any] = {}
-    all_orders = dict(orders) if orders is not None and apply_orders else None
+    all_orders = dict(orders) if orders is not None else None
+    notes: list[tuple[str, str]] = []
+    if all_orders is not None and targets is None:
+        targets, notes = order_targets(ordered, all_orders)
     ledger: list[LedgerEntry] = []
-    touched = _replay(new, ordered, settings, now, changed, all_orders, ledger)
-    return _finish(
+    foreign_ids = {e.message_id for e in foreign}
+    touched = _replay(new, ordered, settings, now, changed, all_orders, ledger, foreign_ids, targets or {}, notes)
+    own = [e for e in ordered if e.message_id not in foreign_ids]
+    change = _finish(
         current,
         new,
         settings=settings,
         now=now,
         cause="event",
         changed=changed,
-        orders=list(all_orders.values()) if touched and all_orders is not None else None,
+        orders=(
+            [o for o in all_orders.values() if o.person_id == current.person_id]
+            if all_orders is not None and (touched or full)
+            else None
+        ),
         trigger=ordered[-1],
-        events=ordered,
+        events=own,
         changed_orders=list(touched.values()),
         ledger=ledger,
     )
+    change.notes = notes
+    return change
 
 
 def _replay(
@@ -858,45 +1086,64 @@ def _replay(
     changed: dict[str, Any],
     all_orders: dict[str, Order] | None,
     ledger: list[LedgerEntry],
+    foreign_ids: set[str] = frozenset(),  # type: ignore[assignment]
+    targets: Mapping[str, str] | None = None,
+    notes: list | None = None,
 ) -> dict[str, Order]:
-    """Apply events in order to ``new``; with ``all_orders``, their orders and points too."""
+    """Apply events in order to ``new``; with ``all_orders``, the orders ``targets`` give this
+    person and their points too. Events in ``foreign_ids`` change only orders."""
     touched: dict[str, Order] = {}
     channels = new.stats.setdefault("channels", {})
     for event in ordered:
-        new.event_count += 1
-        if new.first_seen_at is None or event.event_time < new.first_seen_at:
-            new.first_seen_at = event.event_time
-        if new.last_seen_at is None or event.event_time > new.last_seen_at:
-            new.last_seen_at = event.event_time
-        if event.channel:
-            channels[event.channel] = channels.get(event.channel, 0) + 1
-        if event.traits or event.set_once or event.unset:
-            _apply_traits(new, event, settings, changed)
-        if settings.windowed_traits:
-            _add_to_windows(new, event, settings, now)
+        if event.message_id not in foreign_ids:
+            new.event_count += 1
+            if new.first_seen_at is None or event.event_time < new.first_seen_at:
+                new.first_seen_at = event.event_time
+            if new.last_seen_at is None or event.event_time > new.last_seen_at:
+                new.last_seen_at = event.event_time
+            if event.channel:
+                channels[event.channel] = channels.get(event.channel, 0) + 1
+            if event.traits or event.set_once or event.unset:
+                _apply_traits(new, event, settings, changed)
+            if settings.windowed_traits:
+                _add_to_windows(new, event, settings, now)
         order_id = order_id_of(event) if all_orders is not None else ""
-        if order_id:
-            existing = all_orders.get(order_id)
-            if existing is not None and existing.person_id != new.person_id:
-                continue  # another person's order id: the event is kept, the order is not touched
-            order = apply_order_event(existing, event, settings)
-            order = _reconcile_order_points(new, order, event.message_id, settings, now, ledger)
-            all_orders[order_id] = touched[order_id] = order
+        if not order_id or (targets or {}).get(event.message_id) != new.person_id:
+            continue  # no order, or another person's order (that person's change applies it)
+        order = apply_order_event(all_orders.get(order_id), event, settings)
+        if notes is not None and event.kind == "order_refunded" and refund_in_another_currency(order, event.message_id):
+            notes.append((event.message_id, "refund_in_another_currency"))
+        order = _reconcile_order_points(new, order, event.message_id, settings, now, ledger)
+        all_orders[order_id] = touched[order_id] = order
     return touched
-
-
-def advance_time(
-    current: ProfileState, settings: WorkspaceSettings, now: datetime, orders: Sequence[Order] | None = None
-) -> Change:
-    """What time passing alone does: lifecycle, tag and points expiry, windows, rolling spend."""
-    return _finish(current, current.copy(), settings=settings, now=now, cause="time", changed={}, orders=orders)
 
 
 def recompute(
     current: ProfileState, settings: WorkspaceSettings, now: datetime, orders: Sequence[Order], cause: str
 ) -> Change:
-    """Re-derive everything from the state and the person's orders (settings changed, merges)."""
+    """Re-derive everything from the state and the person's orders: what time alone changes
+    (lifecycle, tag and points expiry, windows, rolling spend; cause ``time``), new settings."""
     return _finish(current, current.copy(), settings=settings, now=now, cause=cause, changed={}, orders=orders)
+
+
+def reevaluate(
+    current: ProfileState,
+    settings: WorkspaceSettings,
+    now: datetime,
+    orders: Sequence[Order],
+    windows: Sequence[WindowedTrait] = (),
+    events: Iterable[NewEvent] = (),
+) -> Change:
+    """The profile under new settings (cause ``manual``); ``windows`` (declared or redefined by
+    them) are rebuilt from the person's stored ``events``, so they count from before they existed."""
+    new = current.copy()
+    if windows:
+        buckets = new.stats.setdefault("windows", {})
+        for window in windows:
+            buckets[window.name] = {}
+        for event in events:
+            _add_to_windows(new, event, settings, now, windows)
+    return _finish(current, new, settings=settings, now=now, cause="manual", changed={}, orders=orders)
 
 
 def modify_tags(
@@ -998,9 +1245,15 @@ def merge_states(
     settings: WorkspaceSettings,
     now: datetime,
     orders: Sequence[Order],
+    renamed_references: Mapping[tuple[str, str], str] | None = None,
 ) -> Change:
     """The survivor after taking in the merged persons: every trait by its provenance, counters
-    and windows added, tags and lots united, each consent statement by its time."""
+    and windows added, tags and lots united, each consent statement by its time.
+
+    ``renamed_references``: (merged person, reference) -> the reference its ledger entry got on
+    the survivor (references stay unique per person); lots follow their entry, so their expiry
+    entries (``expire:<reference>``) stay unique too."""
+    renamed_references = renamed_references or {}
     new = survivor.copy()
     changed: dict[str, Any] = {}
     for other in merged:
@@ -1029,39 +1282,91 @@ def merge_states(
             for day, (count, total) in buckets.items():
                 before = mine.get(day, (0, 0))
                 mine[day] = [before[0] + count, before[1] + total]
+        # What came from a merged person remembers whose it was ("by"), so a split can give it back.
+        by = other.person_id
         for tag, assignment in other.tags.items():
             mine = new.tags.get(tag)
             if mine is None or (assignment["at"] < mine["at"] and not assignment["source"].startswith("rule:")):
-                new.tags[tag] = dict(assignment)
+                new.tags[tag] = {"by": by, **assignment}
         for key, statement in other.consent.items():
             mine = new.consent.get(key)
             if mine is None or statement["at"] > mine["at"]:
-                new.consent[key] = dict(statement)
-        new.points_lots.extend(dict(lot) for lot in other.points_lots)
+                new.consent[key] = {"by": by, **statement}
+        for lot in other.points_lots:
+            ref = renamed_references.get((other.person_id, lot["ref"]), lot["ref"])
+            new.points_lots.append({"by": by, **lot, "ref": ref})
     return _finish(survivor, new, settings=settings, now=now, cause="merge", changed=changed, orders=orders)
+
+
+@dataclass
+class Holdings:
+    """What a person holds beyond its events and orders: tags, consent statements, points lots."""
+
+    tags: dict[str, dict] = field(default_factory=dict)
+    consent: dict[str, dict] = field(default_factory=dict)
+    lots: list[dict] = field(default_factory=list)
+
+    def plus(self, other: Holdings) -> Holdings:
+        """Both together: a tag or a consent key held by both keeps the newer statement."""
+        tags = dict(self.tags)
+        for tag, assignment in other.tags.items():
+            if tag not in tags or assignment["at"] > tags[tag]["at"]:
+                tags[tag] = assignment
+        consent = dict(self.consent)
+        for key, statement in other.consent.items():
+            if key not in consent or statement["at"] > consent[key]["at"]:
+                consent[key] = statement
+        return Holdings(tags, consent, [*self.lots, *other.lots])
+
+
+def split_holdings(
+    state: ProfileState, leaving: Iterable[str], moved_orders: Iterable[str]
+) -> tuple[Holdings, Holdings]:
+    """(what ``state``'s person keeps, what goes) when the persons ``leaving`` split off.
+
+    Tags, consent statements and points lots a merge brought from a leaving person (their "by")
+    go back to it, with the points of the orders that move; what was stated on the merged
+    profile stays. A consent withdrawal stays and also goes: it may have been either person's,
+    and a shopper who withdrew must not be contacted through the other half.
+    """
+    leaving, moved_orders = set(leaving), set(moved_orders)
+    kept, gone = Holdings(), Holdings()
+    for tag, assignment in state.tags.items():
+        (gone if assignment.get("by") in leaving else kept).tags[tag] = dict(assignment)
+    for key, statement in state.consent.items():
+        (gone if statement.get("by") in leaving else kept).consent[key] = dict(statement)
+    for key, statement in kept.consent.items():
+        if not statement["granted"] and (key not in gone.consent or gone.consent[key]["at"] < statement["at"]):
+            gone.consent[key] = {k: v for k, v in statement.items() if k != "by"}
+    for lot in state.points_lots:
+        leaves = lot.get("order") in moved_orders if lot.get("order") else lot.get("by") in leaving
+        (gone if leaves else kept).lots.append(dict(lot))
+    return kept, gone
 
 
 def rebuild(
     base: ProfileState,
     events: Sequence[NewEvent],
     orders: Sequence[Order],
-    points_lots: list[dict],
+    holdings: Holdings,
     settings: WorkspaceSettings,
     now: datetime,
     cause: str,
 ) -> Change:
     """The person recomputed from its own events and orders (a split): traits, counters and
-    windows replayed; tags (except rule tags, re-evaluated) and consent kept; ``points_lots``
-    are the lots it keeps."""
+    windows replayed; ``holdings`` are the tags (rule tags re-evaluated), consent and points
+    lots it has now; tags it gained or lost are transitions with ``cause``."""
     fresh = ProfileState(
         person_id=base.person_id,
+        # Predictions stay until the next recompute (they come from no event).
+        computed={k: v for k, v in base.computed.items() if is_prediction_name(k)},
         lifecycle_stage=base.lifecycle_stage,
         lifecycle_at=base.lifecycle_at,
         tier=base.tier,
         tier_at=base.tier_at,
-        tags={t: dict(a) for t, a in base.tags.items()},
-        consent={k: dict(v) for k, v in base.consent.items()},
-        points_lots=[dict(lot) for lot in points_lots],
+        tags={t: dict(a) for t, a in holdings.tags.items()},
+        consent={k: dict(v) for k, v in holdings.consent.items()},
+        points_lots=[dict(lot) for lot in holdings.lots],
         version=base.version,
     )
     ordered = sorted(events, key=lambda e: (e.event_time, e.message_id))
@@ -1071,4 +1376,15 @@ def rebuild(
     for key in set(base.traits) | set(state.traits):
         if base.traits.get(key, _MISSING) != state.traits.get(key, _MISSING):
             changed[f"traits.{key}"] = state.traits.get(key)
-    return _finish(base, state, settings=settings, now=now, cause=cause, changed=changed, orders=orders)
+    transitions = [
+        Transition("tag_added", "", tag, "", cause, now)
+        for tag in sorted(set(state.tags) - set(base.tags))
+        if not state.tags[tag]["source"].startswith("rule:")
+    ] + [
+        Transition("tag_removed", tag, "", "", cause, now)
+        for tag in sorted(set(base.tags) - set(state.tags))
+        if not base.tags[tag]["source"].startswith("rule:")
+    ]
+    return _finish(
+        base, state, settings=settings, now=now, cause=cause, changed=changed, orders=orders, transitions=transitions
+    )

@@ -10,23 +10,23 @@ from google.protobuf import empty_pb2, struct_pb2
 
 from cdp.events.v1 import events_pb2
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
-from cdp_profile.domain import Order, from_iso
+from cdp_profile.domain import OBJECT_ID, TAG, Order, from_iso
+from cdp_profile.predictions import JOB_ID, PredictionService, parse_date
 from cdp_profile.regions import region_code
 from cdp_profile.repository import EventRow, LedgerRow
 from cdp_profile.rules import to_document
 from cdp_profile.service import ProfileService, ProfileView
 from cdp_profile.structs import set_timestamp, to_dict, to_struct
+from cdp_profile.value_repository import JobRow, ValueModelRow
 from cdpkit.errors import InvalidArgument
-from cdpkit.fieldmask import paths_to_update
+from cdpkit.fieldmask import paths_to_update, requested_paths
 from cdpkit.names import UUID, parse, workspace_of
 from cdpkit.pagination import decode_token, encode_token, page_size
 
 _EVENT_TYPES = {name.removeprefix("EVENT_TYPE_").lower(): value for name, value in events_pb2.EventType.items()}
 _PROFILE_NAME = "workspaces/{workspace}/profiles/{profile}"
 _SETTINGS_NAME = "workspaces/{workspace}/profileSettings"
-# Object ids are the shop's own ids, as events carry them (product_id, store_id, staff_id).
-OBJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-TAG = re.compile(r"^[\w][\w\-:.]{0,62}$")
+MODEL_ID = re.compile(r"^(latest|[1-9][0-9]{0,17})$")
 CHANNEL = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 MAX_TAGS = 100
 MAX_TRAITS = 200
@@ -173,7 +173,81 @@ def _profile(workspace_id: str, view: ProfileView) -> profile_pb2.Profile:
     _stamp(profile, "tier_time", state.tier_at)
     _stamp(profile, "update_time", view.updated_at)
     _stamp(profile, "next_due_time", view.next_due)
+    prediction = view.prediction
+    if prediction is not None:
+        profile.predictions.CopyFrom(
+            profile_pb2.Predictions(
+                p_alive=prediction.p_alive,
+                churn_risk=1.0 - prediction.p_alive,
+                expected_purchases=prediction.expected_purchases,
+                horizon_weeks=prediction.horizon_weeks,
+                expected_order_value_minor=prediction.expected_order_value_minor,
+                predicted_clv_minor=prediction.predicted_clv_minor,
+                model_version=f"workspaces/{workspace_id}/valueModels/{prediction.model_id}",
+            )
+        )
+        set_timestamp(profile.predictions.compute_time, prediction.fit_time)
     return profile
+
+
+_JOB_STATES = {
+    "pending": profile_pb2.PredictionJob.STATE_PENDING,
+    "running": profile_pb2.PredictionJob.STATE_RUNNING,
+    "succeeded": profile_pb2.PredictionJob.STATE_SUCCEEDED,
+    "failed": profile_pb2.PredictionJob.STATE_FAILED,
+}
+
+
+def _job(job: JobRow) -> profile_pb2.PredictionJob:
+    message = profile_pb2.PredictionJob(
+        name=f"workspaces/{job.workspace_id}/predictionJobs/{job.job_id}",
+        state=_JOB_STATES[job.state],
+        origin=job.origin,
+        calibration_end_date=job.calibration_end.isoformat() if job.calibration_end else "",
+        value_model=f"workspaces/{job.workspace_id}/valueModels/{job.model_id}" if job.model_id else "",
+        customers=job.customers,
+        announced=job.announced,
+        phase_seconds={k: float(v) for k, v in job.timings.items()},
+        error=job.error,
+    )
+    _stamp(message, "create_time", job.create_time)
+    _stamp(message, "start_time", job.start_time)
+    _stamp(message, "end_time", job.end_time)
+    return message
+
+
+def _value_model(model: ValueModelRow) -> profile_pb2.ValueModel:
+    message = profile_pb2.ValueModel(
+        name=f"workspaces/{model.workspace_id}/valueModels/{model.model_id}",
+        calibration_end_date=model.calibration_end.isoformat(),
+        time_zone=model.time_zone,
+        currency=model.currency,
+        customers=model.customers,
+        repeat_customers=model.repeat_customers,
+        bgnbd=profile_pb2.BgNbdParameters(
+            r=model.bgnbd_r,
+            alpha=model.bgnbd_alpha,
+            a=model.bgnbd_a,
+            b=model.bgnbd_b,
+            log_likelihood=model.bgnbd_log_likelihood,
+        ),
+        horizon_weeks=model.horizon_weeks,
+        clv_months=model.clv_months,
+        monthly_discount_rate=model.monthly_discount_rate,
+        job=f"workspaces/{model.workspace_id}/predictionJobs/{model.job_id}",
+    )
+    if model.gg_p is not None:
+        message.gamma_gamma.CopyFrom(
+            profile_pb2.GammaGammaParameters(
+                p=model.gg_p,
+                q=model.gg_q,
+                gamma=model.gg_gamma,
+                log_likelihood=model.gg_log_likelihood,
+                customers=model.gg_customers,
+            )
+        )
+    _stamp(message, "fit_time", model.fit_time)
+    return message
 
 
 def _settings_message(workspace_id: str, settings, update_time: datetime | None) -> profile_pb2.ProfileSettings:
@@ -187,7 +261,7 @@ def _settings_message(workspace_id: str, settings, update_time: datetime | None)
         tiers=to_struct(document["tiers"]),
         points=to_struct(document["points"]),
         source_priority=document["source_priority"],
-        pii_traits=document["pii_traits"],
+        pii_traits=sorted(settings.pii_traits),  # the defaults and the workspace's own
         etag=f'"{settings.version}"',
     )
     message.tag_rules.extend(document["tag_rules"])
@@ -219,8 +293,9 @@ def _next(items: list, size: int, key, scope: str) -> tuple[list, str]:
 
 
 class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
-    def __init__(self, service: ProfileService) -> None:
+    def __init__(self, service: ProfileService, predictions: PredictionService) -> None:
         self._service = service
+        self._predictions = predictions
 
     async def _view(self, workspace_id: str, person_id: str) -> profile_pb2.Profile:
         return _profile(workspace_id, await self._service.get_profile(workspace_id, person_id))
@@ -348,7 +423,9 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
 
     async def UpdateProfileSettings(self, request, context) -> profile_pb2.ProfileSettings:
         workspace_id = parse(request.settings.name, _SETTINGS_NAME, field="settings.name")["workspace"]
-        paths = paths_to_update(request.update_mask.paths, SETTINGS_FIELDS)
+        paths = paths_to_update(
+            requested_paths(request.update_mask, request.settings, SETTINGS_FIELDS), SETTINGS_FIELDS
+        )
         given = request.settings
         values: dict[str, Any] = {
             "currency": given.currency,
@@ -365,6 +442,48 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
             workspace_id, {path: values[path] for path in paths}, etag=given.etag
         )
         return _settings_message(workspace_id, settings, update_time)
+
+    # Customer value -----------------------------------------------------------------------------
+
+    async def RecomputePredictions(self, request, context) -> profile_pb2.PredictionJob:
+        workspace_id = workspace_of(request.parent)
+        calibration_end = parse_date(request.calibration_end_date, "calibration_end_date")
+        job = await self._predictions.request(workspace_id, request.request_id, calibration_end)
+        return _job(job)
+
+    async def GetPredictionJob(self, request, context) -> profile_pb2.PredictionJob:
+        ids = parse(request.name, "workspaces/{workspace}/predictionJobs/{job}", id_patterns={"job": JOB_ID})
+        return _job(await self._predictions.get_job(ids["workspace"], ids["job"]))
+
+    async def ListPredictionJobs(self, request, context) -> profile_pb2.ListPredictionJobsResponse:
+        workspace_id = workspace_of(request.parent)
+        size = page_size(request.page_size)
+        scope = f"predictionJobs/{request.parent}"
+        jobs = await self._predictions.list_jobs(workspace_id, _position(request.page_token, scope), size + 1)
+        jobs, token = _next(jobs, size, lambda j: (j.create_time, j.job_id), scope)
+        return profile_pb2.ListPredictionJobsResponse(jobs=[_job(j) for j in jobs], next_page_token=token)
+
+    async def GetValueModel(self, request, context) -> profile_pb2.ValueModel:
+        ids = parse(request.name, "workspaces/{workspace}/valueModels/{model}", id_patterns={"model": MODEL_ID})
+        model_id = None if ids["model"] == "latest" else int(ids["model"])
+        return _value_model(await self._predictions.get_model(ids["workspace"], model_id))
+
+    async def ListValueModels(self, request, context) -> profile_pb2.ListValueModelsResponse:
+        workspace_id = workspace_of(request.parent)
+        size = page_size(request.page_size)
+        scope = f"valueModels/{request.parent}"
+        position = decode_token(request.page_token, scope=scope)
+        before = position.get("k") if position else None
+        if before is not None and not isinstance(before, int):
+            raise InvalidArgument("page_token", "is not a token this API issued")
+        models = await self._predictions.list_models(workspace_id, before, size + 1)
+        token = ""
+        if len(models) > size:
+            models = models[:size]
+            token = encode_token({"k": models[-1].model_id}, scope=scope)
+        return profile_pb2.ListValueModelsResponse(
+            value_models=[_value_model(m) for m in models], next_page_token=token
+        )
 
     # Objects ------------------------------------------------------------------------------------
 
@@ -464,7 +583,7 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
                 "staff": ("display_name", "store_id", "tags", "attributes"),
             }[kind]
         )
-        paths = paths_to_update(mask.paths, updatable)
+        paths = paths_to_update(requested_paths(mask, message, updatable), updatable)
         given = self._row(kind, message, field, object_id)
 
         def apply(row: dict) -> dict:

@@ -87,26 +87,42 @@ def month_of(moment: datetime) -> tuple[int, int]:
 
 
 async def create_partitions(conn: asyncpg.Connection, months: Iterable[tuple[int, int]]) -> None:
-    """Create the monthly partitions of ``events`` that do not exist yet (outside any transaction)."""
+    """Create the monthly partitions of ``events`` that do not exist yet (outside any transaction).
+
+    Created apart and then attached: ``ATTACH PARTITION`` takes a SHARE UPDATE EXCLUSIVE lock on
+    ``events``, which readers and writers do not conflict with (``CREATE TABLE ... PARTITION OF``
+    would wait for an exclusive lock behind every open reader, and everything behind it).
+    """
     for year, month in sorted(set(months)):
         start = datetime(year, month, 1, tzinfo=UTC)
         end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
         name = f"events_p{year:04d}{month:02d}"
         try:
+            await conn.execute(f"CREATE TABLE IF NOT EXISTS {name} (LIKE events INCLUDING DEFAULTS)")
             await conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF events "
+                f"ALTER TABLE events ATTACH PARTITION {name} "
                 f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
             )
-        except (asyncpg.DuplicateTableError, asyncpg.UniqueViolationError):
+        except (asyncpg.DuplicateTableError, asyncpg.UniqueViolationError, asyncpg.ObjectInUseError):
             pass  # another replica created it at the same moment
+        except asyncpg.PostgresError as exc:
+            if "is already a partition" not in str(exc):
+                raise
 
 
-async def existing_partitions(conn: asyncpg.Connection) -> set[tuple[int, int]]:
+async def existing_partitions(conn: asyncpg.Connection) -> tuple[datetime | None, set[tuple[int, int]]]:
+    """(upper bound of ``events_history``, the monthly partitions)."""
     rows = await conn.fetch(
-        """SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        """SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) AS bound
+           FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
            WHERE i.inhparent = 'events'::regclass"""
     )
-    return {(int(r["relname"][8:12]), int(r["relname"][12:14])) for r in rows if r["relname"].startswith("events_p")}
+    months = {(int(r["relname"][8:12]), int(r["relname"][12:14])) for r in rows if r["relname"].startswith("events_p")}
+    history = next((r["bound"] for r in rows if r["relname"] == "events_history"), None)
+    bound = None
+    if history:
+        bound = datetime.fromisoformat(history.rsplit("TO ('", 1)[1].split("'")[0]).astimezone(UTC)
+    return bound, months
 
 
 # Events ---------------------------------------------------------------------------------------
@@ -265,6 +281,19 @@ async def add_aliases(
     )
 
 
+async def repoint_aliases(
+    conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str], survivor: str
+) -> None:
+    """``person_ids`` (merged away earlier) resolve to ``survivor`` from now on."""
+    await conn.execute(
+        """UPDATE person_aliases SET survivor_id = $3
+           WHERE workspace_id = $1 AND person_id = ANY($2::uuid[]) AND person_id <> $3""",
+        workspace_id,
+        list(person_ids),
+        survivor,
+    )
+
+
 async def remove_alias(conn: asyncpg.Connection, workspace_id: str, person_id: str) -> int:
     """Forget that ``person_id`` was merged away; returns the last version it had."""
     version = await conn.fetchval(
@@ -321,11 +350,25 @@ async def lock_profiles(
     return {r["person_id"]: _stored(r) for r in rows}
 
 
+@dataclass(frozen=True)
+class Prediction:
+    """A person's predictions by the model in use (cdp_profile.predictions)."""
+
+    model_id: int
+    p_alive: float
+    expected_purchases: float
+    expected_order_value_minor: int
+    predicted_clv_minor: int
+    horizon_weeks: int
+    fit_time: datetime
+
+
 async def read_profile(
     conn: asyncpg.Connection, workspace_id: str, person_id: str, *, events: int, orders: int
-) -> tuple[StoredProfile, list[EventRow], list[Order], int] | None:
-    """The profile of ``person_id`` (or of its survivor), its recent events and orders, and the
-    workspace's settings version, in one round trip (GetProfile is on storefronts' hot path)."""
+) -> tuple[StoredProfile, list[EventRow], list[Order], int, Prediction | None] | None:
+    """The profile of ``person_id`` (or of its survivor), its recent events and orders, the
+    workspace's settings version and the person's predictions, in one round trip (GetProfile is
+    on storefronts' hot path)."""
     row = await conn.fetchrow(
         f"""WITH target AS (
                SELECT coalesce((SELECT survivor_id FROM person_aliases WHERE workspace_id = $1 AND person_id = $2),
@@ -340,7 +383,13 @@ async def read_profile(
                         FROM orders o
                         WHERE o.workspace_id = $1 AND o.person_id = p.person_id AND o.order_time IS NOT NULL
                         ORDER BY o.order_time DESC, o.order_id DESC LIMIT $4) AS recent_orders,
-                  (SELECT coalesce(max(version), 0) FROM settings WHERE workspace_id = $1) AS settings_version
+                  (SELECT coalesce(max(version), 0) FROM settings WHERE workspace_id = $1) AS settings_version,
+                  (SELECT row(pr.model_id, pr.p_alive, pr.expected_purchases, pr.expected_order_value_minor,
+                              pr.predicted_clv_minor, m.horizon_weeks, m.fit_time)
+                   FROM predictions pr
+                   JOIN value_models m ON m.workspace_id = pr.workspace_id AND m.model_id = pr.model_id
+                   WHERE pr.workspace_id = $1 AND pr.person_id = p.person_id
+                   ORDER BY pr.model_id DESC LIMIT 1) AS prediction
            FROM profiles p JOIN target ON p.person_id = target.id
            WHERE p.workspace_id = $1""",
         workspace_id,
@@ -355,6 +404,7 @@ async def read_profile(
         [_event_row(r) for r in row["recent_events"]],
         [_order(r) for r in row["recent_orders"]],
         row["settings_version"],
+        Prediction(*row["prediction"]) if row["prediction"] else None,
     )
 
 
@@ -616,14 +666,20 @@ def _ledger_row(row: asyncpg.Record) -> LedgerRow:
     )
 
 
-async def ledger_entry(conn: asyncpg.Connection, workspace_id: str, person_id: str, reference: str) -> LedgerRow | None:
-    row = await conn.fetchrow(
-        "SELECT * FROM points_ledger WHERE workspace_id = $1 AND person_id = $2::uuid AND reference = $3",
+async def ledger_entries(
+    conn: asyncpg.Connection, workspace_id: str, person_id: str, reference: str
+) -> list[LedgerRow]:
+    """The entry with ``reference``, and entries a merge kept apart as ``<reference>@<entry id>``."""
+    rows = await conn.fetch(
+        """SELECT * FROM points_ledger
+           WHERE workspace_id = $1 AND person_id = $2::uuid
+             AND (reference = $3 OR left(reference, length($3) + 1) = $3 || '@')
+           ORDER BY reference = $3 DESC, created_at""",
         workspace_id,
         person_id,
         reference,
     )
-    return _ledger_row(row) if row else None
+    return [_ledger_row(r) for r in rows]
 
 
 async def list_ledger(
@@ -644,24 +700,51 @@ async def list_ledger(
 
 
 async def move_ledger(
-    conn: asyncpg.Connection, workspace_id: str, from_ids: Sequence[str], to_id: str, order_ids: Sequence[str] = ()
-) -> None:
-    """Move ledger entries (of ``order_ids`` only, when given); a reference the target already
-    holds is kept apart with the old person id appended."""
-    await conn.execute(
-        """UPDATE points_ledger l
+    conn: asyncpg.Connection,
+    workspace_id: str,
+    from_ids: Sequence[str],
+    to_id: str,
+    *,
+    order_ids: Sequence[str] | None = None,
+    references: Sequence[str] = (),
+) -> dict[tuple[str, str], str]:
+    """Move ledger entries to ``to_id``: all of them, or (``order_ids`` given) those of these
+    orders and those with these ``references``.
+
+    References stay unique per person: an entry whose reference the target already holds, or that
+    another moving entry holds too (all but the oldest), gets ``@<entry id>`` appended. Returns
+    those renames, (old person, old reference) -> new reference, so the lots can follow.
+    """
+    rows = await conn.fetch(
+        """WITH moving AS (
+               SELECT l.person_id, l.entry_id, l.reference,
+                      EXISTS (SELECT 1 FROM points_ledger t WHERE t.workspace_id = l.workspace_id
+                              AND t.person_id = $3 AND t.reference = l.reference) AS taken,
+                      row_number() OVER (PARTITION BY l.reference ORDER BY l.created_at, l.entry_id) AS n
+               FROM points_ledger l
+               WHERE l.workspace_id = $1 AND l.person_id = ANY($2::uuid[])
+                 AND ($4::text[] IS NULL OR l.reference = ANY($5::text[])
+                      OR split_part(l.reference, ':', 1) = 'order'
+                         AND split_part(l.reference, ':', 2) = ANY($4::text[]))
+           )
+           UPDATE points_ledger l
            SET person_id = $3,
-               reference = CASE WHEN EXISTS (SELECT 1 FROM points_ledger t WHERE t.workspace_id = l.workspace_id
-                                             AND t.person_id = $3 AND t.reference = l.reference)
-                                THEN l.reference || '@' || l.person_id::text ELSE l.reference END
-           WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])
-             AND (cardinality($4::text[]) = 0 OR split_part(reference, ':', 1) = 'order'
-                  AND split_part(reference, ':', 2) = ANY($4::text[]))""",
+               reference = CASE WHEN m.taken OR m.n > 1 THEN l.reference || '@' || l.entry_id::text
+                                ELSE l.reference END
+           FROM moving m
+           WHERE l.workspace_id = $1 AND l.person_id = m.person_id AND l.entry_id = m.entry_id
+           RETURNING m.person_id::text AS person_id, m.reference AS old_reference, l.reference AS new_reference""",
         workspace_id,
         list(from_ids),
         to_id,
-        list(order_ids),
+        None if order_ids is None else list(order_ids),
+        list(references),
     )
+    return {
+        (r["person_id"], r["old_reference"]): r["new_reference"]
+        for r in rows
+        if r["old_reference"] != r["new_reference"]
+    }
 
 
 # Timers ---------------------------------------------------------------------------------------
@@ -670,8 +753,9 @@ async def move_ledger(
 async def set_timers(
     conn: asyncpg.Connection, workspace_id: str, timers: Sequence[tuple[str, datetime | None]]
 ) -> None:
-    due = [(p, t) for p, t in timers if t is not None]
-    gone = [p for p, t in timers if t is None]
+    # In person order, like the profile locks every writer holds first.
+    due = sorted((p, t) for p, t in timers if t is not None)
+    gone = sorted(p for p, t in timers if t is None)
     if due:
         await conn.execute(
             """INSERT INTO timers (workspace_id, person_id, due_at)
@@ -687,11 +771,42 @@ async def set_timers(
         )
 
 
-async def due_timers(conn: asyncpg.Connection, now: datetime, limit: int) -> list[tuple[str, str]]:
+async def due_workspaces(conn: asyncpg.Connection, now: datetime) -> list[str]:
+    """Workspaces with a due timer: one index probe per workspace that has timers (a loose index
+    scan), however many timers are due, so that each gets its round (a large one starves no one)."""
     rows = await conn.fetch(
-        "SELECT workspace_id, person_id::text FROM timers WHERE due_at <= $1 ORDER BY due_at LIMIT $2", now, limit
+        """WITH RECURSIVE workspaces AS (
+               SELECT min(workspace_id) AS id FROM timers
+               UNION ALL
+               SELECT (SELECT min(t.workspace_id) FROM timers t WHERE t.workspace_id > w.id)
+               FROM workspaces w WHERE w.id IS NOT NULL
+           )
+           SELECT id FROM workspaces w
+           WHERE id IS NOT NULL AND EXISTS (SELECT 1 FROM timers t WHERE t.workspace_id = w.id AND t.due_at <= $1)""",
+        now,
     )
-    return [(r["workspace_id"], r["person_id"]) for r in rows]
+    return [r["id"] for r in rows]
+
+
+async def claim_due_timers(conn: asyncpg.Connection, workspace_id: str, now: datetime, limit: int) -> list[str]:
+    """The earliest due timers of a workspace, locked until commit; those another replica holds are skipped."""
+    rows = await conn.fetch(
+        """SELECT person_id::text FROM timers WHERE workspace_id = $1 AND due_at <= $2
+           ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED""",
+        workspace_id,
+        now,
+        limit,
+    )
+    return [r["person_id"] for r in rows]
+
+
+async def postpone_timer(conn: asyncpg.Connection, workspace_id: str, person_id: str, due_at: datetime) -> None:
+    await conn.execute(
+        "UPDATE timers SET due_at = $3 WHERE workspace_id = $1 AND person_id = $2::uuid",
+        workspace_id,
+        person_id,
+        due_at,
+    )
 
 
 async def lock_due_profiles(
@@ -722,15 +837,68 @@ async def delete_orphan_timers(conn: asyncpg.Connection, workspace_id: str, pers
     )
 
 
-async def make_all_due(conn: asyncpg.Connection, workspace_id: str, now: datetime, *, cause: str) -> None:
+# Re-evaluation after a settings change ----------------------------------------------------------
+
+
+async def start_reevaluation(conn: asyncpg.Connection, workspace_id: str, version: int, windows: Sequence[str]) -> None:
+    """Re-evaluate every profile of the workspace under ``version`` (from the first person again;
+    windows still to rebuild from an unfinished run are kept)."""
     await conn.execute(
-        """INSERT INTO timers (workspace_id, person_id, due_at, cause)
-           SELECT workspace_id, person_id, $2, $3 FROM profiles WHERE workspace_id = $1
-           ON CONFLICT (workspace_id, person_id) DO UPDATE SET due_at = excluded.due_at, cause = excluded.cause""",
+        """INSERT INTO reevaluations (workspace_id, version, windows) VALUES ($1, $2, $3)
+           ON CONFLICT (workspace_id) DO UPDATE SET
+               version = excluded.version, after_person = NULL, started_at = now(),
+               windows = ARRAY(SELECT DISTINCT w FROM unnest(reevaluations.windows || excluded.windows) AS w)""",
         workspace_id,
-        now,
-        cause,
+        version,
+        list(windows),
     )
+
+
+async def pending_reevaluations(conn: asyncpg.Connection) -> list[str]:
+    return [r["workspace_id"] for r in await conn.fetch("SELECT workspace_id FROM reevaluations ORDER BY started_at")]
+
+
+async def claim_reevaluation(conn: asyncpg.Connection, workspace_id: str) -> asyncpg.Record | None:
+    """The workspace's run, locked until commit (another replica skips it)."""
+    return await conn.fetchrow(
+        """SELECT version, after_person::text AS after_person, windows FROM reevaluations
+           WHERE workspace_id = $1 FOR UPDATE SKIP LOCKED""",
+        workspace_id,
+    )
+
+
+async def profiles_after(conn: asyncpg.Connection, workspace_id: str, after: str | None, limit: int) -> list[str]:
+    rows = await conn.fetch(
+        """SELECT person_id::text FROM profiles WHERE workspace_id = $1 AND ($2::uuid IS NULL OR person_id > $2)
+           ORDER BY person_id LIMIT $3""",
+        workspace_id,
+        after,
+        limit,
+    )
+    return [r["person_id"] for r in rows]
+
+
+async def advance_reevaluation(conn: asyncpg.Connection, workspace_id: str, after: str) -> None:
+    await conn.execute("UPDATE reevaluations SET after_person = $2 WHERE workspace_id = $1", workspace_id, after)
+
+
+async def finish_reevaluation(conn: asyncpg.Connection, workspace_id: str) -> None:
+    await conn.execute("DELETE FROM reevaluations WHERE workspace_id = $1", workspace_id)
+
+
+async def window_events(
+    conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str], events: Sequence[str], since: datetime
+) -> list[EventRow]:
+    """The events named ``events`` of ``person_ids`` since ``since`` (windowed traits to rebuild)."""
+    rows = await conn.fetch(
+        f"""SELECT {_EVENT_COLUMNS} FROM events
+           WHERE workspace_id = $1 AND person_id = ANY($2::uuid[]) AND event = ANY($3::text[]) AND event_time >= $4""",
+        workspace_id,
+        list(person_ids),
+        list(events),
+        since,
+    )
+    return [_event_row(r) for r in rows]
 
 
 # First key of the advisory locks on event partitions (the second is the partition number).
@@ -800,10 +968,15 @@ OBJECT_TABLES = {
 }
 
 
-async def get_objects(conn: asyncpg.Connection, kind: str, workspace_id: str, ids: Sequence[str]) -> dict[str, dict]:
+async def get_objects(
+    conn: asyncpg.Connection, kind: str, workspace_id: str, ids: Sequence[str], *, for_update: bool = False
+) -> dict[str, dict]:
+    """Objects by id; ``for_update`` locks them until commit, in id order (concurrent batches
+    touching the same objects wait for each other instead of deadlocking)."""
     table, key, _ = OBJECT_TABLES[kind]
     rows = await conn.fetch(
-        f"SELECT * FROM {table} WHERE workspace_id = $1 AND {key} = ANY($2::text[]) FOR UPDATE",
+        f"SELECT * FROM {table} WHERE workspace_id = $1 AND {key} = ANY($2::text[]) ORDER BY {key}"
+        + (" FOR UPDATE" if for_update else ""),
         workspace_id,
         list(ids),
     )
@@ -811,22 +984,34 @@ async def get_objects(conn: asyncpg.Connection, kind: str, workspace_id: str, id
 
 
 async def upsert_objects(conn: asyncpg.Connection, kind: str, workspace_id: str, objects: Sequence[dict]) -> list[dict]:
+    """Create or replace objects: one statement, rows written in id order (see get_objects)."""
     table, key, columns = OBJECT_TABLES[kind]
     names = [key, *columns, "tags", "attributes", "tags_version"]
-    rows = []
-    for obj in objects:
-        values = [obj[n] for n in names]
-        placeholders = ", ".join(f"${i + 2}" + ("::jsonb" if n == "attributes" else "") for i, n in enumerate(names))
-        updates = ", ".join(f"{n} = excluded.{n}" for n in names[1:])
-        row = await conn.fetchrow(
-            f"""INSERT INTO {table} (workspace_id, {", ".join(names)}) VALUES ($1, {placeholders})
-                ON CONFLICT (workspace_id, {key}) DO UPDATE SET {updates}, updated_at = now()
-                RETURNING *""",
-            workspace_id,
-            *values,
-        )
-        rows.append(dict(row))
-    return rows
+    types = {"price_minor": "bigint", "tags_version": "bigint"}
+    ordered = sorted(objects, key=lambda o: o[key])
+    arrays = [[_json(o[n]) if n in ("tags", "attributes") else o[n] for o in ordered] for n in names]
+    selected = ", ".join(
+        "ARRAY(SELECT jsonb_array_elements_text(tags::jsonb))"
+        if n == "tags"
+        else f"{n}::jsonb"
+        if n == "attributes"
+        else n
+        for n in names
+    )
+    rows = await conn.fetch(
+        f"""INSERT INTO {table} (workspace_id, {", ".join(names)})
+            SELECT $1, {selected}
+            FROM unnest({", ".join(f"${i + 2}::{types.get(n, 'text')}[]" for i, n in enumerate(names))})
+                 WITH ORDINALITY AS x({", ".join(names)}, n)
+            ORDER BY n
+            ON CONFLICT (workspace_id, {key}) DO UPDATE SET {", ".join(f"{n} = excluded.{n}" for n in names[1:])},
+                updated_at = now()
+            RETURNING *""",
+        workspace_id,
+        *arrays,
+    )
+    saved = {r[key]: dict(r) for r in rows}
+    return [saved[o[key]] for o in objects]
 
 
 async def delete_object(conn: asyncpg.Connection, kind: str, workspace_id: str, object_id: str) -> bool:

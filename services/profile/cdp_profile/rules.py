@@ -7,25 +7,24 @@ document and names the first bad field (``lifecycle.dormant_after_days``, ``tag_
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-CURRENCY_EXPONENTS = {
-    "JPY": 0,
-    "KRW": 0,
-    "VND": 0,
-    "CLP": 0,
-    "ISK": 0,
-    "KWD": 3,
-    "BHD": 3,
-    "JOD": 3,
-    "OMR": 3,
-    "TND": 3,
-}
-DEFAULT_PII_TRAITS = ("name", "first_name", "last_name", "phone", "email", "address", "birthday")
+# Trait (and event property) names that hold personal information, always sealed; a workspace's
+# `pii_traits` add to them. Matched by their normalised key (`pii_key`): lower case, letters and
+# digits only, so firstName, first_name and First-Name are one name.
+DEFAULT_PII_TRAITS = (
+    "name", "first_name", "last_name", "full_name", "nickname", "username",
+    "phone", "phone_number", "mobile", "mobile_phone", "telephone", "tel",
+    "email", "email_address",
+    "address", "street", "street_address", "postal_code", "zip_code",
+    "birthday", "birthdate", "date_of_birth", "dob",
+    "id_card", "id_number", "national_id", "passport", "passport_number",
+    "wechat_id", "qq", "ip",
+)  # fmt: skip
 TIER_MEASURES = ("total_spent_minor", "points_balance", "order_count")
 _SPEND = re.compile(r"^spend_(\d{1,3})d$")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -42,8 +41,19 @@ class InvalidRules(ValueError):
         self.reason = reason
 
 
-def currency_exponent(currency: str) -> int:
-    return CURRENCY_EXPONENTS.get(currency, 2)
+# Compound names ending like these are personal too (customer_email, shippingAddress, recipientPhone).
+PII_SUFFIXES = (
+    "phone", "phonenumber", "mobile", "email", "emailaddress", "address", "birthday", "birthdate", "dateofbirth",
+    "idcard", "idnumber", "passport", "passportnumber", "firstname", "lastname", "fullname", "realname",
+    "nickname", "username", "customername", "recipientname", "receivername", "contactname", "consigneename",
+    "buyername", "wechatid",
+)  # fmt: skip
+
+
+@lru_cache(maxsize=8192)
+def pii_key(key: str) -> str:
+    """A trait name normalised for PII matching: ``firstName`` -> ``firstname`` = ``first_name``."""
+    return "".join(ch for ch in key.lower() if ch.isalnum())
 
 
 # Conditions ----------------------------------------------------------------------------------
@@ -76,6 +86,19 @@ class Condition:
 
     def __call__(self, values: Mapping[str, Any]) -> bool:
         return bool(_evaluate(self.tree, values))
+
+    @property
+    def fields(self) -> frozenset[str]:
+        """The field names the condition reads."""
+        return frozenset(_fields(self.tree))
+
+
+def _fields(node: tuple) -> list[str]:
+    if node[0] in ("and", "or"):
+        return _fields(node[1]) + _fields(node[2])
+    if node[0] == "not":
+        return _fields(node[1])
+    return [node[1]]
 
 
 def _evaluate(node: tuple, values: Mapping[str, Any]) -> bool:
@@ -263,9 +286,37 @@ class WorkspaceSettings:
     zone: ZoneInfo = field(default=ZoneInfo("Asia/Shanghai"), compare=False, repr=False)
 
     @cached_property
+    def pii_keys(self) -> frozenset[str]:
+        return frozenset(pii_key(k) for k in self.pii_traits)
+
+    def is_pii(self, key: str) -> bool:
+        """Is a trait or property of this name personal information (sealed, never announced)?"""
+        normalised = pii_key(key)
+        return normalised in self.pii_keys or normalised.endswith(PII_SUFFIXES)
+
+    def is_pii_property(self, key: str) -> bool:
+        """:meth:`is_pii` for event properties, where a bare ``name`` names what the event is about
+        (Segment: the product, page, screen), not a person."""
+        return self.is_pii(key) and pii_key(key) != "name"
+
+    def holds_pii(self, key: str, value: Any) -> bool:
+        """Is the value of trait ``key`` personal information: its name, or any key inside it."""
+        if self.is_pii(key):
+            return True
+        if isinstance(value, dict):
+            return any(self.holds_pii(k, v) for k, v in value.items())
+        if isinstance(value, list):
+            return any(self.holds_pii("", v) for v in value)
+        return False
+
+    @cached_property
     def summed_events(self) -> frozenset[str]:
         """Event names whose properties a windowed sum reads."""
         return frozenset(w.event for w in self.windowed_traits if w.sum_property)
+
+    def tag_rules_read(self, predicate: Callable[[str], bool]) -> bool:
+        """Does any tag rule read a field ``predicate`` accepts?"""
+        return any(predicate(name) for rule in self.tag_rules for name in rule.when.fields)
 
     def source_rank(self, source: str) -> int:
         """Higher is more trusted; sources not listed rank below every listed one (0)."""
@@ -402,11 +453,10 @@ def from_document(version: int, document: Mapping[str, Any]) -> WorkspaceSetting
             raise InvalidRules(f"{path}.sum", "must be a property name")
         windows.append(WindowedTrait(name, event, _int(raw, "days", path, 30, 1, MAX_WINDOW_DAYS), total))
 
-    pii = document.get("pii_traits")
-    if pii is None or pii == []:
-        pii = list(DEFAULT_PII_TRAITS)
+    pii = document.get("pii_traits") or []
     if not isinstance(pii, list) or not all(isinstance(k, str) and k for k in pii) or len(pii) > 100:
-        raise InvalidRules("pii_traits", "must be a list of trait keys")
+        raise InvalidRules("pii_traits", "must be a list of at most 100 trait keys")
+    pii = [*DEFAULT_PII_TRAITS, *pii]  # the defaults are always personal information
     return WorkspaceSettings(
         version=version,
         currency=currency,
@@ -449,7 +499,8 @@ def to_document(settings: WorkspaceSettings) -> dict[str, Any]:
             {"name": w.name, "event": w.event, "days": w.days, **({"sum": w.sum_property} if w.sum_property else {})}
             for w in settings.windowed_traits
         ],
-        "pii_traits": sorted(settings.pii_traits),
+        # Only those added to the defaults (which always apply).
+        "pii_traits": sorted(settings.pii_traits - set(DEFAULT_PII_TRAITS)),
     }
 
 

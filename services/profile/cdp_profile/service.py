@@ -5,9 +5,9 @@ from __future__ import annotations
 import base64
 import json
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -17,21 +17,54 @@ from google.protobuf import struct_pb2
 from cdp.events.v1 import events_pb2
 from cdp_profile import domain, repository
 from cdp_profile.domain import EVENT_KINDS, ORDER_KINDS, Change, NewEvent, Order, ProfileState
-from cdp_profile.repository import EventRow, LedgerRow, StoredProfile
+from cdp_profile.metrics import BACKGROUND_FAILURES, EVENTS_ADJUSTED
+from cdp_profile.repository import EventRow, LedgerRow, Prediction, StoredProfile
 from cdp_profile.rules import DEFAULT_SETTINGS, InvalidRules, WorkspaceSettings, from_document, to_document
-from cdp_profile.structs import set_timestamp, timestamp, to_dict, to_struct, value_of
+from cdp_profile.structs import (
+    find_keys,
+    put_dict,
+    put_struct,
+    set_timestamp,
+    timestamp,
+    to_dict,
+    to_struct,
+    without_keys,
+)
 from cdpkit import inbox, outbox
 from cdpkit.bus import PROFILE, BusNames, partition_of
 from cdpkit.clock import Clock
-from cdpkit.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
+from cdpkit.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from cdpkit.pii import PiiVault
 
 log = structlog.get_logger(__name__)
 
 RECENT_EVENTS = 20
 IDENTIFIER_CACHE = 200_000
+# Segment e-commerce spec events whose `name` property is the product's name, not a person's:
+# it is not sealed like the PII trait `name`, and travels with the event (message templates
+# read it: "You left {{ event.properties.name }} in your cart").
+PRODUCT_EVENTS = frozenset(
+    {
+        "Product Clicked",
+        "Product Viewed",
+        "Product Added",
+        "Product Removed",
+        "Product Shared",
+        "Product Reviewed",
+        "Product Added to Wishlist",
+        "Product Removed from Wishlist",
+    }
+)
 OPENED_CACHE = 50_000
 RECENT_ORDERS = 10
+# Attempts of a consumer batch whose persons a concurrent merge moved (see _Moved).
+ATTEMPTS = 3
+# A profile whose timer round failed is tried again this much later (not in every round).
+TIMER_RETRY = timedelta(minutes=10)
+
+
+class _Moved(Exception):
+    """A person or an order changed hands while this transaction waited for its lock: start again."""
 
 
 @dataclass
@@ -54,6 +87,10 @@ class Incoming:
     store_id: str = ""
     staff_id: str = ""
     source: str = ""
+    # The properties as a dict, when the consumer converted them already.
+    property_values: dict[str, Any] | None = None
+    # What the consumer clamped or dropped (reasons), logged and counted there.
+    adjusted: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -65,6 +102,7 @@ class ProfileView:
     settings: WorkspaceSettings
     windowed: dict[str, Any]
     next_due: datetime | None = None
+    prediction: Prediction | None = None
     recent_events: list[tuple[EventRow, struct_pb2.Struct]] = field(default_factory=list)
     recent_orders: list[Order] = field(default_factory=list)
 
@@ -77,6 +115,8 @@ class ProfileService:
         self._clock = clock
         self._settings_cache: dict[str, WorkspaceSettings] = {}
         self._partitions: set[tuple[int, int]] = set()
+        # Events before this time live in the partition events_history.
+        self._history_bound: datetime | None = None
         self._identifier_keys: dict[tuple[str, str, str], str] = {}
         # The PII last opened per profile, with its sealed form: saving it unchanged skips encryption.
         self._opened: dict[tuple[str, str], tuple[dict, bytes]] = {}
@@ -99,6 +139,10 @@ class ProfileService:
         self._settings_cache[workspace_id] = settings
         return settings
 
+    async def settings_of(self, conn: asyncpg.Connection, workspace_id: str) -> WorkspaceSettings:
+        """The workspace's settings in force (cached per version)."""
+        return await self._settings(conn, workspace_id)
+
     async def get_settings(self, workspace_id: str) -> tuple[WorkspaceSettings, datetime | None]:
         async with self._pool.acquire() as conn:
             settings = await self._settings(conn, workspace_id)
@@ -109,7 +153,8 @@ class ProfileService:
         self, workspace_id: str, changes: Mapping[str, Any], *, etag: str
     ) -> tuple[WorkspaceSettings, datetime]:
         """Store a new version with ``changes`` (top-level keys of the document) and re-evaluate
-        every profile of the workspace under it (through the timers, in the background)."""
+        every profile of the workspace under it in the background (:meth:`run_reevaluations`; a
+        profile's next event re-derives it in full before that, if it comes first)."""
         async with self._pool.acquire() as conn, conn.transaction():
             current = await self._settings(conn, workspace_id)
             if etag and etag.strip('"') != str(current.version):
@@ -122,16 +167,16 @@ class ProfileService:
             created = await repository.insert_settings(conn, workspace_id, proposed.version, to_document(proposed))
             if created is None:
                 raise Aborted("the settings changed meanwhile; read them again")
-            # Every profile is due now: the timer worker recomputes tags, tiers and stages.
-            await repository.make_all_due(conn, workspace_id, self.now(), cause="manual")
+            rebuilt = [w.name for w in proposed.windowed_traits if w not in current.windowed_traits]
+            await repository.start_reevaluation(conn, workspace_id, proposed.version, rebuilt)
         self._settings_cache[workspace_id] = proposed
         return proposed, created
 
     # PII ----------------------------------------------------------------------------------------
 
     def _seal_profile(self, workspace_id: str, state: ProfileState, settings: WorkspaceSettings) -> tuple:
-        pii = {k: v for k, v in state.traits.items() if k in settings.pii_traits}
-        plain = {k: v for k, v in state.traits.items() if k not in settings.pii_traits}
+        pii = {k: v for k, v in state.traits.items() if settings.holds_pii(k, v)}
+        plain = {k: v for k, v in state.traits.items() if k not in pii}
         opened = self._opened.get((workspace_id, state.person_id))
         if pii and opened is not None and opened[0] == pii:
             sealed = opened[1]  # the same plaintext in the same context: its sealed form is still valid
@@ -164,28 +209,26 @@ class ProfileService:
         return key
 
     def _event_row(self, item: Incoming, settings: WorkspaceSettings) -> EventRow:
+        """The stored form of an event: personal data (PII-named traits, and properties with a
+        PII name at any depth) sealed in ``pii``, the rest as sent."""
         sealed: dict[str, Any] = {}
-        fields = item.properties.fields
-        secret = [key for key in settings.pii_traits if key in fields]
+        secret = find_keys(item.properties, settings.is_pii_property)
+        if item.event in PRODUCT_EVENTS and item.type == "track":
+            secret = [(path, value) for path, value in secret if path != ("name",)]
         if secret:
-            kept = struct_pb2.Struct()
-            kept.CopyFrom(item.properties)
-            sealed["properties"] = {key: value_of(fields[key]) for key in secret}
-            for key in secret:
-                del kept.fields[key]
-            properties = kept.SerializeToString()
+            sealed["property_paths"] = [[list(path), value] for path, value in secret]
+            properties = without_keys(item.properties, [path for path, _ in secret]).SerializeToString()
         else:
             properties = item.properties.SerializeToString()
-        pii_keys = settings.pii_traits
         traits = item.traits
         if traits is not None:
             plain: dict[str, Any] = {"unset": list(traits.get("unset", ()))}
             for part in ("set", "set_once"):
                 values = traits.get(part) or {}
-                plain[part] = {k: v for k, v in values.items() if k not in pii_keys}
-                secret = {k: v for k, v in values.items() if k in pii_keys}
-                if secret:
-                    sealed[part] = secret
+                personal = {k: v for k, v in values.items() if settings.holds_pii(k, v)}
+                plain[part] = {k: v for k, v in values.items() if k not in personal}
+                if personal:
+                    sealed[part] = personal
             traits = plain
         return EventRow(
             workspace_id=item.workspace_id,
@@ -221,8 +264,10 @@ class ProfileService:
         if row.legacy:
             properties.update(row.legacy.get("properties") or {})
         sealed = self._sealed(row)
-        if sealed.get("properties"):
+        if sealed.get("properties"):  # rows stored before nested properties were sealed
             properties.update(sealed["properties"])
+        for path, value in sealed.get("property_paths", ()):
+            put_struct(properties, tuple(path), value)
         return properties
 
     def _new_event(self, row: EventRow) -> NewEvent:
@@ -232,14 +277,17 @@ class ProfileService:
         properties = {
             **to_dict(struct_pb2.Struct.FromString(row.properties)),
             **((row.legacy or {}).get("properties") or {}),
+            **sealed.get("properties", {}),
         }
+        for path, value in sealed.get("property_paths", ()):
+            put_dict(properties, tuple(path), value)
         return NewEvent(
             message_id=row.message_id,
             person_id=row.person_id,
             type=row.type,
             event=row.event,
             event_time=row.event_time,
-            properties={**properties, **sealed.get("properties", {})},
+            properties=properties,
             traits={**traits.get("set", {}), **sealed.get("set", {})},
             set_once={**traits.get("set_once", {}), **sealed.get("set_once", {})},
             unset=tuple(traits.get("unset", ())),
@@ -252,41 +300,74 @@ class ProfileService:
     # Events in ----------------------------------------------------------------------------------
 
     async def _ensure_partitions(self, moments: Sequence[datetime]) -> None:
-        months = {repository.month_of(m) for m in moments} - self._partitions
-        if not months:
+        """Monthly partitions for these times, when missing (rare: the maintenance worker creates
+        them ahead of time, times before them go to ``events_history``, times are bounded)."""
+        months = {repository.month_of(m) for m in moments if self._history_bound is None or m >= self._history_bound}
+        if not months - self._partitions:
             return
         async with self._pool.acquire() as conn:
-            self._partitions |= await repository.existing_partitions(conn)
+            await self._load_partitions(conn)
+            bound = self._history_bound
+            missing = {m for m in months if bound is None or m >= repository.month_of(bound)} - self._partitions
+            if missing:
+                await repository.create_partitions(conn, missing)
+                self._partitions |= missing
+
+    async def _load_partitions(self, conn: asyncpg.Connection) -> None:
+        self._history_bound, months = await repository.existing_partitions(conn)
+        self._partitions |= months
+
+    async def maintain_partitions(self, months_ahead: int) -> None:
+        """The current month, ``months_ahead`` more, and the months since the last partition (the
+        service was down): the hot path then never creates one."""
+        now = self.now()
+        async with self._pool.acquire() as conn:
+            await self._load_partitions(conn)
+            month = repository.month_of(now)
+            if self._partitions:
+                month = min(month, _next_month(max(self._partitions)))
+            last = repository.month_of(now)
+            for _ in range(months_ahead):
+                last = _next_month(last)
+            floor = repository.month_of(self._history_bound) if self._history_bound else month
+            months = set()
+            while month <= last:
+                if month >= floor:
+                    months.add(month)
+                month = _next_month(month)
             missing = months - self._partitions
             if missing:
                 await repository.create_partitions(conn, missing)
                 self._partitions |= missing
 
-    async def maintain_partitions(self, months_ahead: int) -> None:
-        now = self.now()
-        months = []
-        year, month = now.year, now.month
-        for _ in range(months_ahead + 1):
-            months.append((year, month))
-            year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-        async with self._pool.acquire() as conn:
-            self._partitions |= await repository.existing_partitions(conn)
-            missing = set(months) - self._partitions
-            if missing:
-                await repository.create_partitions(conn, missing)
-                self._partitions |= missing
+    async def record_events(
+        self, items: Sequence[Incoming], *, also: Callable[[asyncpg.Connection], Awaitable[None]] | None = None
+    ) -> int:
+        """Store events once and update their profiles; returns how many events were new.
 
-    async def record_events(self, items: Sequence[Incoming]) -> int:
-        """Store events once and update their profiles; returns how many events were new."""
+        ``also`` runs in the same transaction (the bulk import moves its checkpoint with the rows).
+        """
         unique: dict[tuple[str, str], Incoming] = {}
         for item in items:
             unique.setdefault((item.workspace_id, item.message_id), item)
-        if not unique:
-            return 0
-        await self._ensure_partitions([i.event_time for i in unique.values()])
-        async with self._pool.acquire() as conn, conn.transaction():
-            await self._lock_partitions(conn, [i.person_id for i in unique.values()])
-            return await self._record(conn, list(unique.values()))
+        batch = list(unique.values())
+        if batch:
+            await self._ensure_partitions([i.event_time for i in batch])
+        sent_to = [i.person_id for i in batch]
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    counted = 0
+                    if batch:
+                        await self._lock_partitions(conn, [*sent_to, *(i.person_id for i in batch)])
+                        counted = await self._record(conn, batch)
+                    if also is not None:
+                        await also(conn)
+                    return counted
+            except _Moved:
+                if attempt == ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
 
     async def _lock_partitions(self, conn: asyncpg.Connection, person_ids: Sequence[str]) -> None:
         """Serialise a consumer batch with a merge or split touching the same persons' partitions.
@@ -316,37 +397,73 @@ class ProfileService:
                 continue
             stored_properties = {row.message_id: row.properties for row in fresh}
             item_by_id = {i.message_id: i for i in batch}
-            by_person: dict[str, list[NewEvent]] = defaultdict(list)
-            for row in fresh:
-                by_person[row.person_id].append(self._fresh_event(item_by_id[row.message_id], row, settings))
-            persons = sorted(by_person)
-            current = await repository.lock_profiles(conn, workspace_id, persons)
-            referenced = {p: {domain.order_id_of(e) for e in evs} - {""} for p, evs in by_person.items()}
-            referenced = {p: ids for p, ids in referenced.items() if ids}
-            orders: dict[str, dict[str, Order]] = {}
-            if referenced:
-                loaded = await repository.orders_of(
-                    conn, workspace_id, sorted(referenced), sorted(set().union(*referenced.values()))
-                )
-                for person_id, ids in referenced.items():
-                    # The person's orders, and orders it refers to that another person owns (left alone).
-                    orders[person_id] = {o.order_id: o for o in loaded if o.person_id == person_id or o.order_id in ids}
-            changes = []
-            for person_id in persons:
-                stored = current.get(person_id)
-                state = self._open_profile(workspace_id, stored) if stored else ProfileState(person_id)
-                change = domain.apply_events(
-                    state,
-                    by_person[person_id],
-                    settings,
-                    now,
-                    orders.get(person_id),
-                )
-                if change is not None:
-                    changes.append((change, stored.merged_person_ids if stored else ()))
+            events = [self._fresh_event(item_by_id[row.message_id], row, settings) for row in fresh]
+            changes = await self._apply(conn, workspace_id, settings, events, now)
             await self._save(conn, workspace_id, settings, changes, now, stored_properties)
             counted += len(fresh)
         return counted
+
+    async def _apply(
+        self,
+        conn: asyncpg.Connection,
+        workspace_id: str,
+        settings: WorkspaceSettings,
+        events: list[NewEvent],
+        now: datetime,
+    ) -> list[tuple[Change, Sequence[str]]]:
+        """The changes new events make, their profiles locked (in the caller's transaction).
+
+        An order event changes its order's owner, who may be another person than the event's
+        (``domain.order_targets``): owners are locked with the event's persons, in one ordered
+        statement. A profile that a merge took away while this waited for its lock (or an order
+        that changed hands meanwhile) makes the whole transaction start again (:class:`_Moved`).
+        """
+        by_person: dict[str, list[NewEvent]] = defaultdict(list)
+        for event in events:
+            by_person[event.person_id].append(event)
+        order_ids = sorted({domain.order_id_of(e) for e in events} - {""})
+        targets: dict[str, str] = {}
+        if order_ids:
+            on_file = await repository.orders_of(conn, workspace_id, [], order_ids)
+            targets, _ = domain.order_targets(events, {o.order_id: o for o in on_file})
+        persons = sorted(set(by_person) | set(targets.values()))
+        current = await repository.lock_profiles(conn, workspace_id, persons)
+        missing = [p for p in persons if p not in current]
+        if missing and await repository.survivors(conn, workspace_id, missing):
+            raise _Moved
+        stale = {p for p, stored in current.items() if stored.state.stats.get("settings_version") != settings.version}
+        orders: dict[str, Order] = {}
+        if order_ids or stale:
+            owners = sorted(set(targets.values()) | stale)
+            orders = {o.order_id: o for o in await repository.orders_of(conn, workspace_id, owners, order_ids)}
+        notes: list[tuple[str, str]] = []
+        if order_ids:
+            targets, notes = domain.order_targets(events, orders)
+            if not set(targets.values()) <= set(persons):
+                raise _Moved
+        changes = []
+        for person_id in persons:
+            stored = current.get(person_id)
+            state = self._open_profile(workspace_id, stored) if stored else ProfileState(person_id)
+            foreign = [e for e in events if e.person_id != person_id and targets.get(e.message_id) == person_id]
+            touches_orders = person_id in targets.values() or person_id in stale or stored is None
+            change = domain.apply_events(
+                state,
+                by_person.get(person_id, ()),
+                settings,
+                now,
+                orders if touches_orders else None,
+                foreign=foreign,
+                targets=targets,
+                full=person_id in stale or stored is None,
+            )
+            if change is not None:
+                notes += change.notes
+                changes.append((change, stored.merged_person_ids if stored else ()))
+        for message_id, reason in notes:
+            EVENTS_ADJUSTED.labels(reason).inc()
+            log.info("order event not applied as sent", workspace=workspace_id, message_id=message_id, reason=reason)
+        return changes
 
     @staticmethod
     def _fresh_event(item: Incoming, row: EventRow, settings: WorkspaceSettings) -> NewEvent:
@@ -359,7 +476,9 @@ class ProfileService:
             type=row.type,
             event=row.event,
             event_time=row.event_time,
-            properties=to_dict(item.properties) if needed else {},
+            properties=(item.property_values if item.property_values is not None else to_dict(item.properties))
+            if needed
+            else {},
             traits=traits.get("set") or {},
             set_once=traits.get("set_once") or {},
             unset=tuple(traits.get("unset") or ()),
@@ -391,6 +510,8 @@ class ProfileService:
             conn, workspace_id, [(c.state.person_id, e) for c, _ in changes for e in c.ledger]
         )
         await repository.set_timers(conn, workspace_id, [(c.state.person_id, c.next_due) for c, _ in changes])
+        # A person's changes (non-PII traits, behaviour, orders) are personal data too: sealed at
+        # rest in the outbox like identity's, opened by the relay right before publishing.
         await outbox.enqueue_many(
             conn,
             [
@@ -398,16 +519,17 @@ class ProfileService:
                 for change, _ in changes
                 if change.announced
             ],
+            sealer=self._vault,
         )
         return ledger
 
     # Announcements ------------------------------------------------------------------------------
 
     def snapshot(self, state: ProfileState, settings: WorkspaceSettings) -> events_pb2.ProfileSnapshot:
-        plain = {k: v for k, v in state.traits.items() if k not in settings.pii_traits}
+        personal = sorted(k for k, v in state.traits.items() if settings.holds_pii(k, v))
         return events_pb2.ProfileSnapshot(
-            traits=to_struct(plain),
-            pii_traits=sorted(k for k in state.traits if k in settings.pii_traits),
+            traits=to_struct({k: v for k, v in state.traits.items() if k not in personal}),
+            pii_traits=personal,
             computed=to_struct(state.computed),
             lifecycle_stage=state.lifecycle_stage,
             tier=state.tier,
@@ -428,7 +550,7 @@ class ProfileService:
         state = change.state
         values = {}
         for key, value in change.changed.items():
-            if key.startswith("traits.") and key[7:] in settings.pii_traits:
+            if key.startswith("traits.") and settings.holds_pii(key[7:], value):
                 value = None if value is None else True  # PII never travels: only whether it is set
             elif isinstance(value, datetime):
                 value = domain.iso(value)
@@ -492,7 +614,7 @@ class ProfileService:
             )
             if found is None:
                 raise NotFound(f"profile {person_id} not found")
-            stored, recent, orders, version = found
+            stored, recent, orders, version, prediction = found
             settings = self._settings_cache.get(workspace_id)
             if settings is None or settings.version != version:
                 settings = await self._settings(conn, workspace_id)
@@ -506,6 +628,7 @@ class ProfileService:
             settings=settings,
             windowed=domain.windowed_values(state, settings, now),
             next_due=domain.next_due(state, settings, now),
+            prediction=prediction,
             recent_events=[(row, self.properties_of(row)) for row in recent],
             recent_orders=orders,
         )
@@ -634,11 +757,27 @@ class ProfileService:
     async def change_points(
         self, workspace_id: str, person_id: str, kind: str, points: int, reference: str, reason: str
     ) -> LedgerRow:
-        async with self._pool.acquire() as conn:
-            resolved = await self._resolve(conn, workspace_id, person_id)
-            existing = await repository.ledger_entry(conn, workspace_id, resolved, reference)
+        """Earn, redeem or adjust, idempotent by ``reference``: a retry returns the entry on file; a
+        reference used for another change is ``ALREADY_EXISTS``."""
+        signed = -points if kind == "redeem" else points
+
+        async def on_file() -> LedgerRow | None:
+            async with self._pool.acquire() as conn:
+                resolved = await self._resolve(conn, workspace_id, person_id)
+                entries = await repository.ledger_entries(conn, workspace_id, resolved, reference)
+            if not entries:
+                return None
+            for row in entries:  # after a merge the same reference may be on file twice (one renamed)
+                if (row.entry.kind, row.entry.points) == (kind, signed):
+                    return row
+            raise AlreadyExists(
+                f"reference {reference!r} was used for another change ({entries[0].entry.kind} "
+                f"{entries[0].entry.points} points)"
+            )
+
+        existing = await on_file()
         if existing is not None:
-            return existing  # idempotent by reference
+            return existing
 
         def apply(state: ProfileState, settings: WorkspaceSettings, now: datetime) -> Change:
             try:
@@ -647,52 +786,150 @@ class ProfileService:
                 raise FailedPrecondition(f"not enough points: {exc}") from None
 
         try:
-            ledger = await self._mutate(workspace_id, resolved, apply)
+            ledger = await self._mutate(workspace_id, person_id, apply)
         except asyncpg.UniqueViolationError:
             # A concurrent call with the same reference won.
-            async with self._pool.acquire() as conn:
-                existing = await repository.ledger_entry(conn, workspace_id, resolved, reference)
-            assert existing is not None
+            existing = await on_file()
+            if existing is None:
+                raise
             return existing
         return next(row for row in ledger if row.entry.reference == reference)
 
     # Time ---------------------------------------------------------------------------------------
 
     async def run_timers(self, limit: int) -> int:
-        """Apply what time alone changes to profiles whose timer is due; returns how many."""
+        """Apply what time alone changes to profiles whose timer is due, up to ``limit`` per
+        workspace and round (each workspace with due timers gets its turn); returns how many."""
+        now = self.now()
+        async with self._pool.acquire() as conn:
+            workspaces = await repository.due_workspaces(conn, now)
+        done = 0
+        for workspace_id in workspaces:
+            done += await self._fire_timers(workspace_id, now, limit)
+        return done
+
+    async def _fire_timers(self, workspace_id: str, now: datetime, limit: int) -> int:
+        async with self._pool.acquire() as conn, conn.transaction():
+            claimed = await repository.claim_due_timers(conn, workspace_id, now, limit)
+            if not claimed:
+                return 0
+            settings = await self._settings(conn, workspace_id)
+            # Profiles a consumer batch holds are skipped (SKIP LOCKED): it resets their timers itself,
+            # or the next round takes them.
+            causes = await repository.lock_due_profiles(conn, workspace_id, claimed, now)
+            persons = sorted(causes)
+            orphans = set(claimed) - set(persons)
+            if orphans:
+                await repository.delete_orphan_timers(conn, workspace_id, orphans)
+            if not persons:
+                return 0
+            current = await repository.lock_profiles(conn, workspace_id, persons)
+            orders = await self._orders_by_person(conn, workspace_id, persons)
+
+            def change_of(person_id: str) -> Change:
+                state = self._open_profile(workspace_id, current[person_id])
+                return domain.recompute(state, settings, now, orders.get(person_id, []), causes[person_id])
+
+            async def postpone(person_id: str) -> None:
+                BACKGROUND_FAILURES.labels("timer").inc()
+                await repository.postpone_timer(conn, workspace_id, person_id, now + TIMER_RETRY)
+
+            return await self._save_each(conn, workspace_id, settings, current, change_of, now, postpone)
+
+    async def run_reevaluations(self, limit: int) -> int:
+        """Re-evaluate profiles of workspaces whose settings changed, ``limit`` per workspace and
+        round, in person order (resumable; each workspace gets its turn); returns how many."""
+        async with self._pool.acquire() as conn:
+            workspaces = await repository.pending_reevaluations(conn)
+        done = 0
+        for workspace_id in workspaces:
+            done += await self._reevaluate(workspace_id, limit)
+        return done
+
+    async def _reevaluate(self, workspace_id: str, limit: int) -> int:
         now = self.now()
         async with self._pool.acquire() as conn, conn.transaction():
-            due = await repository.due_timers(conn, now, limit)
-            if not due:
+            run = await repository.claim_reevaluation(conn, workspace_id)
+            if run is None:
                 return 0
-            by_workspace: dict[str, list[str]] = defaultdict(list)
-            for workspace_id, person_id in due:
-                by_workspace[workspace_id].append(person_id)
-            done = 0
-            for workspace_id in sorted(by_workspace):
-                settings = await self._settings(conn, workspace_id)
-                # Profiles a consumer batch holds are skipped (SKIP LOCKED): it resets their timers itself,
-                # or the next round takes them.
-                causes = await repository.lock_due_profiles(conn, workspace_id, by_workspace[workspace_id], now)
-                persons = sorted(causes)
-                orphans = set(by_workspace[workspace_id]) - set(persons)
-                if orphans:
-                    await repository.delete_orphan_timers(conn, workspace_id, orphans)
-                if not persons:
-                    continue
-                current = await repository.lock_profiles(conn, workspace_id, persons)
-                orders: dict[str, list[Order]] = defaultdict(list)
-                for order in await repository.orders_of(conn, workspace_id, persons):
-                    orders[order.person_id].append(order)
-                changes = []
-                for person_id in persons:
-                    stored = current[person_id]
-                    state = self._open_profile(workspace_id, stored)
-                    change = domain.recompute(state, settings, now, orders.get(person_id, []), causes[person_id])
-                    changes.append((change, stored.merged_person_ids))
+            settings = await self._settings(conn, workspace_id)
+            persons = await repository.profiles_after(conn, workspace_id, run["after_person"], limit)
+            if not persons:
+                await repository.finish_reevaluation(conn, workspace_id)
+                log.info("profiles re-evaluated under new settings", workspace=workspace_id, version=run["version"])
+                return 0
+            windows = [w for w in settings.windowed_traits if w.name in run["windows"]]
+            current = await repository.lock_profiles(conn, workspace_id, persons)
+            # An event may have re-derived a profile under these settings first; windows to rebuild
+            # are rebuilt for everyone (a rebuild from stored events is exact whatever came before).
+            todo = [
+                p for p, stored in current.items()
+                if windows or stored.state.stats.get("settings_version") != settings.version
+            ]  # fmt: skip
+            if todo:
+                orders = await self._orders_by_person(conn, workspace_id, todo)
+                events: dict[str, list[NewEvent]] = defaultdict(list)
+                if windows:
+                    since = now - timedelta(days=max(w.days for w in windows) + 1)
+                    names = sorted({w.event for w in windows})
+                    for row in await repository.window_events(conn, workspace_id, todo, names, since):
+                        events[row.person_id].append(self._new_event(row))
+
+                def change_of(person_id: str) -> Change:
+                    state = self._open_profile(workspace_id, current[person_id])
+                    return domain.reevaluate(
+                        state, settings, now, orders.get(person_id, []), windows, events.get(person_id, ())
+                    )
+
+                async def skip(person_id: str) -> None:
+                    BACKGROUND_FAILURES.labels("reevaluation").inc()
+
+                picked = {p: current[p] for p in todo}
+                await self._save_each(conn, workspace_id, settings, picked, change_of, now, skip)
+            await repository.advance_reevaluation(conn, workspace_id, persons[-1])
+            return len(persons)
+
+    async def _orders_by_person(
+        self, conn: asyncpg.Connection, workspace_id: str, persons: Sequence[str]
+    ) -> dict[str, list[Order]]:
+        orders: dict[str, list[Order]] = defaultdict(list)
+        for order in await repository.orders_of(conn, workspace_id, persons):
+            orders[order.person_id].append(order)
+        return orders
+
+    async def _save_each(
+        self,
+        conn: asyncpg.Connection,
+        workspace_id: str,
+        settings: WorkspaceSettings,
+        profiles: Mapping[str, StoredProfile],
+        change_of: Callable[[str], Change],
+        now: datetime,
+        on_failure: Callable[[str], Awaitable[None]],
+    ) -> int:
+        """Save the changes of background work together; if that fails, one by one (a savepoint
+        each), so that one profile that cannot be saved (logged, ``on_failure``) stops no other."""
+        persons = sorted(profiles)
+        try:
+            async with conn.transaction():
+                changes = [(change_of(p), profiles[p].merged_person_ids) for p in persons]
                 await self._save(conn, workspace_id, settings, changes, now)
-                done += len(persons)
-            return done
+            return len(persons)
+        except Exception as exc:  # noqa: BLE001 - isolated below
+            log.warning("saving profiles together failed, one by one now", workspace=workspace_id, error=repr(exc))
+        done = 0
+        for person_id in persons:
+            try:
+                async with conn.transaction():
+                    change = change_of(person_id)
+                    await self._save(
+                        conn, workspace_id, settings, [(change, profiles[person_id].merged_person_ids)], now
+                    )
+                done += 1
+            except Exception as exc:  # noqa: BLE001 - logged, counted, left for later
+                log.error("profile not saved", workspace=workspace_id, person=person_id, error=repr(exc))
+                await on_failure(person_id)
+        return done
 
     # Merges and splits --------------------------------------------------------------------------
 
@@ -711,7 +948,7 @@ class ProfileService:
             current = await repository.lock_profiles(conn, workspace_id, sorted([survivor, *merged]))
             await repository.move_events(conn, workspace_id, merged, survivor)
             await repository.move_orders(conn, workspace_id, merged, survivor)
-            await repository.move_ledger(conn, workspace_id, merged, survivor)
+            renamed = await repository.move_ledger(conn, workspace_id, merged, survivor)
             await repository.add_aliases(
                 conn, workspace_id, merged, survivor, [current[p].state.version if p in current else 0 for p in merged]
             )
@@ -722,7 +959,7 @@ class ProfileService:
             base = self._open_profile(workspace_id, base_stored) if base_stored else ProfileState(survivor)
             now = self.now()
             orders = [o for o in await repository.orders_of(conn, workspace_id, [survivor])]
-            change = domain.merge_states(base, others, settings, now, orders)
+            change = domain.merge_states(base, others, settings, now, orders, renamed)
             change.moved = events_pb2.FactsMoved(merged_person_ids=merged)
             merged_ids = sorted(
                 {*(base_stored.merged_person_ids if base_stored else ()), *merged}
@@ -735,15 +972,21 @@ class ProfileService:
         return True
 
     async def apply_split(self, message: events_pb2.PersonSplit) -> bool:
+        """``new_person_id`` (with ``moved_person_ids``, ids once merged into it) leaves
+        ``person_id``: events resolved from the moved identifiers, their orders and points, and
+        what a merge brought from the leaving persons (tags, consent, points) go to it; both are
+        recomputed and announced."""
         workspace_id = message.workspace_id
         original, new_person = message.person_id, message.new_person_id
+        leaving = sorted({new_person, *message.moved_person_ids} - {original, ""})
         async with self._pool.acquire() as conn, conn.transaction():
-            await self._lock_partitions(conn, [original, new_person])
+            await self._lock_partitions(conn, [original, *leaving])
             key = f"split:{original}:{new_person}:{message.undone_merge_id}"
             if not await inbox.first_time(conn, "profile-identity", workspace_id, key):
                 return False
             settings = await self._settings(conn, workspace_id)
             last_version = await repository.remove_alias(conn, workspace_id, new_person)
+            await repository.repoint_aliases(conn, workspace_id, leaving, new_person)
             current = await repository.lock_profiles(conn, workspace_id, sorted([original, new_person]))
             identifiers = [self._identifier_key(workspace_id, i.type, i.value) for i in message.moved_identifiers]
             moved_messages = await repository.move_events_by_identifier(
@@ -754,36 +997,42 @@ class ProfileService:
                 if moved_messages
                 else []
             )
-            if moved_orders:
-                await repository.move_ledger(conn, workspace_id, [original], new_person, moved_orders)
-            now = self.now()
-            changes = []
             original_stored = current.get(original)
             base = self._open_profile(workspace_id, original_stored) if original_stored else ProfileState(original)
-            kept_lots = [lot for lot in base.points_lots if lot.get("order") not in moved_orders]
-            moved_lots = [lot for lot in base.points_lots if lot.get("order") in moved_orders]
-            for person_id, stored, lots in (
-                (original, original_stored, kept_lots),
-                (new_person, current.get(new_person), moved_lots),
+            kept, gone = domain.split_holdings(base, leaving, moved_orders)
+            references = [lot["ref"] for lot in gone.lots if not lot.get("order")]
+            renamed = {}
+            if moved_orders or references:
+                renamed = await repository.move_ledger(
+                    conn, workspace_id, [original], new_person, order_ids=moved_orders, references=references
+                )
+            gone.lots = [{**lot, "ref": renamed.get((original, lot["ref"]), lot["ref"])} for lot in gone.lots]
+            now = self.now()
+            changes = []
+            for person_id, stored, holdings in (
+                (original, original_stored, kept),
+                (new_person, current.get(new_person), gone),
             ):
                 if stored:
                     state = self._open_profile(workspace_id, stored)
                 else:  # versions go on from those the id had before it was merged away
                     state = ProfileState(person_id, version=last_version if person_id == new_person else 0)
-                if person_id == new_person:
-                    lots = [*state.points_lots, *lots]
+                if person_id == new_person and stored:
+                    holdings = domain.Holdings(state.tags, state.consent, state.points_lots).plus(holdings)
                 events = [self._new_event(r) for r in await repository.all_events(conn, workspace_id, person_id)]
-                if stored is None and not events:
+                if stored is None and not events and not (holdings.tags or holdings.consent or holdings.lots):
                     continue
                 orders = await repository.orders_of(conn, workspace_id, [person_id])
-                change = domain.rebuild(state, events, orders, lots, settings, now, "split")
+                change = domain.rebuild(state, events, orders, holdings, settings, now, "split")
                 change.state.version = state.version + 1
                 if person_id == new_person:
                     change.moved = events_pb2.FactsMoved(
                         split_from_person_id=original, message_ids=moved_messages, order_ids=moved_orders
                     )
-                merged_ids = stored.merged_person_ids if stored else ()
-                changes.append((change, [m for m in merged_ids if m != new_person]))
+                    merged_ids = sorted({*(stored.merged_person_ids if stored else ()), *leaving} - {new_person})
+                else:
+                    merged_ids = [m for m in (stored.merged_person_ids if stored else ()) if m not in leaving]
+                changes.append((change, merged_ids))
             # Both are announced even when nothing visible changed: projections re-key by `moved`.
             for change, _ in changes:
                 if not change.announced:
@@ -796,19 +1045,25 @@ class ProfileService:
 
     async def upsert_objects(self, kind: str, workspace_id: str, objects: list[dict]) -> list[dict]:
         """Create or replace objects by id; a change of tags is announced (ObjectTagsChanged)."""
-        key = repository.OBJECT_TABLES[kind][1]
         async with self._pool.acquire() as conn, conn.transaction():
-            existing = await repository.get_objects(conn, kind, workspace_id, [o[key] for o in objects])
-            announcements = []
-            for obj in objects:
-                before = existing.get(obj[key])
-                version = before["tags_version"] if before else 0
-                if sorted(before["tags"] if before else []) != sorted(obj["tags"]):
-                    version += 1
-                    announcements.append((obj[key], sorted(obj["tags"]), version))
-                obj["tags_version"] = version
-            saved = await repository.upsert_objects(conn, kind, workspace_id, objects)
-            await self._announce_tags(conn, kind, workspace_id, announcements)
+            return await self.upsert_objects_in(conn, kind, workspace_id, objects)
+
+    async def upsert_objects_in(
+        self, conn: asyncpg.Connection, kind: str, workspace_id: str, objects: list[dict]
+    ) -> list[dict]:
+        """:meth:`upsert_objects` in the caller's transaction."""
+        key = repository.OBJECT_TABLES[kind][1]
+        existing = await repository.get_objects(conn, kind, workspace_id, [o[key] for o in objects], for_update=True)
+        announcements = []
+        for obj in objects:
+            before = existing.get(obj[key])
+            version = before["tags_version"] if before else 0
+            if sorted(before["tags"] if before else []) != sorted(obj["tags"]):
+                version += 1
+                announcements.append((obj[key], sorted(obj["tags"]), version))
+            obj["tags_version"] = version
+        saved = await repository.upsert_objects(conn, kind, workspace_id, objects)
+        await self._announce_tags(conn, kind, workspace_id, announcements)
         return saved
 
     async def _announce_tags(
@@ -839,7 +1094,9 @@ class ProfileService:
 
     async def update_object(self, kind: str, workspace_id: str, object_id: str, apply: Callable[[dict], dict]) -> dict:
         async with self._pool.acquire() as conn, conn.transaction():
-            found = (await repository.get_objects(conn, kind, workspace_id, [object_id])).get(object_id)
+            found = (await repository.get_objects(conn, kind, workspace_id, [object_id], for_update=True)).get(
+                object_id
+            )
             if found is None:
                 raise NotFound(f"{kind} {object_id} not found")
             updated = apply(dict(found))
@@ -853,7 +1110,9 @@ class ProfileService:
 
     async def delete_object(self, kind: str, workspace_id: str, object_id: str) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
-            found = (await repository.get_objects(conn, kind, workspace_id, [object_id])).get(object_id)
+            found = (await repository.get_objects(conn, kind, workspace_id, [object_id], for_update=True)).get(
+                object_id
+            )
             if found is None:
                 raise NotFound(f"{kind} {object_id} not found")
             await repository.delete_object(conn, kind, workspace_id, object_id)
@@ -872,7 +1131,7 @@ class ProfileService:
         async with self._pool.acquire() as conn, conn.transaction():
             for workspace_id, person_id, traits in await repository.foundation_profiles(conn):
                 settings = await self._settings(conn, workspace_id)
-                if not settings.pii_traits.intersection(traits):
+                if not any(settings.holds_pii(k, v) for k, v in traits.items()):
                     continue
                 stored, sealed = self._seal_profile(workspace_id, ProfileState(person_id, traits=traits), settings)
                 await repository.set_sealed_traits(conn, workspace_id, person_id, stored.traits, sealed)
@@ -881,6 +1140,11 @@ class ProfileService:
 
 
 _EVENT_TYPES = {name.removeprefix("EVENT_TYPE_") for name in events_pb2.EventType.keys()}  # noqa: SIM118 - an enum wrapper, not a dict
+
+
+def _next_month(month: tuple[int, int]) -> tuple[int, int]:
+    year, number = month
+    return (year + 1, 1) if number == 12 else (year, number + 1)
 
 
 def order_fact(order: Order) -> events_pb2.OrderFact:

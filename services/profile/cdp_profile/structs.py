@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -59,7 +61,7 @@ def to_struct(values: dict[str, Any]) -> struct_pb2.Struct:
         elif kind is dict:
             fields[key].struct_value.CopyFrom(to_struct(value))
         else:
-            fields[key].list_value.extend(value)
+            fields[key].list_value.extend(value)  # nested dicts and lists: Struct's own conversion
     return message
 
 
@@ -79,3 +81,75 @@ def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
     stamp = timestamp_pb2.Timestamp()
     set_timestamp(stamp, moment)
     return stamp
+
+
+# Personal data inside properties -------------------------------------------------------------
+
+Path = tuple  # keys (str) of objects and indexes (int) of lists, from the top
+
+
+def find_keys(struct: struct_pb2.Struct, wanted: Callable[[str], bool], _path: Path = ()) -> list[tuple[Path, Any]]:
+    """(path, value) of every key ``wanted`` says yes to, at any depth (not inside a found one)."""
+    found = []
+    for key, value in struct.fields.items():
+        path = (*_path, key)
+        if wanted(key):
+            found.append((path, value_of(value)))
+        else:
+            found += _find_in_value(value, wanted, path)
+    return found
+
+
+def _find_in_value(value: struct_pb2.Value, wanted: Callable[[str], bool], path: Path) -> list[tuple[Path, Any]]:
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return find_keys(value.struct_value, wanted, path)
+    if kind == "list_value":
+        found = []
+        for index, item in enumerate(value.list_value.values):
+            found += _find_in_value(item, wanted, (*path, index))
+        return found
+    return []
+
+
+def _container(struct: struct_pb2.Struct, path: Path) -> struct_pb2.Struct:
+    """The Struct holding the last key of ``path`` (created along the way when missing)."""
+    current: Any = struct
+    for step, following in itertools.pairwise(path):
+        value = current.fields[step] if isinstance(current, struct_pb2.Struct) else current.values[step]
+        if isinstance(following, int):
+            current = value.list_value
+            while len(current.values) <= following:
+                current.values.add()
+        else:
+            current = value.struct_value
+    return current
+
+
+def without_keys(struct: struct_pb2.Struct, paths: list[Path]) -> struct_pb2.Struct:
+    kept = struct_pb2.Struct()
+    kept.CopyFrom(struct)
+    for path in paths:
+        del _container(kept, path).fields[path[-1]]
+    return kept
+
+
+def put_struct(struct: struct_pb2.Struct, path: Path, value: Any) -> None:
+    """Set ``value`` at ``path`` (the inverse of :func:`without_keys`)."""
+    _container(struct, path).fields[path[-1]].CopyFrom(to_struct({"v": value}).fields["v"])
+
+
+def put_dict(values: dict, path: Path, value: Any) -> None:
+    current: Any = values
+    for step, following in itertools.pairwise(path):
+        if isinstance(current, list):
+            while len(current) <= step:
+                current.append(None)
+        default: Any = [] if isinstance(following, int) else {}
+        if isinstance(current, dict):
+            current = current.setdefault(step, default)
+        else:
+            if current[step] is None:
+                current[step] = default
+            current = current[step]
+    current[path[-1]] = value

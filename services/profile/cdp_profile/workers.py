@@ -17,8 +17,8 @@ TIMERS_FIRED = Counter("cdp_profile_timers_fired_total", "Profiles re-evaluated 
 
 class TimerWorker:
     """Applies what time alone changes (lifecycle stages, tag and points expiry, windows, rolling
-    spend) to profiles whose durable timer is due, ``batch`` at a time; several replicas share the
-    work (profile rows locked with SKIP LOCKED)."""
+    spend) to profiles whose durable timer is due, and new settings to every profile, ``batch`` at
+    a time per workspace; several replicas share the work (rows locked with SKIP LOCKED)."""
 
     name = "profile-timers"
 
@@ -33,7 +33,12 @@ class TimerWorker:
 
     async def run(self) -> None:
         while not self._stopping.is_set():
-            done = await self._service.run_timers(self._batch)
+            try:
+                done = await self._service.run_timers(self._batch)
+                done += await self._service.run_reevaluations(self._batch)
+            except Exception:  # database down: keep the worker alive, try again
+                log.exception("timer round failed")
+                done = 0
             if done:
                 TIMERS_FIRED.inc(done)
                 continue  # more may be due: no pause while there is work

@@ -35,7 +35,14 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRu
     memberships = Memberships(infra.names)
     catalogues = Catalogues()
     live = LiveService(infra.pool, memberships, catalogues, clock)
-    service = SegmentService(infra.pool, memberships, catalogues, clock, settings.zone)
+    service = SegmentService(
+        infra.pool,
+        memberships,
+        catalogues,
+        clock,
+        settings.zone,
+        co_purchase_interval=settings.crosssell_interval_seconds,
+    )
     server = create_server(
         [
             Registration(
@@ -64,6 +71,14 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRu
                 "segment-rfm",
                 lambda: _none(service.recompute_stale_rfm(settings.rfm_interval_seconds)),
                 interval=min(settings.rfm_interval_seconds, 60.0),
+            )
+        )
+    if settings.crosssell_interval_seconds > 0:
+        workers.append(
+            Periodic(
+                "segment-co-purchases",
+                lambda: _none(service.refresh_stale_co_purchases()),
+                interval=min(settings.crosssell_interval_seconds, 60.0),
             )
         )
     return ServiceRuntime.for_service("segment", settings, infra, server, workers)

@@ -30,6 +30,11 @@ class Settings(CommonSettings):
         3600.0,
         help="how often RFM thresholds and groups are recomputed per workspace (0: only on request)",
     )
+    crosssell_interval_seconds: float = env(
+        "CDP_SEGMENT_CROSSSELL_INTERVAL_SECONDS",
+        3600.0,
+        help="how often each workspace's co-purchase counts (product companions) are recounted (0: at every request)",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -43,6 +48,8 @@ class Settings(CommonSettings):
             ZoneInfo(self.time_zone)
         except (ValueError, ZoneInfoNotFoundError):
             raise ValueError(f"CDP_SEGMENT_TIME_ZONE: unknown time zone {self.time_zone!r}") from None
+        if self.crosssell_interval_seconds < 0:
+            raise ValueError("CDP_SEGMENT_CROSSSELL_INTERVAL_SECONDS must not be negative")
 
     @property
     def zone(self) -> ZoneInfo:

@@ -11,13 +11,14 @@ from google.protobuf import empty_pb2, json_format, struct_pb2, timestamp_pb2
 
 from cdp.segment.v1 import segment_pb2, segment_pb2_grpc
 from cdp_segment import rfm
-from cdp_segment.domain import Segment, parse_rule
+from cdp_segment.domain import UPDATABLE, Segment, parse_rule
 from cdp_segment.projection import jsonable
 from cdp_segment.rules import codec, syntax
 from cdp_segment.rules.ast import Node
 from cdp_segment.rules.validate import RuleError
 from cdp_segment.service import CoPurchase, RfmReport, SegmentService
 from cdpkit.errors import InvalidArgument
+from cdpkit.fieldmask import requested_paths
 from cdpkit.names import RESOURCE_ID, parse, workspace_of
 
 _NAME = "workspaces/{workspace}/segments/{segment}"
@@ -69,20 +70,6 @@ def _rule_text(segment: segment_pb2.Segment, zone: tzinfo) -> tuple[str, str]:
     if segment.rule.strip() and parse_rule(segment.rule, "segment.rule", zone) != syntax.parse(text):
         raise InvalidArgument("segment.condition", "rule and condition say different things: give one of them")
     return text, "segment.condition"
-
-
-def _update_paths(request: segment_pb2.UpdateSegmentRequest) -> list[str]:
-    """The update mask (``condition`` is the rule); AIP-134: an empty mask means the fields the
-    request populates."""
-    if request.update_mask.paths:
-        return ["rule" if p == "condition" else p for p in request.update_mask.paths]
-    s = request.segment
-    populated = {
-        "display_name": bool(s.display_name),
-        "description": bool(s.description),
-        "rule": bool(s.rule) or s.HasField("condition"),
-    }
-    return [path for path, given in populated.items() if given]
 
 
 def _rule(message, zone: tzinfo) -> tuple[Node, str]:
@@ -187,7 +174,8 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
     ) -> segment_pb2.Segment:
         s = request.segment
         ids = _ids(s.name, "segment.name")
-        paths = _update_paths(request)
+        asked = requested_paths(request.update_mask, s, UPDATABLE | {"condition"})
+        paths = ["rule" if p == "condition" else p for p in asked]
         rule, rule_field = _rule_text(s, self._service.zone) if "rule" in paths else ("", "segment.rule")
         changes = Segment(ids["workspace"], ids["segment"], s.display_name, s.description, rule, etag=s.etag)
         return to_proto(await self._service.update(changes, paths, rule_field))
@@ -350,12 +338,14 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
         self, request: segment_pb2.ListProductCompanionsRequest, context: grpc.aio.ServicerContext
     ) -> segment_pb2.ListProductCompanionsResponse:
         workspace_id = workspace_of(request.parent)
-        rules, baskets, with_product = await self._service.companions(
+        rules, baskets, with_product, computed = await self._service.companions(
             workspace_id, request.sku, _co_purchase(request.filter), _companions(request.max_companions, 10, 50)
         )
-        return segment_pb2.ListProductCompanionsResponse(
+        response = segment_pb2.ListProductCompanionsResponse(
             companions=[_companion(r) for r in rules], baskets=baskets, baskets_with_product=with_product
         )
+        response.compute_time.FromDatetime(computed)
+        return response
 
     async def BuildCrossSellSegment(
         self, request: segment_pb2.BuildCrossSellSegmentRequest, context: grpc.aio.ServicerContext

@@ -757,3 +757,81 @@ async def baskets(conn: asyncpg.Connection, workspace_id: str, since: datetime |
         prefetch=5000,
     ):
         yield row["skus"]
+
+
+async def refresh_co_purchases(conn: asyncpg.Connection, workspace_id: str, now: datetime, max_products: int) -> int:
+    """Recount the workspace's co-purchases from its completed orders (a basket: an order's
+    distinct skus, the first ``max_products`` in code-point order, as cdp_analytics.crosssell
+    counts them); returns the baskets. In the caller's transaction (readers see the old counts
+    until it commits)."""
+    await conn.execute(
+        "DELETE FROM co_purchase_counts WHERE workspace_id = $1", workspace_id, timeout=WORKSPACE_SCAN_TIMEOUT
+    )
+    await conn.execute("SET LOCAL work_mem = '256MB'")
+    baskets = await conn.fetchval(
+        """WITH items AS (
+               SELECT DISTINCT i.order_id, i.sku FROM person_orders o
+               JOIN order_items i ON i.workspace_id = o.workspace_id AND i.order_id = o.order_id
+               WHERE o.workspace_id = $1 AND o.status = 'completed' AND i.sku <> ''
+           ), basket AS (
+               SELECT order_id, sku FROM (
+                   SELECT order_id, sku, row_number() OVER (PARTITION BY order_id ORDER BY sku COLLATE "C") AS n
+                   FROM items) AS ranked
+               WHERE n <= $2
+           ), products AS (
+               INSERT INTO co_purchase_counts (workspace_id, sku, companion, baskets)
+               SELECT $1, sku, '', count(*) FROM basket GROUP BY sku
+           ), pairs AS (
+               INSERT INTO co_purchase_counts (workspace_id, sku, companion, baskets)
+               SELECT $1, a.sku, b.sku, count(*)
+               FROM basket a JOIN basket b ON a.order_id = b.order_id AND a.sku <> b.sku
+               GROUP BY a.sku, b.sku
+           )
+           -- (data-modifying WITH parts run to completion whether or not they are read)
+           SELECT count(DISTINCT order_id) FROM basket""",
+        workspace_id,
+        max_products,
+        timeout=WORKSPACE_SCAN_TIMEOUT,
+    )
+    await conn.execute(
+        """INSERT INTO co_purchase_runs (workspace_id, baskets, compute_time) VALUES ($1, $2, $3)
+           ON CONFLICT (workspace_id) DO UPDATE SET baskets = excluded.baskets, compute_time = excluded.compute_time""",
+        workspace_id,
+        baskets,
+        now,
+    )
+    return baskets
+
+
+async def co_purchase_run(conn: asyncpg.Connection, workspace_id: str) -> tuple[int, datetime] | None:
+    """(baskets, when) of the workspace's stored counts, if any."""
+    row = await conn.fetchrow(
+        "SELECT baskets, compute_time FROM co_purchase_runs WHERE workspace_id = $1", workspace_id
+    )
+    return (row["baskets"], row["compute_time"]) if row else None
+
+
+async def co_purchases_of(conn: asyncpg.Connection, workspace_id: str, sku: str) -> list[tuple[str, int, int]]:
+    """The stored counts around ``sku``: (companion, baskets with both, baskets with the
+    companion), and ('', baskets with sku, same) for the product itself."""
+    rows = await conn.fetch(
+        """SELECT c.companion, c.baskets AS together, coalesce(p.baskets, c.baskets) AS alone
+           FROM co_purchase_counts c
+           LEFT JOIN co_purchase_counts p ON c.companion <> '' AND p.workspace_id = c.workspace_id
+                AND p.sku = c.companion AND p.companion = ''
+           WHERE c.workspace_id = $1 AND c.sku = $2""",
+        workspace_id,
+        sku,
+    )
+    return [(r["companion"], r["together"], r["alone"]) for r in rows]
+
+
+async def stale_co_purchases(conn: asyncpg.Connection, before: datetime) -> list[str]:
+    """Workspaces with persons whose counts were computed before ``before`` (or never)."""
+    workspaces = await workspaces_with_persons(conn)
+    fresh = await conn.fetch(
+        "SELECT workspace_id FROM co_purchase_runs WHERE compute_time >= $1 AND workspace_id = ANY($2::text[])",
+        before,
+        workspaces,
+    )
+    return sorted(set(workspaces) - {r["workspace_id"] for r in fresh})

@@ -178,6 +178,8 @@ class SegmentService:
         catalogues: Catalogues,
         clock: Clock,
         zone: tzinfo = DEFAULT_ZONE,
+        *,
+        co_purchase_interval: float = 3600.0,
     ) -> None:
         self._pool = pool
         self._memberships = memberships
@@ -186,6 +188,8 @@ class SegmentService:
         # The time zone of dates written without an offset (CDP_SEGMENT_TIME_ZONE).
         self.zone = zone
         self._replica = uuid7().hex  # holder of this replica's RFM leases
+        # Seconds the stored co-purchase counts stay current; 0: every request mines the orders.
+        self._co_purchase_interval = co_purchase_interval
 
     # Definitions --------------------------------------------------------------------------------
 
@@ -264,8 +268,7 @@ class SegmentService:
 
     async def update(self, changes: Segment, mask: Iterable[str], rule_field: str = "segment.rule") -> Segment:
         """Change the fields in ``mask`` ("*": all; none: nothing changes)."""
-        mask = list(mask)
-        paths = paths_to_update(mask, UPDATABLE) if mask else frozenset()
+        paths = paths_to_update(mask, UPDATABLE)
         now = self._clock.now()
         async with self._pool.acquire() as conn, conn.transaction():
             await repository.lock_workspaces(conn, [changes.workspace_id], exclusive=True)
@@ -678,17 +681,13 @@ class SegmentService:
 
     async def companions(
         self, workspace_id: str, sku: str, co: CoPurchase, limit: int
-    ) -> tuple[list[AssociationRule], int, int]:
+    ) -> tuple[list[AssociationRule], int, int, datetime]:
         """Association rules sku -> companion over the completed orders (cdp_analytics.crosssell):
-        (rules, baskets, baskets holding the sku)."""
+        (rules, baskets, baskets holding the sku, when the counts were made)."""
         if not sku.strip():
             raise InvalidArgument("sku", "is required")
         co = co.validated()
-        since = self._clock.now() - timedelta(days=co.window_days) if co.window_days else None
-        counts = CoPurchaseCounts()
-        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            async for basket in repository.baskets(conn, workspace_id, since):
-                counts.add(basket)
+        counts, computed = await self._co_purchase_counts(workspace_id, sku, co.window_days)
         found = crosssell.companions(
             counts,
             sku,
@@ -697,7 +696,51 @@ class SegmentService:
             min_confidence=co.min_confidence,
             min_lift=co.min_lift,
         )
-        return found, counts.baskets, counts.products.get(sku, 0)
+        return found, counts.baskets, counts.products.get(sku, 0), computed
+
+    async def _co_purchase_counts(
+        self, workspace_id: str, sku: str, window_days: int
+    ) -> tuple[CoPurchaseCounts, datetime]:
+        """The counts around ``sku``: the stored ones (computed now when there are none yet),
+        or, for a window of days or with no schedule, mined now from every order."""
+        if window_days or not self._co_purchase_interval:
+            since = self._clock.now() - timedelta(days=window_days) if window_days else None
+            counts = CoPurchaseCounts()
+            async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+                async for basket in repository.baskets(conn, workspace_id, since):
+                    counts.add(basket)
+            return counts, self._clock.now()
+        async with self._pool.acquire() as conn:
+            run = await repository.co_purchase_run(conn, workspace_id)
+        if run is None:
+            await self.refresh_co_purchases(workspace_id)
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            baskets, computed = await repository.co_purchase_run(conn, workspace_id)
+            rows = await repository.co_purchases_of(conn, workspace_id, sku)
+        counts = CoPurchaseCounts(baskets=baskets)
+        for companion, together, alone in rows:
+            if companion:
+                counts.pairs[tuple(sorted((sku, companion)))] = together
+                counts.products[companion] = alone
+            else:
+                counts.products[sku] = together
+        return counts, computed
+
+    async def refresh_co_purchases(self, workspace_id: str) -> int:
+        """Recount the workspace's co-purchases now; returns the baskets counted."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            return await repository.refresh_co_purchases(
+                conn, workspace_id, self._clock.now(), crosssell.MAX_BASKET_PRODUCTS
+            )
+
+    async def refresh_stale_co_purchases(self) -> int:
+        """Recount every workspace whose counts are older than the interval; returns how many."""
+        before = self._clock.now() - timedelta(seconds=self._co_purchase_interval)
+        async with self._pool.acquire() as conn:
+            stale = await repository.stale_co_purchases(conn, before)
+        for workspace_id in stale:
+            await self.refresh_co_purchases(workspace_id)
+        return len(stale)
 
     async def build_cross_sell(
         self, workspace_id: str, segment_id: str, sku: str, co: CoPurchase, limit: int, bought_within_days: int
@@ -708,7 +751,7 @@ class SegmentService:
         segment_id = segment_id or cross_sell_segment_id(sku)
         if not RESOURCE_ID.match(segment_id):
             raise InvalidArgument("segment_id", "must match [a-z][a-z0-9-]{0,62}")
-        rules, _, with_product = await self.companions(workspace_id, sku, co, limit)
+        rules, _, with_product, _ = await self.companions(workspace_id, sku, co, limit)
         if not rules:
             raise FailedPrecondition(
                 f"no product is bought with {sku} often enough ({with_product} orders hold it): nothing to cross-sell"

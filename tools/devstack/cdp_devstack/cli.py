@@ -1,4 +1,4 @@
-"""``cdp up | status | down``: the whole CDP locally, from pip-installed PostgreSQL and NATS.
+"""``cdp up | status | down | import``: the whole CDP locally, from pip-installed PostgreSQL and NATS.
 
 State lives in ``.cdp/`` (override with CDP_STATE_DIR): the database cluster, JetStream
 files, logs, the dev keys, and ``stack.json`` for ``status`` and ``down``.
@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -75,9 +76,10 @@ def up(_args: argparse.Namespace) -> int:
         print(f"cdp up failed: {exc}", file=sys.stderr)
         stack.stop()
         return 1
-    (directory / "stack.json").write_text(
-        json.dumps({"supervisor": os.getpid(), "pids": stack.pids(), "ports": vars(stack.ports)}, indent=2)
-    )
+    state = {"supervisor": os.getpid(), "pids": stack.pids(), "ports": vars(stack.ports)}
+    # Where the data lives, for `cdp import`.
+    state |= {"database_url": stack.database_url, "nats_url": stack.nats_url, "bus_prefix": stack.bus_prefix}
+    (directory / "stack.json").write_text(json.dumps(state, indent=2))
     _print_ready(stack, time.monotonic() - started, write_key_file)
     exit_code = 0
     while not stop.wait(0.5):
@@ -164,13 +166,43 @@ def down(_args: argparse.Namespace) -> int:
     return 0
 
 
+def import_(args: argparse.Namespace) -> int:
+    """``python -m cdp_profile import`` against the running stack (its database, identity service
+    and PII keys); the profile service relays the announcements."""
+    state = _read_state(state_dir())
+    if not state or not _alive(state.get("supervisor")):
+        print("the stack is not running (`make up` starts it)", file=sys.stderr)
+        return 1
+    stack = Stack(
+        state_dir(),
+        Ports(**state["ports"]),
+        database_url=state.get("database_url"),
+        nats_url=state.get("nats_url"),
+        bus_prefix=state.get("bus_prefix", "cdp"),
+    )
+    command = [sys.executable, "-m", "cdp_profile", "import", "--workspace", args.workspace, *args.arguments]
+    return subprocess.run(command, env=stack.env_for("profile"), check=False).returncode
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cdp", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("up", help="start everything in the foreground; Ctrl-C stops it").set_defaults(run=up)
     commands.add_parser("status", help="show what runs and whether it is SERVING").set_defaults(run=status)
     commands.add_parser("down", help="stop a stack started by `cdp up` elsewhere").set_defaults(run=down)
-    args = parser.parse_args(argv)
+    bulk = commands.add_parser(
+        "import",
+        help="bulk-import customers, orders, products or stores into the running stack",
+        description="cdp import [--workspace demo] --kind orders --format cdnow FILE ... "
+        "(the options of `python -m cdp_profile import`, which this runs)",
+    )
+    bulk.add_argument("--workspace", default=WORKSPACE, help=f"default {WORKSPACE}")
+    bulk.set_defaults(run=import_)
+    # Everything `cdp import` does not know is passed on to `python -m cdp_profile import`.
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "import":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.arguments = rest
     return args.run(args)
 
 

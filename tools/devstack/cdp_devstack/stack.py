@@ -143,6 +143,8 @@ class Stack:
             env["CDP_CAMPAIGN_PROFILE_TARGET"] = f"127.0.0.1:{self.ports.profile}"
             env["CDP_CAMPAIGN_SEGMENT_TARGET"] = f"127.0.0.1:{self.ports.segment}"
             env["CDP_CAMPAIGN_SINK_PATH"] = str(self.state_dir / "campaign-sink.jsonl")
+        if component == "profile":
+            env["CDP_PROFILE_IDENTITY_TARGET"] = f"127.0.0.1:{self.ports.identity}"  # the bulk import
         if component == "gateway":
             env["CDP_GATEWAY_HTTP_PORT"] = str(self.ports.gateway_http)
             for service in ("identity", "profile", "segment", "campaign"):

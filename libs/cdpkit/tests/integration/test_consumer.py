@@ -47,6 +47,9 @@ class Recorder:
     def seen(self, data: bytes) -> int:
         return sum(c.batch.count(data) for c in self.calls)
 
+    def seen_count(self) -> int:
+        return sum(len(c.batch) for c in self.calls)
+
 
 def spec(durable: str, **overrides) -> ConsumerSpec:
     fast = dict(
@@ -261,15 +264,77 @@ async def test_setup_again_updates_the_durable_with_tuned_settings(js, names, st
     assert info.config.filter_subject == names.all_subjects(RAW)
 
 
-async def test_stop_ends_run_promptly_and_releases_the_subscription(js, names, streams, eventually):
-    loop = ConsumerLoop(js, names, spec("stopper", fetch_timeout_seconds=0.2), Recorder())
+async def test_stop_ends_an_idle_run_at_once_without_waiting_for_its_pull_request(js, names, streams, eventually):
+    # The pull request would stay open 30 s: stopping must not wait for it.
+    loop = ConsumerLoop(js, names, spec("stopper", fetch_timeout_seconds=30.0), Recorder())
+    await loop.setup()
     task = asyncio.create_task(loop.run())
-    await eventually(lambda: loop._sub is not None)
+    stream = names.stream(RAW)
+
+    async def waiting() -> bool:
+        return (await js.consumer_info(stream, "stopper")).num_waiting == 1
+
+    await eventually(waiting)
     started = time.monotonic()
     loop.stop()
     await asyncio.wait_for(task, 3)
-    assert time.monotonic() - started < 1.5
-    assert loop._sub is None
+    assert time.monotonic() - started < 0.5
+    assert (await js.consumer_info(stream, "stopper")).num_waiting == 0  # the server forgot the request
+    await js.publish(names.subject(RAW, 0), b"after")
+    await asyncio.sleep(0.1)
+    assert (await js.consumer_info(stream, "stopper")).num_ack_pending == 0  # delivered to nobody
+
+
+async def test_stop_during_a_batch_finishes_it_and_hands_nothing_twice_or_loses_anything(
+    js, names, streams, eventually
+):
+    stream = names.stream(RAW)
+    release = asyncio.Event()
+    holding = asyncio.Event()
+
+    async def slow(messages):
+        if not holding.is_set():
+            holding.set()
+            await release.wait()
+
+    first = Recorder(during=slow)
+    loop = ConsumerLoop(js, names, spec("handover", batch_size=5), first)
+    await loop.setup()
+    task = asyncio.create_task(loop.run())
+    for i in range(3):
+        await js.publish(names.subject(RAW, 0), f"{i}".encode())
+    await asyncio.wait_for(holding.wait(), 5)
+    for i in range(3, 9):  # delivered to the loop (its next pull) while the first batch is held
+        await js.publish(names.subject(RAW, 0), f"{i}".encode())
+
+    async def delivered_ahead() -> bool:
+        return (await js.consumer_info(stream, "handover")).num_ack_pending > 3
+
+    await eventually(delivered_ahead)
+    loop.stop()
+    await asyncio.sleep(0.1)
+    assert not task.done()  # the batch in hand is finished first
+    release.set()
+    await asyncio.wait_for(task, 5)
+    handled_first = [int(d) for c in first.calls for d in c.batch]
+    info = await js.consumer_info(stream, "handover")
+    assert info.num_ack_pending == 0  # what was delivered ahead was handled and acked, not left behind
+
+    for i in range(9, 12):
+        await js.publish(names.subject(RAW, 0), f"{i}".encode())
+    second = Recorder()
+    successor = ConsumerLoop(js, names, spec("handover", batch_size=5), second)
+    await successor.setup()
+    task = asyncio.create_task(successor.run())
+    try:
+        await eventually(lambda: len(handled_first) + second.seen_count() >= 12)
+        await asyncio.sleep(0.1)
+    finally:
+        successor.stop()
+        await asyncio.wait_for(task, 5)
+    handled_second = [int(d) for c in second.calls for d in c.batch]
+    assert handled_first + handled_second == list(range(12))  # each once, in order
+    assert all(d == 1 for c in first.calls + second.calls for d in c.delivered)
 
 
 async def test_messages_published_while_running_are_handled_in_order(js, names, start, eventually):

@@ -10,6 +10,7 @@ import logging
 import time
 import urllib.request
 
+import asyncpg
 import grpc
 import pytest
 import structlog
@@ -19,8 +20,12 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
 from cdp.segment.v1 import segment_pb2, segment_pb2_grpc
-from cdpkit import errors
+from cdpkit import db, errors
+from cdpkit.bus import RAW, ensure_streams
+from cdpkit.consumer import ConsumerLoop, ConsumerSpec
 from cdpkit.logs import configure
+from cdpkit.migrate import migrate
+from cdpkit.outbox import OutboxRelay
 from cdpkit.runtime import ServiceRuntime
 from cdpkit.server import Registration, create_server
 
@@ -49,6 +54,8 @@ class Segments(segment_pb2_grpc.SegmentServiceServicer):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "not yours")
         if segment == "ok":
             return segment_pb2.Segment(name=request.name, display_name="Found")
+        if segment == "deadlock":
+            raise asyncpg.DeadlockDetectedError("deadlock detected (secret detail)")
         raise errors.NotFound(f"segment {request.name} not found")
 
     async def ListSegments(self, request, context):
@@ -182,6 +189,12 @@ async def test_unexpected_exception_is_internal_error_without_leaking_details(se
     assert error.details() == "internal error"
     everything = repr(error) + str(error.debug_error_string()) + repr(list(error.trailing_metadata() or ()))
     assert "secret detail" not in everything and "RuntimeError" not in everything
+
+
+async def test_a_transaction_the_database_rolled_back_is_aborted_and_retryable(service):
+    error = await rpc_error(service.stub.GetSegment(get_request("deadlock")))
+    assert error.code() == grpc.StatusCode.ABORTED
+    assert error.details() == "a concurrent change won; retry" and "secret detail" not in repr(error)
 
 
 async def test_an_abort_by_the_servicer_passes_through_unchanged(service):
@@ -411,6 +424,43 @@ async def test_workers_are_restarted_after_a_crash_and_stopped_on_shutdown(event
     finally:
         await runtime.stop()
     assert worker.stopped.is_set() and closed == [True]
+
+
+async def test_an_idle_service_with_the_kits_workers_stops_at_once(database_url, tmp_path, nc, js, names, eventually):
+    # Consumers waiting in a pull request (1 s), the relay asleep, /metrics serving: stop() used
+    # to wait for the pull request and for the metrics server's 0.5 s poll (~1.4 s in all).
+    empty = tmp_path / "no-migrations"
+    empty.mkdir()
+    await migrate(database_url, "svc", empty)
+    await ensure_streams(js, names, (RAW,))
+    pool = await db.create_pool(database_url, "svc", application_name="stop-test")
+
+    async def handle(messages):
+        pass
+
+    partitioned = ConsumerLoop(js, names, ConsumerSpec("stopper", RAW, partitioned=True, lease_seconds=3.0), handle)
+    plain = ConsumerLoop(js, names, ConsumerSpec("plain", RAW), handle)
+    workers = [partitioned, plain, OutboxRelay(pool, js, schema="svc")]
+
+    async def ready():
+        return True
+
+    runtime = ServiceRuntime(
+        name="stopper",
+        server=create_server([]),
+        grpc_address="127.0.0.1:0",
+        readiness=ready,
+        close=pool.close,
+        workers=workers,
+        metrics_port=0,
+        shutdown_grace=5,
+    )
+    await runtime.start()
+    await eventually(lambda: partitioned._group is not None and len(partitioned._group.partitions) == 4)
+    await asyncio.sleep(0.3)  # every loop waiting for messages
+    started = time.monotonic()
+    await runtime.stop()
+    assert time.monotonic() - started < 0.3
 
 
 # ---------------------------------------------------------------- per-RPC log line

@@ -7,7 +7,10 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from google.protobuf.field_mask_pb2 import FieldMask
 
+from cdp.campaign.v1 import campaign_pb2
+from cdp.segment.v1 import segment_pb2
 from cdpkit import fieldmask, names, pagination
 from cdpkit.errors import InvalidArgument
 
@@ -158,9 +161,22 @@ def test_token_with_right_scope_but_non_object_position_is_rejected():
 UPDATABLE = frozenset({"display_name", "description", "rule"})
 
 
-@pytest.mark.parametrize("paths", [[], ["*"]])
-def test_empty_or_star_mask_means_every_updatable_field(paths):
-    assert fieldmask.paths_to_update(paths, UPDATABLE) == UPDATABLE
+def test_star_means_every_updatable_field_and_no_path_none():
+    assert fieldmask.paths_to_update(["*"], UPDATABLE) == UPDATABLE
+    assert fieldmask.paths_to_update([], UPDATABLE) == frozenset()
+
+
+def test_an_omitted_mask_means_the_populated_updatable_fields():
+    # AIP-134: only what the client sent changes; the name and etag identify, they do not update.
+    sent = segment_pb2.Segment(name="workspaces/w/segments/s", etag="e1", display_name="VIP", rule="")
+    assert fieldmask.requested_paths(FieldMask(), sent, UPDATABLE) == ["display_name"]
+    caps = campaign_pb2.CampaignSettings(caps={"per_day": 2})
+    assert fieldmask.requested_paths(FieldMask(), caps, {"caps.per_day", "quiet_hours_start"}) == ["caps"]
+
+
+def test_a_given_mask_is_taken_as_sent():
+    sent = segment_pb2.Segment(display_name="VIP")
+    assert fieldmask.requested_paths(FieldMask(paths=["description"]), sent, UPDATABLE) == ["description"]
 
 
 def test_mask_subset_is_returned_as_is():

@@ -1,4 +1,5 @@
-"""Journey definitions CRUD over real gRPC and PostgreSQL."""
+"""Journey definitions CRUD over real gRPC and PostgreSQL (campaign alone: no profile or segment
+call is made; campaign's settings, whose time zone is profile's: tests/integration)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,12 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2, struct_pb2
 
-from cdp.campaign.v1 import campaign_pb2, campaign_pb2_grpc
-from cdp_campaign import __main__ as campaign_main
+from cdp.campaign.v1 import campaign_pb2
 
 
 @pytest.fixture
-async def stub(run_service):
-    runtime = await run_service(campaign_main, campaign_main.Settings)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
-        yield campaign_pb2_grpc.JourneyServiceStub(channel)
+async def stub(start_campaign):
+    return (await start_campaign()).stub
 
 
 def definition(**values):
@@ -71,38 +69,3 @@ async def test_missing_display_name_is_invalid(stub):
         )
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error.value.details().startswith("journey.display_name:")
-
-
-async def test_campaign_settings_validate_and_update_by_mask(stub):
-    name = "workspaces/shop/campaignSettings"
-    defaults = await stub.GetCampaignSettings(campaign_pb2.GetCampaignSettingsRequest(name=name))
-    assert (defaults.time_zone, defaults.quiet_hours_start, defaults.quiet_hours_end) == (
-        "Asia/Shanghai",
-        "21:00",
-        "09:00",
-    )
-    assert defaults.consent_mode == "opt_in"
-    both = campaign_pb2.CampaignSettings(name=name, caps=campaign_pb2.FrequencyCaps(per_day=2, per_week=5))
-    await stub.UpdateCampaignSettings(campaign_pb2.UpdateCampaignSettingsRequest(settings=both))
-    only_day = campaign_pb2.CampaignSettings(name=name, caps=campaign_pb2.FrequencyCaps(per_day=1))
-    updated = await stub.UpdateCampaignSettings(
-        campaign_pb2.UpdateCampaignSettingsRequest(
-            settings=only_day, update_mask=field_mask_pb2.FieldMask(paths=["caps.per_day"])
-        )
-    )
-    assert (updated.caps.per_day, updated.caps.per_week) == (1, 5)
-    for bad, field in (
-        (campaign_pb2.CampaignSettings(name=name, time_zone="Mars/Olympus"), "settings.time_zone"),
-        (campaign_pb2.CampaignSettings(name=name, quiet_hours_start="22:00"), "settings.quiet_hours_start"),
-        (campaign_pb2.CampaignSettings(name=name, consent_mode="maybe"), "settings.consent_mode"),
-    ):
-        paths = [field.removeprefix("settings.")]
-        with pytest.raises(grpc.aio.AioRpcError) as error:
-            await stub.UpdateCampaignSettings(
-                campaign_pb2.UpdateCampaignSettingsRequest(
-                    settings=bad, update_mask=field_mask_pb2.FieldMask(paths=paths)
-                )
-            )
-        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and error.value.details().startswith(field)
-    unchanged = await stub.GetCampaignSettings(campaign_pb2.GetCampaignSettingsRequest(name=name))
-    assert (unchanged.time_zone, unchanged.consent_mode, unchanged.caps.per_day) == ("Asia/Shanghai", "opt_in", 1)

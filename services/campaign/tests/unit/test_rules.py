@@ -21,7 +21,8 @@ from cdp_campaign.domain import (
     quiet_until,
     revenue_minor,
 )
-from cdp_campaign.ports import Consent
+from cdp_campaign.ports import Companion, Consent, CrossSell, Product
+from cdp_campaign.runner import event_skus, redeemed_code
 from cdpkit.errors import InvalidArgument
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -204,6 +205,20 @@ def test_consent():
     assert consent_refusal(withdrawn_marketing, "email", "opt_in") == "no_consent"
     assert consent_refusal([Consent("email", "", False, "unsubscribe_link")], "email", "opt_out") == "unsubscribed"
     assert consent_refusal([Consent("sms", "", False, "api")], "email", "opt_out") is None
+    # Profile's statements per key: the newest of "email" and "email.marketing" decides.
+    t1, t2 = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC)
+    unsubscribed = [Consent("email", "", False, "unsubscribe_link", t1), Consent("email", "marketing", False, "x", t1)]
+    assert consent_refusal(unsubscribed, "email", "opt_out") == "unsubscribed"  # a tie: the withdrawal
+    opted_in_again = [unsubscribed[0], Consent("email", "marketing", True, "preference_center", t2)]
+    assert consent_refusal(opted_in_again, "email", "opt_in") is None
+    assert consent_refusal([Consent("email", "marketing", True, "api", t1), unsubscribed[0]], "email", "opt_in") == (
+        "unsubscribed"
+    )
+    later_withdrawal = [Consent("email", "", True, "api", t1), Consent("email", "", False, "api", t2)]
+    assert consent_refusal(later_withdrawal[1:], "email", "opt_in") == "no_consent"
+    assert (
+        consent_refusal([Consent("email", "service", False, "api", t2), later_withdrawal[0]], "email", "opt_in") is None
+    )
 
 
 def test_caps_addresses_revenue():
@@ -219,10 +234,16 @@ def test_caps_addresses_revenue():
     )
     assert address_of({"email": " a@b.c "}, "email") == "a@b.c"
     assert address_of({"phone": "+86"}, "email") == ""
-    assert revenue_minor({"revenue": 12.34}, "") == 1234
-    assert revenue_minor({"revenue_minor": 999, "revenue": 1}, "") == 999
-    assert revenue_minor({"total": 5}, "") == 500
-    assert revenue_minor({"amount": "x"}, "amount") == 0
+    # As profile reads an order (cdpkit.money): total_minor, total, revenue, value, else the lines.
+    assert revenue_minor({"revenue": 12.34}, "", "CNY") == 1234
+    assert revenue_minor({"total_minor": 999, "revenue": 1}, "", "CNY") == 999
+    assert revenue_minor({"total": "5", "revenue": 4}, "", "CNY") == 500
+    assert revenue_minor({"products": [{"price": 2.5, "quantity": 2}, {"price_minor": 100}]}, "", "CNY") == 600
+    assert revenue_minor({"total": 1200, "currency": "JPY"}, "", "JPY") == 1200  # no minor unit
+    assert revenue_minor({"total": 12, "currency": "USD"}, "", "CNY") == 0  # another currency: no money
+    assert revenue_minor({"amount": "x"}, "amount", "CNY") == 0
+    assert revenue_minor({"gmv_minor": 999, "gmv": 1}, "gmv_minor", "CNY") == 999
+    assert revenue_minor({"gmv": "19.99"}, "gmv", "CNY") == 1999
 
 
 def test_uplift_against_a_hand_computation():
@@ -269,3 +290,48 @@ def test_a_recurring_schedule_published_late_runs_its_latest_due_run_not_every_m
     assert first_run(definition, SHANGHAI, now) == datetime(2026, 6, 15, 10, 0, tzinfo=SHANGHAI)
     once = defs.parse({"trigger": {"schedule": {"segment_id": "s", "start": "2026-07-01T10:00"}}})
     assert first_run(once, SHANGHAI, now) == datetime(2026, 7, 1, 10, 0, tzinfo=SHANGHAI)
+
+
+def test_coupon_codes_and_skus_read_from_events_by_the_spec_names():
+    assert redeemed_code("Coupon Redeemed", {"coupon_id": " SPRING-1 "}) == "SPRING-1"
+    assert redeemed_code("Coupon Redeemed", {"coupon": "SPRING-2"}) == "SPRING-2"
+    assert redeemed_code("Order Completed", {"coupon": "VIP-ABCD", "total": 3}) == "VIP-ABCD"
+    assert redeemed_code("Order Completed", {"total": 3}) == ""
+    assert redeemed_code("Coupon Applied", {"coupon_id": "X"}) == ""  # applied to a cart is not redeemed
+    assert event_skus({"products": [{"sku": "A"}, {"sku": ""}, "junk", {"product_id": "B"}], "sku": "C"}) == ["A", "C"]
+    assert event_skus({"sku": 7}) == []
+
+
+class _Ports:
+    """Fakes of the two ports for the pure merge of companions (the real services are in the
+    integration tests)."""
+
+    def __init__(self, companions: dict[str, list[Companion]], products: dict[str, Product]) -> None:
+        self._companions, self._products = companions, products
+        self.calls = Counter()
+
+    async def companions(self, workspace_id, sku, *, limit, min_lift):
+        self.calls[sku] += 1
+        return self._companions.get(sku, [])
+
+    async def get_product(self, workspace_id, product_id):
+        return self._products.get(product_id)
+
+
+async def test_cross_sell_merges_companions_of_several_products_strongest_first():
+    ports = _Ports(
+        {
+            "POLE": [Companion("BOOTS", 1.8, 0.6), Companion("JACKET", 1.2, 0.4), Companion("TENT", 1.1, 0.9)],
+            "TENT": [Companion("POLE", 3.0, 0.5), Companion("JACKET", 1.5, 0.3), Companion("STOVE", 1.2, 0.2)],
+        },
+        {"BOOTS": Product("BOOTS", "Hiking boots", "outdoor/shoes", 59900, "CNY")},
+    )
+    cross_sell = CrossSell(ports, ports, ttl_seconds=60)
+    items = await cross_sell.recommend("shop", ["POLE", "TENT", "POLE"], limit=3, min_lift=0)
+    # The bought products themselves never; a companion of both at its best lift.
+    assert [(i["sku"], i["lift"]) for i in items] == [("BOOTS", 1.8), ("JACKET", 1.5), ("STOVE", 1.2)]
+    assert items[0]["name"] == "Hiking boots" and items[0]["price_minor"] == 59900
+    assert items[1]["name"] == "JACKET"  # no such product in profile: the sku
+    await cross_sell.recommend("shop", ["POLE"], limit=3, min_lift=0)
+    assert ports.calls == {"POLE": 1, "TENT": 1}  # mined once per sku within the cache's time
+    assert await cross_sell.recommend("shop", [], limit=3, min_lift=0) == []

@@ -113,12 +113,14 @@ def test_dormant_exactly_at_the_threshold_and_the_timer_says_when():
     due = first.next_due
     assert due == T0 + timedelta(days=30)  # new -> active first
     orders = first.orders
-    active = domain.advance_time(first.state, SETTINGS, due, orders)
+    active = domain.recompute(first.state, SETTINGS, due, orders, "time")
     assert active.state.lifecycle_stage == "active"
     assert active.next_due == T0 + timedelta(days=180)
-    before = domain.advance_time(active.state, SETTINGS, T0 + timedelta(days=180) - timedelta(microseconds=1), orders)
+    before = domain.recompute(
+        active.state, SETTINGS, T0 + timedelta(days=180) - timedelta(microseconds=1), orders, "time"
+    )
     assert before.state.lifecycle_stage == "active" and not before.transitions
-    dormant = domain.advance_time(active.state, SETTINGS, T0 + timedelta(days=180), orders)
+    dormant = domain.recompute(active.state, SETTINGS, T0 + timedelta(days=180), orders, "time")
     assert dormant.state.lifecycle_stage == "dormant"
     assert [(t.kind, t.from_value, t.to_value, t.cause) for t in dormant.transitions] == [
         ("lifecycle_stage", "active", "dormant", "time")
@@ -133,7 +135,7 @@ def test_points_redeem_oldest_first_never_negative_and_expire():
     assert [(lot["ref"], lot["points"]) for lot in state.points_lots] == [("b", 30)]
     with pytest.raises(domain.InsufficientPoints):
         domain.change_points(state, "redeem", 31, "d", "", SETTINGS, T0 + timedelta(days=12))
-    expired = domain.advance_time(state, SETTINGS, T0 + timedelta(days=375))
+    expired = domain.recompute(state, SETTINGS, T0 + timedelta(days=375), [], "time")
     assert expired.state.points_balance == 0
     assert [(e.kind, e.points) for e in expired.ledger] == [("expire", -30)]
 
@@ -141,7 +143,7 @@ def test_points_redeem_oldest_first_never_negative_and_expire():
 def test_manual_tags_expire_and_consent_keeps_the_newest_statement():
     tagged = domain.modify_tags(ProfileState("p1"), [("vip", T0 + timedelta(days=1))], [], "manual", SETTINGS, T0)
     assert tagged.changed["tags"] == ["vip"] and tagged.next_due == T0 + timedelta(days=1)
-    gone = domain.advance_time(tagged.state, SETTINGS, T0 + timedelta(days=1))
+    gone = domain.recompute(tagged.state, SETTINGS, T0 + timedelta(days=1), [], "time")
     assert "vip" not in gone.state.tags and gone.transitions[0].kind == "tag_removed"
     consent = domain.update_consent(ProfileState("p1"), "email", "marketing", True, "api", T0, SETTINGS, T0).state
     older = domain.update_consent(consent, "email", "marketing", False, "api", T0 - timedelta(days=1), SETTINGS, T0)

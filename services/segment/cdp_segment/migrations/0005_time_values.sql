@@ -1,7 +1,7 @@
 -- ISO 8601 text to timestamptz, NULL for anything else: the twin of rules.memory.as_time.
 -- No zone means UTC (whatever the session's TimeZone); a date with an offset is midnight there;
--- up to 9 fractional digits, truncated to microseconds; from the last instant Python represents
--- on (9999-12-31 23:59:59.999999 UTC, which asyncpg stores as infinity) it is not a time.
+-- up to 9 fractional digits, truncated to microseconds; an instant after the last one Python
+-- represents (9999-12-31 23:59:59.999999 UTC) is not a time either.
 CREATE OR REPLACE FUNCTION try_timestamptz(value text) RETURNS timestamptz
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -13,12 +13,8 @@ BEGIN
     IF value !~ '(Z|[+-][0-9]{2}:[0-9]{2})$' THEN
         value := value || '+00:00';
     END IF;
-    -- PostgreSQL refuses a date followed directly by a negative offset ("2026-05-19-05:00").
-    IF substr(value, 11, 1) <> 'T' THEN
-        value := left(value, 10) || 'T00:00' || substr(value, 11);
-    END IF;
     moment := regexp_replace(value, '(\.[0-9]{6})[0-9]+', '\1')::timestamptz;
-    RETURN CASE WHEN moment < '9999-12-31 23:59:59.999999+00' THEN moment END;
+    RETURN CASE WHEN moment <= '9999-12-31 23:59:59.999999+00' THEN moment END;
 EXCEPTION WHEN others THEN
     RETURN NULL;
 END;

@@ -42,7 +42,7 @@ MISSING = object()
 # PostgreSQL's +/-infinity, and later instants do not exist in Python. try_timestamptz and the
 # SQL timer edges stop at the same place.
 END_OF_TIME = datetime.max.replace(tzinfo=UTC)
-# Same shape as the try_timestamptz() SQL function (migration 0005).
+# Same shape as the try_timestamptz() SQL function (migrations 0005, 0007).
 ISO_TIME = re.compile(
     r"([1-9]\d{3})-(\d{2})-(\d{2})(?:T([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d)(?:\.(\d{1,9}))?)?)?"
     r"(Z|[+-](?:0\d|1[0-4]):[0-5]\d)?",

@@ -8,6 +8,7 @@ SegmentMembershipChanged announcements on {prefix}.segment.membership.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -277,8 +278,15 @@ async def start_segment(service_env: dict[str, str], nats_url: str, clock: Manua
 
 @pytest.fixture
 async def segment(service_env, nats_url):
+    async with running_segment(service_env, nats_url) as harness:
+        yield harness
+
+
+@contextlib.asynccontextmanager
+async def running_segment(service_env, nats_url, **extra_env: str):
+    """The segment service in this event loop on a ManualClock at START, and its Harness."""
     clock = ManualClock(START)
-    runtime = await start_segment(service_env, nats_url, clock)
+    runtime = await start_segment(service_env, nats_url, clock, **extra_env)
     nc = await nats.connect(nats_url)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:

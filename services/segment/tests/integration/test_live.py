@@ -175,6 +175,27 @@ async def test_a_split_moves_facts_back(segment):
     assert changes == {original: False, split_off: True}
 
 
+async def test_an_unmerge_brings_the_merged_away_person_back_as_itself(segment):
+    await segment.create("buyers", "orders.count() >= 1")
+    kept, gone = person(), person()
+    await segment.profile(kept, 1, snapshot(), orders=[order_fact("o-1", START, 100)])
+    await segment.profile(gone, 1, snapshot(), orders=[order_fact("o-2", START, 200)])
+    assert len(await segment.changes(2)) == 2
+    await segment.merged(kept, gone)
+    [left] = await segment.changes(1)
+    assert (left.person_id, left.entered) == (gone, False)
+    # The unmerge: profile announces the returning person with the facts that move back to it.
+    moved = events_pb2.FactsMoved(split_from_person_id=kept, order_ids=["o-2"])
+    await segment.profile(gone, 2, snapshot(), moved=moved)
+    [back] = await segment.changes(1)
+    assert (back.person_id, back.entered) == (gone, True)
+    assert await segment.members("buyers") == {kept, gone}
+    check = await segment.stub.CheckMembership(
+        segment_pb2.CheckMembershipRequest(parent=f"workspaces/{WS}/segments/buyers", person_id=gone)
+    )
+    assert check.member and check.person_id == gone  # itself again, not an alias of the survivor
+
+
 async def test_object_tags_change_membership_of_the_persons_who_bought_there(segment):
     await segment.create("low-store-buyers", 'order.store.tag = "low-performing"')
     carol, dave = person(), person()

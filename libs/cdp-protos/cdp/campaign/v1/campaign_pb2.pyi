@@ -150,12 +150,14 @@ class EventTrigger(_message.Message):
     def __init__(self, name: _Optional[str] = ..., where: _Optional[_Iterable[_Union[PropertyFilter, _Mapping]]] = ...) -> None: ...
 
 class SegmentTrigger(_message.Message):
-    __slots__ = ("segment_id", "change")
+    __slots__ = ("segment_id", "change", "include_current_members")
     SEGMENT_ID_FIELD_NUMBER: _ClassVar[int]
     CHANGE_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_CURRENT_MEMBERS_FIELD_NUMBER: _ClassVar[int]
     segment_id: str
     change: str
-    def __init__(self, segment_id: _Optional[str] = ..., change: _Optional[str] = ...) -> None: ...
+    include_current_members: bool
+    def __init__(self, segment_id: _Optional[str] = ..., change: _Optional[str] = ..., include_current_members: _Optional[bool] = ...) -> None: ...
 
 class ScheduleTrigger(_message.Message):
     __slots__ = ("segment_id", "start", "every")
@@ -298,16 +300,28 @@ class Variant(_message.Message):
     def __init__(self, name: _Optional[str] = ..., weight: _Optional[int] = ..., next: _Optional[str] = ..., holdout: _Optional[bool] = ...) -> None: ...
 
 class SendStep(_message.Message):
-    __slots__ = ("channel", "template", "ignore_quiet_hours", "recommendations")
+    __slots__ = ("channel", "template", "ignore_quiet_hours", "recommendations", "cross_sell")
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     IGNORE_QUIET_HOURS_FIELD_NUMBER: _ClassVar[int]
     RECOMMENDATIONS_FIELD_NUMBER: _ClassVar[int]
+    CROSS_SELL_FIELD_NUMBER: _ClassVar[int]
     channel: str
     template: MessageTemplate
     ignore_quiet_hours: bool
     recommendations: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, channel: _Optional[str] = ..., template: _Optional[_Union[MessageTemplate, _Mapping]] = ..., ignore_quiet_hours: _Optional[bool] = ..., recommendations: _Optional[_Iterable[str]] = ...) -> None: ...
+    cross_sell: CrossSell
+    def __init__(self, channel: _Optional[str] = ..., template: _Optional[_Union[MessageTemplate, _Mapping]] = ..., ignore_quiet_hours: _Optional[bool] = ..., recommendations: _Optional[_Iterable[str]] = ..., cross_sell: _Optional[_Union[CrossSell, _Mapping]] = ...) -> None: ...
+
+class CrossSell(_message.Message):
+    __slots__ = ("source", "max_products", "min_lift")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    MAX_PRODUCTS_FIELD_NUMBER: _ClassVar[int]
+    MIN_LIFT_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    max_products: int
+    min_lift: float
+    def __init__(self, source: _Optional[str] = ..., max_products: _Optional[int] = ..., min_lift: _Optional[float] = ...) -> None: ...
 
 class MessageTemplate(_message.Message):
     __slots__ = ("subject", "body", "template_id")

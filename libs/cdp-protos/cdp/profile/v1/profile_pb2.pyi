@@ -8,6 +8,7 @@ from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -586,3 +587,166 @@ class DeleteStaffMemberRequest(_message.Message):
     NAME_FIELD_NUMBER: _ClassVar[int]
     name: str
     def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class RecomputePredictionsRequest(_message.Message):
+    __slots__ = ("parent", "calibration_end_date", "request_id")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_END_DATE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    calibration_end_date: str
+    request_id: str
+    def __init__(self, parent: _Optional[str] = ..., calibration_end_date: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class PredictionJob(_message.Message):
+    __slots__ = ("name", "state", "origin", "calibration_end_date", "create_time", "start_time", "end_time", "value_model", "customers", "announced", "phase_seconds", "error")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATE_UNSPECIFIED: _ClassVar[PredictionJob.State]
+        STATE_PENDING: _ClassVar[PredictionJob.State]
+        STATE_RUNNING: _ClassVar[PredictionJob.State]
+        STATE_SUCCEEDED: _ClassVar[PredictionJob.State]
+        STATE_FAILED: _ClassVar[PredictionJob.State]
+    STATE_UNSPECIFIED: PredictionJob.State
+    STATE_PENDING: PredictionJob.State
+    STATE_RUNNING: PredictionJob.State
+    STATE_SUCCEEDED: PredictionJob.State
+    STATE_FAILED: PredictionJob.State
+    class PhaseSecondsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_END_DATE_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMERS_FIELD_NUMBER: _ClassVar[int]
+    ANNOUNCED_FIELD_NUMBER: _ClassVar[int]
+    PHASE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    state: PredictionJob.State
+    origin: str
+    calibration_end_date: str
+    create_time: _timestamp_pb2.Timestamp
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    value_model: str
+    customers: int
+    announced: int
+    phase_seconds: _containers.ScalarMap[str, float]
+    error: str
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[PredictionJob.State, str]] = ..., origin: _Optional[str] = ..., calibration_end_date: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., value_model: _Optional[str] = ..., customers: _Optional[int] = ..., announced: _Optional[int] = ..., phase_seconds: _Optional[_Mapping[str, float]] = ..., error: _Optional[str] = ...) -> None: ...
+
+class GetPredictionJobRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListPredictionJobsRequest(_message.Message):
+    __slots__ = ("parent", "page_size", "page_token")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    page_size: int
+    page_token: str
+    def __init__(self, parent: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListPredictionJobsResponse(_message.Message):
+    __slots__ = ("jobs", "next_page_token")
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[PredictionJob]
+    next_page_token: str
+    def __init__(self, jobs: _Optional[_Iterable[_Union[PredictionJob, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ValueModel(_message.Message):
+    __slots__ = ("name", "fit_time", "calibration_end_date", "time_zone", "currency", "customers", "repeat_customers", "bgnbd", "gamma_gamma", "horizon_weeks", "clv_months", "monthly_discount_rate", "job")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FIT_TIME_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_END_DATE_FIELD_NUMBER: _ClassVar[int]
+    TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMERS_FIELD_NUMBER: _ClassVar[int]
+    REPEAT_CUSTOMERS_FIELD_NUMBER: _ClassVar[int]
+    BGNBD_FIELD_NUMBER: _ClassVar[int]
+    GAMMA_GAMMA_FIELD_NUMBER: _ClassVar[int]
+    HORIZON_WEEKS_FIELD_NUMBER: _ClassVar[int]
+    CLV_MONTHS_FIELD_NUMBER: _ClassVar[int]
+    MONTHLY_DISCOUNT_RATE_FIELD_NUMBER: _ClassVar[int]
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    fit_time: _timestamp_pb2.Timestamp
+    calibration_end_date: str
+    time_zone: str
+    currency: str
+    customers: int
+    repeat_customers: int
+    bgnbd: BgNbdParameters
+    gamma_gamma: GammaGammaParameters
+    horizon_weeks: int
+    clv_months: int
+    monthly_discount_rate: float
+    job: str
+    def __init__(self, name: _Optional[str] = ..., fit_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., calibration_end_date: _Optional[str] = ..., time_zone: _Optional[str] = ..., currency: _Optional[str] = ..., customers: _Optional[int] = ..., repeat_customers: _Optional[int] = ..., bgnbd: _Optional[_Union[BgNbdParameters, _Mapping]] = ..., gamma_gamma: _Optional[_Union[GammaGammaParameters, _Mapping]] = ..., horizon_weeks: _Optional[int] = ..., clv_months: _Optional[int] = ..., monthly_discount_rate: _Optional[float] = ..., job: _Optional[str] = ...) -> None: ...
+
+class BgNbdParameters(_message.Message):
+    __slots__ = ("r", "alpha", "a", "b", "log_likelihood")
+    R_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_FIELD_NUMBER: _ClassVar[int]
+    A_FIELD_NUMBER: _ClassVar[int]
+    B_FIELD_NUMBER: _ClassVar[int]
+    LOG_LIKELIHOOD_FIELD_NUMBER: _ClassVar[int]
+    r: float
+    alpha: float
+    a: float
+    b: float
+    log_likelihood: float
+    def __init__(self, r: _Optional[float] = ..., alpha: _Optional[float] = ..., a: _Optional[float] = ..., b: _Optional[float] = ..., log_likelihood: _Optional[float] = ...) -> None: ...
+
+class GammaGammaParameters(_message.Message):
+    __slots__ = ("p", "q", "gamma", "log_likelihood", "customers")
+    P_FIELD_NUMBER: _ClassVar[int]
+    Q_FIELD_NUMBER: _ClassVar[int]
+    GAMMA_FIELD_NUMBER: _ClassVar[int]
+    LOG_LIKELIHOOD_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMERS_FIELD_NUMBER: _ClassVar[int]
+    p: float
+    q: float
+    gamma: float
+    log_likelihood: float
+    customers: int
+    def __init__(self, p: _Optional[float] = ..., q: _Optional[float] = ..., gamma: _Optional[float] = ..., log_likelihood: _Optional[float] = ..., customers: _Optional[int] = ...) -> None: ...
+
+class GetValueModelRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListValueModelsRequest(_message.Message):
+    __slots__ = ("parent", "page_size", "page_token")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    page_size: int
+    page_token: str
+    def __init__(self, parent: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListValueModelsResponse(_message.Message):
+    __slots__ = ("value_models", "next_page_token")
+    VALUE_MODELS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    value_models: _containers.RepeatedCompositeFieldContainer[ValueModel]
+    next_page_token: str
+    def __init__(self, value_models: _Optional[_Iterable[_Union[ValueModel, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

@@ -171,6 +171,31 @@ class ProfileServiceStub:
                 request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.DeleteStaffMemberRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.RecomputePredictions = channel.unary_unary(
+                '/cdp.profile.v1.ProfileService/RecomputePredictions',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.RecomputePredictionsRequest.SerializeToString,
+                response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.PredictionJob.FromString,
+                _registered_method=True)
+        self.GetPredictionJob = channel.unary_unary(
+                '/cdp.profile.v1.ProfileService/GetPredictionJob',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.GetPredictionJobRequest.SerializeToString,
+                response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.PredictionJob.FromString,
+                _registered_method=True)
+        self.ListPredictionJobs = channel.unary_unary(
+                '/cdp.profile.v1.ProfileService/ListPredictionJobs',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListPredictionJobsRequest.SerializeToString,
+                response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListPredictionJobsResponse.FromString,
+                _registered_method=True)
+        self.GetValueModel = channel.unary_unary(
+                '/cdp.profile.v1.ProfileService/GetValueModel',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.GetValueModelRequest.SerializeToString,
+                response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ValueModel.FromString,
+                _registered_method=True)
+        self.ListValueModels = channel.unary_unary(
+                '/cdp.profile.v1.ProfileService/ListValueModels',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListValueModelsRequest.SerializeToString,
+                response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListValueModelsResponse.FromString,
+                _registered_method=True)
 
 
 class ProfileServiceServicer:
@@ -356,6 +381,47 @@ class ProfileServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecomputePredictions(self, request, context):
+        """Queues a recompute of the workspace's customer-value models: BG/NBD and Gamma-Gamma fitted
+        by maximum likelihood on the workspace's own orders, then every customer's predictions
+        (Profile.predictions, and computed.p_alive, churn_risk, expected_purchases_<n>w,
+        expected_order_value_minor, predicted_clv_minor announced in ProfileChanged when they move
+        materially). Runs in the background: poll the returned job. A retry with the same
+        request_id returns the same job.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPredictionJob(self, request, context):
+        """Reads a recompute job: its state, the model it fitted, how many customers and announcements.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPredictionJobs(self, request, context):
+        """Lists recompute jobs, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetValueModel(self, request, context):
+        """Reads a fitted model (`workspaces/{workspace}/valueModels/latest`: the one in use): its
+        parameters, log-likelihoods, fit date and the data it was fitted on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListValueModels(self, request, context):
+        """Lists the fitted models, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProfileServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -488,6 +554,31 @@ def add_ProfileServiceServicer_to_server(servicer, server):
                     servicer.DeleteStaffMember,
                     request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.DeleteStaffMemberRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'RecomputePredictions': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecomputePredictions,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.RecomputePredictionsRequest.FromString,
+                    response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.PredictionJob.SerializeToString,
+            ),
+            'GetPredictionJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPredictionJob,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.GetPredictionJobRequest.FromString,
+                    response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.PredictionJob.SerializeToString,
+            ),
+            'ListPredictionJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPredictionJobs,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListPredictionJobsRequest.FromString,
+                    response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListPredictionJobsResponse.SerializeToString,
+            ),
+            'GetValueModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetValueModel,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.GetValueModelRequest.FromString,
+                    response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ValueModel.SerializeToString,
+            ),
+            'ListValueModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListValueModels,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListValueModelsRequest.FromString,
+                    response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListValueModelsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1198,6 +1289,141 @@ class ProfileService:
             '/cdp.profile.v1.ProfileService/DeleteStaffMember',
             cdp_dot_profile_dot_v1_dot_profile__pb2.DeleteStaffMemberRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecomputePredictions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/RecomputePredictions',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.RecomputePredictionsRequest.SerializeToString,
+            cdp_dot_profile_dot_v1_dot_profile__pb2.PredictionJob.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPredictionJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/GetPredictionJob',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.GetPredictionJobRequest.SerializeToString,
+            cdp_dot_profile_dot_v1_dot_profile__pb2.PredictionJob.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPredictionJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/ListPredictionJobs',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.ListPredictionJobsRequest.SerializeToString,
+            cdp_dot_profile_dot_v1_dot_profile__pb2.ListPredictionJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetValueModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/GetValueModel',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.GetValueModelRequest.SerializeToString,
+            cdp_dot_profile_dot_v1_dot_profile__pb2.ValueModel.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListValueModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/ListValueModels',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.ListValueModelsRequest.SerializeToString,
+            cdp_dot_profile_dot_v1_dot_profile__pb2.ListValueModelsResponse.FromString,
             options,
             channel_credentials,
             insecure,

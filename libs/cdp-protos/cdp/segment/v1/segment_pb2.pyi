@@ -264,14 +264,16 @@ class ProductCompanion(_message.Message):
     def __init__(self, sku: _Optional[str] = ..., together: _Optional[int] = ..., support: _Optional[float] = ..., confidence: _Optional[float] = ..., lift: _Optional[float] = ...) -> None: ...
 
 class ListProductCompanionsResponse(_message.Message):
-    __slots__ = ("companions", "baskets", "baskets_with_product")
+    __slots__ = ("companions", "baskets", "baskets_with_product", "compute_time")
     COMPANIONS_FIELD_NUMBER: _ClassVar[int]
     BASKETS_FIELD_NUMBER: _ClassVar[int]
     BASKETS_WITH_PRODUCT_FIELD_NUMBER: _ClassVar[int]
+    COMPUTE_TIME_FIELD_NUMBER: _ClassVar[int]
     companions: _containers.RepeatedCompositeFieldContainer[ProductCompanion]
     baskets: int
     baskets_with_product: int
-    def __init__(self, companions: _Optional[_Iterable[_Union[ProductCompanion, _Mapping]]] = ..., baskets: _Optional[int] = ..., baskets_with_product: _Optional[int] = ...) -> None: ...
+    compute_time: _timestamp_pb2.Timestamp
+    def __init__(self, companions: _Optional[_Iterable[_Union[ProductCompanion, _Mapping]]] = ..., baskets: _Optional[int] = ..., baskets_with_product: _Optional[int] = ..., compute_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class BuildCrossSellSegmentRequest(_message.Message):
     __slots__ = ("parent", "segment_id", "sku", "max_companions", "filter", "bought_within_days")

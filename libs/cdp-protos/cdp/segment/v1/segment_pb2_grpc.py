@@ -244,7 +244,9 @@ class SegmentServiceServicer:
 
     def ListProductCompanions(self, request, context):
         """Products often bought together with a product (association rules over the completed
-        orders' line items, by sku: support, confidence, lift), strongest first.
+        orders' line items, by sku: support, confidence, lift), strongest first. Read from the
+        co-purchase counts kept per workspace (recounted on a schedule); a window of days is mined
+        from the orders for the request.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

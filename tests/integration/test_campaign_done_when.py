@@ -1,5 +1,8 @@
-"""Issue 6's "done when", in one process on real PostgreSQL, NATS, gRPC and SMTP, with a
-ManualClock: cart abandonment end to end, quiet hours, caps, consent, A/B and the uplift."""
+"""Issue 6's (campaign's) "done when", in one process on real PostgreSQL, NATS, gRPC and SMTP
+with a ManualClock, against the REAL profile and segment services (campaign_harness.py):
+recipients, consent and the workspace time zone come from profile (identify, UpdateConsent,
+Unsubscribe, settings), events reach journeys through profile's announcements. Cart abandonment
+end to end, quiet hours, caps, consent, A/B and the uplift."""
 
 from __future__ import annotations
 
@@ -9,11 +12,12 @@ from datetime import UTC, datetime, timedelta
 
 from cdp.campaign.v1 import campaign_pb2
 from cdp.events.v1 import events_pb2
+from cdp.profile.v1 import profile_pb2
 from cdp_campaign.domain import assign_variant
 from cdp_campaign.service import library
 from cdpkit.bus import CAMPAIGN
 
-from ..conftest import WS, eventually
+from .campaign_harness import WS, eventually, len_is
 
 CART = dict(library())["cart-abandonment"]["definition"]
 
@@ -22,24 +26,25 @@ async def _instance_states(c, journey_id):
     return {i.person_id: (i.state, i.exit_reason) for i in await c.instances(journey_id)}
 
 
-async def test_cart_abandonment_one_message_without_an_order_none_with_one(start_campaign, doubles, smtp):
+async def state_of(c, journey_id, person, expected):
+    return (await _instance_states(c, journey_id)).get(person) == expected
+
+
+async def test_cart_abandonment_one_message_without_an_order_none_with_one(start_campaign, smtp):
     c = await start_campaign(**smtp.env())
-    doubles.profile.put(WS, "p-ann", traits={"email": "ann@example.com", "first_name": "Ann"}, consents={"email": True})
-    doubles.profile.put(WS, "p-bob", traits={"email": "bob@example.com"}, consents={"email": True})
+    ann = await c.person(email="ann@example.com", first_name="Ann")
+    bob = await c.person(email="bob@example.com")
     await c.journey("cart", CART)
 
-    await c.track("p-ann", "Product Added", "m-ann-1", name="Trekking poles")
-    # The same event again in another chunk (an upstream replay): still one enrolment.
-    await c.track("p-ann", "Product Added", "m-ann-1", nats_id="replayed-chunk", name="Trekking poles")
-    await c.track("p-bob", "Product Added", "m-bob-1", name="Rain jacket")
-    await eventually(lambda: _instance_states(c, "cart"), what="enrolments")
+    await c.track(ann, "Product Added", "m-ann-1", name="Trekking poles")
+    # The same event again in another chunk (an upstream replay): profile stores it once.
+    await c.track(ann, "Product Added", "m-ann-1", nats_id="replayed-chunk", name="Trekking poles")
+    await c.track(bob, "Product Added", "m-bob-1", name="Rain jacket")
     await eventually(lambda: len_is(c.instances("cart"), 2), what="two instances")
 
     c.clock.advance(timedelta(minutes=30))
-    await c.track("p-bob", "Order Completed", "m-bob-2", revenue=59.9)
-    await eventually(
-        lambda: state_of(c, "cart", "p-bob", ("exited", "exit_step")), what="bob's wait to end on his order"
-    )
+    await c.track(bob, "Order Completed", "m-bob-2", order_id="o-bob", total=59.9)
+    await eventually(lambda: state_of(c, "cart", bob, ("exited", "exit_step")), what="bob's wait to end on his order")
     await c.tick()
     assert smtp.delivered == {}  # 30 minutes: nothing yet
 
@@ -51,35 +56,33 @@ async def test_cart_abandonment_one_message_without_an_order_none_with_one(start
 
     assert sum(smtp.transmissions.values()) == 1
     (message,) = smtp.delivered.values()
-    assert message["to"] == ["ann@example.com"]
+    assert message["to"] == ["ann@example.com"]  # the address is the real profile's (a sealed PII trait)
     assert message["subject"] == "You left Trekking poles in your cart"
     assert "Hi Ann" in message["body"]
     (delivery,) = await c.deliveries("cart")
-    assert delivery.person_id == "p-ann" and delivery.status == "sent" and delivery.step_id == "reminder"
-    states = await _instance_states(c, "cart")
-    assert states == {"p-ann": ("completed", ""), "p-bob": ("exited", "exit_step")}
+    assert delivery.person_id == ann and delivery.status == "sent" and delivery.step_id == "reminder"
+    assert await _instance_states(c, "cart") == {ann: ("completed", ""), bob: ("exited", "exit_step")}
+    # Bob's order inside the window is the journey's conversion, worth what profile counts.
+    report = await c.stub.GetJourneyReport(
+        campaign_pb2.GetJourneyReportRequest(name=f"workspaces/{WS}/journeys/cart/report")
+    )
+    bob_profile = await c.get_profile(bob)
+    assert report.rows[0].converted == 1
+    assert report.rows[0].revenue_minor == bob_profile.computed["total_spent_minor"] == 5990
 
 
-async def test_an_order_right_after_the_product_was_added_ends_the_wait_before_it_began(start_campaign, doubles, smtp):
+async def test_an_order_right_after_the_product_was_added_ends_the_wait_before_it_began(start_campaign, smtp):
     c = await start_campaign(**smtp.env())
-    doubles.profile.put(WS, "p-cy", traits={"email": "cy@example.com"}, consents={"email": True})
+    cy = await c.person(email="cy@example.com")
     await c.journey("cart", CART)
-    # Back to back: both events usually land in one consumer batch, before the scheduler has
+    # Back to back: both events usually land in one announcement, before the scheduler has
     # started the wait; the order must still end it.
-    await c.track("p-cy", "Product Added", "m-cy-1", name="Boots")
-    await c.track("p-cy", "Order Completed", "m-cy-2", revenue=99)
-    await eventually(lambda: state_of(c, "cart", "p-cy", ("exited", "exit_step")), what="the order to end the wait")
+    await c.track(cy, "Product Added", name="Boots")
+    await c.track(cy, "Order Completed", order_id="o-cy", total=99)
+    await eventually(lambda: state_of(c, "cart", cy, ("exited", "exit_step")), what="the order to end the wait")
     c.clock.advance(timedelta(minutes=61))
     await c.tick()
     assert smtp.delivered == {} and await c.deliveries("cart") == []
-
-
-async def len_is(coro, n):
-    return len(await coro) == n
-
-
-async def state_of(c, journey_id, person, expected):
-    return (await _instance_states(c, journey_id)).get(person) == expected
 
 
 SIGN_UP_MAIL = {
@@ -88,24 +91,22 @@ SIGN_UP_MAIL = {
 }
 
 
-async def test_quiet_hours_defer_to_the_next_allowed_time(start_campaign, doubles, smtp):
+async def test_quiet_hours_defer_to_the_next_allowed_time(start_campaign, smtp):
     c = await start_campaign(**smtp.env())
     c.clock.set(datetime(2026, 6, 18, 14, 0, tzinfo=UTC))  # 22:00 in Shanghai, 15:00 in London
-    doubles.profile.put(WS, "p-sh", traits={"email": "sh@example.com"}, consents={"email": True})
-    doubles.profile.put(
-        WS, "p-ldn", traits={"email": "ldn@example.com", "time_zone": "Europe/London"}, consents={"email": True}
-    )
+    sh = await c.person(email="sh@example.com")
+    ldn = await c.person(email="ldn@example.com", time_zone="Europe/London")
     await c.journey("welcome", SIGN_UP_MAIL)
-    await c.track("p-sh", "Signed Up", "m-sh")
-    await c.track("p-ldn", "Signed Up", "m-ldn")
+    await c.track(sh, "Signed Up")
+    await c.track(ldn, "Signed Up")
     await eventually(lambda: len_is(c.deliveries("welcome"), 2), what="two deliveries")
     await c.tick()
 
     by_person = {d.person_id: d for d in await c.deliveries("welcome")}
-    assert by_person["p-ldn"].status == "sent"  # not night in London
-    deferred = by_person["p-sh"]
+    assert by_person[ldn].status == "sent"  # not night in London (the person's time zone trait)
+    deferred = by_person[sh]
     assert deferred.status == "pending" and deferred.deferrals == 1 and deferred.reason == "quiet_hours"
-    # Deferred, not dropped: to 09:00 the next morning in Shanghai.
+    # Deferred, not dropped: to 09:00 the next morning in Shanghai, the workspace time zone.
     assert deferred.next_attempt_time.ToDatetime(UTC) == datetime(2026, 6, 19, 1, 0, tzinfo=UTC)
     assert [m["to"] for m in smtp.delivered.values()] == [["ldn@example.com"]]
 
@@ -115,10 +116,24 @@ async def test_quiet_hours_defer_to_the_next_allowed_time(start_campaign, double
     c.clock.set(datetime(2026, 6, 19, 1, 0, tzinfo=UTC))
     await c.tick()
     await eventually(lambda: len(smtp.delivered) == 2, what="the deferred e-mail at 09:00")
-    assert {d.person_id: d.status for d in await c.deliveries("welcome")} == {"p-sh": "sent", "p-ldn": "sent"}
+    assert {d.person_id: d.status for d in await c.deliveries("welcome")} == {sh: "sent", ldn: "sent"}
+
+    # The workspace time zone is profile's (ProfileSettings.time_zone), the one source of truth:
+    # moved to London, 22:00 Shanghai is 15:00 there and a message goes at once.
+    await c.profile_settings(time_zone="Europe/London")
+    settings = await c.stub.GetCampaignSettings(
+        campaign_pb2.GetCampaignSettingsRequest(name=f"workspaces/{WS}/campaignSettings")
+    )
+    assert settings.time_zone == "Europe/London"
+    c.clock.set(datetime(2026, 6, 19, 14, 0, tzinfo=UTC))
+    late = await c.person(email="late@example.com")
+    await c.track(late, "Signed Up")
+    await eventually(lambda: len_is(c.deliveries("welcome"), 3), what="a third delivery")
+    await c.tick()
+    assert {d.person_id: d.status for d in await c.deliveries("welcome")}[late] == "sent"
 
 
-async def test_a_cap_suppresses_with_its_reason(start_campaign, doubles, smtp):
+async def test_a_cap_suppresses_with_its_reason(start_campaign, smtp):
     c = await start_campaign(**smtp.env())
     await c.stub.UpdateCampaignSettings(
         campaign_pb2.UpdateCampaignSettingsRequest(
@@ -128,7 +143,7 @@ async def test_a_cap_suppresses_with_its_reason(start_campaign, doubles, smtp):
             update_mask={"paths": ["caps"]},
         )
     )
-    doubles.profile.put(WS, "p-1", traits={"email": "one@example.com"}, consents={"email": True})
+    one = await c.person(email="one@example.com")
     two_mails = {
         "trigger": {"event": {"name": "Signed Up"}},
         "caps": {"per_day": 1},
@@ -139,7 +154,7 @@ async def test_a_cap_suppresses_with_its_reason(start_campaign, doubles, smtp):
     }
     await c.journey("twice", two_mails)
     await c.journey("other", SIGN_UP_MAIL)
-    await c.track("p-1", "Signed Up", "m-1")
+    await c.track(one, "Signed Up")
     await eventually(lambda: len_is(c.deliveries(), 3), what="three deliveries")
     await c.tick()
 
@@ -156,7 +171,7 @@ async def test_a_cap_suppresses_with_its_reason(start_campaign, doubles, smtp):
     assert dict(overall.suppressed_by_reason) == {"cap_journey_day": 1}
 
     await c.journey("third", {**SIGN_UP_MAIL, "trigger": {"event": {"name": "Came Back"}}})
-    await c.track("p-1", "Came Back", "m-2")
+    await c.track(one, "Came Back")
     await eventually(lambda: len_is(c.deliveries("third"), 1), what="a third journey's delivery")
     await c.tick()
     (third,) = await c.deliveries("third")
@@ -164,11 +179,11 @@ async def test_a_cap_suppresses_with_its_reason(start_campaign, doubles, smtp):
 
     # The person's messages over every journey, newest first, in pages (Customer 360 reads them).
     first = await c.stub.ListPersonMessages(
-        campaign_pb2.ListPersonMessagesRequest(parent=f"workspaces/{WS}/persons/p-1", page_size=3)
+        campaign_pb2.ListPersonMessagesRequest(parent=f"workspaces/{WS}/persons/{one}", page_size=3)
     )
     rest = await c.stub.ListPersonMessages(
         campaign_pb2.ListPersonMessagesRequest(
-            parent=f"workspaces/{WS}/persons/p-1", page_size=3, page_token=first.next_page_token
+            parent=f"workspaces/{WS}/persons/{one}", page_size=3, page_token=first.next_page_token
         )
     )
     messages = [*first.messages, *rest.messages]
@@ -179,12 +194,14 @@ async def test_a_cap_suppresses_with_its_reason(start_campaign, doubles, smtp):
     assert all(m.send_time.seconds for m in messages if m.state == "sent")
 
 
-async def test_consent_withdrawn_between_trigger_and_send_suppresses(start_campaign, doubles, smtp, nats_url):
+async def test_consent_withdrawn_between_trigger_and_send_suppresses(start_campaign, smtp):
     c = await start_campaign(**smtp.env())
-    doubles.profile.put(WS, "p-1", traits={"email": "one@example.com"}, consents={"email": True})
-    doubles.profile.put(WS, "p-2", traits={"email": "two@example.com"}, consents={"email": True})
+    one = await c.person(email="one@example.com")
+    two = await c.person(email="two@example.com")
+    never_asked = await c.person(consents=(), email="three@example.com")
     later = {
         "trigger": {"event": {"name": "Signed Up"}},
+        "reentry": {"mode": "always"},
         "steps": [
             {"id": "pause", "wait": {"duration": "10m"}},
             {"id": "hello", "send": {"channel": "email", "template": {"subject": "Hi", "body": "Welcome"}}},
@@ -192,29 +209,44 @@ async def test_consent_withdrawn_between_trigger_and_send_suppresses(start_campa
     }
     await c.journey("later", later)
     sub = await c.js.subscribe(c.names.subject(CAMPAIGN, ">"))
-    await c.track("p-1", "Signed Up", "m-1")
-    await c.track("p-2", "Signed Up", "m-2")
-    await eventually(lambda: len_is(c.instances("later"), 2), what="enrolments")
+    for person in (one, two, never_asked):
+        await c.track(person, "Signed Up")
+    await eventually(lambda: len_is(c.instances("later"), 3), what="enrolments")
     await c.tick()
-    doubles.profile.set_consent(WS, "p-1", "email", False, source="unsubscribe_link")
+    # Between the trigger and the send: the unsubscribe link, through profile's real API.
+    await c.profile.Unsubscribe(profile_pb2.UnsubscribeRequest(name=f"workspaces/{WS}/profiles/{one}", channel="email"))
     c.clock.advance(timedelta(minutes=10))
     await c.tick()
-    await eventually(lambda: len_is(c.deliveries("later"), 2), what="deliveries")
+    await eventually(lambda: len_is(c.deliveries("later"), 3), what="deliveries")
     await c.tick()
 
     statuses = {d.person_id: (d.status, d.reason) for d in await c.deliveries("later")}
-    assert statuses == {"p-1": ("suppressed", "unsubscribed"), "p-2": ("sent", "")}
+    assert statuses == {
+        one: ("suppressed", "unsubscribed"),
+        two: ("sent", ""),
+        never_asked: ("suppressed", "no_consent"),  # opt_in (the default) needs a grant
+    }
     assert [m["to"] for m in smtp.delivered.values()] == [["two@example.com"]]
     # Both outcomes are announced through the outbox on {prefix}.campaign.message_*.
     seen = {}
-    while len(seen) < 2:
+    while len(seen) < 3:
         msg = await sub.next_msg(timeout=10)
         event = events_pb2.CampaignMessage.FromString(msg.data)
         seen[event.person_id] = (msg.subject.rsplit(".", 1)[1], event.status, event.reason)
-    assert seen == {
-        "p-1": ("message_suppressed", "suppressed", "unsubscribed"),
-        "p-2": ("message_sent", "sent", ""),
-    }
+    assert seen[one] == ("message_suppressed", "suppressed", "unsubscribed")
+    assert seen[two] == ("message_sent", "sent", "")
+
+    # Opting in again for marketing after the unsubscribe: profile keeps both statements, the
+    # newer one decides, and the next message goes.
+    c.clock.advance(timedelta(minutes=1))
+    await c.consent(one, "email", True, purpose="marketing")
+    await c.track(one, "Signed Up")
+    await eventually(lambda: len_is(c.instances("later"), 4), what="the second enrolment")
+    await c.tick()
+    c.clock.advance(timedelta(minutes=10))
+    await c.tick()
+    await eventually(lambda: len(smtp.delivered) == 2, what="the e-mail after opting in again")
+    assert sorted(m["to"][0] for m in smtp.delivered.values()) == ["one@example.com", "two@example.com"]
 
 
 SPLIT = {
@@ -238,26 +270,33 @@ SPLIT = {
 }
 
 
-async def test_ab_assignment_is_stable_and_the_reported_uplift_matches_a_hand_computation(start_campaign, doubles):
+async def test_ab_assignment_is_stable_and_the_reported_uplift_matches_a_hand_computation(start_campaign):
     c = await start_campaign()  # e-mail through the dev sink
-    persons = [f"p-{n:03d}" for n in range(300)]
-    for person in persons:
-        doubles.profile.put(WS, person, traits={"email": f"{person}@example.com"}, consents={"email": True})
+    # 300 real profiles; consent in opt_out mode (only a withdrawal stops a message).
+    await c.stub.UpdateCampaignSettings(
+        campaign_pb2.UpdateCampaignSettingsRequest(
+            settings=campaign_pb2.CampaignSettings(name=f"workspaces/{WS}/campaignSettings", consent_mode="opt_out"),
+            update_mask={"paths": ["consent_mode"]},
+        )
+    )
+    persons = await c.people([f"p-{n:03d}@example.com" for n in range(300)])
     await c.journey("ab", SPLIT)
     for person in persons:
-        await c.track(person, "Joined", f"join-{person}")
+        await c.track(person, "Joined")
     await eventually(lambda: len_is(c.instances("ab"), 300), what="300 enrolments", timeout=60)
     await c.tick()
     assigned = {i.person_id: i.variant for i in await c.instances("ab")}
     # Stable: what the journey chose is the pure function of (journey, step, person).
     weights = [("a", 45), ("b", 45), ("control", 10)]
     assert assigned == {p: assign_variant("ab", "ab", p, weights) for p in persons}
+    counts = {v: sum(1 for a in assigned.values() if a == v) for v, _ in weights}
+    assert 100 <= counts["a"] <= 170 and 100 <= counts["b"] <= 170 and 10 <= counts["control"] <= 50, counts
 
     # Conversions: every 3rd person of a, every 4th of b, every 6th of control; 12.34 each.
-    groups = {v: [p for p in persons if assigned[p] == v] for v in ("a", "b", "control")}
+    groups = {v: sorted(p for p in persons if assigned[p] == v) for v in ("a", "b", "control")}
     converting = [*groups["a"][::3], *groups["b"][::4], *groups["control"][::6]]
-    for person in converting:
-        await c.track(person, "Order Completed", f"order-{person}", revenue=12.34)
+    for n, person in enumerate(converting):
+        await c.track(person, "Order Completed", order_id=f"o-{n}", total=12.34)
     report = None
 
     async def converted():
@@ -267,7 +306,7 @@ async def test_ab_assignment_is_stable_and_the_reported_uplift_matches_a_hand_co
         )
         return report.rows[0].converted == len(converting)
 
-    await eventually(converted, what="conversions", timeout=30)
+    await eventually(converted, what="conversions", timeout=60)
     overall = report.rows[0]
     assert overall.revenue_minor == 1234 * len(converting)
     by_variant = {r.variant: r for r in report.rows if not r.step_id and r.variant}
