@@ -1,4 +1,5 @@
-"""Segment definitions CRUD over real gRPC and PostgreSQL."""
+"""Segment definitions over real gRPC and PostgreSQL: CRUD, paging, and bad input answered with
+INVALID_ARGUMENT naming the field, never INTERNAL."""
 
 from __future__ import annotations
 
@@ -6,16 +7,14 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2, struct_pb2
 
-from cdp.segment.v1 import condition_pb2, segment_pb2, segment_pb2_grpc
-from cdp_segment import __main__ as segment_main
+from cdp.segment.v1 import condition_pb2, segment_pb2
 from cdpkit.pagination import encode_token
 
 
 @pytest.fixture
-async def stub(run_service):
-    runtime = await run_service(segment_main, segment_main.Settings, CDP_CONSUMER_LEASE_SECONDS="2")
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
-        yield segment_pb2_grpc.SegmentServiceStub(channel)
+def stub(segment):
+    """The running service of harness.py (the one every API test of this service uses)."""
+    return segment.stub
 
 
 async def create(stub, segment_id="", name="Repeat buyers", rule="orders.count() >= 2", parent="workspaces/shop"):
