@@ -36,7 +36,12 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRu
     catalogues = Catalogues()
     live = LiveService(infra.pool, memberships, catalogues, clock)
     service = SegmentService(
-        infra.pool, memberships, catalogues, clock, co_purchase_interval=settings.crosssell_interval_seconds
+        infra.pool,
+        memberships,
+        catalogues,
+        clock,
+        settings.zone,
+        co_purchase_interval=settings.crosssell_interval_seconds,
     )
     server = create_server(
         [

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cdpkit.config import CommonSettings, env
 
 SCHEMA = "segment"
+# DESIGN: calendars in the workspace time zone, by default China's.
+DEFAULT_TIME_ZONE = "Asia/Shanghai"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -16,6 +19,11 @@ class Settings(CommonSettings):
     )
     timer_poll_seconds: float = env(
         "CDP_SEGMENT_TIMER_POLL_SECONDS", 1.0, help="how often due membership timers are looked for"
+    )
+    time_zone: str = env(
+        "CDP_SEGMENT_TIME_ZONE",
+        DEFAULT_TIME_ZONE,
+        help="IANA time zone of calendar dates written without an offset in rules (the workspaces' zone)",
     )
     rfm_interval_seconds: float = env(
         "CDP_SEGMENT_RFM_INTERVAL_SECONDS",
@@ -36,5 +44,13 @@ class Settings(CommonSettings):
             raise ValueError("CDP_SEGMENT_TIMER_POLL_SECONDS must be between 0.01 and 60")
         if self.rfm_interval_seconds < 0:
             raise ValueError("CDP_SEGMENT_RFM_INTERVAL_SECONDS must not be negative")
+        try:
+            ZoneInfo(self.time_zone)
+        except (ValueError, ZoneInfoNotFoundError):
+            raise ValueError(f"CDP_SEGMENT_TIME_ZONE: unknown time zone {self.time_zone!r}") from None
         if self.crosssell_interval_seconds < 0:
             raise ValueError("CDP_SEGMENT_CROSSSELL_INTERVAL_SECONDS must not be negative")
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)

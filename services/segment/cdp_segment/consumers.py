@@ -27,7 +27,8 @@ from prometheus_client import Counter
 from cdp.events.v1 import events_pb2
 from cdp_segment.domain import ObjectTags, PersonsMerged, PersonSplit, ProfileChange, ProfileState
 from cdp_segment.live import LiveService
-from cdp_segment.rules.data import EventFact, ItemFact, OrderFact
+from cdp_segment.rules.data import DEFAULT_CURRENCY, EventFact, ItemFact, OrderFact
+from cdp_segment.rules.memory import END_OF_TIME
 from cdpkit.bus import IDENTITY, PROFILE, BusNames
 from cdpkit.consumer import ConsumerSpec, PermanentError
 from cdpkit.names import UUID, WORKSPACE_ID
@@ -116,16 +117,21 @@ class Cleaner:
 
     def time(self, stamp: timestamp_pb2.Timestamp) -> datetime | None:
         try:
-            return stamp.ToDatetime(UTC)
+            moment = stamp.ToDatetime(UTC)
         except (ValueError, OverflowError):
+            moment = None
+        if moment is None or not START_OF_TIME < moment < END_OF_TIME:
             self.note("time_out_of_range")
             return None
+        return moment
 
 
 def _struct(cleaner: Cleaner, message: Message, field: str) -> dict[str, Any]:
     return cleaner.struct(getattr(message, field)) if message.HasField(field) else {}
 
 
+# asyncpg stores datetime.min as -infinity: a fact at that instant could not be read back.
+START_OF_TIME = datetime.min.replace(tzinfo=UTC)
 # Changed-field values that must have a type: anything else is taken as "unset".
 _INT64 = 2**63
 
@@ -185,6 +191,7 @@ def decode_profile_changed(data: bytes) -> ProfileChange:
             tags=clean.texts(s.tags),
             consent={clean.text(k): v for k, v in s.consent.items()},
             points_balance=s.points_balance,
+            currency=clean.text(s.currency).upper() or DEFAULT_CURRENCY,
         )
     events = []
     for e in m.events:
@@ -209,6 +216,7 @@ def decode_profile_changed(data: bytes) -> ProfileChange:
                 clean.text(o.store_id),
                 clean.text(o.staff_id),
                 items,
+                clean.text(o.currency).upper(),
             )
         )
     change = ProfileChange(

@@ -12,10 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, tzinfo
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from cdp_segment.config import DEFAULT_TIME_ZONE
 from cdp_segment.rules import syntax
 from cdp_segment.rules.ast import (
     All,
@@ -24,12 +26,13 @@ from cdp_segment.rules.ast import (
     Op,
     OrderCond,
     Window,
-    event_names,
+    earliest,
+    event_lookback,
     is_windowed,
     read_fields,
     referenced_segments,
 )
-from cdp_segment.rules.data import EventFact, OrderFact, PersonFacts, WorkspaceFacts
+from cdp_segment.rules.data import DEFAULT_CURRENCY, EventFact, OrderFact, PersonFacts, WorkspaceFacts
 from cdp_segment.rules.memory import evaluate
 from cdp_segment.rules.timing import next_change
 from cdp_segment.rules.validate import RuleError
@@ -37,8 +40,10 @@ from cdpkit.errors import InvalidArgument
 
 MAX_DISPLAY_NAME = 200
 MAX_DESCRIPTION = 2000
-MAX_RULE = 20_000
 UPDATABLE = frozenset({"display_name", "description", "rule"})
+# PII traits by default (profile's default settings); names announced in snapshots are added.
+DEFAULT_PII_TRAITS = frozenset({"name", "phone", "email", "address", "birthday"})
+DEFAULT_ZONE = ZoneInfo(DEFAULT_TIME_ZONE)
 BUILTIN_KINDS = ("rfm", "lifecycle", "cross_sell")
 # Marks "everything may have changed" (a new person, moved facts): every segment is evaluated.
 EVERYTHING = "*"
@@ -57,32 +62,44 @@ class Segment:
     version: int = 1
     builtin: str = ""
 
-    def validated(self) -> Segment:
-        """Checked, with the rule parsed and stored in its canonical text form."""
-        display_name, rule = self.display_name.strip(), self.rule.strip()
+    def validated(self, rule_field: str = "segment.rule", zone: tzinfo = DEFAULT_ZONE, *, rule: bool = True) -> Segment:
+        """Checked, with the rule parsed (dates without an offset in ``zone``) and stored in its
+        canonical text form; rule errors name ``rule_field`` (where the client wrote it).
+        ``rule=False``: the rule is the stored one, kept as it is."""
+        display_name = self.display_name.strip()
         if not display_name:
             raise InvalidArgument("segment.display_name", "is required")
         if len(display_name) > MAX_DISPLAY_NAME:
             raise InvalidArgument("segment.display_name", f"at most {MAX_DISPLAY_NAME} characters")
         if len(self.description) > MAX_DESCRIPTION:
             raise InvalidArgument("segment.description", f"at most {MAX_DESCRIPTION} characters")
+        for name, text in (("segment.display_name", display_name), ("segment.description", self.description)):
+            if "\x00" in text:
+                raise InvalidArgument(name, "may not contain the NUL character (U+0000)")
         if not rule:
-            raise InvalidArgument("segment.rule", "is required")
-        if len(rule) > MAX_RULE:
-            raise InvalidArgument("segment.rule", f"at most {MAX_RULE} characters")
-        return replace(self, display_name=display_name, rule=syntax.render(parse_rule(rule)))
+            return replace(self, display_name=display_name)
+        rule = self.rule.strip()
+        if not rule:
+            raise InvalidArgument(rule_field, "is required")
+        if len(rule) > syntax.MAX_RULE_LENGTH:
+            raise InvalidArgument(rule_field, f"at most {syntax.MAX_RULE_LENGTH} characters")
+        return replace(self, display_name=display_name, rule=syntax.render(parse_rule(rule, rule_field, zone), zone))
 
-    def updated_with(self, changes: Segment, paths: frozenset[str]) -> Segment:
-        return replace(self, **{path: getattr(changes, path) for path in paths}).validated()
+    def updated_with(
+        self, changes: Segment, paths: frozenset[str], rule_field: str = "segment.rule", zone: tzinfo = DEFAULT_ZONE
+    ) -> Segment:
+        changed = replace(self, **{path: getattr(changes, path) for path in paths})
+        return changed.validated(rule_field, zone, rule="rule" in paths)
 
     @property
     def node(self) -> Node:
-        return syntax.parse(self.rule)
+        """The stored rule (validated when it was saved)."""
+        return syntax.parse(self.rule, checked=False)
 
 
-def parse_rule(text: str, field_name: str = "segment.rule") -> Node:
+def parse_rule(text: str, field_name: str = "segment.rule", zone: tzinfo = DEFAULT_ZONE) -> Node:
     try:
-        return syntax.parse(text)
+        return syntax.parse(text, zone)
     except RuleError as exc:
         raise InvalidArgument(field_name, str(exc)) from None
 
@@ -189,7 +206,6 @@ class Definition:
     node: Node
     reads: frozenset[str]
     references: frozenset[str]
-    event_names: frozenset[str]
     windowed: bool
 
     @classmethod
@@ -200,7 +216,6 @@ class Definition:
             node,
             frozenset(read_fields(node)),
             frozenset(referenced_segments(node)),
-            frozenset(event_names(node)),
             is_windowed(node),
         )
 
@@ -253,13 +268,16 @@ class Catalogue:
                     stack.append(dependant)
         return found
 
-    def needs(self, segment_ids: Iterable[str]) -> tuple[frozenset[str], bool]:
-        """What evaluating these segments (and their dependants) reads: event names, and whether
-        orders are read."""
+    def needs(self, segment_ids: Iterable[str], now: datetime) -> tuple[dict[str, datetime | None], bool]:
+        """What evaluating these segments (and their dependants) at ``now`` reads: the events by
+        name with the earliest time that matters (None: all), and whether orders are read."""
         wanted = [self.by_id[s] for s in self.with_dependants(segment_ids) if s in self.by_id]
-        names = frozenset().union(*(d.event_names for d in wanted))
+        events: dict[str, datetime | None] = {}
+        for definition in wanted:
+            for name, since in event_lookback(definition.node, now).items():
+                events[name] = earliest(events.get(name, now), since)
         orders = any("orders" in d.reads for d in wanted)
-        return names, orders
+        return events, orders
 
     def evaluate(
         self, person: PersonFacts, workspace: WorkspaceFacts, now: datetime, start: Iterable[str]
@@ -301,6 +319,7 @@ class ProfileState:
     tags: frozenset[str] = frozenset()
     consent: Mapping[str, bool] = field(default_factory=dict)
     points_balance: int | None = None
+    currency: str = DEFAULT_CURRENCY
 
     def changed_fields(self, other: ProfileState) -> set[str]:
         """The changed_fields names of what differs between two states."""
@@ -310,17 +329,21 @@ class ProfileState:
             ("computed.", self.computed, other.computed),
             ("consent.", self.consent, other.consent),
         ):
-            changed |= {prefix + key for key in set(mine) | set(theirs) if mine.get(key) != theirs.get(key)}
+            changed |= {prefix + key for key in set(mine) | set(theirs) if _differs(mine.get(key), theirs.get(key))}
         changed |= {"traits." + key for key in self.pii_traits ^ other.pii_traits}
         for name in ("lifecycle_stage", "tier", "tags", "points_balance"):
             if getattr(self, name) != getattr(other, name):
                 changed.add(name)
+        if self.currency != other.currency:
+            changed.add("orders")  # the orders that count in money changed
         return changed
 
-    def with_values(self, values: Mapping[str, Any]) -> ProfileState:
+    def with_values(self, values: Mapping[str, Any], pii_names: frozenset[str] = frozenset()) -> ProfileState:
         """This state with the changed-field values of an announcement that carried no snapshot
-        (a null value unsets the field)."""
+        (a null value unsets the field). A PII trait's value is true (set) or null: it goes to
+        ``pii_traits``, never to ``traits``; ``pii_names``: the trait names known to be PII."""
         traits, computed, consent = dict(self.traits), dict(self.computed), dict(self.consent)
+        pii = set(self.pii_traits)
         state = self
         for name, value in values.items():
             for prefix, target in (("traits.", traits), ("computed.", computed), ("consent.", consent)):
@@ -328,6 +351,10 @@ class ProfileState:
                     key = name[len(prefix) :]
                     if value is None:
                         target.pop(key, None)
+                        if prefix == "traits.":
+                            pii.discard(key)
+                    elif prefix == "traits." and value is True and (key in pii_names or key in pii):
+                        pii.add(key)
                     else:
                         target[key] = value
                     break
@@ -338,7 +365,18 @@ class ProfileState:
                     state = replace(state, tags=frozenset(value or ()))
                 elif name == "points_balance":
                     state = replace(state, points_balance=None if value is None else int(value))
-        return replace(state, traits=traits, computed=computed, consent={k: bool(v) for k, v in consent.items()})
+        return replace(
+            state,
+            traits=traits,
+            pii_traits=frozenset(pii),
+            computed=computed,
+            consent={k: bool(v) for k, v in consent.items()},
+        )
+
+
+def _differs(a: Any, b: Any) -> bool:
+    """Values differ, where True is not 1 and False is not 0 (as Python's == would have it)."""
+    return isinstance(a, bool) != isinstance(b, bool) or a != b
 
 
 @dataclass(frozen=True)

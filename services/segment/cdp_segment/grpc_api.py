@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 import grpc
 from cdp_analytics.crosssell import AssociationRule
@@ -58,17 +58,21 @@ def to_proto(segment: Segment, member_count: int = 0) -> segment_pb2.Segment:
     )
 
 
-def _rule_text(message, field: str) -> str:
-    """The rule of a message with ``rule`` (text) and ``condition`` fields, as text."""
-    if message.rule.strip() or not message.HasField("condition"):
-        return message.rule
+def _rule_text(segment: segment_pb2.Segment, zone: tzinfo) -> tuple[str, str]:
+    """(rule as text, the field it came from) of a Segment: ``rule`` or ``condition``; both only
+    when they say the same (a Segment read with GetSegment carries both)."""
+    if not segment.HasField("condition"):
+        return segment.rule, "segment.rule"
     try:
-        return syntax.render(codec.from_proto(message.condition))
+        text = syntax.render(codec.from_proto(segment.condition), zone)
     except RuleError as exc:
-        raise InvalidArgument(f"{field}condition", str(exc)) from None
+        raise InvalidArgument("segment.condition", str(exc)) from None
+    if segment.rule.strip() and parse_rule(segment.rule, "segment.rule", zone) != syntax.parse(text):
+        raise InvalidArgument("segment.condition", "rule and condition say different things: give one of them")
+    return text, "segment.condition"
 
 
-def _rule(message) -> tuple[Node, str]:
+def _rule(message, zone: tzinfo) -> tuple[Node, str]:
     """(rule, field name) of an Estimate/Preview request: exactly one of rule and condition."""
     if message.rule.strip() and message.HasField("condition"):
         raise InvalidArgument("rule", "give rule or condition, not both")
@@ -79,7 +83,7 @@ def _rule(message) -> tuple[Node, str]:
             raise InvalidArgument("condition", str(exc)) from None
     if not message.rule.strip():
         raise InvalidArgument("rule", "is required (or give condition)")
-    return parse_rule(message.rule, "rule"), "rule"
+    return parse_rule(message.rule, "rule", zone), "rule"
 
 
 def _rfm_report(workspace_id: str, report: RfmReport) -> segment_pb2.RfmReport:
@@ -148,9 +152,9 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
         if not request.HasField("segment"):
             raise InvalidArgument("segment", "is required")
         s = request.segment
-        rule = _rule_text(s, "segment.")
+        rule, rule_field = _rule_text(s, self._service.zone)
         segment = Segment(workspace_id, request.segment_id, s.display_name, s.description, rule)
-        return to_proto(await self._service.create(segment))
+        return to_proto(await self._service.create(segment, rule_field))
 
     async def GetSegment(
         self, request: segment_pb2.GetSegmentRequest, context: grpc.aio.ServicerContext
@@ -170,11 +174,11 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
     ) -> segment_pb2.Segment:
         s = request.segment
         ids = _ids(s.name, "segment.name")
-        rule = _rule_text(s, "segment.")
         asked = requested_paths(request.update_mask, s, UPDATABLE | {"condition"})
         paths = ["rule" if p == "condition" else p for p in asked]
+        rule, rule_field = _rule_text(s, self._service.zone) if "rule" in paths else ("", "segment.rule")
         changes = Segment(ids["workspace"], ids["segment"], s.display_name, s.description, rule, etag=s.etag)
-        return to_proto(await self._service.update(changes, paths))
+        return to_proto(await self._service.update(changes, paths, rule_field))
 
     async def DeleteSegment(
         self, request: segment_pb2.DeleteSegmentRequest, context: grpc.aio.ServicerContext
@@ -203,14 +207,14 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
         self, request: segment_pb2.EstimateSegmentRequest, context: grpc.aio.ServicerContext
     ) -> segment_pb2.EstimateSegmentResponse:
         workspace_id = workspace_of(request.parent)
-        node, field = _rule(request)
+        node, field = _rule(request, self._service.zone)
         return segment_pb2.EstimateSegmentResponse(count=await self._service.estimate(workspace_id, node, field))
 
     async def PreviewSegment(
         self, request: segment_pb2.PreviewSegmentRequest, context: grpc.aio.ServicerContext
     ) -> segment_pb2.PreviewSegmentResponse:
         workspace_id = workspace_of(request.parent)
-        node, field = _rule(request)
+        node, field = _rule(request, self._service.zone)
         total, rows = await self._service.preview(workspace_id, node, field, request.sample_size)
         return segment_pb2.PreviewSegmentResponse(
             total_count=total,

@@ -26,6 +26,7 @@ from prometheus_client import Counter
 
 from cdp_segment import projection, repository
 from cdp_segment.domain import (
+    DEFAULT_PII_TRAITS,
     EVERYTHING,
     Catalogue,
     ObjectTags,
@@ -35,7 +36,7 @@ from cdp_segment.domain import (
     ProfileState,
 )
 from cdp_segment.membership import Catalogues, Memberships
-from cdp_segment.rfm import RfmThresholds, rfm_group
+from cdp_segment.rfm import RFM_TIMER, RfmThresholds, next_regroup, rfm_group
 from cdp_segment.rules.data import EventFact
 from cdpkit.clock import Clock
 
@@ -66,6 +67,8 @@ class _Writes:
     states: dict[str, tuple[ProfileState, int, str | None]] = field(default_factory=dict)
     # Survivors of announcements for merged-away persons: they need a row.
     persons: set[str] = field(default_factory=set)
+    # (RFM_TIMER, person, next recency regroup or None) of the states written
+    rfm_timers: list[tuple[str, str, datetime | None]] = field(default_factory=list)
 
     async def flush(self, conn: asyncpg.Connection, workspace_id: str, touched: dict[str, set[str]]) -> None:
         for person_id, name in await projection.add_events(conn, workspace_id, self.events):
@@ -73,9 +76,10 @@ class _Writes:
         for person_id in await projection.write_orders(conn, workspace_id, self.orders):
             touched[person_id].add("orders")
         await projection.write_states(conn, workspace_id, self.states)
+        await repository.set_timers(conn, workspace_id, self.rfm_timers)
         for person_id in await projection.ensure_persons(conn, workspace_id, self.persons):
             touched[person_id].add(EVERYTHING)
-        self.events, self.orders, self.states, self.persons = [], [], {}, set()
+        self.events, self.orders, self.states, self.persons, self.rfm_timers = [], [], {}, set(), []
 
 
 @dataclass
@@ -191,6 +195,7 @@ class LiveService:
         touched: dict[str, set[str]] = defaultdict(set)
         triggers: dict[str, str] = {}
         pending = _Writes()
+        pii_names: frozenset[str] | None = None
         for change in changes:
             person_id = scope.resolve(change.person_id)
             fields = touched[person_id]
@@ -242,9 +247,15 @@ class LiveService:
                 STALE.inc()
                 continue
             before = stored[0] if stored is not None else ProfileState()
-            state = change.snapshot or before.with_values(change.values)
+            if change.snapshot is not None:
+                state = change.snapshot
+            else:
+                if pii_names is None:  # read once per batch, and only for announcements without a snapshot
+                    pii_names = DEFAULT_PII_TRAITS | frozenset(await projection.pii_names(conn, workspace_id))
+                state = before.with_values(change.values, pii_names)
             group = rfm_group(state.computed, thresholds, now)
             pending.states[person_id] = (state, change.version, group)
+            pending.rfm_timers.append((RFM_TIMER, person_id, next_regroup(state.computed, thresholds, now)))
             if stored is None:
                 fields.add(EVERYTHING)  # new to the projection: any rule may admit it
             else:
@@ -376,14 +387,26 @@ class LiveService:
     # ObjectTagsChanged --------------------------------------------------------------------------
 
     async def apply_object_tags(self, updates: Sequence[ObjectTags]) -> None:
+        """One transaction per workspace (a redelivered batch skips what was applied: versions)."""
         now = self._clock.now()
-        workspaces = sorted({u.workspace_id for u in updates})
+        for workspace_id in sorted({u.workspace_id for u in updates}):
+            batch = [u for u in updates if u.workspace_id == workspace_id]
+            if not await self._apply_object_tags(workspace_id, batch, now, exclusive=False):
+                await self._apply_object_tags(workspace_id, batch, now, exclusive=True)
+
+    async def _apply_object_tags(
+        self, workspace_id: str, updates: Sequence[ObjectTags], now: datetime, *, exclusive: bool
+    ) -> bool:
+        """Apply the updates; False (nothing written) when a segment reads these kinds of tags and
+        the workspace lock is only shared. A targeted refresh writes many persons' memberships: the
+        live path waits for it; tags no rule reads are written beside the live path."""
         async with self._pool.acquire() as conn, conn.transaction():
-            # A targeted refresh writes many persons' memberships: the live path waits for it.
-            await repository.lock_workspaces(conn, workspaces, exclusive=True)
-            catalogues = await self._catalogues.get(conn, workspaces)
+            await repository.lock_workspaces(conn, [workspace_id], exclusive=exclusive)
+            catalogue, _ = (await self._catalogues.get(conn, [workspace_id]))[workspace_id]
+            read = any(catalogue.reading({f"object_tags:{u.kind}"}) for u in updates)
+            if read and not exclusive:
+                return False  # rules cannot change while the lock is held: the answer stands
             for update in updates:
-                catalogue, _ = catalogues[update.workspace_id]
                 ws, kind, object_id = update.workspace_id, update.kind, update.object_id
                 if not await projection.claim_object_version(conn, ws, kind, object_id, update.version):
                     continue
@@ -397,8 +420,23 @@ class LiveService:
                     await self._memberships.refresh_all(
                         conn, ws, catalogue, sorted(segments), now=now, reason="object tags changed", persons=persons
                     )
+        return True
 
     # Timers ---------------------------------------------------------------------------------------
+
+    @staticmethod
+    async def _regroup(
+        conn: asyncpg.Connection, workspace_id: str, thresholds: RfmThresholds | None, persons: list[str], now: datetime
+    ) -> list[str]:
+        """Regroup persons whose RFM timer fell due and set their next one; those whose group moved."""
+        moved = await repository.regroup_rfm(conn, workspace_id, thresholds, now, persons) if thresholds else []
+        states = await projection.read_states(conn, workspace_id, persons)
+        await repository.set_timers(
+            conn,
+            workspace_id,
+            [(RFM_TIMER, p, next_regroup(states[p][0].computed, thresholds, now)) for p in persons if p in states],
+        )
+        return moved
 
     async def fire_due_timers(self, limit: int = 500) -> int:
         """Evaluate timers that fell due (up to ``limit`` per workspace); how many fired."""
@@ -409,22 +447,26 @@ class LiveService:
         for workspace_id in workspaces:
             async with self._pool.acquire() as conn, conn.transaction():
                 await repository.lock_workspaces(conn, [workspace_id])
-                catalogue, _ = (await self._catalogues.get(conn, [workspace_id]))[workspace_id]
-                due = await repository.claim_due_timers(conn, workspace_id, now, limit)
+                catalogue, thresholds = (await self._catalogues.get(conn, [workspace_id]))[workspace_id]
+                due = await repository.due_timers(conn, workspace_id, now, limit)
+                # Every writer of a person's timer rows holds the person's lock (or the workspace
+                # exclusively), so a worker touches timer rows only of persons it has locked: two
+                # workers never wait on each other's rows. A busy person's timers fire next round.
+                mine = [
+                    p
+                    for p in dict.fromkeys(row["person_id"] for row in due)
+                    if await repository.try_lock_person(conn, workspace_id, p)
+                ]
                 starts: dict[str, set[str]] = defaultdict(set)
-                busy: set[str] = set()
-                for row in due:
-                    person_id = row["person_id"]
-                    if person_id in busy:
-                        continue
-                    # Never wait for a person while holding timer rows: the live path may hold the
-                    # person and wait for those rows. A busy person's timers fire next round.
-                    if person_id not in starts and not await repository.try_lock_person(conn, workspace_id, person_id):
-                        busy.add(person_id)
-                        continue
-                    starts[person_id].add(row["segment_id"])
-                await repository.delete_timers(conn, workspace_id, [(s, p) for p, ss in starts.items() for s in ss])
+                for segment_id, person_id in await repository.take_due_timers(conn, workspace_id, now, mine):
+                    starts[person_id].add(segment_id)
                 fired += sum(len(s) for s in starts.values())
+                regrouped = sorted(p for p, ss in starts.items() if RFM_TIMER in ss)
+                if regrouped:
+                    # recency crossed its threshold: the person's RFM group, then who reads it
+                    for person_id in await self._regroup(conn, workspace_id, thresholds, regrouped, now):
+                        starts[person_id] |= catalogue.reading({"rfm_group"})
+                starts = {p: ss - {RFM_TIMER} for p, ss in starts.items()}
                 await self._memberships.evaluate_persons(
                     conn, workspace_id, catalogue, starts, now=now, reason="time passed"
                 )

@@ -97,9 +97,9 @@ class Memberships:
         starts = {p: s for p, s in starts.items() if s}
         if not starts or not len(catalogue):
             return []
-        names, orders = catalogue.needs(set().union(*starts.values()))
+        events, orders = catalogue.needs(set().union(*starts.values()), now)
         persons = await projection.read_persons(
-            conn, workspace_id, list(starts), event_names=names, orders=orders, known=known
+            conn, workspace_id, list(starts), events=events, orders=orders, known=known
         )
         facts = await projection.read_object_tags(conn, workspace_id, *persons.values()) if orders else None
         changes: list[MembershipChange] = []
@@ -213,7 +213,7 @@ class Catalogues:
                 definitions = []
                 for row in await repository.rules_of(conn, workspace_id):
                     try:
-                        node = syntax.parse(row["rule"])
+                        node = syntax.parse(row["rule"], checked=False)
                     except RuleError as exc:  # stored rules were validated; never expected
                         log.error("stored rule does not parse", segment=row["segment_id"], error=str(exc))
                         continue

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -132,13 +133,14 @@ async def write_orders(conn: asyncpg.Connection, workspace_id: str, writes: Sequ
     changed = list(final.items())
     await conn.execute(
         """INSERT INTO person_orders (workspace_id, order_id, person_id, status, total_minor, store_id, staff_id,
-                                      order_time, writer, profile_version, prior_writer, prior_version)
-           SELECT $1, o, p, s, t, st, sf, ot, w, v, pw, pv
+                                      order_time, writer, profile_version, prior_writer, prior_version, currency)
+           SELECT $1, o, p, s, t, st, sf, ot, w, v, pw, pv, cu
            FROM unnest($2::text[], $3::uuid[], $4::text[], $5::bigint[], $6::text[], $7::text[],
-                       $8::timestamptz[], $9::uuid[], $10::bigint[], $11::uuid[], $12::bigint[])
-                AS i(o, p, s, t, st, sf, ot, w, v, pw, pv)
+                       $8::timestamptz[], $9::uuid[], $10::bigint[], $11::uuid[], $12::bigint[], $13::text[])
+                AS i(o, p, s, t, st, sf, ot, w, v, pw, pv, cu)
            ON CONFLICT (workspace_id, order_id) DO UPDATE SET person_id = excluded.person_id, status = excluded.status,
-             total_minor = excluded.total_minor, store_id = excluded.store_id, staff_id = excluded.staff_id,
+             total_minor = excluded.total_minor, currency = excluded.currency, store_id = excluded.store_id,
+             staff_id = excluded.staff_id,
              order_time = excluded.order_time, writer = excluded.writer, profile_version = excluded.profile_version,
              prior_writer = excluded.prior_writer, prior_version = excluded.prior_version""",
         workspace_id,
@@ -153,6 +155,7 @@ async def write_orders(conn: asyncpg.Connection, workspace_id: str, writes: Sequ
         [lineage.version for _, (lineage, _) in changed],
         [lineage.prior_writer for _, (lineage, _) in changed],
         [lineage.prior_version for _, (lineage, _) in changed],
+        [o.currency for _, (_, o) in changed],
     )
     await conn.execute(
         "DELETE FROM order_items WHERE workspace_id = $1 AND order_id = ANY($2::text[])",
@@ -238,6 +241,7 @@ def _state(row: asyncpg.Record) -> ProfileState:
         tags=frozenset(row["tags"]),
         consent=row["consent"],
         points_balance=row["points_balance"],
+        currency=row["currency"],
     )
 
 
@@ -247,7 +251,7 @@ async def read_states(
     """(state, profile version, RFM group) of the persons the projection knows."""
     rows = await conn.fetch(
         """SELECT person_id, traits, pii_traits, computed, lifecycle_stage, tier, tags, consent, points_balance,
-                  profile_version, rfm_group
+                  currency, profile_version, rfm_group
            FROM persons WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])""",
         workspace_id,
         list(person_ids),
@@ -264,17 +268,17 @@ async def write_states(
     rows = list(states.items())
     await conn.execute(
         """INSERT INTO persons (workspace_id, person_id, traits, computed, lifecycle_stage, tier, rfm_group, tags,
-                                consent, profile_version, pii_traits, points_balance)
+                                consent, profile_version, pii_traits, points_balance, currency)
            SELECT $1, p, tr::jsonb, co::jsonb, ls, ti, rg, string_to_array(tg, chr(31)), cs::jsonb, v,
-                  string_to_array(pi, chr(31)), pb
+                  string_to_array(pi, chr(31)), pb, cu
            FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-                       $9::text[], $10::bigint[], $11::text[], $12::bigint[])
-                AS s(p, tr, co, ls, ti, rg, tg, cs, v, pi, pb)
+                       $9::text[], $10::bigint[], $11::text[], $12::bigint[], $13::text[])
+                AS s(p, tr, co, ls, ti, rg, tg, cs, v, pi, pb, cu)
            ON CONFLICT (workspace_id, person_id) DO UPDATE SET
              traits = excluded.traits, computed = excluded.computed, lifecycle_stage = excluded.lifecycle_stage,
              tier = excluded.tier, rfm_group = excluded.rfm_group, tags = excluded.tags, consent = excluded.consent,
              profile_version = excluded.profile_version, pii_traits = excluded.pii_traits,
-             points_balance = excluded.points_balance, updated_at = now()""",
+             points_balance = excluded.points_balance, currency = excluded.currency, updated_at = now()""",
         workspace_id,
         [p for p, _ in rows],
         [_json(dict(s.traits)) for _, (s, _, _) in rows],
@@ -287,6 +291,7 @@ async def write_states(
         [v for _, (_, v, _) in rows],
         [_text_array(s.pii_traits) for _, (s, _, _) in rows],
         [s.points_balance for _, (s, _, _) in rows],
+        [s.currency for _, (s, _, _) in rows],
     )
 
 
@@ -420,13 +425,14 @@ async def read_persons(
     workspace_id: str,
     person_ids: Sequence[str],
     *,
-    event_names: Iterable[str] | None = None,
+    events: Mapping[str, datetime | None] | None = None,
     orders: bool = True,
     known: Mapping[str, tuple[ProfileState, str | None]] | None = None,
 ) -> dict[str, PersonFacts]:
-    """The persons as the evaluators see them; only the events named (all when None), and no
-    orders when ``orders`` is false (the rules being evaluated do not read them). ``known``:
-    (state, RFM group) of persons the caller holds already (not read again)."""
+    """The persons as the evaluators see them. ``events``: only events of these names from that
+    time on (None: all of that name); every event when ``events`` is None. No orders when
+    ``orders`` is false (the rules being evaluated do not read them). ``known``: (state, RFM
+    group) of persons the caller holds already (not read again)."""
     ids = list(person_ids)
     known = {p: known[p] for p in ids if p in known} if known else {}
     persons = {
@@ -441,6 +447,7 @@ async def read_persons(
             consent=dict(state.consent),
             points_balance=state.points_balance,
             pii_traits=state.pii_traits,
+            currency=state.currency,
         )
         for person_id, (state, group) in known.items()
     }
@@ -462,28 +469,42 @@ async def read_persons(
             consent=row["consent"],
             points_balance=row["points_balance"],
             pii_traits=frozenset(row["pii_traits"]),
+            currency=row["currency"],
         )
         for row in rows
     }
     ids = list(persons)
     if not persons:
         return persons
-    names = None if event_names is None else sorted(set(event_names))
-    if names is None or names:
-        events = await conn.fetch(
+    if events is None:
+        event_rows = await conn.fetch(
             """SELECT person_id, message_id, name, properties, event_time FROM person_events
-               WHERE workspace_id = $1 AND person_id = ANY($2::uuid[]) AND ($3::text[] IS NULL OR name = ANY($3))""",
+               WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])""",
             workspace_id,
             ids,
-            names,
         )
-        for e in events:
-            persons[str(e["person_id"])].events.append(
-                EventFact(e["name"], e["event_time"], e["properties"], e["message_id"])
-            )
+    elif events:
+        # per name, from the earliest time a rule can need (the index is (workspace, person, name, time))
+        event_rows = await conn.fetch(
+            """SELECT e.person_id, e.message_id, e.name, e.properties, e.event_time
+               FROM unnest($3::text[], $4::timestamptz[]) AS w(name, since)
+               JOIN person_events e ON e.workspace_id = $1 AND e.person_id = ANY($2::uuid[]) AND e.name = w.name
+                 AND (w.since IS NULL OR e.event_time >= w.since)""",
+            workspace_id,
+            ids,
+            list(events),
+            list(events.values()),
+        )
+    else:
+        event_rows = []
+    for e in event_rows:
+        persons[str(e["person_id"])].events.append(
+            EventFact(e["name"], e["event_time"], e["properties"], e["message_id"])
+        )
     if orders:
         order_rows = await conn.fetch(
-            """SELECT order_id, person_id, order_time, total_minor, status, store_id, staff_id FROM person_orders
+            """SELECT order_id, person_id, order_time, total_minor, status, store_id, staff_id, currency
+               FROM person_orders
                WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])""",
             workspace_id,
             ids,
@@ -510,6 +531,7 @@ async def read_persons(
                     o["store_id"],
                     o["staff_id"],
                     tuple(by_order.get(o["order_id"], ())),
+                    o["currency"],
                 )
             )
     memberships = await conn.fetch(

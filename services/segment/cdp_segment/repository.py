@@ -9,7 +9,8 @@ from datetime import datetime
 import asyncpg
 
 from cdp_segment.domain import MembershipChange, Segment
-from cdp_segment.rfm import GROUPS, RfmSettings, RfmThresholds
+from cdp_segment.rfm import GROUPS, RFM_TIMER, RfmSettings, RfmThresholds, recency_flip
+from cdp_segment.rules.sql import END_OF_TIME
 
 _COLUMNS = "workspace_id, segment_id, display_name, description, rule, etag, created_at, updated_at, version, builtin"
 
@@ -286,18 +287,18 @@ async def history_page(
     workspace_id: str,
     segment_id: str,
     *,
-    person_id: str | None,
+    person_ids: Sequence[str] | None,
     before: int | None,
     limit: int,
 ) -> list[asyncpg.Record]:
     return await conn.fetch(
         """SELECT id, person_id, entered, reason, segment_version, change_time, trigger_message_id
            FROM membership_history
-           WHERE workspace_id = $1 AND segment_id = $2 AND ($3::uuid IS NULL OR person_id = $3::uuid)
+           WHERE workspace_id = $1 AND segment_id = $2 AND ($3::uuid[] IS NULL OR person_id = ANY($3::uuid[]))
              AND ($4::bigint IS NULL OR id < $4) ORDER BY id DESC LIMIT $5""",
         workspace_id,
         segment_id,
-        person_id,
+        person_ids,
         before,
         limit,
     )
@@ -373,17 +374,31 @@ async def due_workspaces(conn: asyncpg.Connection, now: datetime, limit: int = 1
     return [r["workspace_id"] for r in rows]
 
 
-async def claim_due_timers(
-    conn: asyncpg.Connection, workspace_id: str, now: datetime, limit: int
-) -> list[asyncpg.Record]:
-    """Due timers of one workspace, locked (another worker skips them)."""
+async def due_timers(conn: asyncpg.Connection, workspace_id: str, now: datetime, limit: int) -> list[asyncpg.Record]:
+    """Due timers of one workspace (read, not locked: a worker takes a person's timers only once
+    it holds the person's lock, take_due_timers)."""
     return await conn.fetch(
-        """SELECT segment_id, person_id::text AS person_id, due_at FROM timers
-           WHERE workspace_id = $1 AND due_at <= $2 ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED""",
+        """SELECT segment_id, person_id::text AS person_id FROM timers
+           WHERE workspace_id = $1 AND due_at <= $2 ORDER BY due_at LIMIT $3""",
         workspace_id,
         now,
         limit,
     )
+
+
+async def take_due_timers(
+    conn: asyncpg.Connection, workspace_id: str, now: datetime, persons: Sequence[str]
+) -> list[tuple[str, str]]:
+    """Delete and return the (segment, person) timers of these persons (whose locks the caller
+    holds) that are due: what another worker left of them."""
+    rows = await conn.fetch(
+        """DELETE FROM timers WHERE workspace_id = $1 AND person_id = ANY($2::uuid[]) AND due_at <= $3
+           RETURNING segment_id, person_id::text AS person_id""",
+        workspace_id,
+        list(persons),
+        now,
+    )
+    return [(r["segment_id"], r["person_id"]) for r in rows]
 
 
 async def delete_person_timers(conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]) -> None:
@@ -556,6 +571,28 @@ async def compute_rfm_thresholds(
     )
 
 
+async def claim_rfm_lease(
+    conn: asyncpg.Connection, workspace_id: str, holder: str, now: datetime, until: datetime
+) -> bool:
+    """Whether ``holder`` holds the workspace's RFM lease (free, lapsed or its own) until ``until``."""
+    return bool(
+        await conn.fetchval(
+            """INSERT INTO rfm_leases (workspace_id, holder, until) VALUES ($1, $2, $4)
+               ON CONFLICT (workspace_id) DO UPDATE SET holder = excluded.holder, until = excluded.until
+               WHERE rfm_leases.until <= $3 OR rfm_leases.holder = excluded.holder
+               RETURNING true""",
+            workspace_id,
+            holder,
+            now,
+            until,
+        )
+    )
+
+
+async def release_rfm_lease(conn: asyncpg.Connection, workspace_id: str, holder: str) -> None:
+    await conn.execute("DELETE FROM rfm_leases WHERE workspace_id = $1 AND holder = $2", workspace_id, holder)
+
+
 async def save_rfm_thresholds(conn: asyncpg.Connection, workspace_id: str, t: RfmThresholds) -> None:
     await conn.execute(
         """INSERT INTO rfm_thresholds (workspace_id, method, high_score, recency_seconds, frequency, monetary,
@@ -647,6 +684,42 @@ async def regroup_rfm(
         timeout=WORKSPACE_SCAN_TIMEOUT,
     )
     return [r["person_id"] for r in rows]
+
+
+async def person_ids(conn: asyncpg.Connection, workspace_id: str) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT person_id::text AS p FROM persons WHERE workspace_id = $1 ORDER BY person_id",
+        workspace_id,
+        timeout=WORKSPACE_SCAN_TIMEOUT,
+    )
+    return [r["p"] for r in rows]
+
+
+async def reset_rfm_timers(
+    conn: asyncpg.Connection, workspace_id: str, thresholds: RfmThresholds, now: datetime, persons: Sequence[str]
+) -> None:
+    """These persons' next recency regroup under ``thresholds`` (the SQL twin of
+    rfm.next_regroup), replacing their RFM timers. The caller holds their locks."""
+    await conn.execute(
+        "DELETE FROM timers WHERE workspace_id = $1 AND segment_id = $2 AND person_id = ANY($3::uuid[])",
+        workspace_id,
+        RFM_TIMER,
+        list(persons),
+    )
+    if thresholds.customers == 0:
+        return
+    await conn.execute(
+        f"""INSERT INTO timers (workspace_id, segment_id, person_id, due_at)
+            SELECT $1, $4, person_id, $2::timestamptz + (($3::numeric - r) * 1000000)::bigint * interval '1 microsecond'
+            FROM ({_customers("$5::uuid[]")}) AS c
+            WHERE r < $3::numeric
+              AND $3::numeric - r < extract(epoch FROM '{END_OF_TIME}'::timestamptz - $2::timestamptz)""",
+        workspace_id,
+        now,
+        recency_flip(thresholds),
+        RFM_TIMER,
+        list(persons),
+    )
 
 
 async def rfm_counts(conn: asyncpg.Connection, workspace_id: str) -> dict[str | None, int]:

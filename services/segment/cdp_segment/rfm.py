@@ -1,4 +1,5 @@
-"""The 8-group RFM model, pure Python. The SQL twin (repository.rfm_group_sql) must agree.
+"""The 8-group RFM model, pure Python. The SQL twin (repository._regrouped, used by RFM
+recomputes) must agree.
 
 A *customer* is a person whose computed traits hold ``last_order_time`` (an ISO time),
 ``order_count`` > 0 and ``total_spent_minor`` (numbers): the RFM raw values ProfileChanged
@@ -34,7 +35,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from cdp_segment.rules.memory import as_time
+from cdp_segment.rules.memory import END_OF_TIME, as_number, as_time
 from cdpkit.errors import InvalidArgument
 
 GROUPS: dict[tuple[bool, bool, bool], str] = {
@@ -59,6 +60,9 @@ GROUP_IDS = {
     "一般挽留": "general-recovery",
 }
 METHODS = ("mean", "quintile")
+# The timers row (in ``timers``, beside segments' rows) of a person's next recency regroup; no
+# segment id has a colon.
+RFM_TIMER = "rfm:recency"
 _MICRO = Decimal("0.000001")
 
 
@@ -69,9 +73,9 @@ class RfmSettings:
 
     def validated(self) -> RfmSettings:
         if self.method not in METHODS:
-            raise InvalidArgument("rfm_settings.method", "must be mean or quintile")
+            raise InvalidArgument("settings.method", "must be mean or quintile")
         if not 2 <= self.high_score <= 5:
-            raise InvalidArgument("rfm_settings.high_score", "must be between 2 and 5")
+            raise InvalidArgument("settings.high_score", "must be between 2 and 5")
         return self
 
 
@@ -88,17 +92,11 @@ class RfmThresholds:
     computed_at: datetime
 
 
-def _number(value: Any) -> Decimal | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
-        return None
-    return value if isinstance(value, Decimal) else Decimal(str(value)) if isinstance(value, float) else Decimal(value)
-
-
 def raw_values(computed: Mapping[str, Any]) -> tuple[datetime, Decimal, Decimal] | None:
     """(last order time, order count, total spent) of a customer, else None."""
     last = as_time(computed.get("last_order_time"))
-    frequency = _number(computed.get("order_count"))
-    monetary = _number(computed.get("total_spent_minor"))
+    frequency = as_number(computed.get("order_count"))
+    monetary = as_number(computed.get("total_spent_minor"))
     if last is None or frequency is None or monetary is None or frequency <= 0:
         return None
     return last, frequency, monetary
@@ -114,6 +112,30 @@ def _high(value: Decimal, cuts: Sequence[Decimal], thresholds: RfmThresholds, *,
         return value < cuts[0] if lower_is_better else value > cuts[0]
     better = sum(1 for cut in cuts if (value < cut if lower_is_better else value > cut))
     return 1 + better >= thresholds.high_score
+
+
+def recency_flip(thresholds: RfmThresholds) -> Decimal:
+    """R is high exactly while the recency is below this (the mean, or the quintile cut point
+    where the score falls under ``high_score``)."""
+    if thresholds.method == "mean":
+        return thresholds.recency_seconds[0]
+    return sorted(thresholds.recency_seconds)[5 - thresholds.high_score]
+
+
+def next_regroup(computed: Mapping[str, Any], thresholds: RfmThresholds | None, now: datetime) -> datetime | None:
+    """When time alone next moves the person's group (recency crossing from high to low), or
+    None; the SQL twin is repository.reset_rfm_timers."""
+    values = raw_values(computed)
+    if thresholds is None or values is None or thresholds.customers == 0:
+        return None
+    flip = recency_flip(thresholds)
+    if recency_seconds(values[0], now) >= flip:
+        return None  # low already: recency only grows
+    try:
+        due = values[0] + timedelta(microseconds=int(flip / _MICRO))
+    except OverflowError:
+        return None
+    return due if due < END_OF_TIME else None
 
 
 def rfm_group(computed: Mapping[str, Any], thresholds: RfmThresholds | None, now: datetime) -> str | None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
 
 import asyncpg
 from cdp_analytics import crosssell
@@ -15,6 +17,8 @@ from cdp_analytics.crosssell import AssociationRule, CoPurchaseCounts
 
 from cdp_segment import projection, repository
 from cdp_segment.domain import (
+    DEFAULT_PII_TRAITS,
+    DEFAULT_ZONE,
     UPDATABLE,
     Catalogue,
     Definition,
@@ -27,7 +31,7 @@ from cdp_segment.domain import (
 from cdp_segment.membership import Catalogues, Memberships
 from cdp_segment.rfm import GROUP_IDS, GROUPS, RfmSettings, RfmThresholds
 from cdp_segment.rules import sql
-from cdp_segment.rules.ast import FieldCond, Node, Op, referenced_segments
+from cdp_segment.rules.ast import EventCond, FieldCond, Node, Op, referenced_segments
 from cdp_segment.rules.ast import walk as walk_rule
 from cdp_segment.rules.validate import MAX_DAYS
 from cdpkit.clock import Clock
@@ -37,9 +41,9 @@ from cdpkit.ids import uuid7
 from cdpkit.names import RESOURCE_ID, UUID
 from cdpkit.pagination import decode_token, encode_token, page_size
 
-# PII traits by default (profile's default settings); names announced in snapshots are added.
-DEFAULT_PII_TRAITS = frozenset({"name", "phone", "email", "address", "birthday"})
 MAX_PREVIEW = 100
+# Longer than a recompute of a large workspace takes; a crashed holder's lease lapses after it.
+RFM_LEASE = timedelta(minutes=15)
 MAX_EXPORT_PAGE = 10_000
 EXPORT_CHUNK_ROWS = 5_000
 EXPORT_COLUMNS = ("lifecycle_stage", "tier", "rfm_group", "points_balance")
@@ -56,6 +60,43 @@ LIFECYCLE_NAMES = {
 
 def _new_etag() -> str:
     return uuid7().hex[-16:]
+
+
+def _position(token: str, scope: str, key: str) -> Any:
+    """The keyset position of a page token of ours. The fingerprint ties a token to its request,
+    not its contents: a position of the wrong type is refused like any other bad token."""
+    position = decode_token(token, scope=scope)
+    if position is None:
+        return None
+    value = position.get(key)
+    if _POSITION_KINDS[key](value):
+        return value
+    raise InvalidArgument("page_token", "is not a token this API issued")
+
+
+_POSITION_KINDS = {
+    # a segment id (segments, memberships) or a person id (members, export)
+    "after": lambda v: isinstance(v, str) and "\x00" not in v,
+    # a version or a history row id
+    "before": lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63,
+}
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection);
+# numbers (-5, +1.5e3) are safe and stay numbers.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[-+]?\d+(\.\d+)?([eE][-+]?\d+)?")
+
+
+def _cell(value: object) -> object:
+    """A CSV cell: a value that a spreadsheet would run as a formula is prefixed with '."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
 
 
 def _person(person_id: str, field: str = "person_id") -> str:
@@ -136,6 +177,7 @@ class SegmentService:
         memberships: Memberships,
         catalogues: Catalogues,
         clock: Clock,
+        zone: tzinfo = DEFAULT_ZONE,
         *,
         co_purchase_interval: float = 3600.0,
     ) -> None:
@@ -143,15 +185,27 @@ class SegmentService:
         self._memberships = memberships
         self._catalogues = catalogues
         self._clock = clock
+        # The time zone of dates written without an offset (CDP_SEGMENT_TIME_ZONE).
+        self.zone = zone
+        self._replica = uuid7().hex  # holder of this replica's RFM leases
         # Seconds the stored co-purchase counts stay current; 0: every request mines the orders.
         self._co_purchase_interval = co_purchase_interval
 
     # Definitions --------------------------------------------------------------------------------
 
-    async def _check_rule(self, conn: asyncpg.Connection, segment: Segment, others: Iterable[Segment], field: str):
-        node = segment.node
-        check_references(segment.segment_id, node, {s.segment_id: s.node for s in others}, field)
-        await self._check_pii(conn, segment.workspace_id, node, field)
+    async def _check_rule(
+        self,
+        conn: asyncpg.Connection,
+        workspace_id: str,
+        node: Node,
+        others: Iterable[Segment],
+        field: str,
+        own: str = "",
+    ) -> Node:
+        """References exist and make no cycle through ``own`` (the segment being saved, if any);
+        no personal data asked about."""
+        check_references(own, node, {s.segment_id: s.node for s in others}, field)
+        await self._check_pii(conn, workspace_id, node, field)
         return node
 
     async def _check_pii(self, conn: asyncpg.Connection, workspace_id: str, node: Node, field: str) -> None:
@@ -166,24 +220,35 @@ class SegmentService:
                 raise InvalidArgument(
                     field, f"{leaf.field} is personal data held by the profile service: only 'exists' can be asked"
                 )
+            if isinstance(leaf, EventCond):
+                for prop in (f.prop for f in leaf.filters if f.prop in pii):
+                    # profile removes such properties from the events it announces: never true
+                    raise InvalidArgument(
+                        field, f"event property {prop!r} is named like personal data: events carry no such property"
+                    )
 
     async def _catalogue(self, conn: asyncpg.Connection, workspace_id: str) -> Catalogue:
+        # Not Catalogues.get: this transaction's rules are not committed yet, and that cache is
+        # keyed by a generation number another transaction could reach with other rules.
         segments = await repository.all_segments(conn, workspace_id)
         return Catalogue(Definition.of(s.segment_id, s.version, s.node) for s in segments)
 
-    async def create(self, segment: Segment) -> Segment:
+    async def create(self, segment: Segment, rule_field: str = "segment.rule") -> Segment:
+        """``rule_field``: where the rule came from (segment.rule or segment.condition), for errors."""
         if segment.segment_id and not RESOURCE_ID.match(segment.segment_id):
             raise InvalidArgument("segment_id", "must match [a-z][a-z0-9-]{0,62}")
         segment = replace(
             segment, segment_id=segment.segment_id or f"seg-{uuid7().hex[-20:]}", etag=_new_etag()
-        ).validated()
+        ).validated(rule_field, self.zone)
         now = self._clock.now()
         async with self._pool.acquire() as conn, conn.transaction():
             await repository.lock_workspaces(conn, [segment.workspace_id], exclusive=True)
             others = await repository.all_segments(conn, segment.workspace_id)
             if any(s.segment_id == segment.segment_id for s in others):
                 raise AlreadyExists(f"segment {segment.segment_id} already exists")
-            node = await self._check_rule(conn, segment, others, "segment.rule")
+            node = await self._check_rule(
+                conn, segment.workspace_id, segment.node, others, rule_field, segment.segment_id
+            )
             stored = await repository.insert(conn, segment, now)
             if stored is None:  # pragma: no cover - the exclusive lock rules this out
                 raise AlreadyExists(f"segment {segment.segment_id} already exists")
@@ -201,7 +266,8 @@ class SegmentService:
                 raise NotFound(f"segment {segment_id} not found")
             return segment, await repository.count_members(conn, workspace_id, segment_id)
 
-    async def update(self, changes: Segment, mask: Iterable[str]) -> Segment:
+    async def update(self, changes: Segment, mask: Iterable[str], rule_field: str = "segment.rule") -> Segment:
+        """Change the fields in ``mask`` ("*": all; none: nothing changes)."""
         paths = paths_to_update(mask, UPDATABLE)
         now = self._clock.now()
         async with self._pool.acquire() as conn, conn.transaction():
@@ -211,7 +277,9 @@ class SegmentService:
                 raise NotFound(f"segment {changes.segment_id} not found")
             if changes.etag and changes.etag != current.etag:
                 raise Aborted("segment was changed by someone else: read it again")
-            updated = current.updated_with(changes, paths)
+            if not paths:
+                return current
+            updated = current.updated_with(changes, paths, rule_field, self.zone)
             rule_changed = updated.rule != current.rule
             if rule_changed:
                 others = [
@@ -219,7 +287,7 @@ class SegmentService:
                     for s in await repository.all_segments(conn, current.workspace_id)
                     if s.segment_id != current.segment_id
                 ]
-                await self._check_rule(conn, updated, others, "segment.rule")
+                await self._check_rule(conn, updated.workspace_id, updated.node, others, rule_field, updated.segment_id)
                 updated = replace(updated, version=current.version + 1)
             stored = await repository.update(conn, replace(updated, etag=_new_etag()), now)
             if rule_changed:
@@ -267,11 +335,9 @@ class SegmentService:
 
     async def list(self, workspace_id: str, requested_size: int, token: str) -> tuple[list[Segment], str]:
         size = page_size(requested_size)
-        position = decode_token(token, scope=workspace_id)
+        after = _position(token, workspace_id, "after")
         async with self._pool.acquire() as conn:
-            rows = await repository.list_page(
-                conn, workspace_id, after=position["after"] if position else "", limit=size + 1
-            )
+            rows = await repository.list_page(conn, workspace_id, after=after or "", limit=size + 1)
         if len(rows) <= size:
             return rows, ""
         rows = rows[:size]
@@ -282,12 +348,12 @@ class SegmentService:
     ) -> tuple[list[tuple[int, str, datetime]], str]:
         size = page_size(requested_size)
         scope = f"{workspace_id}/{segment_id}/versions"
-        position = decode_token(token, scope=scope)
+        before = _position(token, scope, "before")
         async with self._pool.acquire() as conn:
             if await repository.get(conn, workspace_id, segment_id) is None:
                 raise NotFound(f"segment {segment_id} not found")
             rows = await repository.list_versions(
-                conn, workspace_id, segment_id, before=position["before"] if position else 2**31 - 1, limit=size + 1
+                conn, workspace_id, segment_id, before=min(before or 2**31 - 1, 2**31 - 1), limit=size + 1
             )
         versions = [(r["version"], r["rule"], r["created_at"]) for r in rows[:size]]
         next_token = encode_token({"before": versions[-1][0]}, scope=scope) if len(rows) > size else ""
@@ -295,18 +361,10 @@ class SegmentService:
 
     # Rules without saving -----------------------------------------------------------------------
 
-    async def _checked(self, conn: asyncpg.Connection, workspace_id: str, node: Node, field: str) -> Node:
-        known = {s.segment_id: s.node for s in await repository.all_segments(conn, workspace_id)}
-        missing = sorted(referenced_segments(node) - set(known))
-        if missing:
-            raise InvalidArgument(field, f'segment("{missing[0]}") does not exist')
-        await self._check_pii(conn, workspace_id, node, field)
-        return node
-
     async def estimate(self, workspace_id: str, node: Node, field: str) -> int:
         now = self._clock.now()
         async with self._pool.acquire() as conn:
-            await self._checked(conn, workspace_id, node, field)
+            await self._check_rule(conn, workspace_id, node, await repository.all_segments(conn, workspace_id), field)
             query, params = sql.count_query(node, workspace_id, now)
             return await conn.fetchval(query, *params)
 
@@ -317,7 +375,7 @@ class SegmentService:
         size = min(size or 10, MAX_PREVIEW)
         now = self._clock.now()
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            await self._checked(conn, workspace_id, node, field)
+            await self._check_rule(conn, workspace_id, node, await repository.all_segments(conn, workspace_id), field)
             query, params = sql.members_query(node, workspace_id, now)
             rows = await conn.fetch(
                 f"""WITH matched AS ({query}) SELECT p.*, (SELECT count(*) FROM matched) AS total
@@ -353,12 +411,12 @@ class SegmentService:
     ) -> tuple[list[Member], str, int]:
         size = page_size(requested_size)
         scope = f"{workspace_id}/{segment_id}/members"
-        position = decode_token(token, scope=scope)
+        after = _position(token, scope, "after")
+        if after is not None:
+            _person(after, "page_token")
         async with self._pool.acquire() as conn:
             segment = await self._segment(conn, workspace_id, segment_id)
-            rows = await repository.members_page(
-                conn, workspace_id, segment_id, after=position["after"] if position else None, limit=size + 1
-            )
+            rows = await repository.members_page(conn, workspace_id, segment_id, after=after, limit=size + 1)
         members = [Member(str(r["person_id"]), r["since"]) for r in rows[:size]]
         next_token = encode_token({"after": members[-1].person_id}, scope=scope) if len(rows) > size else ""
         return members, next_token, segment.version
@@ -386,12 +444,10 @@ class SegmentService:
         _person(person_id, "parent")
         size = page_size(requested_size)
         scope = f"{workspace_id}/{person_id}/memberships"
-        position = decode_token(token, scope=scope)
+        after = _position(token, scope, "after")
         async with self._pool.acquire() as conn:
             person_id = (await repository.survivors(conn, workspace_id, [person_id])).get(person_id, person_id)
-            rows = await repository.memberships_page(
-                conn, workspace_id, person_id, after=position["after"] if position else "", limit=size + 1
-            )
+            rows = await repository.memberships_page(conn, workspace_id, person_id, after=after or "", limit=size + 1)
         found = [(r["segment_id"], r["display_name"], r["since"]) for r in rows[:size]]
         next_token = encode_token({"after": found[-1][0]}, scope=scope) if len(rows) > size else ""
         return found, next_token
@@ -403,16 +459,16 @@ class SegmentService:
             _person(person_id)
         size = page_size(requested_size)
         scope = f"{workspace_id}/{segment_id}/history/{person_id}"
-        position = decode_token(token, scope=scope)
+        before = _position(token, scope, "before")
         async with self._pool.acquire() as conn:
             await self._segment(conn, workspace_id, segment_id)
+            persons = None
+            if person_id:  # a merged-away id: its own history and its survivor's
+                persons = sorted(
+                    {person_id, (await repository.survivors(conn, workspace_id, [person_id])).get(person_id, person_id)}
+                )
             rows = await repository.history_page(
-                conn,
-                workspace_id,
-                segment_id,
-                person_id=person_id or None,
-                before=position["before"] if position else None,
-                limit=size + 1,
+                conn, workspace_id, segment_id, person_ids=persons, before=before, limit=size + 1
             )
         entries = [
             HistoryEntry(
@@ -460,11 +516,11 @@ class SegmentService:
     @staticmethod
     def _csv(rows: Iterable[Iterable[object]]) -> str:
         buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
+        # RFC 4180 line ends: a CR or LF inside a value is then always quoted (with "\n" alone, a
+        # bare CR went out unquoted and split the row).
+        writer = csv.writer(buffer, lineterminator="\r\n")
         for row in rows:
-            writer.writerow(
-                ["" if v is None else v.isoformat() if isinstance(v, datetime) else v for v in row]  # type: ignore[union-attr]
-            )
+            writer.writerow([_cell(v) for v in row])
         return buffer.getvalue()
 
     async def _export_rows(
@@ -497,14 +553,14 @@ class SegmentService:
         columns = self._export_columns(columns)
         size = page_size(requested_size, default=MAX_EXPORT_PAGE, maximum=MAX_EXPORT_PAGE)
         scope = f"{workspace_id}/{segment_id}/export/{','.join(columns)}"
-        position = decode_token(token, scope=scope)
+        after = _position(token, scope, "after")
+        if after is not None:
+            _person(after, "page_token")
         async with self._pool.acquire() as conn:
             segment = await self._segment(conn, workspace_id, segment_id)
-            rows = await self._export_rows(
-                conn, workspace_id, segment_id, columns, position["after"] if position else None, size + 1
-            )
+            rows = await self._export_rows(conn, workspace_id, segment_id, columns, after, size + 1)
         body = [tuple(r.values()) for r in rows[:size]]
-        text = self._csv(([["person_id", "enter_time", *columns]] if position is None else []) + body)
+        text = self._csv(([["person_id", "enter_time", *columns]] if not token else []) + body)
         next_token = encode_token({"after": body[-1][0]}, scope=scope) if len(rows) > size else ""
         return text, next_token, len(body), segment.version
 
@@ -549,21 +605,33 @@ class SegmentService:
         """New thresholds from the workspace's customers now; every person regrouped; segments that
         read rfm_group refreshed for the persons whose group moved.
 
-        The scans run without locks. The thresholds are stored first (the live path groups the
-        persons it touches under them from then on); the persons found to move are then regrouped
-        and refreshed a slice at a time, each slice under its persons' locks only, so the live
-        path is never held up for the whole workspace. A crash between slices leaves the rest for
-        the next recompute.
+        The threshold scan runs without locks. The thresholds are stored under the workspace lock
+        held exclusively for that one short transaction: live batches in flight (grouping under
+        the old thresholds) finish first, every later one groups under the new. Only then are the
+        persons whose stored group differs looked for (so none changed in between is missed), and
+        regrouped and refreshed a slice at a time, each slice under its persons' locks only, so
+        the live path is never held up for the whole workspace. A crash between slices leaves the
+        rest for the next recompute.
         """
         now = self._clock.now()
         async with self._pool.acquire() as conn:
             settings = await repository.rfm_settings(conn, workspace_id)
             thresholds = await repository.compute_rfm_thresholds(conn, workspace_id, settings, now)
-            candidates = await repository.rfm_moves(conn, workspace_id, thresholds, now)
         async with self._pool.acquire() as conn, conn.transaction():
-            await repository.lock_workspaces(conn, [workspace_id])
+            await repository.lock_workspaces(conn, [workspace_id], exclusive=True)
             await repository.save_rfm_thresholds(conn, workspace_id, thresholds)
             await repository.bump_generation(conn, workspace_id)
+        async with self._pool.acquire() as conn:
+            candidates = await repository.rfm_moves(conn, workspace_id, thresholds, now)
+        async with self._pool.acquire() as conn:
+            everyone = await repository.person_ids(conn, workspace_id)
+        for start in range(0, len(everyone), repository.RFM_SLICE):
+            # Each customer's next regroup by recency alone, under the new thresholds.
+            persons = everyone[start : start + repository.RFM_SLICE]
+            async with self._pool.acquire() as conn, conn.transaction():
+                await repository.lock_workspaces(conn, [workspace_id])
+                await repository.lock_persons(conn, workspace_id, persons)
+                await repository.reset_rfm_timers(conn, workspace_id, thresholds, now, persons)
         for start in range(0, len(candidates), repository.RFM_SLICE):
             persons = sorted(candidates[start : start + repository.RFM_SLICE])
             async with self._pool.acquire() as conn, conn.transaction():
@@ -581,18 +649,33 @@ class SegmentService:
         return await self.rfm_report(workspace_id)
 
     async def recompute_stale_rfm(self, max_age_seconds: float) -> int:
-        """Recompute RFM for every workspace whose thresholds are older than ``max_age_seconds``."""
-        now = self._clock.now()
+        """Recompute RFM for every workspace whose thresholds are older than ``max_age_seconds``
+        and whose lease this replica gets (every replica runs this); how many it recomputed."""
+        done = 0
         async with self._pool.acquire() as conn:
             workspaces = await repository.workspaces_with_persons(conn)
-            stale = []
-            for workspace_id in workspaces:
-                thresholds = await repository.rfm_thresholds(conn, workspace_id)
-                if thresholds is None or (now - thresholds.computed_at).total_seconds() >= max_age_seconds:
-                    stale.append(workspace_id)
-        for workspace_id in stale:
-            await self.recompute_rfm(workspace_id)
-        return len(stale)
+        for workspace_id in workspaces:
+            now = self._clock.now()
+            async with self._pool.acquire() as conn:
+                if not await self._rfm_stale(conn, workspace_id, now, max_age_seconds):
+                    continue
+                if not await repository.claim_rfm_lease(conn, workspace_id, self._replica, now, now + RFM_LEASE):
+                    continue  # another replica is on it
+                # it may have finished just before we claimed
+                stale = await self._rfm_stale(conn, workspace_id, now, max_age_seconds)
+            try:
+                if stale:
+                    await self.recompute_rfm(workspace_id)
+                    done += 1
+            finally:
+                async with self._pool.acquire() as conn:
+                    await repository.release_rfm_lease(conn, workspace_id, self._replica)
+        return done
+
+    @staticmethod
+    async def _rfm_stale(conn: asyncpg.Connection, workspace_id: str, now: datetime, max_age_seconds: float) -> bool:
+        thresholds = await repository.rfm_thresholds(conn, workspace_id)
+        return thresholds is None or (now - thresholds.computed_at).total_seconds() >= max_age_seconds
 
     # Built-ins ------------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 from hypothesis import strategies as st
@@ -25,39 +25,93 @@ from cdp_segment.rules.ast import (
 from cdp_segment.rules.data import EventFact, ItemFact, OrderFact, PersonFacts, WorkspaceFacts
 
 NOW = datetime(2026, 6, 18, 12, 0, tzinfo=UTC)
-KEYS = ("a", "b", "city", "d")
-STRINGS = ("", "a", "ab", "b", "B", "上海", "2026-06-01", "2026-06-18T11:00:00Z")
+# Names the text form must quote ("first-name", "1st") next to bare ones.
+KEYS = ("a", "b", "city", "d", "first-name")
+# Rule literals: "#" strings once meant numbers in the proto form; U+FFFD is what a NUL in data
+# becomes (a NUL in a rule literal is refused).
+STRINGS = ("", "a", "ab", "b", "B", "上海", "2026-06-01", "2026-06-18T11:00:00Z", "#1", "#vip", "a\ufffdb")
+# Data strings also carry NULs (announced values: stored as U+FFFD by both paths).
+DATA_STRINGS = (*STRINGS, "a\x00b", "\x00")
 TAGS = ("vip", "low-performing", "x")
 SEGMENTS = ("seg-a", "seg-b")
 EVENT_NAMES = ("View", "Buy")
+DAYS = (1, 7, 30, 90, 365)
+OFFSETS = ("Z", "+08:00", "-05:00", "+14:00", "-12:00", "+05:45", "")
 
 numbers = st.one_of(
     st.integers(-5, 20).map(Decimal),
-    st.sampled_from([Decimal("0.5"), Decimal("1.25"), Decimal("-0.5"), Decimal("10.0")]),
+    st.sampled_from([Decimal("0.5"), Decimal("1.25"), Decimal("-0.5"), Decimal("10.0"), Decimal("1E+300")]),
 )
 strings = st.sampled_from(STRINGS)
 scalars = st.one_of(numbers, strings, st.booleans())
 
-# JSON values as stored in traits (numbers as Decimal, as read back from jsonb)
+
+def _iso(moment: datetime, offset: str) -> str:
+    """``moment`` written in the zone ``offset`` ("" = no zone: UTC), with microseconds when it has any."""
+    if offset in ("", "Z"):
+        local = moment.astimezone(UTC)
+    else:
+        sign = -1 if offset[0] == "-" else 1
+        local = moment.astimezone(timezone(sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[4:6]))))
+    text = local.strftime("%Y-%m-%dT%H:%M:%S") + (f".{local.microsecond:06d}" if local.microsecond else "")
+    return text + ("Z" if offset == "Z" else offset)
+
+
+# Times as traits hold them: ISO strings in every shape both evaluators read (or refuse).
 times_iso = st.one_of(
-    st.integers(-400 * 24, 48).map(lambda h: (NOW + timedelta(hours=h)).strftime("%Y-%m-%dT%H:%M:%SZ")),
-    st.integers(-400, 2).map(lambda d: (NOW + timedelta(days=d)).strftime("%Y-%m-%d")),
-    st.sampled_from(["2026-02-30", "2026-06-18T25:00:00Z", "yesterday", "2026-06-18T10:00:00+08:00"]),
-    # nanoseconds (protobuf Timestamps): truncated to microseconds by both evaluators; the
-    # first sits 0.9 us after "now - 90d", where rounding and truncation would disagree
-    st.sampled_from(["2026-03-20T12:00:00.000000900Z", "2026-06-11T12:00:00.123456789Z"]),
+    st.builds(_iso, st.integers(-400 * 24, 48).map(lambda h: NOW + timedelta(hours=h)), st.sampled_from(OFFSETS)),
+    # date only, with or without an offset (midnight at that offset), often next to a window edge
+    st.builds(
+        lambda d, offset: (NOW + timedelta(days=d)).strftime("%Y-%m-%d") + offset,
+        st.one_of(st.integers(-400, 2), st.sampled_from(DAYS).flatmap(lambda n: st.sampled_from([-n - 1, -n, 1 - n]))),
+        st.sampled_from(OFFSETS),
+    ),
+    # one microsecond either side of a window edge, in any zone
+    st.builds(
+        lambda d, us, offset: _iso(NOW - timedelta(days=d) + timedelta(microseconds=us), offset),
+        st.sampled_from(DAYS),
+        st.sampled_from([-1, 0, 1]),
+        st.sampled_from(OFFSETS),
+    ),
+    st.sampled_from(
+        [
+            "2026-02-30",
+            "2026-06-18T25:00:00Z",
+            "yesterday",
+            "2026-06-18T10:00:00+08:00",
+            # the far future: a time until 9999-12-31 23:59:59.999999 UTC, not one after
+            "9999-12-20",
+            "9999-12-31T23:59:59.999999Z",
+            "9999-12-31T23:00-05:00",
+            "1000-01-01T00:00+14:00",
+            # nanoseconds (protobuf Timestamps): truncated to microseconds by both evaluators; the
+            # first sits 0.9 us after "now - 90d", where rounding and truncation would disagree
+            "2026-03-20T12:00:00.000000900Z",
+            "2026-06-11T12:00:00.123456789Z",
+        ]
+    ),
 )
-json_scalars = st.one_of(st.none(), numbers, strings, st.booleans(), times_iso)
-json_values = st.one_of(json_scalars, st.lists(st.one_of(numbers, strings), max_size=3))
+json_scalars = st.one_of(st.none(), numbers, st.sampled_from(DATA_STRINGS), st.booleans(), times_iso)
+json_values = st.one_of(json_scalars, st.lists(st.one_of(numbers, st.sampled_from(DATA_STRINGS)), max_size=3))
 field_maps = st.dictionaries(st.sampled_from(KEYS), json_values, max_size=4)
 
-days = st.sampled_from([1, 7, 30, 90, 365])
+days = st.sampled_from(DAYS)
+# Instants a "between" window may start or end at: midnights, hours, and single microseconds.
+window_instants = st.one_of(
+    st.builds(
+        lambda d, h, us: NOW + timedelta(days=d, hours=h, microseconds=us),
+        st.integers(-400, 1),
+        st.sampled_from([0, -12, 5, -8]),
+        st.sampled_from([0, 0, 1, -1, 500000]),
+    ),
+    st.sampled_from([datetime(999, 6, 1, tzinfo=UTC), datetime(1, 1, 2, tzinfo=UTC)]),
+)
 windows = st.one_of(
     st.none(),
     days.map(lambda d: Window(within_days=d)),
-    st.tuples(st.integers(-400, 0), st.integers(1, 200)).map(
-        lambda t: Window(start=NOW + timedelta(days=t[0]), end=NOW + timedelta(days=t[0] + t[1]))
-    ),
+    st.tuples(window_instants, window_instants)
+    .filter(lambda t: t[0] != t[1])
+    .map(lambda t: Window(start=min(t), end=max(t))),
 )
 
 
@@ -108,7 +162,7 @@ def field_conditions(draw):
 @st.composite
 def prop_filters(draw):
     op = draw(value_ops)
-    return PropFilter(draw(st.sampled_from(["sku", "price"])), op, draw(_operands(op)))
+    return PropFilter(draw(st.sampled_from(["sku", "price", "utm-source"])), op, draw(_operands(op)))
 
 
 event_conditions = st.builds(
@@ -149,12 +203,19 @@ rules = st.recursive(
     max_leaves=6,
 )
 
-event_times = st.integers(-400 * 24, 24).map(lambda h: NOW + timedelta(hours=h))
+event_times = st.one_of(
+    st.integers(-400 * 24, 24).map(lambda h: NOW + timedelta(hours=h)),
+    # on a "within Nd" edge, or one microsecond either side
+    st.builds(
+        lambda d, us: NOW - timedelta(days=d, microseconds=us), st.sampled_from(DAYS), st.sampled_from([-1, 0, 1])
+    ),
+    st.sampled_from([datetime(9999, 12, 31, 12, tzinfo=UTC), datetime(1, 1, 1, tzinfo=UTC)]),
+)
 event_facts = st.builds(
     EventFact,
     name=st.sampled_from(EVENT_NAMES),
     time=event_times,
-    properties=st.dictionaries(st.sampled_from(["sku", "price"]), json_scalars, max_size=2),
+    properties=st.dictionaries(st.sampled_from(["sku", "price", "utm-source", "a\x00"]), json_scalars, max_size=2),
     message_id=st.uuids().map(str),
 )
 item_facts = st.builds(
@@ -172,6 +233,7 @@ order_facts = st.builds(
     store_id=st.sampled_from(["s1", "s2", ""]),
     staff_id=st.sampled_from(["e1", ""]),
     items=st.lists(item_facts, max_size=3).map(tuple),
+    currency=st.sampled_from(["CNY", "CNY", "USD", ""]),
 )
 people = st.builds(
     PersonFacts,
@@ -188,6 +250,7 @@ people = st.builds(
     events=st.lists(event_facts, max_size=4),
     orders=st.lists(order_facts, max_size=3),
     memberships=st.frozensets(st.sampled_from(SEGMENTS), max_size=2),
+    currency=st.sampled_from(["CNY", "CNY", "USD"]),
 )
 workspaces = st.builds(
     WorkspaceFacts,
@@ -196,6 +259,13 @@ workspaces = st.builds(
         st.frozensets(st.sampled_from(["low-performing", "star", "model-a"]), min_size=1, max_size=2),
         max_size=4,
     ),
+)
+
+
+# The evaluators must agree at any moment, not only at noon UTC: midnight UTC puts date-only
+# values with an offset right on the window edges.
+nows = st.sampled_from(
+    [NOW, NOW - timedelta(hours=12), NOW + timedelta(hours=5, minutes=45), NOW - timedelta(microseconds=1)]
 )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 Scalar = str | Decimal | bool
@@ -173,9 +173,27 @@ def read_fields(node: Node) -> set[str]:
     return {f"segment:{node.segment_id}"}
 
 
-def event_names(node: Node) -> set[str]:
-    """The event names a rule reads (the live path loads only those events)."""
-    return {field.removeprefix("events:") for field in read_fields(node) if field.startswith("events:")}
+def event_lookback(node: Node, now: datetime) -> dict[str, datetime | None]:
+    """The events a rule can need, by name: the earliest time that matters (None: all). Both the
+    answer and the next change instant (rules.timing) depend only on events at or after it."""
+    found: dict[str, datetime | None] = {}
+    for leaf in walk(node):
+        if isinstance(leaf, EventCond):
+            found[leaf.name] = earliest(found.get(leaf.name, now), _window_start(leaf.window, now))
+    return found
+
+
+def earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    """The earlier of two lookbacks (None: from the beginning)."""
+    return None if a is None or b is None else min(a, b)
+
+
+def _window_start(window: Window | None, now: datetime) -> datetime | None:
+    if window is None:
+        return None
+    if window.within_days is not None:
+        return now - timedelta(days=window.within_days)
+    return window.start
 
 
 def is_windowed(node: Node) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC
 from decimal import Decimal
 
@@ -37,12 +38,17 @@ _AGGREGATES_BACK = {value: name for name, value in _AGGREGATES.items()}
 
 
 def _value(scalar: Scalar) -> struct_pb2.Value:
+    """A scalar as Value: from_proto(to_proto(rule)) == rule for every rule (docs/segment.md)."""
     if isinstance(scalar, bool):
         return struct_pb2.Value(bool_value=scalar)
     if isinstance(scalar, Decimal):
-        # Decimal travels as a string to stay exact: Value's number is a double.
+        number = float(scalar)
+        if Decimal(repr(number)) == scalar:
+            return struct_pb2.Value(number_value=number)
+        # More digits than a double holds: "#" and the exact decimal.
         return struct_pb2.Value(string_value=f"#{scalar}")
-    return struct_pb2.Value(string_value=scalar)
+    # A string that starts with "#" is escaped with one more "#".
+    return struct_pb2.Value(string_value=f"#{scalar}" if scalar.startswith("#") else scalar)
 
 
 def _scalar(value: struct_pb2.Value, where: str) -> Scalar:
@@ -54,17 +60,21 @@ def _scalar(value: struct_pb2.Value, where: str) -> Scalar:
             raise RuleError(f"{where}: numbers must be finite")
         return Decimal(repr(value.number_value))
     if kind == "string_value":
-        text = value.string_value
-        if text.startswith("#"):
-            try:
-                number = Decimal(text[1:])
-            except ArithmeticError:
-                raise RuleError(f"{where}: {text!r} is not a number") from None
-            if not number.is_finite():
-                raise RuleError(f"{where}: numbers must be finite")
-            return number
-        return text
+        return _string_scalar(value.string_value, where)
     raise RuleError(f"{where}: a value must be a string, number or boolean")
+
+
+_DECIMAL = re.compile(r"-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?", re.ASCII)
+
+
+def _string_scalar(text: str, where: str) -> Scalar:
+    """ "##x" is the string "#x"; "#" and a decimal number is that exact number; any other text
+    (including "#vip") is itself."""
+    if text.startswith("##"):
+        return text[1:]
+    if text.startswith("#") and _DECIMAL.fullmatch(text[1:]):
+        return Decimal(text[1:])
+    return text
 
 
 def _window_pb(window: Window | None) -> pb.Window | None:

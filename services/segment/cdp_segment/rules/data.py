@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+# Profile's default workspace currency: what a person's snapshot without one means.
+DEFAULT_CURRENCY = "CNY"
+
 
 @dataclass(frozen=True)
 class EventFact:
@@ -31,6 +34,8 @@ class OrderFact:
     store_id: str = ""
     staff_id: str = ""
     items: tuple[ItemFact, ...] = ()
+    # ISO 4217; "" (not announced) counts as the workspace currency.
+    currency: str = ""
 
 
 @dataclass
@@ -49,6 +54,12 @@ class PersonFacts:
     events: list[EventFact] = field(default_factory=list)
     orders: list[OrderFact] = field(default_factory=list)
     memberships: frozenset[str] = frozenset()
+    # The workspace currency (from the snapshot): only orders in it count in sums and averages.
+    currency: str = DEFAULT_CURRENCY
+
+    def money(self, order: OrderFact) -> bool:
+        """Whether ``order`` counts in orders.sum and orders.avg."""
+        return order.currency in ("", self.currency)
 
 
 @dataclass

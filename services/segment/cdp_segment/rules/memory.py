@@ -17,7 +17,8 @@ The semantics (shared with ``sql``; docs/segment.md states them for users):
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
 from typing import Any
 
@@ -37,24 +38,63 @@ from cdp_segment.rules.ast import (
 from cdp_segment.rules.data import OrderFact, PersonFacts, WorkspaceFacts
 
 MISSING = object()
-# Same shape as the try_timestamptz() SQL function (migration 0003).
+# Instants from here on are not times: asyncpg stores datetime.max (and datetime.min) as
+# PostgreSQL's +/-infinity, and later instants do not exist in Python. try_timestamptz and the
+# SQL timer edges stop at the same place.
+END_OF_TIME = datetime.max.replace(tzinfo=UTC)
+# Same shape as the try_timestamptz() SQL function (migrations 0005, 0007).
 ISO_TIME = re.compile(
-    r"[1-9]\d{3}-\d{2}-\d{2}(T([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,9})?)?)?(Z|[+-](0\d|1[0-4]):[0-5]\d)?",
+    r"([1-9]\d{3})-(\d{2})-(\d{2})(?:T([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d)(?:\.(\d{1,9}))?)?)?"
+    r"(Z|[+-](?:0\d|1[0-4]):[0-5]\d)?",
     re.ASCII,
 )
 
 
+def zone_of(text: str | None, default: tzinfo) -> tzinfo:
+    """The zone of "Z" or "±hh:mm" (``default`` when None); ValueError for an impossible offset."""
+    if text is None:
+        return default
+    if text == "Z":
+        return UTC
+    hours, minutes = int(text[1:3]), int(text[4:6])
+    if hours > 23 or minutes > 59:
+        raise ValueError(text)
+    offset = timedelta(hours=hours, minutes=minutes)
+    return timezone(-offset if text[0] == "-" else offset)
+
+
+def wall_time(parts: Sequence[str | None], zone: tzinfo) -> datetime:
+    """Year, month, day, hour, minute, second, fraction (regex groups; None is 0; fractions
+    truncated to microseconds) at ``zone``, in UTC. ValueError or OverflowError when that is not
+    a date and time in the years 1-9999."""
+    year, month, day, hour, minute, second, fraction = parts
+    moment = datetime(
+        int(year),
+        int(month),
+        int(day),
+        int(hour or 0),
+        int(minute or 0),
+        int(second or 0),
+        int((fraction or "")[:6].ljust(6, "0")),
+        tzinfo=zone,
+    )
+    return moment.astimezone(UTC)
+
+
 def as_time(value: Any) -> datetime | None:
-    """An ISO 8601 timestamp string as an aware UTC datetime, else None."""
+    """An ISO 8601 timestamp string as an aware UTC datetime, else None: no zone is UTC, a date
+    with an offset is midnight at that offset, fractions beyond microseconds are truncated, and
+    an instant from END_OF_TIME on is not a time (as try_timestamptz)."""
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if not isinstance(value, str) or not ISO_TIME.fullmatch(value):
+    match = ISO_TIME.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
         return None
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
-    except (ValueError, OverflowError):  # not a date, or beyond the year 9999 in UTC
+        moment = wall_time(match.groups()[:7], zone_of(match.group(8), UTC))
+    except (ValueError, OverflowError):  # not a calendar date, or beyond the year 9999 in UTC
         return None
+    return moment if moment < END_OF_TIME else None
 
 
 def _kind(value: Any) -> str | None:
@@ -71,7 +111,10 @@ def _kind(value: Any) -> str | None:
     return None
 
 
-def _num(value: Any) -> Decimal:
+def as_number(value: Any) -> Decimal | None:
+    """A JSON number as an exact decimal (a float by its shortest repr), else None."""
+    if _kind(value) != "number":
+        return None
     return value if isinstance(value, Decimal) else Decimal(str(value)) if isinstance(value, float) else Decimal(value)
 
 
@@ -80,7 +123,7 @@ def _eq(value: Any, operand: Scalar) -> bool:
     if kind != _kind(operand):
         return False
     if kind == "number":
-        return _num(value) == _num(operand)
+        return as_number(value) == as_number(operand)
     return value == operand
 
 
@@ -88,7 +131,7 @@ def _ordered(value: Any, op: Op, operand: Scalar) -> bool:
     kind = _kind(value)
     if kind not in ("number", "string") or kind != _kind(operand):
         return False
-    left, right = (_num(value), _num(operand)) if kind == "number" else (value, operand)
+    left, right = (as_number(value), as_number(operand)) if kind == "number" else (value, operand)
     return {Op.LT: left < right, Op.LTE: left <= right, Op.GT: left > right, Op.GTE: left >= right}[op]
 
 
@@ -144,8 +187,12 @@ def in_window(moment: datetime, window: Window | None, now: datetime) -> bool:
     return window.start <= moment < window.end
 
 
-def _order_matches(order: OrderFact, node: OrderCond, workspace: WorkspaceFacts, now: datetime) -> bool:
+def _order_matches(
+    order: OrderFact, node: OrderCond, person: PersonFacts, workspace: WorkspaceFacts, now: datetime
+) -> bool:
     if order.status != "completed" or not in_window(order.time, node.window, now):
+        return False
+    if node.aggregate != "count" and not person.money(order):
         return False
     if node.store_tag and node.store_tag not in workspace.tags_of("store", order.store_id):
         return False
@@ -201,7 +248,7 @@ def evaluate(node: Node, person: PersonFacts, workspace: WorkspaceFacts, now: da
         count = sum(1 for e in person.events if event_matches(e, node, now))
         return _count_ok(Decimal(count), node.count_op, Decimal(node.count))
     if isinstance(node, OrderCond):
-        totals = [Decimal(o.total_minor) for o in person.orders if _order_matches(o, node, workspace, now)]
+        totals = [Decimal(o.total_minor) for o in person.orders if _order_matches(o, node, person, workspace, now)]
         if node.aggregate == "count":
             value = Decimal(len(totals))
         elif node.aggregate == "sum":

@@ -25,8 +25,8 @@ from cdp_segment.rules.ast import (
     Window,
 )
 
-# The last instant Python represents: later edges are never reached (as in rules.timing).
-LAST_INSTANT = "9999-12-31 23:59:59.999999+00"
+# rules.memory.END_OF_TIME: edges from there on are never reached (as in rules.timing).
+END_OF_TIME = "9999-12-31 23:59:59.999999+00"
 _SQL_OP = {Op.EQ: "=", Op.NEQ: "<>", Op.LT: "<", Op.LTE: "<=", Op.GT: ">", Op.GTE: ">="}
 
 
@@ -68,6 +68,20 @@ class Compiler:
         cast = {"boolean": "::boolean", "number": "::numeric", "string": ""}[kind]
         return f"(CASE WHEN jsonb_typeof({v}) = '{kind}' THEN {self._text(v)}{cast} = {placeholder} ELSE false END)"
 
+    def one_of(self, v: str, operands: tuple[Scalar, ...]) -> str:
+        """``in``: one array parameter per operand type (a long list stays a few parameters)."""
+        tests = []
+        for kind, cast, wanted in (
+            ("string", "", lambda x: isinstance(x, str)),
+            ("number", "::numeric", lambda x: isinstance(x, Decimal)),
+            ("boolean", "::boolean", lambda x: isinstance(x, bool)),
+        ):
+            values = [x for x in operands if wanted(x)]
+            if values:
+                array = self.param(values, {"string": "text", "number": "numeric", "boolean": "boolean"}[kind] + "[]")
+                tests.append(f"WHEN jsonb_typeof({v}) = '{kind}' THEN {self._text(v)}{cast} = ANY({array})")
+        return f"(CASE {' '.join(tests)} ELSE false END)"
+
     def ordered(self, v: str, op: Op, operand: Scalar) -> str:
         placeholder, kind = self.literal(operand)
         if kind == "number":
@@ -91,7 +105,7 @@ class Compiler:
         if op is Op.BETWEEN:
             return f"({self.ordered(v, Op.GTE, operands[0])} AND {self.ordered(v, Op.LTE, operands[1])})"
         if op is Op.IN:
-            return "(" + " OR ".join(self.eq(v, operand) for operand in operands) + ")"
+            return self.one_of(v, operands)
         if op is Op.CONTAINS:
             needle = self.param(operands[0], "text")
             return (
@@ -159,6 +173,8 @@ class Compiler:
     def order_where(self, node: OrderCond, *, window: bool = True) -> str:
         """The orders of ``p`` that ``node`` aggregates (alias ``o``)."""
         conditions = ["o.workspace_id = p.workspace_id", "o.person_id = p.person_id", "o.status = 'completed'"]
+        if node.aggregate != "count":  # PersonFacts.money
+            conditions.append("o.currency IN ('', p.currency)")
         if window:
             conditions.append(self.window("o.order_time", node.window))
         for tag, kind, column in ((node.store_tag, "store", "o.store_id"), (node.staff_tag, "staff", "o.staff_id")):
@@ -304,7 +320,7 @@ def edges_query(
     union = " UNION ALL ".join(f"({edge})" for edge in edges)
     return (
         f"SELECT x.person_id, min(x.edge) AS due_at FROM ({union}) AS x(person_id, edge)"
-        f" WHERE x.edge > $2::timestamptz AND x.edge <= '{LAST_INSTANT}' GROUP BY x.person_id",
+        f" WHERE x.edge > $2::timestamptz AND x.edge < '{END_OF_TIME}' GROUP BY x.person_id",
         compiler.params,
     )
 

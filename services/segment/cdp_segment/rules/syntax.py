@@ -20,7 +20,8 @@ rule. Parse errors say where (line, column, offset) and what was expected. Gramm
                       | "within" "last" DAYS | "more" "than" DAYS "ago" )
     window     = "within" DAYS | "between" DATE "and" DATE
     cmp        = "=" | "!=" | "<" | "<=" | ">" | ">="
-    DAYS       = digits "d"        DATE = YYYY-MM-DD[Thh:mm[:ss]Z]
+    DAYS       = digits "d"        DATE = YYYY-MM-DD[Thh:mm[:ss[.ffffff]]][Z or ±hh:mm] (no offset: the zone given)
+    NAME       = name { "." name } [ "." STRING ]   (traits."first-name"); a filter property is a name or a STRING
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 
 from cdp_segment.rules.ast import (
@@ -48,9 +49,13 @@ from cdp_segment.rules.ast import (
     Window,
     normalise,
 )
+from cdp_segment.rules.memory import wall_time, zone_of
 from cdp_segment.rules.validate import RuleError, validate
 
 MAX_RULE_LENGTH = 20_000
+_DATE = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?)?(Z|[+-]\d{2}:\d{2})?", re.ASCII
+)
 
 
 class RuleSyntaxError(RuleError):
@@ -69,12 +74,12 @@ _TOKEN = re.compile(
     r"""
     (?P<ws>\s+)
   | (?P<string>"(?:[^"\\]|\\.)*")
-  | (?P<date>\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2})?Z)?)(?![\w.])
+  | (?P<date>\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)?(?:Z|[+-]\d{2}:\d{2})?)(?![\w.:])
   | (?P<days>\d+d)(?![\w.])
   | (?P<number>-?\d+(?:\.\d+)?)(?![\w.])
   | (?P<op><=|>=|!=|=|<|>)
   | (?P<punct>[()\[\],])
-  | (?P<name>[^\W\d][\w]*(?:\.[^\W\d][\w]*)*)
+  | (?P<name>[^\W\d][\w]*(?:\.[^\W\d][\w]*)*(?:\."(?:[^"\\]|\\.)*")?)
   | (?P<junk>[^\s()\[\],"]+)
     """,
     re.VERBOSE,
@@ -111,10 +116,11 @@ _CMP = {op.value: op for op in COMPARISONS}
 
 
 class _Parser:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, zone: tzinfo) -> None:
         self.text = text
         self.tokens = tokenize(text)
         self.index = 0
+        self.zone = zone
 
     # helpers
     @property
@@ -196,7 +202,11 @@ class _Parser:
 
     def string(self) -> str:
         token = self.expect("string", what="a string in double quotes")
-        return json.loads(token.text)
+        try:
+            return json.loads(token.text)
+        except ValueError:  # a bad escape (\q) or a raw control character (a newline)
+            self.index -= 1
+            raise self.fail('a string with JSON escapes only (\\" \\\\ \\n \\t \\uXXXX)') from None
 
     def literal(self) -> Scalar:
         token = self.token
@@ -215,16 +225,15 @@ class _Parser:
         return int(token.text[:-1])
 
     def date(self) -> datetime:
-        token = self.expect("date", what="a date like 2025-06-18 or 2025-06-18T08:00:00Z")
+        token = self.expect("date", what="a date like 2025-06-18, 2025-06-18T08:00 or 2025-06-18T08:00+08:00")
+        match = _DATE.fullmatch(token.text)
         try:
-            if "T" in token.text:
-                moment = datetime.fromisoformat(token.text.replace("Z", "+00:00"))
-            else:
-                moment = datetime.fromisoformat(token.text).replace(tzinfo=UTC)
-        except ValueError:
+            if match is None:
+                raise ValueError(token.text)
+            return wall_time(match.groups()[:7], zone_of(match.group(8), self.zone))
+        except (ValueError, OverflowError):
             self.index -= 1
-            raise self.fail("a valid calendar date") from None
-        return moment.astimezone(UTC)
+            raise self.fail("a valid calendar date and time between the years 1 and 9999") from None
 
     def window(self) -> Window:
         if self.is_word("within"):
@@ -281,8 +290,20 @@ class _Parser:
             "an operator (=, !=, <, <=, >, >=, between, in, contains, starts_with, exists, within last, more than)"
         )
 
+    def name(self) -> str:
+        """A field name; its last part may be quoted (traits."first-name")."""
+        token = self.take()
+        head, quote, quoted = token.text.partition('."')
+        if not quote:
+            return head
+        try:
+            return f"{head}.{json.loads(quote[1:] + quoted)}"
+        except ValueError:
+            self.index -= 1
+            raise self.fail("a name with JSON escapes only") from None
+
     def field_condition(self) -> Node:
-        name = self.take().text
+        name = self.name()
         op, values, days = self.field_tail()
         return FieldCond(name, op, values, days)
 
@@ -316,7 +337,12 @@ class _Parser:
         return EventCond(name, tuple(filters), window, count_op, count)
 
     def prop_filter(self) -> PropFilter:
-        name = self.expect("name", what="a property name").text
+        if self.token.kind == "string":  # any property name: "utm-source"
+            name = self.string()
+        elif self.token.kind == "name" and '."' not in self.token.text:
+            name = self.take().text
+        else:
+            raise self.fail("a property name")
         op, values, _days = self.field_tail()
         if op in (Op.WITHIN_LAST, Op.MORE_THAN_AGO):
             raise RuleSyntaxError(
@@ -384,12 +410,17 @@ class _Parser:
         )
 
 
-def parse(text: str) -> Node:
-    """The rule in ``text``, normalised and validated; :class:`RuleSyntaxError` otherwise."""
+def parse(text: str, zone: tzinfo = UTC, *, checked: bool = True) -> Node:
+    """The rule in ``text``, normalised and validated; :class:`RuleSyntaxError` otherwise. Dates
+    and times without an offset are in ``zone`` (the workspace time zone for what a client
+    writes; canonical text always carries its offsets, older stored text meant UTC).
+    ``checked=False`` for stored rules: they were validated when saved, and a check added since
+    must not make a stored segment unreadable."""
     if len(text) > MAX_RULE_LENGTH:
         raise RuleSyntaxError(text[:100], 0, f"at most {MAX_RULE_LENGTH} characters", f"{len(text)}")
-    node = normalise(_Parser(text).parse())
-    validate(node)
+    node = normalise(_Parser(text, zone).parse())
+    if checked:
+        validate(node)
     return node
 
 
@@ -405,19 +436,44 @@ def _literal(value: Scalar) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _date(moment: datetime) -> str:
-    moment = moment.astimezone(UTC)
-    if (moment.hour, moment.minute, moment.second, moment.microsecond) == (0, 0, 0, 0):
-        return moment.strftime("%Y-%m-%d")
-    if moment.second == 0 and moment.microsecond == 0:
-        return moment.strftime("%Y-%m-%dT%H:%MZ")
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+def _date(moment: datetime, zone: tzinfo) -> str:
+    """An instant as the wall time in ``zone`` with its offset: 2026-06-01+08:00 (midnight),
+    2026-06-18T10:30+08:00, 2026-06-18T02:30:00.000001Z."""
+    local = moment.astimezone(zone)
+    offset = local.utcoffset() or timedelta(0)
+    if offset % timedelta(minutes=1) or abs(offset) >= timedelta(hours=24):
+        local, offset = moment.astimezone(UTC), timedelta(0)  # a local mean time offset: say it in UTC
+    text = f"{local.year:04d}-{local.month:02d}-{local.day:02d}"
+    if (local.hour, local.minute, local.second, local.microsecond) != (0, 0, 0, 0):
+        text += f"T{local.hour:02d}:{local.minute:02d}"
+        if local.second or local.microsecond:
+            text += f":{local.second:02d}" + (f".{local.microsecond:06d}".rstrip("0") if local.microsecond else "")
+    if not offset:
+        return text + "Z"
+    minutes = abs(offset) // timedelta(minutes=1)
+    return text + f"{'-' if offset < timedelta(0) else '+'}{minutes // 60:02d}:{minutes % 60:02d}"
 
 
-def _window(window: Window) -> str:
+def _window(window: Window, zone: tzinfo) -> str:
     if window.within_days is not None:
         return f"within {window.within_days}d"
-    return f"between {_date(window.start)} and {_date(window.end)}"
+    return f"between {_date(window.start, zone)} and {_date(window.end, zone)}"
+
+
+# A name part printed bare; any other is quoted (traits."first-name").
+_BARE_NAME = re.compile(r"[^\W\d]\w*(?:\.[^\W\d]\w*)*")
+
+
+def _field(name: str) -> str:
+    for prefix in ("traits.", "computed.", "consent."):
+        if name.startswith(prefix):
+            key = name[len(prefix) :]
+            return name if _BARE_NAME.fullmatch(key) else prefix + json.dumps(key, ensure_ascii=False)
+    return name
+
+
+def _prop(name: str) -> str:
+    return name if _BARE_NAME.fullmatch(name) else json.dumps(name, ensure_ascii=False)
 
 
 def _tail(op: Op, values: tuple[Scalar, ...], days: int) -> str:
@@ -436,29 +492,33 @@ def _tail(op: Op, values: tuple[Scalar, ...], days: int) -> str:
     return f"more than {days}d ago"
 
 
-def render(node: Node) -> str:
-    node = normalise(node)
+def render(node: Node, zone: tzinfo = UTC) -> str:
+    """The canonical text of ``node``; window instants are printed in ``zone`` with their offset."""
+    return _render(normalise(node), zone)
+
+
+def _render(node: Node, zone: tzinfo) -> str:
     if isinstance(node, All):
-        return " and ".join(f"({render(i)})" if isinstance(i, Any_) else render(i) for i in node.items)
+        return " and ".join(f"({_render(i, zone)})" if isinstance(i, Any_) else _render(i, zone) for i in node.items)
     if isinstance(node, Any_):
-        return " or ".join(f"({render(i)})" if isinstance(i, All) else render(i) for i in node.items)
+        return " or ".join(f"({_render(i, zone)})" if isinstance(i, All) else _render(i, zone) for i in node.items)
     if isinstance(node, Not):
-        inner = render(node.item)
+        inner = _render(node.item, zone)
         return f"not ({inner})" if isinstance(node.item, (All, Any_)) else f"not {inner}"
     if isinstance(node, FieldCond):
-        return f"{node.field} {_tail(node.op, node.values, node.days)}"
+        return f"{_field(node.field)} {_tail(node.op, node.values, node.days)}"
     if isinstance(node, EventCond):
         parts = [json.dumps(node.name, ensure_ascii=False)]
         if node.window:
-            parts.append(_window(node.window))
+            parts.append(_window(node.window, zone))
         if node.filters:
-            parts.append("where " + " and ".join(f"{f.prop} {_tail(f.op, f.values, 0)}" for f in node.filters))
+            parts.append("where " + " and ".join(f"{_prop(f.prop)} {_tail(f.op, f.values, 0)}" for f in node.filters))
         text = f"event({', '.join(parts)})"
         if (node.count_op, node.count) != (Op.GTE, 1):
             text += f" {node.count_op.value} {node.count}"
         return text
     if isinstance(node, OrderCond):
-        args = [_window(node.window)] if node.window else []
+        args = [_window(node.window, zone)] if node.window else []
         if node.item:
             for key, value in (
                 ("product.sku", node.item.sku),

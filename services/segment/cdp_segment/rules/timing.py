@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 from cdp_segment.rules.ast import All, Any_, EventCond, FieldCond, Member, Node, Not, Op, OrderCond
 from cdp_segment.rules.data import PersonFacts, WorkspaceFacts
-from cdp_segment.rules.memory import MISSING, _order_matches, as_time, compare, field_value
+from cdp_segment.rules.memory import END_OF_TIME, MISSING, _order_matches, as_time, compare, field_value
 
 
 def _edges(node: Node, person: PersonFacts, workspace: WorkspaceFacts) -> Iterator[datetime]:
@@ -43,7 +43,7 @@ def _edges(node: Node, person: PersonFacts, workspace: WorkspaceFacts) -> Iterat
         timeless = replace(node, window=None)
         for order in person.orders:
             # every filter but the window; the window is what time moves
-            if _order_matches(order, timeless, workspace, order.time):
+            if _order_matches(order, timeless, person, workspace, order.time):
                 yield from _window_edges(order.time, node.window)
     elif isinstance(node, Member):
         return
@@ -56,13 +56,11 @@ def _window_edges(moment: datetime, window) -> Iterator[datetime]:
 
 
 def _edges_of(moment: datetime, days: int) -> Iterator[datetime]:
-    """A time and the time ``days`` later; an edge after the year 9999 is never reached (the SQL
+    """A time and the time ``days`` later; an edge from END_OF_TIME on is never reached (the SQL
     twin drops it too)."""
     yield moment
-    try:
+    if END_OF_TIME - moment > timedelta(days=days):
         yield moment + timedelta(days=days)
-    except OverflowError:
-        return
 
 
 def next_change(node: Node, person: PersonFacts, workspace: WorkspaceFacts, now: datetime) -> datetime | None:

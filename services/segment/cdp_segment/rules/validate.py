@@ -65,6 +65,12 @@ def _check_operands(where: str, op: Op, values: tuple[Scalar, ...], days: int, *
             raise RuleError(f"{where}: between takes two numbers or two strings")
 
 
+def _check_text(*texts: object) -> None:
+    # PostgreSQL text cannot hold NUL: such a rule could be neither stored nor compared.
+    if any(isinstance(t, str) and "\x00" in t for t in texts):
+        raise RuleError("text in a rule may not contain the NUL character (U+0000)")
+
+
 def _check_window(where: str, window: Window | None) -> None:
     if window is None:
         return
@@ -82,6 +88,8 @@ def _check_field(node: FieldCond) -> None:
             raise RuleError(f"{where}: name the field after the dot")
         _check_operands(where, op, node.values, node.days, allow_days=True)
     elif field.startswith("consent."):
+        if not field.removeprefix("consent.").strip("."):
+            raise RuleError(f"{where}: name the channel after the dot (consent.sms, consent.email.marketing)")
         if op not in (Op.EQ, Op.NEQ, Op.EXISTS) or any(not isinstance(v, bool) for v in node.values):
             raise RuleError(f"{where}: consent compares with true or false (=, != or exists)")
         _check_operands(where, op, node.values, node.days, allow_days=False)
@@ -111,7 +119,8 @@ def validate(node: Node) -> None:
 
     def visit(item: Node, depth: int) -> None:
         nonlocal count
-        count += 1
+        # event filters count as conditions: the limit bounds the SQL a rule compiles to
+        count += 1 + len(item.filters) if isinstance(item, EventCond) else 1
         if depth > MAX_DEPTH:
             raise RuleError(f"rule nests deeper than {MAX_DEPTH} levels")
         if count > MAX_NODES:
@@ -124,9 +133,11 @@ def validate(node: Node) -> None:
         elif isinstance(item, Not):
             visit(item.item, depth + 1)
         elif isinstance(item, FieldCond):
+            _check_text(item.field, *item.values)
             _check_field(item)
         elif isinstance(item, EventCond):
             where = f"event({item.name!r})"
+            _check_text(item.name, *(t for f in item.filters for t in (f.prop, *f.values)))
             if not item.name.strip() or len(item.name) > 200:
                 raise RuleError("event name must be 1 to 200 characters")
             if item.count_op not in COMPARISONS or not 0 <= item.count <= 1_000_000:
@@ -138,6 +149,9 @@ def validate(node: Node) -> None:
                 _check_operands(f"{where} where {f.prop}", f.op, f.values, 0, allow_days=False)
         elif isinstance(item, OrderCond):
             where = f"orders.{item.aggregate}"
+            if item.item is not None:
+                _check_text(item.item.sku, item.item.category, item.item.product_tag)
+            _check_text(item.store_tag, item.staff_tag)
             if item.aggregate not in AGGREGATES:
                 raise RuleError(f"unknown aggregate {item.aggregate!r}")
             if item.op not in COMPARISONS or not item.value.is_finite():
@@ -145,6 +159,8 @@ def validate(node: Node) -> None:
             _check_window(where, item.window)
             if item.item is not None and not (item.item.sku or item.item.category or item.item.product_tag):
                 raise RuleError(f"{where}: a product filter needs sku, category or tag")
+            if item.item is not None and item.item.category and "" in item.item.category.split("/"):
+                raise RuleError(f'{where}: product.category is a path like "outdoor/poles" (no empty parts)')
         elif isinstance(item, Member):
             if not _SEGMENT_ID.match(item.segment_id):
                 raise RuleError(f"segment({item.segment_id!r}): not a segment id")

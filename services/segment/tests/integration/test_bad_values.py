@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from cdp.events.v1 import events_pb2
 from cdp_segment.consumers import decode_profile_changed
 from cdp_segment.domain import Segment
-from cdp_segment.rules import sql, syntax
+from cdp_segment.rules import memory, sql, syntax
 
 from .live_env import START, WS, pid
 
@@ -77,3 +77,39 @@ async def test_a_batch_with_bad_values_applies_whole_and_the_evaluators_agree_on
     )
     assert await timers(env, "noted") == await timers(env, "noted-refreshed")
     assert (await timers(env, "noted"))[nul] == START + timedelta(days=30)
+
+
+# Text PostgreSQL and Python could read differently: a date with an offset is midnight at that
+# offset; an instant written with an offset across a day or year boundary; nanoseconds.
+TIME_TEXTS = (
+    "2026-05-19+08:00",
+    "2026-05-19-05:00",
+    "2026-05-19Z",
+    "2026-05-19",
+    "2026-05-19T00:00+14:00",
+    "1000-01-01+14:00",
+    "9999-12-31-05:00",
+    "9999-12-31T23:59:59.999999Z",
+    "2026-03-20T12:00:00.000000900Z",
+    "2026-02-29+08:00",
+)
+
+
+async def test_time_texts_read_the_same_in_postgres_and_python(env):
+    async with env.pool.acquire() as conn:
+        stored = {t: await conn.fetchval("SELECT try_timestamptz($1)", t) for t in TIME_TEXTS}
+    assert stored == {t: memory.as_time(t) for t in TIME_TEXTS}
+    assert stored["2026-05-19+08:00"] == datetime(2026, 5, 18, 16, tzinfo=UTC)
+
+
+async def test_a_date_with_an_offset_is_midnight_there_for_the_live_path_and_sql(env):
+    # The review's case: at 2026-06-18 00:00 UTC, "2026-05-19+08:00" is 2026-05-18 16:00 UTC,
+    # more than 30 days ago; read as 08:00 UTC it would not be.
+    await env.service.create(Segment(WS, "lapsed", "lapsed", "", RULES["lapsed"]))
+    person = pid()
+    await env.live.apply_profile_changes(
+        [decode_profile_changed(announcement(person, traits={"d": "2026-05-19+08:00"}))]
+    )
+    assert await env.members("lapsed") == {person}
+    await env.service.create(Segment(WS, "lapsed-refreshed", "l", "", RULES["lapsed"]))
+    assert await env.members("lapsed-refreshed") == {person}

@@ -326,3 +326,16 @@ def test_interleavings_keep_each_stream_in_order():
     assert found == [[1, 2, 3], [1, 3, 2], [3, 1, 2]]
     assert len(list(interleavings([[1, 2, 3], [4, 5], [6]]))) == 60
     assert all(x.index(1) < x.index(2) and x.index(3) < x.index(4) for x in interleavings([[1, 2], [3, 4]]))
+
+
+async def test_the_history_of_a_merged_away_id_includes_its_survivors(env):
+    await env.service.create(Segment(WS, "city", "city", "", 'traits.city = "上海"'))
+    b, s = pid(), pid()
+    await env.live.apply_profile_changes([change(b, 1, {"city": "上海"}), change(s, 1, {"city": "上海"})])
+    await env.live.apply_identity([PersonsMerged(WS, s, (b,), "m1")])
+    entries, _ = await env.service.history(WS, "city", b, 0, "")
+    assert sorted((e.person_id == b, e.entered, e.reason) for e in entries) == [
+        (False, True, "profile change"),
+        (True, False, "persons merged"),
+        (True, True, "profile change"),
+    ]

@@ -1,20 +1,20 @@
-"""Segment definitions CRUD over real gRPC and PostgreSQL."""
+"""Segment definitions over real gRPC and PostgreSQL: CRUD, paging, and bad input answered with
+INVALID_ARGUMENT naming the field, never INTERNAL."""
 
 from __future__ import annotations
 
 import grpc
 import pytest
-from google.protobuf import field_mask_pb2
+from google.protobuf import field_mask_pb2, struct_pb2
 
-from cdp.segment.v1 import segment_pb2, segment_pb2_grpc
-from cdp_segment import __main__ as segment_main
+from cdp.segment.v1 import condition_pb2, segment_pb2
+from cdpkit.pagination import encode_token
 
 
 @pytest.fixture
-async def stub(run_service):
-    runtime = await run_service(segment_main, segment_main.Settings, CDP_CONSUMER_LEASE_SECONDS="2")
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
-        yield segment_pb2_grpc.SegmentServiceStub(channel)
+def stub(segment):
+    """The running service of harness.py (the one every API test of this service uses)."""
+    return segment.stub
 
 
 async def create(stub, segment_id="", name="Repeat buyers", rule="orders.count() >= 2", parent="workspaces/shop"):
@@ -105,3 +105,126 @@ async def test_update_mask_rejects_unknown_fields(stub):
         )
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error.value.details().startswith("update_mask:")
+
+
+async def invalid(call) -> str:
+    """The details of the INVALID_ARGUMENT ``call`` must fail with."""
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await call
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT, error.value.details()
+    return error.value.details()
+
+
+def in_lists(lists: int, values: int) -> condition_pb2.Condition:
+    """``lists`` conditions ``traits.k<n> in [...values...]``, all of them."""
+    condition = condition_pb2.Condition()
+    for n in range(lists):
+        field = condition.all_of.conditions.add().field
+        field.field, field.op = f"traits.k{n}", condition_pb2.OPERATOR_IN
+        field.values.extend(struct_pb2.Value(string_value=f"v{i}") for i in range(values))
+    return condition
+
+
+async def test_bad_rules_are_invalid_arguments_never_internal(stub):
+    for rule in ('traits.a = "\\q"', 'traits.a = "two\nlines"', 'traits.a = "\\u0000"'):
+        assert (await invalid(create(stub, rule=rule))).startswith("segment.rule:")
+    assert (await invalid(create(stub, name="a\x00b"))).startswith("segment.display_name:")
+    # 40 lists of 1,000 values: once 40,000 query parameters (PostgreSQL takes 32,767)
+    estimate = await stub.EstimateSegment(
+        segment_pb2.EstimateSegmentRequest(parent="workspaces/shop", condition=in_lists(40, 1000))
+    )
+    assert estimate.count == 0
+    # event filters count as conditions (at most 500)
+    condition = condition_pb2.Condition()
+    event = condition.event
+    event.name, event.count_op, event.count = "Viewed", condition_pb2.OPERATOR_GTE, 1
+    for n in range(501):
+        event.filters.add(property=f"p{n}", op=condition_pb2.OPERATOR_EXISTS)
+    details = await invalid(
+        stub.EstimateSegment(segment_pb2.EstimateSegmentRequest(parent="workspaces/shop", condition=condition))
+    )
+    assert details.startswith("condition:") and "500" in details
+    details = await invalid(
+        stub.UpdateRfmSettings(
+            segment_pb2.UpdateRfmSettingsRequest(
+                settings=segment_pb2.RfmSettings(name="workspaces/shop/rfmSettings", method="median")
+            )
+        )
+    )
+    assert details.startswith("settings.method:")
+
+
+async def test_crafted_page_tokens_are_invalid_arguments(stub):
+    created = await create(stub, "paged")
+    parent = created.name
+    calls = [
+        stub.ListSegments(
+            segment_pb2.ListSegmentsRequest(
+                parent="workspaces/shop", page_token=encode_token({"after": 5}, scope="shop")
+            )
+        ),
+        stub.ListSegmentMembers(
+            segment_pb2.ListSegmentMembersRequest(
+                parent=parent, page_token=encode_token({"after": "zz"}, scope="shop/paged/members")
+            )
+        ),
+        stub.ListSegmentVersions(
+            segment_pb2.ListSegmentVersionsRequest(
+                parent=parent, page_token=encode_token({"before": "x"}, scope="shop/paged/versions")
+            )
+        ),
+        stub.ListMembershipChanges(
+            segment_pb2.ListMembershipChangesRequest(
+                parent=parent, page_token=encode_token({"before": 2**64}, scope="shop/paged/history/")
+            )
+        ),
+        stub.ExportSegmentMembers(
+            segment_pb2.ExportSegmentMembersRequest(
+                parent=parent, page_token=encode_token({"after": None}, scope="shop/paged/export/")
+            )
+        ),
+    ]
+    for call in calls:
+        assert (await invalid(call)).startswith("page_token:")
+
+
+async def test_updates_change_what_the_mask_or_the_request_names(stub):
+    created = await stub.CreateSegment(
+        segment_pb2.CreateSegmentRequest(
+            parent="workspaces/shop",
+            segment_id="vips",
+            segment=segment_pb2.Segment(display_name="VIPs", description="gold and up", rule='tier = "gold"'),
+        )
+    )
+    # AIP-134: no mask means the populated fields: only the display name changes
+    renamed = await stub.UpdateSegment(
+        segment_pb2.UpdateSegmentRequest(segment=segment_pb2.Segment(name=created.name, display_name="Top"))
+    )
+    assert (renamed.display_name, renamed.description, renamed.rule, renamed.version) == (
+        "Top",
+        "gold and up",
+        'tier = "gold"',
+        1,
+    )
+    # a Segment as GetSegment answers it (rule and condition both set) goes back unchanged
+    fetched = await stub.GetSegment(segment_pb2.GetSegmentRequest(name=created.name))
+    fetched.description = "gold only"
+    again = await stub.UpdateSegment(segment_pb2.UpdateSegmentRequest(segment=fetched))
+    assert (again.description, again.rule, again.version) == ("gold only", 'tier = "gold"', 1)
+    # rule and condition that disagree are refused (create and update), naming condition
+    other = segment_pb2.Segment(display_name="x", rule='tier = "gold"', condition=fetched.condition)
+    other.condition.field.values[0].string_value = "silver"
+    details = await invalid(
+        stub.CreateSegment(segment_pb2.CreateSegmentRequest(parent="workspaces/shop", segment=other))
+    )
+    assert details.startswith("segment.condition:")
+    other.name = created.name
+    details = await invalid(stub.UpdateSegment(segment_pb2.UpdateSegmentRequest(segment=other)))
+    assert details.startswith("segment.condition:")
+    # a rule given as a condition: its errors name segment.condition
+    personal = segment_pb2.Segment(display_name="x", condition=fetched.condition)
+    personal.condition.field.field = "traits.phone"
+    details = await invalid(
+        stub.CreateSegment(segment_pb2.CreateSegmentRequest(parent="workspaces/shop", segment=personal))
+    )
+    assert details.startswith("segment.condition:") and "personal data" in details

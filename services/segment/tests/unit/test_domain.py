@@ -18,7 +18,7 @@ from cdp_segment.domain import (
     dependency_order,
     find_cycle,
 )
-from cdp_segment.rfm import GROUPS, RfmThresholds, rfm_group
+from cdp_segment.rfm import RfmThresholds, next_regroup, rfm_group
 from cdp_segment.rules.data import EventFact, PersonFacts, WorkspaceFacts
 from cdp_segment.rules.syntax import parse
 from cdpkit.errors import InvalidArgument
@@ -47,8 +47,22 @@ def test_only_segments_reading_a_changed_field_are_picked():
     assert c.reading({"object_tags:store"}) == {"low-store"}
     assert c.reading({"tags"}) == {"nested"}
     assert c.reading({EVERYTHING}) == set(c.by_id)
-    assert c.needs({"visits"}) == (frozenset({"Store Visited"}), False)
-    assert c.needs({"gold"}) == (frozenset(), False)  # its dependant reads no events either
+    assert c.needs({"visits"}, NOW) == ({"Store Visited": NOW - timedelta(days=180)}, False)
+    assert c.needs({"gold"}, NOW) == ({}, False)  # its dependant reads no events either
+
+
+def test_events_are_needed_from_the_earliest_window_that_reads_them():
+    c = catalogue(
+        week='event("Viewed", within 7d)',
+        june='event("Viewed", between 2026-06-01 and 2026-06-19) and event("Bought", within 30d)',
+        ever='event("Bought") >= 3',
+    )
+    assert c.needs({"week"}, NOW) == ({"Viewed": NOW - timedelta(days=7)}, False)
+    assert c.needs({"week", "june"}, NOW) == (
+        {"Viewed": datetime(2026, 6, 1, tzinfo=UTC), "Bought": NOW - timedelta(days=30)},
+        False,
+    )
+    assert c.needs({"june", "ever"}, NOW)[0]["Bought"] is None
 
 
 def test_a_membership_change_reevaluates_dependants_after_their_dependency():
@@ -105,15 +119,28 @@ def _thresholds(method: str, r, f, m, high: int = 4) -> RfmThresholds:
     return RfmThresholds(method, high, tuple(map(Decimal, r)), tuple(map(Decimal, f)), tuple(map(Decimal, m)), 100, NOW)
 
 
-@pytest.mark.parametrize(("recent", "frequent", "big"), list(GROUPS))
-def test_the_eight_rfm_groups_against_the_mean(recent, frequent, big):
+# The RFM model's table (docs/segment.md), written out here rather than read from rfm.GROUPS.
+EIGHT_GROUPS = [
+    (True, True, True, "重要价值"),
+    (True, False, True, "重要发展"),
+    (False, True, True, "重要保持"),
+    (False, False, True, "重要挽留"),
+    (True, True, False, "一般价值"),
+    (True, False, False, "一般发展"),
+    (False, True, False, "一般保持"),
+    (False, False, False, "一般挽留"),
+]
+
+
+@pytest.mark.parametrize(("recent", "frequent", "big", "group"), EIGHT_GROUPS)
+def test_the_eight_rfm_groups_against_the_mean(recent, frequent, big, group):
     mean = _thresholds("mean", [30 * 86400], ["2.5"], ["50000"])
     computed = {
         "last_order_time": (NOW - timedelta(days=10 if recent else 60)).isoformat(),
         "order_count": 3 if frequent else 2,
         "total_spent_minor": 50001 if big else 50000,
     }
-    assert rfm_group(computed, mean, NOW) == GROUPS[(recent, frequent, big)]
+    assert rfm_group(computed, mean, NOW) == group
 
 
 def test_rfm_quintile_scores_and_non_customers():
@@ -128,3 +155,31 @@ def test_rfm_quintile_scores_and_non_customers():
     assert rfm_group({"order_count": 0}, cuts, NOW) is None
     assert rfm_group({**computed, "last_order_time": "yesterday"}, cuts, NOW) is None
     assert rfm_group(computed, None, NOW) is None
+
+
+def test_values_without_a_snapshot_keep_pii_traits_apart():
+    before = ProfileState(traits={"city": "上海"}, pii_traits=frozenset({"phone"}))
+    after = before.with_values({"traits.phone": None, "traits.email": True, "traits.vip": True}, frozenset({"email"}))
+    assert after.pii_traits == {"email"}
+    assert after.traits == {"city": "上海", "vip": True}
+
+
+def test_true_is_not_1_and_false_is_not_0_in_changed_fields():
+    assert ProfileState(traits={"a": 1, "b": 0}).changed_fields(ProfileState(traits={"a": True, "b": False})) == {
+        "traits.a",
+        "traits.b",
+    }
+
+
+@pytest.mark.parametrize(("high_score", "days"), [(2, 180), (3, 90), (4, 30), (5, 7)])
+def test_the_next_regroup_is_where_recency_stops_being_high(high_score, days):
+    cuts = _thresholds(
+        "quintile", [86400 * d for d in (30, 7, 180, 90)], [1, 1, 2, 4], [100, 200, 300, 400], high_score
+    )
+    last = NOW - timedelta(days=3)
+    computed = {"last_order_time": last.isoformat(), "order_count": 9, "total_spent_minor": 900}
+    due = next_regroup(computed, cuts, NOW)
+    assert due == last + timedelta(days=days)
+    assert rfm_group(computed, cuts, due - timedelta(microseconds=1)) == "重要价值"
+    assert rfm_group(computed, cuts, due) == "重要保持"
+    assert next_regroup(computed, cuts, due) is None

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
 
-from cdp_segment.rules.ast import All, EventCond, FieldCond, Member, Not, Op, OrderCond, Window, normalise
+from cdp_segment.rules.ast import (
+    All,
+    EventCond,
+    FieldCond,
+    Member,
+    Not,
+    Op,
+    OrderCond,
+    PropFilter,
+    Window,
+    normalise,
+)
 from cdp_segment.rules.syntax import RuleSyntaxError, parse, render
-from cdp_segment.rules.validate import RuleError
+from cdp_segment.rules.validate import RuleError, validate
 
 from ..rule_strategies import rules
 
@@ -97,11 +109,23 @@ def test_syntax_errors_name_the_position_and_what_was_expected(text, line, colum
         ('segment("Not An Id")', "not a segment id"),
         ("lifecycle_stage more than 3d ago", "compares with strings"),
         ('traits.a = 1 and event("x", where price within last 3d)', "a value comparison"),
+        ('orders.count(product.category = "outdoor/") >= 1', "no empty parts"),
+        ('traits.a = "\\u0000"', "NUL"),
     ],
 )
 def test_meaningless_rules_are_refused_with_a_reason(text, message):
     with pytest.raises(RuleError, match=message):
         parse(text)
+
+
+def test_a_consent_condition_names_its_channel():
+    with pytest.raises(RuleError, match="channel"):
+        validate(FieldCond("consent.", Op.EQ, (True,)))
+
+
+def test_stored_rules_are_read_without_checks_added_since():
+    text = 'orders.count(product.category = "outdoor/") >= 1'
+    assert parse(text, checked=False).item.category == "outdoor/"
 
 
 def test_limits():
@@ -110,3 +134,38 @@ def test_limits():
         parse(deep)
     with pytest.raises(RuleSyntaxError):
         parse('tier = "a" and ' * 2000 + 'tier = "a"')
+
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def test_dates_without_an_offset_are_in_the_given_zone_and_print_with_theirs():
+    rule = parse("orders.count(between 2026-06-01 and 2026-06-19T10:30) >= 1", SHANGHAI)
+    assert rule.window == Window(
+        start=datetime(2026, 5, 31, 16, tzinfo=UTC), end=datetime(2026, 6, 19, 2, 30, tzinfo=UTC)
+    )
+    assert render(rule, SHANGHAI) == "orders.count(between 2026-06-01+08:00 and 2026-06-19T10:30+08:00) >= 1"
+    assert render(rule) == "orders.count(between 2026-05-31T16:00Z and 2026-06-19T02:30Z) >= 1"
+    # an explicit offset wins over the zone
+    assert parse("orders.count(between 2026-06-01Z and 2026-06-01T05:00-05:00) >= 1", SHANGHAI).window == Window(
+        start=datetime(2026, 6, 1, tzinfo=UTC), end=datetime(2026, 6, 1, 10, tzinfo=UTC)
+    )
+
+
+def test_microseconds_early_years_and_any_name_round_trip():
+    window = Window(start=datetime(999, 6, 1, tzinfo=UTC), end=datetime(2026, 6, 1, 0, 0, 0, 1, tzinfo=UTC))
+    rule = All(
+        (
+            OrderCond("count", Op.GTE, Decimal(1), window),
+            FieldCond("traits.first-name", Op.EXISTS),
+            FieldCond("computed.1st", Op.EQ, ("a",)),
+            EventCond("Viewed", (PropFilter("utm-source", Op.EQ, ("ad",)),)),
+        )
+    )
+    text = render(rule)
+    assert text == (
+        "orders.count(between 0999-06-01Z and 2026-06-01T00:00:00.000001Z) >= 1"
+        ' and traits."first-name" exists and computed."1st" = "a"'
+        ' and event("Viewed", where "utm-source" = "ad")'
+    )
+    assert parse(text) == normalise(rule)
