@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +79,8 @@ class Component:
     name: str
     process: subprocess.Popen
     pump: threading.Thread
+    # Its last lines of output, for the error when it exits early.
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=15))
 
 
 @dataclass
@@ -152,10 +155,11 @@ class Stack:
         env.update(self.extra_env)
         return env
 
-    def _pump(self, name: str, stream: IO[bytes]) -> None:
+    def _pump(self, name: str, stream: IO[bytes], tail: deque[str]) -> None:
         width = max(map(len, COMPONENTS))
         for raw in iter(stream.readline, b""):
             line = raw.decode(errors="replace").rstrip("\n")
+            tail.append(line)
             with self._log_lock:
                 self.log.write(f"{name:>{width}} | {line}\n")
                 self.log.flush()
@@ -168,9 +172,10 @@ class Stack:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
         )
-        pump = threading.Thread(target=self._pump, args=(name, process.stdout), daemon=True)
+        tail: deque[str] = deque(maxlen=15)
+        pump = threading.Thread(target=self._pump, args=(name, process.stdout, tail), daemon=True)
         pump.start()
-        self.components[name] = Component(name, process, pump)
+        self.components[name] = Component(name, process, pump, tail)
 
     def start_components(self) -> None:
         for name in COMPONENTS:
@@ -191,7 +196,10 @@ class Stack:
             for name in list(pending):
                 component = self.components.get(name)
                 if component and component.process.poll() is not None:
-                    raise InfraError(f"{name} exited with code {component.process.returncode}")
+                    component.pump.join(timeout=1)  # the rest of its output
+                    last = "\n".join(component.tail)
+                    code = component.process.returncode
+                    raise InfraError(f"{name} exited with code {code}; its last output:\n{last}")
                 if self.serving(name, timeout=0.5):
                     pending.remove(name)
             if pending and time.monotonic() > deadline:
