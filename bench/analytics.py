@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ import numpy as np
 from cdp_analytics import bgnbd, gamma_gamma, simulate, summary
 from cdp_analytics.clv import customer_lifetime_value
 
+from bench.report import load_average, machine
 from cdp.identity.v1 import identity_pb2  # noqa: F401 - the stubs load with the profile ones
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
 from cdp_devstack.infra import NatsServer, PostgresServer, free_port
@@ -180,14 +180,14 @@ def main() -> None:
         finally:
             postgres.stop()
 
-    print(f"\nanalytics benchmark; {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"\nanalytics benchmark: {machine()}, load average at the end {load_average()}")
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
 
 
 def _load() -> str:
-    return f"load average {os.getloadavg()[0]:.2f}"
+    return f"load average {load_average()}"
 
 
 def _histories(n: int) -> tuple[list[uuid.UUID], list[tuple[uuid.UUID, datetime, int]]]:

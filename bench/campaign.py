@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ import grpc
 import nats
 from google.protobuf import struct_pb2
 
+from bench.report import load_average, machine, print_rows
 from cdp.campaign.v1 import campaign_pb2_grpc
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
 from cdp_devstack.infra import NatsServer, PostgresServer, free_port
@@ -198,7 +198,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--seconds", type=float, default=30.0)
     args, _ = parser.parse_known_args()
-    load_before = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="cdp-bench-campaign-") as tmp:
         postgres = PostgresServer(Path(tmp) / "pg", free_port())
         nats_server = NatsServer(Path(tmp) / "nats", free_port(), free_port())
@@ -212,16 +212,10 @@ def main() -> None:
         finally:
             nats_server.stop()
             postgres.stop()
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    machine = (
-        f"{platform.machine()}, {os.cpu_count()} cores (shared), Python {platform.python_version()}, "
-        f"load average before {load_before}, after {load}"
-    )
-    print(f"\ncampaign benchmark: {machine}")
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measure':<{width}}  value")
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
+    load = load_average()
+    described = f"{machine()}, load average before {load_before}, after {load}"
+    print(f"\ncampaign benchmark: {described}")
+    print_rows(rows)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import statistics
 import tempfile
 import time
@@ -31,6 +29,7 @@ from pathlib import Path
 import aiohttp
 import nats
 
+from bench.report import machine, print_rows
 from cdp.events.v1 import events_pb2
 from cdp_devstack.infra import free_port
 from cdp_devstack.stack import Ports, Stack
@@ -222,12 +221,9 @@ def main() -> None:
     print(
         f"\ngateway benchmark: {args.events:,} events x {args.rounds} rounds, {args.concurrency} concurrent; "
         f"{args.calls:,} Customer 360 calls over {args.persons} persons; "
-        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        f"{machine()}"
     )
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measure':<{width}}  value")
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
+    print_rows(rows)
 
 
 if __name__ == "__main__":

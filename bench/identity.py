@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from pathlib import Path
 import asyncpg
 import grpc
 
+from bench.report import load_average, machine, print_rows
 from cdp.events.v1 import events_pb2
 from cdp.identity.v1 import identity_pb2, identity_pb2_grpc
 from cdp_devstack.infra import NatsServer, PostgresServer, free_port
@@ -233,16 +233,10 @@ def main() -> None:
         finally:
             nats_server.stop()
             postgres.stop()
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    machine = (
-        f"{platform.machine()}, {os.cpu_count()} cores (shared), Python {platform.python_version()}, "
-        f"load average at the end {load}"
-    )
-    print(f"\nidentity benchmark: {machine}")
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measure':<{width}}  value")
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
+    load = load_average()
+    described = f"{machine()}, load average at the end {load}"
+    print(f"\nidentity benchmark: {described}")
+    print_rows(rows)
 
 
 if __name__ == "__main__":

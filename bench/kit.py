@@ -28,7 +28,6 @@ import asyncio
 import inspect
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -40,6 +39,7 @@ import nats
 from google.protobuf import wrappers_pb2
 from nats.js.api import AckPolicy, ConsumerConfig
 
+from bench.report import load_average, machine, print_rows
 from cdp_devstack.infra import NatsServer, PostgresServer, free_port
 from cdpkit import db, logs
 from cdpkit.bus import PROFILE, RAW, BusNames, ensure_streams
@@ -400,7 +400,7 @@ def main() -> None:
         asyncio.run(_relay_worker(dsn, nats_url, keys or None, bool(atomic)))
         return
     logs.configure("bench", level="warning", fmt="json", stream=sys.stderr)
-    load_before = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="cdp-bench-kit-") as tmp:
         postgres = PostgresServer(Path(tmp) / "pg", free_port())
         nats_server = NatsServer(Path(tmp) / "nats", free_port(), free_port())
@@ -412,16 +412,10 @@ def main() -> None:
         finally:
             nats_server.stop()
             postgres.stop()
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    machine = (
-        f"{platform.machine()}, {os.cpu_count()} cores (shared), Python {platform.python_version()}, "
-        f"load average before {load_before}, after {load}"
-    )
-    print(f"\nkit benchmark: {machine}")
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measure':<{width}}  value")
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
+    load = load_average()
+    described = f"{machine()}, load average before {load_before}, after {load}"
+    print(f"\nkit benchmark: {described}")
+    print_rows(rows)
 
 
 if __name__ == "__main__":

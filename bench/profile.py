@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -41,6 +40,7 @@ import asyncpg
 import grpc
 import nats
 
+from bench.report import load_average, machine, print_rows
 from cdp.events.v1 import events_pb2
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
 from cdp_devstack.infra import NatsServer, PostgresServer, free_port
@@ -420,16 +420,10 @@ def main() -> None:
         finally:
             nats_server.stop()
             postgres.stop()
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    machine = (
-        f"{platform.machine()}, {os.cpu_count()} cores (shared), Python {platform.python_version()}, "
-        f"load average at the end {load}"
-    )
-    print(f"\nprofile benchmark: {machine}")
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measure':<{width}}  value")
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
+    load = load_average()
+    described = f"{machine()}, load average at the end {load}"
+    print(f"\nprofile benchmark: {described}")
+    print_rows(rows)
 
 
 if __name__ == "__main__":

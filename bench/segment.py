@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -48,6 +47,7 @@ import asyncpg
 import grpc
 import nats
 
+from bench.report import load_average, machine, print_rows
 from cdp.events.v1 import events_pb2
 from cdp.segment.v1 import segment_pb2, segment_pb2_grpc
 from cdp_devstack.infra import NatsServer, PostgresServer, free_port
@@ -592,23 +592,19 @@ def main() -> None:
         nats_server = NatsServer(Path(tmp) / "nats", free_port(), free_port())
         postgres.start()
         nats_server.start()
-        load_before = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        load_before = load_average()
         try:
             postgres.create_database("segment_bench")
             rows = asyncio.run(_run(postgres.dsn("segment_bench"), nats_server.url, args))
         finally:
             nats_server.stop()
             postgres.stop()
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    load = load_average()
     print(
-        f"\nsegment benchmark{' (PostgreSQL without fsync)' if args.no_fsync else ''}: {platform.machine()},"
-        f" {os.cpu_count()} cores (shared), Python "
-        f"{platform.python_version()}, load average before {load_before}, at the end {load}"
+        f"\nsegment benchmark{' (PostgreSQL without fsync)' if args.no_fsync else ''}: {machine()},"
+        f" load average before {load_before}, at the end {load}"
     )
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measure':<{width}}  value")
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
+    print_rows(rows)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import statistics
 import tempfile
 import time
@@ -27,6 +25,7 @@ import aiohttp
 import asyncpg
 import grpc
 
+from bench.report import machine, print_rows
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
 from cdp_devstack.infra import free_port
 from cdp_devstack.stack import Ports, Stack
@@ -151,14 +150,8 @@ def main() -> None:
         finally:
             stack.stop()
             log.close()
-    print(
-        f"\nslice benchmark: {args.events:,} events, {args.users:,} users; "
-        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    )
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measure':<{width}}  value")
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
+    print(f"\nslice benchmark: {args.events:,} events, {args.users:,} users; {machine()}")
+    print_rows(rows)
 
 
 if __name__ == "__main__":
