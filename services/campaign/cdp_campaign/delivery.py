@@ -19,7 +19,6 @@ from typing import Any
 
 import asyncpg
 import structlog
-from jinja2 import TemplateError
 from prometheus_client import Counter
 
 from cdp.events.v1 import events_pb2
@@ -105,8 +104,14 @@ class Sender:
                 if ws not in settings:
                     settings[ws] = await repository.get_settings(conn, ws)
                     zones[ws] = await self._zone(ws) if settings[ws].quiet_hours_start else ""
-                definition = await self._catalog.version(conn, ws, row["journey_id"], row["version"])
-                plan = self._check(row, definition, profiles, settings[ws], zones[ws], counts, now)
+                try:
+                    definition = await self._catalog.version(conn, ws, row["journey_id"], row["version"])
+                    plan = self._check(row, definition, profiles, settings[ws], zones[ws], counts, now)
+                except (asyncpg.PostgresError, OSError):
+                    raise
+                except Exception as exc:  # noqa: BLE001 - one broken delivery must not hold back the batch
+                    log.exception("delivery check failed", delivery=row["delivery_id"])
+                    plan = _Plan(row, error=ProviderError(f"{type(exc).__name__}: {exc}", permanent=True))
                 if plan is not None:
                     plans.append(plan)
             await asyncio.gather(*(self._send(plan) for plan in plans if plan.message is not None))
@@ -147,7 +152,7 @@ class Sender:
         if row["channel"] == "webhook":
             try:
                 body = templates.render(step.webhook.body, self._context(row, None)) or _default_webhook_body(row)
-            except TemplateError as exc:
+            except templates.RenderError as exc:
                 return _Plan(row, error=ProviderError(f"template_error: {exc}", permanent=True))
             return _Plan(row, self._message(row, url=step.webhook.url, body=body))
         view = profiles.get((row["workspace_id"], row["person_id"]))
@@ -191,7 +196,7 @@ class Sender:
         try:
             subject = templates.render(step.send.template.subject, context)
             body = templates.render(step.send.template.body, context)
-        except TemplateError as exc:
+        except templates.RenderError as exc:
             return _Plan(row, error=ProviderError(f"template_error: {exc}", permanent=True))
         sent[row["journey_id"]] = (journey[0] + 1, journey[1] + 1)
         message = self._message(row, to=address, subject=subject, body=body, template_id=step.send.template.template_id)
@@ -236,6 +241,9 @@ class Sender:
             plan.error = exc
         except TimeoutError:
             plan.error = ProviderError(f"no answer within {self._timeout:g}s", permanent=False)
+        except Exception as exc:  # noqa: BLE001 - e.g. a message the provider cannot even compose
+            log.exception("delivery send failed", delivery=plan.message.delivery_id)
+            plan.error = ProviderError(f"{type(exc).__name__}: {exc}", permanent=True)
 
     def _record(self, plan: _Plan, now: datetime) -> None:
         row = plan.row

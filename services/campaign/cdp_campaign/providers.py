@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import time
 from dataclasses import asdict, dataclass
 from email.message import EmailMessage
@@ -24,6 +25,8 @@ from typing import Protocol
 
 import aiohttp
 import aiosmtplib
+
+_LINE_BREAK = re.compile(r"[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+")
 
 
 @dataclass(frozen=True)
@@ -74,10 +77,13 @@ class SmtpProvider:
         self._domain = sender.rpartition("@")[2] or "cdp.local"
 
     def compose(self, message: OutgoingMessage) -> EmailMessage:
+        if _LINE_BREAK.search(message.to):
+            raise ProviderError("the address has a line break", permanent=True)
         email = EmailMessage()
         email["From"] = self._sender
         email["To"] = message.to
-        email["Subject"] = message.subject
+        # A rendered subject is one line: a line break from a trait must not become a header.
+        email["Subject"] = " ".join(_LINE_BREAK.split(message.subject)).strip()
         email["Message-ID"] = f"<{message.delivery_id}@{self._domain}>"
         email["X-Idempotency-Key"] = message.delivery_id
         email.set_content(message.body)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from jinja2 import TemplateSyntaxError, meta
+from jinja2 import TemplateError, TemplateSyntaxError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 MAX_TEMPLATE_CHARS = 64 * 1024
@@ -40,6 +40,11 @@ class TemplateProblem(ValueError):
     """A template that does not compile or names a variable that will not exist."""
 
 
+class RenderError(ValueError):
+    """A template that failed while rendering one message (any error: a type mismatch, a division
+    by zero, an include without a loader): that message fails, not the batch it is in."""
+
+
 def variables_of(source: str) -> set[str]:
     """The top-level variables a template reads; raises TemplateProblem on a syntax error."""
     if len(source) > MAX_TEMPLATE_CHARS:
@@ -64,4 +69,7 @@ def _compiled(source: str):
 def render(source: str, context: dict[str, Any]) -> str:
     if not source:
         return ""
-    return _compiled(source).render(context)
+    try:
+        return _compiled(source).render(context)
+    except Exception as exc:  # noqa: BLE001 - whatever a template raises is this message's failure
+        raise RenderError(str(exc) if isinstance(exc, TemplateError) else f"{type(exc).__name__}: {exc}") from None
