@@ -19,10 +19,9 @@ from typing import Any
 
 import asyncpg
 import structlog
-from prometheus_client import Counter
 
-from cdp.events.v1 import events_pb2
 from cdp_campaign import repository, templates
+from cdp_campaign.announcements import announcement
 from cdp_campaign.domain import (
     WorkspaceSettings,
     address_of,
@@ -35,13 +34,11 @@ from cdp_campaign.ports import DependencyError, ProfilePort, ProfileView, Worksp
 from cdp_campaign.providers import OutgoingMessage, Provider, ProviderError
 from cdp_campaign.runner import JourneyCatalog
 from cdpkit import outbox
-from cdpkit.bus import CAMPAIGN, BusNames
+from cdpkit.bus import BusNames
 from cdpkit.clock import Clock
 
 log = structlog.get_logger(__name__)
 
-MESSAGES = Counter("cdp_campaign_deliveries_total", "Delivery outcomes", ["channel", "status"])
-_KIND = {"sent": "message_sent", "delivered": "message_delivered", "failed": "message_failed", "dead": "message_failed"}
 
 
 @dataclass
@@ -275,27 +272,3 @@ def _default_webhook_body(row: dict) -> str:
             "event": row["context"].get("event"),
         }
     )
-
-
-def announcement(names: BusNames, row: dict, now: datetime) -> tuple[str, str, str, bytes]:
-    """The delivery's new status for {prefix}.campaign.message_*: an outbox row."""
-    status = row["status"]
-    MESSAGES.labels(row["channel"], status).inc()
-    message = events_pb2.CampaignMessage(
-        workspace_id=row["workspace_id"],
-        journey_id=row["journey_id"],
-        journey_version=row["version"],
-        instance_id=str(row["instance_id"]),
-        step_id=row["step_id"],
-        variant=row["variant"],
-        person_id=row["person_id"],
-        channel=row["channel"],
-        delivery_id=row["delivery_id"],
-        status=status,
-        reason=row["reason"] if status != "sent" else "",
-        attempt=row["attempts"],
-    )
-    message.event_time.FromDatetime(now)
-    subject = names.subject(CAMPAIGN, _KIND.get(status, "message_suppressed"))
-    msg_id = f"campaign:{row['delivery_id']}:{status}:{row['attempts']}"
-    return row["workspace_id"], subject, msg_id, message.SerializeToString()

@@ -330,19 +330,43 @@ async def list_instances(
     )
 
 
-async def rekey_person(conn: asyncpg.Connection, workspace_id: str, survivor: str, merged: str) -> int:
-    """Moves everything of ``merged`` to ``survivor``; an enrolment both hold is kept once."""
-    await conn.execute(
+async def rekey_person(
+    conn: asyncpg.Connection, workspace_id: str, survivor: str, merged: str
+) -> tuple[int, list[dict]]:
+    """Moves everything of ``merged`` to ``survivor``; one enrolment of the two persons goes on
+    where the journey allows one: an enrolment both hold (same key: ``once``, a broadcast run) is
+    kept once, and where the survivor is running the journey, the merged person's running
+    instance of it exits too unless the journey re-enters ``always``. Those instances exit with
+    reason ``merged`` (if still running) and their pending deliveries (also those of a completed
+    instance whose message waits out quiet hours) are suppressed, reason ``merged``.
+    Returns how many instances moved and the suppressed deliveries."""
+    exited = await conn.fetch(
         """UPDATE instances m SET trigger_key = m.trigger_key || '#merged:' || m.person_id,
                state = CASE WHEN m.state = 'active' THEN 'exited' ELSE m.state END,
                exit_reason = CASE WHEN m.state = 'active' THEN 'merged' ELSE m.exit_reason END,
-               wake_at = CASE WHEN m.state = 'active' THEN NULL ELSE m.wake_at END
-           WHERE m.workspace_id = $1 AND m.person_id = $3 AND EXISTS (
-               SELECT 1 FROM instances s WHERE s.workspace_id = $1 AND s.person_id = $2
-               AND s.journey_id = m.journey_id AND s.trigger_key = m.trigger_key)""",
+               wake_at = CASE WHEN m.state = 'active' THEN NULL ELSE m.wake_at END,
+               updated_at = now()
+           WHERE m.workspace_id = $1 AND m.person_id = $3
+           AND (EXISTS (SELECT 1 FROM instances s WHERE s.workspace_id = $1 AND s.person_id = $2
+                        AND s.journey_id = m.journey_id AND s.trigger_key = m.trigger_key)
+                OR (m.state = 'active'
+                    AND coalesce((SELECT v.definition -> 'reentry' ->> 'mode' FROM journey_versions v
+                                   WHERE v.workspace_id = $1 AND v.journey_id = m.journey_id
+                                   AND v.version = m.version), '') <> 'always'
+                    AND EXISTS (SELECT 1 FROM instances s WHERE s.workspace_id = $1 AND s.person_id = $2
+                                AND s.journey_id = m.journey_id AND s.state = 'active')))
+           RETURNING m.instance_id""",
         workspace_id,
         survivor,
         merged,
+    )
+    ended = [r["instance_id"] for r in exited]
+    suppressed = await conn.fetch(
+        f"""UPDATE deliveries SET status = 'suppressed', reason = 'merged', updated_at = now()
+            WHERE workspace_id = $1 AND instance_id = ANY($2::uuid[]) AND status = 'pending'
+            RETURNING {DELIVERY_COLUMNS}""",
+        workspace_id,
+        ended,
     )
     moved = await conn.execute(
         """UPDATE instances SET person_id = $2, origin_person_id = coalesce(origin_person_id, person_id)
@@ -366,7 +390,7 @@ async def rekey_person(conn: asyncpg.Connection, workspace_id: str, survivor: st
         merged,
     )
     await conn.execute("DELETE FROM person_dates WHERE workspace_id = $1 AND person_id = $2", workspace_id, merged)
-    return int(moved.split()[-1])
+    return int(moved.split()[-1]), [dict(r) for r in suppressed]
 
 
 async def _move_instances(conn: asyncpg.Connection, workspace_id: str, to_person: str, where: str, *args) -> int:

@@ -30,6 +30,7 @@ from google.protobuf import json_format
 from cdp.events.v1 import events_pb2
 from cdp_campaign import definition as defs
 from cdp_campaign import repository
+from cdp_campaign.announcements import announcement
 from cdp_campaign.domain import assign_variant, revenue_minor
 from cdp_campaign.ports import CrossSell, DependencyError, ProfilePort, SegmentPort, WorkspaceFacts
 from cdpkit import outbox
@@ -377,14 +378,21 @@ class JourneyRunner:
                 await _wake(conn, "instances")
 
     async def on_merges(self, merges: Sequence[events_pb2.PersonsMerged]) -> None:
+        now = self._clock.now()
         async with self._pool.acquire() as conn, conn.transaction():
             for merge in merges:
                 for merged in merge.merged_person_ids:
                     if merged != merge.survivor_person_id:
-                        moved = await repository.rekey_person(
+                        moved, suppressed = await repository.rekey_person(
                             conn, merge.workspace_id, merge.survivor_person_id, merged
                         )
-                        log.info("instances re-keyed after a merge", moved=moved, merge_id=merge.merge_id)
+                        await outbox.enqueue_many(conn, [announcement(self._names, row, now) for row in suppressed])
+                        log.info(
+                            "instances re-keyed after a merge",
+                            moved=moved,
+                            suppressed=len(suppressed),
+                            merge_id=merge.merge_id,
+                        )
 
     async def on_splits(self, splits: Sequence[events_pb2.PersonSplit]) -> None:
         """An unmerge or an identifier removal split a person: what a merge brought to it goes

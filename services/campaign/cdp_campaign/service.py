@@ -14,7 +14,7 @@ import yaml
 
 from cdp_campaign import definition as defs
 from cdp_campaign import reports, repository
-from cdp_campaign.delivery import announcement
+from cdp_campaign.announcements import announcement
 from cdp_campaign.domain import DEFAULT_TIME_ZONE, UPDATABLE, Journey, WorkspaceSettings
 from cdp_campaign.ports import DependencyError, WorkspaceFacts
 from cdp_campaign.runner import WAKE_CHANNEL, JourneyCatalog, first_run
