@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -196,3 +197,33 @@ def revenue_minor(properties: dict[str, Any], revenue_property: str, workspace_c
             return int(value) if whole else 0
         return money.to_minor(value, currency) or 0
     return money.order_total_minor(properties, currency) or 0
+
+
+def storable(struct) -> dict[str, Any]:
+    """A protobuf ``Struct`` as JSON PostgreSQL stores (jsonb): NUL characters removed from
+    strings and keys, numbers that are not finite (NaN, infinities) dropped. One odd property
+    must not fail the batch of announcements it arrives in."""
+    return {_no_nul(k): v for k, v in ((k, _value(v)) for k, v in struct.fields.items()) if v is not _DROP}
+
+
+_DROP = object()
+
+
+def _no_nul(text: str) -> str:
+    return text.replace("\x00", "")
+
+
+def _value(value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        return _no_nul(value.string_value)
+    if kind == "number_value":
+        number = value.number_value
+        return number if math.isfinite(number) else _DROP
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return storable(value.struct_value)
+    if kind == "list_value":
+        return [v for v in (_value(item) for item in value.list_value.values) if v is not _DROP]
+    return None

@@ -31,7 +31,7 @@ from cdp.events.v1 import events_pb2
 from cdp_campaign import definition as defs
 from cdp_campaign import repository
 from cdp_campaign.announcements import announcement
-from cdp_campaign.domain import assign_variant, revenue_minor
+from cdp_campaign.domain import assign_variant, revenue_minor, storable
 from cdp_campaign.ports import CrossSell, DependencyError, ProfilePort, SegmentPort, WorkspaceFacts
 from cdpkit import outbox
 from cdpkit.bus import CAMPAIGN, BusNames
@@ -220,7 +220,7 @@ class JourneyRunner:
     ) -> bool:
         """Apply one tracked event; True when an instance became due."""
         name = fact.event
-        properties = json_format.MessageToDict(fact.properties) if fact.HasField("properties") else {}
+        properties = storable(fact.properties) if fact.HasField("properties") else {}
         facts = {"name": name, "properties": properties, "message_id": fact.message_id}
         woke = False
         for journey in live.journeys:
@@ -327,55 +327,75 @@ class JourneyRunner:
         async with self._pool.acquire() as conn, conn.transaction():
             woke = False
             for change in changes:
-                ws_live = live.get(change.workspace_id, _NOTHING)
-                if change.moved.split_from_person_id and change.moved.message_ids:
-                    moved = await repository.move_instances_of_events(
-                        conn,
-                        change.workspace_id,
-                        change.moved.split_from_person_id,
-                        change.person_id,
-                        list(change.moved.message_ids),
+                try:
+                    async with conn.transaction():  # a savepoint: one bad change cannot lose the others
+                        woke |= await self._on_profile_change(conn, live, change, now)
+                except Exception as exc:
+                    if transient(exc):
+                        raise
+                    log.exception(
+                        "a profile change could not be applied; it is skipped",
+                        workspace=change.workspace_id,
+                        person=change.person_id,
+                        version=change.version,
                     )
-                    if moved:
-                        log.info("instances follow their trigger events after a split", moved=moved)
-                for fact in change.events:
-                    if fact.type == events_pb2.EVENT_TYPE_TRACK and fact.event:
-                        currency = change.snapshot.currency or "CNY"
-                        woke |= await self._on_event(
-                            conn, ws_live, change.workspace_id, change.person_id, fact, currency, now
-                        )
-                for transition in change.transitions:
-                    value = transition.from_value if transition.kind == "tag_removed" else transition.to_value
-                    for journey in live.get(change.workspace_id, _NOTHING).journeys:
-                        if journey.trigger != "transition":
-                            continue
-                        wanted = journey.definition.trigger.transition
-                        if wanted.kind != transition.kind or (wanted.to and wanted.to != value):
-                            continue
-                        if wanted.direction and wanted.direction != transition.direction:
-                            continue
-                        context = {"transition": {"kind": transition.kind, "from": transition.from_value, "to": value}}
-                        key = f"transition:{transition.kind}:{value}:{change.version}"
-                        woke |= await self._enrol(conn, journey, change.person_id, key, context, now)
-                if change.HasField("snapshot"):
-                    computed = json_format.MessageToDict(change.snapshot.computed)
-                    birthday = computed.get("birthday_month_day")
-                    expiry = computed.get("next_points_expiry_time")
-                    try:
-                        expiry_at = datetime.fromisoformat(expiry.replace("Z", "+00:00")) if expiry else None
-                    except (AttributeError, ValueError):
-                        expiry_at = None
-                    birthday = birthday if isinstance(birthday, str) and birthday else None
-                    if birthday or expiry_at:
-                        await repository.upsert_person_dates(
-                            conn, change.workspace_id, change.person_id, birthday, expiry_at, change.version
-                        )
-                    else:  # a birthday unset, the points spent: no more date triggers
-                        await repository.forget_person_dates(
-                            conn, change.workspace_id, change.person_id, change.version
-                        )
             if woke:
                 await _wake(conn, "instances")
+
+    async def _on_profile_change(
+        self, conn: asyncpg.Connection, live: dict[str, Live], change: events_pb2.ProfileChanged, now: datetime
+    ) -> bool:
+        """One person's change: its events, transitions and date attributes; True when an
+        instance became due."""
+        woke = False
+        ws_live = live.get(change.workspace_id, _NOTHING)
+        if change.moved.split_from_person_id and change.moved.message_ids:
+            moved = await repository.move_instances_of_events(
+                conn,
+                change.workspace_id,
+                change.moved.split_from_person_id,
+                change.person_id,
+                list(change.moved.message_ids),
+            )
+            if moved:
+                log.info("instances follow their trigger events after a split", moved=moved)
+        for fact in change.events:
+            if fact.type == events_pb2.EVENT_TYPE_TRACK and fact.event:
+                currency = change.snapshot.currency or "CNY"
+                woke |= await self._on_event(
+                    conn, ws_live, change.workspace_id, change.person_id, fact, currency, now
+                )
+        for transition in change.transitions:
+            value = transition.from_value if transition.kind == "tag_removed" else transition.to_value
+            for journey in live.get(change.workspace_id, _NOTHING).journeys:
+                if journey.trigger != "transition":
+                    continue
+                wanted = journey.definition.trigger.transition
+                if wanted.kind != transition.kind or (wanted.to and wanted.to != value):
+                    continue
+                if wanted.direction and wanted.direction != transition.direction:
+                    continue
+                context = {"transition": {"kind": transition.kind, "from": transition.from_value, "to": value}}
+                key = f"transition:{transition.kind}:{value}:{change.version}"
+                woke |= await self._enrol(conn, journey, change.person_id, key, context, now)
+        if change.HasField("snapshot"):
+            computed = storable(change.snapshot.computed)
+            birthday = computed.get("birthday_month_day")
+            expiry = computed.get("next_points_expiry_time")
+            try:
+                expiry_at = datetime.fromisoformat(expiry.replace("Z", "+00:00")) if expiry else None
+            except (AttributeError, ValueError):
+                expiry_at = None
+            birthday = birthday if isinstance(birthday, str) and birthday else None
+            if birthday or expiry_at:
+                await repository.upsert_person_dates(
+                    conn, change.workspace_id, change.person_id, birthday, expiry_at, change.version
+                )
+            else:  # a birthday unset, the points spent: no more date triggers
+                await repository.forget_person_dates(
+                    conn, change.workspace_id, change.person_id, change.version
+                )
+        return woke
 
     async def on_merges(self, merges: Sequence[events_pb2.PersonsMerged]) -> None:
         now = self._clock.now()
@@ -424,9 +444,9 @@ class JourneyRunner:
                     async with conn.transaction():  # a savepoint: one broken instance cannot block the rest
                         await self._advance(conn, inst, now, wake)
                         await repository.save_instance(conn, inst)
-                except (asyncpg.PostgresConnectionError, OSError):
-                    raise
-                except Exception:
+                except Exception as exc:
+                    if transient(exc):
+                        raise
                     log.exception("journey instance failed; it exits", instance=str(inst["instance_id"]))
                     _exit(inst, "error")
                     await repository.save_instance(conn, inst)
@@ -696,6 +716,23 @@ def first_run(d: defs.Definition, tz, now: datetime) -> datetime | None:
     if kind == "date":
         return defs.next_local_time(now, defs.time_of_day(d.trigger.date.at or "09:00", "-"), tz)
     return None
+
+
+def transient(exc: BaseException) -> bool:
+    """An error that says nothing about the data (the connection, a deadlock, a serialization
+    failure, a lock or statement timeout, the server shutting down): retry the whole batch."""
+    return isinstance(
+        exc,
+        (
+            OSError,
+            asyncpg.PostgresConnectionError,
+            asyncpg.TransactionRollbackError,
+            asyncpg.LockNotAvailableError,
+            asyncpg.InsufficientResourcesError,
+            asyncpg.OperatorInterventionError,
+            asyncpg.InterfaceError,
+        ),
+    )
 
 
 def redeemed_code(name: str, properties: dict[str, Any]) -> str:
