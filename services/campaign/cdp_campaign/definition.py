@@ -468,7 +468,7 @@ def check(definition: Definition, *, tz: ZoneInfo, field: str = "journey.definit
                 raise InvalidArgument(f"{at}.webhook.url", "must be an http(s) URL")
             if coupons is None:
                 coupons = _coupon_on_every_path(definition)
-            available = base_vars | ({"coupon"} if coupons[step.id] else frozenset())
+            available = (base_vars - templates.PROFILE_VARIABLES) | ({"coupon"} if coupons[step.id] else frozenset())
             _check_template(step.webhook.body, available, f"{at}.webhook.body")
     spinning = _has_wait_on_every_cycle(definition)
     if spinning:

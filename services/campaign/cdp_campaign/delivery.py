@@ -40,7 +40,6 @@ from cdpkit.clock import Clock
 log = structlog.get_logger(__name__)
 
 
-
 @dataclass
 class _Plan:
     row: dict
@@ -106,7 +105,7 @@ class Sender:
                     plan = self._check(row, definition, profiles, settings[ws], zones[ws], counts, now)
                 except (asyncpg.PostgresError, OSError):
                     raise
-                except Exception as exc:  # noqa: BLE001 - one broken delivery must not hold back the batch
+                except Exception as exc:
                     log.exception("delivery check failed", delivery=row["delivery_id"])
                     plan = _Plan(row, error=ProviderError(f"{type(exc).__name__}: {exc}", permanent=True))
                 if plan is not None:
@@ -238,7 +237,7 @@ class Sender:
             plan.error = exc
         except TimeoutError:
             plan.error = ProviderError(f"no answer within {self._timeout:g}s", permanent=False)
-        except Exception as exc:  # noqa: BLE001 - e.g. a message the provider cannot even compose
+        except Exception as exc:
             log.exception("delivery send failed", delivery=plan.message.delivery_id)
             plan.error = ProviderError(f"{type(exc).__name__}: {exc}", permanent=True)
 

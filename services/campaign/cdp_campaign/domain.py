@@ -43,12 +43,30 @@ class Journey:
             raise InvalidArgument("journey.display_name", f"at most {MAX_DISPLAY_NAME} characters")
         if len(self.description) > MAX_DESCRIPTION:
             raise InvalidArgument("journey.description", f"at most {MAX_DESCRIPTION} characters")
-        if len(json.dumps(self.definition)) > MAX_DEFINITION_BYTES:
+        document = json.dumps(self.definition)
+        if len(document) > MAX_DEFINITION_BYTES:
             raise InvalidArgument("journey.definition", f"at most {MAX_DEFINITION_BYTES} bytes of JSON")
+        for name, value in (
+            ("display_name", display_name),
+            ("description", self.description),
+            ("definition", self.definition),
+        ):
+            if _has_nul(value):  # PostgreSQL cannot store it (text, jsonb)
+                raise InvalidArgument(f"journey.{name}", "must not contain a NUL character")
         return replace(self, display_name=display_name)
 
     def updated_with(self, changes: Journey, paths: frozenset[str]) -> Journey:
         return replace(self, **{path: getattr(changes, path) for path in paths}).validated()
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 # Runtime rules (pure): A/B assignment, consent, addresses, quiet hours, caps, revenue.

@@ -61,7 +61,17 @@ async def update(conn: asyncpg.Connection, journey: Journey) -> Journey:
 
 
 async def delete(conn: asyncpg.Connection, workspace_id: str, journey_id: str) -> None:
+    """The journey; its versions, instances and deliveries stay as history (a person's messages,
+    frequency caps), and version numbers are not reused (:func:`publish`)."""
     await conn.execute("DELETE FROM journeys WHERE workspace_id = $1 AND journey_id = $2", workspace_id, journey_id)
+
+
+# Rows ($1 workspace, $2 journey) of the journey as it is now: a journey deleted and created again
+# with the same id publishes versions after the old ones, so the old journey's instances and
+# deliveries (versions published before this journey was created) are not its own.
+_THIS_JOURNEY = """version > coalesce((SELECT max(v.version) FROM journey_versions v JOIN journeys j
+    ON j.workspace_id = v.workspace_id AND j.journey_id = v.journey_id
+    WHERE v.workspace_id = $1 AND v.journey_id = $2 AND v.published_at < j.created_at), 0)"""
 
 
 async def cancel_journey(conn: asyncpg.Connection, workspace_id: str, journey_id: str) -> list[dict]:
@@ -98,7 +108,12 @@ async def list_page(conn: asyncpg.Connection, workspace_id: str, *, after: str, 
 async def publish(
     conn: asyncpg.Connection, journey: Journey, definition: dict, etag: str, next_run_at: datetime | None
 ) -> Journey:
-    version = journey.version + 1
+    # After every version ever published under this id (a deleted journey's included).
+    version = 1 + await conn.fetchval(
+        "SELECT coalesce(max(version), 0) FROM journey_versions WHERE workspace_id = $1 AND journey_id = $2",
+        journey.workspace_id,
+        journey.journey_id,
+    )
     await conn.execute(
         "INSERT INTO journey_versions (workspace_id, journey_id, version, definition) VALUES ($1, $2, $3, $4)",
         journey.workspace_id,
@@ -320,7 +335,7 @@ async def list_instances(
 ) -> list[asyncpg.Record]:
     return await conn.fetch(
         f"""SELECT {INSTANCE_COLUMNS} FROM instances WHERE workspace_id = $1 AND journey_id = $2
-            AND ($3 = '' OR person_id = $3) AND ($4 = '' OR instance_id::text < $4)
+            AND {_THIS_JOURNEY} AND ($3 = '' OR person_id = $3) AND ($4 = '' OR instance_id::text < $4)
             ORDER BY instance_id::text DESC LIMIT $5""",
         workspace_id,
         journey_id,
@@ -559,8 +574,9 @@ async def list_deliveries(
     conn: asyncpg.Connection, workspace_id: str, journey_id: str, *, status: str, after: str, limit: int
 ) -> list[dict]:
     rows = await conn.fetch(
-        f"""SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE workspace_id = $1 AND ($2 = '-' OR journey_id = $2)
-            AND ($3 = '' OR status = $3) AND delivery_id > $4 ORDER BY delivery_id LIMIT $5""",
+        f"""SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE workspace_id = $1
+            AND ($2 = '-' OR (journey_id = $2 AND {_THIS_JOURNEY})) AND ($3 = '' OR status = $3)
+            AND delivery_id > $4 ORDER BY delivery_id LIMIT $5""",
         workspace_id,
         journey_id,
         status,
@@ -796,9 +812,9 @@ async def persons_with_expiry(conn: asyncpg.Connection, workspace_id: str, start
 
 async def report_instances(conn: asyncpg.Connection, workspace_id: str, journey_id: str) -> list[asyncpg.Record]:
     return await conn.fetch(
-        """SELECT variant, count(*) AS entered, count(converted_at) AS converted,
+        f"""SELECT variant, count(*) AS entered, count(converted_at) AS converted,
                   coalesce(sum(revenue_minor), 0)::bigint AS revenue
-           FROM instances WHERE workspace_id = $1 AND journey_id = $2 GROUP BY variant""",
+           FROM instances WHERE workspace_id = $1 AND journey_id = $2 AND {_THIS_JOURNEY} GROUP BY variant""",
         workspace_id,
         journey_id,
     )
@@ -808,10 +824,10 @@ async def report_conversions_by_step(
     conn: asyncpg.Connection, workspace_id: str, journey_id: str
 ) -> list[asyncpg.Record]:
     return await conn.fetch(
-        """SELECT conversion_step AS step_id, variant, count(*) AS converted,
+        f"""SELECT conversion_step AS step_id, variant, count(*) AS converted,
                   coalesce(sum(revenue_minor), 0)::bigint AS revenue
-           FROM instances WHERE workspace_id = $1 AND journey_id = $2 AND converted_at IS NOT NULL
-           AND conversion_step <> '' GROUP BY conversion_step, variant""",
+           FROM instances WHERE workspace_id = $1 AND journey_id = $2 AND {_THIS_JOURNEY}
+           AND converted_at IS NOT NULL AND conversion_step <> '' GROUP BY conversion_step, variant""",
         workspace_id,
         journey_id,
     )
@@ -819,8 +835,8 @@ async def report_conversions_by_step(
 
 async def report_deliveries(conn: asyncpg.Connection, workspace_id: str, journey_id: str) -> list[asyncpg.Record]:
     return await conn.fetch(
-        """SELECT step_id, variant, status, reason, count(*) AS n FROM deliveries
-           WHERE workspace_id = $1 AND journey_id = $2 GROUP BY step_id, variant, status, reason""",
+        f"""SELECT step_id, variant, status, reason, count(*) AS n FROM deliveries
+           WHERE workspace_id = $1 AND journey_id = $2 AND {_THIS_JOURNEY} GROUP BY step_id, variant, status, reason""",
         workspace_id,
         journey_id,
     )

@@ -25,7 +25,6 @@ from typing import Any
 
 import asyncpg
 import structlog
-from google.protobuf import json_format
 
 from cdp.events.v1 import events_pb2
 from cdp_campaign import definition as defs
@@ -362,9 +361,7 @@ class JourneyRunner:
         for fact in change.events:
             if fact.type == events_pb2.EVENT_TYPE_TRACK and fact.event:
                 currency = change.snapshot.currency or "CNY"
-                woke |= await self._on_event(
-                    conn, ws_live, change.workspace_id, change.person_id, fact, currency, now
-                )
+                woke |= await self._on_event(conn, ws_live, change.workspace_id, change.person_id, fact, currency, now)
         for transition in change.transitions:
             value = transition.from_value if transition.kind == "tag_removed" else transition.to_value
             for journey in live.get(change.workspace_id, _NOTHING).journeys:
@@ -392,9 +389,7 @@ class JourneyRunner:
                     conn, change.workspace_id, change.person_id, birthday, expiry_at, change.version
                 )
             else:  # a birthday unset, the points spent: no more date triggers
-                await repository.forget_person_dates(
-                    conn, change.workspace_id, change.person_id, change.version
-                )
+                await repository.forget_person_dates(conn, change.workspace_id, change.person_id, change.version)
         return woke
 
     async def on_merges(self, merges: Sequence[events_pb2.PersonsMerged]) -> None:

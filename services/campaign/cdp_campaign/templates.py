@@ -2,8 +2,9 @@
 
 A template may only name the variables a send can provide (:data:`VARIABLES`), ``coupon`` only
 after a coupon step on every path to the send, ``event`` only in event-triggered journeys. So a
-missing variable is an error at publish time; at send time a missing *attribute* (a trait the
-person does not have) renders empty, and ``| default(...)`` picks a fallback.
+missing variable is an error at publish time; at send time a missing *attribute*, at any depth (a
+trait the person does not have), renders empty, and ``| default(...)`` picks a fallback. A
+webhook body cannot name the profile's variables (the webhook step reads no profile).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from jinja2 import TemplateError, TemplateSyntaxError, meta
+from jinja2 import ChainableUndefined, TemplateError, TemplateSyntaxError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 MAX_TEMPLATE_CHARS = 64 * 1024
@@ -33,7 +34,12 @@ VARIABLES = frozenset(
     }
 )
 
-_ENV = ImmutableSandboxedEnvironment(autoescape=False, keep_trailing_newline=True)
+# What a send reads from the person's profile; a webhook step is a call to a system and reads none.
+PROFILE_VARIABLES = frozenset({"traits", "computed", "tags", "tier", "lifecycle_stage", "points_balance"})
+
+# ChainableUndefined: a missing attribute at any depth (``traits.address.city`` for a person
+# without an address) renders empty, as publish promised, instead of failing the message.
+_ENV = ImmutableSandboxedEnvironment(autoescape=False, keep_trailing_newline=True, undefined=ChainableUndefined)
 
 
 class TemplateProblem(ValueError):

@@ -25,7 +25,10 @@ async def test_a_bad_message_fails_alone_and_the_rest_of_its_batch_goes_once(sta
                 "id": "hello",
                 "send": {
                     "channel": "email",
-                    "template": {"subject": "Hi {{ traits.first_name }}", "body": "Soon {{ traits.age + 1 }}"},
+                    "template": {
+                        "subject": "Hi {{ traits.first_name }}",
+                        "body": "{{ traits.age + 1 }} in{{ traits.address.city }}",
+                    },
                 },
             }
         ],
@@ -43,5 +46,9 @@ async def test_a_bad_message_fails_alone_and_the_rest_of_its_batch_goes_once(sta
     await c.tick()
     # Each message reached the SMTP server once; the line break became a space, not a header.
     assert sorted(smtp.transmissions.values()) == [1, 1]
-    mails = {m["subject"]: m["to"] for m in smtp.delivered.values()}
-    assert mails == {"Hi Ann": ["good@example.com"], "Hi Bo Bcc: x@evil.example": ["inj@example.com"]}
+    mails = {m["subject"]: (m["to"], m["body"].strip()) for m in smtp.delivered.values()}
+    # A missing attribute at any depth (nobody has an address) renders empty.
+    assert mails == {
+        "Hi Ann": (["good@example.com"], "31.0 in"),
+        "Hi Bo Bcc: x@evil.example": (["inj@example.com"], "42.0 in"),
+    }
