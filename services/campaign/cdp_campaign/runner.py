@@ -664,7 +664,7 @@ class JourneyRunner:
             next_run, cursor = row["next_run_at"], token
         else:
             interval = every and defs.duration(every, "-")
-            next_run, run_key, cursor = (row["next_run_at"] + interval if interval else None), "", ""
+            next_run, run_key, cursor = (next_slot(row["next_run_at"], interval, now) if interval else None), "", ""
         await repository.save_run(
             conn, journey.workspace_id, journey.journey_id, next_run_at=next_run, run_key=run_key, run_cursor=cursor
         )
@@ -693,6 +693,12 @@ class JourneyRunner:
             run_key="",
             run_cursor="",
         )
+
+
+def next_slot(run: datetime, every: timedelta, now: datetime) -> datetime:
+    """The first run of the schedule ``run + k * every`` after ``now``: runs missed while the
+    scheduler was down or behind are skipped, not sent back to back."""
+    return run + every * max(1, (now - run) // every + 1)
 
 
 def first_run(d: defs.Definition, tz, now: datetime) -> datetime | None:
