@@ -110,6 +110,7 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRu
         max_attempts=settings.max_attempts,
         backoff=settings.retry_backoff_seconds,
         send_timeout=settings.send_timeout_seconds,
+        claim_seconds=settings.send_claim_seconds,
     )
     service = JourneyService(infra.pool, infra.names, catalog, clock, facts)
     server = create_server(

@@ -49,6 +49,12 @@ class Settings(CommonSettings):
     )
     send_timeout_seconds: float = env("CDP_CAMPAIGN_SEND_TIMEOUT_SECONDS", 10.0, help="deadline of one provider call")
     send_batch: int = env("CDP_CAMPAIGN_SEND_BATCH", 50, help="deliveries claimed and sent together")
+    send_claim_seconds: float = env(
+        "CDP_CAMPAIGN_SEND_CLAIM_SECONDS",
+        30.0,
+        help="how long a sender's claim on a delivery holds; a delivery whose sender died mid-send is sent "
+        "again after this (longer than CALL_TIMEOUT + SEND_TIMEOUT)",
+    )
     max_attempts: int = env("CDP_CAMPAIGN_MAX_ATTEMPTS", 6, help="provider attempts before a delivery is dead-lettered")
     retry_backoff_seconds: tuple[float, ...] = env(
         "CDP_CAMPAIGN_RETRY_BACKOFF_SECONDS", (5.0, 30.0, 120.0, 600.0, 1800.0), help="waits between attempts"
@@ -89,6 +95,10 @@ class Settings(CommonSettings):
             raise ValueError("CDP_CAMPAIGN_SMTP_TLS must be none, starttls or tls")
         if not 1 <= self.send_batch <= 1000 or not 1 <= self.scheduler_batch <= 1000:
             raise ValueError("CDP_CAMPAIGN_SEND_BATCH and CDP_CAMPAIGN_SCHEDULER_BATCH must be 1 to 1000")
+        if self.send_claim_seconds <= self.send_timeout_seconds + self.call_timeout_seconds:
+            raise ValueError(
+                "CDP_CAMPAIGN_SEND_CLAIM_SECONDS must exceed CDP_CAMPAIGN_SEND_TIMEOUT_SECONDS + CALL_TIMEOUT_SECONDS"
+            )
         if self.max_attempts < 1 or not self.retry_backoff_seconds:
             raise ValueError("CDP_CAMPAIGN_MAX_ATTEMPTS must be >= 1 and the backoff non-empty")
 

@@ -1,24 +1,34 @@
 """The sender: delivers what send steps put in ``deliveries``, exactly once per (instance, step).
 
-A batch of due deliveries is claimed with ``FOR UPDATE SKIP LOCKED`` and kept locked while it
-is checked and sent; statuses and the ``CampaignMessage`` announcements (outbox) commit together
-after the providers answered. A crash before that commit rolls the batch back to pending and a
-later attempt sends again with the same idempotency key (the delivery id), which the provider
-recognises. Send-time checks, in order: profile exists, consent, address, quiet hours (defer to
-their end), frequency caps (workspace and journey, per person and channel, rolling 24 h and 7
-days; the person's sends are serialised by an advisory lock so concurrent senders cannot both
-pass a cap). Failures retry with backoff; after the last attempt the delivery is dead.
+No transaction, lock or connection is held across a network call:
+
+1. claim (one short transaction): due rows, ``FOR UPDATE SKIP LOCKED``, get this sender's claim
+   token until ``now + claim_seconds``; other senders skip them meanwhile;
+2. read the profiles and time zones (gRPC), no transaction;
+3. check (one short transaction): the persons' advisory locks, their recent sends, then consent,
+   address, quiet hours (defer to their end), frequency caps (workspace and journey, per person
+   and channel, rolling 24 h and 7 days). A message that passes is *reserved*: ``sent_at`` is set,
+   so it counts toward the caps of any other sender from this commit on; the rest are settled
+   (suppressed, deferred, failed) and announced;
+4. send each message, and record each one's outcome in its own short transaction with its
+   ``CampaignMessage`` announcement (outbox) as soon as its provider answered.
+
+A crash re-sends only what was in flight at that moment, after its claim ran out, with the same
+idempotency key (the delivery id), which the provider recognises. Failures retry with backoff
+(the reservation is released); after the last attempt the delivery is dead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 import structlog
+from prometheus_client import Counter
 
 from cdp_campaign import repository, templates
 from cdp_campaign.announcements import announcement
@@ -38,6 +48,7 @@ from cdpkit.bus import BusNames
 from cdpkit.clock import Clock
 
 log = structlog.get_logger(__name__)
+RESENT = Counter("cdp_campaign_deliveries_resent_total", "Deliveries sent again because their sender stopped mid-send")
 
 
 @dataclass
@@ -62,6 +73,7 @@ class Sender:
         max_attempts: int,
         backoff: tuple[float, ...],
         send_timeout: float,
+        claim_seconds: float = 30.0,
     ) -> None:
         self._pool = pool
         self._names = names
@@ -74,6 +86,7 @@ class Sender:
         self._max_attempts = max_attempts
         self._backoff = backoff
         self._timeout = send_timeout
+        self._claim = timedelta(seconds=claim_seconds)
 
     async def close(self) -> None:
         for provider in self._providers.values():
@@ -82,42 +95,71 @@ class Sender:
     async def run_once(self) -> int:
         """Check and send one batch of due deliveries; returns how many were looked at."""
         now = self._clock.now()
+        claim = uuid.uuid4()
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await repository.claim_deliveries(conn, now, self._batch)
+            rows = await repository.claim_deliveries(conn, now, self._batch, claim, now + self._claim)
             if not rows:
                 return 0
+            settings = {ws: await repository.get_settings(conn, ws) for ws in {r["workspace_id"] for r in rows}}
+            definitions = {}
+            for row in rows:
+                key = (row["workspace_id"], row["journey_id"], row["version"])
+                if key not in definitions:
+                    try:
+                        definitions[key] = await self._catalog.version(conn, *key)
+                    except LookupError as exc:
+                        definitions[key] = exc
+        for row in rows:
+            row["claim"] = claim
+            if row.pop("interrupted"):
+                RESENT.inc()
+                log.warning("sending again a delivery whose sender stopped mid-send", delivery=row["delivery_id"])
+        messages = [r for r in rows if r["channel"] != "webhook"]
+        profiles = await self._profiles(messages)
+        zones = {ws: await self._zone(ws) if s.quiet_hours_start else "" for ws, s in settings.items()}
+        async with self._pool.acquire() as conn, conn.transaction():
             await repository.lock_persons(conn, [(r["workspace_id"], r["person_id"]) for r in rows])
-            messages = [r for r in rows if r["channel"] != "webhook"]
-            profiles = await self._profiles(messages)
             counts = await repository.sent_counts(
                 conn, sorted({(r["workspace_id"], r["person_id"], r["channel"]) for r in messages}), now
             )
-            settings: dict[str, WorkspaceSettings] = {}
-            zones: dict[str, str | DependencyError] = {}
-            plans: list[_Plan] = []
+            sending: list[_Plan] = []
             for row in rows:
-                ws = row["workspace_id"]
-                if ws not in settings:
-                    settings[ws] = await repository.get_settings(conn, ws)
-                    zones[ws] = await self._zone(ws) if settings[ws].quiet_hours_start else ""
+                definition = definitions[(row["workspace_id"], row["journey_id"], row["version"])]
                 try:
-                    definition = await self._catalog.version(conn, ws, row["journey_id"], row["version"])
+                    if isinstance(definition, Exception):
+                        raise definition
+                    ws = row["workspace_id"]
                     plan = self._check(row, definition, profiles, settings[ws], zones[ws], counts, now)
-                except (asyncpg.PostgresError, OSError):
-                    raise
-                except Exception as exc:
+                except Exception as exc:  # one broken delivery must not hold back the batch
                     log.exception("delivery check failed", delivery=row["delivery_id"])
                     plan = _Plan(row, error=ProviderError(f"{type(exc).__name__}: {exc}", permanent=True))
+                if plan is not None and plan.message is not None:
+                    row["sent_at"] = now  # reserved: counts toward caps while it is being sent
+                    sending.append(plan)
+                    continue
                 if plan is not None:
-                    plans.append(plan)
-            await asyncio.gather(*(self._send(plan) for plan in plans if plan.message is not None))
-            for plan in plans:
-                self._record(plan, now)
-            await repository.save_deliveries(conn, rows)
-            await outbox.enqueue_many(
-                conn, [announcement(self._names, row, now) for row in rows if row["status"] != "pending"]
-            )
+                    self._record(plan, now)
+                row["claim"] = None
+            await self._save(conn, rows, claim, now)
+        await asyncio.gather(*(self._deliver(plan, claim, now) for plan in sending))
         return len(rows)
+
+    async def _save(self, conn: asyncpg.Connection, rows: list[dict], claim, now: datetime) -> None:
+        """The rows' new state, if this sender still holds them, with the announcements of the
+        settled ones."""
+        written = await repository.save_deliveries(conn, rows, claim=claim)
+        if len(written) < len(rows):
+            log.warning("a sender's claim ran out: another sender took over", lost=len(rows) - len(written))
+        settled = [r for r in rows if r["delivery_id"] in written and r["status"] != "pending"]
+        await outbox.enqueue_many(conn, [announcement(self._names, row, now) for row in settled])
+
+    async def _deliver(self, plan: _Plan, claim, now: datetime) -> None:
+        """Send one message and record its outcome at once (its own transaction)."""
+        await self._send(plan)
+        self._record(plan, now)
+        plan.row["claim"] = None
+        async with self._pool.acquire() as conn, conn.transaction():
+            await self._save(conn, [plan.row], claim, now)
 
     async def _zone(self, workspace_id: str) -> str | DependencyError:
         try:
@@ -246,7 +288,9 @@ class Sender:
         row["attempts"] += 1
         if plan.error is None:
             row.update(status="sent", reason="", sent_at=now)
-        elif plan.error.permanent:
+            return
+        row["sent_at"] = None  # not sent: the reservation no longer counts toward caps
+        if plan.error.permanent:
             row.update(status="failed", reason=str(plan.error)[:500])
         elif row["attempts"] >= self._max_attempts:
             row.update(status="dead", reason=str(plan.error)[:500])

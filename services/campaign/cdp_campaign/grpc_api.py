@@ -93,7 +93,7 @@ def delivery_proto(row: dict) -> campaign_pb2.Delivery:
     )
     _ts(message, "create_time", row["created_at"])
     _ts(message, "next_attempt_time", row["next_attempt_at"] if row["status"] == "pending" else None)
-    _ts(message, "send_time", row["sent_at"])
+    _ts(message, "send_time", row["sent_at"] if row["status"] != "pending" else None)  # not a reservation
     _ts(message, "update_time", row["updated_at"])
     return message
 
@@ -117,7 +117,7 @@ def person_message_proto(row: dict) -> campaign_pb2.PersonMessage:
         state=row["status"],
         attributes=attributes,
     )
-    _ts(message, "send_time", row["sent_at"])
+    _ts(message, "send_time", row["sent_at"] if row["status"] != "pending" else None)  # not a reservation
     _ts(message, "create_time", row["created_at"])
     return message
 

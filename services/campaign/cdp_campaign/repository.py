@@ -492,12 +492,25 @@ async def insert_delivery(conn: asyncpg.Connection, values: dict[str, Any]) -> b
     return status.endswith(" 1")
 
 
-async def claim_deliveries(conn: asyncpg.Connection, now: datetime, limit: int) -> list[dict]:
+async def claim_deliveries(
+    conn: asyncpg.Connection, now: datetime, limit: int, claim, claimed_until: datetime
+) -> list[dict]:
+    """Claims up to ``limit`` due deliveries for one sender (``claim``) until ``claimed_until``.
+    A row still claimed by a sender that died mid-send is due again once its claim ran out
+    (``interrupted``: the provider may have taken it; it is sent again with the same key)."""
     rows = await conn.fetch(
-        f"""SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $1
-            ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
+        f"""WITH due AS (
+                SELECT workspace_id, delivery_id, claim AS previous FROM deliveries
+                WHERE status = 'pending' AND next_attempt_at <= $1 AND (claimed_until IS NULL OR claimed_until <= $1)
+                ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+            UPDATE deliveries d SET claim = $3, claimed_until = $4, sent_at = NULL, updated_at = now()
+            FROM due WHERE d.workspace_id = due.workspace_id AND d.delivery_id = due.delivery_id
+            RETURNING {", ".join(f"d.{c.strip()}" for c in DELIVERY_COLUMNS.split(","))},
+                due.previous IS NOT NULL AS interrupted""",
         now,
         limit,
+        claim,
+        claimed_until,
     )
     return [dict(r) for r in rows]
 
@@ -536,15 +549,22 @@ async def sent_counts(
     return counts
 
 
-async def save_deliveries(conn: asyncpg.Connection, rows: list[dict]) -> None:
+async def save_deliveries(conn: asyncpg.Connection, rows: list[dict], *, claim=None) -> set[str]:
+    """Writes the rows' new state; with ``claim``, only rows that sender still holds (a sender
+    whose claim ran out and was taken over writes nothing). ``row["claim"]`` is kept (a message
+    being sent) or cleared. Returns the delivery ids written."""
     if not rows:
-        return
-    await conn.execute(
+        return set()
+    written = await conn.fetch(
         """UPDATE deliveries d SET status = u.status, reason = u.reason, attempts = u.attempts,
-               deferrals = u.deferrals, next_attempt_at = u.next_attempt_at, sent_at = u.sent_at, updated_at = now()
+               deferrals = u.deferrals, next_attempt_at = u.next_attempt_at, sent_at = u.sent_at,
+               claim = u.claim, claimed_until = CASE WHEN u.claim IS NULL THEN NULL ELSE d.claimed_until END,
+               updated_at = now()
            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::int[], $7::timestamptz[],
-                       $8::timestamptz[]) AS u(w, id, status, reason, attempts, deferrals, next_attempt_at, sent_at)
-           WHERE d.workspace_id = u.w AND d.delivery_id = u.id""",
+                       $8::timestamptz[], $9::uuid[])
+               AS u(w, id, status, reason, attempts, deferrals, next_attempt_at, sent_at, claim)
+           WHERE d.workspace_id = u.w AND d.delivery_id = u.id AND ($10::uuid IS NULL OR d.claim = $10)
+           RETURNING d.delivery_id""",
         [r["workspace_id"] for r in rows],
         [r["delivery_id"] for r in rows],
         [r["status"] for r in rows],
@@ -553,7 +573,10 @@ async def save_deliveries(conn: asyncpg.Connection, rows: list[dict]) -> None:
         [r["deferrals"] for r in rows],
         [r["next_attempt_at"] for r in rows],
         [r["sent_at"] for r in rows],
+        [r.get("claim") for r in rows],
+        claim,
     )
+    return {r["delivery_id"] for r in written}
 
 
 async def get_delivery(
