@@ -690,6 +690,12 @@ async def import_codes(conn: asyncpg.Connection, workspace_id: str, pool_id: str
     return int(status.split()[-1])
 
 
+async def lock_coupon(conn: asyncpg.Connection, workspace_id: str, journey_id: str, person_id: str) -> None:
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"coupon/{workspace_id}/{journey_id}/{person_id}"
+    )
+
+
 async def issued_code(conn: asyncpg.Connection, workspace_id: str, journey_id: str, person_id: str) -> str | None:
     return await conn.fetchval(
         "SELECT code FROM coupon_codes WHERE workspace_id = $1 AND journey_id = $2 AND person_id = $3",
@@ -729,7 +735,7 @@ async def insert_issued_code(
 ) -> bool:
     status = await conn.execute(
         """INSERT INTO coupon_codes (workspace_id, pool_id, code, person_id, journey_id, instance_id, issued_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING""",
+           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (workspace_id, pool_id, code) DO NOTHING""",
         workspace_id,
         pool_id,
         code,

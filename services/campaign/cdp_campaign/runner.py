@@ -585,6 +585,9 @@ class JourneyRunner:
 
     async def _issue_coupon(self, conn, inst: dict, pool_id: str, now: datetime) -> str | None:
         ws, journey, person = inst["workspace_id"], inst["journey_id"], inst["person_id"]
+        # Two instances of one person (re-entry, two scheduler replicas) take turns here: the
+        # second sees the first's code once it committed, instead of colliding with it.
+        await repository.lock_coupon(conn, ws, journey, person)
         existing = await repository.issued_code(conn, ws, journey, person)
         if existing:
             return existing  # at most one per person per campaign: a re-entry gets the same code
