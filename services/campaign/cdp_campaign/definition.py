@@ -112,15 +112,6 @@ def local_datetime(text: str, tz: ZoneInfo, field: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=tz)
 
 
-def next_local_time(after: datetime, at: time, tz: ZoneInfo) -> datetime:
-    """The first moment strictly after ``after`` whose local time in ``tz`` is ``at``."""
-    local = after.astimezone(tz)
-    candidate = datetime.combine(local.date(), at, tzinfo=tz)
-    if candidate <= local:
-        candidate = datetime.combine(local.date() + timedelta(days=1), at, tzinfo=tz)
-    return candidate.astimezone(after.tzinfo)
-
-
 # Conditions
 
 

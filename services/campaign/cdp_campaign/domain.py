@@ -178,10 +178,22 @@ def quiet_until(now: datetime, tz: ZoneInfo, start: str, end: str) -> datetime |
     inside = begin_t <= t < end_t if begin_t < end_t else (t >= begin_t or t < end_t)
     if not inside:
         return None
-    target = datetime.combine(local.date(), end_t, tzinfo=tz)
-    if target <= local:
-        target = datetime.combine(local.date() + timedelta(days=1), end_t, tzinfo=tz)
-    return target.astimezone(now.tzinfo)
+    return next_local_time(now, end_t, tz)
+
+
+def next_local_time(after: datetime, at: time, tz: ZoneInfo) -> datetime:
+    """The first moment strictly after ``after`` whose local time in ``tz`` is ``at``.
+
+    Compared as instants, not wall times: in the hour a DST change repeats, 01:30 happens twice
+    (``fold`` 0 and 1) and the second one may be the next; in a skipped hour the wall time maps
+    to the moment after the gap."""
+    local = after.astimezone(tz)
+    for day in (local.date(), local.date() + timedelta(days=1)):
+        for fold in (0, 1):
+            candidate = datetime.combine(day, at, tzinfo=tz).replace(fold=fold)
+            if candidate.astimezone(UTC) > after.astimezone(UTC):
+                return candidate.astimezone(after.tzinfo)
+    raise AssertionError("a local time occurs within two days")  # pragma: no cover
 
 
 def cap_refusal(

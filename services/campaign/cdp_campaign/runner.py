@@ -30,7 +30,7 @@ from cdp.events.v1 import events_pb2
 from cdp_campaign import definition as defs
 from cdp_campaign import repository
 from cdp_campaign.announcements import announcement
-from cdp_campaign.domain import assign_variant, revenue_minor, storable
+from cdp_campaign.domain import assign_variant, next_local_time, revenue_minor, storable
 from cdp_campaign.ports import CrossSell, DependencyError, ProfilePort, SegmentPort, WorkspaceFacts
 from cdpkit import outbox
 from cdpkit.bus import CAMPAIGN, BusNames
@@ -493,9 +493,7 @@ class JourneyRunner:
                 inst["wake_at"] = now + defs.duration(wait.duration, "-")
             elif wait.until_time:
                 time_zone = await self._facts.time_zone(ws)
-                inst["wake_at"] = defs.next_local_time(
-                    now, defs.time_of_day(wait.until_time, "-"), defs.zone(time_zone)
-                )
+                inst["wake_at"] = next_local_time(now, defs.time_of_day(wait.until_time, "-"), defs.zone(time_zone))
             else:
                 inst["wake_at"] = now + defs.duration(wait.timeout, "-")
                 inst["wait_event"] = wait.until_event
@@ -692,7 +690,7 @@ class JourneyRunner:
             conn,
             journey.workspace_id,
             journey.journey_id,
-            next_run_at=defs.next_local_time(row["next_run_at"], at, tz),
+            next_run_at=next_local_time(row["next_run_at"], at, tz),
             run_key="",
             run_cursor="",
         )
@@ -718,7 +716,7 @@ def first_run(d: defs.Definition, tz, now: datetime) -> datetime | None:
                 run += every * ((now - run) // every)
         return run
     if kind == "date":
-        return defs.next_local_time(now, defs.time_of_day(d.trigger.date.at or "09:00", "-"), tz)
+        return next_local_time(now, defs.time_of_day(d.trigger.date.at or "09:00", "-"), tz)
     return None
 
 

@@ -18,6 +18,7 @@ from cdp_campaign.domain import (
     assign_variant,
     cap_refusal,
     consent_refusal,
+    next_local_time,
     quiet_until,
     revenue_minor,
 )
@@ -165,7 +166,7 @@ def test_filters():
 def test_next_local_time_and_quiet_hours():
     at = defs.time_of_day("09:00", "-")
     # 22:00 in Shanghai -> 09:00 next morning (01:00 UTC).
-    assert defs.next_local_time(datetime(2026, 6, 18, 14, 0, tzinfo=UTC), at, SHANGHAI) == datetime(
+    assert next_local_time(datetime(2026, 6, 18, 14, 0, tzinfo=UTC), at, SHANGHAI) == datetime(
         2026, 6, 19, 1, 0, tzinfo=UTC
     )
     assert quiet_until(datetime(2026, 6, 18, 14, 0, tzinfo=UTC), SHANGHAI, "21:00", "09:00") == datetime(

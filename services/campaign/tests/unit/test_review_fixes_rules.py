@@ -1,0 +1,29 @@
+"""Time rules around DST changes (pure)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time
+from zoneinfo import ZoneInfo
+
+from cdp_campaign.domain import next_local_time, quiet_until
+
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+def test_quiet_hours_and_local_times_in_the_repeated_hour_are_in_the_future():
+    # 2026-11-01 01:15 EST (the second 01:15, 06:15Z): quiet 21:00-01:30 ends at 01:30 EST,
+    # 06:30Z, not at the first 01:30 (EDT, 05:30Z), which is already past (a hot loop).
+    now = datetime(2026, 11, 1, 6, 15, tzinfo=UTC)
+    assert quiet_until(now, NEW_YORK, "21:00", "01:30") == datetime(2026, 11, 1, 6, 30, tzinfo=UTC)
+    assert next_local_time(now, time(1, 30), NEW_YORK) == datetime(2026, 11, 1, 6, 30, tzinfo=UTC)
+    # In the first pass (01:15 EDT, 05:15Z) the first 01:30 comes next.
+    first = datetime(2026, 11, 1, 5, 15, tzinfo=UTC)
+    assert next_local_time(first, time(1, 30), NEW_YORK) == datetime(2026, 11, 1, 5, 30, tzinfo=UTC)
+    # After both: the next day.
+    later = datetime(2026, 11, 1, 6, 45, tzinfo=UTC)
+    assert next_local_time(later, time(1, 30), NEW_YORK) == datetime(2026, 11, 2, 6, 30, tzinfo=UTC)
+    # The skipped hour in spring: 02:30 does not exist on 2026-03-08; it is 03:30 EDT (07:30Z).
+    spring = datetime(2026, 3, 8, 6, 0, tzinfo=UTC)  # 01:00 EST
+    assert next_local_time(spring, time(2, 30), NEW_YORK) == datetime(2026, 3, 8, 7, 30, tzinfo=UTC)
+    for moment in (now, first, later, spring):
+        assert next_local_time(moment, time(1, 30), NEW_YORK) > moment
