@@ -808,8 +808,11 @@ async def upsert_person_dates(
 
 
 async def forget_person_dates(conn: asyncpg.Connection, workspace_id: str, person_id: str, version: int) -> None:
+    """The person has no date attributes any more (as of profile ``version``). The row stays,
+    emptied, with its version: a replayed older change cannot bring the old dates back."""
     await conn.execute(
-        "DELETE FROM person_dates WHERE workspace_id = $1 AND person_id = $2 AND profile_version < $3",
+        """UPDATE person_dates SET birthday_month_day = NULL, points_expiry_at = NULL, profile_version = $3
+           WHERE workspace_id = $1 AND person_id = $2 AND profile_version < $3""",
         workspace_id,
         person_id,
         version,

@@ -32,3 +32,25 @@ async def test_a_nul_or_a_nan_in_one_event_does_not_fail_the_batch(start_campaig
     assert contexts[good] == {"name": "Mug"}
     assert contexts[nul] == {"name": "ab", "k": "v"}  # NUL removed
     assert contexts[nan] == {"name": "Tea", "sizes": [1.0]}  # numbers that are not finite dropped
+
+
+def _dates(person_id: str, version: int, **computed) -> events_pb2.ProfileChanged:
+    change = events_pb2.ProfileChanged(workspace_id=WS, person_id=person_id, version=version)
+    change.snapshot.currency = "CNY"
+    change.snapshot.computed.update(computed)
+    return change
+
+
+async def test_removed_date_attributes_stop_date_triggers_and_a_replay_cannot_bring_them_back(start_campaign):
+    c = await start_campaign(real=False)
+    runner, pool, person = c.runtime.runner, c.runtime.pool, new_person()
+
+    async def birthdays():
+        return await pool.fetch("SELECT person_id FROM person_dates WHERE birthday_month_day = '06-20'")
+
+    await runner.on_profile_changes([_dates(person, 1, birthday_month_day="06-20")])
+    assert len(await birthdays()) == 1
+    await runner.on_profile_changes([_dates(person, 3)])  # the birthday was removed
+    assert not await birthdays()
+    await runner.on_profile_changes([_dates(person, 2, birthday_month_day="06-20")])  # a late replay
+    assert not await birthdays()
