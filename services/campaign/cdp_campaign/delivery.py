@@ -129,7 +129,7 @@ class Sender:
                     if isinstance(definition, Exception):
                         raise definition
                     ws = row["workspace_id"]
-                    plan = self._check(row, definition, profiles, settings[ws], zones[ws], counts, now)
+                    plan = await self._check(row, definition, profiles, settings[ws], zones[ws], counts, now)
                 except Exception as exc:  # one broken delivery must not hold back the batch
                     log.exception("delivery check failed", delivery=row["delivery_id"])
                     plan = _Plan(row, error=ProviderError(f"{type(exc).__name__}: {exc}", permanent=True))
@@ -178,7 +178,7 @@ class Sender:
 
         return dict(zip(keys, await asyncio.gather(*(one(k) for k in keys)), strict=True))
 
-    def _check(
+    async def _check(
         self, row, definition, profiles, ws_settings: WorkspaceSettings, ws_zone: str | DependencyError, counts, now
     ) -> _Plan | None:
         """The plan for one delivery, or None when it is settled here (suppressed, deferred).
@@ -189,7 +189,8 @@ class Sender:
             return _Plan(row, error=ProviderError("the step is gone from the journey", permanent=True))
         if row["channel"] == "webhook":
             try:
-                body = templates.render(step.webhook.body, self._context(row, None)) or _default_webhook_body(row)
+                body = await templates.render_async(step.webhook.body, self._context(row, None))
+                body = body or _default_webhook_body(row)
             except templates.RenderError as exc:
                 return _Plan(row, error=ProviderError(f"template_error: {exc}", permanent=True))
             return _Plan(row, self._message(row, url=step.webhook.url, body=body))
@@ -232,8 +233,8 @@ class Sender:
             return _suppress(row, refusal)
         context = self._context(row, view)
         try:
-            subject = templates.render(step.send.template.subject, context)
-            body = templates.render(step.send.template.body, context)
+            subject = await templates.render_async(step.send.template.subject, context)
+            body = await templates.render_async(step.send.template.body, context)
         except templates.RenderError as exc:
             return _Plan(row, error=ProviderError(f"template_error: {exc}", permanent=True))
         sent[row["journey_id"]] = (journey[0] + 1, journey[1] + 1)

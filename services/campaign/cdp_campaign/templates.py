@@ -9,11 +9,14 @@ webhook body cannot name the profile's variables (the webhook step reads no prof
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import sys
+import time
 from typing import Any
 
 from jinja2 import ChainableUndefined, TemplateError, TemplateSyntaxError, meta
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 MAX_TEMPLATE_CHARS = 64 * 1024
 # Every variable a rendering gets (see render context in delivery.py).
@@ -39,7 +42,31 @@ PROFILE_VARIABLES = frozenset({"traits", "computed", "tags", "tier", "lifecycle_
 
 # ChainableUndefined: a missing attribute at any depth (``traits.address.city`` for a person
 # without an address) renders empty, as publish promised, instead of failing the message.
-_ENV = ImmutableSandboxedEnvironment(autoescape=False, keep_trailing_newline=True, undefined=ChainableUndefined)
+# What one rendering may produce and take: a template cannot stall the sender or fill its memory.
+MAX_OUTPUT_CHARS = 256 * 1024
+RENDER_SECONDS = 0.5
+_MAX_POWER_BITS = 4096
+
+
+class _LimitedSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, plus: ``*`` cannot build a string or list longer than a message
+    may be, ``**`` cannot build a huge number (both are computed in C, before any check)."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for sequence, times in ((left, right), (right, left)):
+                repeated = isinstance(sequence, str | list | tuple) and isinstance(times, int)
+                if repeated and len(sequence) * times > MAX_OUTPUT_CHARS:
+                    raise SecurityError(f"a repetition longer than {MAX_OUTPUT_CHARS}")
+        elif operator == "**" and isinstance(left, int) and isinstance(right, int):  # noqa: SIM102 - one check per operator
+            if max(abs(left).bit_length(), 1) * right > _MAX_POWER_BITS:
+                raise SecurityError("a power too large")
+        return super().call_binop(context, operator, left, right)
+
+
+_ENV = _LimitedSandbox(autoescape=False, keep_trailing_newline=True, undefined=ChainableUndefined)
 
 
 class TemplateProblem(ValueError):
@@ -72,10 +99,45 @@ def _compiled(source: str):
     return _ENV.from_string(source)
 
 
+class _OverBudget(Exception):
+    pass
+
+
 def render(source: str, context: dict[str, Any]) -> str:
+    """The template rendered, at most :data:`MAX_OUTPUT_CHARS` long and within
+    :data:`RENDER_SECONDS` of CPU time (checked on every traced line: a loop that produces
+    nothing is stopped too). Run it in a thread (:func:`render_async`)."""
     if not source:
         return ""
+    deadline = time.monotonic() + RENDER_SECONDS
+
+    def tracer(frame, event, arg):
+        if time.monotonic() > deadline:
+            raise _OverBudget
+        return tracer
+
+    previous = sys.gettrace()
+    sys.settrace(tracer)
     try:
-        return _compiled(source).render(context)
+        parts, size = [], 0
+        for part in _compiled(source).generate(context):
+            size += len(part)
+            if size > MAX_OUTPUT_CHARS:
+                raise RenderError(f"the output is over {MAX_OUTPUT_CHARS} characters")
+            parts.append(part)
+        return "".join(parts)
+    except RenderError:
+        raise
+    except _OverBudget:
+        raise RenderError(f"rendering took over {RENDER_SECONDS:g}s") from None
     except Exception as exc:  # noqa: BLE001 - whatever a template raises is this message's failure
         raise RenderError(str(exc) if isinstance(exc, TemplateError) else f"{type(exc).__name__}: {exc}") from None
+    finally:
+        sys.settrace(previous)
+
+
+async def render_async(source: str, context: dict[str, Any]) -> str:
+    """:func:`render` off the event loop."""
+    if not source:
+        return ""
+    return await asyncio.to_thread(render, source, context)

@@ -46,14 +46,30 @@ async def test_a_bad_message_fails_alone_and_the_rest_of_its_batch_goes_once(sta
         ],
     }
     await c.journey("hello", journey)
+    # Templates that would take the sender's CPU or memory (they publish: the limits hold at send).
+    loop = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    heavy = {
+        "trigger": {"event": {"name": "Signed Up"}},
+        "steps": [
+            {"id": "cpu", "send": {"channel": "email", "template": {"subject": "s", "body": loop}}},
+            {"id": "memory", "send": {"channel": "email", "template": {"subject": "s", "body": "{{ 'x' * 10**8 }}"}}},
+        ],
+    }
+    await c.journey("heavy", heavy)
     for person in (good, injected, broken):
         await c.track(person, "Signed Up")
     await eventually(lambda: _count(c.deliveries("hello"), 3), what="three deliveries")
+    await eventually(lambda: _count(c.deliveries("heavy"), 6), what="the heavy ones")
     await c.tick()
     by_person = {d.person_id: d for d in await c.deliveries("hello")}
     assert by_person[good].status == "sent" and by_person[injected].status == "sent"
     assert by_person[broken].status == "failed"
     assert by_person[broken].reason.startswith("template_error: TypeError")
+    heavy_reasons = {(d.step_id, d.status, d.reason) for d in await c.deliveries("heavy")}
+    assert heavy_reasons == {
+        ("cpu", "failed", "template_error: rendering took over 0.5s"),
+        ("memory", "failed", "template_error: a repetition longer than 262144"),
+    }
     c.clock.advance(timedelta(minutes=10))
     await c.tick()
     # Each message reached the SMTP server once; the line break became a space, not a header.
