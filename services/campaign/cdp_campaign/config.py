@@ -47,6 +47,12 @@ class Settings(CommonSettings):
     webhook_signing_key: Secret = env(  # noqa: RUF009
         "CDP_CAMPAIGN_WEBHOOK_SIGNING_KEY", Secret(""), help="HMAC-SHA256 key signing webhook bodies (empty: unsigned)"
     )
+    webhook_allowed_hosts: tuple[str, ...] = env(
+        "CDP_CAMPAIGN_WEBHOOK_ALLOWED_HOSTS",
+        (),
+        help="hosts a journey's webhook step may call (comma-separated; .example.com for subdomains); "
+        "empty: any host with only public addresses (no loopback, private, link-local, metadata)",
+    )
     send_timeout_seconds: float = env("CDP_CAMPAIGN_SEND_TIMEOUT_SECONDS", 10.0, help="deadline of one provider call")
     send_batch: int = env("CDP_CAMPAIGN_SEND_BATCH", 50, help="deliveries claimed and sent together")
     send_claim_seconds: float = env(

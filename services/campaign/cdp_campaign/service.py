@@ -17,6 +17,7 @@ from cdp_campaign import reports, repository
 from cdp_campaign.announcements import announcement
 from cdp_campaign.domain import DEFAULT_TIME_ZONE, UPDATABLE, Journey, WorkspaceSettings
 from cdp_campaign.ports import DependencyError, WorkspaceFacts
+from cdp_campaign.providers import DestinationGuard
 from cdp_campaign.runner import WAKE_CHANNEL, JourneyCatalog, first_run
 from cdpkit import outbox
 from cdpkit.bus import BusNames
@@ -77,8 +78,11 @@ class JourneyService:
         catalog: JourneyCatalog | None = None,
         clock: Clock | None = None,
         facts: WorkspaceFacts | None = None,
+        *,
+        webhooks: DestinationGuard | None = None,
     ) -> None:
         self._pool = pool
+        self._webhooks = webhooks or DestinationGuard()
         self._names = names or BusNames()
         self._catalog = catalog
         self._clock = clock
@@ -172,6 +176,9 @@ class JourneyService:
                 raise Aborted("journey was changed while it was being published: publish again")
             checked = defs.check(defs.parse(current.definition), tz=tz)
             for i, step in enumerate(checked.definition.steps):
+                refusal = step.WhichOneof("kind") == "webhook" and self._webhooks.check_url(step.webhook.url)
+                if refusal:
+                    raise InvalidArgument(f"journey.definition.steps[{i}].webhook.url", refusal)
                 if step.WhichOneof("kind") == "coupon" and not await repository.get_pool(
                     conn, workspace_id, step.coupon.pool_id
                 ):
