@@ -1,10 +1,12 @@
-"""Time rules around DST changes (pure)."""
+"""Time rules around DST changes, the uplift interval at 0% (pure)."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, time
 from zoneinfo import ZoneInfo
 
+from cdp_campaign import reports
 from cdp_campaign.domain import next_local_time, quiet_until
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -27,3 +29,15 @@ def test_quiet_hours_and_local_times_in_the_repeated_hour_are_in_the_future():
     assert next_local_time(spring, time(2, 30), NEW_YORK) == datetime(2026, 3, 8, 7, 30, tzinfo=UTC)
     for moment in (now, first, later, spring):
         assert next_local_time(moment, time(1, 30), NEW_YORK) > moment
+
+
+def test_no_conversions_in_either_group_is_no_certainty_of_no_effect():
+    # 0/50 vs 0/50: the Wald interval was [0, 0]. Each group's Wilson interval is
+    # [0, z²/(n + z²)] = [0, 3.8415/53.8415] = [0, 0.071347], so the difference is +/-0.071347.
+    result = reports.uplift("a", "control", 0, 50, 0, 50)
+    assert result.uplift == 0
+    assert math.isclose(result.ci_low, -0.071347, abs_tol=1e-6) and math.isclose(result.ci_high, 0.071347, abs_tol=1e-6)
+    everyone = reports.uplift("a", "control", 50, 50, 50, 50)  # and 100%
+    assert math.isclose(everyone.ci_low, -0.071347, abs_tol=1e-6) and math.isclose(
+        everyone.ci_high, 0.071347, abs_tol=1e-6
+    )
