@@ -42,7 +42,7 @@ from cdp_campaign.domain import (
 )
 from cdp_campaign.ports import DependencyError, ProfilePort, ProfileView, WorkspaceFacts
 from cdp_campaign.providers import OutgoingMessage, Provider, ProviderError
-from cdp_campaign.runner import JourneyCatalog
+from cdp_campaign.runner import DEPENDENCY_RETRY, JourneyCatalog
 from cdpkit import outbox
 from cdpkit.bus import BusNames
 from cdpkit.clock import Clock
@@ -196,7 +196,9 @@ class Sender:
             return _Plan(row, self._message(row, url=step.webhook.url, body=body))
         view = profiles.get((row["workspace_id"], row["person_id"]))
         if isinstance(view, DependencyError):
-            return _Plan(row, error=ProviderError(str(view), permanent=not view.retryable))
+            if view.retryable:
+                return _wait_for_dependency(row, str(view), now)
+            return _Plan(row, error=ProviderError(str(view), permanent=True))
         if view is None:
             return _suppress(row, "no_profile")
         refusal = consent_refusal(view.consents, row["channel"], ws_settings.consent_mode)
@@ -209,7 +211,7 @@ class Sender:
             return _suppress(row, "no_recommendations")  # a cross-sell message with nothing to offer
         if not step.send.ignore_quiet_hours and ws_settings.quiet_hours_start:
             if isinstance(ws_zone, DependencyError):
-                return _Plan(row, error=ProviderError(f"workspace time zone: {ws_zone}", permanent=False))
+                return _wait_for_dependency(row, f"workspace time zone: {ws_zone}", now)
             tz = person_zone(view.traits, ws_zone)
             until = quiet_until(now, tz, ws_settings.quiet_hours_start, ws_settings.quiet_hours_end)
             if until is not None:
@@ -303,6 +305,13 @@ class Sender:
 
 def _suppress(row: dict, reason: str) -> None:
     row.update(status="suppressed", reason=reason)
+
+
+def _wait_for_dependency(row: dict, error: str, now: datetime) -> None:
+    """Profile (or the time zone it keeps) cannot answer now: the message waits, checked again
+    later, without using a provider attempt (an outage must not dead-letter messages nobody tried
+    to send)."""
+    row.update(next_attempt_at=now + DEPENDENCY_RETRY, reason=f"waiting for profile: {error}"[:500])
 
 
 def _default_webhook_body(row: dict) -> str:
