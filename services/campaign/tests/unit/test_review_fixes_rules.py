@@ -1,4 +1,4 @@
-"""Time rules around DST changes, the uplift interval at 0% (pure)."""
+"""Time rules around DST changes, the uplift interval at 0%, steps on loops (pure)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,12 @@ import math
 from datetime import UTC, datetime, time
 from zoneinfo import ZoneInfo
 
+import pytest
+
+from cdp_campaign import definition as defs
 from cdp_campaign import reports
 from cdp_campaign.domain import next_local_time, quiet_until
+from cdpkit.errors import InvalidArgument
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -41,3 +45,28 @@ def test_no_conversions_in_either_group_is_no_certainty_of_no_effect():
     assert math.isclose(everyone.ci_low, -0.071347, abs_tol=1e-6) and math.isclose(
         everyone.ci_high, 0.071347, abs_tol=1e-6
     )
+
+
+@pytest.mark.parametrize(
+    "looped",
+    [
+        {"id": "m", "send": {"channel": "email", "template": {"subject": "s", "body": "b"}}},
+        {"id": "m", "webhook": {"url": "https://hooks.example.com/x", "body": "{}"}},
+        {"id": "m", "tag": {"add": ["x"]}},
+    ],
+)
+def test_a_step_that_acts_once_per_instance_cannot_be_on_a_loop(looped):
+    document = {
+        "trigger": {"event": {"name": "X"}},
+        "steps": [
+            looped,
+            {"id": "w", "wait": {"duration": "1d"}},
+            {"id": "b", "next": "m", "wait": {"duration": "1h"}},
+        ],
+    }
+    with pytest.raises(InvalidArgument) as error:
+        defs.check(defs.parse(document), tz=NEW_YORK)
+    assert error.value.field == "journey.definition.steps" and "'m' is on a loop" in str(error.value)
+    # The same steps without the way back publish.
+    document["steps"][2].pop("next")
+    defs.check(defs.parse(document), tz=NEW_YORK)

@@ -120,7 +120,7 @@ def test_a_loop_with_a_wait_is_allowed_and_the_events_instances_listen_for():
             "steps": [
                 {"id": "w", "wait": {"until_event": "Y", "timeout": "1d"}},
                 {"id": "b", "branch": {"condition": {"event_since_entry": {"name": "Z"}}}},
-                {"id": "t", "next": "w", "tag": {"add": ["x"]}},
+                {"id": "t", "next": "w", "wait": {"duration": "1h"}},
             ],
         }
     )
