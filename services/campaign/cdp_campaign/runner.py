@@ -30,7 +30,7 @@ from cdp.events.v1 import events_pb2
 from cdp_campaign import definition as defs
 from cdp_campaign import repository
 from cdp_campaign.announcements import announcement
-from cdp_campaign.domain import assign_variant, next_local_time, revenue_minor, storable
+from cdp_campaign.domain import assign_variant, next_local_time, person_zone, revenue_minor, storable
 from cdp_campaign.ports import CrossSell, DependencyError, ProfilePort, SegmentPort, WorkspaceFacts
 from cdpkit import outbox
 from cdpkit.bus import CAMPAIGN, BusNames
@@ -492,8 +492,11 @@ class JourneyRunner:
             if wait.duration:
                 inst["wake_at"] = now + defs.duration(wait.duration, "-")
             elif wait.until_time:
+                # The person's local time (trait time_zone), as quiet hours read it; else the workspace's.
                 time_zone = await self._facts.time_zone(ws)
-                inst["wake_at"] = next_local_time(now, defs.time_of_day(wait.until_time, "-"), defs.zone(time_zone))
+                view = await self._profile.get_profile(ws, person)
+                tz = person_zone(view.traits, time_zone) if view else defs.zone(time_zone)
+                inst["wake_at"] = next_local_time(now, defs.time_of_day(wait.until_time, "-"), tz)
             else:
                 inst["wake_at"] = now + defs.duration(wait.timeout, "-")
                 inst["wait_event"] = wait.until_event
