@@ -109,7 +109,7 @@ async def test_sigkill_during_a_send_burst_then_restart_sends_every_message_exac
         at_kill = len(smtp.delivered) + len(webhooks.delivered)
         assert at_kill < 2 * PERSONS, "the burst ended before the kill: nothing was tested"
         await asyncio.to_thread(s.stack.start_component, "campaign")
-        # The killed sender's claims on the messages it had in flight run out (CDP_CAMPAIGN_SEND_CLAIM_SECONDS).
+        # The killed sender's claims on the messages it had in flight run out (CDP_CAMPAIGN_CLAIM_SECONDS).
         OffsetFileClock(tmp_path / "clock-offset").advance(timedelta(seconds=31))
         await eventually(
             lambda: len(smtp.delivered) == PERSONS and len(webhooks.delivered) == PERSONS,

@@ -100,6 +100,7 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRu
         facts=facts,
         cross_sell=cross_sell,
         batch=settings.scheduler_batch,
+        claim_seconds=settings.claim_seconds,
     )
     sender = Sender(
         infra.pool,
@@ -113,7 +114,7 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRu
         max_attempts=settings.max_attempts,
         backoff=settings.retry_backoff_seconds,
         send_timeout=settings.send_timeout_seconds,
-        claim_seconds=settings.send_claim_seconds,
+        claim_seconds=settings.claim_seconds,
     )
     service = JourneyService(
         infra.pool, infra.names, catalog, clock, facts, webhooks=DestinationGuard(settings.webhook_allowed_hosts)

@@ -55,11 +55,11 @@ class Settings(CommonSettings):
     )
     send_timeout_seconds: float = env("CDP_CAMPAIGN_SEND_TIMEOUT_SECONDS", 10.0, help="deadline of one provider call")
     send_batch: int = env("CDP_CAMPAIGN_SEND_BATCH", 50, help="deliveries claimed and sent together")
-    send_claim_seconds: float = env(
-        "CDP_CAMPAIGN_SEND_CLAIM_SECONDS",
+    claim_seconds: float = env(
+        "CDP_CAMPAIGN_CLAIM_SECONDS",
         30.0,
-        help="how long a sender's claim on a delivery holds; a delivery whose sender died mid-send is sent "
-        "again after this (longer than CALL_TIMEOUT + SEND_TIMEOUT)",
+        help="how long the sender's or the scheduler's claim on a row holds; work whose process died "
+        "mid-way is taken over after this (longer than CALL_TIMEOUT + SEND_TIMEOUT)",
     )
     max_attempts: int = env("CDP_CAMPAIGN_MAX_ATTEMPTS", 6, help="provider attempts before a delivery is dead-lettered")
     retry_backoff_seconds: tuple[float, ...] = env(
@@ -101,9 +101,9 @@ class Settings(CommonSettings):
             raise ValueError("CDP_CAMPAIGN_SMTP_TLS must be none, starttls or tls")
         if not 1 <= self.send_batch <= 1000 or not 1 <= self.scheduler_batch <= 1000:
             raise ValueError("CDP_CAMPAIGN_SEND_BATCH and CDP_CAMPAIGN_SCHEDULER_BATCH must be 1 to 1000")
-        if self.send_claim_seconds <= self.send_timeout_seconds + self.call_timeout_seconds:
+        if self.claim_seconds <= self.send_timeout_seconds + 2 * self.call_timeout_seconds:
             raise ValueError(
-                "CDP_CAMPAIGN_SEND_CLAIM_SECONDS must exceed CDP_CAMPAIGN_SEND_TIMEOUT_SECONDS + CALL_TIMEOUT_SECONDS"
+                "CDP_CAMPAIGN_CLAIM_SECONDS must exceed CDP_CAMPAIGN_SEND_TIMEOUT_SECONDS + 2 x CALL_TIMEOUT_SECONDS"
             )
         if self.max_attempts < 1 or not self.retry_backoff_seconds:
             raise ValueError("CDP_CAMPAIGN_MAX_ATTEMPTS must be >= 1 and the backoff non-empty")

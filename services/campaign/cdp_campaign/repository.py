@@ -247,14 +247,37 @@ async def insert_instance(conn: asyncpg.Connection, values: dict[str, Any]) -> b
     return status.endswith(" 1")
 
 
-async def due_instances(conn: asyncpg.Connection, now: datetime, limit: int) -> list[dict]:
+async def claim_instances(
+    conn: asyncpg.Connection, now: datetime, limit: int, claim, claimed_until: datetime
+) -> list[dict]:
+    """Claims up to ``limit`` due instances for one scheduler run (``claim``) until
+    ``claimed_until``; ``wake_at`` stays, so they still count as due while they run."""
     rows = await conn.fetch(
-        f"""SELECT {INSTANCE_COLUMNS} FROM instances WHERE wake_at <= $1 ORDER BY wake_at LIMIT $2
-            FOR UPDATE SKIP LOCKED""",
+        f"""WITH due AS (
+                SELECT workspace_id, instance_id FROM instances
+                WHERE wake_at <= $1 AND (claimed_until IS NULL OR claimed_until <= $1)
+                ORDER BY wake_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+            UPDATE instances i SET claim = $3, claimed_until = $4
+            FROM due WHERE i.workspace_id = due.workspace_id AND i.instance_id = due.instance_id
+            RETURNING {", ".join(f"i.{c.strip()}" for c in INSTANCE_COLUMNS.split(","))}""",
         now,
         limit,
+        claim,
+        claimed_until,
     )
     return [dict(r) for r in rows]
+
+
+async def claimed_instances(conn: asyncpg.Connection, claim) -> list[dict]:
+    """The instances a scheduler run still holds, as stored now, locked."""
+    rows = await conn.fetch(
+        f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE claim = $1 ORDER BY wake_at NULLS LAST FOR UPDATE", claim
+    )
+    return [dict(r) for r in rows]
+
+
+async def release_instances(conn: asyncpg.Connection, claim) -> None:
+    await conn.execute("UPDATE instances SET claim = NULL, claimed_until = NULL WHERE claim = $1", claim)
 
 
 async def person_instances(

@@ -6,9 +6,11 @@ identity's resolved events: by the time a journey sees an event, profile has app
 profile read at send time (address, consent, traits) already reflects it, and events of a
 merged-away id arrive under the survivor.
 
-Each entry point runs in one transaction. Instances are rows in ``instances``; the scheduler
-takes the due ones (``wake_at <= now``) with ``FOR UPDATE SKIP LOCKED`` (replicas share the work,
-a crash rolls back to the last committed step), runs steps until a wait or the end, and commits.
+Each consumer batch runs in one transaction. Instances are rows in ``instances``; the scheduler
+claims the due ones (``wake_at <= now``, ``FOR UPDATE SKIP LOCKED``, a committed lease: replicas
+share the work), makes the calls to profile and segment their current steps need with no
+transaction open, then runs steps until a wait, the end or the next step that needs a call, and
+commits (a crash rolls back to the last committed step).
 A send step only inserts a row in ``deliveries`` (idempotent per instance and step); the sender
 (delivery.py) delivers it. Time comes from the injected clock.
 """
@@ -16,8 +18,10 @@ A send step only inserts a row in ``deliveries`` (idempotent per instance and st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -152,6 +156,7 @@ class JourneyRunner:
         facts: WorkspaceFacts,
         cross_sell: CrossSell,
         batch: int = 100,
+        claim_seconds: float = 30.0,
     ) -> None:
         self._pool = pool
         self._names = names
@@ -162,6 +167,7 @@ class JourneyRunner:
         self._facts = facts
         self._cross_sell = cross_sell
         self._batch = batch
+        self._claim = timedelta(seconds=claim_seconds)
 
     # Enrolment
 
@@ -429,12 +435,35 @@ class JourneyRunner:
     # The scheduler
 
     async def run_due(self) -> int:
-        """Advance up to one batch of due instances; returns how many."""
+        """Advance up to one batch of due instances; returns how many.
+
+        No transaction is held across a call to profile or segment: the batch is claimed (a
+        committed lease: other replicas skip it), the calls its instances' current steps need
+        are made (tags, branch conditions, cross-sell, local times), then every instance advances
+        from what is stored by then (a consumer may have moved it) in one transaction, a savepoint
+        each. A later step that needs a call ends the run there; the instance is due again at
+        once and its next run makes that call."""
         now = self._clock.now()
+        claim = uuid.uuid4()
         async with self._pool.acquire() as conn, conn.transaction():
-            due = await repository.due_instances(conn, now, self._batch)
+            claimed = await repository.claim_instances(conn, now, self._batch, claim, now + self._claim)
+            definitions = {}
+            for inst in claimed:
+                key = (inst["workspace_id"], inst["journey_id"], inst["version"])
+                if key not in definitions:
+                    with contextlib.suppress(LookupError):  # the instance exits below (error)
+                        definitions[key] = await self.catalog.version(conn, *key)
+        if not claimed:
+            return 0
+        answers = await asyncio.gather(
+            *(self._call(inst, definitions.get((inst["workspace_id"], inst["journey_id"], inst["version"])), now)
+              for inst in claimed)
+        )  # fmt: skip
+        fetched = {inst["instance_id"]: answer for inst, answer in zip(claimed, answers, strict=True)}
+        async with self._pool.acquire() as conn, conn.transaction():
             wake: set[str] = set()
-            for inst in due:
+            for inst in await repository.claimed_instances(conn, claim):
+                inst["_fetched"] = fetched.get(inst["instance_id"], {})
                 try:
                     async with conn.transaction():  # a savepoint: one broken instance cannot block the rest
                         await self._advance(conn, inst, now, wake)
@@ -445,9 +474,46 @@ class JourneyRunner:
                     log.exception("journey instance failed; it exits", instance=str(inst["instance_id"]))
                     _exit(inst, "error")
                     await repository.save_instance(conn, inst)
+            await repository.release_instances(conn, claim)
             for what in wake:
                 await _wake(conn, what)
-        return len(due)
+        return len(claimed)
+
+    async def _call(self, inst: dict, d: defs.Definition | None, now: datetime) -> dict[str, Any]:
+        """What the instance's current step needs from profile or segment: {step id: answer, or
+        the exception the call raised (raised again when the step runs)}."""
+        i = defs.step_index(d).get(inst["step_id"]) if d is not None and inst["state"] == "active" else None
+        if i is None:
+            return {}
+        step = d.steps[i]
+        kind, ws, person = step.WhichOneof("kind"), inst["workspace_id"], inst["person_id"]
+        try:
+            if kind == "wait" and step.wait.until_time and inst["phase"] != "waiting":
+                # The person's local time (trait time_zone), as quiet hours read it; else the workspace's.
+                time_zone = await self._facts.time_zone(ws)
+                view = await self._profile.get_profile(ws, person)
+                answer = person_zone(view.traits, time_zone) if view else defs.zone(time_zone)
+            elif kind == "send" and step.send.HasField("cross_sell"):
+                answer = await self._cross_sold(inst, d, step.send.cross_sell)
+            elif kind == "tag":
+                expire_at = now + defs.duration(step.tag.expire_after, "-") if step.tag.expire_after else None
+                await self._profile.modify_tags(
+                    ws,
+                    person,
+                    add=list(step.tag.add),
+                    remove=list(step.tag.remove),
+                    expire_at=expire_at,
+                    source=f"journey:{inst['journey_id']}",
+                    request_id=f"{inst['instance_id']}.{step.id}",
+                )
+                answer = True
+            elif kind == "branch" and step.branch.condition.WhichOneof("kind") != "event_since_entry":
+                answer = await self._condition(inst, step.branch.condition)
+            else:
+                return {}
+        except Exception as exc:  # noqa: BLE001 - the step raises it when it runs, inside its savepoint
+            answer = exc
+        return {step.id: answer}
 
     async def _advance(self, conn: asyncpg.Connection, inst: dict, now: datetime, wake: set) -> None:
         if inst["state"] != "active":
@@ -469,6 +535,9 @@ class JourneyRunner:
             after = defs.following(d, i)
             try:
                 target = await self._run_step(conn, inst, d, step, after, now, wake)
+            except _CallFirst:
+                inst["wake_at"] = now  # the next run makes the call this step needs
+                return
             except DependencyError as exc:
                 log.warning("journey step failed", step=step.id, error=str(exc), retry=exc.retryable)
                 if exc.retryable:
@@ -492,10 +561,7 @@ class JourneyRunner:
             if wait.duration:
                 inst["wake_at"] = now + defs.duration(wait.duration, "-")
             elif wait.until_time:
-                # The person's local time (trait time_zone), as quiet hours read it; else the workspace's.
-                time_zone = await self._facts.time_zone(ws)
-                view = await self._profile.get_profile(ws, person)
-                tz = person_zone(view.traits, time_zone) if view else defs.zone(time_zone)
+                tz = _answer(inst, step)  # the person's zone (see _call)
                 inst["wake_at"] = next_local_time(now, defs.time_of_day(wait.until_time, "-"), tz)
             else:
                 inst["wake_at"] = now + defs.duration(wait.timeout, "-")
@@ -506,7 +572,7 @@ class JourneyRunner:
             if kind == "send":
                 context["recommendations"] = list(step.send.recommendations)
                 if step.send.HasField("cross_sell"):
-                    context["cross_sell"] = await self._cross_sold(inst, d, step.send.cross_sell)
+                    context["cross_sell"] = _answer(inst, step)
             await repository.insert_delivery(
                 conn,
                 {
@@ -533,19 +599,11 @@ class JourneyRunner:
             inst["context"] = {**inst["context"], "coupon": {"code": code, "pool_id": step.coupon.pool_id}}
             return after
         if kind == "tag":
-            expire_at = now + defs.duration(step.tag.expire_after, "-") if step.tag.expire_after else None
-            await self._profile.modify_tags(
-                ws,
-                person,
-                add=list(step.tag.add),
-                remove=list(step.tag.remove),
-                expire_at=expire_at,
-                source=f"journey:{inst['journey_id']}",
-                request_id=f"{inst['instance_id']}.{step.id}",
-            )
+            _answer(inst, step)  # ModifyProfileTags was called (see _call)
             return after
         if kind == "branch":
-            holds = await self._condition(inst, step.branch.condition)
+            on_events = step.branch.condition.WhichOneof("kind") == "event_since_entry"  # no call: the row has them
+            holds = await self._condition(inst, step.branch.condition) if on_events else _answer(inst, step)
             return (step.branch.if_true or after) if holds else (step.branch.if_false or after)
         if kind == "split":
             variants = [(v.name, v.weight) for v in step.split.variants]
@@ -770,6 +828,22 @@ async def _wake(conn: asyncpg.Connection, what: str) -> None:
 
 def _leap(year: int) -> bool:
     return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+
+
+class _CallFirst(Exception):
+    """The step needs a call to profile or segment that this run has not made."""
+
+
+def _answer(inst: dict, step) -> Any:
+    """The answer :meth:`JourneyRunner._call` got for this step in this run (once: a loop back
+    to the step calls again), or the exception its call raised."""
+    answers = inst.get("_fetched", {})
+    if step.id not in answers:
+        raise _CallFirst
+    answer = answers.pop(step.id)
+    if isinstance(answer, Exception):
+        raise answer
+    return answer
 
 
 def _move(inst: dict, target: str, now: datetime) -> None:

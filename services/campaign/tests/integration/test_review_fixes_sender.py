@@ -152,7 +152,7 @@ async def test_a_crash_mid_batch_sends_again_only_the_message_in_flight(start_ca
     with pytest.raises(asyncio.CancelledError):
         await batch
     await asyncio.sleep(relay.delay)
-    c.clock.advance(timedelta(seconds=31))  # the dead sender's claim (CDP_CAMPAIGN_SEND_CLAIM_SECONDS) ran out
+    c.clock.advance(timedelta(seconds=31))  # the dead sender's claim (CDP_CAMPAIGN_CLAIM_SECONDS) ran out
     await c.tick()
     assert {d.status for d in await c.deliveries("hello")} == {"sent"}
     # At a relay that does not de-duplicate: the two messages already answered went once; only
