@@ -21,6 +21,7 @@ idempotency key (the delivery id), which the provider recognises. Failures retry
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -315,8 +316,6 @@ def _wait_for_dependency(row: dict, error: str, now: datetime) -> None:
 
 
 def _default_webhook_body(row: dict) -> str:
-    import json
-
     return json.dumps(
         {
             "delivery_id": row["delivery_id"],

@@ -280,19 +280,6 @@ async def release_instances(conn: asyncpg.Connection, claim) -> None:
     await conn.execute("UPDATE instances SET claim = NULL, claimed_until = NULL WHERE claim = $1", claim)
 
 
-async def person_instances(
-    conn: asyncpg.Connection, workspace_id: str, person_id: str, *, active_only: bool
-) -> list[dict]:
-    where = " AND state = 'active'" if active_only else ""
-    rows = await conn.fetch(
-        f"""SELECT {INSTANCE_COLUMNS} FROM instances WHERE workspace_id = $1 AND person_id = $2{where}
-            ORDER BY entered_at FOR UPDATE""",
-        workspace_id,
-        person_id,
-    )
-    return [dict(r) for r in rows]
-
-
 async def waits_for(conn: asyncpg.Connection, workspace_id: str, person_id: str, event: str) -> list[dict]:
     """The person's instances waiting for ``event``, and those about to start a step (which may be
     such a wait)."""

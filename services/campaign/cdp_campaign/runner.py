@@ -463,6 +463,8 @@ class JourneyRunner:
         async with self._pool.acquire() as conn, conn.transaction():
             wake: set[str] = set()
             for inst in await repository.claimed_instances(conn, claim):
+                if inst["wake_at"] is None or inst["wake_at"] > now:
+                    continue  # a consumer settled it meanwhile (a goal, a merge)
                 inst["_fetched"] = fetched.get(inst["instance_id"], {})
                 try:
                     async with conn.transaction():  # a savepoint: one broken instance cannot block the rest

@@ -183,7 +183,7 @@ class JourneyService:
                     conn, workspace_id, step.coupon.pool_id
                 ):
                     raise InvalidArgument(f"journey.definition.steps[{i}].coupon.pool_id", "no such coupon pool")
-            now = self._clock.now() if self._clock else datetime.now().astimezone()
+            now = self._now()
             published = await repository.publish(
                 conn,
                 current,
