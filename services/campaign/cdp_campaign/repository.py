@@ -206,9 +206,11 @@ async def lock_enrolment(conn: asyncpg.Connection, workspace_id: str, journey_id
 async def latest_entry(
     conn: asyncpg.Connection, workspace_id: str, journey_id: str, person_id: str
 ) -> asyncpg.Record | None:
+    """Whether the person runs the journey now (``active``) and when they last entered it
+    (``entered_at``, of any instance: a newer completed entry counts for the minimum interval)."""
     return await conn.fetchrow(
-        """SELECT state, entered_at FROM instances WHERE workspace_id = $1 AND journey_id = $2 AND person_id = $3
-           ORDER BY (state = 'active') DESC, entered_at DESC LIMIT 1""",
+        """SELECT bool_or(state = 'active') AS active, max(entered_at) AS entered_at FROM instances
+           WHERE workspace_id = $1 AND journey_id = $2 AND person_id = $3 HAVING count(*) > 0""",
         workspace_id,
         journey_id,
         person_id,

@@ -189,7 +189,7 @@ class JourneyRunner:
             await repository.lock_enrolment(conn, journey.workspace_id, journey.journey_id, person_id)
             latest = await repository.latest_entry(conn, journey.workspace_id, journey.journey_id, person_id)
             if latest is not None:
-                if mode == "after_exit" and latest["state"] == "active":
+                if mode == "after_exit" and latest["active"]:
                     return False
                 if d.reentry.min_interval and latest["entered_at"] > now - defs.duration(d.reentry.min_interval, "-"):
                     return False
