@@ -142,7 +142,8 @@ class Sender:
                     self._record(plan, now)
                 row["claim"] = None
             await self._save(conn, rows, claim, now)
-        await asyncio.gather(*(self._deliver(plan, claim, now) for plan in sending))
+        recorder = _Recorder(self, claim, now)
+        await asyncio.gather(*(self._deliver(plan, recorder) for plan in sending))
         return len(rows)
 
     async def _save(self, conn: asyncpg.Connection, rows: list[dict], claim, now: datetime) -> None:
@@ -154,13 +155,12 @@ class Sender:
         settled = [r for r in rows if r["delivery_id"] in written and r["status"] != "pending"]
         await outbox.enqueue_many(conn, [announcement(self._names, row, now) for row in settled])
 
-    async def _deliver(self, plan: _Plan, claim, now: datetime) -> None:
-        """Send one message and record its outcome at once (its own transaction)."""
+    async def _deliver(self, plan: _Plan, recorder: _Recorder) -> None:
+        """Send one message and record its outcome as soon as it is known."""
         await self._send(plan)
-        self._record(plan, now)
+        self._record(plan, recorder.now)
         plan.row["claim"] = None
-        async with self._pool.acquire() as conn, conn.transaction():
-            await self._save(conn, [plan.row], claim, now)
+        await recorder.record(plan.row)
 
     async def _zone(self, workspace_id: str) -> str | DependencyError:
         try:
@@ -302,6 +302,25 @@ class Sender:
             delay = self._backoff[min(row["attempts"] - 1, len(self._backoff) - 1)]
             row.update(reason=str(plan.error)[:500], next_attempt_at=now + timedelta(seconds=delay))
             log.warning("delivery failed, will retry", delivery=row["delivery_id"], error=row["reason"], retry_in=delay)
+
+
+class _Recorder:
+    """Commits outcomes as providers answer: one transaction at a time, each taking every outcome
+    that arrived meanwhile (a burst of answers is a few commits, not one per message; an answer
+    waits at most for the commit before it)."""
+
+    def __init__(self, sender: Sender, claim, now: datetime) -> None:
+        self._sender, self._claim, self.now = sender, claim, now
+        self._waiting: list[dict] = []
+        self._lock = asyncio.Lock()
+
+    async def record(self, row: dict) -> None:
+        self._waiting.append(row)
+        async with self._lock:
+            rows, self._waiting = self._waiting, []
+            if rows:
+                async with self._sender._pool.acquire() as conn, conn.transaction():
+                    await self._sender._save(conn, rows, self._claim, self.now)
 
 
 def _suppress(row: dict, reason: str) -> None:
