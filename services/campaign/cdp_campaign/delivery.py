@@ -2,10 +2,11 @@
 
 No transaction, lock or connection is held across a network call:
 
-1. claim (one short transaction): due rows, ``FOR UPDATE SKIP LOCKED``, get this sender's claim
-   token until ``now + claim_seconds``; other senders skip them meanwhile;
-2. read the profiles and time zones (gRPC), no transaction;
-3. check (one short transaction): the persons' advisory locks, their recent sends, then consent,
+1. look (no lock) at the due rows no sender holds;
+2. read their profiles and time zones (gRPC), no transaction;
+3. claim and check (one short transaction): those rows still due and free (``FOR UPDATE SKIP
+   LOCKED``) get this sender's claim token until ``now + claim_seconds`` (other senders skip them
+   meanwhile), then the persons' advisory locks, their recent sends, then consent,
    address, quiet hours (defer to their end), frequency caps (workspace and journey, per person
    and channel, rolling 24 h and 7 days). A message that passes is *reserved*: ``sent_at`` is set,
    so it counts toward the caps of any other sender from this commit on; the rest are settled
@@ -97,28 +98,30 @@ class Sender:
         """Check and send one batch of due deliveries; returns how many were looked at."""
         now = self._clock.now()
         claim = uuid.uuid4()
-        async with self._pool.acquire() as conn, conn.transaction():
-            rows = await repository.claim_deliveries(conn, now, self._batch, claim, now + self._claim)
-            if not rows:
+        async with self._pool.acquire() as conn:  # a look, no lock: the calls come first
+            candidates = await repository.due_deliveries(conn, now, self._batch)
+            if not candidates:
                 return 0
-            settings = {ws: await repository.get_settings(conn, ws) for ws in {r["workspace_id"] for r in rows}}
+            settings = {ws: await repository.get_settings(conn, ws) for ws in {r["workspace_id"] for r in candidates}}
             definitions = {}
-            for row in rows:
+            for row in candidates:
                 key = (row["workspace_id"], row["journey_id"], row["version"])
                 if key not in definitions:
                     try:
                         definitions[key] = await self._catalog.version(conn, *key)
                     except LookupError as exc:
                         definitions[key] = exc
-        for row in rows:
-            row["claim"] = claim
-            if row.pop("interrupted"):
-                RESENT.inc()
-                log.warning("sending again a delivery whose sender stopped mid-send", delivery=row["delivery_id"])
-        messages = [r for r in rows if r["channel"] != "webhook"]
-        profiles = await self._profiles(messages)
+        profiles = await self._profiles([r for r in candidates if r["channel"] != "webhook"])
         zones = {ws: await self._zone(ws) if s.quiet_hours_start else "" for ws, s in settings.items()}
         async with self._pool.acquire() as conn, conn.transaction():
+            # Those still due and not taken by another sender meanwhile.
+            rows = await repository.claim_deliveries(conn, now, candidates, claim, now + self._claim)
+            for row in rows:
+                row["claim"] = claim
+                if row.pop("interrupted"):
+                    RESENT.inc()
+                    log.warning("sending again a delivery whose sender stopped mid-send", delivery=row["delivery_id"])
+            messages = [r for r in rows if r["channel"] != "webhook"]
             await repository.lock_persons(conn, [(r["workspace_id"], r["person_id"]) for r in rows])
             counts = await repository.sent_counts(
                 conn, sorted({(r["workspace_id"], r["person_id"], r["channel"]) for r in messages}), now

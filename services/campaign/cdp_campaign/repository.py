@@ -249,25 +249,30 @@ async def insert_instance(conn: asyncpg.Connection, values: dict[str, Any]) -> b
     return status.endswith(" 1")
 
 
-async def claim_instances(
-    conn: asyncpg.Connection, now: datetime, limit: int, claim, claimed_until: datetime
-) -> list[dict]:
-    """Claims up to ``limit`` due instances for one scheduler run (``claim``) until
-    ``claimed_until``; ``wake_at`` stays, so they still count as due while they run."""
+async def due_instances(conn: asyncpg.Connection, now: datetime, limit: int) -> list[dict]:
+    """Due instances not claimed by a scheduler run (or whose claim ran out), locked."""
     rows = await conn.fetch(
-        f"""WITH due AS (
-                SELECT workspace_id, instance_id FROM instances
-                WHERE wake_at <= $1 AND (claimed_until IS NULL OR claimed_until <= $1)
-                ORDER BY wake_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-            UPDATE instances i SET claim = $3, claimed_until = $4
-            FROM due WHERE i.workspace_id = due.workspace_id AND i.instance_id = due.instance_id
-            RETURNING {", ".join(f"i.{c.strip()}" for c in INSTANCE_COLUMNS.split(","))}""",
+        f"""SELECT {INSTANCE_COLUMNS} FROM instances
+            WHERE wake_at <= $1 AND (claimed_until IS NULL OR claimed_until <= $1)
+            ORDER BY wake_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
         now,
         limit,
-        claim,
-        claimed_until,
     )
     return [dict(r) for r in rows]
+
+
+async def claim_instances(conn: asyncpg.Connection, instances: list[dict], claim, claimed_until: datetime) -> None:
+    """These instances belong to one scheduler run until ``claimed_until``; ``wake_at`` stays (they
+    still count as due while they run)."""
+    if instances:
+        await conn.execute(
+            """UPDATE instances SET claim = $3, claimed_until = $4
+               WHERE (workspace_id, instance_id) IN (SELECT * FROM unnest($1::text[], $2::uuid[]))""",
+            [i["workspace_id"] for i in instances],
+            [i["instance_id"] for i in instances],
+            claim,
+            claimed_until,
+        )
 
 
 async def claimed_instances(conn: asyncpg.Connection, claim) -> list[dict]:
@@ -504,23 +509,38 @@ async def insert_delivery(conn: asyncpg.Connection, values: dict[str, Any]) -> b
     return status.endswith(" 1")
 
 
+_DUE_DELIVERY = """status = 'pending' AND next_attempt_at <= $1 AND (claimed_until IS NULL OR claimed_until <= $1)"""
+
+
+async def due_deliveries(conn: asyncpg.Connection, now: datetime, limit: int) -> list[dict]:
+    """A look (no lock) at up to ``limit`` due deliveries no sender holds."""
+    rows = await conn.fetch(
+        f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {_DUE_DELIVERY} ORDER BY next_attempt_at LIMIT $2",
+        now,
+        limit,
+    )
+    return [dict(r) for r in rows]
+
+
 async def claim_deliveries(
-    conn: asyncpg.Connection, now: datetime, limit: int, claim, claimed_until: datetime
+    conn: asyncpg.Connection, now: datetime, candidates: list[dict], claim, claimed_until: datetime
 ) -> list[dict]:
-    """Claims up to ``limit`` due deliveries for one sender (``claim``) until ``claimed_until``.
-    A row still claimed by a sender that died mid-send is due again once its claim ran out
-    (``interrupted``: the provider may have taken it; it is sent again with the same key)."""
+    """Claims those of ``candidates`` still due and free for one sender (``claim``) until
+    ``claimed_until``, locked for this transaction. A row still claimed by a sender that died
+    mid-send is due again once its claim ran out (``interrupted``: the provider may have taken it;
+    it is sent again with the same key)."""
     rows = await conn.fetch(
         f"""WITH due AS (
                 SELECT workspace_id, delivery_id, claim AS previous FROM deliveries
-                WHERE status = 'pending' AND next_attempt_at <= $1 AND (claimed_until IS NULL OR claimed_until <= $1)
-                ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-            UPDATE deliveries d SET claim = $3, claimed_until = $4, sent_at = NULL, updated_at = now()
+                WHERE (workspace_id, delivery_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))
+                AND {_DUE_DELIVERY} FOR UPDATE SKIP LOCKED)
+            UPDATE deliveries d SET claim = $4, claimed_until = $5, sent_at = NULL, updated_at = now()
             FROM due WHERE d.workspace_id = due.workspace_id AND d.delivery_id = due.delivery_id
             RETURNING {", ".join(f"d.{c.strip()}" for c in DELIVERY_COLUMNS.split(","))},
                 due.previous IS NOT NULL AS interrupted""",
         now,
-        limit,
+        [c["workspace_id"] for c in candidates],
+        [c["delivery_id"] for c in candidates],
         claim,
         claimed_until,
     )

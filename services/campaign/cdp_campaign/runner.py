@@ -437,60 +437,66 @@ class JourneyRunner:
     async def run_due(self) -> int:
         """Advance up to one batch of due instances; returns how many.
 
-        No transaction is held across a call to profile or segment: the batch is claimed (a
-        committed lease: other replicas skip it), the calls its instances' current steps need
-        are made (tags, branch conditions, cross-sell, local times), then every instance advances
-        from what is stored by then (a consumer may have moved it) in one transaction, a savepoint
-        each. A later step that needs a call ends the run there; the instance is due again at
-        once and its next run makes that call."""
+        No transaction is held across a call to profile or segment. The due instances are
+        locked; those whose current step needs no call advance at once, in that transaction; the
+        others are claimed (a committed lease: other replicas skip them), their calls are made
+        (tags, branch conditions, cross-sell, local times) with no transaction open, then they
+        advance from what is stored by then (a consumer may have moved one) in a second
+        transaction. A savepoint each. A later step that needs a call ends the run there; the
+        instance is due again at once and its next run makes that call."""
         now = self._clock.now()
         claim = uuid.uuid4()
         async with self._pool.acquire() as conn, conn.transaction():
-            claimed = await repository.claim_instances(conn, now, self._batch, claim, now + self._claim)
+            due = await repository.due_instances(conn, now, self._batch)
             definitions = {}
-            for inst in claimed:
+            for inst in due:
                 key = (inst["workspace_id"], inst["journey_id"], inst["version"])
                 if key not in definitions:
                     with contextlib.suppress(LookupError):  # the instance exits below (error)
                         definitions[key] = await self.catalog.version(conn, *key)
-        if not claimed:
-            return 0
-        answers = await asyncio.gather(
-            *(self._call(inst, definitions.get((inst["workspace_id"], inst["journey_id"], inst["version"])), now)
-              for inst in claimed)
-        )  # fmt: skip
-        fetched = {inst["instance_id"]: answer for inst, answer in zip(claimed, answers, strict=True)}
-        async with self._pool.acquire() as conn, conn.transaction():
-            wake: set[str] = set()
-            for inst in await repository.claimed_instances(conn, claim):
-                if inst["wake_at"] is None or inst["wake_at"] > now:
-                    continue  # a consumer settled it meanwhile (a goal, a merge)
-                inst["_fetched"] = fetched.get(inst["instance_id"], {})
-                try:
-                    async with conn.transaction():  # a savepoint: one broken instance cannot block the rest
-                        await self._advance(conn, inst, now, wake)
-                        await repository.save_instance(conn, inst)
-                except Exception as exc:
-                    if transient(exc):
-                        raise
-                    log.exception("journey instance failed; it exits", instance=str(inst["instance_id"]))
-                    _exit(inst, "error")
-                    await repository.save_instance(conn, inst)
-            await repository.release_instances(conn, claim)
-            for what in wake:
-                await _wake(conn, what)
-        return len(claimed)
+            # Instances whose current step needs no call advance now (until a step that needs
+            # one); the others are claimed, and advance after their calls.
+            calling = [i for i in due if _needs_call(i, definitions.get(_version_key(i)))]
+            await self._advance_all(conn, [i for i in due if not _needs_call(i, definitions.get(_version_key(i)))], now)
+            await repository.claim_instances(conn, calling, claim, now + self._claim)
+        if calling:
+            answers = await asyncio.gather(
+                *(self._call(inst, definitions[_version_key(inst)], now) for inst in calling)
+            )
+            fetched = {inst["instance_id"]: answer for inst, answer in zip(calling, answers, strict=True)}
+            async with self._pool.acquire() as conn, conn.transaction():
+                claimed = await repository.claimed_instances(conn, claim)
+                for inst in claimed:
+                    inst["_fetched"] = fetched.get(inst["instance_id"], {})
+                await self._advance_all(conn, [i for i in claimed if i["wake_at"] and i["wake_at"] <= now], now)
+                await repository.release_instances(conn, claim)
+        return len(due)
 
-    async def _call(self, inst: dict, d: defs.Definition | None, now: datetime) -> dict[str, Any]:
-        """What the instance's current step needs from profile or segment: {step id: answer, or
-        the exception the call raised (raised again when the step runs)}."""
-        i = defs.step_index(d).get(inst["step_id"]) if d is not None and inst["state"] == "active" else None
-        if i is None:
-            return {}
-        step = d.steps[i]
+    async def _advance_all(self, conn: asyncpg.Connection, instances: list[dict], now: datetime) -> None:
+        """Advance these locked instances, a savepoint each (one broken instance cannot block the
+        rest: it exits ``error``)."""
+        wake: set[str] = set()
+        for inst in instances:
+            try:
+                async with conn.transaction():
+                    await self._advance(conn, inst, now, wake)
+                    await repository.save_instance(conn, inst)
+            except Exception as exc:
+                if transient(exc):
+                    raise
+                log.exception("journey instance failed; it exits", instance=str(inst["instance_id"]))
+                _exit(inst, "error")
+                await repository.save_instance(conn, inst)
+        for what in wake:
+            await _wake(conn, what)
+
+    async def _call(self, inst: dict, d: defs.Definition, now: datetime) -> dict[str, Any]:
+        """What the instance's current step needs from profile or segment (see :func:`_needs_call`):
+        {step id: answer, or the exception the call raised (raised again when the step runs)}."""
+        step = d.steps[defs.step_index(d)[inst["step_id"]]]
         kind, ws, person = step.WhichOneof("kind"), inst["workspace_id"], inst["person_id"]
         try:
-            if kind == "wait" and step.wait.until_time and inst["phase"] != "waiting":
+            if kind == "wait":
                 # The person's local time (trait time_zone), as quiet hours read it; else the workspace's.
                 time_zone = await self._facts.time_zone(ws)
                 view = await self._profile.get_profile(ws, person)
@@ -509,10 +515,8 @@ class JourneyRunner:
                     request_id=f"{inst['instance_id']}.{step.id}",
                 )
                 answer = True
-            elif kind == "branch" and step.branch.condition.WhichOneof("kind") != "event_since_entry":
-                answer = await self._condition(inst, step.branch.condition)
             else:
-                return {}
+                answer = await self._condition(inst, step.branch.condition)
         except Exception as exc:  # noqa: BLE001 - the step raises it when it runs, inside its savepoint
             answer = exc
         return {step.id: answer}
@@ -830,6 +834,26 @@ async def _wake(conn: asyncpg.Connection, what: str) -> None:
 
 def _leap(year: int) -> bool:
     return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+
+
+def _version_key(inst: dict) -> tuple[str, str, int]:
+    return inst["workspace_id"], inst["journey_id"], inst["version"]
+
+
+def _needs_call(inst: dict, d: defs.Definition | None) -> bool:
+    """Whether the instance's current step calls profile or segment: a wait until a local time
+    (the person's zone), a send with cross-sell, a tag, a branch on a segment or the profile."""
+    i = defs.step_index(d).get(inst["step_id"]) if d is not None and inst["state"] == "active" else None
+    if i is None:
+        return False
+    step = d.steps[i]
+    kind = step.WhichOneof("kind")
+    return (
+        (kind == "wait" and bool(step.wait.until_time) and inst["phase"] != "waiting")
+        or (kind == "send" and step.send.HasField("cross_sell"))
+        or kind == "tag"
+        or (kind == "branch" and step.branch.condition.WhichOneof("kind") != "event_since_entry")
+    )
 
 
 class _CallFirst(Exception):

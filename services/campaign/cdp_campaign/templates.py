@@ -103,7 +103,7 @@ class _OverBudget(Exception):
     pass
 
 
-def render(source: str, context: dict[str, Any]) -> str:
+def render(source: str, context: dict[str, Any], *, traced: bool = True) -> str:
     """The template rendered, at most :data:`MAX_OUTPUT_CHARS` long and within
     :data:`RENDER_SECONDS` of CPU time (checked on every traced line: a loop that produces
     nothing is stopped too). Run it in a thread (:func:`render_async`)."""
@@ -117,7 +117,8 @@ def render(source: str, context: dict[str, Any]) -> str:
         return tracer
 
     previous = sys.gettrace()
-    sys.settrace(tracer)
+    if traced:
+        sys.settrace(tracer)
     try:
         parts, size = [], 0
         for part in _compiled(source).generate(context):
@@ -137,7 +138,11 @@ def render(source: str, context: dict[str, Any]) -> str:
 
 
 async def render_async(source: str, context: dict[str, Any]) -> str:
-    """:func:`render` off the event loop."""
+    """:func:`render` off the event loop when the template has statements (``{% for %}`` can
+    loop); a template of expressions only renders at once (no loop to run away, and a thread
+    hop and a trace hook would cost more than the rendering)."""
     if not source:
         return ""
+    if "{%" not in source:
+        return render(source, context, traced=False)
     return await asyncio.to_thread(render, source, context)
