@@ -374,6 +374,9 @@ async def rekey_person(
     Returns how many instances moved and the suppressed deliveries."""
     exited = await conn.fetch(
         """UPDATE instances m SET trigger_key = m.trigger_key || '#merged:' || m.person_id,
+               -- kept for a split that gives the instance back (move_instances_back)
+               context = CASE WHEN m.state = 'active'
+                   THEN m.context || jsonb_build_object('merged_wake_at', m.wake_at) ELSE m.context END,
                state = CASE WHEN m.state = 'active' THEN 'exited' ELSE m.state END,
                exit_reason = CASE WHEN m.state = 'active' THEN 'merged' ELSE m.exit_reason END,
                wake_at = CASE WHEN m.state = 'active' THEN NULL ELSE m.wake_at END,
@@ -425,9 +428,10 @@ async def rekey_person(
     return int(moved.split()[-1]), [dict(r) for r in suppressed]
 
 
-async def _move_instances(conn: asyncpg.Connection, workspace_id: str, to_person: str, where: str, *args) -> int:
+async def _move_instances(conn: asyncpg.Connection, workspace_id: str, to_person: str, where: str, *args) -> list:
     """Moves the instances ``where`` selects (with their deliveries and coupon codes) to
-    ``to_person``; an instance whose enrolment key that person already holds stays."""
+    ``to_person``; an instance whose enrolment key that person already holds stays. Returns the
+    ids moved."""
     moved = await conn.fetch(
         f"""UPDATE instances m SET person_id = $2,
                 origin_person_id = CASE WHEN m.origin_person_id = $2 THEN NULL ELSE m.origin_person_id END
@@ -455,23 +459,34 @@ async def _move_instances(conn: asyncpg.Connection, workspace_id: str, to_person
             to_person,
             ids,
         )
-    return len(ids)
+    return ids
 
 
 async def move_instances_back(
-    conn: asyncpg.Connection, workspace_id: str, person_id: str, new_person_id: str, origins: list[str]
+    conn: asyncpg.Connection, workspace_id: str, person_id: str, new_person_id: str, origins: list[str], now
 ) -> int:
     """A split: ``person_id``'s instances that a merge brought from one of ``origins`` go to
-    ``new_person_id``."""
+    ``new_person_id``; those the merge ended (``merged``: the survivor ran the same journey) run
+    again from where they were, woken when they would have been."""
     where = "m.person_id = $3 AND m.origin_person_id = ANY($4::text[])"
-    return await _move_instances(conn, workspace_id, new_person_id, where, person_id, origins)
+    moved = await _move_instances(conn, workspace_id, new_person_id, where, person_id, origins)
+    await conn.execute(
+        """UPDATE instances SET state = 'active', exit_reason = '', updated_at = now(),
+               wake_at = coalesce((context ->> 'merged_wake_at')::timestamptz, $3), context = context - 'merged_wake_at'
+           WHERE workspace_id = $1 AND instance_id = ANY($2::uuid[]) AND state = 'exited' AND exit_reason = 'merged'
+           AND context ? 'merged_wake_at'""",
+        workspace_id,
+        moved,
+        now,
+    )
+    return len(moved)
 
 
 async def move_instances_of_events(
     conn: asyncpg.Connection, workspace_id: str, from_person: str, to_person: str, message_ids: list[str]
 ) -> int:
     """A split moved these events to ``to_person``: the instances they started follow them."""
-    return await _move_instances(
+    moved = await _move_instances(
         conn,
         workspace_id,
         to_person,
@@ -479,6 +494,7 @@ async def move_instances_of_events(
         from_person,
         message_ids,
     )
+    return len(moved)
 
 
 # Deliveries

@@ -422,13 +422,14 @@ class JourneyRunner:
         and coupon codes. Everything else stays with the person that keeps its id; instances
         started by an event that moved to the new person follow that event (profile's split
         announcement, :meth:`on_profile_changes`)."""
+        now = self._clock.now()
         async with self._pool.acquire() as conn, conn.transaction():
             for split in splits:
                 if not split.new_person_id or split.new_person_id == split.person_id:
                     continue
                 origins = sorted({split.new_person_id, *split.moved_person_ids})
                 moved = await repository.move_instances_back(
-                    conn, split.workspace_id, split.person_id, split.new_person_id, origins
+                    conn, split.workspace_id, split.person_id, split.new_person_id, origins, now
                 )
                 log.info("instances moved back after a split", moved=moved, undone_merge=split.undone_merge_id)
 
