@@ -58,3 +58,15 @@ async def test_a_merge_keeps_one_running_instance_and_suppresses_the_other_ones_
     await c.runtime.runner.run_due()
     # after_exit: one cart reminder for the merged person, two browse reminders (always).
     assert len(await c.deliveries("cart")) == 1 and len(await c.deliveries("browse")) == 2
+
+    # The unmerge: the cart instance the merge ended runs again for its person.
+    split = events_pb2.PersonSplit(
+        workspace_id=WS, person_id=survivor, new_person_id=merged, undone_merge_id="merge-1", reason="unmerge"
+    )
+    await c.js.publish(c.names.subject(IDENTITY, "person_split"), split.SerializeToString())
+
+    async def back():  # running again (or already through its reminder: its wake time has passed)
+        states = {(i.person_id == survivor, i.state) for i in await c.instances("cart")}
+        return (True, "completed") in states and ({(False, "active"), (False, "completed")} & states)
+
+    await eventually(back, what="the instance back with its person")
