@@ -100,7 +100,8 @@ class WebhookReceiver:
         return f"http://127.0.0.1:{self.port}/{channel}"
 
     def env(self) -> dict[str, str]:
-        env = {}
+        # Journeys' webhook steps may call this local receiver (by default only public hosts).
+        env = {"CDP_CAMPAIGN_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1"}
         for channel in ("sms", "push", "wechat"):
             env[f"CDP_CAMPAIGN_{channel.upper()}_PROVIDER"] = "webhook"
             env[f"CDP_CAMPAIGN_{channel.upper()}_URL"] = self.url(channel)

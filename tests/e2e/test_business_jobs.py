@@ -185,7 +185,8 @@ async def test_merge_moves_profile_memberships_and_enrolments_and_unmerge_gives_
         await eventually(
             lambda: _memberships_are(shop, web, {"has-email", "has-phone"}), what="the survivor's segments"
         )
-        await eventually(lambda: _instances_are(shop, {web: 2}), what="both enrolments with the survivor")
+        # One person runs the journey once (after_exit): the merged-away enrolment pauses ("merged").
+        await eventually(lambda: _instances_are(shop, {web: 1}), what="one enrolment running for the survivor")
 
         # The unmerge: each side gets back its own identifiers, events, traits, segments, journeys.
         (merge,) = (await shop.api("GET", "merges", personId=web))["merges"]
@@ -195,7 +196,7 @@ async def test_merge_moves_profile_memberships_and_enrolments_and_unmerge_gives_
         await shop.profile_is(web, lambda p: "phone" not in p.get("traits", {}), "web without the phone")
         await eventually(lambda: _memberships_are(shop, mini, {"has-phone"}), what="mini's segment back")
         await eventually(lambda: _memberships_are(shop, web, {"has-email"}), what="web's segment left")
-        await eventually(lambda: _instances_are(shop, {web: 1, mini: 1}), what="the enrolment back with mini")
+        await eventually(lambda: _instances_are(shop, {web: 1, mini: 1}), what="the enrolment running again for mini")
 
 
 async def _lookup_is(shop: Shop, kind: str, value: str, expected: str) -> bool:
@@ -209,9 +210,10 @@ async def _memberships_are(shop: Shop, person: str, expected: set[str]) -> bool:
 
 
 async def _instances_are(shop: Shop, expected: dict[str, int], person: str = "") -> bool:
+    """The running instances per person."""
     instances = await shop.instances("hello", person)
     counts: dict[str, int] = {}
     for instance in instances:
-        assert instance["state"] == "active", instance
-        counts[instance["personId"]] = counts.get(instance["personId"], 0) + 1
+        if instance["state"] == "active":
+            counts[instance["personId"]] = counts.get(instance["personId"], 0) + 1
     return counts == expected

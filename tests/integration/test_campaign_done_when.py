@@ -314,17 +314,22 @@ async def test_ab_assignment_is_stable_and_the_reported_uplift_matches_a_hand_co
         assert by_variant[variant].entered == len(members)
         assert by_variant[variant].converted == len(members[:: {"a": 3, "b": 4, "control": 6}[variant]])
 
-    # The uplift by hand: difference of conversion rates, Wald 95% interval.
+    # The uplift by hand: difference of conversion rates, Newcombe's 95% interval from the
+    # groups' Wilson intervals.
+    def wilson(x, n, z=1.959964):
+        p = x / n
+        centre, half = (p + z * z / (2 * n)), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+        return p, (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
+
     n_c, x_c = len(groups["control"]), len(groups["control"][::6])
     for uplift in report.uplifts:
         n_v = len(groups[uplift.variant])
         x_v = len(groups[uplift.variant][:: {"a": 3, "b": 4}[uplift.variant]])
-        p_v, p_c = x_v / n_v, x_c / n_c
-        se = math.sqrt(p_v * (1 - p_v) / n_v + p_c * (1 - p_c) / n_c)
+        (p_v, l_v, u_v), (p_c, l_c, u_c) = wilson(x_v, n_v), wilson(x_c, n_c)
         assert uplift.control == "control"
         assert math.isclose(uplift.uplift, p_v - p_c, abs_tol=1e-12)
-        assert math.isclose(uplift.ci_low, p_v - p_c - 1.959964 * se, abs_tol=1e-6)
-        assert math.isclose(uplift.ci_high, p_v - p_c + 1.959964 * se, abs_tol=1e-6)
+        assert math.isclose(uplift.ci_low, p_v - p_c - math.hypot(p_v - l_v, u_c - p_c), abs_tol=1e-6)
+        assert math.isclose(uplift.ci_high, p_v - p_c + math.hypot(u_v - p_v, p_c - l_c), abs_tol=1e-6)
     assert {u.variant for u in report.uplifts} == {"a", "b"}
     # The control group got nothing; the others one message each; the CSV carries the same rows.
     sent_by_variant = {r.variant: r.sent for r in report.rows if not r.step_id and r.variant}

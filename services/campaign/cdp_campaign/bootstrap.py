@@ -14,6 +14,7 @@ from cdp_campaign.delivery import Sender
 from cdp_campaign.grpc_api import JourneyServicer
 from cdp_campaign.ports import CrossSell, GrpcProfilePort, GrpcSegmentPort, WorkspaceFacts
 from cdp_campaign.providers import (
+    DestinationGuard,
     NoProvider,
     Provider,
     SinkProvider,
@@ -55,7 +56,9 @@ def providers(settings: Settings) -> dict[str, Provider]:
             chosen[channel] = WebhookProvider(url, signing_key=signing_key, timeout=settings.send_timeout_seconds)
         else:
             chosen[channel] = NoProvider(channel)
-    chosen["webhook"] = WebhookStepProvider("", signing_key=signing_key, timeout=settings.send_timeout_seconds)
+    chosen["webhook"] = WebhookStepProvider(
+        DestinationGuard(settings.webhook_allowed_hosts), signing_key=signing_key, timeout=settings.send_timeout_seconds
+    )
     return chosen
 
 
@@ -97,6 +100,7 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRu
         facts=facts,
         cross_sell=cross_sell,
         batch=settings.scheduler_batch,
+        claim_seconds=settings.claim_seconds,
     )
     sender = Sender(
         infra.pool,
@@ -110,8 +114,11 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRu
         max_attempts=settings.max_attempts,
         backoff=settings.retry_backoff_seconds,
         send_timeout=settings.send_timeout_seconds,
+        claim_seconds=settings.claim_seconds,
     )
-    service = JourneyService(infra.pool, infra.names, catalog, clock, facts)
+    service = JourneyService(
+        infra.pool, infra.names, catalog, clock, facts, webhooks=DestinationGuard(settings.webhook_allowed_hosts)
+    )
     server = create_server(
         [
             Registration(

@@ -47,8 +47,20 @@ class Settings(CommonSettings):
     webhook_signing_key: Secret = env(  # noqa: RUF009
         "CDP_CAMPAIGN_WEBHOOK_SIGNING_KEY", Secret(""), help="HMAC-SHA256 key signing webhook bodies (empty: unsigned)"
     )
+    webhook_allowed_hosts: tuple[str, ...] = env(
+        "CDP_CAMPAIGN_WEBHOOK_ALLOWED_HOSTS",
+        (),
+        help="hosts a journey's webhook step may call (comma-separated; .example.com for subdomains); "
+        "empty: any host with only public addresses (no loopback, private, link-local, metadata)",
+    )
     send_timeout_seconds: float = env("CDP_CAMPAIGN_SEND_TIMEOUT_SECONDS", 10.0, help="deadline of one provider call")
     send_batch: int = env("CDP_CAMPAIGN_SEND_BATCH", 50, help="deliveries claimed and sent together")
+    claim_seconds: float = env(
+        "CDP_CAMPAIGN_CLAIM_SECONDS",
+        30.0,
+        help="how long the sender's or the scheduler's claim on a row holds; work whose process died "
+        "mid-way is taken over after this (longer than CALL_TIMEOUT + SEND_TIMEOUT)",
+    )
     max_attempts: int = env("CDP_CAMPAIGN_MAX_ATTEMPTS", 6, help="provider attempts before a delivery is dead-lettered")
     retry_backoff_seconds: tuple[float, ...] = env(
         "CDP_CAMPAIGN_RETRY_BACKOFF_SECONDS", (5.0, 30.0, 120.0, 600.0, 1800.0), help="waits between attempts"
@@ -89,6 +101,10 @@ class Settings(CommonSettings):
             raise ValueError("CDP_CAMPAIGN_SMTP_TLS must be none, starttls or tls")
         if not 1 <= self.send_batch <= 1000 or not 1 <= self.scheduler_batch <= 1000:
             raise ValueError("CDP_CAMPAIGN_SEND_BATCH and CDP_CAMPAIGN_SCHEDULER_BATCH must be 1 to 1000")
+        if self.claim_seconds <= self.send_timeout_seconds + 2 * self.call_timeout_seconds:
+            raise ValueError(
+                "CDP_CAMPAIGN_CLAIM_SECONDS must exceed CDP_CAMPAIGN_SEND_TIMEOUT_SECONDS + 2 x CALL_TIMEOUT_SECONDS"
+            )
         if self.max_attempts < 1 or not self.retry_backoff_seconds:
             raise ValueError("CDP_CAMPAIGN_MAX_ATTEMPTS must be >= 1 and the backoff non-empty")
 

@@ -112,15 +112,6 @@ def local_datetime(text: str, tz: ZoneInfo, field: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=tz)
 
 
-def next_local_time(after: datetime, at: time, tz: ZoneInfo) -> datetime:
-    """The first moment strictly after ``after`` whose local time in ``tz`` is ``at``."""
-    local = after.astimezone(tz)
-    candidate = datetime.combine(local.date(), at, tzinfo=tz)
-    if candidate <= local:
-        candidate = datetime.combine(local.date() + timedelta(days=1), at, tzinfo=tz)
-    return candidate.astimezone(after.tzinfo)
-
-
 # Conditions
 
 
@@ -303,6 +294,29 @@ def _has_wait_on_every_cycle(definition: Definition) -> str | None:
     return visit(definition.steps[0].id, False, []) if definition.steps else None
 
 
+# Steps that act once per instance (keyed by instance and step: a message, a webhook call, a
+# tag request): on a loop they would silently do nothing the second time round.
+_ONCE_PER_INSTANCE = ("send", "webhook", "tag")
+
+
+def _once_per_instance_on_a_loop(definition: Definition) -> str | None:
+    """A send, webhook or tag step that the journey can come back to, or None."""
+    index = step_index(definition)
+    for i, step in enumerate(definition.steps):
+        if step.WhichOneof("kind") not in _ONCE_PER_INSTANCE:
+            continue
+        seen: set[str] = set()
+        todo = [n for n in successors(definition, i) if n]
+        while todo:
+            current = todo.pop()
+            if current == step.id:
+                return step.id
+            if current not in seen:
+                seen.add(current)
+                todo += [n for n in successors(definition, index[current]) if n]
+    return None
+
+
 def _coupon_on_every_path(definition: Definition) -> dict[str, bool]:
     """For each step: is a coupon issued on every path from the first step to it?"""
     index = step_index(definition)
@@ -468,9 +482,16 @@ def check(definition: Definition, *, tz: ZoneInfo, field: str = "journey.definit
                 raise InvalidArgument(f"{at}.webhook.url", "must be an http(s) URL")
             if coupons is None:
                 coupons = _coupon_on_every_path(definition)
-            available = base_vars | ({"coupon"} if coupons[step.id] else frozenset())
+            available = (base_vars - templates.PROFILE_VARIABLES) | ({"coupon"} if coupons[step.id] else frozenset())
             _check_template(step.webhook.body, available, f"{at}.webhook.body")
     spinning = _has_wait_on_every_cycle(definition)
     if spinning:
         raise InvalidArgument(f"{field}.steps", f"step {spinning!r} is on a loop without a wait")
+    looped = _once_per_instance_on_a_loop(definition)
+    if looped:
+        raise InvalidArgument(
+            f"{field}.steps",
+            f"step {looped!r} is on a loop: a send, webhook or tag step acts once per instance; "
+            "for recurring messages use a recurring schedule or re-entry",
+        )
     return event_uses(definition)

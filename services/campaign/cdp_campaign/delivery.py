@@ -1,29 +1,39 @@
 """The sender: delivers what send steps put in ``deliveries``, exactly once per (instance, step).
 
-A batch of due deliveries is claimed with ``FOR UPDATE SKIP LOCKED`` and kept locked while it
-is checked and sent; statuses and the ``CampaignMessage`` announcements (outbox) commit together
-after the providers answered. A crash before that commit rolls the batch back to pending and a
-later attempt sends again with the same idempotency key (the delivery id), which the provider
-recognises. Send-time checks, in order: profile exists, consent, address, quiet hours (defer to
-their end), frequency caps (workspace and journey, per person and channel, rolling 24 h and 7
-days; the person's sends are serialised by an advisory lock so concurrent senders cannot both
-pass a cap). Failures retry with backoff; after the last attempt the delivery is dead.
+No transaction, lock or connection is held across a network call:
+
+1. look (no lock) at the due rows no sender holds;
+2. read their profiles and time zones (gRPC), no transaction;
+3. claim and check (one short transaction): those rows still due and free (``FOR UPDATE SKIP
+   LOCKED``) get this sender's claim token until ``now + claim_seconds`` (other senders skip them
+   meanwhile), then the persons' advisory locks, their recent sends, then consent,
+   address, quiet hours (defer to their end), frequency caps (workspace and journey, per person
+   and channel, rolling 24 h and 7 days). A message that passes is *reserved*: ``sent_at`` is set,
+   so it counts toward the caps of any other sender from this commit on; the rest are settled
+   (suppressed, deferred, failed) and announced;
+4. send each message, and record each one's outcome in its own short transaction with its
+   ``CampaignMessage`` announcement (outbox) as soon as its provider answered.
+
+A crash re-sends only what was in flight at that moment, after its claim ran out, with the same
+idempotency key (the delivery id), which the provider recognises. Failures retry with backoff
+(the reservation is released); after the last attempt the delivery is dead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 import structlog
-from jinja2 import TemplateError
 from prometheus_client import Counter
 
-from cdp.events.v1 import events_pb2
 from cdp_campaign import repository, templates
+from cdp_campaign.announcements import announcement
 from cdp_campaign.domain import (
     WorkspaceSettings,
     address_of,
@@ -34,15 +44,13 @@ from cdp_campaign.domain import (
 )
 from cdp_campaign.ports import DependencyError, ProfilePort, ProfileView, WorkspaceFacts
 from cdp_campaign.providers import OutgoingMessage, Provider, ProviderError
-from cdp_campaign.runner import JourneyCatalog
+from cdp_campaign.runner import DEPENDENCY_RETRY, JourneyCatalog
 from cdpkit import outbox
-from cdpkit.bus import CAMPAIGN, BusNames
+from cdpkit.bus import BusNames
 from cdpkit.clock import Clock
 
 log = structlog.get_logger(__name__)
-
-MESSAGES = Counter("cdp_campaign_deliveries_total", "Delivery outcomes", ["channel", "status"])
-_KIND = {"sent": "message_sent", "delivered": "message_delivered", "failed": "message_failed", "dead": "message_failed"}
+RESENT = Counter("cdp_campaign_deliveries_resent_total", "Deliveries sent again because their sender stopped mid-send")
 
 
 @dataclass
@@ -67,6 +75,7 @@ class Sender:
         max_attempts: int,
         backoff: tuple[float, ...],
         send_timeout: float,
+        claim_seconds: float = 30.0,
     ) -> None:
         self._pool = pool
         self._names = names
@@ -79,6 +88,7 @@ class Sender:
         self._max_attempts = max_attempts
         self._backoff = backoff
         self._timeout = send_timeout
+        self._claim = timedelta(seconds=claim_seconds)
 
     async def close(self) -> None:
         for provider in self._providers.values():
@@ -87,36 +97,73 @@ class Sender:
     async def run_once(self) -> int:
         """Check and send one batch of due deliveries; returns how many were looked at."""
         now = self._clock.now()
-        async with self._pool.acquire() as conn, conn.transaction():
-            rows = await repository.claim_deliveries(conn, now, self._batch)
-            if not rows:
+        claim = uuid.uuid4()
+        async with self._pool.acquire() as conn:  # a look, no lock: the calls come first
+            candidates = await repository.due_deliveries(conn, now, self._batch)
+            if not candidates:
                 return 0
-            await repository.lock_persons(conn, [(r["workspace_id"], r["person_id"]) for r in rows])
+            settings = {ws: await repository.get_settings(conn, ws) for ws in {r["workspace_id"] for r in candidates}}
+            definitions = {}
+            for row in candidates:
+                key = (row["workspace_id"], row["journey_id"], row["version"])
+                if key not in definitions:
+                    try:
+                        definitions[key] = await self._catalog.version(conn, *key)
+                    except LookupError as exc:
+                        definitions[key] = exc
+        profiles = await self._profiles([r for r in candidates if r["channel"] != "webhook"])
+        zones = {ws: await self._zone(ws) if s.quiet_hours_start else "" for ws, s in settings.items()}
+        async with self._pool.acquire() as conn, conn.transaction():
+            # Those still due and not taken by another sender meanwhile.
+            rows = await repository.claim_deliveries(conn, now, candidates, claim, now + self._claim)
+            for row in rows:
+                row["claim"] = claim
+                if row.pop("interrupted"):
+                    RESENT.inc()
+                    log.warning("sending again a delivery whose sender stopped mid-send", delivery=row["delivery_id"])
             messages = [r for r in rows if r["channel"] != "webhook"]
-            profiles = await self._profiles(messages)
+            await repository.lock_persons(conn, [(r["workspace_id"], r["person_id"]) for r in rows])
             counts = await repository.sent_counts(
                 conn, sorted({(r["workspace_id"], r["person_id"], r["channel"]) for r in messages}), now
             )
-            settings: dict[str, WorkspaceSettings] = {}
-            zones: dict[str, str | DependencyError] = {}
-            plans: list[_Plan] = []
+            sending: list[_Plan] = []
             for row in rows:
-                ws = row["workspace_id"]
-                if ws not in settings:
-                    settings[ws] = await repository.get_settings(conn, ws)
-                    zones[ws] = await self._zone(ws) if settings[ws].quiet_hours_start else ""
-                definition = await self._catalog.version(conn, ws, row["journey_id"], row["version"])
-                plan = self._check(row, definition, profiles, settings[ws], zones[ws], counts, now)
+                definition = definitions[(row["workspace_id"], row["journey_id"], row["version"])]
+                try:
+                    if isinstance(definition, Exception):
+                        raise definition
+                    ws = row["workspace_id"]
+                    plan = await self._check(row, definition, profiles, settings[ws], zones[ws], counts, now)
+                except Exception as exc:  # one broken delivery must not hold back the batch
+                    log.exception("delivery check failed", delivery=row["delivery_id"])
+                    plan = _Plan(row, error=ProviderError(f"{type(exc).__name__}: {exc}", permanent=True))
+                if plan is not None and plan.message is not None:
+                    row["sent_at"] = now  # reserved: counts toward caps while it is being sent
+                    sending.append(plan)
+                    continue
                 if plan is not None:
-                    plans.append(plan)
-            await asyncio.gather(*(self._send(plan) for plan in plans if plan.message is not None))
-            for plan in plans:
-                self._record(plan, now)
-            await repository.save_deliveries(conn, rows)
-            await outbox.enqueue_many(
-                conn, [announcement(self._names, row, now) for row in rows if row["status"] != "pending"]
-            )
+                    self._record(plan, now)
+                row["claim"] = None
+            await self._save(conn, rows, claim, now)
+        recorder = _Recorder(self, claim, now)
+        await asyncio.gather(*(self._deliver(plan, recorder) for plan in sending))
         return len(rows)
+
+    async def _save(self, conn: asyncpg.Connection, rows: list[dict], claim, now: datetime) -> None:
+        """The rows' new state, if this sender still holds them, with the announcements of the
+        settled ones."""
+        written = await repository.save_deliveries(conn, rows, claim=claim)
+        if len(written) < len(rows):
+            log.warning("a sender's claim ran out: another sender took over", lost=len(rows) - len(written))
+        settled = [r for r in rows if r["delivery_id"] in written and r["status"] != "pending"]
+        await outbox.enqueue_many(conn, [announcement(self._names, row, now) for row in settled])
+
+    async def _deliver(self, plan: _Plan, recorder: _Recorder) -> None:
+        """Send one message and record its outcome as soon as it is known."""
+        await self._send(plan)
+        self._record(plan, recorder.now)
+        plan.row["claim"] = None
+        await recorder.record(plan.row)
 
     async def _zone(self, workspace_id: str) -> str | DependencyError:
         try:
@@ -135,7 +182,7 @@ class Sender:
 
         return dict(zip(keys, await asyncio.gather(*(one(k) for k in keys)), strict=True))
 
-    def _check(
+    async def _check(
         self, row, definition, profiles, ws_settings: WorkspaceSettings, ws_zone: str | DependencyError, counts, now
     ) -> _Plan | None:
         """The plan for one delivery, or None when it is settled here (suppressed, deferred).
@@ -146,13 +193,16 @@ class Sender:
             return _Plan(row, error=ProviderError("the step is gone from the journey", permanent=True))
         if row["channel"] == "webhook":
             try:
-                body = templates.render(step.webhook.body, self._context(row, None)) or _default_webhook_body(row)
-            except TemplateError as exc:
+                body = await templates.render_async(step.webhook.body, self._context(row, None))
+                body = body or _default_webhook_body(row)
+            except templates.RenderError as exc:
                 return _Plan(row, error=ProviderError(f"template_error: {exc}", permanent=True))
             return _Plan(row, self._message(row, url=step.webhook.url, body=body))
         view = profiles.get((row["workspace_id"], row["person_id"]))
         if isinstance(view, DependencyError):
-            return _Plan(row, error=ProviderError(str(view), permanent=not view.retryable))
+            if view.retryable:
+                return _wait_for_dependency(row, str(view), now)
+            return _Plan(row, error=ProviderError(str(view), permanent=True))
         if view is None:
             return _suppress(row, "no_profile")
         refusal = consent_refusal(view.consents, row["channel"], ws_settings.consent_mode)
@@ -165,7 +215,7 @@ class Sender:
             return _suppress(row, "no_recommendations")  # a cross-sell message with nothing to offer
         if not step.send.ignore_quiet_hours and ws_settings.quiet_hours_start:
             if isinstance(ws_zone, DependencyError):
-                return _Plan(row, error=ProviderError(f"workspace time zone: {ws_zone}", permanent=False))
+                return _wait_for_dependency(row, f"workspace time zone: {ws_zone}", now)
             tz = person_zone(view.traits, ws_zone)
             until = quiet_until(now, tz, ws_settings.quiet_hours_start, ws_settings.quiet_hours_end)
             if until is not None:
@@ -189,9 +239,9 @@ class Sender:
             return _suppress(row, refusal)
         context = self._context(row, view)
         try:
-            subject = templates.render(step.send.template.subject, context)
-            body = templates.render(step.send.template.body, context)
-        except TemplateError as exc:
+            subject = await templates.render_async(step.send.template.subject, context)
+            body = await templates.render_async(step.send.template.body, context)
+        except templates.RenderError as exc:
             return _Plan(row, error=ProviderError(f"template_error: {exc}", permanent=True))
         sent[row["journey_id"]] = (journey[0] + 1, journey[1] + 1)
         message = self._message(row, to=address, subject=subject, body=body, template_id=step.send.template.template_id)
@@ -236,13 +286,18 @@ class Sender:
             plan.error = exc
         except TimeoutError:
             plan.error = ProviderError(f"no answer within {self._timeout:g}s", permanent=False)
+        except Exception as exc:
+            log.exception("delivery send failed", delivery=plan.message.delivery_id)
+            plan.error = ProviderError(f"{type(exc).__name__}: {exc}", permanent=True)
 
     def _record(self, plan: _Plan, now: datetime) -> None:
         row = plan.row
         row["attempts"] += 1
         if plan.error is None:
             row.update(status="sent", reason="", sent_at=now)
-        elif plan.error.permanent:
+            return
+        row["sent_at"] = None  # not sent: the reservation no longer counts toward caps
+        if plan.error.permanent:
             row.update(status="failed", reason=str(plan.error)[:500])
         elif row["attempts"] >= self._max_attempts:
             row.update(status="dead", reason=str(plan.error)[:500])
@@ -252,13 +307,37 @@ class Sender:
             log.warning("delivery failed, will retry", delivery=row["delivery_id"], error=row["reason"], retry_in=delay)
 
 
+class _Recorder:
+    """Commits outcomes as providers answer: one transaction at a time, each taking every outcome
+    that arrived meanwhile (a burst of answers is a few commits, not one per message; an answer
+    waits at most for the commit before it)."""
+
+    def __init__(self, sender: Sender, claim, now: datetime) -> None:
+        self._sender, self._claim, self.now = sender, claim, now
+        self._waiting: list[dict] = []
+        self._lock = asyncio.Lock()
+
+    async def record(self, row: dict) -> None:
+        self._waiting.append(row)
+        async with self._lock:
+            rows, self._waiting = self._waiting, []
+            if rows:
+                async with self._sender._pool.acquire() as conn, conn.transaction():
+                    await self._sender._save(conn, rows, self._claim, self.now)
+
+
 def _suppress(row: dict, reason: str) -> None:
     row.update(status="suppressed", reason=reason)
 
 
-def _default_webhook_body(row: dict) -> str:
-    import json
+def _wait_for_dependency(row: dict, error: str, now: datetime) -> None:
+    """Profile (or the time zone it keeps) cannot answer now: the message waits, checked again
+    later, without using a provider attempt (an outage must not dead-letter messages nobody tried
+    to send)."""
+    row.update(next_attempt_at=now + DEPENDENCY_RETRY, reason=f"waiting for profile: {error}"[:500])
 
+
+def _default_webhook_body(row: dict) -> str:
     return json.dumps(
         {
             "delivery_id": row["delivery_id"],
@@ -267,27 +346,3 @@ def _default_webhook_body(row: dict) -> str:
             "event": row["context"].get("event"),
         }
     )
-
-
-def announcement(names: BusNames, row: dict, now: datetime) -> tuple[str, str, str, bytes]:
-    """The delivery's new status for {prefix}.campaign.message_*: an outbox row."""
-    status = row["status"]
-    MESSAGES.labels(row["channel"], status).inc()
-    message = events_pb2.CampaignMessage(
-        workspace_id=row["workspace_id"],
-        journey_id=row["journey_id"],
-        journey_version=row["version"],
-        instance_id=str(row["instance_id"]),
-        step_id=row["step_id"],
-        variant=row["variant"],
-        person_id=row["person_id"],
-        channel=row["channel"],
-        delivery_id=row["delivery_id"],
-        status=status,
-        reason=row["reason"] if status != "sent" else "",
-        attempt=row["attempts"],
-    )
-    message.event_time.FromDatetime(now)
-    subject = names.subject(CAMPAIGN, _KIND.get(status, "message_suppressed"))
-    msg_id = f"campaign:{row['delivery_id']}:{status}:{row['attempts']}"
-    return row["workspace_id"], subject, msg_id, message.SerializeToString()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -42,12 +43,30 @@ class Journey:
             raise InvalidArgument("journey.display_name", f"at most {MAX_DISPLAY_NAME} characters")
         if len(self.description) > MAX_DESCRIPTION:
             raise InvalidArgument("journey.description", f"at most {MAX_DESCRIPTION} characters")
-        if len(json.dumps(self.definition)) > MAX_DEFINITION_BYTES:
+        document = json.dumps(self.definition)
+        if len(document) > MAX_DEFINITION_BYTES:
             raise InvalidArgument("journey.definition", f"at most {MAX_DEFINITION_BYTES} bytes of JSON")
+        for name, value in (
+            ("display_name", display_name),
+            ("description", self.description),
+            ("definition", self.definition),
+        ):
+            if _has_nul(value):  # PostgreSQL cannot store it (text, jsonb)
+                raise InvalidArgument(f"journey.{name}", "must not contain a NUL character")
         return replace(self, display_name=display_name)
 
     def updated_with(self, changes: Journey, paths: frozenset[str]) -> Journey:
         return replace(self, **{path: getattr(changes, path) for path in paths}).validated()
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 # Runtime rules (pure): A/B assignment, consent, addresses, quiet hours, caps, revenue.
@@ -159,10 +178,22 @@ def quiet_until(now: datetime, tz: ZoneInfo, start: str, end: str) -> datetime |
     inside = begin_t <= t < end_t if begin_t < end_t else (t >= begin_t or t < end_t)
     if not inside:
         return None
-    target = datetime.combine(local.date(), end_t, tzinfo=tz)
-    if target <= local:
-        target = datetime.combine(local.date() + timedelta(days=1), end_t, tzinfo=tz)
-    return target.astimezone(now.tzinfo)
+    return next_local_time(now, end_t, tz)
+
+
+def next_local_time(after: datetime, at: time, tz: ZoneInfo) -> datetime:
+    """The first moment strictly after ``after`` whose local time in ``tz`` is ``at``.
+
+    Compared as instants, not wall times: in the hour a DST change repeats, 01:30 happens twice
+    (``fold`` 0 and 1) and the second one may be the next; in a skipped hour the wall time maps
+    to the moment after the gap."""
+    local = after.astimezone(tz)
+    for day in (local.date(), local.date() + timedelta(days=1)):
+        for fold in (0, 1):
+            candidate = datetime.combine(day, at, tzinfo=tz).replace(fold=fold)
+            if candidate.astimezone(UTC) > after.astimezone(UTC):
+                return candidate.astimezone(after.tzinfo)
+    raise AssertionError("a local time occurs within two days")  # pragma: no cover
 
 
 def cap_refusal(
@@ -196,3 +227,33 @@ def revenue_minor(properties: dict[str, Any], revenue_property: str, workspace_c
             return int(value) if whole else 0
         return money.to_minor(value, currency) or 0
     return money.order_total_minor(properties, currency) or 0
+
+
+def storable(struct) -> dict[str, Any]:
+    """A protobuf ``Struct`` as JSON PostgreSQL stores (jsonb): NUL characters removed from
+    strings and keys, numbers that are not finite (NaN, infinities) dropped. One odd property
+    must not fail the batch of announcements it arrives in."""
+    return {_no_nul(k): v for k, v in ((k, _value(v)) for k, v in struct.fields.items()) if v is not _DROP}
+
+
+_DROP = object()
+
+
+def _no_nul(text: str) -> str:
+    return text.replace("\x00", "")
+
+
+def _value(value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        return _no_nul(value.string_value)
+    if kind == "number_value":
+        number = value.number_value
+        return number if math.isfinite(number) else _DROP
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return storable(value.struct_value)
+    if kind == "list_value":
+        return [v for v in (_value(item) for item in value.list_value.values) if v is not _DROP]
+    return None

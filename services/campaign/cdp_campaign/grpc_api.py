@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 from google.protobuf import empty_pb2, json_format, struct_pb2
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 
 from cdp.campaign.v1 import campaign_pb2, campaign_pb2_grpc
 from cdp_campaign import definition as defs
@@ -91,7 +94,7 @@ def delivery_proto(row: dict) -> campaign_pb2.Delivery:
     )
     _ts(message, "create_time", row["created_at"])
     _ts(message, "next_attempt_time", row["next_attempt_at"] if row["status"] == "pending" else None)
-    _ts(message, "send_time", row["sent_at"])
+    _ts(message, "send_time", row["sent_at"] if row["status"] != "pending" else None)  # not a reservation
     _ts(message, "update_time", row["updated_at"])
     return message
 
@@ -115,7 +118,7 @@ def person_message_proto(row: dict) -> campaign_pb2.PersonMessage:
         state=row["status"],
         attributes=attributes,
     )
-    _ts(message, "send_time", row["sent_at"])
+    _ts(message, "send_time", row["sent_at"] if row["status"] != "pending" else None)  # not a reservation
     _ts(message, "create_time", row["created_at"])
     return message
 
@@ -152,6 +155,73 @@ def _definition(message: campaign_pb2.Journey) -> dict:
     return json_format.MessageToDict(message.definition) if message.HasField("definition") else {}
 
 
+def nul_field(message: Message, prefix: str = "") -> str | None:
+    """The first field of ``message`` (at any depth, Struct values included) whose text holds a
+    NUL character, which PostgreSQL cannot store: refused at the edge, not an INTERNAL later."""
+    if message.DESCRIPTOR.full_name == "google.protobuf.Struct":
+        for key, value in message.fields.items():
+            found = _nul_in(key, prefix.rstrip(".")) or nul_field(value, f"{prefix}{key}.")
+            if found:
+                return found
+        return None
+    if message.DESCRIPTOR.full_name == "google.protobuf.ListValue":
+        for i, value in enumerate(message.values):
+            found = nul_field(value, f"{prefix.rstrip('.')}[{i}].")
+            if found:
+                return found
+        return None
+    if message.DESCRIPTOR.full_name == "google.protobuf.Value":
+        kind = message.WhichOneof("kind")
+        if kind == "string_value":
+            return _nul_in(message.string_value, prefix.rstrip("."))
+        if kind in ("struct_value", "list_value"):
+            return nul_field(getattr(message, kind), prefix)
+        return None
+    for field, value in message.ListFields():
+        name = f"{prefix}{field.name}"
+        repeated = field.is_repeated
+        if field.type == FieldDescriptor.TYPE_STRING:
+            for i, text in enumerate(value if repeated else [value]):
+                found = _nul_in(text, f"{name}[{i}]" if repeated else name)
+                if found:
+                    return found
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            if field.message_type.GetOptions().map_entry:
+                items = [(f"{name}.{k}", k, v) for k, v in value.items()]
+            else:
+                items = [
+                    (f"{name}[{i}]" if repeated else name, "", v) for i, v in enumerate(value if repeated else [value])
+                ]
+            for at, key, item in items:
+                found = (_nul_in(key, at) if isinstance(key, str) else None) or (
+                    nul_field(item, f"{at}.") if isinstance(item, Message) else _nul_in(str(item), at)
+                )
+                if found:
+                    return found
+    return None
+
+
+def _nul_in(text: str, at: str) -> str | None:
+    return at if "\x00" in text else None
+
+
+def _refusing_nul(servicer_class):
+    """Every RPC of the servicer first refuses a request with a NUL anywhere in its text."""
+    for name, method in list(vars(servicer_class).items()):
+        if name[:1].isupper() and callable(method):
+
+            @functools.wraps(method)
+            async def checked(self, request, context, _method=method):
+                field = nul_field(request)
+                if field:
+                    raise InvalidArgument(field, "must not contain a NUL character")
+                return await _method(self, request, context)
+
+            setattr(servicer_class, name, checked)
+    return servicer_class
+
+
+@_refusing_nul
 class JourneyServicer(campaign_pb2_grpc.JourneyServiceServicer):
     def __init__(self, service: JourneyService) -> None:
         self._service = service

@@ -1,12 +1,14 @@
 """Journey reports (pure): rows per journey, step and variant, uplift with its interval, CSV.
 
 Uplift of a variant over the holdout (control) is the difference of conversion rates,
-``d = p_v - p_c`` with ``p = converted / entered``, and its 95% confidence interval is the
-Wald interval for a difference of two independent proportions:
+``d = p_v - p_c`` with ``p = converted / entered``, and its 95% confidence interval is
+Newcombe's hybrid score interval (his method 10) built from each group's Wilson interval
+``[l, u]``:
 
-    d ± 1.959964 · sqrt(p_v (1 - p_v) / n_v + p_c (1 - p_c) / n_c)
+    [d - sqrt((p_v - l_v)² + (u_c - p_c)²),  d + sqrt((u_v - p_v)² + (p_c - l_c)²)]
 
-It is reported only when both groups have entrants.
+Unlike the Wald interval it does not collapse to [0, 0] when both groups convert 0% (or 100%),
+and it stays within [-1, 1]. It is reported only when both groups have entrants.
 """
 
 from __future__ import annotations
@@ -45,12 +47,22 @@ class UpliftResult:
     ci_high: float
 
 
+def wilson(converted: int, entered: int) -> tuple[float, float]:
+    """The Wilson score 95% interval of one proportion."""
+    p, z2 = converted / entered, Z_95 * Z_95
+    centre = (p + z2 / (2 * entered)) / (1 + z2 / entered)
+    half = Z_95 * math.sqrt(p * (1 - p) / entered + z2 / (4 * entered * entered)) / (1 + z2 / entered)
+    return centre - half, centre + half
+
+
 def uplift(variant: str, control: str, converted: int, entered: int, control_converted: int, control_entered: int):
     p_v = converted / entered
     p_c = control_converted / control_entered
     diff = p_v - p_c
-    half = Z_95 * math.sqrt(p_v * (1 - p_v) / entered + p_c * (1 - p_c) / control_entered)
-    return UpliftResult(variant, control, p_v, p_c, diff, diff - half, diff + half)
+    (l_v, u_v), (l_c, u_c) = wilson(converted, entered), wilson(control_converted, control_entered)
+    low = diff - math.sqrt((p_v - l_v) ** 2 + (u_c - p_c) ** 2)
+    high = diff + math.sqrt((u_v - p_v) ** 2 + (p_c - l_c) ** 2)
+    return UpliftResult(variant, control, p_v, p_c, diff, low, high)
 
 
 def build(

@@ -61,7 +61,17 @@ async def update(conn: asyncpg.Connection, journey: Journey) -> Journey:
 
 
 async def delete(conn: asyncpg.Connection, workspace_id: str, journey_id: str) -> None:
+    """The journey; its versions, instances and deliveries stay as history (a person's messages,
+    frequency caps), and version numbers are not reused (:func:`publish`)."""
     await conn.execute("DELETE FROM journeys WHERE workspace_id = $1 AND journey_id = $2", workspace_id, journey_id)
+
+
+# Rows ($1 workspace, $2 journey) of the journey as it is now: a journey deleted and created again
+# with the same id publishes versions after the old ones, so the old journey's instances and
+# deliveries (versions published before this journey was created) are not its own.
+_THIS_JOURNEY = """version > coalesce((SELECT max(v.version) FROM journey_versions v JOIN journeys j
+    ON j.workspace_id = v.workspace_id AND j.journey_id = v.journey_id
+    WHERE v.workspace_id = $1 AND v.journey_id = $2 AND v.published_at < j.created_at), 0)"""
 
 
 async def cancel_journey(conn: asyncpg.Connection, workspace_id: str, journey_id: str) -> list[dict]:
@@ -98,7 +108,12 @@ async def list_page(conn: asyncpg.Connection, workspace_id: str, *, after: str, 
 async def publish(
     conn: asyncpg.Connection, journey: Journey, definition: dict, etag: str, next_run_at: datetime | None
 ) -> Journey:
-    version = journey.version + 1
+    # After every version ever published under this id (a deleted journey's included).
+    version = 1 + await conn.fetchval(
+        "SELECT coalesce(max(version), 0) FROM journey_versions WHERE workspace_id = $1 AND journey_id = $2",
+        journey.workspace_id,
+        journey.journey_id,
+    )
     await conn.execute(
         "INSERT INTO journey_versions (workspace_id, journey_id, version, definition) VALUES ($1, $2, $3, $4)",
         journey.workspace_id,
@@ -191,9 +206,11 @@ async def lock_enrolment(conn: asyncpg.Connection, workspace_id: str, journey_id
 async def latest_entry(
     conn: asyncpg.Connection, workspace_id: str, journey_id: str, person_id: str
 ) -> asyncpg.Record | None:
+    """Whether the person runs the journey now (``active``) and when they last entered it
+    (``entered_at``, of any instance: a newer completed entry counts for the minimum interval)."""
     return await conn.fetchrow(
-        """SELECT state, entered_at FROM instances WHERE workspace_id = $1 AND journey_id = $2 AND person_id = $3
-           ORDER BY (state = 'active') DESC, entered_at DESC LIMIT 1""",
+        """SELECT bool_or(state = 'active') AS active, max(entered_at) AS entered_at FROM instances
+           WHERE workspace_id = $1 AND journey_id = $2 AND person_id = $3 HAVING count(*) > 0""",
         workspace_id,
         journey_id,
         person_id,
@@ -233,26 +250,41 @@ async def insert_instance(conn: asyncpg.Connection, values: dict[str, Any]) -> b
 
 
 async def due_instances(conn: asyncpg.Connection, now: datetime, limit: int) -> list[dict]:
+    """Due instances not claimed by a scheduler run (or whose claim ran out), locked."""
     rows = await conn.fetch(
-        f"""SELECT {INSTANCE_COLUMNS} FROM instances WHERE wake_at <= $1 ORDER BY wake_at LIMIT $2
-            FOR UPDATE SKIP LOCKED""",
+        f"""SELECT {INSTANCE_COLUMNS} FROM instances
+            WHERE wake_at <= $1 AND (claimed_until IS NULL OR claimed_until <= $1)
+            ORDER BY wake_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
         now,
         limit,
     )
     return [dict(r) for r in rows]
 
 
-async def person_instances(
-    conn: asyncpg.Connection, workspace_id: str, person_id: str, *, active_only: bool
-) -> list[dict]:
-    where = " AND state = 'active'" if active_only else ""
+async def claim_instances(conn: asyncpg.Connection, instances: list[dict], claim, claimed_until: datetime) -> None:
+    """These instances belong to one scheduler run until ``claimed_until``; ``wake_at`` stays (they
+    still count as due while they run)."""
+    if instances:
+        await conn.execute(
+            """UPDATE instances SET claim = $3, claimed_until = $4
+               WHERE (workspace_id, instance_id) IN (SELECT * FROM unnest($1::text[], $2::uuid[]))""",
+            [i["workspace_id"] for i in instances],
+            [i["instance_id"] for i in instances],
+            claim,
+            claimed_until,
+        )
+
+
+async def claimed_instances(conn: asyncpg.Connection, claim) -> list[dict]:
+    """The instances a scheduler run still holds, as stored now, locked."""
     rows = await conn.fetch(
-        f"""SELECT {INSTANCE_COLUMNS} FROM instances WHERE workspace_id = $1 AND person_id = $2{where}
-            ORDER BY entered_at FOR UPDATE""",
-        workspace_id,
-        person_id,
+        f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE claim = $1 ORDER BY wake_at NULLS LAST FOR UPDATE", claim
     )
     return [dict(r) for r in rows]
+
+
+async def release_instances(conn: asyncpg.Connection, claim) -> None:
+    await conn.execute("UPDATE instances SET claim = NULL, claimed_until = NULL WHERE claim = $1", claim)
 
 
 async def waits_for(conn: asyncpg.Connection, workspace_id: str, person_id: str, event: str) -> list[dict]:
@@ -320,7 +352,7 @@ async def list_instances(
 ) -> list[asyncpg.Record]:
     return await conn.fetch(
         f"""SELECT {INSTANCE_COLUMNS} FROM instances WHERE workspace_id = $1 AND journey_id = $2
-            AND ($3 = '' OR person_id = $3) AND ($4 = '' OR instance_id::text < $4)
+            AND {_THIS_JOURNEY} AND ($3 = '' OR person_id = $3) AND ($4 = '' OR instance_id::text < $4)
             ORDER BY instance_id::text DESC LIMIT $5""",
         workspace_id,
         journey_id,
@@ -330,19 +362,46 @@ async def list_instances(
     )
 
 
-async def rekey_person(conn: asyncpg.Connection, workspace_id: str, survivor: str, merged: str) -> int:
-    """Moves everything of ``merged`` to ``survivor``; an enrolment both hold is kept once."""
-    await conn.execute(
+async def rekey_person(
+    conn: asyncpg.Connection, workspace_id: str, survivor: str, merged: str
+) -> tuple[int, list[dict]]:
+    """Moves everything of ``merged`` to ``survivor``; one enrolment of the two persons goes on
+    where the journey allows one: an enrolment both hold (same key: ``once``, a broadcast run) is
+    kept once, and where the survivor is running the journey, the merged person's running
+    instance of it exits too unless the journey re-enters ``always``. Those instances exit with
+    reason ``merged`` (if still running) and their pending deliveries (also those of a completed
+    instance whose message waits out quiet hours) are suppressed, reason ``merged``.
+    Returns how many instances moved and the suppressed deliveries."""
+    exited = await conn.fetch(
         """UPDATE instances m SET trigger_key = m.trigger_key || '#merged:' || m.person_id,
+               -- kept for a split that gives the instance back (move_instances_back)
+               context = CASE WHEN m.state = 'active'
+                   THEN m.context || jsonb_build_object('merged_wake_at', m.wake_at) ELSE m.context END,
                state = CASE WHEN m.state = 'active' THEN 'exited' ELSE m.state END,
                exit_reason = CASE WHEN m.state = 'active' THEN 'merged' ELSE m.exit_reason END,
-               wake_at = CASE WHEN m.state = 'active' THEN NULL ELSE m.wake_at END
-           WHERE m.workspace_id = $1 AND m.person_id = $3 AND EXISTS (
-               SELECT 1 FROM instances s WHERE s.workspace_id = $1 AND s.person_id = $2
-               AND s.journey_id = m.journey_id AND s.trigger_key = m.trigger_key)""",
+               wake_at = CASE WHEN m.state = 'active' THEN NULL ELSE m.wake_at END,
+               updated_at = now()
+           WHERE m.workspace_id = $1 AND m.person_id = $3
+           AND (EXISTS (SELECT 1 FROM instances s WHERE s.workspace_id = $1 AND s.person_id = $2
+                        AND s.journey_id = m.journey_id AND s.trigger_key = m.trigger_key)
+                OR (m.state = 'active'
+                    AND coalesce((SELECT v.definition -> 'reentry' ->> 'mode' FROM journey_versions v
+                                   WHERE v.workspace_id = $1 AND v.journey_id = m.journey_id
+                                   AND v.version = m.version), '') <> 'always'
+                    AND EXISTS (SELECT 1 FROM instances s WHERE s.workspace_id = $1 AND s.person_id = $2
+                                AND s.journey_id = m.journey_id AND s.state = 'active')))
+           RETURNING m.instance_id""",
         workspace_id,
         survivor,
         merged,
+    )
+    ended = [r["instance_id"] for r in exited]
+    suppressed = await conn.fetch(
+        f"""UPDATE deliveries SET status = 'suppressed', reason = 'merged', updated_at = now()
+            WHERE workspace_id = $1 AND instance_id = ANY($2::uuid[]) AND status = 'pending'
+            RETURNING {DELIVERY_COLUMNS}""",
+        workspace_id,
+        ended,
     )
     moved = await conn.execute(
         """UPDATE instances SET person_id = $2, origin_person_id = coalesce(origin_person_id, person_id)
@@ -366,12 +425,13 @@ async def rekey_person(conn: asyncpg.Connection, workspace_id: str, survivor: st
         merged,
     )
     await conn.execute("DELETE FROM person_dates WHERE workspace_id = $1 AND person_id = $2", workspace_id, merged)
-    return int(moved.split()[-1])
+    return int(moved.split()[-1]), [dict(r) for r in suppressed]
 
 
-async def _move_instances(conn: asyncpg.Connection, workspace_id: str, to_person: str, where: str, *args) -> int:
+async def _move_instances(conn: asyncpg.Connection, workspace_id: str, to_person: str, where: str, *args) -> list:
     """Moves the instances ``where`` selects (with their deliveries and coupon codes) to
-    ``to_person``; an instance whose enrolment key that person already holds stays."""
+    ``to_person``; an instance whose enrolment key that person already holds stays. Returns the
+    ids moved."""
     moved = await conn.fetch(
         f"""UPDATE instances m SET person_id = $2,
                 origin_person_id = CASE WHEN m.origin_person_id = $2 THEN NULL ELSE m.origin_person_id END
@@ -399,23 +459,34 @@ async def _move_instances(conn: asyncpg.Connection, workspace_id: str, to_person
             to_person,
             ids,
         )
-    return len(ids)
+    return ids
 
 
 async def move_instances_back(
-    conn: asyncpg.Connection, workspace_id: str, person_id: str, new_person_id: str, origins: list[str]
+    conn: asyncpg.Connection, workspace_id: str, person_id: str, new_person_id: str, origins: list[str], now
 ) -> int:
     """A split: ``person_id``'s instances that a merge brought from one of ``origins`` go to
-    ``new_person_id``."""
+    ``new_person_id``; those the merge ended (``merged``: the survivor ran the same journey) run
+    again from where they were, woken when they would have been."""
     where = "m.person_id = $3 AND m.origin_person_id = ANY($4::text[])"
-    return await _move_instances(conn, workspace_id, new_person_id, where, person_id, origins)
+    moved = await _move_instances(conn, workspace_id, new_person_id, where, person_id, origins)
+    await conn.execute(
+        """UPDATE instances SET state = 'active', exit_reason = '', updated_at = now(),
+               wake_at = coalesce((context ->> 'merged_wake_at')::timestamptz, $3), context = context - 'merged_wake_at'
+           WHERE workspace_id = $1 AND instance_id = ANY($2::uuid[]) AND state = 'exited' AND exit_reason = 'merged'
+           AND context ? 'merged_wake_at'""",
+        workspace_id,
+        moved,
+        now,
+    )
+    return len(moved)
 
 
 async def move_instances_of_events(
     conn: asyncpg.Connection, workspace_id: str, from_person: str, to_person: str, message_ids: list[str]
 ) -> int:
     """A split moved these events to ``to_person``: the instances they started follow them."""
-    return await _move_instances(
+    moved = await _move_instances(
         conn,
         workspace_id,
         to_person,
@@ -423,6 +494,7 @@ async def move_instances_of_events(
         from_person,
         message_ids,
     )
+    return len(moved)
 
 
 # Deliveries
@@ -453,12 +525,40 @@ async def insert_delivery(conn: asyncpg.Connection, values: dict[str, Any]) -> b
     return status.endswith(" 1")
 
 
-async def claim_deliveries(conn: asyncpg.Connection, now: datetime, limit: int) -> list[dict]:
+_DUE_DELIVERY = """status = 'pending' AND next_attempt_at <= $1 AND (claimed_until IS NULL OR claimed_until <= $1)"""
+
+
+async def due_deliveries(conn: asyncpg.Connection, now: datetime, limit: int) -> list[dict]:
+    """A look (no lock) at up to ``limit`` due deliveries no sender holds."""
     rows = await conn.fetch(
-        f"""SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $1
-            ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
+        f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {_DUE_DELIVERY} ORDER BY next_attempt_at LIMIT $2",
         now,
         limit,
+    )
+    return [dict(r) for r in rows]
+
+
+async def claim_deliveries(
+    conn: asyncpg.Connection, now: datetime, candidates: list[dict], claim, claimed_until: datetime
+) -> list[dict]:
+    """Claims those of ``candidates`` still due and free for one sender (``claim``) until
+    ``claimed_until``, locked for this transaction. A row still claimed by a sender that died
+    mid-send is due again once its claim ran out (``interrupted``: the provider may have taken it;
+    it is sent again with the same key)."""
+    rows = await conn.fetch(
+        f"""WITH due AS (
+                SELECT workspace_id, delivery_id, claim AS previous FROM deliveries
+                WHERE (workspace_id, delivery_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))
+                AND {_DUE_DELIVERY} FOR UPDATE SKIP LOCKED)
+            UPDATE deliveries d SET claim = $4, claimed_until = $5, sent_at = NULL, updated_at = now()
+            FROM due WHERE d.workspace_id = due.workspace_id AND d.delivery_id = due.delivery_id
+            RETURNING {", ".join(f"d.{c.strip()}" for c in DELIVERY_COLUMNS.split(","))},
+                due.previous IS NOT NULL AS interrupted""",
+        now,
+        [c["workspace_id"] for c in candidates],
+        [c["delivery_id"] for c in candidates],
+        claim,
+        claimed_until,
     )
     return [dict(r) for r in rows]
 
@@ -497,15 +597,22 @@ async def sent_counts(
     return counts
 
 
-async def save_deliveries(conn: asyncpg.Connection, rows: list[dict]) -> None:
+async def save_deliveries(conn: asyncpg.Connection, rows: list[dict], *, claim=None) -> set[str]:
+    """Writes the rows' new state; with ``claim``, only rows that sender still holds (a sender
+    whose claim ran out and was taken over writes nothing). ``row["claim"]`` is kept (a message
+    being sent) or cleared. Returns the delivery ids written."""
     if not rows:
-        return
-    await conn.execute(
+        return set()
+    written = await conn.fetch(
         """UPDATE deliveries d SET status = u.status, reason = u.reason, attempts = u.attempts,
-               deferrals = u.deferrals, next_attempt_at = u.next_attempt_at, sent_at = u.sent_at, updated_at = now()
+               deferrals = u.deferrals, next_attempt_at = u.next_attempt_at, sent_at = u.sent_at,
+               claim = u.claim, claimed_until = CASE WHEN u.claim IS NULL THEN NULL ELSE d.claimed_until END,
+               updated_at = now()
            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::int[], $7::timestamptz[],
-                       $8::timestamptz[]) AS u(w, id, status, reason, attempts, deferrals, next_attempt_at, sent_at)
-           WHERE d.workspace_id = u.w AND d.delivery_id = u.id""",
+                       $8::timestamptz[], $9::uuid[])
+               AS u(w, id, status, reason, attempts, deferrals, next_attempt_at, sent_at, claim)
+           WHERE d.workspace_id = u.w AND d.delivery_id = u.id AND ($10::uuid IS NULL OR d.claim = $10)
+           RETURNING d.delivery_id""",
         [r["workspace_id"] for r in rows],
         [r["delivery_id"] for r in rows],
         [r["status"] for r in rows],
@@ -514,7 +621,10 @@ async def save_deliveries(conn: asyncpg.Connection, rows: list[dict]) -> None:
         [r["deferrals"] for r in rows],
         [r["next_attempt_at"] for r in rows],
         [r["sent_at"] for r in rows],
+        [r.get("claim") for r in rows],
+        claim,
     )
+    return {r["delivery_id"] for r in written}
 
 
 async def get_delivery(
@@ -535,8 +645,9 @@ async def list_deliveries(
     conn: asyncpg.Connection, workspace_id: str, journey_id: str, *, status: str, after: str, limit: int
 ) -> list[dict]:
     rows = await conn.fetch(
-        f"""SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE workspace_id = $1 AND ($2 = '-' OR journey_id = $2)
-            AND ($3 = '' OR status = $3) AND delivery_id > $4 ORDER BY delivery_id LIMIT $5""",
+        f"""SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE workspace_id = $1
+            AND ($2 = '-' OR (journey_id = $2 AND {_THIS_JOURNEY})) AND ($3 = '' OR status = $3)
+            AND delivery_id > $4 ORDER BY delivery_id LIMIT $5""",
         workspace_id,
         journey_id,
         status,
@@ -627,6 +738,12 @@ async def import_codes(conn: asyncpg.Connection, workspace_id: str, pool_id: str
     return int(status.split()[-1])
 
 
+async def lock_coupon(conn: asyncpg.Connection, workspace_id: str, journey_id: str, person_id: str) -> None:
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"coupon/{workspace_id}/{journey_id}/{person_id}"
+    )
+
+
 async def issued_code(conn: asyncpg.Connection, workspace_id: str, journey_id: str, person_id: str) -> str | None:
     return await conn.fetchval(
         "SELECT code FROM coupon_codes WHERE workspace_id = $1 AND journey_id = $2 AND person_id = $3",
@@ -666,7 +783,7 @@ async def insert_issued_code(
 ) -> bool:
     status = await conn.execute(
         """INSERT INTO coupon_codes (workspace_id, pool_id, code, person_id, journey_id, instance_id, issued_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING""",
+           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (workspace_id, pool_id, code) DO NOTHING""",
         workspace_id,
         pool_id,
         code,
@@ -739,8 +856,11 @@ async def upsert_person_dates(
 
 
 async def forget_person_dates(conn: asyncpg.Connection, workspace_id: str, person_id: str, version: int) -> None:
+    """The person has no date attributes any more (as of profile ``version``). The row stays,
+    emptied, with its version: a replayed older change cannot bring the old dates back."""
     await conn.execute(
-        "DELETE FROM person_dates WHERE workspace_id = $1 AND person_id = $2 AND profile_version < $3",
+        """UPDATE person_dates SET birthday_month_day = NULL, points_expiry_at = NULL, profile_version = $3
+           WHERE workspace_id = $1 AND person_id = $2 AND profile_version < $3""",
         workspace_id,
         person_id,
         version,
@@ -772,9 +892,9 @@ async def persons_with_expiry(conn: asyncpg.Connection, workspace_id: str, start
 
 async def report_instances(conn: asyncpg.Connection, workspace_id: str, journey_id: str) -> list[asyncpg.Record]:
     return await conn.fetch(
-        """SELECT variant, count(*) AS entered, count(converted_at) AS converted,
+        f"""SELECT variant, count(*) AS entered, count(converted_at) AS converted,
                   coalesce(sum(revenue_minor), 0)::bigint AS revenue
-           FROM instances WHERE workspace_id = $1 AND journey_id = $2 GROUP BY variant""",
+           FROM instances WHERE workspace_id = $1 AND journey_id = $2 AND {_THIS_JOURNEY} GROUP BY variant""",
         workspace_id,
         journey_id,
     )
@@ -784,10 +904,10 @@ async def report_conversions_by_step(
     conn: asyncpg.Connection, workspace_id: str, journey_id: str
 ) -> list[asyncpg.Record]:
     return await conn.fetch(
-        """SELECT conversion_step AS step_id, variant, count(*) AS converted,
+        f"""SELECT conversion_step AS step_id, variant, count(*) AS converted,
                   coalesce(sum(revenue_minor), 0)::bigint AS revenue
-           FROM instances WHERE workspace_id = $1 AND journey_id = $2 AND converted_at IS NOT NULL
-           AND conversion_step <> '' GROUP BY conversion_step, variant""",
+           FROM instances WHERE workspace_id = $1 AND journey_id = $2 AND {_THIS_JOURNEY}
+           AND converted_at IS NOT NULL AND conversion_step <> '' GROUP BY conversion_step, variant""",
         workspace_id,
         journey_id,
     )
@@ -795,8 +915,8 @@ async def report_conversions_by_step(
 
 async def report_deliveries(conn: asyncpg.Connection, workspace_id: str, journey_id: str) -> list[asyncpg.Record]:
     return await conn.fetch(
-        """SELECT step_id, variant, status, reason, count(*) AS n FROM deliveries
-           WHERE workspace_id = $1 AND journey_id = $2 GROUP BY step_id, variant, status, reason""",
+        f"""SELECT step_id, variant, status, reason, count(*) AS n FROM deliveries
+           WHERE workspace_id = $1 AND journey_id = $2 AND {_THIS_JOURNEY} GROUP BY step_id, variant, status, reason""",
         workspace_id,
         journey_id,
     )

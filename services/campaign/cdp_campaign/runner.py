@@ -6,9 +6,11 @@ identity's resolved events: by the time a journey sees an event, profile has app
 profile read at send time (address, consent, traits) already reflects it, and events of a
 merged-away id arrive under the survivor.
 
-Each entry point runs in one transaction. Instances are rows in ``instances``; the scheduler
-takes the due ones (``wake_at <= now``) with ``FOR UPDATE SKIP LOCKED`` (replicas share the work,
-a crash rolls back to the last committed step), runs steps until a wait or the end, and commits.
+Each consumer batch runs in one transaction. Instances are rows in ``instances``; the scheduler
+claims the due ones (``wake_at <= now``, ``FOR UPDATE SKIP LOCKED``, a committed lease: replicas
+share the work), makes the calls to profile and segment their current steps need with no
+transaction open, then runs steps until a wait, the end or the next step that needs a call, and
+commits (a crash rolls back to the last committed step).
 A send step only inserts a row in ``deliveries`` (idempotent per instance and step); the sender
 (delivery.py) delivers it. Time comes from the injected clock.
 """
@@ -16,8 +18,10 @@ A send step only inserts a row in ``deliveries`` (idempotent per instance and st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -25,12 +29,12 @@ from typing import Any
 
 import asyncpg
 import structlog
-from google.protobuf import json_format
 
 from cdp.events.v1 import events_pb2
 from cdp_campaign import definition as defs
 from cdp_campaign import repository
-from cdp_campaign.domain import assign_variant, revenue_minor
+from cdp_campaign.announcements import announcement
+from cdp_campaign.domain import assign_variant, next_local_time, person_zone, revenue_minor, storable
 from cdp_campaign.ports import CrossSell, DependencyError, ProfilePort, SegmentPort, WorkspaceFacts
 from cdpkit import outbox
 from cdpkit.bus import CAMPAIGN, BusNames
@@ -152,6 +156,7 @@ class JourneyRunner:
         facts: WorkspaceFacts,
         cross_sell: CrossSell,
         batch: int = 100,
+        claim_seconds: float = 30.0,
     ) -> None:
         self._pool = pool
         self._names = names
@@ -162,6 +167,7 @@ class JourneyRunner:
         self._facts = facts
         self._cross_sell = cross_sell
         self._batch = batch
+        self._claim = timedelta(seconds=claim_seconds)
 
     # Enrolment
 
@@ -183,7 +189,7 @@ class JourneyRunner:
             await repository.lock_enrolment(conn, journey.workspace_id, journey.journey_id, person_id)
             latest = await repository.latest_entry(conn, journey.workspace_id, journey.journey_id, person_id)
             if latest is not None:
-                if mode == "after_exit" and latest["state"] == "active":
+                if mode == "after_exit" and latest["active"]:
                     return False
                 if d.reentry.min_interval and latest["entered_at"] > now - defs.duration(d.reentry.min_interval, "-"):
                     return False
@@ -219,7 +225,7 @@ class JourneyRunner:
     ) -> bool:
         """Apply one tracked event; True when an instance became due."""
         name = fact.event
-        properties = json_format.MessageToDict(fact.properties) if fact.HasField("properties") else {}
+        properties = storable(fact.properties) if fact.HasField("properties") else {}
         facts = {"name": name, "properties": properties, "message_id": fact.message_id}
         woke = False
         for journey in live.journeys:
@@ -326,65 +332,88 @@ class JourneyRunner:
         async with self._pool.acquire() as conn, conn.transaction():
             woke = False
             for change in changes:
-                ws_live = live.get(change.workspace_id, _NOTHING)
-                if change.moved.split_from_person_id and change.moved.message_ids:
-                    moved = await repository.move_instances_of_events(
-                        conn,
-                        change.workspace_id,
-                        change.moved.split_from_person_id,
-                        change.person_id,
-                        list(change.moved.message_ids),
+                try:
+                    async with conn.transaction():  # a savepoint: one bad change cannot lose the others
+                        woke |= await self._on_profile_change(conn, live, change, now)
+                except Exception as exc:
+                    if transient(exc):
+                        raise
+                    log.exception(
+                        "a profile change could not be applied; it is skipped",
+                        workspace=change.workspace_id,
+                        person=change.person_id,
+                        version=change.version,
                     )
-                    if moved:
-                        log.info("instances follow their trigger events after a split", moved=moved)
-                for fact in change.events:
-                    if fact.type == events_pb2.EVENT_TYPE_TRACK and fact.event:
-                        currency = change.snapshot.currency or "CNY"
-                        woke |= await self._on_event(
-                            conn, ws_live, change.workspace_id, change.person_id, fact, currency, now
-                        )
-                for transition in change.transitions:
-                    value = transition.from_value if transition.kind == "tag_removed" else transition.to_value
-                    for journey in live.get(change.workspace_id, _NOTHING).journeys:
-                        if journey.trigger != "transition":
-                            continue
-                        wanted = journey.definition.trigger.transition
-                        if wanted.kind != transition.kind or (wanted.to and wanted.to != value):
-                            continue
-                        if wanted.direction and wanted.direction != transition.direction:
-                            continue
-                        context = {"transition": {"kind": transition.kind, "from": transition.from_value, "to": value}}
-                        key = f"transition:{transition.kind}:{value}:{change.version}"
-                        woke |= await self._enrol(conn, journey, change.person_id, key, context, now)
-                if change.HasField("snapshot"):
-                    computed = json_format.MessageToDict(change.snapshot.computed)
-                    birthday = computed.get("birthday_month_day")
-                    expiry = computed.get("next_points_expiry_time")
-                    try:
-                        expiry_at = datetime.fromisoformat(expiry.replace("Z", "+00:00")) if expiry else None
-                    except (AttributeError, ValueError):
-                        expiry_at = None
-                    birthday = birthday if isinstance(birthday, str) and birthday else None
-                    if birthday or expiry_at:
-                        await repository.upsert_person_dates(
-                            conn, change.workspace_id, change.person_id, birthday, expiry_at, change.version
-                        )
-                    else:  # a birthday unset, the points spent: no more date triggers
-                        await repository.forget_person_dates(
-                            conn, change.workspace_id, change.person_id, change.version
-                        )
             if woke:
                 await _wake(conn, "instances")
 
+    async def _on_profile_change(
+        self, conn: asyncpg.Connection, live: dict[str, Live], change: events_pb2.ProfileChanged, now: datetime
+    ) -> bool:
+        """One person's change: its events, transitions and date attributes; True when an
+        instance became due."""
+        woke = False
+        ws_live = live.get(change.workspace_id, _NOTHING)
+        if change.moved.split_from_person_id and change.moved.message_ids:
+            moved = await repository.move_instances_of_events(
+                conn,
+                change.workspace_id,
+                change.moved.split_from_person_id,
+                change.person_id,
+                list(change.moved.message_ids),
+            )
+            if moved:
+                log.info("instances follow their trigger events after a split", moved=moved)
+        for fact in change.events:
+            if fact.type == events_pb2.EVENT_TYPE_TRACK and fact.event:
+                currency = change.snapshot.currency or "CNY"
+                woke |= await self._on_event(conn, ws_live, change.workspace_id, change.person_id, fact, currency, now)
+        for transition in change.transitions:
+            value = transition.from_value if transition.kind == "tag_removed" else transition.to_value
+            for journey in live.get(change.workspace_id, _NOTHING).journeys:
+                if journey.trigger != "transition":
+                    continue
+                wanted = journey.definition.trigger.transition
+                if wanted.kind != transition.kind or (wanted.to and wanted.to != value):
+                    continue
+                if wanted.direction and wanted.direction != transition.direction:
+                    continue
+                context = {"transition": {"kind": transition.kind, "from": transition.from_value, "to": value}}
+                key = f"transition:{transition.kind}:{value}:{change.version}"
+                woke |= await self._enrol(conn, journey, change.person_id, key, context, now)
+        if change.HasField("snapshot"):
+            computed = storable(change.snapshot.computed)
+            birthday = computed.get("birthday_month_day")
+            expiry = computed.get("next_points_expiry_time")
+            try:
+                expiry_at = datetime.fromisoformat(expiry.replace("Z", "+00:00")) if expiry else None
+            except (AttributeError, ValueError):
+                expiry_at = None
+            birthday = birthday if isinstance(birthday, str) and birthday else None
+            if birthday or expiry_at:
+                await repository.upsert_person_dates(
+                    conn, change.workspace_id, change.person_id, birthday, expiry_at, change.version
+                )
+            else:  # a birthday unset, the points spent: no more date triggers
+                await repository.forget_person_dates(conn, change.workspace_id, change.person_id, change.version)
+        return woke
+
     async def on_merges(self, merges: Sequence[events_pb2.PersonsMerged]) -> None:
+        now = self._clock.now()
         async with self._pool.acquire() as conn, conn.transaction():
             for merge in merges:
                 for merged in merge.merged_person_ids:
                     if merged != merge.survivor_person_id:
-                        moved = await repository.rekey_person(
+                        moved, suppressed = await repository.rekey_person(
                             conn, merge.workspace_id, merge.survivor_person_id, merged
                         )
-                        log.info("instances re-keyed after a merge", moved=moved, merge_id=merge.merge_id)
+                        await outbox.enqueue_many(conn, [announcement(self._names, row, now) for row in suppressed])
+                        log.info(
+                            "instances re-keyed after a merge",
+                            moved=moved,
+                            suppressed=len(suppressed),
+                            merge_id=merge.merge_id,
+                        )
 
     async def on_splits(self, splits: Sequence[events_pb2.PersonSplit]) -> None:
         """An unmerge or an identifier removal split a person: what a merge brought to it goes
@@ -393,38 +422,105 @@ class JourneyRunner:
         and coupon codes. Everything else stays with the person that keeps its id; instances
         started by an event that moved to the new person follow that event (profile's split
         announcement, :meth:`on_profile_changes`)."""
+        now = self._clock.now()
         async with self._pool.acquire() as conn, conn.transaction():
             for split in splits:
                 if not split.new_person_id or split.new_person_id == split.person_id:
                     continue
                 origins = sorted({split.new_person_id, *split.moved_person_ids})
                 moved = await repository.move_instances_back(
-                    conn, split.workspace_id, split.person_id, split.new_person_id, origins
+                    conn, split.workspace_id, split.person_id, split.new_person_id, origins, now
                 )
                 log.info("instances moved back after a split", moved=moved, undone_merge=split.undone_merge_id)
 
     # The scheduler
 
     async def run_due(self) -> int:
-        """Advance up to one batch of due instances; returns how many."""
+        """Advance up to one batch of due instances; returns how many.
+
+        No transaction is held across a call to profile or segment. The due instances are
+        locked; those whose current step needs no call advance at once, in that transaction; the
+        others are claimed (a committed lease: other replicas skip them), their calls are made
+        (tags, branch conditions, cross-sell, local times) with no transaction open, then they
+        advance from what is stored by then (a consumer may have moved one) in a second
+        transaction. A savepoint each. A later step that needs a call ends the run there; the
+        instance is due again at once and its next run makes that call."""
         now = self._clock.now()
+        claim = uuid.uuid4()
         async with self._pool.acquire() as conn, conn.transaction():
             due = await repository.due_instances(conn, now, self._batch)
-            wake: set[str] = set()
+            definitions = {}
             for inst in due:
-                try:
-                    async with conn.transaction():  # a savepoint: one broken instance cannot block the rest
-                        await self._advance(conn, inst, now, wake)
-                        await repository.save_instance(conn, inst)
-                except (asyncpg.PostgresConnectionError, OSError):
-                    raise
-                except Exception:
-                    log.exception("journey instance failed; it exits", instance=str(inst["instance_id"]))
-                    _exit(inst, "error")
-                    await repository.save_instance(conn, inst)
-            for what in wake:
-                await _wake(conn, what)
+                key = (inst["workspace_id"], inst["journey_id"], inst["version"])
+                if key not in definitions:
+                    with contextlib.suppress(LookupError):  # the instance exits below (error)
+                        definitions[key] = await self.catalog.version(conn, *key)
+            # Instances whose current step needs no call advance now (until a step that needs
+            # one); the others are claimed, and advance after their calls.
+            calling = [i for i in due if _needs_call(i, definitions.get(_version_key(i)))]
+            await self._advance_all(conn, [i for i in due if not _needs_call(i, definitions.get(_version_key(i)))], now)
+            await repository.claim_instances(conn, calling, claim, now + self._claim)
+        if calling:
+            answers = await asyncio.gather(
+                *(self._call(inst, definitions[_version_key(inst)], now) for inst in calling)
+            )
+            fetched = {inst["instance_id"]: answer for inst, answer in zip(calling, answers, strict=True)}
+            async with self._pool.acquire() as conn, conn.transaction():
+                claimed = await repository.claimed_instances(conn, claim)
+                for inst in claimed:
+                    inst["_fetched"] = fetched.get(inst["instance_id"], {})
+                await self._advance_all(conn, [i for i in claimed if i["wake_at"] and i["wake_at"] <= now], now)
+                await repository.release_instances(conn, claim)
         return len(due)
+
+    async def _advance_all(self, conn: asyncpg.Connection, instances: list[dict], now: datetime) -> None:
+        """Advance these locked instances, a savepoint each (one broken instance cannot block the
+        rest: it exits ``error``)."""
+        wake: set[str] = set()
+        for inst in instances:
+            try:
+                async with conn.transaction():
+                    await self._advance(conn, inst, now, wake)
+                    await repository.save_instance(conn, inst)
+            except Exception as exc:
+                if transient(exc):
+                    raise
+                log.exception("journey instance failed; it exits", instance=str(inst["instance_id"]))
+                _exit(inst, "error")
+                await repository.save_instance(conn, inst)
+        for what in wake:
+            await _wake(conn, what)
+
+    async def _call(self, inst: dict, d: defs.Definition, now: datetime) -> dict[str, Any]:
+        """What the instance's current step needs from profile or segment (see :func:`_needs_call`):
+        {step id: answer, or the exception the call raised (raised again when the step runs)}."""
+        step = d.steps[defs.step_index(d)[inst["step_id"]]]
+        kind, ws, person = step.WhichOneof("kind"), inst["workspace_id"], inst["person_id"]
+        try:
+            if kind == "wait":
+                # The person's local time (trait time_zone), as quiet hours read it; else the workspace's.
+                time_zone = await self._facts.time_zone(ws)
+                view = await self._profile.get_profile(ws, person)
+                answer = person_zone(view.traits, time_zone) if view else defs.zone(time_zone)
+            elif kind == "send" and step.send.HasField("cross_sell"):
+                answer = await self._cross_sold(inst, d, step.send.cross_sell)
+            elif kind == "tag":
+                expire_at = now + defs.duration(step.tag.expire_after, "-") if step.tag.expire_after else None
+                await self._profile.modify_tags(
+                    ws,
+                    person,
+                    add=list(step.tag.add),
+                    remove=list(step.tag.remove),
+                    expire_at=expire_at,
+                    source=f"journey:{inst['journey_id']}",
+                    request_id=f"{inst['instance_id']}.{step.id}",
+                )
+                answer = True
+            else:
+                answer = await self._condition(inst, step.branch.condition)
+        except Exception as exc:  # noqa: BLE001 - the step raises it when it runs, inside its savepoint
+            answer = exc
+        return {step.id: answer}
 
     async def _advance(self, conn: asyncpg.Connection, inst: dict, now: datetime, wake: set) -> None:
         if inst["state"] != "active":
@@ -446,6 +542,9 @@ class JourneyRunner:
             after = defs.following(d, i)
             try:
                 target = await self._run_step(conn, inst, d, step, after, now, wake)
+            except _CallFirst:
+                inst["wake_at"] = now  # the next run makes the call this step needs
+                return
             except DependencyError as exc:
                 log.warning("journey step failed", step=step.id, error=str(exc), retry=exc.retryable)
                 if exc.retryable:
@@ -469,10 +568,8 @@ class JourneyRunner:
             if wait.duration:
                 inst["wake_at"] = now + defs.duration(wait.duration, "-")
             elif wait.until_time:
-                time_zone = await self._facts.time_zone(ws)
-                inst["wake_at"] = defs.next_local_time(
-                    now, defs.time_of_day(wait.until_time, "-"), defs.zone(time_zone)
-                )
+                tz = _answer(inst, step)  # the person's zone (see _call)
+                inst["wake_at"] = next_local_time(now, defs.time_of_day(wait.until_time, "-"), tz)
             else:
                 inst["wake_at"] = now + defs.duration(wait.timeout, "-")
                 inst["wait_event"] = wait.until_event
@@ -482,7 +579,7 @@ class JourneyRunner:
             if kind == "send":
                 context["recommendations"] = list(step.send.recommendations)
                 if step.send.HasField("cross_sell"):
-                    context["cross_sell"] = await self._cross_sold(inst, d, step.send.cross_sell)
+                    context["cross_sell"] = _answer(inst, step)
             await repository.insert_delivery(
                 conn,
                 {
@@ -509,19 +606,11 @@ class JourneyRunner:
             inst["context"] = {**inst["context"], "coupon": {"code": code, "pool_id": step.coupon.pool_id}}
             return after
         if kind == "tag":
-            expire_at = now + defs.duration(step.tag.expire_after, "-") if step.tag.expire_after else None
-            await self._profile.modify_tags(
-                ws,
-                person,
-                add=list(step.tag.add),
-                remove=list(step.tag.remove),
-                expire_at=expire_at,
-                source=f"journey:{inst['journey_id']}",
-                request_id=f"{inst['instance_id']}.{step.id}",
-            )
+            _answer(inst, step)  # ModifyProfileTags was called (see _call)
             return after
         if kind == "branch":
-            holds = await self._condition(inst, step.branch.condition)
+            on_events = step.branch.condition.WhichOneof("kind") == "event_since_entry"  # no call: the row has them
+            holds = await self._condition(inst, step.branch.condition) if on_events else _answer(inst, step)
             return (step.branch.if_true or after) if holds else (step.branch.if_false or after)
         if kind == "split":
             variants = [(v.name, v.weight) for v in step.split.variants]
@@ -562,6 +651,9 @@ class JourneyRunner:
 
     async def _issue_coupon(self, conn, inst: dict, pool_id: str, now: datetime) -> str | None:
         ws, journey, person = inst["workspace_id"], inst["journey_id"], inst["person_id"]
+        # Two instances of one person (re-entry, two scheduler replicas) take turns here: the
+        # second sees the first's code once it committed, instead of colliding with it.
+        await repository.lock_coupon(conn, ws, journey, person)
         existing = await repository.issued_code(conn, ws, journey, person)
         if existing:
             return existing  # at most one per person per campaign: a re-entry gets the same code
@@ -641,7 +733,7 @@ class JourneyRunner:
             next_run, cursor = row["next_run_at"], token
         else:
             interval = every and defs.duration(every, "-")
-            next_run, run_key, cursor = (row["next_run_at"] + interval if interval else None), "", ""
+            next_run, run_key, cursor = (next_slot(row["next_run_at"], interval, now) if interval else None), "", ""
         await repository.save_run(
             conn, journey.workspace_id, journey.journey_id, next_run_at=next_run, run_key=run_key, run_cursor=cursor
         )
@@ -666,10 +758,16 @@ class JourneyRunner:
             conn,
             journey.workspace_id,
             journey.journey_id,
-            next_run_at=defs.next_local_time(row["next_run_at"], at, tz),
+            next_run_at=next_local_time(row["next_run_at"], at, tz),
             run_key="",
             run_cursor="",
         )
+
+
+def next_slot(run: datetime, every: timedelta, now: datetime) -> datetime:
+    """The first run of the schedule ``run + k * every`` after ``now``: runs missed while the
+    scheduler was down or behind are skipped, not sent back to back."""
+    return run + every * max(1, (now - run) // every + 1)
 
 
 def first_run(d: defs.Definition, tz, now: datetime) -> datetime | None:
@@ -686,8 +784,25 @@ def first_run(d: defs.Definition, tz, now: datetime) -> datetime | None:
                 run += every * ((now - run) // every)
         return run
     if kind == "date":
-        return defs.next_local_time(now, defs.time_of_day(d.trigger.date.at or "09:00", "-"), tz)
+        return next_local_time(now, defs.time_of_day(d.trigger.date.at or "09:00", "-"), tz)
     return None
+
+
+def transient(exc: BaseException) -> bool:
+    """An error that says nothing about the data (the connection, a deadlock, a serialization
+    failure, a lock or statement timeout, the server shutting down): retry the whole batch."""
+    return isinstance(
+        exc,
+        (
+            OSError,
+            asyncpg.PostgresConnectionError,
+            asyncpg.TransactionRollbackError,
+            asyncpg.LockNotAvailableError,
+            asyncpg.InsufficientResourcesError,
+            asyncpg.OperatorInterventionError,
+            asyncpg.InterfaceError,
+        ),
+    )
 
 
 def redeemed_code(name: str, properties: dict[str, Any]) -> str:
@@ -720,6 +835,42 @@ async def _wake(conn: asyncpg.Connection, what: str) -> None:
 
 def _leap(year: int) -> bool:
     return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+
+
+def _version_key(inst: dict) -> tuple[str, str, int]:
+    return inst["workspace_id"], inst["journey_id"], inst["version"]
+
+
+def _needs_call(inst: dict, d: defs.Definition | None) -> bool:
+    """Whether the instance's current step calls profile or segment: a wait until a local time
+    (the person's zone), a send with cross-sell, a tag, a branch on a segment or the profile."""
+    i = defs.step_index(d).get(inst["step_id"]) if d is not None and inst["state"] == "active" else None
+    if i is None:
+        return False
+    step = d.steps[i]
+    kind = step.WhichOneof("kind")
+    return (
+        (kind == "wait" and bool(step.wait.until_time) and inst["phase"] != "waiting")
+        or (kind == "send" and step.send.HasField("cross_sell"))
+        or kind == "tag"
+        or (kind == "branch" and step.branch.condition.WhichOneof("kind") != "event_since_entry")
+    )
+
+
+class _CallFirst(Exception):
+    """The step needs a call to profile or segment that this run has not made."""
+
+
+def _answer(inst: dict, step) -> Any:
+    """The answer :meth:`JourneyRunner._call` got for this step in this run (once: a loop back
+    to the step calls again), or the exception its call raised."""
+    answers = inst.get("_fetched", {})
+    if step.id not in answers:
+        raise _CallFirst
+    answer = answers.pop(step.id)
+    if isinstance(answer, Exception):
+        raise answer
+    return answer
 
 
 def _move(inst: dict, target: str, now: datetime) -> None:

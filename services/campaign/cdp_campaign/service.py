@@ -14,9 +14,10 @@ import yaml
 
 from cdp_campaign import definition as defs
 from cdp_campaign import reports, repository
-from cdp_campaign.delivery import announcement
+from cdp_campaign.announcements import announcement
 from cdp_campaign.domain import DEFAULT_TIME_ZONE, UPDATABLE, Journey, WorkspaceSettings
 from cdp_campaign.ports import DependencyError, WorkspaceFacts
+from cdp_campaign.providers import DestinationGuard
 from cdp_campaign.runner import WAKE_CHANNEL, JourneyCatalog, first_run
 from cdpkit import outbox
 from cdpkit.bus import BusNames
@@ -45,13 +46,24 @@ def _new_etag() -> str:
     return uuid7().hex[-16:]
 
 
-async def _page(pool: asyncpg.Pool, fetch, requested_size: int, token: str, *, scope: str, key) -> tuple[list, str]:
+def _text_position(after) -> bool:
+    return isinstance(after, str) and "\x00" not in after
+
+
+async def _page(
+    pool: asyncpg.Pool, fetch, requested_size: int, token: str, *, scope: str, key, valid=_text_position
+) -> tuple[list, str]:
     """One keyset page: ``fetch(conn, after, limit)`` reads rows after a position; ``key(row)``
-    is a row's position. The token is bound to ``scope`` (the request's filters)."""
+    is a row's position, ``valid(position)`` says whether a token's position is one. The token
+    is bound to ``scope`` (the request's filters); its fingerprint is not a secret, so the
+    position in it is checked like any input."""
     size = page_size(requested_size)
     position = decode_token(token, scope=scope)
+    after = position.get("after") if position is not None else ""
+    if position is not None and not valid(after):
+        raise InvalidArgument("page_token", "is not a token this API issued")
     async with pool.acquire() as conn:
-        rows = await fetch(conn, position["after"] if position else "", size + 1)
+        rows = await fetch(conn, after, size + 1)
     if len(rows) <= size:
         return rows, ""
     rows = rows[:size]
@@ -66,8 +78,11 @@ class JourneyService:
         catalog: JourneyCatalog | None = None,
         clock: Clock | None = None,
         facts: WorkspaceFacts | None = None,
+        *,
+        webhooks: DestinationGuard | None = None,
     ) -> None:
         self._pool = pool
+        self._webhooks = webhooks or DestinationGuard()
         self._names = names or BusNames()
         self._catalog = catalog
         self._clock = clock
@@ -124,7 +139,10 @@ class JourneyService:
 
     async def delete(self, workspace_id: str, journey_id: str, etag: str) -> None:
         """Deletes a journey that is not active; its running instances exit and its pending
-        messages are suppressed (reason journey_deleted). Reports go with it."""
+        messages are suppressed (reason journey_deleted, announced). Its versions, instances and
+        deliveries stay as history (a person's messages, caps); a journey created again with the
+        same id publishes version numbers after them (no replica's cache of a version's
+        definition can serve the old one) and lists and reports only its own."""
         async with self._pool.acquire() as conn, conn.transaction():
             current = await self._current(conn, workspace_id, journey_id, etag)
             if current.state == "active":
@@ -158,11 +176,14 @@ class JourneyService:
                 raise Aborted("journey was changed while it was being published: publish again")
             checked = defs.check(defs.parse(current.definition), tz=tz)
             for i, step in enumerate(checked.definition.steps):
+                refusal = step.WhichOneof("kind") == "webhook" and self._webhooks.check_url(step.webhook.url)
+                if refusal:
+                    raise InvalidArgument(f"journey.definition.steps[{i}].webhook.url", refusal)
                 if step.WhichOneof("kind") == "coupon" and not await repository.get_pool(
                     conn, workspace_id, step.coupon.pool_id
                 ):
                     raise InvalidArgument(f"journey.definition.steps[{i}].coupon.pool_id", "no such coupon pool")
-            now = self._clock.now() if self._clock else datetime.now().astimezone()
+            now = self._now()
             published = await repository.publish(
                 conn,
                 current,
@@ -218,14 +239,23 @@ class JourneyService:
     async def person_messages(self, workspace_id: str, person_id: str, size: int, token: str):
         async def fetch(conn, after, limit):
             try:
-                before = (datetime.fromisoformat(after[0]), str(after[1])) if after else None
-            except (TypeError, ValueError, IndexError, KeyError):
+                before = (datetime.fromisoformat(after[0]), after[1]) if after else None
+            except ValueError:
                 raise InvalidArgument("page_token", "is not a token this API issued") from None
             return await repository.person_deliveries(conn, workspace_id, person_id, before=before, limit=limit)
 
+        def valid(after) -> bool:
+            return isinstance(after, list) and len(after) == 2 and all(_text_position(part) for part in after)
+
         scope = f"messages/{workspace_id}/{person_id}"
         return await _page(
-            self._pool, fetch, size, token, scope=scope, key=lambda r: [r["created_at"].isoformat(), r["delivery_id"]]
+            self._pool,
+            fetch,
+            size,
+            token,
+            scope=scope,
+            key=lambda r: [r["created_at"].isoformat(), r["delivery_id"]],
+            valid=valid,
         )
 
     async def retry_delivery(self, workspace_id: str, journey_id: str, delivery_id: str) -> dict:

@@ -147,13 +147,14 @@ async def test_merged_persons_are_re_keyed_and_a_split_gives_back_what_the_merge
     # What the merge brought goes back to the old person; what the survivor did stays; an
     # instance started by an event that moved follows it.
     await eventually(
-        lambda: _equals(instances("once"), {(new, "active", ""), (old, "exited", "merged"), (other, "active", "")}),
+        lambda: _equals(instances("once"), {(new, "active", ""), (old, "active", ""), (other, "active", "")}),
         what="the split",
     )
-    assert {(i.person_id, i.trigger_key) for i in await c.instances("browse")} == {
-        (new, "event:b-1"),
-        (old, "event:b-2"),
-    }
+
+    async def browse():  # profile's announcement is a consumer of its own: not ordered with the split
+        return {(i.person_id, i.trigger_key) for i in await c.instances("browse")}
+
+    await eventually(lambda: _equals(browse(), {(new, "event:b-1"), (old, "event:b-2")}), what="the moved event")
 
 
 async def _equals(coro, expected):

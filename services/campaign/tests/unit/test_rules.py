@@ -18,6 +18,7 @@ from cdp_campaign.domain import (
     assign_variant,
     cap_refusal,
     consent_refusal,
+    next_local_time,
     quiet_until,
     revenue_minor,
 )
@@ -119,7 +120,7 @@ def test_a_loop_with_a_wait_is_allowed_and_the_events_instances_listen_for():
             "steps": [
                 {"id": "w", "wait": {"until_event": "Y", "timeout": "1d"}},
                 {"id": "b", "branch": {"condition": {"event_since_entry": {"name": "Z"}}}},
-                {"id": "t", "next": "w", "tag": {"add": ["x"]}},
+                {"id": "t", "next": "w", "wait": {"duration": "1h"}},
             ],
         }
     )
@@ -165,7 +166,7 @@ def test_filters():
 def test_next_local_time_and_quiet_hours():
     at = defs.time_of_day("09:00", "-")
     # 22:00 in Shanghai -> 09:00 next morning (01:00 UTC).
-    assert defs.next_local_time(datetime(2026, 6, 18, 14, 0, tzinfo=UTC), at, SHANGHAI) == datetime(
+    assert next_local_time(datetime(2026, 6, 18, 14, 0, tzinfo=UTC), at, SHANGHAI) == datetime(
         2026, 6, 19, 1, 0, tzinfo=UTC
     )
     assert quiet_until(datetime(2026, 6, 18, 14, 0, tzinfo=UTC), SHANGHAI, "21:00", "09:00") == datetime(
@@ -247,13 +248,12 @@ def test_caps_addresses_revenue():
 
 
 def test_uplift_against_a_hand_computation():
-    # Variant: 30 of 200 converted (0.15); control: 10 of 100 (0.10).
-    # se = sqrt(0.15 * 0.85 / 200 + 0.10 * 0.90 / 100) = sqrt(0.0006375 + 0.0009) = 0.0392109...
-    # 95%: 0.05 -/+ 1.959964 * 0.0392109 = 0.05 -/+ 0.0768520 -> [-0.0268520, 0.1268520]
-    result = reports.uplift("a", "control", 30, 200, 10, 100)
-    assert math.isclose(result.uplift, 0.05, abs_tol=1e-12)
-    assert math.isclose(result.ci_low, -0.0268520, abs_tol=1e-6)
-    assert math.isclose(result.ci_high, 0.1268520, abs_tol=1e-6)
+    # Newcombe (1998), "Interval estimation for the difference between independent proportions",
+    # Table II example: 56/70 vs 48/80, difference 0.2, method 10 interval (0.0524, 0.3339).
+    result = reports.uplift("a", "control", 56, 70, 48, 80)
+    assert math.isclose(result.uplift, 0.2, abs_tol=1e-12)
+    assert math.isclose(result.ci_low, 0.0524, abs_tol=5e-5)
+    assert math.isclose(result.ci_high, 0.3339, abs_tol=5e-5)
 
 
 def test_report_rows_and_csv():
@@ -279,7 +279,7 @@ def test_report_rows_and_csv():
         "step_id,variant,entered,sent,delivered,failed,suppressed,suppressed_no_consent,converted,revenue_minor,"
         "uplift,uplift_ci_low,uplift_ci_high"
     )
-    assert ",a,200,180,0,5,15,15,30,30000,0.050000,-0.026852,0.126852" in text
+    assert ",a,200,180,0,5,15,15,30,30000,0.050000,-0.035835,0.121740" in text
 
 
 def test_a_recurring_schedule_published_late_runs_its_latest_due_run_not_every_missed_one():
