@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from ..conftest import eventually
+from .campaign_harness import eventually
 
 
 async def test_wait_until_a_local_time_is_the_persons_local_time(start_campaign):

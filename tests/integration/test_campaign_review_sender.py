@@ -17,7 +17,7 @@ from cdp.campaign.v1 import campaign_pb2
 from cdp_campaign.delivery import Sender
 from cdp_devstack.infra import free_port
 
-from ..conftest import WS, eventually
+from .campaign_harness import WS, eventually
 
 
 async def _count(coro, n):

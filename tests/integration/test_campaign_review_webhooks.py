@@ -12,7 +12,7 @@ import pytest
 
 from cdp.campaign.v1 import campaign_pb2
 
-from ..conftest import eventually, new_person
+from .campaign_harness import eventually, new_person
 
 
 def _hook(url: str) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ..conftest import eventually
+from .campaign_harness import eventually
 
 
 class _SlowTags:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from ..conftest import eventually
+from .campaign_harness import eventually
 
 
 async def test_a_recurring_broadcast_skips_the_runs_missed_while_down(start_campaign):
