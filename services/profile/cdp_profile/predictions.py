@@ -9,11 +9,12 @@ per workspace, in four steps:
 2. fit and predict (cdp_analytics, numpy);
 3. write: one transaction COPYs the predictions in, stores them under the new model (carrying
    over what was last announced) and drops the previous model's;
-4. announce, in batches of ``announce_batch`` persons, one transaction each: the profiles'
-   computed prediction traits are updated, their versions moved on, and a ProfileChanged
-   (changed fields and values, no snapshot) enqueued in the outbox. Only rows that moved
-   materially are announced (``min_change``); an interrupted announcement is resumed by the
-   next run of the worker (the rows stay marked).
+4. announce, in batches of ``announce_batch`` persons, one transaction each: one statement
+   claims the marked rows, locks their profiles in person order, updates the profiles'
+   computed prediction traits and moves their versions on (values from the predictions table,
+   in SQL); then a ProfileChanged each (changed fields and values, no snapshot) is enqueued in
+   the outbox. Only rows that moved materially are announced (``min_change``); an interrupted
+   announcement is resumed by the next run of the worker (the rows stay marked).
 """
 
 from __future__ import annotations
