@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
@@ -401,7 +401,7 @@ def changed_messages(
     changed: list[tuple[str, int, tuple[float | int | None, ...]]],
     change_time: timestamp_pb2.Timestamp,
     bus_names: BusNames,
-):
+) -> Iterator[tuple[str, int, str, bytes]]:
     """(person, version, subject, serialized ProfileChanged) for each changed profile: the
     computed.<name> fields changed (sorted) and their values, no snapshot.
 
