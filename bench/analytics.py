@@ -51,6 +51,7 @@ from cdp_profile.service import ProfileService
 from cdpkit.bus import BusNames
 from cdpkit.clock import ManualClock
 from cdpkit.db import create_pool
+from cdpkit.ids import uuid7
 from cdpkit.migrate import migrate
 from cdpkit.pii import PiiVault, new_key
 
@@ -200,7 +201,11 @@ def _histories(n: int) -> tuple[list[uuid.UUID], list[tuple[uuid.UUID, datetime,
     last = np.rint(people.t_x * 7).astype(int)
     repeats = people.x.astype(int)
     end = datetime(CALIBRATION_END.year, CALIBRATION_END.month, CALIBRATION_END.day, 2, tzinfo=UTC)
-    persons = [uuid.uuid4() for _ in range(n)]
+    # Person ids as identity makes them (UUIDv7, time-ordered): profiles are created in about
+    # person order, so the rows of a batch of persons share pages. CDP_BENCH_RANDOM_PERSONS=1:
+    # random UUIDs (rows of a batch on as many pages: the worst case for announcing).
+    random_persons = os.environ.get("CDP_BENCH_RANDOM_PERSONS") == "1"
+    persons = [uuid.uuid4() if random_persons else uuid7() for _ in range(n)]
     orders = []
     for i in range(n):
         first = end - timedelta(days=int(age[i]))

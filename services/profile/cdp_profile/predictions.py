@@ -9,11 +9,12 @@ per workspace, in four steps:
 2. fit and predict (cdp_analytics, numpy);
 3. write: one transaction COPYs the predictions in, stores them under the new model (carrying
    over what was last announced) and drops the previous model's;
-4. announce, in batches of ``announce_batch`` persons, one transaction each: the profiles'
-   computed prediction traits are updated, their versions moved on, and a ProfileChanged
-   (changed fields and values, no snapshot) enqueued in the outbox. Only rows that moved
-   materially are announced (``min_change``); an interrupted announcement is resumed by the
-   next run of the worker (the rows stay marked).
+4. announce, in batches of ``announce_batch`` persons, one transaction each: one statement
+   claims the marked rows, locks their profiles in person order, updates the profiles'
+   computed prediction traits and moves their versions on (values from the predictions table,
+   in SQL); then a ProfileChanged each (changed fields and values, no snapshot) is enqueued in
+   the outbox. Only rows that moved materially are announced (``min_change``); an interrupted
+   announcement is resumed by the next run of the worker (the rows stay marked).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
@@ -31,7 +32,7 @@ import asyncpg
 import numpy as np
 import structlog
 from cdp_analytics import value
-from google.protobuf import struct_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 from prometheus_client import Counter
 
 from cdp.events.v1 import events_pb2
@@ -68,7 +69,7 @@ class PredictionSettings:
 
 
 def prediction_names(horizon_weeks: int) -> tuple[str, ...]:
-    """The computed trait names a prediction announces, in the order of PendingAnnouncement.values."""
+    """The computed trait names a prediction announces, in the order of value_repository.Announced's values."""
     return ("p_alive", "churn_risk", f"expected_purchases_{horizon_weeks}w", "expected_order_value_minor",
             "predicted_clv_minor")  # fmt: skip
 
@@ -327,26 +328,27 @@ class PredictionService:
         assert model is not None
         previous = await repo.list_models(conn, workspace_id, model_id, 1)
         names = prediction_names(model.horizon_weeks)
-        stale: tuple[None, ...] = ()
+        removed: tuple[str, ...] = ()
         if previous and previous[0].horizon_weeks != model.horizon_weeks:
             # The horizon changed: the old name is removed where the new one is set.
-            names += (f"expected_purchases_{previous[0].horizon_weeks}w",)
-            stale = (None,)
+            removed = (f"expected_purchases_{previous[0].horizon_weeks}w",)
 
         async def announcer() -> int:
-            # Several at once (SKIP LOCKED): one's statements run in PostgreSQL while another
+            # Several at once (SKIP LOCKED): one's statement runs in PostgreSQL while another
             # builds its messages.
             announced = 0
             async with self._pool.acquire() as own:
                 while True:
                     async with own.transaction():
-                        batch = self.config.announce_batch
-                        pending = await repo.claim_announcements(own, workspace_id, model_id, batch)
-                        if not pending:
+                        claimed, changed = await repo.announce_next(
+                            own, workspace_id, model_id, self.config.announce_batch, names, removed
+                        )
+                        if not claimed:
                             return announced
                         settings = await self._settings_of(own, workspace_id)
-                        rows = {row.person_id: row.values + stale for row in pending}
-                        announced += await self._announce(own, workspace_id, settings, names, rows)
+                        if removed:
+                            changed = [(p, v, (*values, None)) for p, v, values in changed]
+                        announced += await self._enqueue(own, workspace_id, settings, names + removed, changed)
 
         announced = sum(await asyncio.gather(*(announcer() for _ in range(ANNOUNCERS))))
         timings["announce"] = timings.get("announce", 0.0) + time.perf_counter() - started
@@ -363,20 +365,61 @@ class PredictionService:
         """Set these profiles' computed traits ``names`` to their row of values (None removes),
         move their versions on and enqueue their ProfileChanged, in the caller's transaction."""
         versions = await repo.set_computed(conn, workspace_id, names, rows)
-        if not versions:
+        changed = [(person_id, version, rows[person_id]) for person_id, version in versions.items()]
+        return await self._enqueue(conn, workspace_id, settings, names, changed)
+
+    async def _enqueue(
+        self,
+        conn: asyncpg.Connection,
+        workspace_id: str,
+        settings: WorkspaceSettings,
+        names: tuple[str, ...],
+        changed: list[tuple[str, int, tuple[float | int | None, ...]]],
+    ) -> int:
+        """Enqueue a ProfileChanged for each (person, new version, values of ``names``) whose
+        computed traits were just set, in the caller's transaction."""
+        if not changed:
             return 0
         now = self._clock.now()
-        change_time = timestamp(now)
-        # changed_fields sorted, and the values in that order (a million of these after a first fit).
-        order = sorted(range(len(names)), key=lambda i: names[i])
-        fields = [f"computed.{names[i]}" for i in order]
-        subjects = [self._names.subject(PROFILE, str(n)) for n in range(self._names.partitions)]
-        messages = []
-        for person_id, version in versions.items():
-            values = rows[person_id]
-            message = events_pb2.ProfileChanged(workspace_id=workspace_id, person_id=person_id, version=version)
-            message.changed_fields.extend(fields)
-            message.change_time.CopyFrom(change_time)
+        messages = [
+            (workspace_id, subject, f"profile:{workspace_id}:{person_id}:{version}", payload)
+            for person_id, version, subject, payload in changed_messages(
+                workspace_id, names, changed, timestamp(now), self._names
+            )
+        ]
+        await outbox.enqueue_many(conn, messages)
+        if settings.tag_rules_read(is_prediction_name):
+            # Rule tags over predictions are re-evaluated by the timer worker (transitions and all).
+            await repo.make_due(conn, workspace_id, [person_id for person_id, _, _ in changed], now)
+        ANNOUNCED.inc(len(messages))
+        return len(messages)
+
+
+def changed_messages(
+    workspace_id: str,
+    names: tuple[str, ...],
+    changed: list[tuple[str, int, tuple[float | int | None, ...]]],
+    change_time: timestamp_pb2.Timestamp,
+    bus_names: BusNames,
+) -> Iterator[tuple[str, int, str, bytes]]:
+    """(person, version, subject, serialized ProfileChanged) for each changed profile: the
+    computed.<name> fields changed (sorted) and their values, no snapshot.
+
+    A million of these after a first fit, so each is serialized in parts and concatenated (a
+    protobuf message's encoding is the concatenation of its fields' encodings, in any order):
+    the fields every message shares once per batch, the values once per distinct set of values,
+    only person and version per message."""
+    order = sorted(range(len(names)), key=lambda i: names[i])
+    fields = [f"computed.{names[i]}" for i in order]
+    shared = events_pb2.ProfileChanged(
+        workspace_id=workspace_id, changed_fields=fields, change_time=change_time
+    ).SerializeToString()
+    subjects = [bus_names.subject(PROFILE, str(n)) for n in range(bus_names.partitions)]
+    encoded_values: dict[tuple[float | int | None, ...], bytes] = {}
+    for person_id, version, values in changed:
+        encoded = encoded_values.get(values)
+        if encoded is None:
+            message = events_pb2.ProfileChanged()
             struct = message.values.fields
             for field, i in zip(fields, order, strict=True):
                 value = values[i]
@@ -384,20 +427,9 @@ class PredictionService:
                     struct[field].null_value = struct_pb2.NULL_VALUE
                 else:
                     struct[field].number_value = value
-            messages.append(
-                (
-                    workspace_id,
-                    subjects[partition_of(person_id, self._names.partitions)],
-                    f"profile:{workspace_id}:{person_id}:{version}",
-                    message.SerializeToString(),
-                )
-            )
-        await outbox.enqueue_many(conn, messages)
-        if settings.tag_rules_read(is_prediction_name):
-            # Rule tags over predictions are re-evaluated by the timer worker (transitions and all).
-            await repo.make_due(conn, workspace_id, list(versions), now)
-        ANNOUNCED.inc(len(messages))
-        return len(messages)
+            encoded = encoded_values[values] = shared + message.SerializeToString()
+        own = events_pb2.ProfileChanged(person_id=person_id, version=version).SerializeToString()
+        yield person_id, version, subjects[partition_of(person_id, bus_names.partitions)], encoded + own
 
 
 class PredictionWorker:

@@ -241,48 +241,72 @@ async def write_predictions(
     return marked, [r["person_id"] for r in gone]
 
 
-@dataclass(frozen=True)
-class PendingAnnouncement:
-    """A row to announce, with the values as announced (P(alive), churn risk and expected
-    purchases rounded to 4 decimals)."""
-
-    person_id: str
-    p_alive: float
-    churn_risk: float
-    expected_purchases: float
-    expected_order_value_minor: int
-    predicted_clv_minor: int
-
-    @property
-    def values(self) -> tuple[float | int, ...]:
-        return (self.p_alive, self.churn_risk, self.expected_purchases, self.expected_order_value_minor,
-                self.predicted_clv_minor)  # fmt: skip
+# A profile whose computed prediction traits were just set: person, new version, and the values
+# (P(alive), churn risk and expected purchases rounded to 4 decimals, expected order value and
+# CLV in minor units), in prediction order. Plain tuples: a million of them after a first fit.
+Announced = tuple[str, int, tuple[float | int, ...]]
 
 
-async def claim_announcements(
-    conn: asyncpg.Connection, workspace_id: str, model_id: int, limit: int
-) -> list[PendingAnnouncement]:
-    """The next rows to announce, in person order, unmarked in the caller's transaction (which
-    announces them); rows another transaction claimed are skipped, so several announce at once.
-    The values announced are the announced_* ones: the model's when marked."""
+async def announce_next(
+    conn: asyncpg.Connection,
+    workspace_id: str,
+    model_id: int,
+    limit: int,
+    names: Sequence[str],
+    removed: Sequence[str],
+) -> tuple[int, list[Announced]]:
+    """In the caller's transaction, one statement: claim the next ``limit`` rows to announce, in
+    person order (rows another transaction claimed are skipped, so several announce at once),
+    unmark them, lock their profiles in person order (as the consumer does), set the computed
+    traits ``names`` (5, in Announced's order of values) to the announced_* values and remove
+    ``removed``, and move the versions on. Returns (rows claimed, the profiles changed, in
+    person order); a claimed row without a profile is only unmarked.
+
+    The values go from the predictions table to the profiles inside PostgreSQL: nothing per row
+    crosses the connection but the result."""
     rows = await conn.fetch(
         # The claim is materialised first: as an IN (subquery) with LIMIT and SKIP LOCKED the
         # planner may run it again for every candidate row (30 s for 23,570 rows, measured).
+        # `locked` locks the profiles as it emits them, in person order, whatever the plan; the
+        # update reads the values from the predictions as this statement's snapshot sees them
+        # (the unmarking does not change them). CTEs are estimated at one row, so every join is
+        # driven by a CTE and probes an index (joining two CTEs would be a quadratic loop).
         """WITH claimed AS MATERIALIZED (
                SELECT person_id FROM predictions WHERE workspace_id = $1 AND model_id = $2 AND announce
-               ORDER BY person_id LIMIT $3 FOR UPDATE SKIP LOCKED)
-           UPDATE predictions AS p SET announce = false
-           FROM claimed AS c
-           WHERE p.workspace_id = $1 AND p.model_id = $2 AND p.person_id = c.person_id
-           RETURNING p.person_id::text, round(p.announced_p_alive::numeric, 4)::float8,
-                     round(1 - p.announced_p_alive::numeric, 4)::float8,
-                     round(p.announced_expected_purchases::numeric, 4)::float8,
-                     p.announced_order_value_minor, p.announced_clv_minor""",
+               ORDER BY person_id LIMIT $3 FOR UPDATE SKIP LOCKED),
+           unmarked AS (
+               UPDATE predictions AS p SET announce = false
+               FROM claimed AS c
+               WHERE p.workspace_id = $1 AND p.model_id = $2 AND p.person_id = c.person_id
+               RETURNING 1),
+           locked AS (
+               SELECT person_id FROM profiles
+               WHERE workspace_id = $1 AND person_id IN (SELECT person_id FROM claimed)
+               ORDER BY person_id FOR UPDATE),
+           changed AS (
+               UPDATE profiles AS p SET
+                   computed = (p.computed - $9::text[]) || jsonb_strip_nulls(jsonb_build_object(
+                       $4::text, v.v1, $5::text, v.v2, $6::text, v.v3, $7::text, v.v4, $8::text, v.v5)),
+                   version = p.version + 1, updated_at = now()
+               FROM locked AS l
+               JOIN predictions AS q ON q.workspace_id = $1 AND q.model_id = $2 AND q.person_id = l.person_id
+               CROSS JOIN LATERAL (SELECT
+                   round(q.announced_p_alive::numeric, 4)::float8, round(1 - q.announced_p_alive::numeric, 4)::float8,
+                   round(q.announced_expected_purchases::numeric, 4)::float8, q.announced_order_value_minor,
+                   q.announced_clv_minor) AS v(v1, v2, v3, v4, v5)
+               WHERE p.workspace_id = $1 AND p.person_id = l.person_id
+               RETURNING p.person_id, p.version, v.v1, v.v2, v.v3, v.v4, v.v5)
+           SELECT n.claimed, c.person_id::text, c.version, c.v1, c.v2, c.v3, c.v4, c.v5
+           FROM (SELECT count(*) AS claimed FROM unmarked) AS n LEFT JOIN changed AS c ON true
+           ORDER BY c.person_id""",
         workspace_id,
         model_id,
         limit,
+        *names,
+        list(removed),
     )
-    return sorted((PendingAnnouncement(*r) for r in rows), key=lambda r: r.person_id)
+    claimed = rows[0]["claimed"] if rows else 0
+    return claimed, [(r[1], r[2], (r[3], r[4], r[5], r[6], r[7])) for r in rows if r[1] is not None]
 
 
 async def set_computed(

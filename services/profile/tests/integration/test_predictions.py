@@ -16,11 +16,12 @@ import nats
 import numpy as np
 import pytest
 from cdp_analytics import summary, value
-from google.protobuf import field_mask_pb2
+from google.protobuf import field_mask_pb2, timestamp_pb2
 
 from cdp.events.v1 import events_pb2
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
 from cdp_profile import __main__ as profile_main
+from cdp_profile import predictions, value_repository
 from cdp_profile.bootstrap import bootstrap
 from cdpkit.bus import PROFILE, RESOLVED, BusNames
 from cdpkit.clock import ManualClock
@@ -326,3 +327,81 @@ async def test_tag_rules_on_churn_risk_and_the_schedule(service_env, nats_url):
         await db.close()
         await nc.close()
         await runtime.stop()
+
+
+async def test_announcement_batches_claim_in_person_order_skip_claimed_rows_and_resume(svc):
+    """The announcing statement against real PostgreSQL: an interrupted batch changes nothing and
+    leaves its rows marked; two transactions at once claim disjoint rows in person order; a
+    claimed row without a profile is only unmarked; the old horizon's trait is removed."""
+    pool, ws = svc.pool, "announce"
+    a, b, c, gone, d = sorted(uuid.uuid4() for _ in range(5))
+    names = predictions.prediction_names(12)
+    async with pool.acquire() as conn:
+        await conn.executemany(
+            "INSERT INTO profiles (workspace_id, person_id, computed, version) VALUES ($1, $2, $3, 3)",
+            [(ws, p, {"order_count": 2, "expected_purchases_8w": 0.5}) for p in (a, b, c, d)],
+        )
+        await conn.executemany(
+            """INSERT INTO predictions (workspace_id, person_id, model_id, p_alive, expected_purchases,
+                   expected_order_value_minor, predicted_clv_minor, announced_p_alive, announced_expected_purchases,
+                   announced_order_value_minor, announced_clv_minor, announce)
+               VALUES ($1, $2, 1, $3, $4, 5000, 9000, $3, $4, 5000, 9000, $5)""",
+            [(ws, p, 0.123456, 1.987654, p != d) for p in (a, b, c, gone, d)],
+        )
+
+        async def versions() -> dict:
+            rows = await conn.fetch("SELECT person_id, version FROM profiles WHERE workspace_id = $1", ws)
+            return {r["person_id"]: r["version"] for r in rows}
+
+        with pytest.raises(RuntimeError):
+            async with conn.transaction():
+                claimed, _ = await value_repository.announce_next(conn, ws, 1, 10, names, ["expected_purchases_8w"])
+                assert claimed == 4
+                raise RuntimeError("interrupted before the outbox")
+        assert set((await versions()).values()) == {3}
+        marked = "SELECT array_agg(person_id ORDER BY person_id) FROM predictions WHERE workspace_id = $1 AND announce"
+        assert await conn.fetchval(marked, ws) == [a, b, c, gone]
+
+    async with pool.acquire() as first, pool.acquire() as second, first.transaction(), second.transaction():
+        claimed_first, changed_first = await value_repository.announce_next(
+            first, ws, 1, 2, names, ["expected_purchases_8w"]
+        )
+        claimed_second, changed_second = await value_repository.announce_next(
+            second, ws, 1, 2, names, ["expected_purchases_8w"]
+        )
+    assert claimed_first == claimed_second == 2
+    values = (0.1235, 0.8765, 1.9877, 5000, 9000)
+    assert changed_first == [(str(a), 4, values), (str(b), 4, values)]
+    assert changed_second == [(str(c), 4, values)]  # `gone` has no profile
+    async with pool.acquire() as conn:
+        assert await conn.fetchval(marked, ws) is None
+        assert await versions() == {a: 4, b: 4, c: 4, d: 3}
+        computed = await conn.fetchval(
+            "SELECT computed FROM profiles WHERE workspace_id = $1 AND person_id = $2", ws, c
+        )
+        assert computed == {
+            "order_count": 2, "p_alive": 0.1235, "churn_risk": 0.8765, "expected_purchases_12w": 1.9877,
+            "expected_order_value_minor": 5000, "predicted_clv_minor": 9000,
+        }  # fmt: skip
+        claimed, _ = await value_repository.announce_next(conn, ws, 1, 10, names, [])
+        assert claimed == 0
+
+
+def test_announcement_payloads_built_in_parts_are_the_whole_message():
+    names = (*predictions.prediction_names(12), "expected_purchases_8w")
+    change_time = timestamp_pb2.Timestamp(seconds=1_780_000_000, nanos=5)
+    changed = [("p-1", 7, (0.5, 0.5, 1.25, 300, 900, None)), ("p-2", 2, (0.5, 0.5, 1.25, 300, 900, None))]
+    bus_names = BusNames("t")
+    built = list(predictions.changed_messages("shop", names, changed, change_time, bus_names))
+    for (person, version, values), (got_person, got_version, subject, payload) in zip(changed, built, strict=True):
+        whole = events_pb2.ProfileChanged(
+            workspace_id="shop", person_id=person, version=version, change_time=change_time,
+            changed_fields=sorted(f"computed.{n}" for n in names),
+        )  # fmt: skip
+        for name, v in zip(names, values, strict=True):
+            if v is None:
+                whole.values.fields[f"computed.{name}"].null_value = 0
+            else:
+                whole.values.fields[f"computed.{name}"].number_value = v
+        assert events_pb2.ProfileChanged.FromString(payload) == whole
+        assert (got_person, got_version) == (person, version) and subject.startswith("t.")
