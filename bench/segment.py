@@ -24,7 +24,12 @@ runs the segment service in its own process (its real consumers, outbox relay an
   SegmentMembershipChanged on NATS (timer worker polling every 1 s, 500 timers a round).
 
     python -m bench segment [--persons 1000000] [--updates 20000] [--rates 250,500,1000] [--seconds 20]
-                            [--replicas 1] [--burst 10000]
+                            [--replicas 1] [--burst 10000] [--statements] [--no-fsync]
+
+The live rows also give the service process's CPU time per announcement (less noisy than
+wall-clock on a shared machine); ``--statements`` prints the SQL statements per announcement of
+the first latency run (pg_stat_statements); ``CDP_BENCH_PROFILE=<file>`` records py-spy samples
+of the service over the live phases.
 """
 
 from __future__ import annotations
