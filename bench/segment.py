@@ -24,7 +24,12 @@ runs the segment service in its own process (its real consumers, outbox relay an
   SegmentMembershipChanged on NATS (timer worker polling every 1 s, 500 timers a round).
 
     python -m bench segment [--persons 1000000] [--updates 20000] [--rates 250,500,1000] [--seconds 20]
-                            [--replicas 1] [--burst 10000]
+                            [--replicas 1] [--burst 10000] [--statements] [--no-fsync]
+
+The live rows also give the service process's CPU time per announcement (less noisy than
+wall-clock on a shared machine); ``--statements`` prints the SQL statements per announcement of
+the first latency run (pg_stat_statements); ``CDP_BENCH_PROFILE=<file>`` records py-spy samples
+of the service over the live phases.
 """
 
 from __future__ import annotations
@@ -237,6 +242,13 @@ async def _ready(port: int, process: subprocess.Popen) -> None:
     await asyncio.sleep(3)  # consumers, partition leases, the first readiness round
 
 
+def _cpu_seconds(process: subprocess.Popen) -> float:
+    """CPU time (user + system) the service process has used so far: what an announcement costs,
+    less noisy than wall-clock on a shared machine."""
+    fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _snapshot(row: asyncpg.Record, tier: str | None) -> events_pb2.ProfileSnapshot:
     """The person's current state as the profile would announce it, with ``tier``."""
     snap = events_pb2.ProfileSnapshot(
@@ -353,6 +365,19 @@ async def _latency(
     return p50, p99, len(sent), round(achieved)
 
 
+_STATEMENTS = """SELECT calls, total_exec_time, regexp_replace(query, '\\s+', ' ', 'g') AS query
+                 FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+                WHERE d.datname = current_database() ORDER BY calls DESC"""
+
+
+def _print_statements(stats: list[asyncpg.Record], announcements: int) -> None:
+    """Statements the service ran during a latency run, per announcement (bench's own included)."""
+    total = sum(r["calls"] for r in stats)
+    print(f"\nSQL statements during the first latency run: {total / announcements:.2f} per announcement")
+    for r in stats[:40]:
+        print(f"{r['calls'] / announcements:7.3f} {r['total_exec_time'] / announcements:7.3f} ms  {r['query'][:150]}")
+
+
 def _percentiles(seen: list[float], lost: int, which: tuple[int, ...]) -> list[float]:
     """Percentiles over every message sent: one never seen counts as infinitely late (so a p99
     is never computed over the survivors only)."""
@@ -419,23 +444,6 @@ async def _run(dsn: str, nats_url: str, args) -> list[tuple[str, str]]:
     profiler = None
     try:
         await _ready(port, process)
-        if os.environ.get("CDP_BENCH_PROFILE"):  # py-spy samples of the service (dev aid)
-            profiler = subprocess.Popen(  # noqa: ASYNC220
-                [
-                    str(Path(sys.executable).with_name("py-spy")),
-                    "record",
-                    "--pid",
-                    str(process.pid),
-                    "--format",
-                    "raw",
-                    "--rate",
-                    "100",
-                    "-o",
-                    os.environ["CDP_BENCH_PROFILE"],
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = segment_pb2_grpc.SegmentServiceStub(channel)
             for label, rule in ESTIMATES.items():
@@ -516,7 +524,30 @@ async def _run(dsn: str, nats_url: str, args) -> list[tuple[str, str]]:
         await conn.close()
         rng.shuffle(ids)
         updates = await _states(dsn, ids[: args.updates])
+        if os.environ.get("CDP_BENCH_PROFILE"):  # py-spy samples of the live path (dev aid)
+            profiler = subprocess.Popen(  # noqa: ASYNC220
+                [
+                    str(Path(sys.executable).with_name("py-spy")),
+                    "record",
+                    "--pid",
+                    str(process.pid),
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "100",
+                    "-o",
+                    os.environ["CDP_BENCH_PROFILE"],
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        cpu = _cpu_seconds(process)
         rate = await _live_updates(js, names, updates)
+        conn = await asyncpg.connect(dsn)
+        while await conn.fetchval("SELECT count(*) FROM segment.outbox"):  # noqa: ASYNC110 - polling a table
+            await asyncio.sleep(0.5)
+        await conn.close()
+        cpu = _cpu_seconds(process) - cpu
         rows.append(
             (
                 f"live updates (an event + a tier change each), {len(LIVE_SEGMENTS) + 1} segments,"
@@ -524,20 +555,33 @@ async def _run(dsn: str, nats_url: str, args) -> list[tuple[str, str]]:
                 f"{rate:,.0f} /s",
             )
         )
-        conn = await asyncpg.connect(dsn)
-        while await conn.fetchval("SELECT count(*) FROM segment.outbox"):  # noqa: ASYNC110 - polling a table
-            await asyncio.sleep(0.5)
-        await conn.close()
+        rows.append(
+            (
+                "  service CPU per live update (applied and its changes relayed; first replica)",
+                f"{cpu / len(updates) * 1000:.2f} ms",
+            )
+        )
         used = args.updates
         for rate in (float(r) for r in args.rates.split(",")):
             count = int(rate * args.seconds)
             triggers = await _states(dsn, ids[used : used + count])
             used += count
+            if args.statements:
+                conn = await asyncpg.connect(dsn)
+                await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                await conn.execute("SELECT pg_stat_statements_reset()")
+            cpu = _cpu_seconds(process)
             p50, p99, lost, achieved = await _latency(js, nc, names, triggers, rate, args.seconds)
+            cpu = _cpu_seconds(process) - cpu
+            if args.statements:
+                _print_statements(await conn.fetch(_STATEMENTS), len(triggers))
+                await conn.close()
+                args.statements = False
             rows.append(
                 (
                     f"ProfileChanged -> entered announced, at {achieved:,} /s for {args.seconds:.0f} s: p50 / p99",
-                    f"{_ms(p50)} / {_ms(p99)} ms (load average {os.getloadavg()[0]:.1f})"
+                    f"{_ms(p50)} / {_ms(p99)} ms (load average {os.getloadavg()[0]:.1f};"
+                    f" service CPU {cpu / len(triggers) * 1000:.2f} ms per announcement)"
                     + (f" ({lost} not seen within 30 s, counted as lost)" if lost else ""),
                 )
             )
@@ -584,6 +628,9 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=1, help="segment service processes")
     parser.add_argument("--burst", type=int, default=10_000, help="persons whose timers fall due at once (0: skip)")
     parser.add_argument(
+        "--statements", action="store_true", help="print the SQL statements per announcement of the first latency run"
+    )
+    parser.add_argument(
         "--no-fsync", action="store_true", help="PostgreSQL without fsync (to see what the disk costs; not durable)"
     )
     args, _ = parser.parse_known_args()
@@ -591,6 +638,10 @@ def main() -> None:
         postgres = PostgresServer(Path(tmp) / "pg", free_port(), fast=args.no_fsync)
         nats_server = NatsServer(Path(tmp) / "nats", free_port(), free_port())
         postgres.start()
+        if args.statements:  # counted per announcement with pg_stat_statements (loaded at start)
+            postgres.psql("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+            postgres.stop()
+            postgres.start()
         nats_server.start()
         load_before = load_average()
         try:

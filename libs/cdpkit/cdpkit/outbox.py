@@ -146,31 +146,38 @@ async def enqueue(
     return msg_id
 
 
+def enqueue_many_sql(
+    rows: list[tuple[str, str, str, bytes]], *, first: int = 1, sealer: PayloadSealer | None = None
+) -> tuple[str, str, list]:
+    """:func:`enqueue_many` in parts, for a caller that writes other tables in the same statement
+    (one round trip): ``WITH <its CTEs>, <cte> <notify>``. (``outbox_added AS (...)``, a
+    data-modifying CTE; the final SELECT that notifies the relay; the parameters, numbered from
+    ``$first``)."""
+    if sealer is not None:
+        rows = [(w, s, m, sealer.seal_bytes(p, context=_context(w, m))) for w, s, m, p in rows]
+    n = [f"${first + i}" for i in range(6)]
+    cte = f"""outbox_added AS (
+               INSERT INTO outbox (workspace_id, subject, msg_id, payload, sealed)
+               SELECT w, s, m, p, {n[4]}
+               FROM unnest({n[0]}::text[], {n[1]}::text[], {n[2]}::text[], {n[3]}::bytea[])
+                    WITH ORDINALITY AS r(w, s, m, p, n)
+               ORDER BY n
+               RETURNING 1)"""
+    notify = f"SELECT pg_notify({n[5]}, current_schema()) FROM (SELECT count(*) FROM outbox_added) AS c"
+    columns = [[r[i] for r in rows] for i in range(4)]
+    return cte, notify, [*columns, sealer is not None, NOTIFY_CHANNEL]
+
+
 async def enqueue_many(
     conn: asyncpg.Connection, rows: list[tuple[str, str, str, bytes]], *, sealer: PayloadSealer | None = None
 ) -> None:
     """Bulk form of :func:`enqueue`: rows of (workspace_id, subject, msg_id, payload)."""
     if not rows:
         return
-    if sealer is not None:
-        rows = [(w, s, m, sealer.seal_bytes(p, context=_context(w, m))) for w, s, m, p in rows]
     # One statement whatever the number of rows (executemany costs a round of protocol work per
     # row), the notification included (one round trip less).
-    await conn.execute(
-        """WITH added AS (
-               INSERT INTO outbox (workspace_id, subject, msg_id, payload, sealed)
-               SELECT w, s, m, p, $5
-               FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) WITH ORDINALITY AS r(w, s, m, p, n)
-               ORDER BY n
-               RETURNING 1)
-           SELECT pg_notify($6, current_schema()) FROM (SELECT count(*) FROM added) AS c""",
-        [r[0] for r in rows],
-        [r[1] for r in rows],
-        [r[2] for r in rows],
-        [r[3] for r in rows],
-        sealer is not None,
-        NOTIFY_CHANNEL,
-    )
+    cte, notify, params = enqueue_many_sql(rows, sealer=sealer)
+    await conn.execute(f"WITH {cte} {notify}", *params)
 
 
 @dataclass

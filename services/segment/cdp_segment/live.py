@@ -16,7 +16,7 @@ stale, and so changes no membership.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -70,24 +70,31 @@ class _Writes:
     # (RFM_TIMER, person, next recency regroup or None) of the states written
     rfm_timers: list[tuple[str, str, datetime | None]] = field(default_factory=list)
 
-    async def flush(self, conn: asyncpg.Connection, workspace_id: str, touched: dict[str, set[str]]) -> None:
+    async def flush(
+        self, conn: asyncpg.Connection, workspace_id: str, touched: dict[str, set[str]], *, timers: bool = True
+    ) -> None:
+        """Write what is pending; the RFM timers too unless not ``timers`` (the caller writes them)."""
         for person_id, name in await projection.add_events(conn, workspace_id, self.events):
             touched[person_id].add(f"events:{name}")
         for person_id in await projection.write_orders(conn, workspace_id, self.orders):
             touched[person_id].add("orders")
         await projection.write_states(conn, workspace_id, self.states)
-        await repository.set_timers(conn, workspace_id, self.rfm_timers)
+        if timers:
+            await repository.set_timers(conn, workspace_id, self.rfm_timers)
+            self.rfm_timers = []
         for person_id in await projection.ensure_persons(conn, workspace_id, self.persons):
             touched[person_id].add(EVERYTHING)
-        self.events, self.orders, self.states, self.persons, self.rfm_timers = [], [], {}, set(), []
+        self.events, self.orders, self.states, self.persons = [], [], {}, set()
 
 
 @dataclass
 class _Scope:
-    """What a batch of one workspace holds: the persons locked, and merged-away id -> survivor."""
+    """What a batch of one workspace holds: the persons locked, and merged-away id -> survivor;
+    ``merged_away``: those locked that were merged away when last looked at under the locks."""
 
     locked: set[str]
     survivors: dict[str, str]
+    merged_away: set[str] = field(default_factory=set)
 
     def resolve(self, person_id: str) -> str:
         return self.survivors.get(person_id, person_id)
@@ -123,21 +130,29 @@ class LiveService:
         *,
         strict: bool,
         split_off: frozenset[str] = frozenset(),
-        more: Callable[[], Awaitable[set[str]]] | None = None,
+        message_ids: Sequence[str] = (),
+        order_ids: Sequence[str] = (),
     ) -> _Scope:
-        """Lock the persons ``named``, their survivors (when merged away) and those ``more()``
-        names; then look again, under the locks: a merge or a split may have committed while this
-        waited. ``split_off``: ids announced as split off, persons of their own again."""
+        """Lock the persons ``named``, their survivors (when merged away) and the persons the
+        facts with these ids belong or were claimed for; then look again, under the locks: a merge
+        or a split may have committed while this waited. ``split_off``: ids announced as split
+        off, persons of their own again."""
         locked: set[str] = set()
         while True:
-            survivors = await repository.survivors(conn, workspace_id, named)
-            survivors = {k: v for k, v in survivors.items() if k not in split_off}
-            wanted = named | set(survivors.values()) | (await more() if more else set())
+            wanted, survivors, merged_away = await repository.lock_scope(
+                conn,
+                workspace_id,
+                named,
+                split_off=split_off,
+                message_ids=message_ids,
+                order_ids=order_ids,
+                locked=locked,
+                lock=not (locked and strict),  # strict: start over rather than lock out of order
+            )
             if wanted <= locked:
-                return _Scope(locked, survivors)
+                return _Scope(locked, survivors, merged_away)
             if locked and strict:
                 raise _LocksMoved
-            await repository.lock_persons(conn, workspace_id, wanted - locked)
             locked |= wanted
 
     # ProfileChanged -------------------------------------------------------------------------
@@ -157,14 +172,6 @@ class LiveService:
 
         await self._in_transaction(list(by_workspace), apply)
 
-    @staticmethod
-    async def _facts_scope(conn: asyncpg.Connection, workspace_id: str, changes: list[ProfileChange]):
-        """The persons a batch's facts touch: their owners now and the persons splits claimed them for."""
-        message_ids = [e.message_id for c in changes for e in c.events]
-        message_ids += [m for c in changes for m in c.moved_message_ids]
-        order_ids = [o.order_id for c in changes for o in c.orders] + [o for c in changes for o in c.moved_order_ids]
-        return await projection.fact_owners(conn, workspace_id, message_ids=message_ids, order_ids=order_ids)
-
     async def _apply_workspace(
         self,
         conn: asyncpg.Connection,
@@ -182,11 +189,10 @@ class LiveService:
             m for c in changes for m in c.moved_message_ids
         ]
         order_ids = [o.order_id for c in changes for o in c.orders] + [o for c in changes for o in c.moved_order_ids]
-
-        async def owners() -> set[str]:  # of the facts the batch writes or moves, and who splits claimed them for
-            return await projection.fact_owners(conn, workspace_id, message_ids=message_ids, order_ids=order_ids)
-
-        scope = await self._lock(conn, workspace_id, named, strict=strict, split_off=split_off, more=owners)
+        # the facts the batch writes or moves: their owners, and whom splits claimed them for, are locked too
+        scope = await self._lock(
+            conn, workspace_id, named, strict=strict, split_off=split_off, message_ids=message_ids, order_ids=order_ids
+        )
         for person_id in sorted(split_off):
             # Announced as split off (an unmerge): a person of its own again, whatever order
             # identity's PersonSplit comes in.
@@ -266,8 +272,16 @@ class LiveService:
         await self._remember_pii_names(
             conn, workspace_id, set().union(*(s.pii_traits for s, _, _ in pending.states.values()))
         )
-        await pending.flush(conn, workspace_id, touched)
-        gone = await repository.survivors(conn, workspace_id, touched)
+        await pending.flush(conn, workspace_id, touched, timers=False)  # written with the evaluation's
+        if (
+            split_off
+            or any(c.merged_person_ids for c in changes)
+            or scope.merged_away
+            or not touched.keys() <= scope.locked
+        ):
+            gone = await repository.survivors(conn, workspace_id, touched)
+        else:  # none of them merged away when looked at under their locks, and a merge takes them
+            gone = {}
         starts = {p: catalogue.reading(fields) for p, fields in touched.items() if p not in gone}
         unlocked = set(starts) - scope.locked
         if unlocked:  # cannot happen: every person whose facts the batch writes was locked above
@@ -283,6 +297,7 @@ class LiveService:
             reason="profile change",
             triggers=triggers,
             known={p: (state, group) for p, (state, _, group) in states.items()},
+            timers=pending.rfm_timers,
         )
 
     async def _remember_pii_names(self, conn: asyncpg.Connection, workspace_id: str, names: set[str]) -> None:

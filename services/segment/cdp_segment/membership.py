@@ -50,16 +50,15 @@ class Memberships:
         reason: str,
         triggers: Mapping[str, str] | None = None,
         applied: bool = False,
+        timers: Sequence[tuple[str, str, datetime | None]] = (),
     ) -> None:
-        """Write changes (unless ``applied`` already), their history and their announcements.
+        """Write changes (unless ``applied`` already), their history and their announcements, and
+        set ``timers`` (segment id, person id, due or None): one statement a slice.
         ``triggers``: person id -> the message that caused the change."""
         triggers = triggers or {}
-        for start in range(0, len(changes), SLICE):
+        for start in range(0, max(len(changes), 1), SLICE):  # once at least: the timers
             part = changes[start : start + SLICE]
             trigger_ids = [triggers.get(c.person_id, "") for c in part]
-            await repository.record_changes(
-                conn, workspace_id, part, now=now, reason=reason, triggers=trigger_ids, applied=applied
-            )
             rows = []
             for change, trigger in zip(part, trigger_ids, strict=True):
                 message = events_pb2.SegmentMembershipChanged(
@@ -75,7 +74,17 @@ class Memberships:
                 )
                 message.change_time.FromDatetime(now)
                 rows.append((workspace_id, self._subject, next(self._ids), message.SerializeToString()))
-            await outbox.enqueue_many(conn, rows)
+            await repository.record_changes(
+                conn,
+                workspace_id,
+                part,
+                now=now,
+                reason=reason,
+                triggers=trigger_ids,
+                applied=applied,
+                timers=timers if start == 0 else (),
+                announce=lambda first, rows=rows: outbox.enqueue_many_sql(rows, first=first),
+            )
         for change in changes:
             CHANGES.labels("entered" if change.entered else "exited", reason.split(" ")[0]).inc()
 
@@ -90,12 +99,17 @@ class Memberships:
         reason: str,
         triggers: Mapping[str, str] | None = None,
         known: Mapping[str, tuple[ProfileState, str | None]] | None = None,
+        timers: Sequence[tuple[str, str, datetime | None]] = (),
     ) -> list[MembershipChange]:
         """Evaluate, in memory, the given segments (and, on a change, their dependants) for each
         person (``starts``: person id -> segment ids); the caller holds the persons' locks.
-        ``known``: persons' (state, RFM group) the caller has just written (not read again)."""
+        ``known``: persons' (state, RFM group) the caller has just written (not read again).
+        ``timers``: (segment id, person id, due) the caller sets too, written with the
+        evaluation's own (one statement)."""
+        timers = list(timers)
         starts = {p: s for p, s in starts.items() if s}
         if not starts or not len(catalogue):
+            await repository.set_timers(conn, workspace_id, timers)
             return []
         events, orders = catalogue.needs(set().union(*starts.values()), now)
         persons = await projection.read_persons(
@@ -103,13 +117,11 @@ class Memberships:
         )
         facts = await projection.read_object_tags(conn, workspace_id, *persons.values()) if orders else None
         changes: list[MembershipChange] = []
-        timers: list[tuple[str, str, datetime | None]] = []
         for person_id, person in persons.items():
             outcome = catalogue.evaluate(person, facts or WorkspaceFacts(), now, starts[person_id])
             changes += outcome.changes
             timers += [(segment_id, person_id, due) for segment_id, due in outcome.timers.items()]
-        await repository.set_timers(conn, workspace_id, timers)
-        await self.record(conn, workspace_id, changes, now=now, reason=reason, triggers=triggers)
+        await self.record(conn, workspace_id, changes, now=now, reason=reason, triggers=triggers, timers=timers)
         return changes
 
     async def refresh(

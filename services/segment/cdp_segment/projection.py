@@ -379,24 +379,6 @@ async def split_facts(
     return losers
 
 
-async def fact_owners(
-    conn: asyncpg.Connection, workspace_id: str, *, message_ids: Sequence[str], order_ids: Sequence[str]
-) -> set[str]:
-    """The persons who own these facts now, and those that claims on them name (the persons a
-    batch touching them has to lock)."""
-    rows = await conn.fetch(
-        """SELECT person_id::text AS p FROM person_events WHERE workspace_id = $1 AND message_id = ANY($2::text[])
-           UNION SELECT person_id::text FROM person_orders WHERE workspace_id = $1 AND order_id = ANY($3::text[])
-           UNION SELECT to_person::text FROM pending_moves
-                 WHERE workspace_id = $1 AND (kind = 'event' AND fact_id = ANY($2::text[])
-                                              OR kind = 'order' AND fact_id = ANY($3::text[]))""",
-        workspace_id,
-        sorted(set(message_ids)),
-        sorted(set(order_ids)),
-    )
-    return {r["p"] for r in rows}
-
-
 async def delete_persons(conn: asyncpg.Connection, workspace_id: str, person_ids: Sequence[str]) -> int:
     status = await conn.execute(
         "DELETE FROM persons WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])", workspace_id, list(person_ids)
@@ -476,31 +458,40 @@ async def read_persons(
     ids = list(persons)
     if not persons:
         return persons
+    # The persons' memberships and their events in one round trip (an event row has a message id).
+    held = "SELECT person_id, segment_id, NULL, NULL::jsonb, NULL::timestamptz FROM memberships m"
+    held += " WHERE m.workspace_id = $1 AND m.person_id = ANY($2::uuid[])"
     if events is None:
-        event_rows = await conn.fetch(
-            """SELECT person_id, message_id, name, properties, event_time FROM person_events
-               WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])""",
+        rows = await conn.fetch(
+            f"""{held} UNION ALL
+                SELECT person_id, name, message_id, properties, event_time FROM person_events
+                WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])""",
             workspace_id,
             ids,
         )
     elif events:
         # per name, from the earliest time a rule can need (the index is (workspace, person, name, time))
-        event_rows = await conn.fetch(
-            """SELECT e.person_id, e.message_id, e.name, e.properties, e.event_time
-               FROM unnest($3::text[], $4::timestamptz[]) AS w(name, since)
-               JOIN person_events e ON e.workspace_id = $1 AND e.person_id = ANY($2::uuid[]) AND e.name = w.name
-                 AND (w.since IS NULL OR e.event_time >= w.since)""",
+        rows = await conn.fetch(
+            f"""{held} UNION ALL
+                SELECT e.person_id, e.name, e.message_id, e.properties, e.event_time
+                FROM unnest($3::text[], $4::timestamptz[]) AS w(name, since)
+                JOIN person_events e ON e.workspace_id = $1 AND e.person_id = ANY($2::uuid[]) AND e.name = w.name
+                  AND (w.since IS NULL OR e.event_time >= w.since)""",
             workspace_id,
             ids,
             list(events),
             list(events.values()),
         )
     else:
-        event_rows = []
-    for e in event_rows:
-        persons[str(e["person_id"])].events.append(
-            EventFact(e["name"], e["event_time"], e["properties"], e["message_id"])
-        )
+        rows = await conn.fetch(held, workspace_id, ids)
+    held_by: dict[str, set[str]] = {}
+    for person_id, name, message_id, properties, event_time in rows:
+        if message_id is None:
+            held_by.setdefault(str(person_id), set()).add(name)
+        else:
+            persons[str(person_id)].events.append(EventFact(name, event_time, properties, message_id))
+    for person_id, segments in held_by.items():
+        persons[person_id].memberships = frozenset(segments)
     if orders:
         order_rows = await conn.fetch(
             """SELECT order_id, person_id, order_time, total_minor, status, store_id, staff_id, currency
@@ -534,16 +525,6 @@ async def read_persons(
                     o["currency"],
                 )
             )
-    memberships = await conn.fetch(
-        "SELECT person_id, segment_id FROM memberships WHERE workspace_id = $1 AND person_id = ANY($2::uuid[])",
-        workspace_id,
-        ids,
-    )
-    held: dict[str, set[str]] = {}
-    for m in memberships:
-        held.setdefault(str(m["person_id"]), set()).add(m["segment_id"])
-    for person_id, segments in held.items():
-        persons[person_id].memberships = frozenset(segments)
     return persons
 
 

@@ -3,7 +3,7 @@ Every query is scoped by workspace_id; the projection's own tables are in ``proj
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime
 
 import asyncpg
@@ -57,6 +57,53 @@ async def lock_persons(conn: asyncpg.Connection, workspace_id: str, person_ids: 
             workspace_id,
             ids,
         )
+
+
+async def lock_scope(
+    conn: asyncpg.Connection,
+    workspace_id: str,
+    named: Iterable[str],
+    *,
+    split_off: Iterable[str] = (),
+    message_ids: Iterable[str] = (),
+    order_ids: Iterable[str] = (),
+    locked: Iterable[str] = (),
+    lock: bool = True,
+) -> tuple[set[str], dict[str, str], set[str]]:
+    """The persons a batch must hold, found and (with ``lock``) locked in one round trip: those
+    ``named``, the survivors of those merged away (but ``split_off``), the owners of these facts
+    and the persons splits claimed them for. Those ``locked`` already are not locked again (in
+    key order otherwise). (every person wanted, merged-away named id -> survivor, the persons
+    wanted that are merged away)."""
+    rows = await conn.fetch(
+        f"""WITH s AS (SELECT person_id::text AS p, survivor_id::text AS survivor FROM merged_persons
+                       WHERE workspace_id = $1 AND person_id = ANY($2::uuid[]) AND NOT person_id = ANY($3::uuid[])),
+                 w AS (SELECT unnest($2::uuid[])::text AS p
+                       UNION SELECT survivor FROM s
+                       UNION SELECT person_id::text FROM person_events
+                             WHERE workspace_id = $1 AND message_id = ANY($4::text[])
+                       UNION SELECT person_id::text FROM person_orders
+                             WHERE workspace_id = $1 AND order_id = ANY($5::text[])
+                       UNION SELECT to_person::text FROM pending_moves
+                             WHERE workspace_id = $1 AND (kind = 'event' AND fact_id = ANY($4::text[])
+                                                          OR kind = 'order' AND fact_id = ANY($5::text[]))),
+                 l AS (SELECT pg_advisory_xact_lock(k) FROM (
+                           SELECT DISTINCT {_PERSON_KEY} AS k FROM w WHERE $7 AND NOT p = ANY($6::text[])
+                           ORDER BY k OFFSET 0) AS keys)
+            SELECT w.p, s.survivor, m.person_id IS NOT NULL AS merged_away
+            FROM w LEFT JOIN s ON s.p = w.p
+                   LEFT JOIN merged_persons m ON m.workspace_id = $1 AND m.person_id = w.p::uuid
+                   CROSS JOIN (SELECT count(*) FROM l) AS taken""",
+        workspace_id,
+        sorted(set(named)),
+        sorted(set(split_off)),
+        sorted(set(message_ids)),
+        sorted(set(order_ids)),
+        sorted(set(locked)),
+        lock,
+    )
+    survivors = {r["p"]: r["survivor"] for r in rows if r["survivor"] is not None}
+    return {r["p"] for r in rows}, survivors, {r["p"] for r in rows if r["merged_away"]}
 
 
 async def try_lock_person(conn: asyncpg.Connection, workspace_id: str, person_id: str) -> bool:
@@ -193,10 +240,14 @@ async def record_changes(
     reason: str,
     triggers: Sequence[str],
     applied: bool,
+    timers: Sequence[tuple[str, str, datetime | None]] = (),
+    announce: Callable[[int], tuple[str, str, list]] | None = None,
 ) -> None:
-    """Append changes to the history and, unless ``applied`` already, to ``memberships``: one
-    statement."""
+    """Append changes to the history and, unless ``applied`` already, to ``memberships``; set
+    ``timers`` (as :func:`set_timers`); and with ``announce(first parameter)`` (CTE, final
+    SELECT, parameters: cdpkit.outbox.enqueue_many_sql), their announcements: one statement."""
     if not changes:
+        await set_timers(conn, workspace_id, timers)  # nothing else to write
         return
     apply = (
         ""
@@ -209,14 +260,7 @@ async def record_changes(
             DELETE FROM memberships m USING c
             WHERE NOT c.e AND m.workspace_id = $1 AND m.segment_id = c.s AND m.person_id = c.p)"""
     )
-    await conn.execute(
-        f"""WITH c AS (
-                SELECT * FROM unnest($2::text[], $3::uuid[], $4::boolean[], $5::integer[], $8::text[])
-                AS u(s, p, e, v, t)){apply}
-            INSERT INTO membership_history (workspace_id, segment_id, person_id, entered, reason, segment_version,
-                                            change_time, trigger_message_id)
-            SELECT $1, s, p, e, $6, v, $7, t FROM c""",
-        workspace_id,
+    params: list = [
         [c.segment_id for c in changes],
         [c.person_id for c in changes],
         [c.entered for c in changes],
@@ -224,6 +268,27 @@ async def record_changes(
         reason,
         now,
         list(triggers),
+    ]
+    more, final = "", "SELECT count(*) FROM history"
+    if timers:
+        cte, timer_params = _timers_sql(timers, first=len(params) + 2)
+        more += f", {cte}"
+        params += timer_params
+    if announce is not None:
+        cte, final, outbox_params = announce(len(params) + 2)
+        more += f", {cte}"
+        params += outbox_params
+    await conn.execute(
+        f"""WITH c AS (
+                SELECT * FROM unnest($2::text[], $3::uuid[], $4::boolean[], $5::integer[], $8::text[])
+                AS u(s, p, e, v, t)){apply},
+            history AS (
+                INSERT INTO membership_history (workspace_id, segment_id, person_id, entered, reason,
+                                                segment_version, change_time, trigger_message_id)
+                SELECT $1, s, p, e, $6, v, $7, t FROM c RETURNING 1){more}
+            {final}""",
+        workspace_id,
+        *params,
     )
 
 
@@ -307,23 +372,28 @@ async def history_page(
 # Timers -------------------------------------------------------------------------------------------
 
 
+def _timers_sql(timers: Sequence[tuple[str, str, datetime | None]], *, first: int) -> tuple[str, list]:
+    """CTEs that set (segment id, person id, due) timers in workspace $1, the last given for a
+    pair winning; a None due drops the timer. (CTEs, parameters numbered from ``$first``)."""
+    last = {(s, p): d for s, p, d in timers}
+    n = [f"${first + i}" for i in range(3)]
+    cte = f"""timer_rows AS (SELECT * FROM unnest({n[0]}::text[], {n[1]}::uuid[], {n[2]}::timestamptz[]) AS u(s, p, d)),
+        timers_gone AS (DELETE FROM timers t USING timer_rows u
+                        WHERE u.d IS NULL AND t.workspace_id = $1 AND t.segment_id = u.s AND t.person_id = u.p),
+        timers_due AS (INSERT INTO timers (workspace_id, segment_id, person_id, due_at)
+                       SELECT $1, s, p, d FROM timer_rows WHERE d IS NOT NULL
+                       ON CONFLICT (workspace_id, segment_id, person_id) DO UPDATE SET due_at = excluded.due_at)"""
+    return cte, [[s for s, _ in last], [p for _, p in last], list(last.values())]
+
+
 async def set_timers(
     conn: asyncpg.Connection, workspace_id: str, timers: Sequence[tuple[str, str, datetime | None]]
 ) -> None:
-    """Set (segment id, person id, due) timers; a None due drops the timer."""
-    due = [t for t in timers if t[2] is not None]
-    gone = [(s, p) for s, p, d in timers if d is None]
-    if due:
-        await conn.execute(
-            """INSERT INTO timers (workspace_id, segment_id, person_id, due_at)
-               SELECT $1, s, p, d FROM unnest($2::text[], $3::uuid[], $4::timestamptz[]) AS u(s, p, d)
-               ON CONFLICT (workspace_id, segment_id, person_id) DO UPDATE SET due_at = excluded.due_at""",
-            workspace_id,
-            [s for s, _, _ in due],
-            [p for _, p, _ in due],
-            [d for _, _, d in due],
-        )
-    await delete_timers(conn, workspace_id, gone)
+    """Set (segment id, person id, due) timers, the last given for a pair winning; a None due
+    drops the timer. One statement."""
+    if timers:
+        cte, params = _timers_sql(timers, first=2)
+        await conn.execute(f"WITH {cte} SELECT 1", workspace_id, *params)
 
 
 async def clear_timers(
@@ -351,18 +421,6 @@ async def insert_timers(conn: asyncpg.Connection, workspace_id: str, segment_id:
         segment_id,
         timeout=WORKSPACE_SCAN_TIMEOUT,
     )
-
-
-async def delete_timers(conn: asyncpg.Connection, workspace_id: str, pairs: Sequence[tuple[str, str]]) -> None:
-    """Delete (segment_id, person_id) timers."""
-    if pairs:
-        await conn.execute(
-            """DELETE FROM timers t USING unnest($2::text[], $3::uuid[]) AS u(s, p)
-               WHERE t.workspace_id = $1 AND t.segment_id = u.s AND t.person_id = u.p""",
-            workspace_id,
-            [s for s, _ in pairs],
-            [p for _, p in pairs],
-        )
 
 
 async def due_workspaces(conn: asyncpg.Connection, now: datetime, limit: int = 100) -> list[str]:

@@ -81,3 +81,19 @@ async def test_a_timer_worker_locks_no_timer_row_of_a_person_it_does_not_hold(en
         release.set()
     assert await asyncio.wait_for(worker, 5) == 1  # the other person's timer; the held one waits
     assert await env.members("recent") == {held}
+
+
+async def test_timers_given_twice_for_a_pair_keep_the_last(env):
+    """The batch's timers go out in one statement: a pair given twice (two announcements of one
+    person in a batch) keeps the last, whether a due time or a drop."""
+    person = pid()
+    first, last = START + timedelta(days=1), START + timedelta(days=2)
+    async with env.pool.acquire() as conn, conn.transaction():
+        await repository.set_timers(conn, WS, [("a", person, first), ("b", person, first), ("c", person, None)])
+        await repository.set_timers(
+            conn, WS, [("a", person, first), ("a", person, last), ("b", person, last), ("b", person, None)]
+        )
+    rows = await env.fetch(
+        "SELECT segment_id, due_at FROM timers WHERE workspace_id = $1 AND person_id = $2", WS, person
+    )
+    assert {(r["segment_id"], r["due_at"]) for r in rows} == {("a", last)}
