@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -39,10 +40,35 @@ class InfraError(RuntimeError):
     pass
 
 
+_handed_out: set[int] = set()
+
+
+def _ephemeral_floor() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    """A port to give a server we start later. Chosen below the kernel's ephemeral range: a port
+    the kernel handed out (bind to 0) is free again once closed, and the kernel may give it to
+    any outgoing connection before our server binds it (a component then failed with "Failed to
+    bind"). Never the same port twice in one process."""
+    floor = _ephemeral_floor()
+    for _ in range(200):
+        port = random.randrange(20000, floor) if floor > 20001 else 0
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            port = sock.getsockname()[1]
+        _handed_out.add(port)
+        return port
+    raise InfraError("no free port below the ephemeral range")
 
 
 def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
