@@ -317,8 +317,13 @@ async def test_stop_during_a_batch_finishes_it_and_hands_nothing_twice_or_loses_
     release.set()
     await asyncio.wait_for(task, 5)
     handled_first = [int(d) for c in first.calls for d in c.batch]
-    info = await js.consumer_info(stream, "handover")
-    assert info.num_ack_pending == 0  # what was delivered ahead was handled and acked, not left behind
+
+    async def all_acked() -> bool:  # the last acks may still be on their way to the server
+        return (await js.consumer_info(stream, "handover")).num_ack_pending == 0
+
+    # What was delivered ahead was handled and acked, not left behind (unacked, it would stay
+    # pending until the ack wait, far beyond this wait).
+    await eventually(all_acked, 2.0)
 
     for i in range(9, 12):
         await js.publish(names.subject(RAW, 0), f"{i}".encode())
