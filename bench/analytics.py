@@ -41,7 +41,7 @@ import numpy as np
 from cdp_analytics import bgnbd, gamma_gamma, simulate, summary
 from cdp_analytics.clv import customer_lifetime_value
 
-from bench.report import load_average, machine
+from bench.report import load_average, machine, serving
 from cdp.identity.v1 import identity_pb2  # noqa: F401 - the stubs load with the profile ones
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
 from cdp_devstack.infra import NatsServer, PostgresServer, free_port
@@ -292,18 +292,6 @@ def _serve(component: str, env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", f"cdp_{component}", "serve"], env=env, stdout=subprocess.DEVNULL)
 
 
-async def _serving(port: int, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                await asyncio.wait_for(channel.channel_ready(), 1)
-            return
-        except (TimeoutError, grpc.aio.AioRpcError):
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("a service did not start") from None
-
-
 async def _master(dsn: str, nats_url: str, tmp: Path) -> list[tuple[str, str, str]]:
     keys, hash_key = f"b1:{new_key()}", new_key()
     identity_port, profile_port = free_port(), free_port()
@@ -327,8 +315,8 @@ async def _master(dsn: str, nats_url: str, tmp: Path) -> list[tuple[str, str, st
     services = [_serve("identity", env), _serve("profile", env)]
     rows = []
     try:
-        await _serving(identity_port, services[0])
-        await _serving(profile_port, services[1])
+        await serving(identity_port, services[0])
+        await serving(profile_port, services[1])
         async with grpc.aio.insecure_channel(f"127.0.0.1:{profile_port}") as channel:
             stub = profile_pb2_grpc.ProfileServiceStub(channel)
             settings = profile_pb2.ProfileSettings(name="workspaces/cdnow/profileSettings", currency="USD")

@@ -40,7 +40,7 @@ import asyncpg
 import grpc
 import nats
 
-from bench.report import load_average, machine, print_rows
+from bench.report import load_average, machine, print_rows, serving
 from cdp.events.v1 import events_pb2
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
 from cdp_devstack.infra import NatsServer, PostgresServer, free_port
@@ -304,18 +304,6 @@ def _serve(dsn: str, nats_url: str, keys: str, hash_key: str, port: int) -> subp
     return subprocess.Popen([sys.executable, "-m", "cdp_profile", "serve"], env=env, stdout=subprocess.DEVNULL)
 
 
-async def _ready(port: int, process: subprocess.Popen) -> None:
-    deadline = time.time() + 60
-    while True:
-        try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                await asyncio.wait_for(channel.channel_ready(), 1)
-            return
-        except (TimeoutError, grpc.aio.AioRpcError):
-            if time.time() > deadline or process.poll() is not None:
-                raise RuntimeError("profile service did not start") from None
-
-
 async def _run(
     dsn: str, nats_url: str, events: int, persons: int, profiles: int, replicas: int
 ) -> list[tuple[str, str]]:
@@ -329,7 +317,7 @@ async def _run(
     port = free_port()
     process = _serve(dsn, nats_url, keys, hash_key, port)
     try:
-        await _ready(port, process)
+        await serving(port, process)
         await _settings(port)
     finally:
         process.terminate()
@@ -382,7 +370,7 @@ async def _run(
         await conn.close()
     process = _serve(dsn, nats_url, keys, hash_key, port)
     try:
-        await _ready(port, process)
+        await serving(port, process)
         await asyncio.sleep(3)
         with_events = [p for p in person_ids if p in set(consumer_persons)]
         p50, p99 = await _latency(port, with_events + bulk[: len(with_events)], 5000)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
+import subprocess
+import time
 from collections.abc import Sequence
+
+import grpc
 
 
 def load_average() -> str:
@@ -21,3 +26,17 @@ def print_rows(rows: Sequence[tuple[str, str]]) -> None:
     print(f"{'measure':<{width}}  value")
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
+
+
+async def serving(port: int, process: subprocess.Popen, timeout: float = 90.0) -> None:
+    """Wait until the gRPC server ``process`` started answers on ``port``; fail if it exits or
+    does not answer within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                await asyncio.wait_for(channel.channel_ready(), 1)
+            return
+        except (TimeoutError, grpc.aio.AioRpcError):
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"the service on port {port} did not start") from None
