@@ -50,6 +50,17 @@ def to_minor(value: Any, currency: str) -> int | None:
     return int(scaled.to_integral_value(rounding=ROUND_HALF_EVEN))
 
 
+def out_of_range(value: Any, currency: str) -> bool:
+    """A finite decimal amount that :func:`to_minor` does not read because it is beyond its range
+    (callers refuse such a value rather than take it as absent)."""
+    if isinstance(value, bool) or value is None or to_minor(value, currency) is not None:
+        return False
+    try:
+        return Decimal(str(value)).is_finite()
+    except (InvalidOperation, ValueError):
+        return False
+
+
 def amount_minor(properties: Mapping[str, Any], minor_key: str, keys: tuple[str, ...], currency: str) -> int | None:
     """``minor_key`` as whole minor units, else the first of ``keys`` that is a decimal amount."""
     minor = properties.get(minor_key)

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from cdp_profile.regions import region_code
@@ -156,16 +156,6 @@ def number(value: Any) -> int | float | None:
 def clean_text(value: Any, limit: int = 200) -> str:
     """Text for a column: Postgres text and jsonb cannot hold NUL characters."""
     return str(value).replace("\x00", "")[:limit] if value is not None else ""
-
-
-def _beyond_money(value: Any, currency: str) -> bool:
-    """A finite decimal amount that cdpkit.money does not read because it is out of its range."""
-    if isinstance(value, bool) or value is None or money_minor(value, currency) is not None:
-        return False
-    try:
-        return Decimal(str(value)).is_finite()
-    except (InvalidOperation, ValueError):
-        return False
 
 
 def _bounded(minor: int) -> int:
@@ -383,7 +373,7 @@ def order_problem(event: NewEvent) -> str:
         )
         if amount is not None and abs(amount) > MAX_MINOR:
             return f"{key} is out of range"
-        if amount is None and _beyond_money(properties.get(key), currency):
+        if amount is None and money.out_of_range(properties.get(key), currency):
             return f"{key} is out of range"
     products = properties.get("products")
     if not isinstance(products, list):
@@ -399,7 +389,7 @@ def order_problem(event: NewEvent) -> str:
             return f"products[{i}].quantity is out of range"
         price = _amount(item, "price_minor", ("price",), currency)
         if (price is not None and abs(price) > MAX_MINOR) or (
-            price is None and _beyond_money(item.get("price"), currency)
+            price is None and money.out_of_range(item.get("price"), currency)
         ):
             return f"products[{i}].price is out of range"
         lines_total += max(price or 0, 0) * (1 if quantity is None else max(int(quantity), 0))

@@ -32,3 +32,9 @@ def test_order_total_from_the_total_else_the_lines():
     lines = {"products": [{"price": 3, "quantity": 2}, {"price_minor": 150}, "junk"]}
     assert money.order_total_minor(lines, "CNY") == 750
     assert money.order_total_minor({}, "CNY") is None
+
+
+def test_out_of_range_tells_a_huge_amount_from_no_amount():
+    assert money.out_of_range("1e40", "CNY") and money.out_of_range(1e300, "CNY")
+    assert not money.out_of_range("12.5", "CNY")
+    assert not any(money.out_of_range(v, "CNY") for v in ("abc", "NaN", None, True))
