@@ -197,6 +197,16 @@ class ProfileService:
                 raise Aborted("the settings changed meanwhile; read them again")
             rebuilt = [w.name for w in proposed.windowed_traits if w not in current.windowed_traits]
             await repository.start_reevaluation(conn, workspace_id, proposed.version, rebuilt)
+            # segment reads the workspace calendar from this announcement (docs/segment.md)
+            await outbox.enqueue(
+                conn,
+                workspace_id=workspace_id,
+                subject=self._names.subject(PROFILE, "settings"),
+                message=events_pb2.WorkspaceSettingsChanged(
+                    workspace_id=workspace_id, version=proposed.version, time_zone=proposed.time_zone
+                ),
+                msg_id=f"settings:{workspace_id}:{proposed.version}",
+            )
         self._settings_cache[workspace_id] = proposed
         return proposed, created
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from cdp.segment.v1 import segment_pb2, segment_pb2_grpc
 from cdp_segment.config import SCHEMA, Settings
-from cdp_segment.consumers import handlers, identity_consumer, objects_consumer, profile_consumer
+from cdp_segment.consumers import handlers, identity_consumer, objects_consumer, profile_consumer, settings_consumer
 from cdp_segment.grpc_api import SegmentServicer
 from cdp_segment.live import LiveService
 from cdp_segment.membership import Catalogues, Memberships
@@ -33,14 +33,13 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRu
         json_decoder=functools.partial(json.loads, parse_float=Decimal),
     )
     memberships = Memberships(infra.names)
-    catalogues = Catalogues()
+    catalogues = Catalogues(settings.time_zone)
     live = LiveService(infra.pool, memberships, catalogues, clock)
     service = SegmentService(
         infra.pool,
         memberships,
         catalogues,
         clock,
-        settings.zone,
         co_purchase_interval=settings.crosssell_interval_seconds,
     )
     server = create_server(
@@ -57,6 +56,7 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRu
     workers = [
         ConsumerLoop(infra.js, infra.names, profile_consumer(batch).tuned(settings), apply["profile"]),
         ConsumerLoop(infra.js, infra.names, objects_consumer(infra.names, batch).tuned(settings), apply["objects"]),
+        ConsumerLoop(infra.js, infra.names, settings_consumer(infra.names, batch).tuned(settings), apply["settings"]),
         ConsumerLoop(infra.js, infra.names, identity_consumer(infra.names, batch).tuned(settings), apply["identity"]),
         OutboxRelay(infra.pool, infra.js, schema=SCHEMA),
         Periodic(

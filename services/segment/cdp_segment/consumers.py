@@ -4,6 +4,7 @@
 |-------------------|----------|----------------------------------|-------------------|
 | segment-profile   | PROFILE  | {prefix}.profile.{partition}     | ProfileChanged    |
 | segment-objects   | PROFILE  | {prefix}.profile.objects         | ObjectTagsChanged |
+| segment-settings  | PROFILE  | {prefix}.profile.settings        | WorkspaceSettingsChanged |
 | segment-identity  | IDENTITY | {prefix}.identity.*              | PersonsMerged, PersonSplit (others skipped) |
 
 Each fetched batch is applied in one transaction and acked after commit. An undecodable or
@@ -17,6 +18,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
 from google.protobuf import struct_pb2, timestamp_pb2
@@ -25,7 +27,7 @@ from nats.aio.msg import Msg
 from prometheus_client import Counter
 
 from cdp.events.v1 import events_pb2
-from cdp_segment.domain import ObjectTags, PersonsMerged, PersonSplit, ProfileChange, ProfileState
+from cdp_segment.domain import ObjectTags, PersonsMerged, PersonSplit, ProfileChange, ProfileState, WorkspaceZone
 from cdp_segment.live import LiveService
 from cdp_segment.rules.data import DEFAULT_CURRENCY, EventFact, ItemFact, OrderFact
 from cdp_segment.rules.memory import END_OF_TIME
@@ -56,6 +58,15 @@ def objects_consumer(names: BusNames, batch_size: int) -> ConsumerSpec:
         durable="segment-objects",
         stream=PROFILE,
         filter_subject=names.subject(PROFILE, "objects"),
+        batch_size=batch_size,
+    )
+
+
+def settings_consumer(names: BusNames, batch_size: int) -> ConsumerSpec:
+    return ConsumerSpec(
+        durable="segment-settings",
+        stream=PROFILE,
+        filter_subject=names.subject(PROFILE, "settings"),
         batch_size=batch_size,
     )
 
@@ -248,6 +259,16 @@ def decode_object_tags(data: bytes) -> ObjectTags:
     return ObjectTags(m.workspace_id, m.object_kind, clean.text(m.object_id), clean.texts(m.tags), m.version)
 
 
+def decode_workspace_settings(data: bytes) -> WorkspaceZone:
+    m = _decode(events_pb2.WorkspaceSettingsChanged, data)
+    _check(m.workspace_id)
+    try:
+        ZoneInfo(m.time_zone)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise PermanentError(f"unknown time zone {m.time_zone!r}") from None
+    return WorkspaceZone(m.workspace_id, m.time_zone, m.version)
+
+
 def decode_persons_merged(data: bytes) -> PersonsMerged:
     m = _decode(events_pb2.PersonsMerged, data)
     _check(m.workspace_id, m.survivor_person_id, *m.merged_person_ids)
@@ -300,5 +321,6 @@ def handlers(live: LiveService) -> dict[str, Handler]:
     return {
         "profile": Handler(lambda _, data: decode_profile_changed(data), live.apply_profile_changes),
         "objects": Handler(lambda _, data: decode_object_tags(data), live.apply_object_tags),
+        "settings": Handler(lambda _, data: decode_workspace_settings(data), live.apply_time_zones),
         "identity": Handler(decode_identity, live.apply_identity),
     }

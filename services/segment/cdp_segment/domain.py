@@ -30,6 +30,7 @@ from cdp_segment.rules.ast import (
     event_lookback,
     is_windowed,
     read_fields,
+    reads_calendar,
     referenced_segments,
 )
 from cdp_segment.rules.data import DEFAULT_CURRENCY, EventFact, OrderFact, PersonFacts, WorkspaceFacts
@@ -207,6 +208,8 @@ class Definition:
     reads: frozenset[str]
     references: frozenset[str]
     windowed: bool
+    # the answer depends on the workspace time zone (re-evaluated in full when it moves)
+    calendar: bool = False
 
     @classmethod
     def of(cls, segment_id: str, version: int, node: Node) -> Definition:
@@ -217,6 +220,7 @@ class Definition:
             frozenset(read_fields(node)),
             frozenset(referenced_segments(node)),
             is_windowed(node),
+            reads_calendar(node),
         )
 
 
@@ -237,9 +241,12 @@ class Evaluation:
 
 
 class Catalogue:
-    """A workspace's segments in dependency order (referenced segments first)."""
+    """A workspace's segments in dependency order (referenced segments first), and the workspace
+    time zone (an IANA name) both evaluators read date-only values in."""
 
-    def __init__(self, definitions: Iterable[Definition]) -> None:
+    def __init__(self, definitions: Iterable[Definition], time_zone: str = "UTC") -> None:
+        self.time_zone = time_zone
+        self.zone = ZoneInfo(time_zone)
         self.by_id = {d.segment_id: d for d in definitions}
         references = {d.segment_id: d.references for d in self.by_id.values()}
         self.order = [self.by_id[s] for s in dependency_order(references)]
@@ -268,6 +275,10 @@ class Catalogue:
                     stack.append(dependant)
         return found
 
+    def calendar(self) -> list[str]:
+        """Ids of the segments whose answer depends on the workspace time zone."""
+        return [d.segment_id for d in self.order if d.calendar]
+
     def needs(self, segment_ids: Iterable[str], now: datetime) -> tuple[dict[str, datetime | None], bool]:
         """What evaluating these segments (and their dependants) at ``now`` reads: the events by
         name with the earliest time that matters (None: all), and whether orders are read."""
@@ -289,6 +300,7 @@ class Catalogue:
         """
         pending = set(start)
         outcome = Evaluation()
+        workspace = replace(workspace, zone=self.zone)
         for definition in self.order:
             if definition.segment_id not in pending:
                 continue
@@ -431,4 +443,13 @@ class ObjectTags:
     kind: str
     object_id: str
     tags: frozenset[str]
+    version: int
+
+
+@dataclass(frozen=True)
+class WorkspaceZone:
+    """A workspace's calendar time zone, as profile announced it with its settings version."""
+
+    workspace_id: str
+    time_zone: str
     version: int

@@ -152,7 +152,7 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
         if not request.HasField("segment"):
             raise InvalidArgument("segment", "is required")
         s = request.segment
-        rule, rule_field = _rule_text(s, self._service.zone)
+        rule, rule_field = _rule_text(s, await self._service.time_zone(workspace_id))
         segment = Segment(workspace_id, request.segment_id, s.display_name, s.description, rule)
         return to_proto(await self._service.create(segment, rule_field))
 
@@ -176,7 +176,9 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
         ids = _ids(s.name, "segment.name")
         asked = requested_paths(request.update_mask, s, UPDATABLE | {"condition"})
         paths = ["rule" if p == "condition" else p for p in asked]
-        rule, rule_field = _rule_text(s, self._service.zone) if "rule" in paths else ("", "segment.rule")
+        rule, rule_field = (
+            _rule_text(s, await self._service.time_zone(ids["workspace"])) if "rule" in paths else ("", "segment.rule")
+        )
         changes = Segment(ids["workspace"], ids["segment"], s.display_name, s.description, rule, etag=s.etag)
         return to_proto(await self._service.update(changes, paths, rule_field))
 
@@ -207,14 +209,14 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
         self, request: segment_pb2.EstimateSegmentRequest, context: grpc.aio.ServicerContext
     ) -> segment_pb2.EstimateSegmentResponse:
         workspace_id = workspace_of(request.parent)
-        node, field = _rule(request, self._service.zone)
+        node, field = _rule(request, await self._service.time_zone(workspace_id))
         return segment_pb2.EstimateSegmentResponse(count=await self._service.estimate(workspace_id, node, field))
 
     async def PreviewSegment(
         self, request: segment_pb2.PreviewSegmentRequest, context: grpc.aio.ServicerContext
     ) -> segment_pb2.PreviewSegmentResponse:
         workspace_id = workspace_of(request.parent)
-        node, field = _rule(request, self._service.zone)
+        node, field = _rule(request, await self._service.time_zone(workspace_id))
         total, rows = await self._service.preview(workspace_id, node, field, request.sample_size)
         return segment_pb2.PreviewSegmentResponse(
             total_count=total,
@@ -264,11 +266,14 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
         self, request: segment_pb2.ListPersonSegmentsRequest, context: grpc.aio.ServicerContext
     ) -> segment_pb2.ListPersonSegmentsResponse:
         workspace_id = workspace_of(request.parent)
-        person_id, segments = await self._service.person_segments(workspace_id, request.person_id)
+        person_id, segments, token = await self._service.person_segments(
+            workspace_id, request.person_id, request.page_size, request.page_token
+        )
         return segment_pb2.ListPersonSegmentsResponse(
             segments=[f"workspaces/{workspace_id}/segments/{s}" for s, _ in segments],
             enter_times=[_timestamp(since) for _, since in segments],
             person_id=person_id,
+            next_page_token=token,
         )
 
     async def ListPersonMemberships(

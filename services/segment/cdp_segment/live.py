@@ -34,6 +34,7 @@ from cdp_segment.domain import (
     PersonSplit,
     ProfileChange,
     ProfileState,
+    WorkspaceZone,
 )
 from cdp_segment.membership import Catalogues, Memberships
 from cdp_segment.rfm import RFM_TIMER, RfmThresholds, next_regroup, rfm_group
@@ -436,6 +437,37 @@ class LiveService:
                         conn, ws, catalogue, sorted(segments), now=now, reason="object tags changed", persons=persons
                     )
         return True
+
+    # Workspace time zones -------------------------------------------------------------------------
+
+    async def apply_time_zones(self, updates: Sequence[WorkspaceZone]) -> None:
+        """Profile announced new settings: when a workspace's time zone moves, every segment whose
+        answer depends on it is refreshed in full and the diff announced (reason "time zone
+        refresh", as a rule edit's); one transaction per workspace, the workspace locked
+        exclusively. An older settings version or a redelivery changes nothing."""
+        now = self._clock.now()
+        for workspace_id in sorted({u.workspace_id for u in updates}):
+            newest = max((u for u in updates if u.workspace_id == workspace_id), key=lambda u: u.version)
+            async with self._pool.acquire() as conn, conn.transaction():
+                await repository.lock_workspaces(conn, [workspace_id], exclusive=True)
+                before = await self._catalogues.time_zone(conn, workspace_id)
+                if not await repository.store_time_zone(conn, workspace_id, newest.time_zone, newest.version):
+                    continue
+                if newest.time_zone == before:
+                    continue
+                await repository.bump_generation(conn, workspace_id)
+                catalogue = await self._catalogues.load(conn, workspace_id)
+                changed = await self._memberships.refresh_all(
+                    conn, workspace_id, catalogue, catalogue.calendar(), now=now, reason="time zone refresh"
+                )
+                log.info(
+                    "workspace time zone changed",
+                    workspace=workspace_id,
+                    time_zone=newest.time_zone,
+                    previous=before,
+                    segments=len(changed),
+                    changes=sum(len(c) for c in changed.values()),
+                )
 
     # Timers ---------------------------------------------------------------------------------------
 

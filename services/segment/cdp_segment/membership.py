@@ -17,6 +17,7 @@ from prometheus_client import Counter
 
 from cdp.events.v1 import events_pb2
 from cdp_segment import projection, repository
+from cdp_segment.config import DEFAULT_TIME_ZONE
 from cdp_segment.domain import Catalogue, Definition, MembershipChange, ProfileState, Segment
 from cdp_segment.rfm import RfmThresholds
 from cdp_segment.rules import sql, syntax
@@ -132,20 +133,21 @@ class Memberships:
         *,
         now: datetime,
         reason: str,
+        time_zone: str,
         persons: Sequence[str] | None = None,
     ) -> list[MembershipChange]:
         """Bring one segment's memberships (of all persons, or of ``persons``) in line with its rule
         with the SQL evaluator, and its timers with the SQL twin of timing.next_change. The caller
         holds the workspace lock exclusively."""
         scope = None if persons is None else list(persons)
-        query, params = sql.diff_query(definition.node, workspace_id, now, definition.segment_id, scope)
+        query, params = sql.diff_query(definition.node, workspace_id, now, definition.segment_id, scope, time_zone)
         rows = await conn.fetch(query, *params, timeout=repository.WORKSPACE_SCAN_TIMEOUT)
         changes = [
             MembershipChange(definition.segment_id, definition.version, r["person_id"], r["entered"]) for r in rows
         ]
         await self.record(conn, workspace_id, changes, now=now, reason=reason, applied=True)
         await repository.clear_timers(conn, workspace_id, definition.segment_id, scope)
-        edges = sql.edges_query(definition.node, workspace_id, now, scope) if definition.windowed else None
+        edges = sql.edges_query(definition.node, workspace_id, now, scope, time_zone) if definition.windowed else None
         if edges is not None:
             await repository.insert_timers(conn, workspace_id, definition.segment_id, edges)
         return changes
@@ -169,7 +171,9 @@ class Memberships:
         for definition in catalogue.order:
             if definition.segment_id not in pending:
                 continue
-            changes = await self.refresh(conn, workspace_id, definition, now=now, reason=reason, persons=persons)
+            changes = await self.refresh(
+                conn, workspace_id, definition, now=now, reason=reason, time_zone=catalogue.time_zone, persons=persons
+            )
             changed[definition.segment_id] = changes
             if changes and follow:
                 pending |= catalogue.with_dependants([definition.segment_id])
@@ -207,11 +211,18 @@ class Memberships:
 
 
 class Catalogues:
-    """Parsed rules and RFM thresholds per workspace, reloaded when the workspace's generation
-    moves (every rule change and RFM recompute bumps it in the same transaction)."""
+    """Parsed rules, time zone and RFM thresholds per workspace, reloaded when the workspace's
+    generation moves (every rule change, time zone change and RFM recompute bumps it in the same
+    transaction). ``fallback_zone``: the zone of a workspace profile has announced none for
+    (CDP_SEGMENT_TIME_ZONE)."""
 
-    def __init__(self) -> None:
+    def __init__(self, fallback_zone: str = DEFAULT_TIME_ZONE) -> None:
+        self.fallback_zone = fallback_zone
         self._cached: dict[str, tuple[int, Catalogue, RfmThresholds | None]] = {}
+
+    async def time_zone(self, conn: asyncpg.Connection, workspace_id: str) -> str:
+        """The workspace time zone now (announced by profile, else the fallback)."""
+        return await repository.time_zone(conn, workspace_id) or self.fallback_zone
 
     async def get(
         self, conn: asyncpg.Connection, workspace_ids: Sequence[str]
@@ -222,16 +233,20 @@ class Catalogues:
             generation = generations.get(workspace_id, 0)
             cached = self._cached.get(workspace_id)
             if cached is None or cached[0] != generation:
-                definitions = []
-                for row in await repository.rules_of(conn, workspace_id):
-                    try:
-                        node = syntax.parse(row["rule"], checked=False)
-                    except RuleError as exc:  # stored rules were validated; never expected
-                        log.error("stored rule does not parse", segment=row["segment_id"], error=str(exc))
-                        continue
-                    definitions.append(Definition.of(row["segment_id"], row["version"], node))
                 thresholds = await repository.rfm_thresholds(conn, workspace_id)
-                cached = (generation, Catalogue(definitions), thresholds)
+                cached = (generation, await self.load(conn, workspace_id), thresholds)
                 self._cached[workspace_id] = cached
             found[workspace_id] = cached[1:]
         return found
+
+    async def load(self, conn: asyncpg.Connection, workspace_id: str) -> Catalogue:
+        """The workspace's catalogue as this transaction sees it (not cached)."""
+        definitions = []
+        for row in await repository.rules_of(conn, workspace_id):
+            try:
+                node = syntax.parse(row["rule"], checked=False)
+            except RuleError as exc:  # stored rules were validated; never expected
+                log.error("stored rule does not parse", segment=row["segment_id"], error=str(exc))
+                continue
+            definitions.append(Definition.of(row["segment_id"], row["version"], node))
+        return Catalogue(definitions, await self.time_zone(conn, workspace_id))

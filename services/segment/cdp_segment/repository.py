@@ -323,15 +323,6 @@ async def count_members(conn: asyncpg.Connection, workspace_id: str, segment_id:
     )
 
 
-async def segments_of(conn: asyncpg.Connection, workspace_id: str, person_id: str) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        """SELECT segment_id, since FROM memberships WHERE workspace_id = $1 AND person_id = $2
-           ORDER BY segment_id""",
-        workspace_id,
-        person_id,
-    )
-
-
 async def memberships_page(
     conn: asyncpg.Connection, workspace_id: str, person_id: str, *, after: str, limit: int
 ) -> list[asyncpg.Record]:
@@ -893,3 +884,26 @@ async def stale_co_purchases(conn: asyncpg.Connection, before: datetime) -> list
         workspaces,
     )
     return sorted(set(workspaces) - {r["workspace_id"] for r in fresh})
+
+
+# Workspace time zones (profile's settings, announced) ---------------------------------------------
+
+
+async def time_zone(conn: asyncpg.Connection, workspace_id: str) -> str | None:
+    return await conn.fetchval("SELECT time_zone FROM workspace_settings WHERE workspace_id = $1", workspace_id)
+
+
+async def store_time_zone(conn: asyncpg.Connection, workspace_id: str, time_zone: str, version: int) -> bool:
+    """Keep the announced zone unless a newer settings version is stored; whether it was kept."""
+    return (
+        await conn.fetchval(
+            """INSERT INTO workspace_settings (workspace_id, time_zone, version) VALUES ($1, $2, $3)
+               ON CONFLICT (workspace_id) DO UPDATE SET time_zone = $2, version = $3, update_time = now()
+               WHERE workspace_settings.version < $3
+               RETURNING true""",
+            workspace_id,
+            time_zone,
+            version,
+        )
+        is not None
+    )

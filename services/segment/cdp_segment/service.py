@@ -8,8 +8,9 @@ import io
 import re
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 from cdp_analytics import crosssell
@@ -18,7 +19,6 @@ from cdp_analytics.crosssell import AssociationRule, CoPurchaseCounts
 from cdp_segment import projection, repository
 from cdp_segment.domain import (
     DEFAULT_PII_TRAITS,
-    DEFAULT_ZONE,
     UPDATABLE,
     Catalogue,
     Definition,
@@ -177,7 +177,6 @@ class SegmentService:
         memberships: Memberships,
         catalogues: Catalogues,
         clock: Clock,
-        zone: tzinfo = DEFAULT_ZONE,
         *,
         co_purchase_interval: float = 3600.0,
     ) -> None:
@@ -185,8 +184,6 @@ class SegmentService:
         self._memberships = memberships
         self._catalogues = catalogues
         self._clock = clock
-        # The time zone of dates written without an offset (CDP_SEGMENT_TIME_ZONE).
-        self.zone = zone
         self._replica = uuid7().hex  # holder of this replica's RFM leases
         # Seconds the stored co-purchase counts stay current; 0: every request mines the orders.
         self._co_purchase_interval = co_purchase_interval
@@ -231,7 +228,13 @@ class SegmentService:
         # Not Catalogues.get: this transaction's rules are not committed yet, and that cache is
         # keyed by a generation number another transaction could reach with other rules.
         segments = await repository.all_segments(conn, workspace_id)
-        return Catalogue(Definition.of(s.segment_id, s.version, s.node) for s in segments)
+        zone = await self._catalogues.time_zone(conn, workspace_id)
+        return Catalogue((Definition.of(s.segment_id, s.version, s.node) for s in segments), zone)
+
+    async def time_zone(self, workspace_id: str) -> ZoneInfo:
+        """The workspace's calendar: where dates written without an offset in a rule are."""
+        async with self._pool.acquire() as conn:
+            return ZoneInfo(await self._catalogues.time_zone(conn, workspace_id))
 
     async def create(self, segment: Segment, rule_field: str = "segment.rule") -> Segment:
         """``rule_field``: where the rule came from (segment.rule or segment.condition), for errors."""
@@ -239,7 +242,7 @@ class SegmentService:
             raise InvalidArgument("segment_id", "must match [a-z][a-z0-9-]{0,62}")
         segment = replace(
             segment, segment_id=segment.segment_id or f"seg-{uuid7().hex[-20:]}", etag=_new_etag()
-        ).validated(rule_field, self.zone)
+        ).validated(rule_field, await self.time_zone(segment.workspace_id))
         now = self._clock.now()
         async with self._pool.acquire() as conn, conn.transaction():
             await repository.lock_workspaces(conn, [segment.workspace_id], exclusive=True)
@@ -255,7 +258,10 @@ class SegmentService:
             await repository.add_version(conn, stored, now)
             await repository.bump_generation(conn, stored.workspace_id)
             definition = Definition.of(stored.segment_id, stored.version, node)
-            await self._memberships.refresh(conn, stored.workspace_id, definition, now=now, reason="rule v1 refresh")
+            zone = await self._catalogues.time_zone(conn, stored.workspace_id)
+            await self._memberships.refresh(
+                conn, stored.workspace_id, definition, now=now, reason="rule v1 refresh", time_zone=zone
+            )
         return stored
 
     async def get(self, workspace_id: str, segment_id: str) -> tuple[Segment, int]:
@@ -279,7 +285,8 @@ class SegmentService:
                 raise Aborted("segment was changed by someone else: read it again")
             if not paths:
                 return current
-            updated = current.updated_with(changes, paths, rule_field, self.zone)
+            zone = ZoneInfo(await self._catalogues.time_zone(conn, changes.workspace_id))
+            updated = current.updated_with(changes, paths, rule_field, zone)
             rule_changed = updated.rule != current.rule
             if rule_changed:
                 others = [
@@ -300,7 +307,9 @@ class SegmentService:
         catalogue = await self._catalogue(conn, segment.workspace_id)
         definition = catalogue.by_id[segment.segment_id]
         reason = f"rule v{segment.version} refresh"
-        changed = await self._memberships.refresh(conn, segment.workspace_id, definition, now=now, reason=reason)
+        changed = await self._memberships.refresh(
+            conn, segment.workspace_id, definition, now=now, reason=reason, time_zone=catalogue.time_zone
+        )
         if changed:
             references = {d.segment_id: d.references for d in catalogue.by_id.values()}
             await self._memberships.refresh_all(
@@ -365,7 +374,8 @@ class SegmentService:
         now = self._clock.now()
         async with self._pool.acquire() as conn:
             await self._check_rule(conn, workspace_id, node, await repository.all_segments(conn, workspace_id), field)
-            query, params = sql.count_query(node, workspace_id, now)
+            zone = await self._catalogues.time_zone(conn, workspace_id)
+            query, params = sql.count_query(node, workspace_id, now, zone)
             return await conn.fetchval(query, *params)
 
     async def preview(self, workspace_id: str, node: Node, field: str, size: int) -> tuple[int, list[PreviewRow]]:
@@ -376,7 +386,8 @@ class SegmentService:
         now = self._clock.now()
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             await self._check_rule(conn, workspace_id, node, await repository.all_segments(conn, workspace_id), field)
-            query, params = sql.members_query(node, workspace_id, now)
+            zone = await self._catalogues.time_zone(conn, workspace_id)
+            query, params = sql.members_query(node, workspace_id, now, zone=zone)
             rows = await conn.fetch(
                 f"""WITH matched AS ({query}) SELECT p.*, (SELECT count(*) FROM matched) AS total
                     FROM persons p JOIN (SELECT person_id FROM matched ORDER BY random() LIMIT {size}) AS s
@@ -429,28 +440,39 @@ class SegmentService:
             row = await repository.membership(conn, workspace_id, segment_id, person_id)
         return Check(row is not None, row["since"] if row else None, segment.version, person_id)
 
-    async def person_segments(self, workspace_id: str, person_id: str) -> tuple[str, list[tuple[str, datetime]]]:
-        """The person (a merged-away id answers with its survivor) and its segments."""
+    async def person_segments(
+        self, workspace_id: str, person_id: str, requested_size: int = 0, token: str = ""
+    ) -> tuple[str, list[tuple[str, datetime]], str]:
+        """The person (a merged-away id answers with its survivor), a page of its segments (by
+        segment id) and the next page's token."""
         _person(person_id)
-        async with self._pool.acquire() as conn:
-            person_id = (await repository.survivors(conn, workspace_id, [person_id])).get(person_id, person_id)
-            rows = await repository.segments_of(conn, workspace_id, person_id)
-        return person_id, [(r["segment_id"], r["since"]) for r in rows]
+        person_id, rows, next_token = await self._memberships_page(
+            workspace_id, person_id, "segments", requested_size, token
+        )
+        return person_id, [(segment_id, since) for segment_id, _, since in rows], next_token
 
     async def person_memberships(
         self, workspace_id: str, person_id: str, requested_size: int, token: str
     ) -> tuple[list[tuple[str, str, datetime]], str]:
         """(segment id, display name, since) of the person's memberships, by segment id."""
         _person(person_id, "parent")
+        _, rows, next_token = await self._memberships_page(
+            workspace_id, person_id, "memberships", requested_size, token
+        )
+        return rows, next_token
+
+    async def _memberships_page(
+        self, workspace_id: str, person_id: str, kind: str, requested_size: int, token: str
+    ) -> tuple[str, list[tuple[str, str, datetime]], str]:
         size = page_size(requested_size)
-        scope = f"{workspace_id}/{person_id}/memberships"
+        scope = f"{workspace_id}/{person_id}/{kind}"
         after = _position(token, scope, "after")
         async with self._pool.acquire() as conn:
             person_id = (await repository.survivors(conn, workspace_id, [person_id])).get(person_id, person_id)
             rows = await repository.memberships_page(conn, workspace_id, person_id, after=after or "", limit=size + 1)
         found = [(r["segment_id"], r["display_name"], r["since"]) for r in rows[:size]]
         next_token = encode_token({"after": found[-1][0]}, scope=scope) if len(rows) > size else ""
-        return found, next_token
+        return person_id, found, next_token
 
     async def history(
         self, workspace_id: str, segment_id: str, person_id: str, requested_size: int, token: str

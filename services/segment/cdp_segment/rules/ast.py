@@ -196,6 +196,12 @@ def _window_start(window: Window | None, now: datetime) -> datetime | None:
     return window.start
 
 
+def reads_calendar(node: Node) -> bool:
+    """Whether the rule's answer depends on the workspace time zone: a relative date on a trait
+    (its value may be a date without an offset, midnight in the workspace zone)."""
+    return any(isinstance(n, FieldCond) and n.op in (Op.WITHIN_LAST, Op.MORE_THAN_AGO) for n in walk(node))
+
+
 def is_windowed(node: Node) -> bool:
     """Whether the passing of time alone can change the rule's answer (it needs timers)."""
     if isinstance(node, (All, Any_)):

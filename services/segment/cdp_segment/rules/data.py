@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 # Profile's default workspace currency: what a person's snapshot without one means.
@@ -64,9 +64,11 @@ class PersonFacts:
 
 @dataclass
 class WorkspaceFacts:
-    """Tags of products, stores and staff: (kind, object id) -> tags."""
+    """Tags of products, stores and staff: (kind, object id) -> tags; and the workspace time zone
+    (where a date-only value without an offset starts)."""
 
     object_tags: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+    zone: tzinfo = UTC
 
     def tags_of(self, kind: str, object_id: str) -> frozenset[str]:
         return self.object_tags.get((kind, object_id), frozenset())

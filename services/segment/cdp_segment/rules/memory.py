@@ -81,17 +81,18 @@ def wall_time(parts: Sequence[str | None], zone: tzinfo) -> datetime:
     return moment.astimezone(UTC)
 
 
-def as_time(value: Any) -> datetime | None:
-    """An ISO 8601 timestamp string as an aware UTC datetime, else None: no zone is UTC, a date
-    with an offset is midnight at that offset, fractions beyond microseconds are truncated, and
-    an instant from END_OF_TIME on is not a time (as try_timestamptz)."""
+def as_time(value: Any, zone: tzinfo = UTC) -> datetime | None:
+    """An ISO 8601 timestamp string as an aware UTC datetime, else None: a date without an
+    offset is midnight in ``zone`` (the workspace time zone), a date and time without one is
+    UTC, a date with an offset is midnight at that offset, fractions beyond microseconds are
+    truncated, and an instant from END_OF_TIME on is not a time (as try_timestamptz)."""
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     match = ISO_TIME.fullmatch(value) if isinstance(value, str) else None
     if match is None:
         return None
     try:
-        moment = wall_time(match.groups()[:7], zone_of(match.group(8), UTC))
+        moment = wall_time(match.groups()[:7], zone_of(match.group(8), zone if match.group(4) is None else UTC))
     except (ValueError, OverflowError):  # not a calendar date, or beyond the year 9999 in UTC
         return None
     return moment if moment < END_OF_TIME else None
@@ -135,7 +136,9 @@ def _ordered(value: Any, op: Op, operand: Scalar) -> bool:
     return {Op.LT: left < right, Op.LTE: left <= right, Op.GT: left > right, Op.GTE: left >= right}[op]
 
 
-def compare(value: Any, op: Op, operands: tuple[Scalar, ...], days: int = 0, now: datetime | None = None) -> bool:
+def compare(
+    value: Any, op: Op, operands: tuple[Scalar, ...], days: int = 0, now: datetime | None = None, zone: tzinfo = UTC
+) -> bool:
     present = value is not MISSING and value is not None
     if op is Op.EXISTS:
         return present
@@ -159,7 +162,7 @@ def compare(value: Any, op: Op, operands: tuple[Scalar, ...], days: int = 0, now
         return False
     if op is Op.STARTS_WITH:
         return isinstance(value, str) and isinstance(operands[0], str) and value.startswith(operands[0])
-    moment = as_time(value)
+    moment = as_time(value, zone)
     if moment is None or now is None:
         return False
     if op is Op.WITHIN_LAST:
@@ -243,7 +246,7 @@ def evaluate(node: Node, person: PersonFacts, workspace: WorkspaceFacts, now: da
     if isinstance(node, FieldCond):
         if node.op is Op.EXISTS and node.field.startswith("traits.") and node.field[7:] in person.pii_traits:
             return True
-        return compare(field_value(person, node.field), node.op, node.values, node.days, now)
+        return compare(field_value(person, node.field), node.op, node.values, node.days, now, workspace.zone)
     if isinstance(node, EventCond):
         count = sum(1 for e in person.events if event_matches(e, node, now))
         return _count_ok(Decimal(count), node.count_op, Decimal(node.count))

@@ -40,10 +40,13 @@ def _existence(op: Op, count: Decimal) -> bool | None:
 
 
 class Compiler:
-    """Collects parameters while compiling; ``$1`` is the workspace, ``$2`` is now."""
+    """Collects parameters while compiling; ``$1`` is the workspace, ``$2`` is now. ``zone`` (an
+    IANA name) is the workspace time zone: where a date-only value without an offset starts."""
 
-    def __init__(self, workspace_id: str, now: datetime) -> None:
+    def __init__(self, workspace_id: str, now: datetime, zone: str = "UTC") -> None:
         self.params: list[Any] = [workspace_id, now]
+        self.zone = zone
+        self._zone_placeholder = ""
 
     def param(self, value: Any, cast: str) -> str:
         self.params.append(value)
@@ -215,7 +218,10 @@ class Compiler:
         return f"(SELECT {aggregate} FROM person_orders o WHERE {where})"
 
     def moment(self, v: str) -> str:
-        return f"try_timestamptz(CASE WHEN jsonb_typeof({v}) = 'string' THEN {self._text(v)} END)"
+        if not self._zone_placeholder:
+            self._zone_placeholder = self.param(self.zone, "text")
+        text = f"CASE WHEN jsonb_typeof({v}) = 'string' THEN {self._text(v)} END"
+        return f"try_timestamptz({text}, {self._zone_placeholder})"
 
     # time edges (the SQL twin of timing.next_change) -------------------------------------
 
@@ -276,9 +282,9 @@ class Compiler:
         return f"coalesce({leaf}, false)"
 
 
-def compile_where(node: Node, workspace_id: str, now: datetime) -> tuple[str, list[Any]]:
+def compile_where(node: Node, workspace_id: str, now: datetime, zone: str = "UTC") -> tuple[str, list[Any]]:
     """A boolean SQL expression over ``persons p`` and its parameters ($1 workspace, $2 now)."""
-    compiler = Compiler(workspace_id, now)
+    compiler = Compiler(workspace_id, now, zone)
     # $2 is always typed, even when no condition reads the time.
     return f"$2::timestamptz IS NOT NULL AND {compiler.node(node)}", compiler.params
 
@@ -289,10 +295,10 @@ def _persons(compiler: Compiler, persons: list[str] | None) -> str:
 
 
 def members_query(
-    node: Node, workspace_id: str, now: datetime, persons: list[str] | None = None
+    node: Node, workspace_id: str, now: datetime, persons: list[str] | None = None, zone: str = "UTC"
 ) -> tuple[str, list[Any]]:
     """Person ids (column ``person_id``, uuid) admitted by ``node``."""
-    compiler = Compiler(workspace_id, now)
+    compiler = Compiler(workspace_id, now, zone)
     where = compiler.node(node)
     restrict = _persons(compiler, persons)
     return (
@@ -302,17 +308,17 @@ def members_query(
     )
 
 
-def count_query(node: Node, workspace_id: str, now: datetime) -> tuple[str, list[Any]]:
-    where, params = compile_where(node, workspace_id, now)
+def count_query(node: Node, workspace_id: str, now: datetime, zone: str = "UTC") -> tuple[str, list[Any]]:
+    where, params = compile_where(node, workspace_id, now, zone)
     return f"SELECT count(*) FROM persons p WHERE p.workspace_id = $1 AND {where}", params
 
 
 def edges_query(
-    node: Node, workspace_id: str, now: datetime, persons: list[str] | None = None
+    node: Node, workspace_id: str, now: datetime, persons: list[str] | None = None, zone: str = "UTC"
 ) -> tuple[str, list[Any]] | None:
     """(person_id, due_at) for every person with a window edge after now: the SQL twin of
     ``timing.next_change``, for the timers of a refresh. None when the rule has no edges."""
-    compiler = Compiler(workspace_id, now)
+    compiler = Compiler(workspace_id, now, zone)
     restrict = _persons(compiler, persons)
     edges = compiler.edges(node, restrict)
     if not edges:
@@ -326,11 +332,16 @@ def edges_query(
 
 
 def diff_query(
-    node: Node, workspace_id: str, now: datetime, segment_id: str, persons: list[str] | None = None
+    node: Node,
+    workspace_id: str,
+    now: datetime,
+    segment_id: str,
+    persons: list[str] | None = None,
+    zone: str = "UTC",
 ) -> tuple[str, list[Any]]:
     """Bring ``memberships`` of a segment in line with the rule in one statement (a refresh, full
     or of some persons); returns the rows (person_id, entered) that changed."""
-    compiler = Compiler(workspace_id, now)
+    compiler = Compiler(workspace_id, now, zone)
     where = compiler.node(node)
     restrict, scope = "", ""
     if persons is not None:

@@ -29,7 +29,7 @@ def _edges(node: Node, person: PersonFacts, workspace: WorkspaceFacts) -> Iterat
         yield from _edges(node.item, person, workspace)
     elif isinstance(node, FieldCond):
         if node.op in (Op.WITHIN_LAST, Op.MORE_THAN_AGO):
-            moment = as_time(field_value(person, node.field))
+            moment = as_time(field_value(person, node.field), workspace.zone)
             if moment is not None:
                 yield from _edges_of(moment, node.days)
     elif isinstance(node, EventCond):

@@ -101,7 +101,10 @@ def _check_field(node: FieldCond) -> None:
         _check_operands(where, op, node.values, node.days, allow_days=False)
     elif field in NUMERIC_FIELDS:
         if op in (Op.CONTAINS, Op.STARTS_WITH) or any(not _is_number(v) for v in node.values):
-            raise RuleError(f"{where}: compares with numbers (=, !=, <, <=, >, >=, between, in, exists)")
+            raise RuleError(f"{where}: compares with numbers (=, !=, <, <=, >, >=, between, in)")
+        if op is Op.EXISTS:
+            # every snapshot carries a balance (0 without points): 'exists' would hold for everyone
+            raise RuleError(f"{where}: every person has a balance (0 without points); ask '{where} > 0'")
         _check_operands(where, op, node.values, node.days, allow_days=False)
     elif field == "tags":
         if op not in (Op.CONTAINS, Op.EXISTS):

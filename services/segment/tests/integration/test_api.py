@@ -17,6 +17,7 @@ from google.protobuf import field_mask_pb2
 from cdp.segment.v1 import condition_pb2, segment_pb2
 from cdp_segment import rfm
 from cdp_segment.rfm import RfmThresholds
+from cdpkit.pagination import encode_token
 
 from .harness import START, WS, order_fact, person, snapshot
 
@@ -354,3 +355,44 @@ async def test_rfm_groups_report_settings_and_live_updates(segment):
     report = await segment.stub.GetRfmReport(segment_pb2.GetRfmReportRequest(name=f"{PARENT}/rfmReport"))
     assert report.settings.method == "quintile" and sum(g.count for g in report.groups) == 41
     assert report.thresholds.compute_time.ToDatetime(UTC) == datetime(2026, 6, 18, 12, tzinfo=UTC)
+
+
+async def test_a_persons_segments_come_in_pages(segment):
+    gold = person()
+    await segment.profile(gold, 1, snapshot(tier="gold"))
+    ids = ["gold-a", "gold-b", "gold-c", "gold-d", "gold-e"]
+    for segment_id in ids:
+        await segment.create(segment_id, 'tier = "gold"')
+    assert len(await segment.changes(len(ids))) == len(ids)
+
+    listed, token, pages = [], "", 0
+    while True:
+        page = await segment.stub.ListPersonSegments(
+            segment_pb2.ListPersonSegmentsRequest(parent=PARENT, person_id=gold, page_size=2, page_token=token)
+        )
+        assert len(page.segments) == len(page.enter_times) <= 2 and page.person_id == gold
+        listed += page.segments
+        pages += 1
+        token = page.next_page_token
+        if not token:
+            break
+    assert (listed, pages) == ([name(s) for s in ids], 3)
+    whole = await segment.stub.ListPersonSegments(segment_pb2.ListPersonSegmentsRequest(parent=PARENT, person_id=gold))
+    assert list(whole.segments) == [name(s) for s in ids] and not whole.next_page_token
+
+    # a token is bound to its person; a forged position or a negative size is refused, naming the field
+    first = await segment.stub.ListPersonSegments(
+        segment_pb2.ListPersonSegmentsRequest(parent=PARENT, person_id=gold, page_size=1)
+    )
+    forged = encode_token({"after": 7}, scope=f"{WS}/{gold}/segments")
+    for request, field in [
+        (
+            segment_pb2.ListPersonSegmentsRequest(parent=PARENT, person_id=person(), page_token=first.next_page_token),
+            "page_token",
+        ),
+        (segment_pb2.ListPersonSegmentsRequest(parent=PARENT, person_id=gold, page_token=forged), "page_token"),
+        (segment_pb2.ListPersonSegmentsRequest(parent=PARENT, person_id=gold, page_token="not-a-token"), "page_token"),
+        (segment_pb2.ListPersonSegmentsRequest(parent=PARENT, person_id=gold, page_size=-1), "page_size"),
+    ]:
+        error = await rpc_error(segment.stub.ListPersonSegments(request))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details().startswith(f"{field}:")

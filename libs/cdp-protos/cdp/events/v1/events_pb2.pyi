@@ -255,6 +255,16 @@ class ObjectTagsChanged(_message.Message):
     version: int
     def __init__(self, workspace_id: _Optional[str] = ..., object_kind: _Optional[str] = ..., object_id: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., version: _Optional[int] = ...) -> None: ...
 
+class WorkspaceSettingsChanged(_message.Message):
+    __slots__ = ("workspace_id", "version", "time_zone")
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    version: int
+    time_zone: str
+    def __init__(self, workspace_id: _Optional[str] = ..., version: _Optional[int] = ..., time_zone: _Optional[str] = ...) -> None: ...
+
 class SegmentMembershipChanged(_message.Message):
     __slots__ = ("workspace_id", "segment_id", "person_id", "change", "reason", "segment_version", "change_time", "trigger_message_id")
     class Change(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):

@@ -406,22 +406,28 @@ class CheckMembershipResponse(_message.Message):
     def __init__(self, member: _Optional[bool] = ..., enter_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., segment_version: _Optional[int] = ..., person_id: _Optional[str] = ...) -> None: ...
 
 class ListPersonSegmentsRequest(_message.Message):
-    __slots__ = ("parent", "person_id")
+    __slots__ = ("parent", "person_id", "page_size", "page_token")
     PARENT_FIELD_NUMBER: _ClassVar[int]
     PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     parent: str
     person_id: str
-    def __init__(self, parent: _Optional[str] = ..., person_id: _Optional[str] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, parent: _Optional[str] = ..., person_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListPersonSegmentsResponse(_message.Message):
-    __slots__ = ("segments", "enter_times", "person_id")
+    __slots__ = ("segments", "enter_times", "person_id", "next_page_token")
     SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     ENTER_TIMES_FIELD_NUMBER: _ClassVar[int]
     PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     segments: _containers.RepeatedScalarFieldContainer[str]
     enter_times: _containers.RepeatedCompositeFieldContainer[_timestamp_pb2.Timestamp]
     person_id: str
-    def __init__(self, segments: _Optional[_Iterable[str]] = ..., enter_times: _Optional[_Iterable[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]]] = ..., person_id: _Optional[str] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, segments: _Optional[_Iterable[str]] = ..., enter_times: _Optional[_Iterable[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]]] = ..., person_id: _Optional[str] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class Segment(_message.Message):
     __slots__ = ("name", "display_name", "description", "rule", "create_time", "update_time", "etag", "condition", "version", "builtin", "member_count")

@@ -297,7 +297,8 @@ class SegmentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListPersonSegments(self, request, context):
-        """Lists the segments a person is a member of now.
+        """Lists the segments a person is a member of now, by segment id, paged (page_size 1 to 1000,
+        0 means 100).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
