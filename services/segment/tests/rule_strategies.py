@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 from decimal import Decimal
 
 from hypothesis import strategies as st
@@ -37,6 +38,9 @@ SEGMENTS = ("seg-a", "seg-b")
 EVENT_NAMES = ("View", "Buy")
 DAYS = (1, 7, 30, 90, 365)
 OFFSETS = ("Z", "+08:00", "-05:00", "+14:00", "-12:00", "+05:45", "")
+# Workspace time zones (where a date-only value without an offset starts): both sides of UTC,
+# odd offsets, daylight saving time, and the date line.
+ZONES = ("UTC", "Asia/Shanghai", "America/New_York", "Asia/Kathmandu", "America/St_Johns", "Pacific/Kiritimati")
 
 numbers = st.one_of(
     st.integers(-5, 20).map(Decimal),
@@ -84,6 +88,10 @@ times_iso = st.one_of(
             "9999-12-31T23:59:59.999999Z",
             "9999-12-31T23:00-05:00",
             "1000-01-01T00:00+14:00",
+            # date-only at the ends of time: in the workspace zone these may fall outside 1-9999 UTC
+            "0001-01-01",
+            "9999-12-31",
+            "1000-01-01",
             # nanoseconds (protobuf Timestamps): truncated to microseconds by both evaluators; the
             # first sits 0.9 us after "now - 90d", where rounding and truncation would disagree
             "2026-03-20T12:00:00.000000900Z",
@@ -259,13 +267,22 @@ workspaces = st.builds(
         st.frozensets(st.sampled_from(["low-performing", "star", "model-a"]), min_size=1, max_size=2),
         max_size=4,
     ),
+    zone=st.sampled_from(ZONES).map(ZoneInfo),
 )
 
 
 # The evaluators must agree at any moment, not only at noon UTC: midnight UTC puts date-only
 # values with an offset right on the window edges.
 nows = st.sampled_from(
-    [NOW, NOW - timedelta(hours=12), NOW + timedelta(hours=5, minutes=45), NOW - timedelta(microseconds=1)]
+    [
+        NOW,
+        NOW - timedelta(hours=12),
+        NOW + timedelta(hours=5, minutes=45),
+        NOW - timedelta(microseconds=1),
+        # midnight in Shanghai and in New York (daylight saving): date-only values on the edges
+        NOW + timedelta(hours=4),
+        NOW - timedelta(hours=8),
+    ]
 )
 
 

@@ -180,6 +180,15 @@ class Harness:
             headers={"Nats-Msg-Id": f"objects:{kind}:{object_id}:{version}"},
         )
 
+    async def settings(self, time_zone: str, version: int) -> None:
+        """Profile's announcement of the workspace's settings version ``version``."""
+        message = events_pb2.WorkspaceSettingsChanged(workspace_id=WS, version=version, time_zone=time_zone)
+        await self.js.publish(
+            self.names.subject(PROFILE, "settings"),
+            message.SerializeToString(),
+            headers={"Nats-Msg-Id": f"settings:{WS}:{version}"},
+        )
+
     async def merged(self, survivor: str, *merged: str, trigger: str = "") -> None:
         message = events_pb2.PersonsMerged(
             workspace_id=WS,

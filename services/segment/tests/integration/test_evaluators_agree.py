@@ -2,7 +2,8 @@
 
 Hypothesis draws random rules (nested AND/OR/NOT over every kind of condition) and random
 people (traits of every JSON type, dates in every zone and shape, NULs, NaN, huge numbers,
-events and orders on window edges, orders with items at tagged stores, memberships). Each
+events and orders on window edges, orders with items at tagged stores, memberships) and a
+workspace time zone (where date-only values without an offset start) and a "now". Each
 person travels as the live path receives it: a ProfileChanged message, decoded by the consumer.
 The decoded facts go into the real projection tables in PostgreSQL. Then:
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -151,10 +153,11 @@ async def test_sql_and_memory_evaluators_agree(pool, rule, persons, tags, now):
     workspace_id = fresh_workspace()
     changes = [decode_profile_changed(announcement(workspace_id, p)) for p in persons]
     await load(pool, workspace_id, persons, changes, tags)
-    query, params = sql.members_query(rule, workspace_id, now)
+    zone = tags.zone.key
+    query, params = sql.members_query(rule, workspace_id, now, zone=zone)
     async with pool.acquire() as conn:
         selected = {str(r["person_id"]) for r in await conn.fetch(query, *params)}
-        edges_sql = sql.edges_query(rule, workspace_id, now)
+        edges_sql = sql.edges_query(rule, workspace_id, now, zone=zone)
         edges = {}
         if edges_sql is not None:
             edges = {str(r["person_id"]): r["due_at"] for r in await conn.fetch(edges_sql[0], *edges_sql[1])}
@@ -166,7 +169,7 @@ async def test_sql_and_memory_evaluators_agree(pool, rule, persons, tags, now):
         for held in (live, read_back):
             admitted, next_changes = set(), {}
             for person_id, person in held.items():
-                facts = await projection.read_object_tags(conn, workspace_id, person)
+                facts = replace(await projection.read_object_tags(conn, workspace_id, person), zone=tags.zone)
                 if memory.evaluate(rule, person, facts, now):
                     admitted.add(person_id)
                 edge = timing.next_change(rule, person, facts, now)
@@ -174,6 +177,6 @@ async def test_sql_and_memory_evaluators_agree(pool, rule, persons, tags, now):
                     next_changes[person_id] = edge
             assert selected == admitted, "live" if held is live else "read back"
             assert edges == next_changes, "live" if held is live else "read back"
-        count_query, count_params = sql.count_query(rule, workspace_id, now)
+        count_query, count_params = sql.count_query(rule, workspace_id, now, zone)
         assert await conn.fetchval(count_query, *count_params) == len(selected)
     event("some but not all selected" if 0 < len(selected) < len(persons) else "all or none selected")
