@@ -10,8 +10,8 @@ CREATE TABLE workspace_settings (
 
 -- try_timestamptz (0007) with the workspace time zone: a date-only value without an offset
 -- ("2026-05-19") is midnight in `zone`; every other text reads as before (no zone: UTC). The
--- twin of rules.memory.as_time(value, zone). An instant outside the years 1-9999 in UTC is no
--- time (Python cannot hold it).
+-- twin of rules.memory.as_time(value, zone); as there, an instant from 9999-12-31
+-- 23:59:59.999999 UTC on is no time.
 CREATE OR REPLACE FUNCTION try_timestamptz(value text, zone text) RETURNS timestamptz
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -21,7 +21,7 @@ BEGIN
         RETURN try_timestamptz(value);
     END IF;
     moment := value::date::timestamp AT TIME ZONE zone;
-    RETURN CASE WHEN moment >= '0001-01-01 00:00:00+00' AND moment < '9999-12-31 23:59:59.999999+00' THEN moment END;
+    RETURN CASE WHEN moment < '9999-12-31 23:59:59.999999+00' THEN moment END;
 EXCEPTION WHEN others THEN
     RETURN NULL;
 END;

@@ -5,6 +5,7 @@ and both evaluators and both timer computations agree on them."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from cdp.events.v1 import events_pb2
 from cdp_segment.consumers import decode_profile_changed
@@ -101,6 +102,28 @@ async def test_time_texts_read_the_same_in_postgres_and_python(env):
         stored = {t: await conn.fetchval("SELECT try_timestamptz($1)", t) for t in TIME_TEXTS}
     assert stored == {t: memory.as_time(t) for t in TIME_TEXTS}
     assert stored["2026-05-19+08:00"] == datetime(2026, 5, 18, 16, tzinfo=UTC)
+
+
+async def test_date_only_texts_are_midnight_in_the_workspace_zone_in_postgres_and_python(env):
+    zones = ("UTC", "Asia/Shanghai", "America/New_York", "Pacific/Kiritimati", "Asia/Kathmandu")
+    texts = (
+        *TIME_TEXTS,
+        "2026-05-19T00:00",
+        "0001-01-01",
+        "9999-12-31",
+        "1000-01-01",
+        "2026-03-08",
+        "2026-11-01",
+        "2026-02-30",
+    )
+    async with env.pool.acquire() as conn:
+        stored = {(t, z): await conn.fetchval("SELECT try_timestamptz($1, $2)", t, z) for t in texts for z in zones}
+    assert stored == {(t, z): memory.as_time(t, ZoneInfo(z)) for t in texts for z in zones}
+    assert stored["2026-05-19", "Asia/Shanghai"] == datetime(2026, 5, 18, 16, tzinfo=UTC)
+    # a date and time without a zone stays UTC
+    assert {stored["2026-05-19T00:00", z] for z in zones} == {datetime(2026, 5, 19, tzinfo=UTC)}
+    assert stored["9999-12-31", "America/New_York"] == datetime(9999, 12, 31, 5, tzinfo=UTC)
+    assert stored["0001-01-01", "UTC"] is None  # not the 1000-9999 shape either side reads
 
 
 async def test_a_date_with_an_offset_is_midnight_there_for_the_live_path_and_sql(env):
