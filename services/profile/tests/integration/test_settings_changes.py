@@ -160,3 +160,24 @@ async def test_a_windowed_trait_cannot_take_the_name_of_a_computed_trait(svc):
     # The next change of settings keeps the document without it.
     updated, _ = await svc.update_settings(WS, {"currency": "CNY"}, etag="")
     assert [w.name for w in updated.windowed_traits] == ["views_30d"]
+
+
+async def test_every_settings_version_is_announced_with_the_time_zone(svc):
+    """Segment keeps no copy of its own: it follows this announcement (WorkspaceSettingsChanged)."""
+    first = await svc.update_settings(WS, {"time_zone": "America/New_York"}, etag="")
+    await svc.update_settings(WS, {"currency": "USD"}, etag="")
+    async with svc.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT subject, msg_id, payload FROM outbox WHERE msg_id LIKE 'settings:%' ORDER BY seq"
+        )
+    announced = [
+        (r["subject"], r["msg_id"], events_pb2.WorkspaceSettingsChanged.FromString(r["payload"])) for r in rows
+    ]
+    version = first[0].version
+    assert [
+        (subject.rsplit(".", 2)[-2:], msg_id, m.workspace_id, m.version, m.time_zone)
+        for subject, msg_id, m in announced
+    ] == [
+        (["profile", "settings"], f"settings:{WS}:{version}", WS, version, "America/New_York"),
+        (["profile", "settings"], f"settings:{WS}:{version + 1}", WS, version + 1, "America/New_York"),
+    ]

@@ -111,6 +111,8 @@ def test_syntax_errors_name_the_position_and_what_was_expected(text, line, colum
         ('traits.a = 1 and event("x", where price within last 3d)', "a value comparison"),
         ('orders.count(product.category = "outdoor/") >= 1', "no empty parts"),
         ('traits.a = "\\u0000"', "NUL"),
+        ("points_balance exists", "ask 'points_balance > 0'"),
+        ("not points_balance exists", "0 without points"),
     ],
 )
 def test_meaningless_rules_are_refused_with_a_reason(text, message):
@@ -126,6 +128,7 @@ def test_a_consent_condition_names_its_channel():
 def test_stored_rules_are_read_without_checks_added_since():
     text = 'orders.count(product.category = "outdoor/") >= 1'
     assert parse(text, checked=False).item.category == "outdoor/"
+    assert parse("points_balance exists", checked=False) == FieldCond("points_balance", Op.EXISTS)
 
 
 def test_limits():
