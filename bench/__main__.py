@@ -5,7 +5,18 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("slice", "gateway", "identity", "identity_match", "analytics", "profile", "segment", "campaign", "kit")
+BENCHMARKS = (
+    "slice",
+    "gateway",
+    "identity",
+    "identity_match",
+    "analytics",
+    "profile",
+    "segment",
+    "segment_pipeline",
+    "campaign",
+    "kit",
+)
 
 
 def main() -> int:
