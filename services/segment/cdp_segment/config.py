@@ -23,7 +23,7 @@ class Settings(CommonSettings):
     time_zone: str = env(
         "CDP_SEGMENT_TIME_ZONE",
         DEFAULT_TIME_ZONE,
-        help="IANA time zone of calendar dates written without an offset in rules (the workspaces' zone)",
+        help="IANA time zone of a workspace profile has announced no settings for (its calendar dates)",
     )
     rfm_interval_seconds: float = env(
         "CDP_SEGMENT_RFM_INTERVAL_SECONDS",
@@ -50,7 +50,3 @@ class Settings(CommonSettings):
             raise ValueError(f"CDP_SEGMENT_TIME_ZONE: unknown time zone {self.time_zone!r}") from None
         if self.crosssell_interval_seconds < 0:
             raise ValueError("CDP_SEGMENT_CROSSSELL_INTERVAL_SECONDS must not be negative")
-
-    @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.time_zone)
