@@ -17,7 +17,9 @@ from cdp_segment.consumers import (
     decode_object_tags,
     decode_persons_merged,
     decode_profile_changed,
+    decode_workspace_settings,
 )
+from cdp_segment.domain import WorkspaceZone
 from cdpkit.consumer import PermanentError
 
 PERSON = str(uuid.uuid4())
@@ -69,6 +71,12 @@ def test_bad_announcements_are_permanent_errors():
         ).SerializeToString()
     )
     assert (tags.kind, tags.object_id, tags.tags, tags.version) == ("store", "s-1", {"a", "b"}, 3)
+    settings = events_pb2.WorkspaceSettingsChanged(workspace_id="shop", version=4, time_zone="Europe/Berlin")
+    assert decode_workspace_settings(settings.SerializeToString()) == WorkspaceZone("shop", "Europe/Berlin", 4)
+    for zone in ("Mars/Olympus", "", "../etc"):
+        settings.time_zone = zone
+        with pytest.raises(PermanentError, match="time zone"):
+            decode_workspace_settings(settings.SerializeToString())
 
 
 def test_struct_numbers_become_exact():
