@@ -39,6 +39,7 @@ import grpc
 import nats
 
 from bench.report import load_average, machine, print_rows
+from bench.segment import _ms, _percentiles
 from cdp.events.v1 import events_pb2
 from cdp.segment.v1 import segment_pb2, segment_pb2_grpc
 from cdp_devstack.infra import free_port
@@ -75,15 +76,6 @@ def _raw(user: int, event: str) -> events_pb2.RawEvent:
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _percentiles(seen: list[float], lost: int, which: tuple[int, ...]) -> list[float]:
-    ordered = sorted(seen) + [float("inf")] * lost
-    return [ordered[min(len(ordered) - 1, len(ordered) * p // 100)] for p in which]
-
-
-def _ms(value: float) -> str:
-    return "lost" if value == float("inf") else f"{value:.0f}"
 
 
 async def _populate(publisher: EventPublisher, dsn: str, persons: int) -> float:
