@@ -206,7 +206,7 @@ class ProfileService:
         pii = {k: v for k, v in state.traits.items() if settings.holds_pii(k, v)}
         plain = {k: v for k, v in state.traits.items() if k not in pii}
         opened = self._opened.get((workspace_id, state.person_id))
-        if pii and opened is not None and opened[0] == pii:
+        if pii and opened is not None and not domain.differs(opened[0], pii):
             sealed = opened[1]  # the same plaintext in the same context: its sealed form is still valid
         else:
             context = f"{workspace_id}/profile/{state.person_id}"
