@@ -261,8 +261,24 @@ class _Gap(Exception):
 
 
 # Failures that say nothing about the announcement itself (they do not bring it closer to the
-# dead-letter subject).
-_UNREACHABLE = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
+# dead-letter subject): the database unreachable, restarting (57P01-57P03: a session cut by a
+# shutdown or failover, "the database system is starting up" while a new connection is opened)
+# or out of connections. A statement timeout (57014) still counts: it may be the announcement's.
+_UNREACHABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+def counts_against_announcement(error: BaseException) -> bool:
+    """Does this failure to apply an announcement bring it closer to the dead-letter subject?"""
+    return not isinstance(error, _UNREACHABLE)
 
 
 class IdentityFollower:
@@ -386,9 +402,9 @@ class IdentityFollower:
             await self._service.apply_identity(kind, message.data, sequence)
         except BadAnnouncement as exc:
             await self._dead_letter(message, sequence, exc, 1)
-        except _UNREACHABLE:
-            raise  # Postgres away: not the announcement's fault, tried again without counting
         except Exception as exc:
+            if not counts_against_announcement(exc):
+                raise  # Postgres away: not the announcement's fault, tried again without counting
             attempts = self._failures[sequence] = self._failures.get(sequence, 0) + 1
             if attempts < self._max_attempts:
                 raise  # read again from the committed position, after a pause
