@@ -392,7 +392,16 @@ class ProfileService:
                 await also(conn)
             return counted
 
-        return await self._until_settled(record)
+        try:
+            return await self._until_settled(record)
+        except asyncpg.CheckViolationError as exc:
+            if "no partition of relation" not in str(exc):
+                raise
+            # A month the retention job dropped meanwhile (a late event older than the
+            # retention): this replica's list of partitions was stale. Reloaded, once.
+            self._partitions.clear()
+            await self._ensure_partitions([i.event_time for i in batch])
+            return await self._until_settled(record)
 
     async def _until_settled(self, body: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
         """``body`` in a transaction, started again when a merge moved its persons meanwhile."""

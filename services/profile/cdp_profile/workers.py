@@ -8,7 +8,9 @@ import contextlib
 import structlog
 from prometheus_client import Counter
 
+from cdp_profile.metrics import BACKGROUND_FAILURES
 from cdp_profile.service import ProfileService
+from cdp_profile.upkeep import EventRetention
 
 log = structlog.get_logger(__name__)
 
@@ -50,13 +52,22 @@ class TimerWorker:
 
 
 class PartitionMaintenance:
-    """Creates the monthly event partitions ahead of time (hourly), so the hot path never waits on DDL."""
+    """Creates the monthly event partitions ahead of time (hourly), so the hot path never waits on
+    DDL, and drops those older than the retention (one replica at a time)."""
 
     name = "profile-partitions"
 
-    def __init__(self, service: ProfileService, *, months_ahead: int, interval: float = 3600.0) -> None:
+    def __init__(
+        self,
+        service: ProfileService,
+        *,
+        months_ahead: int,
+        retention: EventRetention | None = None,
+        interval: float = 3600.0,
+    ) -> None:
         self._service = service
         self._months_ahead = months_ahead
+        self._retention = retention
         self._interval = interval
         self._stopping = asyncio.Event()
 
@@ -65,6 +76,12 @@ class PartitionMaintenance:
 
     async def run(self) -> None:
         while not self._stopping.is_set():
-            await self._service.maintain_partitions(self._months_ahead)
+            try:
+                await self._service.maintain_partitions(self._months_ahead)
+                if self._retention is not None:
+                    await self._retention.run()
+            except Exception:  # database down: keep the worker alive, try again next round
+                log.exception("partition maintenance failed")
+                BACKGROUND_FAILURES.labels("partitions").inc()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=self._interval)
