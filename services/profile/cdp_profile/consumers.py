@@ -136,6 +136,9 @@ def kept_context(context: struct_pb2.Struct) -> struct_pb2.Struct:
     return kept
 
 
+# Bumped when KEPT_CONTEXT or PARTIAL_CONTEXT narrows: stored events are then rewritten in the
+# background (cdp_profile.upkeep.EventRewrite). 1: the allowlist of 2026-12.
+CONTEXT_RULES_VERSION = 1
 KEPT_CONTEXT = (
     "app", "campaign", "channel", "library", "locale", "os", "screen", "source", "timezone", "userAgent",
     "store_id", "storeId", "staff_id", "staffId",

@@ -18,7 +18,7 @@ from google.protobuf import struct_pb2
 from google.protobuf.message import DecodeError, Message
 
 from cdp.events.v1 import events_pb2
-from cdp_profile import domain, repository
+from cdp_profile import domain, repository, upkeep_repository
 from cdp_profile.domain import EVENT_KINDS, ORDER_KINDS, Change, NewEvent, Order, ProfileState
 from cdp_profile.metrics import BACKGROUND_FAILURES, EVENTS_ADJUSTED
 from cdp_profile.repository import EventRow, LedgerRow, Prediction, StoredProfile
@@ -197,6 +197,9 @@ class ProfileService:
                 raise Aborted("the settings changed meanwhile; read them again")
             rebuilt = [w.name for w in proposed.windowed_traits if w not in current.windowed_traits]
             await repository.start_reevaluation(conn, workspace_id, proposed.version, rebuilt)
+            if proposed.pii_traits - current.pii_traits:  # its stored events are sealed anew in the background
+                rules = f"pii_traits/{workspace_id}/v{proposed.version}"
+                await upkeep_repository.start_event_pass(conn, rules, workspace_id)
         self._settings_cache[workspace_id] = proposed
         return proposed, created
 
@@ -236,28 +239,43 @@ class ProfileService:
             self._identifier_keys[cache_key] = key
         return key
 
-    def _event_row(self, item: Incoming, settings: WorkspaceSettings) -> EventRow:
-        """The stored form of an event: personal data (PII-named traits, and properties with a
-        PII name at any depth) sealed in ``pii``, the rest as sent."""
+    @staticmethod
+    def personal_parts(
+        event: str,
+        type_: str,
+        properties: struct_pb2.Struct,
+        traits: Mapping[str, Any] | None,
+        settings: WorkspaceSettings,
+    ) -> tuple[dict[str, Any], bytes, dict[str, Any] | None]:
+        """An event's personal data under today's rules (PII-named traits, and properties with a
+        PII name at any depth: what is sealed in ``pii``), its properties and traits without it."""
         sealed: dict[str, Any] = {}
-        secret = find_keys(item.properties, settings.is_pii_property)
-        if item.event in PRODUCT_EVENTS and item.type == "track":
+        secret = find_keys(properties, settings.is_pii_property)
+        if event in PRODUCT_EVENTS and type_ == "track":
             secret = [(path, value) for path, value in secret if path != ("name",)]
         if secret:
             sealed["property_paths"] = [[list(path), value] for path, value in secret]
-            properties = without_keys(item.properties, [path for path, _ in secret]).SerializeToString()
+            stored = without_keys(properties, [path for path, _ in secret]).SerializeToString()
         else:
-            properties = item.properties.SerializeToString()
-        traits = item.traits
+            stored = properties.SerializeToString()
+        plain: dict[str, Any] | None = None
         if traits is not None:
-            plain: dict[str, Any] = {"unset": list(traits.get("unset", ()))}
+            plain = {"unset": list(traits.get("unset", ()))}
             for part in ("set", "set_once"):
                 values = traits.get(part) or {}
                 personal = {k: v for k, v in values.items() if settings.holds_pii(k, v)}
                 plain[part] = {k: v for k, v in values.items() if k not in personal}
                 if personal:
                     sealed[part] = personal
-            traits = plain
+        return sealed, stored, plain
+
+    def seal_event(self, workspace_id: str, message_id: str, sealed: Mapping[str, Any]) -> bytes | None:
+        return self._vault.seal(json.dumps(sealed), context=f"{workspace_id}/event/{message_id}") if sealed else None
+
+    def _event_row(self, item: Incoming, settings: WorkspaceSettings) -> EventRow:
+        """The stored form of an event: personal data (PII-named traits, and properties with a
+        PII name at any depth) sealed in ``pii``, the rest as sent."""
+        sealed, properties, traits = self.personal_parts(item.event, item.type, item.properties, item.traits, settings)
         return EventRow(
             workspace_id=item.workspace_id,
             message_id=item.message_id,
@@ -269,11 +287,7 @@ class ProfileService:
             event_time=item.event_time,
             received_at=item.received_at,
             traits=traits,
-            pii=(
-                self._vault.seal(json.dumps(sealed), context=f"{item.workspace_id}/event/{item.message_id}")
-                if sealed
-                else None
-            ),
+            pii=self.seal_event(item.workspace_id, item.message_id, sealed),
             identifiers=tuple(self._identifier_key(item.workspace_id, t, v) for t, v in item.identifiers),
             channel=item.channel,
             store_id=item.store_id,
@@ -297,6 +311,20 @@ class ProfileService:
         for path, value in sealed.get("property_paths", ()):
             put_struct(properties, tuple(path), value)
         return properties
+
+    def opened_event(self, row: EventRow) -> tuple[struct_pb2.Struct, dict[str, Any] | None, dict[str, Any]]:
+        """A stored event's properties and identify traits as sent (personal data opened, rows of
+        any earlier format), and its sealed part as stored."""
+        sealed = self._sealed(row)
+        traits = None
+        if row.traits is not None or "set" in sealed or "set_once" in sealed:
+            plain = row.traits or {}
+            traits = {
+                "set": {**(plain.get("set") or {}), **sealed.get("set", {})},
+                "set_once": {**(plain.get("set_once") or {}), **sealed.get("set_once", {})},
+                "unset": list(plain.get("unset") or ()),
+            }
+        return self.properties_of(row), traits, sealed
 
     def _new_event(self, row: EventRow) -> NewEvent:
         """The domain's view of a stored event (PII opened), for rebuilds."""

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
+import orjson
+
+from cdp_profile.repository import _EVENT_COLUMNS, EventRow, _event_row
 
 # Session advisory lock keys: one replica at a time drops partitions.
 RETENTION_LEASE = 0x70726F66_0002
@@ -70,3 +75,102 @@ async def try_lock(conn: asyncpg.Connection, key: int) -> bool:
 
 async def unlock(conn: asyncpg.Connection, key: int) -> None:
     await conn.execute("SELECT pg_advisory_unlock($1)", key)
+
+
+# The PII rewrite pass of stored events ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventPass:
+    rules: str
+    workspace_id: str  # '' for every workspace
+    after: tuple[str, str]
+
+
+async def start_event_pass(conn: asyncpg.Connection, rules: str, workspace_id: str = "") -> None:
+    await conn.execute(
+        """INSERT INTO event_passes (rules, workspace_id, after_workspace) VALUES ($1, $2, $2)
+           ON CONFLICT DO NOTHING""",
+        rules,
+        workspace_id,
+    )
+
+
+async def claim_event_pass(conn: asyncpg.Connection) -> EventPass | None:
+    """The oldest unfinished pass, locked until commit (one replica at a time: None when another
+    holds it or none is left)."""
+    row = await conn.fetchrow(
+        """SELECT rules, workspace_id, after_workspace, after_message FROM event_passes
+           WHERE finished_at IS NULL ORDER BY started_at, rules LIMIT 1 FOR UPDATE SKIP LOCKED"""
+    )
+    if row is None:
+        return None
+    return EventPass(row["rules"], row["workspace_id"], (row["after_workspace"], row["after_message"]))
+
+
+async def next_event_keys(conn: asyncpg.Connection, task: EventPass, limit: int) -> list[tuple[str, str]]:
+    rows = await conn.fetch(
+        """SELECT workspace_id, message_id FROM event_keys
+           WHERE (workspace_id, message_id) > ($1, $2) AND ($3 = '' OR workspace_id = $3)
+           ORDER BY workspace_id, message_id LIMIT $4""",
+        *task.after,
+        task.workspace_id,
+        limit,
+    )
+    return [(r["workspace_id"], r["message_id"]) for r in rows]
+
+
+async def lock_events(conn: asyncpg.Connection, keys: Sequence[tuple[str, str]]) -> list[EventRow]:
+    """The stored events of ``keys`` (found through event_keys: person and time lead to the
+    partition and its index), locked until commit; events of dropped partitions are not found."""
+    rows = await conn.fetch(
+        f"""SELECT {", ".join("e." + c.strip() for c in _EVENT_COLUMNS.split(","))}
+           FROM unnest($1::text[], $2::text[]) AS x(workspace_id, message_id)
+           JOIN event_keys k ON k.workspace_id = x.workspace_id AND k.message_id = x.message_id
+           JOIN events e ON e.workspace_id = k.workspace_id AND e.person_id = k.person_id
+                        AND e.event_time = k.event_time AND e.message_id = k.message_id
+           FOR UPDATE OF e""",
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+    )
+    return [_event_row(r) for r in rows]
+
+
+async def rewrite_events(conn: asyncpg.Connection, rows: Sequence[EventRow]) -> None:
+    """Store the rewritten properties, context, traits and sealed part (the legacy column goes)."""
+    await conn.execute(
+        """UPDATE events e SET properties = x.properties, context = x.context, traits = x.traits::jsonb,
+                               pii = x.pii, legacy = NULL
+           FROM unnest($1::text[], $2::uuid[], $3::timestamptz[], $4::text[], $5::bytea[], $6::bytea[],
+                       $7::text[], $8::bytea[])
+                AS x(workspace_id, person_id, event_time, message_id, properties, context, traits, pii)
+           WHERE e.workspace_id = x.workspace_id AND e.person_id = x.person_id
+             AND e.event_time = x.event_time AND e.message_id = x.message_id""",
+        [r.workspace_id for r in rows],
+        [r.person_id for r in rows],
+        [r.event_time for r in rows],
+        [r.message_id for r in rows],
+        [r.properties for r in rows],
+        [r.context for r in rows],
+        [orjson.dumps(r.traits).decode() if r.traits is not None else None for r in rows],
+        [r.pii for r in rows],
+    )
+
+
+async def advance_event_pass(
+    conn: asyncpg.Connection, rules: str, after: tuple[str, str] | None, *, examined: int, rewritten: int
+) -> tuple[int, int]:
+    """Move the pass on to ``after``, or finish it (None); returns its totals so far."""
+    row = await conn.fetchrow(
+        """UPDATE event_passes
+           SET after_workspace = coalesce($2, after_workspace), after_message = coalesce($3, after_message),
+               examined = examined + $4, rewritten = rewritten + $5,
+               finished_at = CASE WHEN $2::text IS NULL THEN now() END
+           WHERE rules = $1 RETURNING examined, rewritten""",
+        rules,
+        after[0] if after else None,
+        after[1] if after else None,
+        examined,
+        rewritten,
+    )
+    return row["examined"], row["rewritten"]

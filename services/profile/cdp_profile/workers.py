@@ -10,7 +10,7 @@ from prometheus_client import Counter
 
 from cdp_profile.metrics import BACKGROUND_FAILURES
 from cdp_profile.service import ProfileService
-from cdp_profile.upkeep import EventRetention
+from cdp_profile.upkeep import EventRetention, EventRewrite
 
 log = structlog.get_logger(__name__)
 
@@ -20,13 +20,16 @@ TIMERS_FIRED = Counter("cdp_profile_timers_fired_total", "Profiles re-evaluated 
 class TimerWorker:
     """Applies what time alone changes (lifecycle stages, tag and points expiry, windows, rolling
     spend) to profiles whose durable timer is due, new settings to every profile, and today's PII
-    rules to profiles saved under older ones, ``batch`` at a time per workspace; several replicas
+    rules to profiles and stored events saved under older ones, ``batch`` at a time per workspace; several replicas
     share the work (rows locked with SKIP LOCKED)."""
 
     name = "profile-timers"
 
-    def __init__(self, service: ProfileService, *, batch: int, interval: float) -> None:
+    def __init__(
+        self, service: ProfileService, *, batch: int, interval: float, event_rewrite: EventRewrite | None = None
+    ) -> None:
         self._service = service
+        self._event_rewrite = event_rewrite
         self._batch = batch
         self._interval = interval
         self._stopping = asyncio.Event()
@@ -40,6 +43,8 @@ class TimerWorker:
                 done = await self._service.run_timers(self._batch)
                 done += await self._service.run_reevaluations(self._batch)
                 sealed = await self._service.reseal_pii(self._batch)
+                if self._event_rewrite is not None:
+                    sealed += await self._event_rewrite.run()
             except Exception:  # database down: keep the worker alive, try again
                 log.exception("timer round failed")
                 done = sealed = 0
