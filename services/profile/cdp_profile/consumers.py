@@ -354,15 +354,37 @@ class IdentityFollower:
     async def _retire_durable(self, stream: str) -> None:
         """The shared durable this follower replaced: its acknowledged floor becomes the starting
         position (not the whole history again, where an announcement it had dead-lettered would
-        now be applied after later ones), then it goes."""
-        try:
-            info = await self._js.consumer_info(stream, self.name)
-        except nats.js.errors.NotFoundError:
-            return
-        if await self._service.identity_position() == 0 and info.ack_floor and info.ack_floor.stream_seq:
-            await self._service.skip_identity(info.ack_floor.stream_seq)
-        with contextlib.suppress(nats.js.errors.NotFoundError):
-            await self._js.delete_consumer(stream, self.name)
+        now be applied after later ones), then it is replaced by a durable of the same name that
+        delivers nothing and that a replica of the old version cannot take back (its ack policy
+        cannot be updated): during a rolling deploy, an old replica that restarts cannot recreate
+        the shared durable and apply announcements beside the follower, out of order."""
+        for _ in range(3):
+            try:
+                info = await self._js.consumer_info(stream, self.name)
+            except nats.js.errors.NotFoundError:
+                info = None
+            if info is not None:
+                if AckPolicy(info.config.ack_policy) == AckPolicy.NONE:  # nats-py gives the text
+                    return  # retired already
+                if await self._service.identity_position() == 0 and info.ack_floor and info.ack_floor.stream_seq:
+                    await self._service.skip_identity(info.ack_floor.stream_seq)
+                with contextlib.suppress(nats.js.errors.NotFoundError):
+                    await self._js.delete_consumer(stream, self.name)
+            try:
+                await self._js.add_consumer(stream, self._retired_durable())
+                return
+            except nats.js.errors.BadRequestError:
+                continue  # an old replica recreated it in between: hand its position over again
+        log.warning("the old shared durable could not be retired", consumer=self.name)
+
+    def _retired_durable(self) -> ConsumerConfig:
+        return ConsumerConfig(
+            durable_name=self.name,
+            deliver_policy=DeliverPolicy.NEW,
+            ack_policy=AckPolicy.NONE,
+            filter_subject=self._names.subject(IDENTITY, "retired"),  # published by nobody
+            description="retired: identity announcements are applied by the profile's IdentityFollower",
+        )
 
     async def _follow(self, stream: str) -> None:
         position = await self._service.identity_position()

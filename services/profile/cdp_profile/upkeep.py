@@ -163,7 +163,7 @@ class EventRewrite:
         kept = kept_context(context)
         current = (
             row.legacy is None
-            and not differs(sealed, sealed_before)
+            and not differs(_canonical(sealed), _canonical(sealed_before))
             and not differs(plain_traits, row.traits)
             and not differs(to_dict(struct_pb2.Struct.FromString(stored_properties)), to_dict(_struct(row.properties)))
             and not differs(to_dict(kept), to_dict(_struct(row.context)))
@@ -178,6 +178,13 @@ class EventRewrite:
             pii=self._service.seal_event(row.workspace_id, row.message_id, sealed),
             legacy=None,
         )
+
+
+def _canonical(sealed: dict) -> dict:
+    """The sealed part with its property paths in order (a Struct's map is walked in no set order)."""
+    if "property_paths" not in sealed:
+        return sealed
+    return {**sealed, "property_paths": sorted(sealed["property_paths"], key=lambda pair: [str(p) for p in pair[0]])}
 
 
 def _struct(data: bytes) -> struct_pb2.Struct:

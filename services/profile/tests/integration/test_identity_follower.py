@@ -10,11 +10,13 @@ import contextlib
 import uuid
 
 import nats
+import nats.js.errors
 import pytest
 
 from cdp.events.v1 import events_pb2
 from cdp_profile.consumers import IdentityFollower
 from cdpkit.bus import DLQ, IDENTITY, BusNames, ensure_streams
+from cdpkit.consumer import ConsumerLoop, ConsumerSpec
 
 from .helpers import WS, incoming
 
@@ -142,3 +144,39 @@ async def _wait_for_lock_waiter(conn) -> int:
 
 async def _position_at_least(svc, sequence):
     return await svc.identity_position() >= sequence
+
+
+async def test_an_old_replica_cannot_take_the_shared_durable_back_during_a_rolling_deploy(svc, bus):
+    """The version before the follower consumed identity's announcements with a shared durable;
+    one of its replicas restarting mid-deploy must not recreate it and apply announcements beside
+    the follower (out of order)."""
+    js, names = bus
+    a, b = await people(svc, 2)
+    old_version = ConsumerSpec(
+        durable="profile-identity", stream=IDENTITY, filter_subject=names.subject(IDENTITY, "*"), batch_size=20
+    )
+    follower = IdentityFollower(svc, js, names, idle_seconds=0.2)
+    async with following(follower):
+        await eventually(lambda: _leading(follower))
+        with pytest.raises(nats.js.errors.Error):
+            await ConsumerLoop(js, names, old_version, _never).setup()
+        merge = events_pb2.PersonsMerged(workspace_id=WS, survivor_person_id=b, merged_person_ids=[a], merge_id="m1")
+        last = (await js.publish(names.subject(IDENTITY, "persons_merged"), merge.SerializeToString())).seq
+        await eventually(lambda: _position_at_least(svc, last))
+    assert await survivor_of(svc, a) == b
+    # A puller of the old version still bound to that name gets nothing.
+    info = await js.consumer_info(names.stream(IDENTITY), "profile-identity")
+    assert info.num_pending == 0 and info.delivered.consumer_seq == 0
+    # The next leader finds it retired and leaves it as it is.
+    again = IdentityFollower(svc, js, names, idle_seconds=0.2)
+    async with following(again):
+        await eventually(lambda: _leading(again))
+    assert (await js.consumer_info(names.stream(IDENTITY), "profile-identity")).created == info.created
+
+
+async def _leading(follower):
+    return follower.leading
+
+
+async def _never(messages):
+    raise AssertionError("an old replica consumed identity announcements")
