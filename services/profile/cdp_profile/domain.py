@@ -1380,10 +1380,17 @@ def rebuild(
     settings: WorkspaceSettings,
     now: datetime,
     cause: str,
+    *,
+    dropped_events: int = 0,
+    stored_since: datetime | None = None,
 ) -> Change:
     """The person recomputed from its own events and orders (a split): traits, counters and
     windows replayed; ``holdings`` are the tags (rule tags re-evaluated), consent and points
-    lots it has now; tags it gained or lost are transitions with ``cause``."""
+    lots it has now; tags it gained or lost are transitions with ``cause``.
+
+    ``dropped_events`` of the person are no longer stored (retention; its oldest stored event is
+    at ``stored_since``): they cannot be replayed, so what they said (their count, the first-seen
+    time, traits stated before ``stored_since``) is carried over from ``base`` as it is."""
     fresh = ProfileState(
         person_id=base.person_id,
         # Predictions stay until the next recompute (they come from no event).
@@ -1397,6 +1404,15 @@ def rebuild(
         points_lots=[dict(lot) for lot in holdings.lots],
         version=base.version,
     )
+    if dropped_events > 0:
+        fresh.event_count = dropped_events
+        fresh.first_seen_at = base.first_seen_at
+        horizon = iso(stored_since) if stored_since else None
+        for key, meta in base.trait_meta.items():
+            if horizon is None or meta[0] < horizon:
+                fresh.trait_meta[key] = list(meta)
+                if key in base.traits:
+                    fresh.traits[key] = base.traits[key]
     ordered = sorted(events, key=lambda e: (e.event_time, e.message_id))
     _replay(fresh, ordered, settings, now, {}, None, [])
     state = fresh

@@ -1147,6 +1147,7 @@ class ProfileService:
         await repository.repoint_aliases(conn, workspace_id, leaving, new_person)
         current = await repository.lock_profiles(conn, workspace_id, sorted([original, new_person]))
         identifiers = [self._identifier_key(workspace_id, i.type, i.value) for i in message.moved_identifiers]
+        stored_events, stored_since = await upkeep_repository.stored_events_of(conn, workspace_id, original)
         moved_messages = await repository.move_events_by_identifier(
             conn, workspace_id, original, new_person, identifiers
         )
@@ -1181,7 +1182,13 @@ class ProfileService:
             if stored is None and not events and not (holdings.tags or holdings.consent or holdings.lots):
                 continue
             orders = await repository.orders_of(conn, workspace_id, [person_id])
-            change = domain.rebuild(state, events, orders, holdings, settings, now, "split")
+            # Events the retention dropped stay with the person who keeps the id (whose they were
+            # cannot be told any more).
+            dropped = max(0, state.event_count - stored_events) if person_id == original else 0
+            change = domain.rebuild(
+                state, events, orders, holdings, settings, now, "split",
+                dropped_events=dropped, stored_since=stored_since,
+            )  # fmt: skip
             change.state.version = state.version + 1
             if person_id == new_person:
                 change.moved = events_pb2.FactsMoved(

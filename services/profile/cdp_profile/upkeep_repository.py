@@ -69,6 +69,17 @@ async def delete_history_before(conn: asyncpg.Connection, cutoff: datetime, limi
     return int(status.split()[-1])
 
 
+async def stored_events_of(conn: asyncpg.Connection, workspace_id: str, person_id: str) -> tuple[int, datetime | None]:
+    """How many events of the person are stored, and the time of the oldest (a split tells from
+    them what the retention dropped)."""
+    row = await conn.fetchrow(
+        "SELECT count(*) AS n, min(event_time) AS oldest FROM events WHERE workspace_id = $1 AND person_id = $2::uuid",
+        workspace_id,
+        person_id,
+    )
+    return row["n"], row["oldest"]
+
+
 async def try_lock(conn: asyncpg.Connection, key: int) -> bool:
     return await conn.fetchval("SELECT pg_try_advisory_lock($1)", key)
 

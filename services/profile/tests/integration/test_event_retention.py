@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from cdp.events.v1 import events_pb2
 from cdp_profile import upkeep_repository
 from cdp_profile.config import Settings
 from cdp_profile.upkeep import PARTITIONS_DROPPED, EventRetention
@@ -114,3 +115,39 @@ def test_the_retention_cannot_be_set_below_what_windows_read(service_env):
     assert load(Settings, service_env).event_retention_days == 730
     with pytest.raises(ValueError):
         EventRetention(None, None, days=30)  # type: ignore[arg-type]
+
+
+async def test_a_split_after_the_retention_leaves_what_dropped_events_said_with_the_person_keeping_the_id(svc):
+    """A split replays the persons' stored events; what only dropped events said (a trait, the
+    count, the first-seen time) cannot be replayed, and stays with the person keeping the id."""
+    svc.clock.set(NOW)
+    person, leaving = str(uuid.uuid4()), str(uuid.uuid4())
+    identify, user, device = events_pb2.EVENT_TYPE_IDENTIFY, [("user_id", "u-1")], [("anonymous_id", "a-2")]
+    first = datetime(2027, 3, 10, tzinfo=UTC)
+    await svc.record_events(
+        [
+            incoming(person, "old-identify", at(first), "", type_=identify, traits={"plan": "gold"}, identifiers=user),
+            incoming(person, "old-view", at(datetime(2027, 3, 11, tzinfo=UTC)), identifiers=user),
+            incoming(person, "mine", at(datetime(2029, 6, 1, tzinfo=UTC)), identifiers=user),
+            incoming(
+                person,
+                "theirs",
+                at(datetime(2029, 6, 2, tzinfo=UTC)),
+                "",
+                type_=identify,
+                traits={"city": "Hangzhou"},
+                identifiers=device,
+            ),
+        ]
+    )
+    assert await EventRetention(svc.pool, svc.clock, days=400).run() == ["events_p202703"]
+    split = events_pb2.PersonSplit(
+        workspace_id=WS,
+        person_id=person,
+        new_person_id=leaving,
+        moved_identifiers=[events_pb2.Identifier(type="anonymous_id", value="a-2")],
+    )
+    assert await svc.apply_split(split)
+    kept, gone = (await svc.get_profile(WS, person)).state, (await svc.get_profile(WS, leaving)).state
+    assert kept.traits == {"plan": "gold"} and kept.event_count == 3 and kept.first_seen_at == first
+    assert gone.traits == {"city": "Hangzhou"} and gone.event_count == 1
