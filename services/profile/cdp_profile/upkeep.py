@@ -30,7 +30,8 @@ HISTORY_EVENTS_DELETED = Counter(
     "cdp_profile_history_events_deleted_total", "Events of events_history deleted by the retention job"
 )
 
-HISTORY_DELETE_BATCH = 5000
+# events_history is gone through 1,000 pages (8 MiB) per statement.
+HISTORY_DELETE_BLOCKS = 1000
 
 
 class EventRetention:
@@ -72,7 +73,8 @@ class EventRetention:
                         retention_days=self.days,
                     )
                 deleted = 0
-                while count := await sql.delete_history_before(conn, cutoff, HISTORY_DELETE_BATCH):
+                for first_block in range(0, await sql.history_blocks(conn), HISTORY_DELETE_BLOCKS):
+                    count = await sql.delete_history_before(conn, cutoff, first_block, HISTORY_DELETE_BLOCKS)
                     deleted += count
                     HISTORY_EVENTS_DELETED.inc(count)
                 if deleted:

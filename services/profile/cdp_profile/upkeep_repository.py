@@ -57,14 +57,21 @@ async def drop_table(conn: asyncpg.Connection, name: str) -> None:
     await conn.execute(f'DROP TABLE IF EXISTS "{name}"')
 
 
-async def delete_history_before(conn: asyncpg.Connection, cutoff: datetime, limit: int) -> int:
-    """Delete up to ``limit`` rows of ``events_history`` (times before the first monthly
-    partition: historical imports) older than ``cutoff``; returns how many."""
+async def history_blocks(conn: asyncpg.Connection) -> int:
+    return await conn.fetchval("SELECT pg_relation_size('events_history') / current_setting('block_size')::int")
+
+
+async def delete_history_before(conn: asyncpg.Connection, cutoff: datetime, first_block: int, blocks: int) -> int:
+    """Delete the rows of ``events_history`` (times before the first monthly partition:
+    historical imports) older than ``cutoff`` in ``blocks`` pages from ``first_block`` (a TID
+    range scan: each statement reads a bounded part of the table, none reads it all); returns how
+    many."""
     status = await conn.execute(
-        """DELETE FROM events_history WHERE ctid = ANY(ARRAY(
-               SELECT ctid FROM events_history WHERE event_time < $1 LIMIT $2))""",
+        """DELETE FROM events_history
+           WHERE ctid >= $1::text::tid AND ctid < $2::text::tid AND event_time < $3""",
+        f"({first_block},0)",
+        f"({first_block + blocks},0)",
         cutoff,
-        limit,
     )
     return int(status.split()[-1])
 
