@@ -1010,7 +1010,7 @@ def _finish(
             transitions.append(Transition("tag_removed", tag, "", "", assignment["source"], now))
 
     for key in set(old.computed) | set(new.computed):
-        if differs(old.computed.get(key), new.computed.get(key)):
+        if old.computed.get(key) != new.computed.get(key):  # numbers, times, names: never true/false
             changed[f"computed.{key}"] = new.computed.get(key)
     if new.lifecycle_stage != old.lifecycle_stage:
         changed["lifecycle_stage"] = new.lifecycle_stage
