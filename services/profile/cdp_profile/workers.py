@@ -20,8 +20,8 @@ TIMERS_FIRED = Counter("cdp_profile_timers_fired_total", "Profiles re-evaluated 
 class TimerWorker:
     """Applies what time alone changes (lifecycle stages, tag and points expiry, windows, rolling
     spend) to profiles whose durable timer is due, new settings to every profile, and today's PII
-    rules to profiles and stored events saved under older ones, ``batch`` at a time per workspace; several replicas
-    share the work (rows locked with SKIP LOCKED)."""
+    rules to profiles and stored events saved under older ones, ``batch`` at a time per
+    workspace; several replicas share the work (rows locked with SKIP LOCKED)."""
 
     name = "profile-timers"
 
