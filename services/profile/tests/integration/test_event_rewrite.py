@@ -5,6 +5,7 @@ and events_history; resumable, idempotent, a workspace's new pii_traits."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ from datetime import UTC, datetime
 from google.protobuf import struct_pb2
 
 from cdp.events.v1 import events_pb2
+from cdp_profile import upkeep_repository
 from cdp_profile.upkeep import EVENT_RULES, EventRewrite
 
 from .helpers import WS, incoming
@@ -142,3 +144,24 @@ async def test_a_workspace_that_names_a_new_personal_trait_has_its_events_sealed
     shown = {row.message_id: svc.properties_of(row) for row, _ in view.recent_events}
     assert shown["v1"]["member"]["loyalty_no"] == "L-778899"
     assert view.state.traits["loyalty_no"] == "L-778899"
+
+
+async def test_the_consumer_does_not_wait_for_a_batch_of_the_pass(svc, monkeypatch):
+    person = str(uuid.uuid4())
+    await svc.record_events([incoming(person, f"v{i}", i) for i in range(3)])
+    holding, release = asyncio.Event(), asyncio.Event()
+    rewrite_events = upkeep_repository.rewrite_events
+
+    async def slow_rewrite(conn, rows):
+        holding.set()  # the batch holds its events locked until it commits
+        await release.wait()
+        await rewrite_events(conn, rows)
+
+    monkeypatch.setattr(upkeep_repository, "rewrite_events", slow_rewrite)
+    batch = asyncio.create_task(EventRewrite(svc, svc.pool, batch=100).run())
+    await asyncio.wait_for(holding.wait(), 10)
+    # New events of the same person are stored and applied meanwhile.
+    await asyncio.wait_for(svc.record_events([incoming(person, "v9", 9)]), 5)
+    assert (await svc.get_profile(WS, person)).state.event_count == 4
+    release.set()
+    assert await batch == 3
