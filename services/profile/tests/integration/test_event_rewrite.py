@@ -139,7 +139,11 @@ async def test_a_workspace_that_names_a_new_personal_trait_has_its_events_sealed
 
     await svc.update_settings(WS, {"pii_traits": ["loyalty_no"]}, etag="")
     await until_done(rewrite)
+    while await svc.run_reevaluations(500):  # the profiles: sealed by the re-evaluation
+        pass
     assert b"L-778899" not in await at_rest(svc)
+    async with svc.pool.acquire() as conn:
+        assert "L-778899" not in await conn.fetchval("SELECT traits::text FROM profiles WHERE person_id = $1", person)
     view = await svc.get_profile(WS, person)
     shown = {row.message_id: svc.properties_of(row) for row, _ in view.recent_events}
     assert shown["v1"]["member"]["loyalty_no"] == "L-778899"
