@@ -14,6 +14,7 @@ from cdp_profile.identity_client import IdentityResolver
 from cdp_profile.importer import Importer
 from cdp_profile.predictions import PredictionService, PredictionSettings, PredictionWorker
 from cdp_profile.service import ProfileService
+from cdp_profile.upkeep import EventRetention, EventRewrite
 from cdp_profile.workers import PartitionMaintenance, TimerWorker
 from cdpkit.bus import BusNames
 from cdpkit.clock import Clock
@@ -64,8 +65,17 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRu
         IdentityFollower(service, infra.js, infra.names, max_attempts=settings.consumer_max_deliver),
         # ProfileChanged rows are sealed at rest (personal data), opened to publish.
         OutboxRelay(infra.pool, infra.js, schema=SCHEMA, sealer=vault),
-        TimerWorker(service, batch=settings.timer_batch, interval=settings.timer_interval_seconds),
-        PartitionMaintenance(service, months_ahead=settings.partition_months_ahead),
+        TimerWorker(
+            service,
+            batch=settings.timer_batch,
+            interval=settings.timer_interval_seconds,
+            event_rewrite=EventRewrite(service, infra.pool, batch=settings.timer_batch),
+        ),
+        PartitionMaintenance(
+            service,
+            months_ahead=settings.partition_months_ahead,
+            retention=EventRetention(infra.pool, clock, days=settings.event_retention_days),
+        ),
         PredictionWorker(predictions, poll_seconds=settings.prediction_poll_seconds),
     ]
     return ServiceRuntime.for_service("profile", settings, infra, server, workers)

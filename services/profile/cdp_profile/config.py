@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cdp_profile.rules import MIN_EVENT_RETENTION_DAYS
 from cdpkit.config import CommonSettings, PiiSettings, env
 
 SCHEMA = "profile"
@@ -20,6 +21,11 @@ class Settings(PiiSettings, CommonSettings):
     )
     partition_months_ahead: int = env(
         "CDP_PROFILE_PARTITION_MONTHS_AHEAD", 3, help="monthly event partitions created ahead of the current month"
+    )
+    event_retention_days: int = env(
+        "CDP_PROFILE_EVENT_RETENTION_DAYS",
+        730,
+        help="stored events older than this are dropped, a month at a time (0: keep every event; else at least 400)",
     )
     prediction_interval_seconds: float = env(
         "CDP_PROFILE_PREDICTION_INTERVAL_SECONDS",
@@ -63,6 +69,10 @@ class Settings(PiiSettings, CommonSettings):
             raise ValueError("CDP_PROFILE_TIMER_INTERVAL_SECONDS must be positive")
         if not 0 <= self.partition_months_ahead <= 24:
             raise ValueError("CDP_PROFILE_PARTITION_MONTHS_AHEAD must be between 0 and 24")
+        if self.event_retention_days and not MIN_EVENT_RETENTION_DAYS <= self.event_retention_days <= 36_500:
+            raise ValueError(
+                f"CDP_PROFILE_EVENT_RETENTION_DAYS must be 0 (keep every event) or {MIN_EVENT_RETENTION_DAYS}-36500"
+            )
         if self.prediction_interval_seconds < 0:
             raise ValueError("CDP_PROFILE_PREDICTION_INTERVAL_SECONDS must not be negative")
         if not 1 <= self.prediction_horizon_weeks <= 520:

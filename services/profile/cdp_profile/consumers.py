@@ -136,6 +136,9 @@ def kept_context(context: struct_pb2.Struct) -> struct_pb2.Struct:
     return kept
 
 
+# Bumped when KEPT_CONTEXT or PARTIAL_CONTEXT narrows: stored events are then rewritten in the
+# background (cdp_profile.upkeep.EventRewrite). 1: the allowlist of 2026-12.
+CONTEXT_RULES_VERSION = 1
 KEPT_CONTEXT = (
     "app", "campaign", "channel", "library", "locale", "os", "screen", "source", "timezone", "userAgent",
     "store_id", "storeId", "staff_id", "staffId",
@@ -261,8 +264,24 @@ class _Gap(Exception):
 
 
 # Failures that say nothing about the announcement itself (they do not bring it closer to the
-# dead-letter subject).
-_UNREACHABLE = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
+# dead-letter subject): the database unreachable, restarting (57P01-57P03: a session cut by a
+# shutdown or failover, "the database system is starting up" while a new connection is opened)
+# or out of connections. A statement timeout (57014) still counts: it may be the announcement's.
+_UNREACHABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+def counts_against_announcement(error: BaseException) -> bool:
+    """Does this failure to apply an announcement bring it closer to the dead-letter subject?"""
+    return not isinstance(error, _UNREACHABLE)
 
 
 class IdentityFollower:
@@ -335,15 +354,37 @@ class IdentityFollower:
     async def _retire_durable(self, stream: str) -> None:
         """The shared durable this follower replaced: its acknowledged floor becomes the starting
         position (not the whole history again, where an announcement it had dead-lettered would
-        now be applied after later ones), then it goes."""
-        try:
-            info = await self._js.consumer_info(stream, self.name)
-        except nats.js.errors.NotFoundError:
-            return
-        if await self._service.identity_position() == 0 and info.ack_floor and info.ack_floor.stream_seq:
-            await self._service.skip_identity(info.ack_floor.stream_seq)
-        with contextlib.suppress(nats.js.errors.NotFoundError):
-            await self._js.delete_consumer(stream, self.name)
+        now be applied after later ones), then it is replaced by a durable of the same name that
+        delivers nothing and that a replica of the old version cannot take back (its ack policy
+        cannot be updated): during a rolling deploy, an old replica that restarts cannot recreate
+        the shared durable and apply announcements beside the follower, out of order."""
+        for _ in range(3):
+            try:
+                info = await self._js.consumer_info(stream, self.name)
+            except nats.js.errors.NotFoundError:
+                info = None
+            if info is not None:
+                if AckPolicy(info.config.ack_policy) == AckPolicy.NONE:  # nats-py gives the text
+                    return  # retired already
+                if await self._service.identity_position() == 0 and info.ack_floor and info.ack_floor.stream_seq:
+                    await self._service.skip_identity(info.ack_floor.stream_seq)
+                with contextlib.suppress(nats.js.errors.NotFoundError):
+                    await self._js.delete_consumer(stream, self.name)
+            try:
+                await self._js.add_consumer(stream, self._retired_durable())
+                return
+            except nats.js.errors.BadRequestError:
+                continue  # an old replica recreated it in between: hand its position over again
+        log.warning("the old shared durable could not be retired", consumer=self.name)
+
+    def _retired_durable(self) -> ConsumerConfig:
+        return ConsumerConfig(
+            durable_name=self.name,
+            deliver_policy=DeliverPolicy.NEW,
+            ack_policy=AckPolicy.NONE,
+            filter_subject=self._names.subject(IDENTITY, "retired"),  # published by nobody
+            description="retired: identity announcements are applied by the profile's IdentityFollower",
+        )
 
     async def _follow(self, stream: str) -> None:
         position = await self._service.identity_position()
@@ -386,9 +427,9 @@ class IdentityFollower:
             await self._service.apply_identity(kind, message.data, sequence)
         except BadAnnouncement as exc:
             await self._dead_letter(message, sequence, exc, 1)
-        except _UNREACHABLE:
-            raise  # Postgres away: not the announcement's fault, tried again without counting
         except Exception as exc:
+            if not counts_against_announcement(exc):
+                raise  # Postgres away: not the announcement's fault, tried again without counting
             attempts = self._failures[sequence] = self._failures.get(sequence, 0) + 1
             if attempts < self._max_attempts:
                 raise  # read again from the committed position, after a pause

@@ -633,7 +633,7 @@ def _apply_traits(state: ProfileState, event: NewEvent, settings: WorkspaceSetti
             continue
         if _wins(state.trait_meta.get(key), when, event.source, settings):
             state.trait_meta[key] = [when, event.source, 0]
-            if state.traits.get(key, _MISSING) != value:
+            if differs(state.traits.get(key, _MISSING), value):
                 state.traits[key] = value
                 changed[f"traits.{key}"] = value
     for key, value in event.set_once.items():
@@ -655,6 +655,19 @@ def _unset(state: ProfileState, key: str, when: str, source: str, settings: Work
 
 
 _MISSING = object()
+
+
+def differs(a: Any, b: Any) -> bool:
+    """``a != b`` for JSON values, telling 1 from true and 0 from false at any depth (Python's
+    ``1 == True`` would hide a trait turning from 1 into true from ``changed_fields``)."""
+    kind = type(a)
+    if kind is not type(b):
+        return kind is bool or type(b) is bool or a != b  # 1 and 1.0 are the same JSON number
+    if kind is dict:
+        return a.keys() != b.keys() or any(differs(v, b[k]) for k, v in a.items())
+    if kind is list:
+        return len(a) != len(b) or any(differs(x, y) for x, y in zip(a, b, strict=True))
+    return a != b
 
 
 # Windows --------------------------------------------------------------------------------------
@@ -997,7 +1010,7 @@ def _finish(
             transitions.append(Transition("tag_removed", tag, "", "", assignment["source"], now))
 
     for key in set(old.computed) | set(new.computed):
-        if old.computed.get(key) != new.computed.get(key):
+        if old.computed.get(key) != new.computed.get(key):  # numbers, times, names: never true/false
             changed[f"computed.{key}"] = new.computed.get(key)
     if new.lifecycle_stage != old.lifecycle_stage:
         changed["lifecycle_stage"] = new.lifecycle_stage
@@ -1280,7 +1293,7 @@ def merge_states(
                     if key in new.traits:
                         del new.traits[key]
                         changed[f"traits.{key}"] = None
-                elif new.traits.get(key, _MISSING) != other.traits.get(key):
+                elif differs(new.traits.get(key, _MISSING), other.traits.get(key)):
                     new.traits[key] = other.traits.get(key)
                     changed[f"traits.{key}"] = new.traits[key]
         new.event_count += other.event_count
@@ -1367,10 +1380,17 @@ def rebuild(
     settings: WorkspaceSettings,
     now: datetime,
     cause: str,
+    *,
+    dropped_events: int = 0,
+    stored_since: datetime | None = None,
 ) -> Change:
     """The person recomputed from its own events and orders (a split): traits, counters and
     windows replayed; ``holdings`` are the tags (rule tags re-evaluated), consent and points
-    lots it has now; tags it gained or lost are transitions with ``cause``."""
+    lots it has now; tags it gained or lost are transitions with ``cause``.
+
+    ``dropped_events`` of the person are no longer stored (retention; its oldest stored event is
+    at ``stored_since``): they cannot be replayed, so what they said (their count, the first-seen
+    time, traits stated before ``stored_since``) is carried over from ``base`` as it is."""
     fresh = ProfileState(
         person_id=base.person_id,
         # Predictions stay until the next recompute (they come from no event).
@@ -1384,12 +1404,21 @@ def rebuild(
         points_lots=[dict(lot) for lot in holdings.lots],
         version=base.version,
     )
+    if dropped_events > 0:
+        fresh.event_count = dropped_events
+        fresh.first_seen_at = base.first_seen_at
+        horizon = iso(stored_since) if stored_since else None
+        for key, meta in base.trait_meta.items():
+            if horizon is None or meta[0] < horizon:
+                fresh.trait_meta[key] = list(meta)
+                if key in base.traits:
+                    fresh.traits[key] = base.traits[key]
     ordered = sorted(events, key=lambda e: (e.event_time, e.message_id))
     _replay(fresh, ordered, settings, now, {}, None, [])
     state = fresh
     changed = {}
     for key in set(base.traits) | set(state.traits):
-        if base.traits.get(key, _MISSING) != state.traits.get(key, _MISSING):
+        if differs(base.traits.get(key, _MISSING), state.traits.get(key, _MISSING)):
             changed[f"traits.{key}"] = state.traits.get(key)
     transitions = [
         Transition("tag_added", "", tag, "", cause, now)

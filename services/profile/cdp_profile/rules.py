@@ -45,6 +45,9 @@ TAG = re.compile(r"^[\w][\w\-:.]{0,62}$")
 MAX_TAG_RULES = 100
 MAX_WINDOWED = 50
 MAX_WINDOW_DAYS = 366
+# Stored events are kept at least this long (CDP_PROFILE_EVENT_RETENTION_DAYS): windows and their
+# rebuild from stored events read MAX_WINDOW_DAYS back, plus a day for the time zone and a month.
+MIN_EVENT_RETENTION_DAYS = MAX_WINDOW_DAYS + 34
 
 
 class InvalidRules(ValueError):

@@ -18,7 +18,7 @@ from google.protobuf import struct_pb2
 from google.protobuf.message import DecodeError, Message
 
 from cdp.events.v1 import events_pb2
-from cdp_profile import domain, repository
+from cdp_profile import domain, repository, upkeep_repository
 from cdp_profile.domain import EVENT_KINDS, ORDER_KINDS, Change, NewEvent, Order, ProfileState
 from cdp_profile.metrics import BACKGROUND_FAILURES, EVENTS_ADJUSTED
 from cdp_profile.repository import EventRow, LedgerRow, Prediction, StoredProfile
@@ -207,6 +207,9 @@ class ProfileService:
                 ),
                 msg_id=f"settings:{workspace_id}:{proposed.version}",
             )
+            if proposed.pii_traits - current.pii_traits:  # its stored events are sealed anew in the background
+                rules = f"pii_traits/{workspace_id}/v{proposed.version}"
+                await upkeep_repository.start_event_pass(conn, rules, workspace_id)
         self._settings_cache[workspace_id] = proposed
         return proposed, created
 
@@ -216,7 +219,7 @@ class ProfileService:
         pii = {k: v for k, v in state.traits.items() if settings.holds_pii(k, v)}
         plain = {k: v for k, v in state.traits.items() if k not in pii}
         opened = self._opened.get((workspace_id, state.person_id))
-        if pii and opened is not None and opened[0] == pii:
+        if pii and opened is not None and not domain.differs(opened[0], pii):
             sealed = opened[1]  # the same plaintext in the same context: its sealed form is still valid
         else:
             context = f"{workspace_id}/profile/{state.person_id}"
@@ -246,28 +249,43 @@ class ProfileService:
             self._identifier_keys[cache_key] = key
         return key
 
-    def _event_row(self, item: Incoming, settings: WorkspaceSettings) -> EventRow:
-        """The stored form of an event: personal data (PII-named traits, and properties with a
-        PII name at any depth) sealed in ``pii``, the rest as sent."""
+    @staticmethod
+    def personal_parts(
+        event: str,
+        type_: str,
+        properties: struct_pb2.Struct,
+        traits: Mapping[str, Any] | None,
+        settings: WorkspaceSettings,
+    ) -> tuple[dict[str, Any], bytes, dict[str, Any] | None]:
+        """An event's personal data under today's rules (PII-named traits, and properties with a
+        PII name at any depth: what is sealed in ``pii``), its properties and traits without it."""
         sealed: dict[str, Any] = {}
-        secret = find_keys(item.properties, settings.is_pii_property)
-        if item.event in PRODUCT_EVENTS and item.type == "track":
+        secret = find_keys(properties, settings.is_pii_property)
+        if event in PRODUCT_EVENTS and type_ == "track":
             secret = [(path, value) for path, value in secret if path != ("name",)]
         if secret:
             sealed["property_paths"] = [[list(path), value] for path, value in secret]
-            properties = without_keys(item.properties, [path for path, _ in secret]).SerializeToString()
+            stored = without_keys(properties, [path for path, _ in secret]).SerializeToString()
         else:
-            properties = item.properties.SerializeToString()
-        traits = item.traits
+            stored = properties.SerializeToString()
+        plain: dict[str, Any] | None = None
         if traits is not None:
-            plain: dict[str, Any] = {"unset": list(traits.get("unset", ()))}
+            plain = {"unset": list(traits.get("unset", ()))}
             for part in ("set", "set_once"):
                 values = traits.get(part) or {}
                 personal = {k: v for k, v in values.items() if settings.holds_pii(k, v)}
                 plain[part] = {k: v for k, v in values.items() if k not in personal}
                 if personal:
                     sealed[part] = personal
-            traits = plain
+        return sealed, stored, plain
+
+    def seal_event(self, workspace_id: str, message_id: str, sealed: Mapping[str, Any]) -> bytes | None:
+        return self._vault.seal(json.dumps(sealed), context=f"{workspace_id}/event/{message_id}") if sealed else None
+
+    def _event_row(self, item: Incoming, settings: WorkspaceSettings) -> EventRow:
+        """The stored form of an event: personal data (PII-named traits, and properties with a
+        PII name at any depth) sealed in ``pii``, the rest as sent."""
+        sealed, properties, traits = self.personal_parts(item.event, item.type, item.properties, item.traits, settings)
         return EventRow(
             workspace_id=item.workspace_id,
             message_id=item.message_id,
@@ -279,11 +297,7 @@ class ProfileService:
             event_time=item.event_time,
             received_at=item.received_at,
             traits=traits,
-            pii=(
-                self._vault.seal(json.dumps(sealed), context=f"{item.workspace_id}/event/{item.message_id}")
-                if sealed
-                else None
-            ),
+            pii=self.seal_event(item.workspace_id, item.message_id, sealed),
             identifiers=tuple(self._identifier_key(item.workspace_id, t, v) for t, v in item.identifiers),
             channel=item.channel,
             store_id=item.store_id,
@@ -307,6 +321,20 @@ class ProfileService:
         for path, value in sealed.get("property_paths", ()):
             put_struct(properties, tuple(path), value)
         return properties
+
+    def opened_event(self, row: EventRow) -> tuple[struct_pb2.Struct, dict[str, Any] | None, dict[str, Any]]:
+        """A stored event's properties and identify traits as sent (personal data opened, rows of
+        any earlier format), and its sealed part as stored."""
+        sealed = self._sealed(row)
+        traits = None
+        if row.traits is not None or "set" in sealed or "set_once" in sealed:
+            plain = row.traits or {}
+            traits = {
+                "set": {**(plain.get("set") or {}), **sealed.get("set", {})},
+                "set_once": {**(plain.get("set_once") or {}), **sealed.get("set_once", {})},
+                "unset": list(plain.get("unset") or ()),
+            }
+        return self.properties_of(row), traits, sealed
 
     def _new_event(self, row: EventRow) -> NewEvent:
         """The domain's view of a stored event (PII opened), for rebuilds."""
@@ -402,7 +430,16 @@ class ProfileService:
                 await also(conn)
             return counted
 
-        return await self._until_settled(record)
+        try:
+            return await self._until_settled(record)
+        except asyncpg.CheckViolationError as exc:
+            if "no partition of relation" not in str(exc):
+                raise
+            # A month the retention job dropped meanwhile (a late event older than the
+            # retention): this replica's list of partitions was stale. Reloaded, once.
+            self._partitions.clear()
+            await self._ensure_partitions([i.event_time for i in batch])
+            return await self._until_settled(record)
 
     async def _until_settled(self, body: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
         """``body`` in a transaction, started again when a merge moved its persons meanwhile."""
@@ -1120,6 +1157,7 @@ class ProfileService:
         await repository.repoint_aliases(conn, workspace_id, leaving, new_person)
         current = await repository.lock_profiles(conn, workspace_id, sorted([original, new_person]))
         identifiers = [self._identifier_key(workspace_id, i.type, i.value) for i in message.moved_identifiers]
+        stored_events, stored_since = await upkeep_repository.stored_events_of(conn, workspace_id, original)
         moved_messages = await repository.move_events_by_identifier(
             conn, workspace_id, original, new_person, identifiers
         )
@@ -1154,7 +1192,13 @@ class ProfileService:
             if stored is None and not events and not (holdings.tags or holdings.consent or holdings.lots):
                 continue
             orders = await repository.orders_of(conn, workspace_id, [person_id])
-            change = domain.rebuild(state, events, orders, holdings, settings, now, "split")
+            # Events the retention dropped stay with the person who keeps the id (whose they were
+            # cannot be told any more).
+            dropped = max(0, state.event_count - stored_events) if person_id == original else 0
+            change = domain.rebuild(
+                state, events, orders, holdings, settings, now, "split",
+                dropped_events=dropped, stored_since=stored_since,
+            )  # fmt: skip
             change.state.version = state.version + 1
             if person_id == new_person:
                 change.moved = events_pb2.FactsMoved(

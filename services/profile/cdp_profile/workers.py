@@ -8,7 +8,9 @@ import contextlib
 import structlog
 from prometheus_client import Counter
 
+from cdp_profile.metrics import BACKGROUND_FAILURES
 from cdp_profile.service import ProfileService
+from cdp_profile.upkeep import EventRetention, EventRewrite
 
 log = structlog.get_logger(__name__)
 
@@ -18,13 +20,16 @@ TIMERS_FIRED = Counter("cdp_profile_timers_fired_total", "Profiles re-evaluated 
 class TimerWorker:
     """Applies what time alone changes (lifecycle stages, tag and points expiry, windows, rolling
     spend) to profiles whose durable timer is due, new settings to every profile, and today's PII
-    rules to profiles saved under older ones, ``batch`` at a time per workspace; several replicas
-    share the work (rows locked with SKIP LOCKED)."""
+    rules to profiles and stored events saved under older ones, ``batch`` at a time per
+    workspace; several replicas share the work (rows locked with SKIP LOCKED)."""
 
     name = "profile-timers"
 
-    def __init__(self, service: ProfileService, *, batch: int, interval: float) -> None:
+    def __init__(
+        self, service: ProfileService, *, batch: int, interval: float, event_rewrite: EventRewrite | None = None
+    ) -> None:
         self._service = service
+        self._event_rewrite = event_rewrite
         self._batch = batch
         self._interval = interval
         self._stopping = asyncio.Event()
@@ -38,6 +43,8 @@ class TimerWorker:
                 done = await self._service.run_timers(self._batch)
                 done += await self._service.run_reevaluations(self._batch)
                 sealed = await self._service.reseal_pii(self._batch)
+                if self._event_rewrite is not None:
+                    sealed += await self._event_rewrite.run()
             except Exception:  # database down: keep the worker alive, try again
                 log.exception("timer round failed")
                 done = sealed = 0
@@ -50,13 +57,22 @@ class TimerWorker:
 
 
 class PartitionMaintenance:
-    """Creates the monthly event partitions ahead of time (hourly), so the hot path never waits on DDL."""
+    """Creates the monthly event partitions ahead of time (hourly), so the hot path never waits on
+    DDL, and drops those older than the retention (one replica at a time)."""
 
     name = "profile-partitions"
 
-    def __init__(self, service: ProfileService, *, months_ahead: int, interval: float = 3600.0) -> None:
+    def __init__(
+        self,
+        service: ProfileService,
+        *,
+        months_ahead: int,
+        retention: EventRetention | None = None,
+        interval: float = 3600.0,
+    ) -> None:
         self._service = service
         self._months_ahead = months_ahead
+        self._retention = retention
         self._interval = interval
         self._stopping = asyncio.Event()
 
@@ -65,6 +81,12 @@ class PartitionMaintenance:
 
     async def run(self) -> None:
         while not self._stopping.is_set():
-            await self._service.maintain_partitions(self._months_ahead)
+            try:
+                await self._service.maintain_partitions(self._months_ahead)
+                if self._retention is not None:
+                    await self._retention.run()
+            except Exception:  # database down: keep the worker alive, try again next round
+                log.exception("partition maintenance failed")
+                BACKGROUND_FAILURES.labels("partitions").inc()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=self._interval)

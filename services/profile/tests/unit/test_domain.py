@@ -170,3 +170,11 @@ def test_money_and_regions():
     assert domain.money_minor("nan", "CNY") is None
     state = run(ProfileState("p1"), [ev("1", 1, {"address": "浙江省杭州市西湖区文三路 1 号"}, "identify")]).state
     assert state.computed["region_code"] == "330106"
+
+
+def test_differs_tells_1_from_true_and_0_from_false_at_any_depth():
+    from cdp_profile.domain import differs
+
+    assert differs(1, True) and differs(0, False) and differs({"a": [1]}, {"a": [True]})
+    assert differs({"a": {"b": 0}}, {"a": {"b": False}}) and differs([1, 2], [1])
+    assert not differs(1, 1.0) and not differs({"a": [True, "x"]}, {"a": [True, "x"]}) and not differs(None, None)
