@@ -19,7 +19,9 @@ from cdpkit.config import ConfigError, load
 
 from .helpers import T0, WS, incoming
 
-NOW = datetime(2029, 6, 15, 12, tzinfo=UTC)  # ahead of the wall clock: these months get partitions
+# Years ahead of the wall clock whenever the suite runs: months after it get monthly partitions.
+YEAR = max(2029, datetime.now(UTC).year + 3)
+NOW = datetime(YEAR, 6, 15, 12, tzinfo=UTC)
 
 
 def at(moment: datetime) -> int:
@@ -49,9 +51,9 @@ async def test_old_months_are_dropped_without_blocking_readers_and_what_is_deriv
     person = str(uuid.uuid4())
     events = {
         "history": datetime(2026, 6, 1, tzinfo=UTC),  # before the first monthly partition
-        "old": datetime(2027, 3, 10, tzinfo=UTC),
-        "edge": datetime(2028, 5, 20, tzinfo=UTC),  # the cut-off (2028-05-11) falls in its month: kept
-        "recent": datetime(2029, 6, 1, tzinfo=UTC),
+        "old": datetime(YEAR - 2, 3, 10, tzinfo=UTC),
+        "edge": datetime(YEAR - 1, 5, 20, tzinfo=UTC),  # the cut-off (NOW - 400 days) falls in its month: kept
+        "recent": datetime(YEAR, 6, 1, tzinfo=UTC),
     }
     await svc.record_events(
         [incoming(person, message_id, at(moment), "Order Completed" if message_id == "old" else "Product Viewed",
@@ -59,7 +61,11 @@ async def test_old_months_are_dropped_without_blocking_readers_and_what_is_deriv
          for message_id, moment in events.items()]
     )  # fmt: skip
     before = (await svc.get_profile(WS, person)).state
-    assert before.event_count == 4 and {"events_p202703", "events_p202805", "events_p202906"} <= await tables(svc)
+    assert before.event_count == 4 and {
+        f"events_p{YEAR - 2}03",
+        f"events_p{YEAR - 1}05",
+        f"events_p{YEAR}06",
+    } <= await tables(svc)
 
     retention = EventRetention(svc.pool, svc.clock, days=400)
     dropped_before = PARTITIONS_DROPPED._value.get()
@@ -75,8 +81,8 @@ async def test_old_months_are_dropped_without_blocking_readers_and_what_is_deriv
         await reader.execute("COMMIT")
         dropped = await asyncio.wait_for(run, 30)
 
-    assert dropped == ["events_p202703"] and PARTITIONS_DROPPED._value.get() == dropped_before + 1
-    assert "events_p202703" not in await tables(svc) and "events_p202805" in await tables(svc)
+    assert dropped == [f"events_p{YEAR - 2}03"] and PARTITIONS_DROPPED._value.get() == dropped_before + 1
+    assert f"events_p{YEAR - 2}03" not in await tables(svc) and f"events_p{YEAR - 1}05" in await tables(svc)
     assert await stored(svc, *events, "during") == {"edge", "recent", "during"}
     # Derived values and orders stay: counters, the order (predictions and order history read orders).
     after = (await svc.get_profile(WS, person)).state
@@ -87,25 +93,25 @@ async def test_old_months_are_dropped_without_blocking_readers_and_what_is_deriv
     assert (await svc.get_profile(WS, person)).state.event_count == 5
     # ...and a late event for the dropped month is stored (its partition made again; this replica's
     # list of partitions still had it), until the next run drops it.
-    await svc.record_events([incoming(person, "late", at(datetime(2027, 3, 12, tzinfo=UTC)))])
+    await svc.record_events([incoming(person, "late", at(datetime(YEAR - 2, 3, 12, tzinfo=UTC)))])
     assert await stored(svc, "late") == {"late"} and (await svc.get_profile(WS, person)).state.event_count == 6
-    assert await retention.run() == ["events_p202703"]
+    assert await retention.run() == [f"events_p{YEAR - 2}03"]
 
 
 async def test_one_replica_at_a_time_and_a_run_interrupted_after_its_detach_is_completed(svc):
     svc.clock.set(NOW)
     person = str(uuid.uuid4())
-    await svc.record_events([incoming(person, "old", at(datetime(2027, 1, 5, tzinfo=UTC)))])
+    await svc.record_events([incoming(person, "old", at(datetime(YEAR - 2, 1, 5, tzinfo=UTC)))])
     retention = EventRetention(svc.pool, svc.clock, days=400)
     async with svc.pool.acquire() as conn:
         assert await upkeep_repository.try_lock(conn, upkeep_repository.RETENTION_LEASE)
         assert await retention.run() == []  # another replica is at it
         await upkeep_repository.unlock(conn, upkeep_repository.RETENTION_LEASE)
         # A run that detached and then died before dropping: the next one drops the table.
-        await conn.execute("ALTER TABLE events DETACH PARTITION events_p202701")
-    assert await retention.run() == ["events_p202701"]
+        await conn.execute(f"ALTER TABLE events DETACH PARTITION events_p{YEAR - 2}01")
+    assert await retention.run() == [f"events_p{YEAR - 2}01"]
     async with svc.pool.acquire() as conn:
-        assert await conn.fetchval("SELECT to_regclass('events_p202701')") is None
+        assert await conn.fetchval(f"SELECT to_regclass('events_p{YEAR - 2}01')") is None
 
 
 def test_the_retention_cannot_be_set_below_what_windows_read(service_env):
@@ -123,16 +129,16 @@ async def test_a_split_after_the_retention_leaves_what_dropped_events_said_with_
     svc.clock.set(NOW)
     person, leaving = str(uuid.uuid4()), str(uuid.uuid4())
     identify, user, device = events_pb2.EVENT_TYPE_IDENTIFY, [("user_id", "u-1")], [("anonymous_id", "a-2")]
-    first = datetime(2027, 3, 10, tzinfo=UTC)
+    first = datetime(YEAR - 2, 3, 10, tzinfo=UTC)
     await svc.record_events(
         [
             incoming(person, "old-identify", at(first), "", type_=identify, traits={"plan": "gold"}, identifiers=user),
-            incoming(person, "old-view", at(datetime(2027, 3, 11, tzinfo=UTC)), identifiers=user),
-            incoming(person, "mine", at(datetime(2029, 6, 1, tzinfo=UTC)), identifiers=user),
+            incoming(person, "old-view", at(datetime(YEAR - 2, 3, 11, tzinfo=UTC)), identifiers=user),
+            incoming(person, "mine", at(datetime(YEAR, 6, 1, tzinfo=UTC)), identifiers=user),
             incoming(
                 person,
                 "theirs",
-                at(datetime(2029, 6, 2, tzinfo=UTC)),
+                at(datetime(YEAR, 6, 2, tzinfo=UTC)),
                 "",
                 type_=identify,
                 traits={"city": "Hangzhou"},
@@ -140,7 +146,7 @@ async def test_a_split_after_the_retention_leaves_what_dropped_events_said_with_
             ),
         ]
     )
-    assert await EventRetention(svc.pool, svc.clock, days=400).run() == ["events_p202703"]
+    assert await EventRetention(svc.pool, svc.clock, days=400).run() == [f"events_p{YEAR - 2}03"]
     split = events_pb2.PersonSplit(
         workspace_id=WS,
         person_id=person,
