@@ -543,17 +543,18 @@ async def claim_deliveries(
 ) -> list[dict]:
     """Claims those of ``candidates`` still due and free for one sender (``claim``) until
     ``claimed_until``, locked for this transaction. A row still claimed by a sender that died
-    mid-send is due again once its claim ran out (``interrupted``: the provider may have taken it;
-    it is sent again with the same key)."""
+    mid-send is due again once its claim ran out; ``resent``: that sender had started transmitting
+    it (``transmitted_at``), so the provider may have it (it is sent again with the same key)."""
     rows = await conn.fetch(
         f"""WITH due AS (
-                SELECT workspace_id, delivery_id, claim AS previous FROM deliveries
+                SELECT workspace_id, delivery_id, claim AS previous, transmitted_at FROM deliveries
                 WHERE (workspace_id, delivery_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))
                 AND {_DUE_DELIVERY} FOR UPDATE SKIP LOCKED)
-            UPDATE deliveries d SET claim = $4, claimed_until = $5, sent_at = NULL, updated_at = now()
+            UPDATE deliveries d SET claim = $4, claimed_until = $5, sent_at = NULL, transmitted_at = NULL,
+                updated_at = now()
             FROM due WHERE d.workspace_id = due.workspace_id AND d.delivery_id = due.delivery_id
             RETURNING {", ".join(f"d.{c.strip()}" for c in DELIVERY_COLUMNS.split(","))},
-                due.previous IS NOT NULL AS interrupted""",
+                due.previous IS NOT NULL AND due.transmitted_at IS NOT NULL AS resent""",
         now,
         [c["workspace_id"] for c in candidates],
         [c["delivery_id"] for c in candidates],
@@ -597,6 +598,19 @@ async def sent_counts(
     return counts
 
 
+async def mark_transmitting(conn: asyncpg.Connection, rows: list[dict], claim, now: datetime) -> None:
+    """These messages (held by ``claim``) may reach their provider from this commit on."""
+    if rows:
+        await conn.execute(
+            """UPDATE deliveries SET transmitted_at = $4
+               WHERE (workspace_id, delivery_id) IN (SELECT * FROM unnest($1::text[], $2::text[])) AND claim = $3""",
+            [r["workspace_id"] for r in rows],
+            [r["delivery_id"] for r in rows],
+            claim,
+            now,
+        )
+
+
 async def save_deliveries(conn: asyncpg.Connection, rows: list[dict], *, claim=None) -> set[str]:
     """Writes the rows' new state; with ``claim``, only rows that sender still holds (a sender
     whose claim ran out and was taken over writes nothing). ``row["claim"]`` is kept (a message
@@ -607,6 +621,7 @@ async def save_deliveries(conn: asyncpg.Connection, rows: list[dict], *, claim=N
         """UPDATE deliveries d SET status = u.status, reason = u.reason, attempts = u.attempts,
                deferrals = u.deferrals, next_attempt_at = u.next_attempt_at, sent_at = u.sent_at,
                claim = u.claim, claimed_until = CASE WHEN u.claim IS NULL THEN NULL ELSE d.claimed_until END,
+               transmitted_at = CASE WHEN u.claim IS NULL THEN NULL ELSE d.transmitted_at END,
                updated_at = now()
            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::int[], $7::timestamptz[],
                        $8::timestamptz[], $9::uuid[])
