@@ -1,8 +1,9 @@
 """Real receivers that count what campaign delivers, per idempotency key.
 
 - ``SmtpReceiver``: an aiosmtpd SMTP server. Like a provider that honours idempotency keys, it
-  accepts a message whose Message-ID it already has without delivering it again; it counts both
-  what it received (``transmissions``) and what it delivered (``delivered``, per key).
+  accepts a message whose Message-ID it already has without delivering it again; it keeps every
+  raw arrival (``arrivals``: Message-ID, X-Idempotency-Key), counts them per Message-ID
+  (``transmissions``) and what it delivered (``delivered``, per Message-ID).
 - ``WebhookReceiver``: an aiohttp server counting POSTs per ``Idempotency-Key``; a repeated key
   is answered 200 and not delivered again. It can be told to fail the first N attempts (503, or
   ``fail_status``, with ``Retry-After: retry_after`` when set).
@@ -27,8 +28,9 @@ class _Handler:
 
     async def handle_DATA(self, server, session, envelope):
         message = message_from_bytes(envelope.content)
-        key = message["X-Idempotency-Key"] or message["Message-ID"]
+        key = message["Message-ID"]
         with self._receiver.lock:
+            self._receiver.arrivals.append((key, message["X-Idempotency-Key"]))
             self._receiver.transmissions[key] += 1
             if key not in self._receiver.delivered:
                 self._receiver.delivered[key] = {
@@ -44,6 +46,7 @@ class SmtpReceiver:
         import threading
 
         self.lock = threading.Lock()
+        self.arrivals: list[tuple[str, str]] = []
         self.transmissions: Counter[str] = Counter()
         self.delivered: dict[str, dict] = {}
         self.port = free_port()

@@ -165,13 +165,34 @@ async def version_definition(conn: asyncpg.Connection, workspace_id: str, journe
     )
 
 
+_RUN_COLUMNS = "workspace_id, journey_id, version, next_run_at, run_key, run_cursor"
+
+
 async def due_journey_runs(conn: asyncpg.Connection, now: datetime, limit: int) -> list[asyncpg.Record]:
+    """A look (no lock) at up to ``limit`` active journeys whose scheduled or date run is due."""
     return await conn.fetch(
-        """SELECT workspace_id, journey_id, version, next_run_at, run_key, run_cursor FROM journeys
-           WHERE next_run_at <= $1 AND state = 'active' ORDER BY next_run_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
+        f"""SELECT {_RUN_COLUMNS} FROM journeys WHERE next_run_at <= $1 AND state = 'active'
+            ORDER BY next_run_at LIMIT $2""",
         now,
         limit,
     )
+
+
+async def lock_run(conn: asyncpg.Connection, run: asyncpg.Record) -> bool:
+    """Locks the journey for this transaction if its run is still where ``run`` (a look) saw it:
+    the same version, due time, key and page. False when another scheduler holds it or went on
+    meanwhile (what was read for that page is then not applied), or the journey stopped."""
+    found = await conn.fetchval(
+        """SELECT true FROM journeys WHERE workspace_id = $1 AND journey_id = $2 AND state = 'active'
+           AND version = $3 AND next_run_at = $4 AND run_key = $5 AND run_cursor = $6 FOR UPDATE SKIP LOCKED""",
+        run["workspace_id"],
+        run["journey_id"],
+        run["version"],
+        run["next_run_at"],
+        run["run_key"],
+        run["run_cursor"],
+    )
+    return bool(found)
 
 
 async def save_run(

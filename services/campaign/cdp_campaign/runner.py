@@ -671,55 +671,69 @@ class JourneyRunner:
     # Scheduled and date triggers
 
     async def run_due_journeys(self) -> int:
-        now = self._clock.now()
-        async with self._pool.acquire() as conn, conn.transaction():
-            rows = await repository.due_journey_runs(conn, now, 5)
-            for row in rows:
-                d = await self.catalog.version(conn, row["workspace_id"], row["journey_id"], row["version"])
-                journey = LiveJourney(row["workspace_id"], row["journey_id"], row["version"], d)
-                if journey.trigger in ("schedule", "segment"):
-                    await self._broadcast_page(conn, journey, row, now)
-                elif journey.trigger == "date":
-                    try:
-                        tz = defs.zone(await self._facts.time_zone(journey.workspace_id))
-                    except DependencyError as exc:
-                        log.warning("date run postponed", journey=journey.journey_id, error=str(exc))
-                        await repository.save_run(
-                            conn,
-                            journey.workspace_id,
-                            journey.journey_id,
-                            next_run_at=now + DEPENDENCY_RETRY,
-                            run_key=row["run_key"],
-                            run_cursor=row["run_cursor"],
-                        )
-                        continue
-                    await self._date_run(conn, journey, row, tz, now)
-        return len(rows)
+        """Due scheduled, segment (current members) and date runs, a page or a day each.
 
-    async def _broadcast_page(self, conn, journey: LiveJourney, row, now: datetime) -> None:
+        No transaction or lock is held across a call: the due journeys are looked at, their
+        calls made (a page of ``ListSegmentMembers``, the workspace time zone), then each is
+        locked in a short transaction only if its run is still where the look saw it (the same
+        version, due time and page token), and the page enrolled with the run's next position.
+        A replica that went on meanwhile wins; the answer read for a page already applied is
+        dropped, and enrolment keys are unique per run, so nobody is enrolled twice."""
+        now = self._clock.now()
+        async with self._pool.acquire() as conn:
+            runs = await repository.due_journey_runs(conn, now, 5)
+            journeys = []
+            for run in runs:
+                d = await self.catalog.version(conn, run["workspace_id"], run["journey_id"], run["version"])
+                journeys.append(LiveJourney(run["workspace_id"], run["journey_id"], run["version"], d))
+        answers = await asyncio.gather(
+            *(self._run_call(journey, run) for journey, run in zip(journeys, runs, strict=True))
+        )
+        for journey, run, answer in zip(journeys, runs, answers, strict=True):
+            async with self._pool.acquire() as conn, conn.transaction():
+                if not await repository.lock_run(conn, run):
+                    continue
+                if isinstance(answer, DependencyError):
+                    log.warning("scheduled run postponed", journey=journey.journey_id, error=str(answer))
+                    await repository.save_run(
+                        conn,
+                        journey.workspace_id,
+                        journey.journey_id,
+                        next_run_at=now + DEPENDENCY_RETRY,
+                        run_key=run["run_key"] if journey.trigger == "date" else _run_key(journey, run),
+                        run_cursor=run["run_cursor"],
+                    )
+                elif journey.trigger == "date":
+                    await self._date_run(conn, journey, run, answer, now)
+                else:
+                    await self._broadcast_page(conn, journey, run, answer, now)
+        return len(runs)
+
+    async def _run_call(self, journey: LiveJourney, run) -> Any:
+        """What a due run needs from outside, with no transaction open: a page of the segment's
+        members (persons, next page token), or the workspace time zone of a date run; or the
+        DependencyError the call raised."""
+        try:
+            if journey.trigger == "date":
+                return defs.zone(await self._facts.time_zone(journey.workspace_id))
+            trigger = journey.definition.trigger
+            segment_id = trigger.segment.segment_id if journey.trigger == "segment" else trigger.schedule.segment_id
+            return await self._segment.list_members(
+                journey.workspace_id, segment_id, page_token=run["run_cursor"], page_size=500
+            )
+        except DependencyError as exc:
+            return exc
+
+    async def _broadcast_page(self, conn, journey: LiveJourney, row, page, now: datetime) -> None:
         """One page of a segment's members enrolled: a scheduled broadcast's run, or the current
         members of a segment-triggered journey that includes them (once per person, ever)."""
         trigger = journey.definition.trigger
         if journey.trigger == "segment":
-            segment_id, every, run_key = trigger.segment.segment_id, "", CURRENT_MEMBERS
+            segment_id, every = trigger.segment.segment_id, ""
         else:
             segment_id, every = trigger.schedule.segment_id, trigger.schedule.every
-            run_key = row["run_key"] or row["next_run_at"].isoformat()
-        try:
-            persons, token = await self._segment.list_members(
-                journey.workspace_id, segment_id, page_token=row["run_cursor"], page_size=500
-            )
-        except DependencyError as exc:
-            log.warning("broadcast page failed", journey=journey.journey_id, error=str(exc))
-            await repository.save_run(
-                conn,
-                journey.workspace_id,
-                journey.journey_id,
-                next_run_at=now + DEPENDENCY_RETRY,
-                run_key=run_key,
-                run_cursor=row["run_cursor"],
-            )
-            return
+        run_key = _run_key(journey, row)
+        persons, token = page
         context = {}
         if journey.trigger == "segment":
             context = {"segment": {"segment_id": segment_id, "change": "entered"}}
@@ -762,6 +776,14 @@ class JourneyRunner:
             run_key="",
             run_cursor="",
         )
+
+
+def _run_key(journey: LiveJourney, run) -> str:
+    """A broadcast run's enrolment key (``run:{key}``): the current members' one-off run, or the
+    scheduled time of the run (kept while its pages are enrolled, even when it is postponed)."""
+    if journey.trigger == "segment":
+        return CURRENT_MEMBERS
+    return run["run_key"] or run["next_run_at"].isoformat()
 
 
 def next_slot(run: datetime, every: timedelta, now: datetime) -> datetime:
