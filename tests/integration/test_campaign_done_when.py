@@ -42,17 +42,24 @@ async def test_cart_abandonment_one_message_without_an_order_none_with_one(start
     await c.track(bob, "Product Added", "m-bob-1", name="Rain jacket")
     await eventually(lambda: len_is(c.instances("cart"), 2), what="two instances")
 
-    c.clock.advance(timedelta(minutes=30))
+    added_at = c.clock.now()
+    await c.tick()  # the waits begin now: timeouts at added_at + 1 h exactly
+
+    # At 59:59 Bob orders (his wait ends: no message); Ann has none yet.
+    c.clock.advance(timedelta(minutes=59, seconds=59))
     await c.track(bob, "Order Completed", "m-bob-2", order_id="o-bob", total=59.9)
     await eventually(lambda: state_of(c, "cart", bob, ("exited", "exit_step")), what="bob's wait to end on his order")
     await c.tick()
-    assert smtp.delivered == {}  # 30 minutes: nothing yet
+    assert smtp.delivered == {} and await c.deliveries("cart") == []
 
-    c.clock.advance(timedelta(minutes=31))
+    # 60:00 without an order: Ann's reminder, at the boundary.
+    c.clock.advance(timedelta(seconds=1))
     await c.tick()
     await eventually(lambda: len(smtp.delivered) == 1, what="one e-mail")
     await asyncio.sleep(0.5)  # anything else in flight would show up now
     await c.tick()
+    (reminder,) = await c.deliveries("cart")
+    assert reminder.create_time.ToDatetime(UTC) == reminder.send_time.ToDatetime(UTC) == added_at + timedelta(hours=1)
 
     assert sum(smtp.transmissions.values()) == 1
     (message,) = smtp.delivered.values()
