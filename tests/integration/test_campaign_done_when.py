@@ -201,6 +201,57 @@ async def test_a_cap_suppresses_with_its_reason(start_campaign, smtp):
     assert all(m.send_time.seconds for m in messages if m.state == "sent")
 
 
+async def test_weekly_caps_are_rolling_seven_days_across_the_local_week_boundary(start_campaign, smtp):
+    """Per-week caps end to end: workspace-wide (2 a week) and per journey (1 a week), over a
+    Sunday -> Monday in the workspace time zone (Asia/Shanghai): a new calendar week frees
+    nothing; a message leaves the count exactly 7 days after it was sent."""
+    c = await start_campaign(**smtp.env())
+    await c.stub.UpdateCampaignSettings(
+        campaign_pb2.UpdateCampaignSettingsRequest(
+            settings=campaign_pb2.CampaignSettings(
+                name=f"workspaces/{WS}/campaignSettings", caps=campaign_pb2.FrequencyCaps(per_week=2)
+            ),
+            update_mask={"paths": ["caps"]},
+        )
+    )
+    person = await c.person(email="weekly@example.com")
+
+    def mail(event: str, **extra) -> dict:
+        send = {"channel": "email", "template": {"subject": event, "body": "."}}
+        return {"trigger": {"event": {"name": event}}, "reentry": {"mode": "always"}, **extra,
+                "steps": [{"id": "m", "send": send}]}  # fmt: skip
+
+    await c.journey("promo", mail("Promo", caps={"per_week": 1}))
+    await c.journey("news", mail("News"))
+
+    async def outcome(event: str, at: datetime) -> tuple[str, str]:
+        c.clock.set(at)
+        journey = event.lower()
+        before = len(await c.deliveries(journey))
+        await c.track(person, event)
+        await eventually(lambda: len_is(c.deliveries(journey), before + 1), what=f"the {event} delivery")
+        await c.tick()
+        newest = max(await c.deliveries(journey), key=lambda d: d.create_time.ToDatetime())
+        return newest.status, newest.reason
+
+    saturday = datetime(2026, 6, 20, 2, 0, tzinfo=UTC)  # Saturday 10:00 in Shanghai
+    monday = datetime(2026, 6, 22, 2, 0, tzinfo=UTC)  # Monday 10:00: a new week there
+    week = timedelta(days=7)
+    assert await outcome("Promo", saturday) == ("sent", "")
+    assert await outcome("Promo", saturday + timedelta(hours=2)) == ("suppressed", "cap_journey_week")
+    assert await outcome("News", saturday + timedelta(hours=2)) == ("sent", "")
+    # Monday: both caps still count Saturday's messages (rolling, not calendar weeks).
+    assert await outcome("News", monday) == ("suppressed", "cap_workspace_week")
+    assert await outcome("Promo", monday) == ("suppressed", "cap_workspace_week")
+    # One second short of 7 days after Saturday's promo: still two in the window.
+    assert await outcome("Promo", saturday + week - timedelta(seconds=1)) == ("suppressed", "cap_workspace_week")
+    # Exactly 7 days after it: the promo left both windows (the news of 12:00 still counts, 1 < 2).
+    assert await outcome("Promo", saturday + week) == ("sent", "")
+    assert await outcome("News", saturday + week + timedelta(hours=1)) == ("suppressed", "cap_workspace_week")
+    assert await outcome("News", saturday + week + timedelta(hours=2)) == ("sent", "")
+    assert sorted(m["subject"] for m in smtp.delivered.values()) == ["News", "News", "Promo", "Promo"]
+
+
 async def test_consent_withdrawn_between_trigger_and_send_suppresses(start_campaign, smtp):
     c = await start_campaign(**smtp.env())
     one = await c.person(email="one@example.com")
