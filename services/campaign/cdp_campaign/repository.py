@@ -445,8 +445,29 @@ async def rekey_person(
         survivor,
         merged,
     )
-    await conn.execute("DELETE FROM person_dates WHERE workspace_id = $1 AND person_id = $2", workspace_id, merged)
+    await merge_person_dates(conn, workspace_id, survivor, merged)
     return int(moved.split()[-1]), [dict(r) for r in suppressed]
+
+
+async def merge_person_dates(conn: asyncpg.Connection, workspace_id: str, survivor: str, merged: str) -> None:
+    """The merged person's date attributes fill in what the survivor's row lacks (its birthday
+    if the survivor has none, the earlier points expiry) until profile announces the merged
+    profile; the survivor's version stays (a new row gets 0: any announcement of the survivor
+    decides). The merged person's row goes."""
+    await conn.execute(
+        """WITH gone AS (
+               DELETE FROM person_dates WHERE workspace_id = $1 AND person_id = $3
+               RETURNING birthday_month_day, points_expiry_at)
+           INSERT INTO person_dates AS s (workspace_id, person_id, birthday_month_day, points_expiry_at, profile_version)
+           SELECT $1, $2, birthday_month_day, points_expiry_at, 0 FROM gone
+           WHERE birthday_month_day IS NOT NULL OR points_expiry_at IS NOT NULL
+           ON CONFLICT (workspace_id, person_id) DO UPDATE SET
+               birthday_month_day = coalesce(s.birthday_month_day, EXCLUDED.birthday_month_day),
+               points_expiry_at = least(s.points_expiry_at, EXCLUDED.points_expiry_at)""",
+        workspace_id,
+        survivor,
+        merged,
+    )
 
 
 async def _move_instances(conn: asyncpg.Connection, workspace_id: str, to_person: str, where: str, *args) -> list:
