@@ -458,7 +458,8 @@ async def merge_person_dates(conn: asyncpg.Connection, workspace_id: str, surviv
         """WITH gone AS (
                DELETE FROM person_dates WHERE workspace_id = $1 AND person_id = $3
                RETURNING birthday_month_day, points_expiry_at)
-           INSERT INTO person_dates AS s (workspace_id, person_id, birthday_month_day, points_expiry_at, profile_version)
+           INSERT INTO person_dates AS s
+               (workspace_id, person_id, birthday_month_day, points_expiry_at, profile_version)
            SELECT $1, $2, birthday_month_day, points_expiry_at, 0 FROM gone
            WHERE birthday_month_day IS NOT NULL OR points_expiry_at IS NOT NULL
            ON CONFLICT (workspace_id, person_id) DO UPDATE SET
