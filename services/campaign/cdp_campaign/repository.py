@@ -106,7 +106,12 @@ async def list_page(conn: asyncpg.Connection, workspace_id: str, *, after: str, 
 
 
 async def publish(
-    conn: asyncpg.Connection, journey: Journey, definition: dict, etag: str, next_run_at: datetime | None
+    conn: asyncpg.Connection,
+    journey: Journey,
+    definition: dict,
+    etag: str,
+    next_run_at: datetime | None,
+    run_key: str = "",
 ) -> Journey:
     # After every version ever published under this id (a deleted journey's included).
     version = 1 + await conn.fetchval(
@@ -123,7 +128,7 @@ async def publish(
     )
     row = await conn.fetchrow(
         f"""UPDATE journeys SET state = 'active', version = $3, published_at = now(), definition = $4, etag = $5,
-                updated_at = now(), next_run_at = $6, run_key = '', run_cursor = ''
+                updated_at = now(), next_run_at = $6, run_key = $7, run_cursor = ''
             WHERE workspace_id = $1 AND journey_id = $2 RETURNING {_COLUMNS}""",
         journey.workspace_id,
         journey.journey_id,
@@ -131,6 +136,7 @@ async def publish(
         definition,
         etag,
         next_run_at,
+        run_key,
     )
     return _journey(row)
 

@@ -55,6 +55,9 @@ COUPON_REDEEMED = "Coupon Redeemed"
 ORDER_COMPLETED = "Order Completed"
 # The run key of a segment-triggered journey's one-off enrolment of the current members.
 CURRENT_MEMBERS = "members"
+# The run key of a date journey's backfill of person_dates from profile, before its first run.
+DATES_BACKFILL = "backfill"
+DATES_PAGE = 500
 
 
 @dataclass(frozen=True)
@@ -703,6 +706,8 @@ class JourneyRunner:
                         run_key=run["run_key"] if journey.trigger == "date" else _run_key(journey, run),
                         run_cursor=run["run_cursor"],
                     )
+                elif run["run_key"] == DATES_BACKFILL:
+                    await self._backfill_page(conn, journey, run, *answer, now)
                 elif journey.trigger == "date":
                     await self._date_run(conn, journey, run, answer, now)
                 else:
@@ -714,6 +719,11 @@ class JourneyRunner:
         members (persons, next page token), or the workspace time zone of a date run; or the
         DependencyError the call raised."""
         try:
+            if run["run_key"] == DATES_BACKFILL:
+                page = await self._profile.list_dates(
+                    journey.workspace_id, page_token=run["run_cursor"], page_size=DATES_PAGE
+                )
+                return page, defs.zone(await self._facts.time_zone(journey.workspace_id))
             if journey.trigger == "date":
                 return defs.zone(await self._facts.time_zone(journey.workspace_id))
             trigger = journey.definition.trigger
@@ -748,6 +758,31 @@ class JourneyRunner:
         else:
             interval = every and defs.duration(every, "-")
             next_run, run_key, cursor = (next_slot(row["next_run_at"], interval, now) if interval else None), "", ""
+        await repository.save_run(
+            conn, journey.workspace_id, journey.journey_id, next_run_at=next_run, run_key=run_key, run_cursor=cursor
+        )
+
+    async def _backfill_page(self, conn, journey: LiveJourney, run, page, tz, now: datetime) -> None:
+        """One page of profile's date attributes into ``person_dates`` (persons whose profile has
+        not changed since campaign started consuming are known only this way). Idempotent: the
+        newest profile version wins, as with announcements. The page token is saved (a restart
+        resumes there); after the last page the journey's first date run is scheduled."""
+        (dates, token) = page
+        for person in dates:
+            if person.birthday_month_day or person.points_expiry_at:
+                await repository.upsert_person_dates(
+                    conn,
+                    journey.workspace_id,
+                    person.person_id,
+                    person.birthday_month_day,
+                    person.points_expiry_at,
+                    person.version,
+                )
+        if token:
+            next_run, run_key, cursor = run["next_run_at"], DATES_BACKFILL, token
+        else:
+            at = defs.time_of_day(journey.definition.trigger.date.at or "09:00", "-")
+            next_run, run_key, cursor = next_local_time(now, at, tz), "", ""
         await repository.save_run(
             conn, journey.workspace_id, journey.journey_id, next_run_at=next_run, run_key=run_key, run_cursor=cursor
         )
