@@ -22,6 +22,7 @@ import contextlib
 import secrets
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -91,15 +92,17 @@ _NOTHING = Live()
 
 
 class JourneyCatalog:
-    """What the consumers look at, cached for a few seconds, and every published version's
-    parsed definition (immutable, cached for good)."""
+    """What the consumers look at, cached for a few seconds, and published versions' parsed
+    definitions (immutable): the ``max_versions`` most recently used are kept, older ones are
+    read from the database again when an instance of theirs runs."""
 
-    def __init__(self, pool: asyncpg.Pool, *, ttl_seconds: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, ttl_seconds: float, max_versions: int = 1000) -> None:
         self._pool = pool
         self._ttl = ttl_seconds
         self._live: dict[str, Live] = {}
         self._loaded_at = float("-inf")
-        self._versions: dict[tuple[str, str, int], defs.Checked] = {}
+        self._versions: OrderedDict[tuple[str, str, int], defs.Checked] = OrderedDict()
+        self._max_versions = max(1, max_versions)
         self._lock = asyncio.Lock()
 
     def invalidate(self) -> None:
@@ -131,19 +134,28 @@ class JourneyCatalog:
         checked = self._versions.get(key)
         if checked is None:
             checked = defs.event_uses(defs.parse(document))
-            self._versions[key] = checked
+            self._remember(key, checked)
+        else:
+            self._versions.move_to_end(key)
         return checked
+
+    def _remember(self, key: tuple[str, str, int], checked: defs.Checked) -> None:
+        self._versions[key] = checked
+        while len(self._versions) > self._max_versions:
+            self._versions.popitem(last=False)
 
     async def version(
         self, conn: asyncpg.Connection, workspace_id: str, journey_id: str, version: int
     ) -> defs.Definition:
         key = (workspace_id, journey_id, version)
-        if key not in self._versions:
-            document = await repository.version_definition(conn, workspace_id, journey_id, version)
-            if document is None:
-                raise LookupError(f"journey {journey_id} v{version} not found")
-            self._parsed(workspace_id, journey_id, version, document)
-        return self._versions[key].definition
+        checked = self._versions.get(key)
+        if checked is not None:
+            self._versions.move_to_end(key)
+            return checked.definition
+        document = await repository.version_definition(conn, workspace_id, journey_id, version)
+        if document is None:
+            raise LookupError(f"journey {journey_id} v{version} not found")
+        return self._parsed(workspace_id, journey_id, version, document).definition
 
 
 class JourneyRunner:
