@@ -213,3 +213,31 @@ async def test_a_message_being_sent_counts_toward_caps_of_other_senders(start_ca
     statuses = sorted((d.status, d.reason) for d in await c.deliveries())
     assert statuses == [("sent", ""), ("suppressed", "cap_workspace_day")]
     assert relay.sent_to("slow@example.com") == 1
+
+
+async def test_a_slow_smtp_server_never_outlasts_the_sender_s_claim(start_campaign):
+    """E-mails of a batch go one after another: once the claim could run out before the next
+    one is answered, the rest of the batch is released (no attempt used, no cap counted) and goes
+    in the next batch, so no other sender can take over a message this one still sends."""
+    relay = _CountingSmtp({"slow@example.com"}, delay=0.8)
+    relay._controller.start()
+    try:
+        env = {"CDP_CAMPAIGN_SEND_TIMEOUT_SECONDS": "1", "CDP_CAMPAIGN_CALL_TIMEOUT_SECONDS": "1"}
+        c = await start_campaign(**relay.env(), **env, CDP_CAMPAIGN_CLAIM_SECONDS="3.6")  # hand-overs for 0.6 s
+        _stop_sender_worker(c)
+        await c.journey("hello", _mail("Joined"))
+        slow = await c.person(email="slow@example.com")
+        await c.track(slow, "Joined")
+        await eventually(lambda: _count(c.deliveries("hello"), 1), what="the slow one's delivery, due first")
+        c.clock.advance(timedelta(seconds=1))
+        for address in ("a@example.com", "b@example.com"):
+            await c.track(await c.person(email=address), "Joined")
+        await eventually(lambda: _count(c.deliveries("hello"), 3), what="three deliveries")
+        assert await c.runtime.sender.run_once() == 3
+        after_first = sorted((d.status, d.attempts) for d in await c.deliveries("hello"))
+        assert after_first == [("pending", 0), ("pending", 0), ("sent", 1)]
+        assert await c.runtime.sender.run_once() == 2
+        assert {(d.status, d.attempts) for d in await c.deliveries("hello")} == {("sent", 1)}
+        assert sorted(relay.transmissions.values()) == [1, 1, 1] and relay.sessions == 2
+    finally:
+        relay._controller.stop()

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
@@ -58,6 +59,8 @@ from cdpkit.bus import BusNames
 from cdpkit.clock import Clock
 
 log = structlog.get_logger(__name__)
+# Seconds kept between the last hand-over to a provider and the end of the sender's claim.
+CLAIM_MARGIN = 2.0
 RESENT = Counter(
     "cdp_campaign_deliveries_resent_total",
     "Deliveries sent again because their sender stopped while the provider may have taken them",
@@ -157,23 +160,34 @@ class Sender:
                     self._record(plan, now)
                 row["claim"] = None
             await self._save(conn, rows, claim, now)
+        # The claim must still hold when a message is handed over: the last e-mail of a slow
+        # sequence starts no later than this (the rest is released, due again at once).
+        last_start = time.monotonic() + self._claim.total_seconds() - self._timeout - CLAIM_MARGIN
         recorder = _Recorder(self, claim, now)
         by_channel: dict[str, list[_Plan]] = defaultdict(list)
         for plan in sending:
             by_channel[plan.row["channel"]].append(plan)
-        await asyncio.gather(*(self._deliver_channel(c, plans, recorder) for c, plans in by_channel.items()))
+        await asyncio.gather(
+            *(self._deliver_channel(c, plans, recorder, last_start) for c, plans in by_channel.items())
+        )
         return len(rows)
 
-    async def _deliver_channel(self, channel: str, plans: list[_Plan], recorder: _Recorder) -> None:
+    async def _deliver_channel(self, channel: str, plans: list[_Plan], recorder: _Recorder, last_start: float) -> None:
         """A batch's messages on one channel: over one SMTP connection one after another (so at
         most one of them is at the server when the process dies), else concurrently."""
         provider = self._providers[channel]
-        if isinstance(provider, SmtpProvider):
-            async with provider.connection() as connection:
-                for plan in plans:
-                    await self._deliver(plan, recorder, connection)
+        if not isinstance(provider, SmtpProvider):
+            await asyncio.gather(*(self._deliver(plan, recorder, provider) for plan in plans))
             return
-        await asyncio.gather(*(self._deliver(plan, recorder, provider) for plan in plans))
+        async with provider.connection() as connection:
+            for n, plan in enumerate(plans):
+                if time.monotonic() > last_start:
+                    log.warning("slow SMTP server: e-mails released to the next batch", released=len(plans) - n)
+                    for rest in plans[n:]:
+                        rest.row.update(sent_at=None, claim=None)  # not sent: no attempt, no cap count
+                        await recorder.record(rest.row)
+                    return
+                await self._deliver(plan, recorder, connection)
 
     async def _save(self, conn: asyncpg.Connection, rows: list[dict], claim, now: datetime) -> None:
         """The rows' new state, if this sender still holds them, with the announcements of the
