@@ -167,9 +167,12 @@ class Sender:
         by_channel: dict[str, list[_Plan]] = defaultdict(list)
         for plan in sending:
             by_channel[plan.row["channel"]].append(plan)
-        await asyncio.gather(
-            *(self._deliver_channel(c, plans, recorder, last_start) for c, plans in by_channel.items())
-        )
+        try:
+            await asyncio.gather(
+                *(self._deliver_channel(c, plans, recorder, last_start) for c, plans in by_channel.items())
+            )
+        finally:
+            await recorder.close()
         return len(rows)
 
     async def _deliver_channel(self, channel: str, plans: list[_Plan], recorder: _Recorder, last_start: float) -> None:
@@ -369,6 +372,7 @@ class _Recorder:
         self._waiting: list[dict] = []
         self._marks: list[dict] = []
         self._lock = asyncio.Lock()
+        self._releases: set[asyncio.Task] = set()
 
     async def transmitting(self, row: dict) -> None:
         """Committed before this returns: the message may reach its provider from now on (a
@@ -384,10 +388,25 @@ class _Recorder:
         async with self._lock:
             rows, self._waiting = self._waiting, []
             marks, self._marks = self._marks, []
-            if rows or marks:
-                async with self._sender._pool.acquire() as conn, conn.transaction():
+            if not rows and not marks:
+                return
+            pool = self._sender._pool
+            conn = await pool.acquire()
+            try:
+                async with conn.transaction():
                     await repository.mark_transmitting(conn, marks, self._claim, self.now)
                     await self._sender._save(conn, rows, self._claim, self.now)
+            finally:
+                # Returning the connection resets it (a round trip): not between the commit and
+                # the hand-over it allows, where a crash would count a re-send of nothing.
+                release = asyncio.ensure_future(pool.release(conn))
+                self._releases.add(release)
+                release.add_done_callback(self._releases.discard)
+
+    async def close(self) -> None:
+        """Waits until every connection used went back to the pool."""
+        if self._releases:
+            await asyncio.gather(*self._releases, return_exceptions=True)
 
 
 def _suppress(row: dict, reason: str) -> None:
