@@ -689,7 +689,8 @@ class JourneyRunner:
         """Due scheduled, segment (current members) and date runs, a page or a day each.
 
         No transaction or lock is held across a call: the due journeys are looked at, their
-        calls made (a page of ``ListSegmentMembers``, the workspace time zone), then each is
+        calls made (a page of ``ListSegmentMembers``, the workspace time zone, a page of
+        profile's ``ListProfileDates`` while a date journey backfills), then each is
         locked in a short transaction only if its run is still where the look saw it (the same
         version, due time and page token), and the page enrolled with the run's next position.
         A replica that went on meanwhile wins; the answer read for a page already applied is
