@@ -202,6 +202,8 @@ class SmtpConnection:
         if start.code != 354:
             raise aiosmtplib.SMTPDataError(start.code, start.message)
         await transmitting()
+        # The content goes as aiosmtplib's own data() sends it after its 354 (its protocol's
+        # write and read_response; aiosmtplib is pinned in deploy/constraints.txt).
         protocol = smtp.protocol
         if protocol is None:
             raise aiosmtplib.SMTPServerDisconnected("connection lost")
