@@ -1,10 +1,12 @@
 """Real receivers that count what campaign delivers, per idempotency key.
 
 - ``SmtpReceiver``: an aiosmtpd SMTP server. Like a provider that honours idempotency keys, it
-  accepts a message whose Message-ID it already has without delivering it again; it counts both
-  what it received (``transmissions``) and what it delivered (``delivered``, per key).
+  accepts a message whose Message-ID it already has without delivering it again; it keeps every
+  raw arrival (``arrivals``: Message-ID, X-Idempotency-Key), counts them per Message-ID
+  (``transmissions``) and what it delivered (``delivered``, per Message-ID).
 - ``WebhookReceiver``: an aiohttp server counting POSTs per ``Idempotency-Key``; a repeated key
-  is answered 200 and not delivered again. It can be told to fail the first N attempts.
+  is answered 200 and not delivered again. It can be told to fail the first N attempts (503, or
+  ``fail_status``, with ``Retry-After: retry_after`` when set).
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ class _Handler:
 
     async def handle_DATA(self, server, session, envelope):
         message = message_from_bytes(envelope.content)
-        key = message["X-Idempotency-Key"] or message["Message-ID"]
+        key = message["Message-ID"]
         with self._receiver.lock:
+            self._receiver.arrivals.append((key, message["X-Idempotency-Key"]))
             self._receiver.transmissions[key] += 1
             if key not in self._receiver.delivered:
                 self._receiver.delivered[key] = {
@@ -43,6 +46,7 @@ class SmtpReceiver:
         import threading
 
         self.lock = threading.Lock()
+        self.arrivals: list[tuple[str, str]] = []
         self.transmissions: Counter[str] = Counter()
         self.delivered: dict[str, dict] = {}
         self.port = free_port()
@@ -71,6 +75,8 @@ class WebhookReceiver:
         self.delivered: dict[str, dict] = {}
         self.fail_first: dict[str, int] = {}
         self.fail_always = False
+        self.fail_status = 503
+        self.retry_after = ""
         self.port = free_port()
         self._runner: web.AppRunner | None = None
 
@@ -79,7 +85,8 @@ class WebhookReceiver:
         body = await request.read()
         self.posts[key] += 1
         if self.fail_always or self.posts[key] <= self.fail_first.get(request.path, 0):
-            return web.Response(status=503, text="try again")
+            headers = {"Retry-After": self.retry_after} if self.retry_after else {}
+            return web.Response(status=self.fail_status, text="try again", headers=headers)
         if key not in self.delivered:
             self.delivered[key] = {"path": request.path, "body": json.loads(body)}
         return web.json_response({"status": "accepted"})

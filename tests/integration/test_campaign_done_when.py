@@ -42,17 +42,24 @@ async def test_cart_abandonment_one_message_without_an_order_none_with_one(start
     await c.track(bob, "Product Added", "m-bob-1", name="Rain jacket")
     await eventually(lambda: len_is(c.instances("cart"), 2), what="two instances")
 
-    c.clock.advance(timedelta(minutes=30))
+    added_at = c.clock.now()
+    await c.tick()  # the waits begin now: timeouts at added_at + 1 h exactly
+
+    # At 59:59 Bob orders (his wait ends: no message); Ann has none yet.
+    c.clock.advance(timedelta(minutes=59, seconds=59))
     await c.track(bob, "Order Completed", "m-bob-2", order_id="o-bob", total=59.9)
     await eventually(lambda: state_of(c, "cart", bob, ("exited", "exit_step")), what="bob's wait to end on his order")
     await c.tick()
-    assert smtp.delivered == {}  # 30 minutes: nothing yet
+    assert smtp.delivered == {} and await c.deliveries("cart") == []
 
-    c.clock.advance(timedelta(minutes=31))
+    # 60:00 without an order: Ann's reminder, at the boundary.
+    c.clock.advance(timedelta(seconds=1))
     await c.tick()
     await eventually(lambda: len(smtp.delivered) == 1, what="one e-mail")
     await asyncio.sleep(0.5)  # anything else in flight would show up now
     await c.tick()
+    (reminder,) = await c.deliveries("cart")
+    assert reminder.create_time.ToDatetime(UTC) == reminder.send_time.ToDatetime(UTC) == added_at + timedelta(hours=1)
 
     assert sum(smtp.transmissions.values()) == 1
     (message,) = smtp.delivered.values()
@@ -192,6 +199,57 @@ async def test_a_cap_suppresses_with_its_reason(start_campaign, smtp):
     assert messages[0].attributes["reason"] == "cap_workspace_day" and not messages[0].HasField("send_time")
     assert sorted(m.state for m in messages) == ["sent", "sent", "suppressed", "suppressed"]
     assert all(m.send_time.seconds for m in messages if m.state == "sent")
+
+
+async def test_weekly_caps_are_rolling_seven_days_across_the_local_week_boundary(start_campaign, smtp):
+    """Per-week caps end to end: workspace-wide (2 a week) and per journey (1 a week), over a
+    Sunday -> Monday in the workspace time zone (Asia/Shanghai): a new calendar week frees
+    nothing; a message leaves the count exactly 7 days after it was sent."""
+    c = await start_campaign(**smtp.env())
+    await c.stub.UpdateCampaignSettings(
+        campaign_pb2.UpdateCampaignSettingsRequest(
+            settings=campaign_pb2.CampaignSettings(
+                name=f"workspaces/{WS}/campaignSettings", caps=campaign_pb2.FrequencyCaps(per_week=2)
+            ),
+            update_mask={"paths": ["caps"]},
+        )
+    )
+    person = await c.person(email="weekly@example.com")
+
+    def mail(event: str, **extra) -> dict:
+        send = {"channel": "email", "template": {"subject": event, "body": "."}}
+        return {"trigger": {"event": {"name": event}}, "reentry": {"mode": "always"}, **extra,
+                "steps": [{"id": "m", "send": send}]}  # fmt: skip
+
+    await c.journey("promo", mail("Promo", caps={"per_week": 1}))
+    await c.journey("news", mail("News"))
+
+    async def outcome(event: str, at: datetime) -> tuple[str, str]:
+        c.clock.set(at)
+        journey = event.lower()
+        before = len(await c.deliveries(journey))
+        await c.track(person, event)
+        await eventually(lambda: len_is(c.deliveries(journey), before + 1), what=f"the {event} delivery")
+        await c.tick()
+        newest = max(await c.deliveries(journey), key=lambda d: d.create_time.ToDatetime())
+        return newest.status, newest.reason
+
+    saturday = datetime(2026, 6, 20, 2, 0, tzinfo=UTC)  # Saturday 10:00 in Shanghai
+    monday = datetime(2026, 6, 22, 2, 0, tzinfo=UTC)  # Monday 10:00: a new week there
+    week = timedelta(days=7)
+    assert await outcome("Promo", saturday) == ("sent", "")
+    assert await outcome("Promo", saturday + timedelta(hours=2)) == ("suppressed", "cap_journey_week")
+    assert await outcome("News", saturday + timedelta(hours=2)) == ("sent", "")
+    # Monday: both caps still count Saturday's messages (rolling, not calendar weeks).
+    assert await outcome("News", monday) == ("suppressed", "cap_workspace_week")
+    assert await outcome("Promo", monday) == ("suppressed", "cap_workspace_week")
+    # One second short of 7 days after Saturday's promo: still two in the window.
+    assert await outcome("Promo", saturday + week - timedelta(seconds=1)) == ("suppressed", "cap_workspace_week")
+    # Exactly 7 days after it: the promo left both windows (the news of 12:00 still counts, 1 < 2).
+    assert await outcome("Promo", saturday + week) == ("sent", "")
+    assert await outcome("News", saturday + week + timedelta(hours=1)) == ("suppressed", "cap_workspace_week")
+    assert await outcome("News", saturday + week + timedelta(hours=2)) == ("sent", "")
+    assert sorted(m["subject"] for m in smtp.delivered.values()) == ["News", "News", "Promo", "Promo"]
 
 
 async def test_consent_withdrawn_between_trigger_and_send_suppresses(start_campaign, smtp):

@@ -5,6 +5,7 @@ message being sent counts toward the caps of other senders."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import Counter
 from datetime import timedelta
 from email import message_from_bytes
@@ -14,7 +15,7 @@ from aiosmtpd.controller import Controller
 from google.protobuf import field_mask_pb2
 
 from cdp.campaign.v1 import campaign_pb2
-from cdp_campaign.delivery import Sender
+from cdp_campaign.delivery import RESENT, Sender
 from cdp_devstack.infra import free_port
 
 from .campaign_harness import WS, eventually
@@ -84,20 +85,29 @@ async def test_a_bad_message_fails_alone_and_the_rest_of_its_batch_goes_once(sta
 
 class _CountingSmtp:
     """A plain relay: it delivers every transmission (no de-duplication by Message-ID) and counts
-    them per Message-ID; messages to ``slow`` recipients are answered after ``delay`` seconds."""
+    them per Message-ID, and the sessions (EHLOs); messages to ``slow`` recipients are answered
+    after ``delay`` seconds (``at_slow`` is set while one is there)."""
 
     def __init__(self, slow: set[str], delay: float = 2.0) -> None:
         self.slow, self.delay = slow, delay
         self.transmissions: Counter[str] = Counter()
         self.to: dict[str, str] = {}
+        self.sessions = 0
+        self.at_slow = threading.Event()  # set in the server's thread
         self.port = free_port()
         self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        self.sessions += 1
+        session.host_name = hostname
+        return responses
 
     async def handle_DATA(self, server, session, envelope):
         key = message_from_bytes(envelope.content)["Message-ID"]
         self.transmissions[key] += 1
         self.to[key] = envelope.rcpt_tos[0]
         if self.slow & set(envelope.rcpt_tos):
+            self.at_slow.set()
             await asyncio.sleep(self.delay)
         return "250 accepted"
 
@@ -145,19 +155,29 @@ async def test_a_crash_mid_batch_sends_again_only_the_message_in_flight(start_ca
     for person in people.values():
         await c.track(person, "Joined")
     await eventually(lambda: _count(c.deliveries("hello"), 3), what="three deliveries")
+    resent_before = RESENT.labels("email")._value.get()
     batch = asyncio.create_task(c.runtime.sender.run_once())
-    await eventually(lambda: relay.sent_to("a@example.com") and relay.sent_to("b@example.com"), what="two sent")
-    await asyncio.sleep(0.5)  # their outcome is recorded as each provider answers
-    batch.cancel()  # the process dies while the third message is at the SMTP server
+    # The batch's e-mails go one after another over one connection: those before the slow one
+    # were answered and recorded, those after it not started.
+    await eventually(relay.at_slow.is_set, what="the slow message at the server")
+    marked = await c.runtime.pool.fetch(
+        "SELECT delivery_id FROM deliveries WHERE transmitted_at IS NOT NULL AND status = 'pending'"
+    )
+    assert len(marked) == 1, "only the message at the server is marked as being transmitted"
+    batch.cancel()  # the process dies while that message is at the SMTP server
     with pytest.raises(asyncio.CancelledError):
         await batch
     await asyncio.sleep(relay.delay)
     c.clock.advance(timedelta(seconds=31))  # the dead sender's claim (CDP_CAMPAIGN_CLAIM_SECONDS) ran out
     await c.tick()
     assert {d.status for d in await c.deliveries("hello")} == {"sent"}
-    # At a relay that does not de-duplicate: the two messages already answered went once; only
-    # the one in flight at the crash went again (with the same Message-ID).
+    # At a relay that does not de-duplicate: the messages already answered went once, those not
+    # started went once (after the crash); only the one in flight at the crash went again (with
+    # the same Message-ID), and the sender counted exactly that one as a re-send.
     assert [relay.sent_to(a) for a in ("a@example.com", "b@example.com", "slow@example.com")] == [1, 1, 2]
+    assert RESENT.labels("email")._value.get() - resent_before == 1
+    # One SMTP session per send batch: the one that crashed and the one after it.
+    assert relay.sessions == 2
 
 
 async def test_a_message_being_sent_counts_toward_caps_of_other_senders(start_campaign, relay):
@@ -193,3 +213,31 @@ async def test_a_message_being_sent_counts_toward_caps_of_other_senders(start_ca
     statuses = sorted((d.status, d.reason) for d in await c.deliveries())
     assert statuses == [("sent", ""), ("suppressed", "cap_workspace_day")]
     assert relay.sent_to("slow@example.com") == 1
+
+
+async def test_a_slow_smtp_server_never_outlasts_the_sender_s_claim(start_campaign):
+    """E-mails of a batch go one after another: once the claim could run out before the next
+    one is answered, the rest of the batch is released (no attempt used, no cap counted) and goes
+    in the next batch, so no other sender can take over a message this one still sends."""
+    relay = _CountingSmtp({"slow@example.com"}, delay=0.8)
+    relay._controller.start()
+    try:
+        env = {"CDP_CAMPAIGN_SEND_TIMEOUT_SECONDS": "1", "CDP_CAMPAIGN_CALL_TIMEOUT_SECONDS": "1"}
+        c = await start_campaign(**relay.env(), **env, CDP_CAMPAIGN_CLAIM_SECONDS="3.6")  # hand-overs for 0.6 s
+        _stop_sender_worker(c)
+        await c.journey("hello", _mail("Joined"))
+        slow = await c.person(email="slow@example.com")
+        await c.track(slow, "Joined")
+        await eventually(lambda: _count(c.deliveries("hello"), 1), what="the slow one's delivery, due first")
+        c.clock.advance(timedelta(seconds=1))
+        for address in ("a@example.com", "b@example.com"):
+            await c.track(await c.person(email=address), "Joined")
+        await eventually(lambda: _count(c.deliveries("hello"), 3), what="three deliveries")
+        assert await c.runtime.sender.run_once() == 3
+        after_first = sorted((d.status, d.attempts) for d in await c.deliveries("hello"))
+        assert after_first == [("pending", 0), ("pending", 0), ("sent", 1)]
+        assert await c.runtime.sender.run_once() == 2
+        assert {(d.status, d.attempts) for d in await c.deliveries("hello")} == {("sent", 1)}
+        assert sorted(relay.transmissions.values()) == [1, 1, 1] and relay.sessions == 2
+    finally:
+        relay._controller.stop()

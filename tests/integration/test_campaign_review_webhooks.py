@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from datetime import timedelta
 
 import grpc
 import pytest
@@ -57,3 +58,25 @@ async def test_an_allow_list_admits_its_hosts_only(start_campaign, webhooks):
     await c.track(person, "Joined")
     await eventually(lambda: c.deliveries("crm", status="sent"), what="the allowed call")
     assert [v["body"] for v in webhooks.delivered.values()] == [{"person": person}]
+
+
+async def test_a_provider_s_retry_after_is_honoured(start_campaign, webhooks):
+    """A 429 with Retry-After: 600 is tried again after 600 s (up to 10 % later), not after the
+    60 s backoff (CDP_CAMPAIGN_RETRY_BACKOFF_SECONDS=60,120 in these tests)."""
+    c = await start_campaign(real=False, CDP_CAMPAIGN_WEBHOOK_ALLOWED_HOSTS="127.0.0.1")
+    webhooks.fail_first["/crm"], webhooks.fail_status, webhooks.retry_after = 1, 429, "600"
+    await c.journey("crm", _hook(webhooks.url("crm")))
+    await c.track(new_person(), "Joined")
+    await eventually(lambda: c.deliveries("crm"), what="the delivery")
+    await c.tick()
+    (delivery,) = await c.deliveries("crm")
+    assert (delivery.status, delivery.attempts) == ("pending", 1) and delivery.reason.startswith("HTTP 429")
+    wait = delivery.next_attempt_time.ToDatetime().replace(tzinfo=c.clock.now().tzinfo) - c.clock.now()
+    assert timedelta(seconds=600) <= wait <= timedelta(seconds=660)
+    c.clock.advance(timedelta(seconds=120))  # past every backoff step: still waiting for the provider
+    await c.tick()
+    assert sum(webhooks.posts.values()) == 1
+    c.clock.advance(wait - timedelta(seconds=120))
+    await c.tick()
+    (delivery,) = await c.deliveries("crm")
+    assert (delivery.status, delivery.attempts) == ("sent", 2) and sum(webhooks.posts.values()) == 2

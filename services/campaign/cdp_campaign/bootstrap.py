@@ -89,7 +89,9 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRu
     segment = GrpcSegmentPort(segment_channel, timeout=settings.call_timeout_seconds)
     facts = WorkspaceFacts(profile, ttl_seconds=settings.time_zone_cache_seconds)
     cross_sell = CrossSell(profile, segment, ttl_seconds=settings.cross_sell_cache_seconds)
-    catalog = JourneyCatalog(infra.pool, ttl_seconds=settings.journey_cache_seconds)
+    catalog = JourneyCatalog(
+        infra.pool, ttl_seconds=settings.journey_cache_seconds, max_versions=settings.definition_cache_size
+    )
     runner = JourneyRunner(
         infra.pool,
         infra.names,

@@ -75,6 +75,11 @@ class Settings(CommonSettings):
     journey_cache_seconds: float = env(
         "CDP_CAMPAIGN_JOURNEY_CACHE_SECONDS", 2.0, help="how long the consumers cache the active journeys"
     )
+    definition_cache_size: int = env(
+        "CDP_CAMPAIGN_DEFINITION_CACHE_SIZE",
+        1000,
+        help="parsed journey versions kept in memory (least recently used evicted; read again from the database)",
+    )
     time_zone_cache_seconds: float = env(
         "CDP_CAMPAIGN_TIME_ZONE_CACHE_SECONDS",
         60.0,

@@ -11,19 +11,28 @@ No transaction, lock or connection is held across a network call:
    and channel, rolling 24 h and 7 days). A message that passes is *reserved*: ``sent_at`` is set,
    so it counts toward the caps of any other sender from this commit on; the rest are settled
    (suppressed, deferred, failed) and announced;
-4. send each message, and record each one's outcome in its own short transaction with its
-   ``CampaignMessage`` announcement (outbox) as soon as its provider answered.
+4. send each message (e-mails one after another over one SMTP connection per batch, other
+   channels concurrently), committing "at the provider" (``transmitted_at``) right before the
+   step a provider cannot take back (the content after SMTP's 354, a webhook's POST), and record
+   each one's outcome in a short transaction with its ``CampaignMessage`` announcement (outbox) as
+   soon as its provider answered.
 
 A crash re-sends only what was in flight at that moment, after its claim ran out, with the same
-idempotency key (the delivery id), which the provider recognises. Failures retry with backoff
-(the reservation is released); after the last attempt the delivery is dead.
+idempotency key (the delivery id), which the provider recognises; a message the dead sender had
+not started transmitting is sent for the first time, one it had is a re-send
+(``cdp_campaign_deliveries_resent_total``). Failures retry with backoff (jittered, or after the
+provider's ``Retry-After``; the reservation is released); after the last attempt the delivery is
+dead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import random
+import time
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,14 +52,20 @@ from cdp_campaign.domain import (
     quiet_until,
 )
 from cdp_campaign.ports import DependencyError, ProfilePort, ProfileView, WorkspaceFacts
-from cdp_campaign.providers import OutgoingMessage, Provider, ProviderError
+from cdp_campaign.providers import OutgoingMessage, Provider, ProviderError, SmtpProvider
 from cdp_campaign.runner import DEPENDENCY_RETRY, JourneyCatalog
 from cdpkit import outbox
 from cdpkit.bus import BusNames
 from cdpkit.clock import Clock
 
 log = structlog.get_logger(__name__)
-RESENT = Counter("cdp_campaign_deliveries_resent_total", "Deliveries sent again because their sender stopped mid-send")
+# Seconds kept between the last hand-over to a provider and the end of the sender's claim.
+CLAIM_MARGIN = 2.0
+RESENT = Counter(
+    "cdp_campaign_deliveries_resent_total",
+    "Deliveries sent again because their sender stopped while the provider may have taken them",
+    ["channel"],
+)
 
 
 @dataclass
@@ -118,8 +133,8 @@ class Sender:
             rows = await repository.claim_deliveries(conn, now, candidates, claim, now + self._claim)
             for row in rows:
                 row["claim"] = claim
-                if row.pop("interrupted"):
-                    RESENT.inc()
+                if row.pop("resent"):
+                    RESENT.labels(row["channel"]).inc()
                     log.warning("sending again a delivery whose sender stopped mid-send", delivery=row["delivery_id"])
             messages = [r for r in rows if r["channel"] != "webhook"]
             await repository.lock_persons(conn, [(r["workspace_id"], r["person_id"]) for r in rows])
@@ -145,9 +160,37 @@ class Sender:
                     self._record(plan, now)
                 row["claim"] = None
             await self._save(conn, rows, claim, now)
+        # The claim must still hold when a message is handed over: the last e-mail of a slow
+        # sequence starts no later than this (the rest is released, due again at once).
+        last_start = time.monotonic() + self._claim.total_seconds() - self._timeout - CLAIM_MARGIN
         recorder = _Recorder(self, claim, now)
-        await asyncio.gather(*(self._deliver(plan, recorder) for plan in sending))
+        by_channel: dict[str, list[_Plan]] = defaultdict(list)
+        for plan in sending:
+            by_channel[plan.row["channel"]].append(plan)
+        try:
+            await asyncio.gather(
+                *(self._deliver_channel(c, plans, recorder, last_start) for c, plans in by_channel.items())
+            )
+        finally:
+            await recorder.close()
         return len(rows)
+
+    async def _deliver_channel(self, channel: str, plans: list[_Plan], recorder: _Recorder, last_start: float) -> None:
+        """A batch's messages on one channel: over one SMTP connection one after another (so at
+        most one of them is at the server when the process dies), else concurrently."""
+        provider = self._providers[channel]
+        if not isinstance(provider, SmtpProvider):
+            await asyncio.gather(*(self._deliver(plan, recorder, provider) for plan in plans))
+            return
+        async with provider.connection() as connection:
+            for n, plan in enumerate(plans):
+                if time.monotonic() > last_start:
+                    log.warning("slow SMTP server: e-mails released to the next batch", released=len(plans) - n)
+                    for rest in plans[n:]:
+                        rest.row.update(sent_at=None, claim=None)  # not sent: no attempt, no cap count
+                        await recorder.record(rest.row)
+                    return
+                await self._deliver(plan, recorder, connection)
 
     async def _save(self, conn: asyncpg.Connection, rows: list[dict], claim, now: datetime) -> None:
         """The rows' new state, if this sender still holds them, with the announcements of the
@@ -158,9 +201,9 @@ class Sender:
         settled = [r for r in rows if r["delivery_id"] in written and r["status"] != "pending"]
         await outbox.enqueue_many(conn, [announcement(self._names, row, now) for row in settled])
 
-    async def _deliver(self, plan: _Plan, recorder: _Recorder) -> None:
+    async def _deliver(self, plan: _Plan, recorder: _Recorder, via) -> None:
         """Send one message and record its outcome as soon as it is known."""
-        await self._send(plan)
+        await self._send(plan, via, lambda: recorder.transmitting(plan.row))
         self._record(plan, recorder.now)
         plan.row["claim"] = None
         await recorder.record(plan.row)
@@ -277,13 +320,14 @@ class Sender:
             **fields,
         )
 
-    async def _send(self, plan: _Plan) -> None:
+    async def _send(self, plan: _Plan, via, transmitting) -> None:
         assert plan.message is not None
-        provider = self._providers[plan.message.channel]
         try:
-            await asyncio.wait_for(provider.send(plan.message), timeout=self._timeout)
+            await asyncio.wait_for(via.send(plan.message, transmitting), timeout=self._timeout)
         except ProviderError as exc:
             plan.error = exc
+        except asyncpg.PostgresError:  # committing "at the provider" failed: the batch is retried
+            raise
         except TimeoutError:
             plan.error = ProviderError(f"no answer within {self._timeout:g}s", permanent=False)
         except Exception as exc:
@@ -302,28 +346,67 @@ class Sender:
         elif row["attempts"] >= self._max_attempts:
             row.update(status="dead", reason=str(plan.error)[:500])
         else:
-            delay = self._backoff[min(row["attempts"] - 1, len(self._backoff) - 1)]
+            delay = retry_delay(self._backoff, row["attempts"], plan.error.retry_after)
             row.update(reason=str(plan.error)[:500], next_attempt_at=now + timedelta(seconds=delay))
             log.warning("delivery failed, will retry", delivery=row["delivery_id"], error=row["reason"], retry_in=delay)
 
 
+def retry_delay(backoff: tuple[float, ...], attempts: int, retry_after: float | None) -> float:
+    """Seconds until the next attempt: the provider's ``Retry-After`` when it gave one (plus up
+    to 10 % so that the messages it turned away together do not all come back at once), else the
+    backoff step with "equal jitter" (between half of it and all of it)."""
+    if retry_after is not None:
+        return retry_after + random.uniform(0, retry_after * 0.1)
+    step = backoff[min(attempts - 1, len(backoff) - 1)]
+    return step / 2 + random.uniform(0, step / 2)
+
+
 class _Recorder:
-    """Commits outcomes as providers answer: one transaction at a time, each taking every outcome
-    that arrived meanwhile (a burst of answers is a few commits, not one per message; an answer
-    waits at most for the commit before it)."""
+    """Commits as providers go: outcomes as they answer, and "at the provider" marks right
+    before a message goes (:meth:`transmitting`). One transaction at a time, each taking every
+    outcome that arrived meanwhile (a burst of answers is a few commits, not one per message; an
+    answer waits at most for the commit before it)."""
 
     def __init__(self, sender: Sender, claim, now: datetime) -> None:
         self._sender, self._claim, self.now = sender, claim, now
         self._waiting: list[dict] = []
+        self._marks: list[dict] = []
         self._lock = asyncio.Lock()
+        self._releases: set[asyncio.Task] = set()
+
+    async def transmitting(self, row: dict) -> None:
+        """Committed before this returns: the message may reach its provider from now on (a
+        sender that dies from here sends it again as a re-send)."""
+        self._marks.append(row)
+        await self._commit()
 
     async def record(self, row: dict) -> None:
         self._waiting.append(row)
+        await self._commit()
+
+    async def _commit(self) -> None:
         async with self._lock:
             rows, self._waiting = self._waiting, []
-            if rows:
-                async with self._sender._pool.acquire() as conn, conn.transaction():
+            marks, self._marks = self._marks, []
+            if not rows and not marks:
+                return
+            pool = self._sender._pool
+            conn = await pool.acquire()
+            try:
+                async with conn.transaction():
+                    await repository.mark_transmitting(conn, marks, self._claim, self.now)
                     await self._sender._save(conn, rows, self._claim, self.now)
+            finally:
+                # Returning the connection resets it (a round trip): not between the commit and
+                # the hand-over it allows, where a crash would count a re-send of nothing.
+                release = asyncio.ensure_future(pool.release(conn))
+                self._releases.add(release)
+                release.add_done_callback(self._releases.discard)
+
+    async def close(self) -> None:
+        """Waits until every connection used went back to the pool."""
+        if self._releases:
+            await asyncio.gather(*self._releases, return_exceptions=True)
 
 
 def _suppress(row: dict, reason: str) -> None:

@@ -93,12 +93,26 @@ class Companion:
     confidence: float
 
 
+@dataclass(frozen=True)
+class PersonDates:
+    """A profile's date attributes (profile's ``ListProfileDates``), at its ``version``."""
+
+    person_id: str
+    birthday_month_day: str | None
+    points_expiry_at: datetime | None
+    version: int
+
+
 class ProfilePort(Protocol):
     async def get_profile(self, workspace_id: str, person_id: str) -> ProfileView | None: ...
 
     async def time_zone(self, workspace_id: str) -> str: ...
 
     async def get_product(self, workspace_id: str, product_id: str) -> Product | None: ...
+
+    async def list_dates(
+        self, workspace_id: str, *, page_token: str, page_size: int
+    ) -> tuple[list[PersonDates], str]: ...
 
     async def modify_tags(
         self,
@@ -191,6 +205,26 @@ class GrpcProfilePort:
                 return None
             raise _error(exc, "GetProduct") from None
         return Product(product_id, product.display_name, product.category, product.price_minor, product.currency)
+
+    async def list_dates(self, workspace_id: str, *, page_token: str, page_size: int) -> tuple[list[PersonDates], str]:
+        try:
+            page = await self._stub.ListProfileDates(
+                profile_pb2.ListProfileDatesRequest(
+                    parent=f"workspaces/{workspace_id}", page_size=page_size, page_token=page_token
+                ),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _error(exc, "ListProfileDates") from None
+        return [
+            PersonDates(
+                p.person_id,
+                p.birthday_month_day or None,
+                p.next_points_expiry_time.ToDatetime(UTC) if p.HasField("next_points_expiry_time") else None,
+                p.version,
+            )
+            for p in page.profiles
+        ], page.next_page_token
 
     async def modify_tags(self, workspace_id, person_id, *, add, remove, expire_at, source, request_id) -> None:
         request = profile_pb2.ModifyProfileTagsRequest(

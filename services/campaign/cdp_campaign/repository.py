@@ -106,7 +106,12 @@ async def list_page(conn: asyncpg.Connection, workspace_id: str, *, after: str, 
 
 
 async def publish(
-    conn: asyncpg.Connection, journey: Journey, definition: dict, etag: str, next_run_at: datetime | None
+    conn: asyncpg.Connection,
+    journey: Journey,
+    definition: dict,
+    etag: str,
+    next_run_at: datetime | None,
+    run_key: str = "",
 ) -> Journey:
     # After every version ever published under this id (a deleted journey's included).
     version = 1 + await conn.fetchval(
@@ -123,7 +128,7 @@ async def publish(
     )
     row = await conn.fetchrow(
         f"""UPDATE journeys SET state = 'active', version = $3, published_at = now(), definition = $4, etag = $5,
-                updated_at = now(), next_run_at = $6, run_key = '', run_cursor = ''
+                updated_at = now(), next_run_at = $6, run_key = $7, run_cursor = ''
             WHERE workspace_id = $1 AND journey_id = $2 RETURNING {_COLUMNS}""",
         journey.workspace_id,
         journey.journey_id,
@@ -131,6 +136,7 @@ async def publish(
         definition,
         etag,
         next_run_at,
+        run_key,
     )
     return _journey(row)
 
@@ -165,13 +171,34 @@ async def version_definition(conn: asyncpg.Connection, workspace_id: str, journe
     )
 
 
+_RUN_COLUMNS = "workspace_id, journey_id, version, next_run_at, run_key, run_cursor"
+
+
 async def due_journey_runs(conn: asyncpg.Connection, now: datetime, limit: int) -> list[asyncpg.Record]:
+    """A look (no lock) at up to ``limit`` active journeys whose scheduled or date run is due."""
     return await conn.fetch(
-        """SELECT workspace_id, journey_id, version, next_run_at, run_key, run_cursor FROM journeys
-           WHERE next_run_at <= $1 AND state = 'active' ORDER BY next_run_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
+        f"""SELECT {_RUN_COLUMNS} FROM journeys WHERE next_run_at <= $1 AND state = 'active'
+            ORDER BY next_run_at LIMIT $2""",
         now,
         limit,
     )
+
+
+async def lock_run(conn: asyncpg.Connection, run: asyncpg.Record) -> bool:
+    """Locks the journey for this transaction if its run is still where ``run`` (a look) saw it:
+    the same version, due time, key and page. False when another scheduler holds it or went on
+    meanwhile (what was read for that page is then not applied), or the journey stopped."""
+    found = await conn.fetchval(
+        """SELECT true FROM journeys WHERE workspace_id = $1 AND journey_id = $2 AND state = 'active'
+           AND version = $3 AND next_run_at = $4 AND run_key = $5 AND run_cursor = $6 FOR UPDATE SKIP LOCKED""",
+        run["workspace_id"],
+        run["journey_id"],
+        run["version"],
+        run["next_run_at"],
+        run["run_key"],
+        run["run_cursor"],
+    )
+    return bool(found)
 
 
 async def save_run(
@@ -424,8 +451,30 @@ async def rekey_person(
         survivor,
         merged,
     )
-    await conn.execute("DELETE FROM person_dates WHERE workspace_id = $1 AND person_id = $2", workspace_id, merged)
+    await merge_person_dates(conn, workspace_id, survivor, merged)
     return int(moved.split()[-1]), [dict(r) for r in suppressed]
+
+
+async def merge_person_dates(conn: asyncpg.Connection, workspace_id: str, survivor: str, merged: str) -> None:
+    """The merged person's date attributes fill in what the survivor's row lacks (its birthday
+    if the survivor has none, the earlier points expiry) until profile announces the merged
+    profile; the survivor's version stays (a new row gets 0: any announcement of the survivor
+    decides). The merged person's row goes."""
+    await conn.execute(
+        """WITH gone AS (
+               DELETE FROM person_dates WHERE workspace_id = $1 AND person_id = $3
+               RETURNING birthday_month_day, points_expiry_at)
+           INSERT INTO person_dates AS s
+               (workspace_id, person_id, birthday_month_day, points_expiry_at, profile_version)
+           SELECT $1, $2, birthday_month_day, points_expiry_at, 0 FROM gone
+           WHERE birthday_month_day IS NOT NULL OR points_expiry_at IS NOT NULL
+           ON CONFLICT (workspace_id, person_id) DO UPDATE SET
+               birthday_month_day = coalesce(s.birthday_month_day, EXCLUDED.birthday_month_day),
+               points_expiry_at = least(s.points_expiry_at, EXCLUDED.points_expiry_at)""",
+        workspace_id,
+        survivor,
+        merged,
+    )
 
 
 async def _move_instances(conn: asyncpg.Connection, workspace_id: str, to_person: str, where: str, *args) -> list:
@@ -543,17 +592,18 @@ async def claim_deliveries(
 ) -> list[dict]:
     """Claims those of ``candidates`` still due and free for one sender (``claim``) until
     ``claimed_until``, locked for this transaction. A row still claimed by a sender that died
-    mid-send is due again once its claim ran out (``interrupted``: the provider may have taken it;
-    it is sent again with the same key)."""
+    mid-send is due again once its claim ran out; ``resent``: that sender had started transmitting
+    it (``transmitted_at``), so the provider may have it (it is sent again with the same key)."""
     rows = await conn.fetch(
         f"""WITH due AS (
-                SELECT workspace_id, delivery_id, claim AS previous FROM deliveries
+                SELECT workspace_id, delivery_id, claim AS previous, transmitted_at FROM deliveries
                 WHERE (workspace_id, delivery_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))
                 AND {_DUE_DELIVERY} FOR UPDATE SKIP LOCKED)
-            UPDATE deliveries d SET claim = $4, claimed_until = $5, sent_at = NULL, updated_at = now()
+            UPDATE deliveries d SET claim = $4, claimed_until = $5, sent_at = NULL, transmitted_at = NULL,
+                updated_at = now()
             FROM due WHERE d.workspace_id = due.workspace_id AND d.delivery_id = due.delivery_id
             RETURNING {", ".join(f"d.{c.strip()}" for c in DELIVERY_COLUMNS.split(","))},
-                due.previous IS NOT NULL AS interrupted""",
+                due.previous IS NOT NULL AND due.transmitted_at IS NOT NULL AS resent""",
         now,
         [c["workspace_id"] for c in candidates],
         [c["delivery_id"] for c in candidates],
@@ -597,6 +647,19 @@ async def sent_counts(
     return counts
 
 
+async def mark_transmitting(conn: asyncpg.Connection, rows: list[dict], claim, now: datetime) -> None:
+    """These messages (held by ``claim``) may reach their provider from this commit on."""
+    if rows:
+        await conn.execute(
+            """UPDATE deliveries SET transmitted_at = $4
+               WHERE (workspace_id, delivery_id) IN (SELECT * FROM unnest($1::text[], $2::text[])) AND claim = $3""",
+            [r["workspace_id"] for r in rows],
+            [r["delivery_id"] for r in rows],
+            claim,
+            now,
+        )
+
+
 async def save_deliveries(conn: asyncpg.Connection, rows: list[dict], *, claim=None) -> set[str]:
     """Writes the rows' new state; with ``claim``, only rows that sender still holds (a sender
     whose claim ran out and was taken over writes nothing). ``row["claim"]`` is kept (a message
@@ -607,6 +670,7 @@ async def save_deliveries(conn: asyncpg.Connection, rows: list[dict], *, claim=N
         """UPDATE deliveries d SET status = u.status, reason = u.reason, attempts = u.attempts,
                deferrals = u.deferrals, next_attempt_at = u.next_attempt_at, sent_at = u.sent_at,
                claim = u.claim, claimed_until = CASE WHEN u.claim IS NULL THEN NULL ELSE d.claimed_until END,
+               transmitted_at = CASE WHEN u.claim IS NULL THEN NULL ELSE d.transmitted_at END,
                updated_at = now()
            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::int[], $7::timestamptz[],
                        $8::timestamptz[], $9::uuid[])

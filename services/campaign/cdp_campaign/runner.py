@@ -22,6 +22,7 @@ import contextlib
 import secrets
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -55,6 +56,9 @@ COUPON_REDEEMED = "Coupon Redeemed"
 ORDER_COMPLETED = "Order Completed"
 # The run key of a segment-triggered journey's one-off enrolment of the current members.
 CURRENT_MEMBERS = "members"
+# The run key of a date journey's backfill of person_dates from profile, before its first run.
+DATES_BACKFILL = "backfill"
+DATES_PAGE = 500
 
 
 @dataclass(frozen=True)
@@ -88,15 +92,17 @@ _NOTHING = Live()
 
 
 class JourneyCatalog:
-    """What the consumers look at, cached for a few seconds, and every published version's
-    parsed definition (immutable, cached for good)."""
+    """What the consumers look at, cached for a few seconds, and published versions' parsed
+    definitions (immutable): the ``max_versions`` most recently used are kept, older ones are
+    read from the database again when an instance of theirs runs."""
 
-    def __init__(self, pool: asyncpg.Pool, *, ttl_seconds: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, ttl_seconds: float, max_versions: int = 1000) -> None:
         self._pool = pool
         self._ttl = ttl_seconds
         self._live: dict[str, Live] = {}
         self._loaded_at = float("-inf")
-        self._versions: dict[tuple[str, str, int], defs.Checked] = {}
+        self._versions: OrderedDict[tuple[str, str, int], defs.Checked] = OrderedDict()
+        self._max_versions = max(1, max_versions)
         self._lock = asyncio.Lock()
 
     def invalidate(self) -> None:
@@ -128,19 +134,28 @@ class JourneyCatalog:
         checked = self._versions.get(key)
         if checked is None:
             checked = defs.event_uses(defs.parse(document))
-            self._versions[key] = checked
+            self._remember(key, checked)
+        else:
+            self._versions.move_to_end(key)
         return checked
+
+    def _remember(self, key: tuple[str, str, int], checked: defs.Checked) -> None:
+        self._versions[key] = checked
+        while len(self._versions) > self._max_versions:
+            self._versions.popitem(last=False)
 
     async def version(
         self, conn: asyncpg.Connection, workspace_id: str, journey_id: str, version: int
     ) -> defs.Definition:
         key = (workspace_id, journey_id, version)
-        if key not in self._versions:
-            document = await repository.version_definition(conn, workspace_id, journey_id, version)
-            if document is None:
-                raise LookupError(f"journey {journey_id} v{version} not found")
-            self._parsed(workspace_id, journey_id, version, document)
-        return self._versions[key].definition
+        checked = self._versions.get(key)
+        if checked is not None:
+            self._versions.move_to_end(key)
+            return checked.definition
+        document = await repository.version_definition(conn, workspace_id, journey_id, version)
+        if document is None:
+            raise LookupError(f"journey {journey_id} v{version} not found")
+        return self._parsed(workspace_id, journey_id, version, document).definition
 
 
 class JourneyRunner:
@@ -671,55 +686,77 @@ class JourneyRunner:
     # Scheduled and date triggers
 
     async def run_due_journeys(self) -> int:
-        now = self._clock.now()
-        async with self._pool.acquire() as conn, conn.transaction():
-            rows = await repository.due_journey_runs(conn, now, 5)
-            for row in rows:
-                d = await self.catalog.version(conn, row["workspace_id"], row["journey_id"], row["version"])
-                journey = LiveJourney(row["workspace_id"], row["journey_id"], row["version"], d)
-                if journey.trigger in ("schedule", "segment"):
-                    await self._broadcast_page(conn, journey, row, now)
-                elif journey.trigger == "date":
-                    try:
-                        tz = defs.zone(await self._facts.time_zone(journey.workspace_id))
-                    except DependencyError as exc:
-                        log.warning("date run postponed", journey=journey.journey_id, error=str(exc))
-                        await repository.save_run(
-                            conn,
-                            journey.workspace_id,
-                            journey.journey_id,
-                            next_run_at=now + DEPENDENCY_RETRY,
-                            run_key=row["run_key"],
-                            run_cursor=row["run_cursor"],
-                        )
-                        continue
-                    await self._date_run(conn, journey, row, tz, now)
-        return len(rows)
+        """Due scheduled, segment (current members) and date runs, a page or a day each.
 
-    async def _broadcast_page(self, conn, journey: LiveJourney, row, now: datetime) -> None:
+        No transaction or lock is held across a call: the due journeys are looked at, their
+        calls made (a page of ``ListSegmentMembers``, the workspace time zone, a page of
+        profile's ``ListProfileDates`` while a date journey backfills), then each is
+        locked in a short transaction only if its run is still where the look saw it (the same
+        version, due time and page token), and the page enrolled with the run's next position.
+        A replica that went on meanwhile wins; the answer read for a page already applied is
+        dropped, and enrolment keys are unique per run, so nobody is enrolled twice."""
+        now = self._clock.now()
+        async with self._pool.acquire() as conn:
+            runs = await repository.due_journey_runs(conn, now, 5)
+            journeys = []
+            for run in runs:
+                d = await self.catalog.version(conn, run["workspace_id"], run["journey_id"], run["version"])
+                journeys.append(LiveJourney(run["workspace_id"], run["journey_id"], run["version"], d))
+        answers = await asyncio.gather(
+            *(self._run_call(journey, run) for journey, run in zip(journeys, runs, strict=True))
+        )
+        for journey, run, answer in zip(journeys, runs, answers, strict=True):
+            async with self._pool.acquire() as conn, conn.transaction():
+                if not await repository.lock_run(conn, run):
+                    continue
+                if isinstance(answer, DependencyError):
+                    log.warning("scheduled run postponed", journey=journey.journey_id, error=str(answer))
+                    await repository.save_run(
+                        conn,
+                        journey.workspace_id,
+                        journey.journey_id,
+                        next_run_at=now + DEPENDENCY_RETRY,
+                        run_key=run["run_key"] if journey.trigger == "date" else _run_key(journey, run),
+                        run_cursor=run["run_cursor"],
+                    )
+                elif run["run_key"] == DATES_BACKFILL:
+                    await self._backfill_page(conn, journey, run, *answer, now)
+                elif journey.trigger == "date":
+                    await self._date_run(conn, journey, run, answer, now)
+                else:
+                    await self._broadcast_page(conn, journey, run, answer, now)
+        return len(runs)
+
+    async def _run_call(self, journey: LiveJourney, run) -> Any:
+        """What a due run needs from outside, with no transaction open: a page of the segment's
+        members (persons, next page token), or the workspace time zone of a date run; or the
+        DependencyError the call raised."""
+        try:
+            if run["run_key"] == DATES_BACKFILL:
+                page = await self._profile.list_dates(
+                    journey.workspace_id, page_token=run["run_cursor"], page_size=DATES_PAGE
+                )
+                return page, defs.zone(await self._facts.time_zone(journey.workspace_id))
+            if journey.trigger == "date":
+                return defs.zone(await self._facts.time_zone(journey.workspace_id))
+            trigger = journey.definition.trigger
+            segment_id = trigger.segment.segment_id if journey.trigger == "segment" else trigger.schedule.segment_id
+            return await self._segment.list_members(
+                journey.workspace_id, segment_id, page_token=run["run_cursor"], page_size=500
+            )
+        except DependencyError as exc:
+            return exc
+
+    async def _broadcast_page(self, conn, journey: LiveJourney, row, page, now: datetime) -> None:
         """One page of a segment's members enrolled: a scheduled broadcast's run, or the current
         members of a segment-triggered journey that includes them (once per person, ever)."""
         trigger = journey.definition.trigger
         if journey.trigger == "segment":
-            segment_id, every, run_key = trigger.segment.segment_id, "", CURRENT_MEMBERS
+            segment_id, every = trigger.segment.segment_id, ""
         else:
             segment_id, every = trigger.schedule.segment_id, trigger.schedule.every
-            run_key = row["run_key"] or row["next_run_at"].isoformat()
-        try:
-            persons, token = await self._segment.list_members(
-                journey.workspace_id, segment_id, page_token=row["run_cursor"], page_size=500
-            )
-        except DependencyError as exc:
-            log.warning("broadcast page failed", journey=journey.journey_id, error=str(exc))
-            await repository.save_run(
-                conn,
-                journey.workspace_id,
-                journey.journey_id,
-                next_run_at=now + DEPENDENCY_RETRY,
-                run_key=run_key,
-                run_cursor=row["run_cursor"],
-            )
-            return
+        run_key = _run_key(journey, row)
+        persons, token = page
         context = {}
         if journey.trigger == "segment":
             context = {"segment": {"segment_id": segment_id, "change": "entered"}}
@@ -734,6 +771,31 @@ class JourneyRunner:
         else:
             interval = every and defs.duration(every, "-")
             next_run, run_key, cursor = (next_slot(row["next_run_at"], interval, now) if interval else None), "", ""
+        await repository.save_run(
+            conn, journey.workspace_id, journey.journey_id, next_run_at=next_run, run_key=run_key, run_cursor=cursor
+        )
+
+    async def _backfill_page(self, conn, journey: LiveJourney, run, page, tz, now: datetime) -> None:
+        """One page of profile's date attributes into ``person_dates`` (persons whose profile has
+        not changed since campaign started consuming are known only this way). Idempotent: the
+        newest profile version wins, as with announcements. The page token is saved (a restart
+        resumes there); after the last page the journey's first date run is scheduled."""
+        (dates, token) = page
+        for person in dates:
+            if person.birthday_month_day or person.points_expiry_at:
+                await repository.upsert_person_dates(
+                    conn,
+                    journey.workspace_id,
+                    person.person_id,
+                    person.birthday_month_day,
+                    person.points_expiry_at,
+                    person.version,
+                )
+        if token:
+            next_run, run_key, cursor = run["next_run_at"], DATES_BACKFILL, token
+        else:
+            at = defs.time_of_day(journey.definition.trigger.date.at or "09:00", "-")
+            next_run, run_key, cursor = next_local_time(now, at, tz), "", ""
         await repository.save_run(
             conn, journey.workspace_id, journey.journey_id, next_run_at=next_run, run_key=run_key, run_cursor=cursor
         )
@@ -762,6 +824,14 @@ class JourneyRunner:
             run_key="",
             run_cursor="",
         )
+
+
+def _run_key(journey: LiveJourney, run) -> str:
+    """A broadcast run's enrolment key (``run:{key}``): the current members' one-off run, or the
+    scheduled time of the run (kept while its pages are enrolled, even when it is postponed)."""
+    if journey.trigger == "segment":
+        return CURRENT_MEMBERS
+    return run["run_key"] or run["next_run_at"].isoformat()
 
 
 def next_slot(run: datetime, every: timedelta, now: datetime) -> datetime:

@@ -18,7 +18,7 @@ from cdp_campaign.announcements import announcement
 from cdp_campaign.domain import DEFAULT_TIME_ZONE, UPDATABLE, Journey, WorkspaceSettings
 from cdp_campaign.ports import DependencyError, WorkspaceFacts
 from cdp_campaign.providers import DestinationGuard
-from cdp_campaign.runner import WAKE_CHANNEL, JourneyCatalog, first_run
+from cdp_campaign.runner import DATES_BACKFILL, WAKE_CHANNEL, JourneyCatalog, first_run
 from cdpkit import outbox
 from cdpkit.bus import BusNames
 from cdpkit.clock import Clock
@@ -184,12 +184,16 @@ class JourneyService:
                 ):
                     raise InvalidArgument(f"journey.definition.steps[{i}].coupon.pool_id", "no such coupon pool")
             now = self._now()
+            # A date journey first backfills the dates of persons campaign has not heard of since
+            # it started consuming (its first run then follows; see the runner).
+            backfill = checked.definition.trigger.WhichOneof("kind") == "date"
             published = await repository.publish(
                 conn,
                 current,
                 defs.canonical(checked.definition),
                 _new_etag(),
-                first_run(checked.definition, tz, now),
+                now if backfill else first_run(checked.definition, tz, now),
+                run_key=DATES_BACKFILL if backfill else "",
             )
         if self._catalog is not None:
             self._catalog.invalidate()

@@ -317,6 +317,26 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         workspace_id, person_id = _profile_ids(request.name)
         return await self._view(workspace_id, person_id)
 
+    async def ListProfileDates(self, request, context) -> profile_pb2.ListProfileDatesResponse:
+        workspace_id = workspace_of(request.parent)
+        size = page_size(request.page_size)
+        scope = f"dates/{request.parent}"
+        position = decode_token(request.page_token, scope=scope)
+        after = position.get("k", "") if position else ""
+        try:
+            after = str(uuid.UUID(after)) if after else None
+        except (AttributeError, TypeError, ValueError):
+            raise InvalidArgument("page_token", "is not a token this API issued") from None
+        rows = await self._service.list_profile_dates(workspace_id, after, size + 1)
+        token = encode_token({"k": rows[size - 1][0]}, scope=scope) if len(rows) > size else ""
+        profiles = []
+        for person_id, birthday, expiry, version in rows[:size]:
+            dates = profile_pb2.ProfileDates(person_id=person_id, birthday_month_day=birthday or "", version=version)
+            if expiry:
+                dates.next_points_expiry_time.FromDatetime(expiry)
+            profiles.append(dates)
+        return profile_pb2.ListProfileDatesResponse(profiles=profiles, next_page_token=token)
+
     async def ListProfileEvents(self, request, context) -> profile_pb2.ListProfileEventsResponse:
         workspace_id, person_id = _profile_ids(request.parent, "parent")
         _text(request.event, "event")

@@ -401,6 +401,28 @@ async def read_profile(
     )
 
 
+async def list_profile_dates(
+    conn: asyncpg.Connection, workspace_id: str, after: str | None, limit: int
+) -> list[tuple[str, str | None, datetime | None, int]]:
+    """Profiles with a birthday or a next points expiry after person id ``after``, by person id:
+    (person id, birthday MM-DD, next expiry, version). One walk of the primary key over the
+    pages."""
+    rows = await conn.fetch(
+        """SELECT person_id::text, computed ->> 'birthday_month_day' AS birthday,
+                  computed ->> 'next_points_expiry_time' AS expiry, version
+           FROM profiles WHERE workspace_id = $1 AND ($2::uuid IS NULL OR person_id > $2::uuid)
+           AND (computed ->> 'birthday_month_day' IS NOT NULL OR computed ->> 'next_points_expiry_time' IS NOT NULL)
+           ORDER BY person_id LIMIT $3""",
+        workspace_id,
+        after,
+        limit,
+    )
+    return [
+        (r["person_id"], r["birthday"], datetime.fromisoformat(r["expiry"]) if r["expiry"] else None, r["version"])
+        for r in rows
+    ]
+
+
 async def get_profile(conn: asyncpg.Connection, workspace_id: str, person_id: str) -> StoredProfile | None:
     row = await conn.fetchrow(
         f"SELECT {_PROFILE_COLUMNS} FROM profiles WHERE workspace_id = $1 AND person_id = $2::uuid",

@@ -735,6 +735,12 @@ class ProfileService:
             recent_orders=orders,
         )
 
+    async def list_profile_dates(
+        self, workspace_id: str, after: str | None, limit: int
+    ) -> list[tuple[str, str | None, datetime | None, int]]:
+        async with self._pool.acquire() as conn:
+            return await repository.list_profile_dates(conn, workspace_id, after, limit)
+
     async def list_events(
         self, workspace_id: str, person_id: str, size: int, position: tuple[datetime, str] | None, event: str
     ) -> list[tuple[EventRow, struct_pb2.Struct]]:

@@ -69,3 +69,20 @@ async def test_missing_display_name_is_invalid(stub):
         )
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error.value.details().startswith("journey.display_name:")
+
+
+async def test_the_parsed_definitions_cache_is_bounded(start_campaign):
+    """CDP_CAMPAIGN_DEFINITION_CACHE_SIZE versions are kept (least recently used evicted); an
+    evicted version is read from the database again."""
+    c = await start_campaign(real=False, CDP_CAMPAIGN_DEFINITION_CACHE_SIZE="2")
+    for n in range(4):
+        send = {"channel": "email", "template": {"subject": f"s{n}", "body": "b"}}
+        await c.journey(f"j{n}", {"trigger": {"event": {"name": f"E{n}"}}, "steps": [{"id": "m", "send": send}]})
+    catalog = c.runtime.runner.catalog
+    await catalog.live()  # parses every active version once
+    assert len(catalog._versions) == 2
+    async with c.runtime.pool.acquire() as conn:
+        for n in range(4):
+            definition = await catalog.version(conn, "shop", f"j{n}", 1)
+            assert definition.steps[0].send.template.subject == f"s{n}"
+            assert len(catalog._versions) <= 2

@@ -54,3 +54,33 @@ async def test_removed_date_attributes_stop_date_triggers_and_a_replay_cannot_br
     assert not await birthdays()
     await runner.on_profile_changes([_dates(person, 2, birthday_month_day="06-20")])  # a late replay
     assert not await birthdays()
+
+
+async def test_a_merge_keeps_the_merged_person_s_dates_where_the_survivor_has_none(start_campaign):
+    c = await start_campaign(real=False)
+    runner, pool = c.runtime.runner, c.runtime.pool
+    survivor, merged, other_survivor, other_merged = (new_person() for _ in range(4))
+    await runner.on_profile_changes(
+        [
+            _dates(merged, 4, birthday_month_day="06-20", next_points_expiry_time="2026-07-01T00:00:00Z"),
+            _dates(other_survivor, 2, birthday_month_day="03-01", next_points_expiry_time="2026-09-01T00:00:00Z"),
+            _dates(other_merged, 5, birthday_month_day="06-20", next_points_expiry_time="2026-08-01T00:00:00Z"),
+        ]
+    )
+    merges = [
+        events_pb2.PersonsMerged(workspace_id=WS, survivor_person_id=s, merged_person_ids=[m], merge_id=f"m-{n}")
+        for n, (s, m) in enumerate(((survivor, merged), (other_survivor, other_merged)))
+    ]
+    await runner.on_merges(merges)
+    rows = await pool.fetch("SELECT person_id, birthday_month_day, points_expiry_at, profile_version FROM person_dates")
+    dates = {
+        r["person_id"]: (r["birthday_month_day"], r["points_expiry_at"].date().isoformat(), r["profile_version"])
+        for r in rows
+    }
+    assert dates == {
+        survivor: ("06-20", "2026-07-01", 0),  # had none: the merged person's, until profile says
+        other_survivor: ("03-01", "2026-08-01", 2),  # its own birthday, the earlier expiry
+    }
+    # The survivor's next announcement decides (the merged profile without a birthday here).
+    await runner.on_profile_changes([_dates(survivor, 1)])
+    assert await pool.fetchval("SELECT birthday_month_day FROM person_dates WHERE person_id = $1", survivor) is None

@@ -10,7 +10,9 @@ import pytest
 
 from cdp_campaign import definition as defs
 from cdp_campaign import reports
+from cdp_campaign.delivery import retry_delay
 from cdp_campaign.domain import next_local_time, quiet_until
+from cdp_campaign.providers import MAX_RETRY_AFTER, retry_after
 from cdpkit.errors import InvalidArgument
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -70,3 +72,17 @@ def test_a_step_that_acts_once_per_instance_cannot_be_on_a_loop(looped):
     # The same steps without the way back publish.
     document["steps"][2].pop("next")
     defs.check(defs.parse(document), tz=NEW_YORK)
+
+
+def test_retries_are_jittered_within_the_backoff_step_and_follow_retry_after():
+    delays = {retry_delay((5.0, 30.0), 2, None) for _ in range(200)}
+    assert all(15.0 <= d <= 30.0 for d in delays) and len(delays) > 100  # spread, never past the step
+    assert all(120.0 <= retry_delay((5.0,), 1, 120.0) <= 132.0 for _ in range(50))
+
+
+def test_retry_after_in_seconds_or_as_an_http_date():
+    now = datetime(2026, 6, 18, 2, 0, tzinfo=UTC)
+    assert retry_after("120") == 120.0 and retry_after(" ") is None and retry_after("soon") is None
+    assert retry_after("Thu, 18 Jun 2026 02:05:00 GMT", now) == 300.0
+    assert retry_after("Thu, 18 Jun 2026 01:00:00 GMT", now) == 0.0  # already past: at once
+    assert retry_after("999999999") == MAX_RETRY_AFTER

@@ -200,6 +200,36 @@ class GetProfileRequest(_message.Message):
     name: str
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
+class ListProfileDatesRequest(_message.Message):
+    __slots__ = ("parent", "page_size", "page_token")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    page_size: int
+    page_token: str
+    def __init__(self, parent: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ProfileDates(_message.Message):
+    __slots__ = ("person_id", "birthday_month_day", "next_points_expiry_time", "version")
+    PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    BIRTHDAY_MONTH_DAY_FIELD_NUMBER: _ClassVar[int]
+    NEXT_POINTS_EXPIRY_TIME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    person_id: str
+    birthday_month_day: str
+    next_points_expiry_time: _timestamp_pb2.Timestamp
+    version: int
+    def __init__(self, person_id: _Optional[str] = ..., birthday_month_day: _Optional[str] = ..., next_points_expiry_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
+
+class ListProfileDatesResponse(_message.Message):
+    __slots__ = ("profiles", "next_page_token")
+    PROFILES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    profiles: _containers.RepeatedCompositeFieldContainer[ProfileDates]
+    next_page_token: str
+    def __init__(self, profiles: _Optional[_Iterable[_Union[ProfileDates, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
 class ListProfileEventsRequest(_message.Message):
     __slots__ = ("parent", "page_size", "page_token", "event")
     PARENT_FIELD_NUMBER: _ClassVar[int]

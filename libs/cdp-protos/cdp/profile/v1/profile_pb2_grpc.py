@@ -46,6 +46,11 @@ class ProfileServiceStub:
                 request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.GetProfileRequest.SerializeToString,
                 response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.Profile.FromString,
                 _registered_method=True)
+        self.ListProfileDates = channel.unary_unary(
+                '/cdp.profile.v1.ProfileService/ListProfileDates',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListProfileDatesRequest.SerializeToString,
+                response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListProfileDatesResponse.FromString,
+                _registered_method=True)
         self.ListProfileEvents = channel.unary_unary(
                 '/cdp.profile.v1.ProfileService/ListProfileEvents',
                 request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListProfileEventsRequest.SerializeToString,
@@ -209,6 +214,15 @@ class ProfileServiceServicer:
 
     def GetProfile(self, request, context):
         """Reads one profile, the 360° view. A merged-away person id answers with its survivor.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListProfileDates(self, request, context):
+        """Lists the profiles with a date attribute journeys trigger on (a birthday, a next points
+        expiry), by person id: campaign's backfill of date triggers when a journey is published.
+        Internal (no HTTP route).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -430,6 +444,11 @@ def add_ProfileServiceServicer_to_server(servicer, server):
                     request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.GetProfileRequest.FromString,
                     response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.Profile.SerializeToString,
             ),
+            'ListProfileDates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProfileDates,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListProfileDatesRequest.FromString,
+                    response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListProfileDatesResponse.SerializeToString,
+            ),
             'ListProfileEvents': grpc.unary_unary_rpc_method_handler(
                     servicer.ListProfileEvents,
                     request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ListProfileEventsRequest.FromString,
@@ -614,6 +633,33 @@ class ProfileService:
             '/cdp.profile.v1.ProfileService/GetProfile',
             cdp_dot_profile_dot_v1_dot_profile__pb2.GetProfileRequest.SerializeToString,
             cdp_dot_profile_dot_v1_dot_profile__pb2.Profile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProfileDates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/ListProfileDates',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.ListProfileDatesRequest.SerializeToString,
+            cdp_dot_profile_dot_v1_dot_profile__pb2.ListProfileDatesResponse.FromString,
             options,
             channel_credentials,
             insecure,
