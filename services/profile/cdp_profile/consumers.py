@@ -109,7 +109,28 @@ def describe(event_type: str, properties: struct_pb2.Struct, context: struct_pb2
 
 
 def kept_context(context: struct_pb2.Struct) -> struct_pb2.Struct:
-    """The part of ``context`` the profile keeps (see docs/profile.md, Events in: context).
+    """The part of ``context`` the profile keeps (see docs/profile.md, Events in: context), shared
+    and read-only: a storefront sends the same context with every event of a visit, so the part
+    kept is looked up by the context's bytes (bounded) instead of picked apart again each time."""
+    raw = context.SerializeToString()
+    kept = _kept_contexts.get(raw)
+    if kept is None:
+        kept = _kept_context(context)
+        if len(raw) <= KEPT_CONTEXT_BYTES:
+            if len(_kept_contexts) >= KEPT_CONTEXT_CACHE:
+                _kept_contexts.clear()
+            _kept_contexts[raw] = kept
+    return kept
+
+
+# At most ~4,096 x 2 KB of contexts remembered (a typical one is a few hundred bytes).
+KEPT_CONTEXT_CACHE = 4096
+KEPT_CONTEXT_BYTES = 2048
+_kept_contexts: dict[bytes, struct_pb2.Struct] = {}
+
+
+def _kept_context(context: struct_pb2.Struct) -> struct_pb2.Struct:
+    """:func:`kept_context` worked out.
 
     Personal data identity needed and the profile does not (ip, identify traits, device ids and
     advertising ids, precise location) is not kept: PIPL counts device identifiers and

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from cdp_profile.regions import region_code
@@ -90,8 +91,10 @@ CONSENT_CLOCK_SKEW = timedelta(minutes=5)
 REFUND_KEYS = ("total", "amount", "refund_amount", "revenue")
 
 
+@lru_cache(maxsize=4096)
 def iso(moment: datetime) -> str:
-    """RFC 3339 UTC with fixed width, so strings compare like times."""
+    """RFC 3339 UTC with fixed width, so strings compare like times (the same few moments recur:
+    a batch's now, events' times)."""
     if moment.tzinfo is not UTC:
         moment = moment.astimezone(UTC)
     return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
@@ -550,8 +553,7 @@ class ProfileState:
             stats["channels"] = dict(stats["channels"])
         if "windows" in stats:
             stats["windows"] = {k: dict(v) for k, v in stats["windows"].items()}
-        return replace(
-            self,
+        return self.with_fields(
             traits=dict(self.traits),
             trait_meta=dict(self.trait_meta),
             computed=dict(self.computed),
@@ -560,6 +562,12 @@ class ProfileState:
             consent=dict(self.consent),
             points_lots=[dict(lot) for lot in self.points_lots],
         )
+
+    def with_fields(self, **changes: Any) -> ProfileState:
+        """``dataclasses.replace`` without its per-field work (a few per changed profile)."""
+        copied = object.__new__(ProfileState)
+        copied.__dict__ = {**self.__dict__, **changes}
+        return copied
 
 
 @dataclass(frozen=True)

@@ -211,7 +211,7 @@ class ProfileService:
         else:
             context = f"{workspace_id}/profile/{state.person_id}"
             sealed = self._vault.seal(json.dumps(pii), context=context) if pii else None
-        stored = ProfileState(**{**state.__dict__, "traits": plain})
+        stored = state.with_fields(traits=plain)
         return stored, sealed
 
     def _open_profile(self, workspace_id: str, stored: StoredProfile) -> ProfileState:
@@ -428,7 +428,7 @@ class ProfileService:
             for item in batch:
                 item.person_id = aliases.get(item.person_id, item.person_id)
             rows = {(r.message_id): r for r in (self._event_row(i, settings) for i in batch)}
-            fresh = await repository.insert_new_events(conn, list(rows.values()))
+            fresh = await repository.insert_new_events(conn, workspace_id, list(rows.values()))
             if not fresh:
                 continue
             stored_properties = {row.message_id: row.properties for row in fresh}
