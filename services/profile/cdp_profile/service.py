@@ -417,7 +417,8 @@ class ProfileService:
         batch holds one partition's events (one lock); merges and splits are rare. Advisory locks
         are taken first, in order, before any row lock, so they cannot deadlock with row locks.
         """
-        await repository.lock_partitions(conn, {partition_of(p, self._names.partitions) for p in person_ids})
+        partitions = self._names.partitions
+        await repository.lock_partitions(conn, {partition_of(p, partitions) for p in set(person_ids)})
 
     async def _record(self, conn: asyncpg.Connection, items: list[Incoming]) -> int:
         now = self.now()
