@@ -18,6 +18,7 @@ from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from cdp_profile.regions import region_code
 from cdp_profile.rules import WindowedTrait, WorkspaceSettings
@@ -669,12 +670,23 @@ _MISSING = object()
 
 
 def _day(moment: datetime, settings: WorkspaceSettings) -> str:
-    return moment.astimezone(settings.zone).date().isoformat()
+    return _local_day(moment, settings.zone)
 
 
 def _window_start(now: datetime, days: int, settings: WorkspaceSettings) -> str:
     """The first calendar day (workspace time zone) inside a window of ``days`` days ending today."""
-    return (now.astimezone(settings.zone).date() - timedelta(days=days - 1)).isoformat()
+    return _first_day(now, days, settings.zone)
+
+
+# Time zone conversions are slow and a batch asks about the same moments again and again.
+@lru_cache(maxsize=4096)
+def _local_day(moment: datetime, zone: ZoneInfo) -> str:
+    return moment.astimezone(zone).date().isoformat()
+
+
+@lru_cache(maxsize=1024)
+def _first_day(now: datetime, days: int, zone: ZoneInfo) -> str:
+    return (now.astimezone(zone).date() - timedelta(days=days - 1)).isoformat()
 
 
 def _add_to_windows(
