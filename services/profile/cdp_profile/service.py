@@ -32,6 +32,7 @@ from cdp_profile.rules import (
 )
 from cdp_profile.structs import (
     EVENT_TYPE_VALUES,
+    fill_struct,
     find_keys,
     put_dict,
     put_struct,
@@ -574,18 +575,31 @@ class ProfileService:
     # Announcements ------------------------------------------------------------------------------
 
     def snapshot(self, state: ProfileState, settings: WorkspaceSettings) -> events_pb2.ProfileSnapshot:
+        snapshot = events_pb2.ProfileSnapshot()
+        self._fill_snapshot(snapshot, state, settings)
+        return snapshot
+
+    @staticmethod
+    def _fill_snapshot(
+        snapshot: events_pb2.ProfileSnapshot, state: ProfileState, settings: WorkspaceSettings
+    ) -> None:
+        """:meth:`snapshot` written into ``snapshot`` (in place: no copy of its Structs)."""
         personal = sorted(k for k, v in state.traits.items() if settings.holds_pii(k, v))
-        return events_pb2.ProfileSnapshot(
-            traits=to_struct({k: v for k, v in state.traits.items() if k not in personal}),
-            pii_traits=personal,
-            computed=to_struct(state.computed),
-            lifecycle_stage=state.lifecycle_stage,
-            tier=state.tier,
-            tags=sorted(state.tags),
-            consent={k: bool(v["granted"]) for k, v in state.consent.items()},
-            points_balance=state.points_balance,
-            currency=settings.currency,
-        )
+        # Present even when empty, as when the message was built from its parts.
+        snapshot.SetInParent()
+        snapshot.traits.SetInParent()
+        snapshot.computed.SetInParent()
+        fill_struct(snapshot.traits, {k: v for k, v in state.traits.items() if k not in personal})
+        snapshot.pii_traits.extend(personal)
+        fill_struct(snapshot.computed, state.computed)
+        snapshot.lifecycle_stage = state.lifecycle_stage
+        snapshot.tier = state.tier
+        snapshot.tags.extend(sorted(state.tags))
+        consent = snapshot.consent
+        for key, value in state.consent.items():
+            consent[key] = bool(value["granted"])
+        snapshot.points_balance = state.points_balance
+        snapshot.currency = settings.currency
 
     def _announcement(
         self,
@@ -607,13 +621,16 @@ class ProfileService:
             workspace_id=workspace_id,
             person_id=state.person_id,
             changed_fields=sorted(change.changed),
-            values=to_struct(values),
             trigger_message_id=change.trigger.message_id if change.trigger else "",
             trigger_event=change.trigger.event if change.trigger else "",
             version=state.version,
-            change_time=timestamp(now),
-            snapshot=self.snapshot(state, settings),
         )
+        # Filled in place: a message passed to the constructor would be copied.
+        message.values.SetInParent()
+        fill_struct(message.values, values)
+        message.change_time.SetInParent()
+        set_timestamp(message.change_time, now)
+        self._fill_snapshot(message.snapshot, state, settings)
         for event in change.events:
             fact = message.events.add(
                 message_id=event.message_id,

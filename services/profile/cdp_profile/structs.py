@@ -54,6 +54,12 @@ def text_of(struct: struct_pb2.Struct, *keys: str) -> str:
 def to_struct(values: dict[str, Any]) -> struct_pb2.Struct:
     """Like ``Struct.update`` but 2x faster: exact type checks instead of abc isinstance."""
     message = struct_pb2.Struct()
+    fill_struct(message, values)
+    return message
+
+
+def fill_struct(message: struct_pb2.Struct, values: dict[str, Any]) -> None:
+    """:func:`to_struct` into an existing (empty) Struct, e.g. a field of a message being built."""
     fields = message.fields
     for key, value in values.items():
         kind = type(value)
@@ -66,10 +72,11 @@ def to_struct(values: dict[str, Any]) -> struct_pb2.Struct:
         elif value is None:
             fields[key].null_value = struct_pb2.NULL_VALUE
         elif kind is dict:
-            fields[key].struct_value.CopyFrom(to_struct(value))
+            inner = fields[key].struct_value
+            inner.SetInParent()  # an empty object is still an object, not a null
+            fill_struct(inner, value)
         else:
             fields[key].list_value.extend(value)  # nested dicts and lists: Struct's own conversion
-    return message
 
 
 def to_datetime(stamp: timestamp_pb2.Timestamp) -> datetime:
