@@ -580,9 +580,7 @@ class ProfileService:
         return snapshot
 
     @staticmethod
-    def _fill_snapshot(
-        snapshot: events_pb2.ProfileSnapshot, state: ProfileState, settings: WorkspaceSettings
-    ) -> None:
+    def _fill_snapshot(snapshot: events_pb2.ProfileSnapshot, state: ProfileState, settings: WorkspaceSettings) -> None:
         """:meth:`snapshot` written into ``snapshot`` (in place: no copy of its Structs)."""
         personal = sorted(k for k, v in state.traits.items() if settings.holds_pii(k, v))
         # Present even when empty, as when the message was built from its parts.
