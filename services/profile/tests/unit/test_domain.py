@@ -170,3 +170,18 @@ def test_money_and_regions():
     assert domain.money_minor("nan", "CNY") is None
     state = run(ProfileState("p1"), [ev("1", 1, {"address": "浙江省杭州市西湖区文三路 1 号"}, "identify")]).state
     assert state.computed["region_code"] == "330106"
+
+
+def test_structs_built_in_place_keep_empty_objects_and_the_first_usable_key():
+    from google.protobuf import struct_pb2
+
+    from cdp_profile.consumers import describe
+    from cdp_profile.structs import to_dict, to_struct
+
+    values = {"a": {}, "b": {"c": {}, "d": [1, "x"]}, "e": None, "f": 2.5}
+    assert to_dict(to_struct(values)) == {"a": {}, "b": {"c": {}, "d": [1, "x"]}, "e": None, "f": 2.5}
+    properties, context = struct_pb2.Struct(), struct_pb2.Struct()
+    properties.update({"store_id": "", "storeId": "s-2", "channel": 7})
+    context.update({"store_id": "s-9", "staff_id": "st-1", "source": "pos", "page": {"path": "/"}})
+    # Properties before context; an empty value gives way to the next key; a store makes the channel.
+    assert describe("track", properties, context) == ("store", "s-2", "st-1", "pos")
