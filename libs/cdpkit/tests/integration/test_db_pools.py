@@ -20,9 +20,7 @@ async def _leave_state_and_take_again(pool) -> tuple[bool, str]:
         return conn.is_in_transaction(), await conn.fetchval("SELECT current_setting('application_name')")
 
 
-async def test_reads_pool_skips_the_session_reset_but_never_hands_out_an_open_transaction(
-    database_url, tmp_path: Path
-):
+async def test_reads_pool_skips_the_session_reset_but_never_hands_out_an_open_transaction(database_url, tmp_path: Path):
     await migrate(database_url, "svc", tmp_path)
     reads = await db.create_pool(database_url, "svc", application_name="reads", max_size=1, reset_session=False)
     usual = await db.create_pool(database_url, "svc", application_name="usual", max_size=1)
