@@ -38,9 +38,15 @@ async def create_pool(
     max_size: int = 10,
     command_timeout: float = 30.0,
     json_decoder: Callable[[str], Any] = json.loads,
+    reset_session: bool = True,
 ) -> asyncpg.Pool:
     """A pool whose connections live in ``schema`` and decode json/jsonb to Python values
-    (with ``json_decoder``: e.g. ``functools.partial(json.loads, parse_float=Decimal)``)."""
+    (with ``json_decoder``: e.g. ``functools.partial(json.loads, parse_float=Decimal)``).
+
+    ``reset_session=False``: a released connection is not reset beyond rolling back an open
+    transaction (asyncpg's default reset is one more round trip per use: advisory unlocks,
+    ``UNLISTEN``, ``RESET ALL``); only for pools whose users never leave session state behind
+    (session advisory locks, listeners, ``SET`` without ``LOCAL``), e.g. a pool of plain reads."""
     check_schema_name(schema)
     return await asyncpg.create_pool(
         dsn,
@@ -48,8 +54,13 @@ async def create_pool(
         max_size=max_size,
         command_timeout=command_timeout,
         init=functools.partial(_init_connection, decoder=json_decoder),
+        reset=None if reset_session else _keep_session,
         server_settings={"search_path": schema, "application_name": application_name, "timezone": "UTC"},
     )
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Nothing to reset (asyncpg has rolled back any open transaction before calling this)."""
 
 
 async def ping(pool: asyncpg.Pool, timeout: float = 2.0) -> bool:

@@ -45,11 +45,20 @@ class Worker(Protocol):
 class Infrastructure:
     """The pool, the NATS connection and JetStream context of one process."""
 
-    def __init__(self, pool: asyncpg.Pool, nc: NATS, js: JetStreamContext, names: bus.BusNames) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        nc: NATS,
+        js: JetStreamContext,
+        names: bus.BusNames,
+        reads: asyncpg.Pool | None = None,
+    ) -> None:
         self.pool = pool
         self.nc = nc
         self.js = js
         self.names = names
+        # Plain reads on a hot path (see ``open(read_pool=True)``); else the pool itself.
+        self.reads = reads or pool
 
     @classmethod
     async def open(
@@ -59,7 +68,10 @@ class Infrastructure:
         schema: str,
         client_name: str,
         json_decoder: Callable[[str], Any] = json.loads,
+        read_pool: bool = False,
     ) -> Infrastructure:
+        """``read_pool``: also a pool for plain reads that leave no session state (``reads``),
+        whose connections go back without asyncpg's reset round trip (``db.create_pool``)."""
         pool = await db.create_pool(
             settings.database_url.get(),
             schema,
@@ -67,15 +79,27 @@ class Infrastructure:
             max_size=settings.db_pool_max_size,
             json_decoder=json_decoder,
         )
+        reads = None
         try:
+            if read_pool:
+                reads = await db.create_pool(
+                    settings.database_url.get(),
+                    schema,
+                    application_name=f"{client_name}-reads",
+                    max_size=settings.db_pool_max_size,
+                    json_decoder=json_decoder,
+                    reset_session=False,
+                )
             nc = await bus.connect(settings.nats_url, name=client_name)
         except Exception:
             await pool.close()
+            if reads is not None:
+                await reads.close()
             raise
         js = nc.jetstream()
         names = bus.BusNames(settings.bus_prefix, settings.partitions, settings.stream_replicas)
         await bus.ensure_streams(js, names)
-        return cls(pool, nc, js, names)
+        return cls(pool, nc, js, names, reads)
 
     async def ready(self) -> bool:
         return self.nc.is_connected and await db.ping(self.pool)
@@ -85,6 +109,8 @@ class Infrastructure:
             if not self.nc.is_closed:
                 await self.nc.drain()
         await self.pool.close()
+        if self.reads is not self.pool:
+            await self.reads.close()
 
 
 class ServiceRuntime:

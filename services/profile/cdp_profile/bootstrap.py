@@ -28,8 +28,10 @@ from cdpkit.server import Registration, create_server
 async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRuntime:
     vault = settings.pii_vault()
     clock = clock or settings.clock()
-    infra = await Infrastructure.open(settings, schema=SCHEMA, client_name="cdp-profile", json_decoder=orjson.loads)
-    service = ProfileService(infra.pool, infra.names, vault, clock)
+    infra = await Infrastructure.open(
+        settings, schema=SCHEMA, client_name="cdp-profile", json_decoder=orjson.loads, read_pool=True
+    )
+    service = ProfileService(infra.pool, infra.names, vault, clock, reads=infra.reads)
     await service.maintain_partitions(settings.partition_months_ahead)
     predictions = PredictionService(
         infra.pool,

@@ -94,22 +94,58 @@ def _traits(struct: struct_pb2.Struct, adjusted: list[str]) -> dict[str, Any]:
 
 def describe(event_type: str, properties: struct_pb2.Struct, context: struct_pb2.Struct) -> tuple[str, str, str, str]:
     """(channel, store id, staff id, source) of an event, where known."""
-    store = text_of(properties, "store_id", "storeId") or text_of(context, "store_id", "storeId")
-    staff = text_of(properties, "staff_id", "staffId") or text_of(context, "staff_id", "staffId")
-    channel = normalise_channel(text_of(properties, "channel") or text_of(context, "channel"))
+    # Which of the keys read here each holds, found in one pass (most events hold few or none).
+    own, sent = _DESCRIBING.intersection(properties.fields), _DESCRIBING.intersection(context.fields)
+    store = _text(properties, own, "store_id", "storeId") or _text(context, sent, "store_id", "storeId")
+    staff = _text(properties, own, "staff_id", "staffId") or _text(context, sent, "staff_id", "staffId")
+    channel = normalise_channel(_text(properties, own, "channel") or _text(context, sent, "channel"))
     if not channel:
         if store:
             channel = "store"
-        elif event_type == "screen" or "app" in context.fields:
+        elif event_type == "screen" or "app" in sent:
             channel = "app"
-        elif event_type == "page" or "page" in context.fields:
+        elif event_type == "page" or "page" in sent:
             channel = "web"
-    source = text_of(context, "source") or channel
+    source = _text(context, sent, "source") or channel
     return channel, clean_text(store), clean_text(staff), clean_text(source, 64)
 
 
+_DESCRIBING = frozenset({"store_id", "storeId", "staff_id", "staffId", "channel", "source", "app", "page"})
+
+
+def _text(struct: struct_pb2.Struct, present: frozenset[str], *keys: str) -> str:
+    """``text_of(struct, *keys)``, given which keys ``struct`` holds."""
+    for key in keys:
+        if key in present:
+            text = text_of(struct, key)
+            if text:
+                return text
+    return ""
+
+
 def kept_context(context: struct_pb2.Struct) -> struct_pb2.Struct:
-    """The part of ``context`` the profile keeps (see docs/profile.md, Events in: context).
+    """The part of ``context`` the profile keeps (see docs/profile.md, Events in: context), shared
+    and read-only: a storefront sends the same context with every event of a visit, so the part
+    kept is looked up by the context's bytes (bounded) instead of picked apart again each time."""
+    raw = context.SerializeToString()
+    kept = _kept_contexts.get(raw)
+    if kept is None:
+        kept = _kept_context(context)
+        if len(raw) <= KEPT_CONTEXT_BYTES:
+            if len(_kept_contexts) >= KEPT_CONTEXT_CACHE:
+                _kept_contexts.clear()
+            _kept_contexts[raw] = kept
+    return kept
+
+
+# At most ~4,096 x 2 KB of contexts remembered (a typical one is a few hundred bytes).
+KEPT_CONTEXT_CACHE = 4096
+KEPT_CONTEXT_BYTES = 2048
+_kept_contexts: dict[bytes, struct_pb2.Struct] = {}
+
+
+def _kept_context(context: struct_pb2.Struct) -> struct_pb2.Struct:
+    """:func:`kept_context` worked out.
 
     Personal data identity needed and the profile does not (ip, identify traits, device ids and
     advertising ids, precise location) is not kept: PIPL counts device identifiers and

@@ -16,7 +16,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from cdp_profile.regions import region_code
 from cdp_profile.rules import WindowedTrait, WorkspaceSettings
@@ -90,8 +92,10 @@ CONSENT_CLOCK_SKEW = timedelta(minutes=5)
 REFUND_KEYS = ("total", "amount", "refund_amount", "revenue")
 
 
+@lru_cache(maxsize=4096)
 def iso(moment: datetime) -> str:
-    """RFC 3339 UTC with fixed width, so strings compare like times."""
+    """RFC 3339 UTC with fixed width, so strings compare like times (the same few moments recur:
+    a batch's now, events' times)."""
     if moment.tzinfo is not UTC:
         moment = moment.astimezone(UTC)
     return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
@@ -550,8 +554,7 @@ class ProfileState:
             stats["channels"] = dict(stats["channels"])
         if "windows" in stats:
             stats["windows"] = {k: dict(v) for k, v in stats["windows"].items()}
-        return replace(
-            self,
+        return self.with_fields(
             traits=dict(self.traits),
             trait_meta=dict(self.trait_meta),
             computed=dict(self.computed),
@@ -560,6 +563,12 @@ class ProfileState:
             consent=dict(self.consent),
             points_lots=[dict(lot) for lot in self.points_lots],
         )
+
+    def with_fields(self, **changes: Any) -> ProfileState:
+        """``dataclasses.replace`` without its per-field work (a few per changed profile)."""
+        copied = object.__new__(ProfileState)
+        copied.__dict__ = {**self.__dict__, **changes}
+        return copied
 
 
 @dataclass(frozen=True)
@@ -674,12 +683,23 @@ def differs(a: Any, b: Any) -> bool:
 
 
 def _day(moment: datetime, settings: WorkspaceSettings) -> str:
-    return moment.astimezone(settings.zone).date().isoformat()
+    return _local_day(moment, settings.zone)
 
 
 def _window_start(now: datetime, days: int, settings: WorkspaceSettings) -> str:
     """The first calendar day (workspace time zone) inside a window of ``days`` days ending today."""
-    return (now.astimezone(settings.zone).date() - timedelta(days=days - 1)).isoformat()
+    return _first_day(now, days, settings.zone)
+
+
+# Time zone conversions are slow and a batch asks about the same moments again and again.
+@lru_cache(maxsize=4096)
+def _local_day(moment: datetime, zone: ZoneInfo) -> str:
+    return moment.astimezone(zone).date().isoformat()
+
+
+@lru_cache(maxsize=1024)
+def _first_day(now: datetime, days: int, zone: ZoneInfo) -> str:
+    return (now.astimezone(zone).date() - timedelta(days=days - 1)).isoformat()
 
 
 def _add_to_windows(

@@ -121,28 +121,33 @@ async def existing_partitions(conn: asyncpg.Connection) -> tuple[datetime | None
 # Events ---------------------------------------------------------------------------------------
 
 
-async def insert_new_events(conn: asyncpg.Connection, rows: Sequence[EventRow]) -> list[EventRow]:
-    """Insert the events not stored yet (``rows`` hold each message id once); returns those."""
+async def insert_new_events(conn: asyncpg.Connection, workspace_id: str, rows: Sequence[EventRow]) -> list[EventRow]:
+    """Insert the events of ``workspace_id`` not stored yet (``rows`` hold each message id once);
+    returns those. The workspace goes once and the new message ids come back as one array (a
+    batch is thousands of events: every array element costs asyncpg's encoder and decoder)."""
     if not rows:
         return []
-    inserted = await conn.fetch(
+    inserted = await conn.fetchval(
         """WITH input AS (
-               SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::bytea[],
-                                    $7::bytea[], $8::timestamptz[], $9::timestamptz[], $10::text[], $11::bytea[],
-                                    $12::text[], $13::text[], $14::text[], $15::text[], $16::text[])
-                   AS x(w, m, p, t, e, pr, c, et, rt, tr, pii, ids, ch, st, sf, so)
+               SELECT * FROM unnest($2::text[], $3::uuid[], $4::text[], $5::text[], $6::bytea[], $7::bytea[],
+                                    $8::timestamptz[], $9::timestamptz[], $10::text[], $11::bytea[], $12::text[],
+                                    $13::text[], $14::text[], $15::text[], $16::text[])
+                   AS x(m, p, t, e, pr, c, et, rt, tr, pii, ids, ch, st, sf, so)
            ), fresh AS (
                INSERT INTO event_keys (workspace_id, message_id, person_id, event_time)
-               SELECT w, m, p, et FROM input
+               SELECT $1, m, p, et FROM input
                ON CONFLICT (workspace_id, message_id) DO NOTHING
-               RETURNING workspace_id, message_id
+               RETURNING message_id
+           ), stored AS (
+               INSERT INTO events (workspace_id, message_id, person_id, type, event, properties, context,
+                                   event_time, received_at, traits, pii, identifiers, channel, store_id, staff_id,
+                                   source)
+               SELECT $1, m, p, t, e, pr, c, et, rt, tr::jsonb, pii, ids::text[], ch, st, sf, so
+               FROM input JOIN fresh ON fresh.message_id = input.m
+               RETURNING message_id
            )
-           INSERT INTO events (workspace_id, message_id, person_id, type, event, properties, context, event_time,
-                               received_at, traits, pii, identifiers, channel, store_id, staff_id, source)
-           SELECT w, m, p, t, e, pr, c, et, rt, tr::jsonb, pii, ids::text[], ch, st, sf, so
-           FROM input JOIN fresh ON fresh.workspace_id = input.w AND fresh.message_id = input.m
-           RETURNING workspace_id, message_id""",
-        [r.workspace_id for r in rows],
+           SELECT coalesce(array_agg(message_id), '{}') FROM stored""",
+        workspace_id,
         [r.message_id for r in rows],
         [r.person_id for r in rows],
         [r.type for r in rows],
@@ -159,8 +164,8 @@ async def insert_new_events(conn: asyncpg.Connection, rows: Sequence[EventRow]) 
         [r.staff_id for r in rows],
         [r.source for r in rows],
     )
-    new = {(r["workspace_id"], r["message_id"]) for r in inserted}
-    return [r for r in rows if (r.workspace_id, r.message_id) in new]
+    new = set(inserted)
+    return [r for r in rows if r.message_id in new]
 
 
 async def list_events(
@@ -324,7 +329,7 @@ def _stored(row: asyncpg.Record) -> StoredProfile:
         version=row["version"],
     )
     return StoredProfile(
-        state, row["pii"], tuple(str(p) for p in row["merged_person_ids"]), row["created_at"], row["updated_at"]
+        state, row["pii"], tuple(map(str, row["merged_person_ids"])), row["created_at"], row["updated_at"]
     )
 
 

@@ -66,6 +66,9 @@ PII_SUFFIXES = (
 )  # fmt: skip
 
 
+PII_ANSWERS = 8192
+
+
 @lru_cache(maxsize=8192)
 def pii_key(key: str) -> str:
     """A trait name normalised for PII matching: ``firstName`` -> ``firstname`` = ``first_name``."""
@@ -305,15 +308,34 @@ class WorkspaceSettings:
     def pii_keys(self) -> frozenset[str]:
         return frozenset(pii_key(k) for k in self.pii_traits)
 
+    @cached_property
+    def _pii_answers(self) -> dict[tuple[str, bool], bool]:
+        # (key, as a property) -> answer: the consumer asks about the same few keys for every event.
+        return {}
+
     def is_pii(self, key: str) -> bool:
         """Is a trait or property of this name personal information (sealed, never announced)?"""
-        normalised = pii_key(key)
-        return normalised in self.pii_keys or normalised.endswith(PII_SUFFIXES)
+        answer = self._pii_answers.get((key, False))
+        if answer is None:
+            normalised = pii_key(key)
+            answer = normalised in self.pii_keys or normalised.endswith(PII_SUFFIXES)
+            self._remember(key, False, answer)
+        return answer
 
     def is_pii_property(self, key: str) -> bool:
         """:meth:`is_pii` for event properties, where a bare ``name`` names what the event is about
         (Segment: the product, page, screen), not a person."""
-        return self.is_pii(key) and pii_key(key) != "name"
+        answer = self._pii_answers.get((key, True))
+        if answer is None:
+            answer = self.is_pii(key) and pii_key(key) != "name"
+            self._remember(key, True, answer)
+        return answer
+
+    def _remember(self, key: str, as_property: bool, answer: bool) -> None:
+        answers = self._pii_answers
+        if len(answers) >= PII_ANSWERS:  # keys come from senders: bounded
+            answers.clear()
+        answers[(key, as_property)] = answer
 
     def holds_pii(self, key: str, value: Any) -> bool:
         """Is the value of trait ``key`` personal information: its name, or any key inside it."""

@@ -32,6 +32,7 @@ from cdp_profile.rules import (
 )
 from cdp_profile.structs import (
     EVENT_TYPE_VALUES,
+    fill_struct,
     find_keys,
     put_dict,
     put_struct,
@@ -135,8 +136,12 @@ class ProfileView:
 
 
 class ProfileService:
-    def __init__(self, pool: asyncpg.Pool, names: BusNames, vault: PiiVault, clock: Clock) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, names: BusNames, vault: PiiVault, clock: Clock, *, reads: asyncpg.Pool | None = None
+    ) -> None:
         self._pool = pool
+        # GetProfile's one statement (storefronts' hot path): a pool without the reset round trip.
+        self._reads = reads or pool
         self._names = names
         self._vault = vault
         self._clock = clock
@@ -224,7 +229,7 @@ class ProfileService:
         else:
             context = f"{workspace_id}/profile/{state.person_id}"
             sealed = self._vault.seal(json.dumps(pii), context=context) if pii else None
-        stored = ProfileState(**{**state.__dict__, "traits": plain})
+        stored = state.with_fields(traits=plain)
         return stored, sealed
 
     def _open_profile(self, workspace_id: str, stored: StoredProfile) -> ProfileState:
@@ -460,7 +465,8 @@ class ProfileService:
         batch holds one partition's events (one lock); merges and splits are rare. Advisory locks
         are taken first, in order, before any row lock, so they cannot deadlock with row locks.
         """
-        await repository.lock_partitions(conn, {partition_of(p, self._names.partitions) for p in person_ids})
+        partitions = self._names.partitions
+        await repository.lock_partitions(conn, {partition_of(p, partitions) for p in set(person_ids)})
 
     async def _record(self, conn: asyncpg.Connection, items: list[Incoming]) -> int:
         now = self.now()
@@ -475,7 +481,7 @@ class ProfileService:
             for item in batch:
                 item.person_id = aliases.get(item.person_id, item.person_id)
             rows = {(r.message_id): r for r in (self._event_row(i, settings) for i in batch)}
-            fresh = await repository.insert_new_events(conn, list(rows.values()))
+            fresh = await repository.insert_new_events(conn, workspace_id, list(rows.values()))
             if not fresh:
                 continue
             stored_properties = {row.message_id: row.properties for row in fresh}
@@ -616,18 +622,29 @@ class ProfileService:
     # Announcements ------------------------------------------------------------------------------
 
     def snapshot(self, state: ProfileState, settings: WorkspaceSettings) -> events_pb2.ProfileSnapshot:
+        snapshot = events_pb2.ProfileSnapshot()
+        self._fill_snapshot(snapshot, state, settings)
+        return snapshot
+
+    @staticmethod
+    def _fill_snapshot(snapshot: events_pb2.ProfileSnapshot, state: ProfileState, settings: WorkspaceSettings) -> None:
+        """:meth:`snapshot` written into ``snapshot`` (in place: no copy of its Structs)."""
         personal = sorted(k for k, v in state.traits.items() if settings.holds_pii(k, v))
-        return events_pb2.ProfileSnapshot(
-            traits=to_struct({k: v for k, v in state.traits.items() if k not in personal}),
-            pii_traits=personal,
-            computed=to_struct(state.computed),
-            lifecycle_stage=state.lifecycle_stage,
-            tier=state.tier,
-            tags=sorted(state.tags),
-            consent={k: bool(v["granted"]) for k, v in state.consent.items()},
-            points_balance=state.points_balance,
-            currency=settings.currency,
-        )
+        # Present even when empty, as when the message was built from its parts.
+        snapshot.SetInParent()
+        snapshot.traits.SetInParent()
+        snapshot.computed.SetInParent()
+        fill_struct(snapshot.traits, {k: v for k, v in state.traits.items() if k not in personal})
+        snapshot.pii_traits.extend(personal)
+        fill_struct(snapshot.computed, state.computed)
+        snapshot.lifecycle_stage = state.lifecycle_stage
+        snapshot.tier = state.tier
+        snapshot.tags.extend(sorted(state.tags))
+        consent = snapshot.consent
+        for key, value in state.consent.items():
+            consent[key] = bool(value["granted"])
+        snapshot.points_balance = state.points_balance
+        snapshot.currency = settings.currency
 
     def _announcement(
         self,
@@ -649,13 +666,16 @@ class ProfileService:
             workspace_id=workspace_id,
             person_id=state.person_id,
             changed_fields=sorted(change.changed),
-            values=to_struct(values),
             trigger_message_id=change.trigger.message_id if change.trigger else "",
             trigger_event=change.trigger.event if change.trigger else "",
             version=state.version,
-            change_time=timestamp(now),
-            snapshot=self.snapshot(state, settings),
         )
+        # Filled in place: a message passed to the constructor would be copied.
+        message.values.SetInParent()
+        fill_struct(message.values, values)
+        message.change_time.SetInParent()
+        set_timestamp(message.change_time, now)
+        self._fill_snapshot(message.snapshot, state, settings)
         for event in change.events:
             fact = message.events.add(
                 message_id=event.message_id,
@@ -710,7 +730,7 @@ class ProfileService:
         raise _Moved
 
     async def get_profile(self, workspace_id: str, person_id: str) -> ProfileView:
-        async with self._pool.acquire() as conn:
+        async with self._reads.acquire() as conn:
             found = await repository.read_profile(
                 conn, workspace_id, person_id, events=RECENT_EVENTS, orders=RECENT_ORDERS
             )

@@ -35,7 +35,9 @@ def value_of(value: struct_pb2.Value) -> Any:
 
 
 def to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
-    return {key: value_of(value) for key, value in struct.fields.items()}
+    # Keys, then values by key: a map's items() is the generic Mapping mixin, in Python.
+    fields = struct.fields
+    return {key: value_of(fields[key]) for key in fields}
 
 
 def text_of(struct: struct_pb2.Struct, *keys: str) -> str:
@@ -52,6 +54,12 @@ def text_of(struct: struct_pb2.Struct, *keys: str) -> str:
 def to_struct(values: dict[str, Any]) -> struct_pb2.Struct:
     """Like ``Struct.update`` but 2x faster: exact type checks instead of abc isinstance."""
     message = struct_pb2.Struct()
+    fill_struct(message, values)
+    return message
+
+
+def fill_struct(message: struct_pb2.Struct, values: dict[str, Any]) -> None:
+    """:func:`to_struct` into an existing (empty) Struct, e.g. a field of a message being built."""
     fields = message.fields
     for key, value in values.items():
         kind = type(value)
@@ -64,10 +72,11 @@ def to_struct(values: dict[str, Any]) -> struct_pb2.Struct:
         elif value is None:
             fields[key].null_value = struct_pb2.NULL_VALUE
         elif kind is dict:
-            fields[key].struct_value.CopyFrom(to_struct(value))
+            inner = fields[key].struct_value
+            inner.SetInParent()  # an empty object is still an object, not a null
+            fill_struct(inner, value)
         else:
             fields[key].list_value.extend(value)  # nested dicts and lists: Struct's own conversion
-    return message
 
 
 def to_datetime(stamp: timestamp_pb2.Timestamp) -> datetime:
@@ -96,13 +105,17 @@ Path = tuple  # keys (str) of objects and indexes (int) of lists, from the top
 def find_keys(struct: struct_pb2.Struct, wanted: Callable[[str], bool], _path: Path = ()) -> list[tuple[Path, Any]]:
     """(path, value) of every key ``wanted`` says yes to, at any depth (not inside a found one)."""
     found = []
-    for key, value in struct.fields.items():
-        path = (*_path, key)
+    fields = struct.fields
+    for key in fields:
+        value = fields[key]
         if wanted(key):
-            found.append((path, value_of(value)))
-        else:
-            found += _find_in_value(value, wanted, path)
+            found.append(((*_path, key), value_of(value)))
+        elif value.WhichOneof("kind") in _CONTAINERS:
+            found += _find_in_value(value, wanted, (*_path, key))
     return found
+
+
+_CONTAINERS = frozenset({"struct_value", "list_value"})
 
 
 def _find_in_value(value: struct_pb2.Value, wanted: Callable[[str], bool], path: Path) -> list[tuple[Path, Any]]:

@@ -178,3 +178,18 @@ def test_differs_tells_1_from_true_and_0_from_false_at_any_depth():
     assert differs(1, True) and differs(0, False) and differs({"a": [1]}, {"a": [True]})
     assert differs({"a": {"b": 0}}, {"a": {"b": False}}) and differs([1, 2], [1])
     assert not differs(1, 1.0) and not differs({"a": [True, "x"]}, {"a": [True, "x"]}) and not differs(None, None)
+
+
+def test_structs_built_in_place_keep_empty_objects_and_the_first_usable_key():
+    from google.protobuf import struct_pb2
+
+    from cdp_profile.consumers import describe
+    from cdp_profile.structs import to_dict, to_struct
+
+    values = {"a": {}, "b": {"c": {}, "d": [1, "x"]}, "e": None, "f": 2.5}
+    assert to_dict(to_struct(values)) == {"a": {}, "b": {"c": {}, "d": [1, "x"]}, "e": None, "f": 2.5}
+    properties, context = struct_pb2.Struct(), struct_pb2.Struct()
+    properties.update({"store_id": "", "storeId": "s-2", "channel": 7})
+    context.update({"store_id": "s-9", "staff_id": "st-1", "source": "pos", "page": {"path": "/"}})
+    # Properties before context; an empty value gives way to the next key; a store makes the channel.
+    assert describe("track", properties, context) == ("store", "s-2", "st-1", "pos")
