@@ -273,7 +273,14 @@ class Compiler:
             )
         else:  # pragma: no cover
             raise TypeError(f"unknown node {node!r}")
-        return f"coalesce({leaf}, false)"
+        # A leaf that is never NULL stays bare: the planner turns a bare (NOT) EXISTS under AND
+        # into a (parallel) semi or anti join instead of a subquery per person.
+        return leaf if _never_null(node) else f"coalesce({leaf}, false)"
+
+
+def _never_null(node: Node) -> bool:
+    """EXISTS, count(*) and coalesce(sum, 0) compared with a number are true or false, never NULL."""
+    return isinstance(node, (EventCond, Member)) or (isinstance(node, OrderCond) and node.aggregate != "avg")
 
 
 def compile_where(node: Node, workspace_id: str, now: datetime) -> tuple[str, list[Any]]:
