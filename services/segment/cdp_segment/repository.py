@@ -679,6 +679,21 @@ def _high_sql(value: str, cuts: str, thresholds: RfmThresholds, *, lower_is_bett
     return f"((1 + {score}) >= {thresholds.high_score})"
 
 
+def _grouped(thresholds: RfmThresholds, customers: str) -> str:
+    """(person_id, grp) of the ``customers`` (a query of _customers' columns) under the
+    thresholds in $3-$5: the SQL twin of rfm.rfm_group."""
+    cases = " ".join(
+        f"WHEN {'r' if r else 'NOT r'} AND {'f' if f else 'NOT f'} AND {'m' if m else 'NOT m'} THEN '{group}'"
+        for (r, f, m), group in GROUPS.items()
+    )
+    return f"""
+        SELECT person_id, CASE {cases} END AS grp FROM (
+            SELECT person_id, {_high_sql("r", "$3::numeric[]", thresholds, lower_is_better=True)} AS r,
+                   {_high_sql("f", "$4::numeric[]", thresholds, lower_is_better=False)} AS f,
+                   {_high_sql("m", "$5::numeric[]", thresholds, lower_is_better=False)} AS m
+            FROM ({customers}) AS c) AS x"""
+
+
 def _regrouped(thresholds: RfmThresholds, persons: str = "") -> str:
     """(person_id, grp) of the persons of the workspace ($1) at $2 under the thresholds in $3-$5
     (only those in the uuid[] placeholder ``persons`` when given): the SQL twin of rfm.rfm_group."""
@@ -688,18 +703,9 @@ def _regrouped(thresholds: RfmThresholds, persons: str = "") -> str:
             "SELECT person_id, NULL::text AS grp FROM persons"
             f" WHERE workspace_id = $1 AND $2::timestamptz < 'infinity'{only}"
         )
-    cases = " ".join(
-        f"WHEN {'r' if r else 'NOT r'} AND {'f' if f else 'NOT f'} AND {'m' if m else 'NOT m'} THEN '{group}'"
-        for (r, f, m), group in GROUPS.items()
-    )
     return f"""
-        SELECT q.person_id, h.grp FROM persons q LEFT JOIN (
-            SELECT person_id, CASE {cases} END AS grp FROM (
-                SELECT person_id, {_high_sql("r", "$3::numeric[]", thresholds, lower_is_better=True)} AS r,
-                       {_high_sql("f", "$4::numeric[]", thresholds, lower_is_better=False)} AS f,
-                       {_high_sql("m", "$5::numeric[]", thresholds, lower_is_better=False)} AS m
-                FROM ({_customers(persons)}) AS c) AS x) AS h USING (person_id)
-        WHERE q.workspace_id = $1{only.replace("person_id", "q.person_id")}"""
+        SELECT q.person_id, h.grp FROM persons q LEFT JOIN ({_grouped(thresholds, _customers(persons))}) AS h
+        USING (person_id) WHERE q.workspace_id = $1{only.replace("person_id", "q.person_id")}"""
 
 
 def _rfm_params(workspace_id: str, thresholds: RfmThresholds, now: datetime) -> list:
@@ -714,13 +720,49 @@ def _rfm_params(workspace_id: str, thresholds: RfmThresholds, now: datetime) -> 
     ]
 
 
+def _rfm_wanted(thresholds: RfmThresholds, persons: str = "") -> tuple[str, int]:
+    """A query of (person_id, grp, due) for the persons of the workspace ($1) at $2 (only those
+    in the uuid[] placeholder ``persons`` when given): their RFM group under the thresholds in
+    $3-$5 (rfm.rfm_group) and their next recency regroup, or NULL (rfm.next_regroup); one read of
+    each customer's values. Its last parameter is the recency flip point (the caller passes
+    ``recency_flip(thresholds)``); (query, that parameter's number)."""
+    only = f" AND person_id = ANY({persons})" if persons else ""
+    if thresholds.customers == 0:
+        query = (
+            "SELECT person_id, NULL::text AS grp, NULL::timestamptz AS due FROM persons"
+            f" WHERE workspace_id = $1 AND $2::timestamptz < 'infinity' AND $3::numeric IS NULL{only}"
+        )
+        return query, 3
+    flip = "$6::numeric"
+    query = f"""
+        WITH c AS MATERIALIZED ({_customers(persons)})
+        SELECT q.person_id, h.grp, d.due FROM persons q
+        LEFT JOIN ({_grouped(thresholds, "SELECT * FROM c")}) AS h USING (person_id)
+        LEFT JOIN (SELECT person_id,
+                          $2::timestamptz + (({flip} - r) * 1000000)::bigint * interval '1 microsecond' AS due
+                   FROM c WHERE r < {flip}
+                     AND {flip} - r < extract(epoch FROM '{END_OF_TIME}'::timestamptz - $2::timestamptz)) AS d
+        USING (person_id)
+        WHERE q.workspace_id = $1{only.replace("person_id", "q.person_id")}"""
+    return query, 6
+
+
+def _rfm_wanted_params(workspace_id: str, thresholds: RfmThresholds, now: datetime) -> list:
+    if thresholds.customers == 0:
+        return [workspace_id, now, None]
+    return [*_rfm_params(workspace_id, thresholds, now), recency_flip(thresholds)]
+
+
 async def rfm_moves(conn: asyncpg.Connection, workspace_id: str, thresholds: RfmThresholds, now: datetime):
-    """Persons whose stored group differs from their group under ``thresholds`` (a read)."""
+    """Persons whose stored group or recency timer differs from theirs under ``thresholds`` (a
+    read): those a recompute must regroup or re-time; the others are right already."""
+    wanted, _ = _rfm_wanted(thresholds)
     rows = await conn.fetch(
-        f"""SELECT g.person_id::text AS person_id FROM ({_regrouped(thresholds)}) AS g
-            JOIN persons p ON p.workspace_id = $1 AND p.person_id = g.person_id
-            WHERE p.rfm_group IS DISTINCT FROM g.grp""",
-        *_rfm_params(workspace_id, thresholds, now),
+        f"""SELECT w.person_id::text AS person_id FROM ({wanted}) AS w
+            JOIN persons p ON p.workspace_id = $1 AND p.person_id = w.person_id
+            LEFT JOIN timers t ON t.workspace_id = $1 AND t.segment_id = '{RFM_TIMER}' AND t.person_id = w.person_id
+            WHERE p.rfm_group IS DISTINCT FROM w.grp OR t.due_at IS DISTINCT FROM w.due""",
+        *_rfm_wanted_params(workspace_id, thresholds, now),
         timeout=WORKSPACE_SCAN_TIMEOUT,
     )
     return [r["person_id"] for r in rows]
@@ -744,40 +786,32 @@ async def regroup_rfm(
     return [r["person_id"] for r in rows]
 
 
-async def person_ids(conn: asyncpg.Connection, workspace_id: str) -> list[str]:
+async def regroup_and_time_rfm(
+    conn: asyncpg.Connection, workspace_id: str, thresholds: RfmThresholds, now: datetime, persons: Sequence[str]
+) -> list[str]:
+    """Set these persons' RFM group and replace their recency timer (rfm.next_regroup) under
+    ``thresholds``, in one statement; the ids of those whose group changed. The caller holds
+    their locks."""
+    params = _rfm_wanted_params(workspace_id, thresholds, now)
+    restrict = f"${len(params) + 1}::uuid[]"
+    wanted, _ = _rfm_wanted(thresholds, restrict)
     rows = await conn.fetch(
-        "SELECT person_id::text AS p FROM persons WHERE workspace_id = $1 ORDER BY person_id",
-        workspace_id,
+        f"""WITH w AS MATERIALIZED ({wanted}),
+                 gone AS (DELETE FROM timers t USING w
+                          WHERE t.workspace_id = $1 AND t.segment_id = '{RFM_TIMER}' AND t.person_id = w.person_id
+                            AND w.due IS NULL),
+                 due AS (INSERT INTO timers (workspace_id, segment_id, person_id, due_at)
+                         SELECT $1, '{RFM_TIMER}', person_id, due FROM w WHERE due IS NOT NULL
+                         ON CONFLICT (workspace_id, segment_id, person_id) DO UPDATE SET due_at = excluded.due_at
+                         WHERE timers.due_at IS DISTINCT FROM excluded.due_at)
+            UPDATE persons p SET rfm_group = w.grp FROM w
+            WHERE p.workspace_id = $1 AND p.person_id = w.person_id AND p.rfm_group IS DISTINCT FROM w.grp
+            RETURNING p.person_id::text AS person_id""",
+        *params,
+        list(persons),
         timeout=WORKSPACE_SCAN_TIMEOUT,
     )
-    return [r["p"] for r in rows]
-
-
-async def reset_rfm_timers(
-    conn: asyncpg.Connection, workspace_id: str, thresholds: RfmThresholds, now: datetime, persons: Sequence[str]
-) -> None:
-    """These persons' next recency regroup under ``thresholds`` (the SQL twin of
-    rfm.next_regroup), replacing their RFM timers. The caller holds their locks."""
-    await conn.execute(
-        "DELETE FROM timers WHERE workspace_id = $1 AND segment_id = $2 AND person_id = ANY($3::uuid[])",
-        workspace_id,
-        RFM_TIMER,
-        list(persons),
-    )
-    if thresholds.customers == 0:
-        return
-    await conn.execute(
-        f"""INSERT INTO timers (workspace_id, segment_id, person_id, due_at)
-            SELECT $1, $4, person_id, $2::timestamptz + (($3::numeric - r) * 1000000)::bigint * interval '1 microsecond'
-            FROM ({_customers("$5::uuid[]")}) AS c
-            WHERE r < $3::numeric
-              AND $3::numeric - r < extract(epoch FROM '{END_OF_TIME}'::timestamptz - $2::timestamptz)""",
-        workspace_id,
-        now,
-        recency_flip(thresholds),
-        RFM_TIMER,
-        list(persons),
-    )
+    return [r["person_id"] for r in rows]
 
 
 async def rfm_counts(conn: asyncpg.Connection, workspace_id: str) -> dict[str | None, int]:

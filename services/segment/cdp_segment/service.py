@@ -607,11 +607,11 @@ class SegmentService:
 
         The threshold scan runs without locks. The thresholds are stored under the workspace lock
         held exclusively for that one short transaction: live batches in flight (grouping under
-        the old thresholds) finish first, every later one groups under the new. Only then are the
-        persons whose stored group differs looked for (so none changed in between is missed), and
-        regrouped and refreshed a slice at a time, each slice under its persons' locks only, so
-        the live path is never held up for the whole workspace. A crash between slices leaves the
-        rest for the next recompute.
+        the old thresholds) finish first, every later one groups (and sets recency timers) under
+        the new. Only then are the persons whose stored group or recency timer differs looked for
+        (so none changed in between is missed), and regrouped, re-timed and refreshed a slice at
+        a time, each slice under its persons' locks only, so the live path is never held up for
+        the whole workspace. A crash between slices leaves the rest for the next recompute.
         """
         now = self._clock.now()
         async with self._pool.acquire() as conn:
@@ -622,22 +622,14 @@ class SegmentService:
             await repository.save_rfm_thresholds(conn, workspace_id, thresholds)
             await repository.bump_generation(conn, workspace_id)
         async with self._pool.acquire() as conn:
-            candidates = await repository.rfm_moves(conn, workspace_id, thresholds, now)
-        async with self._pool.acquire() as conn:
-            everyone = await repository.person_ids(conn, workspace_id)
-        for start in range(0, len(everyone), repository.RFM_SLICE):
-            # Each customer's next regroup by recency alone, under the new thresholds.
-            persons = everyone[start : start + repository.RFM_SLICE]
-            async with self._pool.acquire() as conn, conn.transaction():
-                await repository.lock_workspaces(conn, [workspace_id])
-                await repository.lock_persons(conn, workspace_id, persons)
-                await repository.reset_rfm_timers(conn, workspace_id, thresholds, now, persons)
+            # whose group or recency timer is not yet what the new thresholds make it
+            candidates = sorted(await repository.rfm_moves(conn, workspace_id, thresholds, now))
         for start in range(0, len(candidates), repository.RFM_SLICE):
-            persons = sorted(candidates[start : start + repository.RFM_SLICE])
+            persons = candidates[start : start + repository.RFM_SLICE]
             async with self._pool.acquire() as conn, conn.transaction():
                 await repository.lock_workspaces(conn, [workspace_id])
                 await repository.lock_persons(conn, workspace_id, persons)
-                moved = await repository.regroup_rfm(conn, workspace_id, thresholds, now, persons)
+                moved = await repository.regroup_and_time_rfm(conn, workspace_id, thresholds, now, persons)
                 if not moved:
                     continue
                 catalogue, _ = (await self._catalogues.get(conn, [workspace_id]))[workspace_id]
