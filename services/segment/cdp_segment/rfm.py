@@ -1,4 +1,4 @@
-"""The 8-group RFM model, pure Python. The SQL twin (repository._regrouped, used by RFM
+"""The 8-group RFM model, pure Python. The SQL twin (repository._rfm_wanted, used by RFM
 recomputes) must agree.
 
 A *customer* is a person whose computed traits hold ``last_order_time`` (an ISO time),
