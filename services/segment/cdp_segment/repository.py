@@ -591,17 +591,20 @@ def _raw(persons: str = "") -> str:
     """Every person of the workspace ($1) with their raw RFM values (last order time, order count,
     total spent) as rfm.raw_values reads them, the recency at $2 and whether they are a customer
     (only those in the uuid[] placeholder ``persons`` when given)."""
+    # try_timestamptz in FROM (LATERAL): once a person. In the select list, the planner pulls the
+    # subquery up and evaluates it again wherever the time is used (six times a person here).
     return f"""
     SELECT person_id, rfm_group, extract(epoch FROM $2::timestamptz - last) AS r, f, m,
            last IS NOT NULL AND f > 0 AND m IS NOT NULL AS customer FROM (
-        SELECT person_id, rfm_group,
-               try_timestamptz(CASE WHEN jsonb_typeof(computed -> 'last_order_time') = 'string'
-                                    THEN computed ->> 'last_order_time' END) AS last,
+        SELECT person_id, rfm_group, l.last,
                CASE WHEN jsonb_typeof(computed -> 'order_count') = 'number'
                     THEN (computed ->> 'order_count')::numeric END AS f,
                CASE WHEN jsonb_typeof(computed -> 'total_spent_minor') = 'number'
                     THEN (computed ->> 'total_spent_minor')::numeric END AS m
-        FROM persons WHERE workspace_id = $1{_only(persons)}
+        FROM persons CROSS JOIN LATERAL try_timestamptz(
+            CASE WHEN jsonb_typeof(computed -> 'last_order_time') = 'string' THEN computed ->> 'last_order_time' END
+        ) AS l(last)
+        WHERE workspace_id = $1{_only(persons)}
     ) AS raw"""
 
 
@@ -703,13 +706,12 @@ def _rfm_wanted(thresholds: RfmThresholds, persons: str = "") -> str:
             "SELECT person_id, rfm_group AS stored, NULL::text AS grp, NULL::timestamptz AS due FROM persons"
             f" WHERE workspace_id = $1 AND $2::timestamptz < 'infinity' AND $3::numeric IS NULL{_only(persons)}"
         )
-    cases = " ".join(
-        f"WHEN {'rh' if r else 'NOT rh'} AND {'fh' if f else 'NOT fh'} AND {'mh' if m else 'NOT mh'} THEN '{group}'"
-        for (r, f, m), group in GROUPS.items()
-    )
+    # the group by its position (R high 4, F high 2, M high 1): each test evaluated once
+    groups = ", ".join(f"'{GROUPS[(bool(i & 4), bool(i & 2), bool(i & 1))]}'" for i in range(8))
     flip = "$6::numeric"
     return f"""
-        SELECT person_id, rfm_group AS stored, CASE WHEN customer THEN CASE {cases} END END AS grp,
+        SELECT person_id, rfm_group AS stored,
+               CASE WHEN customer THEN (ARRAY[{groups}])[1 + 4 * rh::int + 2 * fh::int + mh::int] END AS grp,
                CASE WHEN customer AND r < {flip}
                          AND {flip} - r < extract(epoch FROM '{END_OF_TIME}'::timestamptz - $2::timestamptz)
                     THEN $2::timestamptz + (({flip} - r) * 1000000)::bigint * interval '1 microsecond' END AS due
