@@ -631,7 +631,9 @@ class SegmentService:
 
         async def work_off() -> None:
             for start in slices:
-                await self._regroup_slice(workspace_id, thresholds, now, candidates[start : start + repository.RFM_SLICE])
+                await self._regroup_slice(
+                    workspace_id, thresholds, now, candidates[start : start + repository.RFM_SLICE]
+                )
 
         # Slices hold disjoint persons (each its own, taken in key order), so they run side by
         # side: the writes are PostgreSQL's work, and a slice a core halves the wall time.
