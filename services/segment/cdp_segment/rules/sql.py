@@ -27,6 +27,8 @@ from cdp_segment.rules.ast import (
 
 # rules.memory.END_OF_TIME: edges from there on are never reached (as in rules.timing).
 END_OF_TIME = "9999-12-31 23:59:59.999999+00"
+# Columns of persons that rules read as strings (the others are jsonb, or points_balance).
+_TEXT_COLUMNS = ("lifecycle_stage", "tier", "rfm_group")
 _SQL_OP = {Op.EQ: "=", Op.NEQ: "<>", Op.LT: "<", Op.LTE: "<=", Op.GT: ">", Op.GTE: ">="}
 
 
@@ -145,6 +147,15 @@ class Compiler:
                     return f"({self.exists(value)} OR {key} = ANY(p.pii_traits))"
                 break
         else:
+            if node.field in _TEXT_COLUMNS and node.op in (Op.EQ, Op.IN):
+                # the column itself (no jsonb per row): a text column is a string or NULL, so
+                # only string operands can match, as in eq / one_of
+                strings = [v for v in node.values if isinstance(v, str)]
+                if not strings:
+                    return "false"
+                if node.op is Op.EQ:
+                    return f"(p.{node.field} = {self.param(strings[0], 'text')})"
+                return f"(p.{node.field} = ANY({self.param(strings, 'text[]')}))"
             value = f"to_jsonb(p.{node.field})"  # lifecycle_stage, tier, rfm_group, points_balance (validated)
         return self.compare(value, node.op, node.values, node.days)
 
