@@ -570,21 +570,38 @@ async def rfm_thresholds(conn: asyncpg.Connection, workspace_id: str) -> RfmThre
     return _thresholds(row) if row else None
 
 
-def _customers(persons: str = "") -> str:
-    """The customers of the workspace ($1) and their raw RFM values at $2, as rfm.raw_values reads
-    them (only those in the uuid[] placeholder ``persons`` when given)."""
-    only = f" AND person_id = ANY({persons})" if persons else ""
+def _only(persons: str) -> str:
+    """A condition restricting ``person_id`` to the uuid[] placeholder ``persons`` (none when
+    empty). A join with the unnested array, not ``= ANY``: a generic plan of a prepared statement
+    then still expects a few persons (index probes), where ``= ANY($n)`` of an unknown array made
+    it scan the whole workspace (3 s a slice at 1M persons)."""
+    return f" AND person_id IN (SELECT unnest({persons}))" if persons else ""
+
+
+def _raw(persons: str = "") -> str:
+    """Every person of the workspace ($1) with their raw RFM values (last order time, order count,
+    total spent) as rfm.raw_values reads them, the recency at $2 and whether they are a customer
+    (only those in the uuid[] placeholder ``persons`` when given)."""
+    # try_timestamptz in FROM (LATERAL): once a person. In the select list, the planner pulls the
+    # subquery up and evaluates it again wherever the time is used (six times a person here).
     return f"""
-    SELECT person_id, extract(epoch FROM $2::timestamptz - last) AS r, f, m FROM (
-        SELECT person_id,
-               try_timestamptz(CASE WHEN jsonb_typeof(computed -> 'last_order_time') = 'string'
-                                    THEN computed ->> 'last_order_time' END) AS last,
+    SELECT person_id, rfm_group, extract(epoch FROM $2::timestamptz - last) AS r, f, m,
+           last IS NOT NULL AND f > 0 AND m IS NOT NULL AS customer FROM (
+        SELECT person_id, rfm_group, l.last,
                CASE WHEN jsonb_typeof(computed -> 'order_count') = 'number'
                     THEN (computed ->> 'order_count')::numeric END AS f,
                CASE WHEN jsonb_typeof(computed -> 'total_spent_minor') = 'number'
                     THEN (computed ->> 'total_spent_minor')::numeric END AS m
-        FROM persons WHERE workspace_id = $1{only}
-    ) AS raw WHERE last IS NOT NULL AND f > 0 AND m IS NOT NULL"""
+        FROM persons CROSS JOIN LATERAL try_timestamptz(
+            CASE WHEN jsonb_typeof(computed -> 'last_order_time') = 'string' THEN computed ->> 'last_order_time' END
+        ) AS l(last)
+        WHERE workspace_id = $1{_only(persons)}
+    ) AS raw"""
+
+
+def _customers() -> str:
+    """The customers of the workspace ($1) and their raw RFM values at $2."""
+    return f"SELECT person_id, r, f, m FROM ({_raw()}) AS v WHERE customer"
 
 
 async def compute_rfm_thresholds(
@@ -670,47 +687,52 @@ def _high_sql(value: str, cuts: str, thresholds: RfmThresholds, *, lower_is_bett
     return f"((1 + {score}) >= {thresholds.high_score})"
 
 
-def _regrouped(thresholds: RfmThresholds, persons: str = "") -> str:
-    """(person_id, grp) of the persons of the workspace ($1) at $2 under the thresholds in $3-$5
-    (only those in the uuid[] placeholder ``persons`` when given): the SQL twin of rfm.rfm_group."""
-    only = f" AND person_id = ANY({persons})" if persons else ""
+def _rfm_wanted(thresholds: RfmThresholds, persons: str = "") -> str:
+    """A query of (person_id, stored, grp, due) for the persons of the workspace ($1) at $2 (only
+    those in the uuid[] placeholder ``persons`` when given): the group stored, the group under the
+    thresholds in $3-$5 (the SQL twin of rfm.rfm_group) and the next recency regroup at the flip
+    point $6 (rfm.next_regroup), or NULL. One pass over the persons, no join."""
     if thresholds.customers == 0:
         return (
-            "SELECT person_id, NULL::text AS grp FROM persons"
-            f" WHERE workspace_id = $1 AND $2::timestamptz < 'infinity'{only}"
+            "SELECT person_id, rfm_group AS stored, NULL::text AS grp, NULL::timestamptz AS due FROM persons"
+            f" WHERE workspace_id = $1 AND $2::timestamptz < 'infinity' AND $3::numeric IS NULL{_only(persons)}"
         )
-    cases = " ".join(
-        f"WHEN {'r' if r else 'NOT r'} AND {'f' if f else 'NOT f'} AND {'m' if m else 'NOT m'} THEN '{group}'"
-        for (r, f, m), group in GROUPS.items()
-    )
+    # the group by its position (R high 4, F high 2, M high 1): each test evaluated once
+    groups = ", ".join(f"'{GROUPS[(bool(i & 4), bool(i & 2), bool(i & 1))]}'" for i in range(8))
+    flip = "$6::numeric"
     return f"""
-        SELECT q.person_id, h.grp FROM persons q LEFT JOIN (
-            SELECT person_id, CASE {cases} END AS grp FROM (
-                SELECT person_id, {_high_sql("r", "$3::numeric[]", thresholds, lower_is_better=True)} AS r,
-                       {_high_sql("f", "$4::numeric[]", thresholds, lower_is_better=False)} AS f,
-                       {_high_sql("m", "$5::numeric[]", thresholds, lower_is_better=False)} AS m
-                FROM ({_customers(persons)}) AS c) AS x) AS h USING (person_id)
-        WHERE q.workspace_id = $1{only.replace("person_id", "q.person_id")}"""
+        SELECT person_id, rfm_group AS stored,
+               CASE WHEN customer THEN (ARRAY[{groups}])[1 + 4 * rh::int + 2 * fh::int + mh::int] END AS grp,
+               CASE WHEN customer AND r < {flip}
+                         AND {flip} - r < extract(epoch FROM '{END_OF_TIME}'::timestamptz - $2::timestamptz)
+                    THEN $2::timestamptz + (({flip} - r) * 1000000)::bigint * interval '1 microsecond' END AS due
+        FROM (SELECT person_id, rfm_group, customer, r,
+                     {_high_sql("r", "$3::numeric[]", thresholds, lower_is_better=True)} AS rh,
+                     {_high_sql("f", "$4::numeric[]", thresholds, lower_is_better=False)} AS fh,
+                     {_high_sql("m", "$5::numeric[]", thresholds, lower_is_better=False)} AS mh
+              FROM ({_raw(persons)}) AS v) AS x"""
 
 
 def _rfm_params(workspace_id: str, thresholds: RfmThresholds, now: datetime) -> list:
     if thresholds.customers == 0:
-        return [workspace_id, now]
+        return [workspace_id, now, None]
     return [
         workspace_id,
         now,
         list(thresholds.recency_seconds),
         list(thresholds.frequency),
         list(thresholds.monetary),
+        recency_flip(thresholds),
     ]
 
 
 async def rfm_moves(conn: asyncpg.Connection, workspace_id: str, thresholds: RfmThresholds, now: datetime):
-    """Persons whose stored group differs from their group under ``thresholds`` (a read)."""
+    """Persons whose stored group or recency timer differs from theirs under ``thresholds`` (a
+    read): those a recompute must regroup or re-time; the others are right already."""
     rows = await conn.fetch(
-        f"""SELECT g.person_id::text AS person_id FROM ({_regrouped(thresholds)}) AS g
-            JOIN persons p ON p.workspace_id = $1 AND p.person_id = g.person_id
-            WHERE p.rfm_group IS DISTINCT FROM g.grp""",
+        f"""SELECT w.person_id::text AS person_id FROM ({_rfm_wanted(thresholds)}) AS w
+            LEFT JOIN timers t ON t.workspace_id = $1 AND t.segment_id = '{RFM_TIMER}' AND t.person_id = w.person_id
+            WHERE w.stored IS DISTINCT FROM w.grp OR t.due_at IS DISTINCT FROM w.due""",
         *_rfm_params(workspace_id, thresholds, now),
         timeout=WORKSPACE_SCAN_TIMEOUT,
     )
@@ -722,11 +744,10 @@ async def regroup_rfm(
 ) -> list[str]:
     """Set these persons' RFM group under ``thresholds``; the ids of those whose group changed."""
     params = _rfm_params(workspace_id, thresholds, now)
-    restrict = f"${len(params) + 1}::uuid[]"
+    wanted = _rfm_wanted(thresholds, f"${len(params) + 1}::uuid[]")
     rows = await conn.fetch(
-        f"""UPDATE persons p SET rfm_group = g.grp
-            FROM ({_regrouped(thresholds, restrict)}) AS g
-            WHERE p.workspace_id = $1 AND p.person_id = g.person_id AND p.rfm_group IS DISTINCT FROM g.grp
+        f"""UPDATE persons p SET rfm_group = w.grp FROM ({wanted}) AS w
+            WHERE p.workspace_id = $1 AND p.person_id = w.person_id AND w.stored IS DISTINCT FROM w.grp
             RETURNING p.person_id::text AS person_id""",
         *params,
         list(persons),
@@ -735,40 +756,31 @@ async def regroup_rfm(
     return [r["person_id"] for r in rows]
 
 
-async def person_ids(conn: asyncpg.Connection, workspace_id: str) -> list[str]:
+async def regroup_and_time_rfm(
+    conn: asyncpg.Connection, workspace_id: str, thresholds: RfmThresholds, now: datetime, persons: Sequence[str]
+) -> list[str]:
+    """Set these persons' RFM group and replace their recency timer (rfm.next_regroup) under
+    ``thresholds``, in one statement; the ids of those whose group changed. The caller holds
+    their locks."""
+    params = _rfm_params(workspace_id, thresholds, now)
+    wanted = _rfm_wanted(thresholds, f"${len(params) + 1}::uuid[]")
     rows = await conn.fetch(
-        "SELECT person_id::text AS p FROM persons WHERE workspace_id = $1 ORDER BY person_id",
-        workspace_id,
+        f"""WITH w AS MATERIALIZED ({wanted}),
+                 gone AS (DELETE FROM timers t USING w
+                          WHERE t.workspace_id = $1 AND t.segment_id = '{RFM_TIMER}' AND t.person_id = w.person_id
+                            AND w.due IS NULL),
+                 due AS (INSERT INTO timers (workspace_id, segment_id, person_id, due_at)
+                         SELECT $1, '{RFM_TIMER}', person_id, due FROM w WHERE due IS NOT NULL
+                         ON CONFLICT (workspace_id, segment_id, person_id) DO UPDATE SET due_at = excluded.due_at
+                         WHERE timers.due_at IS DISTINCT FROM excluded.due_at)
+            UPDATE persons p SET rfm_group = w.grp FROM w
+            WHERE p.workspace_id = $1 AND p.person_id = w.person_id AND w.stored IS DISTINCT FROM w.grp
+            RETURNING p.person_id::text AS person_id""",
+        *params,
+        list(persons),
         timeout=WORKSPACE_SCAN_TIMEOUT,
     )
-    return [r["p"] for r in rows]
-
-
-async def reset_rfm_timers(
-    conn: asyncpg.Connection, workspace_id: str, thresholds: RfmThresholds, now: datetime, persons: Sequence[str]
-) -> None:
-    """These persons' next recency regroup under ``thresholds`` (the SQL twin of
-    rfm.next_regroup), replacing their RFM timers. The caller holds their locks."""
-    await conn.execute(
-        "DELETE FROM timers WHERE workspace_id = $1 AND segment_id = $2 AND person_id = ANY($3::uuid[])",
-        workspace_id,
-        RFM_TIMER,
-        list(persons),
-    )
-    if thresholds.customers == 0:
-        return
-    await conn.execute(
-        f"""INSERT INTO timers (workspace_id, segment_id, person_id, due_at)
-            SELECT $1, $4, person_id, $2::timestamptz + (($3::numeric - r) * 1000000)::bigint * interval '1 microsecond'
-            FROM ({_customers("$5::uuid[]")}) AS c
-            WHERE r < $3::numeric
-              AND $3::numeric - r < extract(epoch FROM '{END_OF_TIME}'::timestamptz - $2::timestamptz)""",
-        workspace_id,
-        now,
-        recency_flip(thresholds),
-        RFM_TIMER,
-        list(persons),
-    )
+    return [r["person_id"] for r in rows]
 
 
 async def rfm_counts(conn: asyncpg.Connection, workspace_id: str) -> dict[str | None, int]:

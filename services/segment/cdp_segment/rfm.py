@@ -1,4 +1,4 @@
-"""The 8-group RFM model, pure Python. The SQL twin (repository._regrouped, used by RFM
+"""The 8-group RFM model, pure Python. The SQL twin (repository._rfm_wanted, used by RFM
 recomputes) must agree.
 
 A *customer* is a person whose computed traits hold ``last_order_time`` (an ISO time),
@@ -124,7 +124,7 @@ def recency_flip(thresholds: RfmThresholds) -> Decimal:
 
 def next_regroup(computed: Mapping[str, Any], thresholds: RfmThresholds | None, now: datetime) -> datetime | None:
     """When time alone next moves the person's group (recency crossing from high to low), or
-    None; the SQL twin is repository.reset_rfm_timers."""
+    None; the SQL twin is repository._rfm_wanted."""
     values = raw_values(computed)
     if thresholds is None or values is None or thresholds.customers == 0:
         return None

@@ -3,6 +3,7 @@ rule change), reads of memberships, estimates and previews, exports, RFM and bui
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import re
@@ -44,6 +45,8 @@ from cdpkit.pagination import decode_token, encode_token, page_size
 MAX_PREVIEW = 100
 # Longer than a recompute of a large workspace takes; a crashed holder's lease lapses after it.
 RFM_LEASE = timedelta(minutes=15)
+# RFM slices regrouped at once (one connection each)
+RFM_WORKERS = 2
 MAX_EXPORT_PAGE = 10_000
 EXPORT_CHUNK_ROWS = 5_000
 EXPORT_COLUMNS = ("lifecycle_stage", "tier", "rfm_group", "points_balance")
@@ -629,11 +632,11 @@ class SegmentService:
 
         The threshold scan runs without locks. The thresholds are stored under the workspace lock
         held exclusively for that one short transaction: live batches in flight (grouping under
-        the old thresholds) finish first, every later one groups under the new. Only then are the
-        persons whose stored group differs looked for (so none changed in between is missed), and
-        regrouped and refreshed a slice at a time, each slice under its persons' locks only, so
-        the live path is never held up for the whole workspace. A crash between slices leaves the
-        rest for the next recompute.
+        the old thresholds) finish first, every later one groups (and sets recency timers) under
+        the new. Only then are the persons whose stored group or recency timer differs looked for
+        (so none changed in between is missed), and regrouped, re-timed and refreshed a slice at
+        a time, each slice under its persons' locks only, so the live path is never held up for
+        the whole workspace. A crash between slices leaves the rest for the next recompute.
         """
         now = self._clock.now()
         async with self._pool.acquire() as conn:
@@ -644,31 +647,40 @@ class SegmentService:
             await repository.save_rfm_thresholds(conn, workspace_id, thresholds)
             await repository.bump_generation(conn, workspace_id)
         async with self._pool.acquire() as conn:
-            candidates = await repository.rfm_moves(conn, workspace_id, thresholds, now)
-        async with self._pool.acquire() as conn:
-            everyone = await repository.person_ids(conn, workspace_id)
-        for start in range(0, len(everyone), repository.RFM_SLICE):
-            # Each customer's next regroup by recency alone, under the new thresholds.
-            persons = everyone[start : start + repository.RFM_SLICE]
-            async with self._pool.acquire() as conn, conn.transaction():
-                await repository.lock_workspaces(conn, [workspace_id])
-                await repository.lock_persons(conn, workspace_id, persons)
-                await repository.reset_rfm_timers(conn, workspace_id, thresholds, now, persons)
-        for start in range(0, len(candidates), repository.RFM_SLICE):
-            persons = sorted(candidates[start : start + repository.RFM_SLICE])
-            async with self._pool.acquire() as conn, conn.transaction():
-                await repository.lock_workspaces(conn, [workspace_id])
-                await repository.lock_persons(conn, workspace_id, persons)
-                moved = await repository.regroup_rfm(conn, workspace_id, thresholds, now, persons)
-                if not moved:
-                    continue
-                catalogue, _ = (await self._catalogues.get(conn, [workspace_id]))[workspace_id]
-                readers = catalogue.reading({"rfm_group"})
-                if readers:
-                    await self._memberships.refresh_all(
-                        conn, workspace_id, catalogue, sorted(readers), now=now, reason="rfm recompute", persons=moved
-                    )
+            # whose group or recency timer is not yet what the new thresholds make it
+            candidates = sorted(await repository.rfm_moves(conn, workspace_id, thresholds, now))
+        slices = iter(range(0, len(candidates), repository.RFM_SLICE))
+
+        async def work_off() -> None:
+            for start in slices:
+                await self._regroup_slice(
+                    workspace_id, thresholds, now, candidates[start : start + repository.RFM_SLICE]
+                )
+
+        # Slices hold disjoint persons (each its own, taken in key order), so they run side by
+        # side: the writes are PostgreSQL's work, and a slice a core halves the wall time.
+        async with asyncio.TaskGroup() as group:
+            for _ in range(RFM_WORKERS):
+                group.create_task(work_off())
         return await self.rfm_report(workspace_id)
+
+    async def _regroup_slice(
+        self, workspace_id: str, thresholds: RfmThresholds, now: datetime, persons: list[str]
+    ) -> None:
+        """Regroup and re-time these persons under their locks; refresh the segments that read
+        rfm_group for those whose group moved."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await repository.lock_workspaces(conn, [workspace_id])
+            await repository.lock_persons(conn, workspace_id, persons)
+            moved = await repository.regroup_and_time_rfm(conn, workspace_id, thresholds, now, persons)
+            if not moved:
+                return
+            catalogue, _ = (await self._catalogues.get(conn, [workspace_id]))[workspace_id]
+            readers = catalogue.reading({"rfm_group"})
+            if readers:
+                await self._memberships.refresh_all(
+                    conn, workspace_id, catalogue, sorted(readers), now=now, reason="rfm recompute", persons=moved
+                )
 
     async def recompute_stale_rfm(self, max_age_seconds: float) -> int:
         """Recompute RFM for every workspace whose thresholds are older than ``max_age_seconds``

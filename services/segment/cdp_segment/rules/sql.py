@@ -27,6 +27,8 @@ from cdp_segment.rules.ast import (
 
 # rules.memory.END_OF_TIME: edges from there on are never reached (as in rules.timing).
 END_OF_TIME = "9999-12-31 23:59:59.999999+00"
+# Columns of persons that rules read as strings (the others are jsonb, or points_balance).
+_TEXT_COLUMNS = ("lifecycle_stage", "tier", "rfm_group")
 _SQL_OP = {Op.EQ: "=", Op.NEQ: "<>", Op.LT: "<", Op.LTE: "<=", Op.GT: ">", Op.GTE: ">="}
 
 
@@ -148,6 +150,15 @@ class Compiler:
                     return f"({self.exists(value)} OR {key} = ANY(p.pii_traits))"
                 break
         else:
+            if node.field in _TEXT_COLUMNS and node.op in (Op.EQ, Op.IN):
+                # the column itself (no jsonb per row): a text column is a string or NULL, so
+                # only string operands can match, as in eq / one_of
+                strings = [v for v in node.values if isinstance(v, str)]
+                if not strings:
+                    return "false"
+                if node.op is Op.EQ:
+                    return f"(p.{node.field} = {self.param(strings[0], 'text')})"
+                return f"(p.{node.field} = ANY({self.param(strings, 'text[]')}))"
             value = f"to_jsonb(p.{node.field})"  # lifecycle_stage, tier, rfm_group, points_balance (validated)
         return self.compare(value, node.op, node.values, node.days)
 
@@ -279,7 +290,14 @@ class Compiler:
             )
         else:  # pragma: no cover
             raise TypeError(f"unknown node {node!r}")
-        return f"coalesce({leaf}, false)"
+        # A leaf that is never NULL stays bare: the planner turns a bare (NOT) EXISTS under AND
+        # into a (parallel) semi or anti join instead of a subquery per person.
+        return leaf if _never_null(node) else f"coalesce({leaf}, false)"
+
+
+def _never_null(node: Node) -> bool:
+    """EXISTS, count(*) and coalesce(sum, 0) compared with a number are true or false, never NULL."""
+    return isinstance(node, (EventCond, Member)) or (isinstance(node, OrderCond) and node.aggregate != "avg")
 
 
 def compile_where(node: Node, workspace_id: str, now: datetime, zone: str = "UTC") -> tuple[str, list[Any]]:
