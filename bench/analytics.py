@@ -169,7 +169,7 @@ def main() -> None:
         postgres.start()
         try:
             postgres.create_database("recompute")
-            rows += asyncio.run(_recompute(postgres.dsn("recompute"), n))
+            rows += asyncio.run(_recompute(postgres.dsn("recompute"), n, postgres.process.pid))
             if not args.skip_master:
                 nats_server = NatsServer(Path(tmp) / "nats", free_port(), free_port())
                 nats_server.start()
@@ -219,7 +219,7 @@ def _histories(n: int) -> tuple[list[uuid.UUID], list[tuple[uuid.UUID, datetime,
     return persons, orders
 
 
-async def _recompute(dsn: str, n: int) -> list[tuple[str, str, str]]:
+async def _recompute(dsn: str, n: int, postgres_pid: int) -> list[tuple[str, str, str]]:
     await migrate(dsn, profile_main.SCHEMA, profile_main.MIGRATIONS)
     persons, orders = _histories(n)
     conn = await asyncpg.connect(dsn, server_settings={"search_path": "profile"})
@@ -260,17 +260,23 @@ async def _recompute(dsn: str, n: int) -> list[tuple[str, str, str]]:
             if run == 2:
                 clock.advance(timedelta(days=1))
             job = await service.request(WS, f"bench-{run}", None)
+            before = await _postgres_counters(pool)
+            cpu = time.process_time(), _postgres_cpu(postgres_pid)
             started = time.perf_counter()
             await service.run_next()
             total = time.perf_counter() - started
+            python_cpu, postgres_cpu = time.process_time() - cpu[0], _postgres_cpu(postgres_pid) - cpu[1]
             load = _load()
+            wal, full_pages, checkpoints = (b - a for a, b in zip(before, await _postgres_counters(pool), strict=True))
             job = await service.get_job(WS, job.job_id)
             assert job.state == "succeeded", job.error
             phases = ", ".join(f"{k} {v:.1f}" for k, v in job.timings.items())
             rows.append(
                 (
                     f"  {label}",
-                    f"{job.customers:,} customers, {job.announced:,} announced; {phases} s; {load}",
+                    f"{job.customers:,} customers, {job.announced:,} announced; {phases} s; WAL {wal / 2**20:,.0f} MB "
+                    f"({full_pages:,} full-page images), {checkpoints} checkpoints; CPU Python {python_cpu:.1f} s, "
+                    f"PostgreSQL {postgres_cpu:.1f} s; {load}",
                     f"{total:.1f} s",
                 )
             )
@@ -286,6 +292,36 @@ async def _recompute(dsn: str, n: int) -> list[tuple[str, str, str]]:
     finally:
         await pool.close()
     return rows
+
+
+async def _postgres_counters(pool: asyncpg.Pool) -> tuple[int, int, int]:
+    """WAL bytes written, full-page images, checkpoints: cumulative, for differences."""
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            """SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::int8,
+                      (SELECT wal_fpi FROM pg_stat_wal), (SELECT num_timed + num_requested FROM pg_stat_checkpointer)"""
+        )
+    return tuple(row)
+
+
+def _postgres_cpu(postmaster: int) -> float:
+    """CPU seconds of the PostgreSQL server: its processes' and those of its children that
+    exited (autovacuum workers...)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        pid, parent = int(entry), int(fields[1])
+        if pid == postmaster:
+            total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+        elif parent == postmaster:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
 
 
 def _serve(component: str, env: dict[str, str]) -> subprocess.Popen:
