@@ -206,7 +206,7 @@ async def write_predictions(
                   CASE WHEN m.moved THEN f.expected_purchases ELSE o.announced_expected_purchases END,
                   CASE WHEN m.moved THEN f.expected_order_value_minor ELSE o.announced_order_value_minor END,
                   CASE WHEN m.moved THEN f.predicted_clv_minor ELSE o.announced_clv_minor END,
-                  m.moved OR (o.announce AND EXISTS (
+                  m.moved OR ($6 AND o.announce AND EXISTS (
                       SELECT 1 FROM prediction_announce_lanes l
                       WHERE l.workspace_id = $1 AND l.model_id = $3 AND o.person_id > l.after
                         AND o.person_id <= l.through))
@@ -226,6 +226,8 @@ async def write_predictions(
         previous_model_id,
         min_change,
         announce_all,
+        # Announcements pending: a marked row is looked up in the lanes only when there are lanes.
+        previous_model_id is not None and bool(await announce_lanes(conn, workspace_id, previous_model_id)),
         timeout=WORKSPACE_TIMEOUT,
     )
     marked = await conn.fetchval(
