@@ -60,6 +60,11 @@ async def order_summaries(
     array (SUMMARY_COLUMNS), read through binary COPY."""
     buffer = io.BytesIO()
     await conn.execute("SET LOCAL work_mem = '256MB'")
+    # Nearly every (customer, day) is its own group: hashed, they fill memory, spill, and must
+    # be sorted by customer afterwards anyway. Sorted once by (customer, day), both aggregations
+    # stream (with parallel workers when the planner likes). 1M customers, 3.4M orders: 26-33 s
+    # -> 11-15 s at load 8.
+    await conn.execute("SET LOCAL enable_hashagg = off")
     await conn.copy_from_query(
         """WITH days AS (
                SELECT person_id, (order_time AT TIME ZONE $2)::date AS day, sum(total_minor - refunded_minor) AS amount
