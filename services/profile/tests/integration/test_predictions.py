@@ -426,7 +426,8 @@ async def test_announcement_lanes_go_in_person_order_one_transaction_at_a_time_a
             (a, False, 0.123456), (b, False, 0.123456), (c, True, 0.123456), (d, True, 0.123456),
         ]  # fmt: skip
         lanes = await conn.fetch(
-            "SELECT model_id, lane, after, through FROM prediction_announce_lanes WHERE workspace_id = $1 ORDER BY lane",
+            """SELECT model_id, lane, after, through FROM prediction_announce_lanes
+               WHERE workspace_id = $1 ORDER BY lane""",
             ws,
         )
         nil, last = uuid.UUID(value_repository.NO_PERSON_BEFORE), uuid.UUID(value_repository.NO_PERSON_AFTER)
