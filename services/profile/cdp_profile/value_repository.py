@@ -315,9 +315,9 @@ async def announce_next(
     profiles in person order (as the consumer does), sets the computed traits ``names`` (5, in
     Announced's order of values) to the announced_* values and removes ``removed``, and moves the
     versions on. Returns (rows taken, the profiles changed, in person order); a row without a
-    profile is only passed over. A lane with nothing left is deleted (0 rows taken; so is a lane
-    that is gone). Another transaction on the same lane waits for the lane's lock and continues
-    after the cursor this one committed: nothing is announced twice.
+    profile is only passed over. Taking fewer than ``limit`` rows (the lane's last) deletes the
+    lane; a lane that is gone takes none. Another transaction on the same lane waits for the
+    lane's lock and continues after the cursor this one committed: nothing is announced twice.
 
     The values go from the predictions table to the profiles inside PostgreSQL: nothing per row
     crosses the connection but the result. The predictions rows are only read."""
