@@ -14,7 +14,10 @@ service's recompute for 1M customers through PostgreSQL, and CDNOW_master import
    customer-day aggregation, binary COPY out), fit, predict, write (binary COPY in, the model's
    rows, the previous model's dropped), announce (the profiles' computed traits and versions, one
    ProfileChanged per moved prediction in the outbox). The first run announces everybody; a
-   second, a day later, only what moved by CDP_PROFILE_PREDICTION_MIN_CHANGE.
+   second, a day later, only what moved by CDP_PROFILE_PREDICTION_MIN_CHANGE (before it, not
+   timed: the outbox emptied as the relay would, VACUUM ANALYZE as autovacuum would). The
+   server runs with max_wal_size 8GB (CDP_BENCH_MAX_WAL_SIZE); each run prints its WAL volume,
+   full-page images, checkpoints and CPU seconds (this process, the PostgreSQL server).
 4. CDNOW_master end to end (69,659 transactions, 23,570 customers): identity and profile as
    processes on NATS and PostgreSQL, `python -m cdp_profile import --format cdnow`, then a
    recompute over gRPC, until the outbox is drained (every announcement published).
@@ -56,6 +59,7 @@ from cdpkit.migrate import migrate
 from cdpkit.pii import PiiVault, new_key
 
 WS = "bench"
+MAX_WAL_SIZE = os.environ.get("CDP_BENCH_MAX_WAL_SIZE", "8GB")
 CALIBRATION_END = date(2026, 6, 1)
 
 
@@ -168,8 +172,13 @@ def main() -> None:
         postgres = PostgresServer(Path(tmp) / "pg", free_port())
         postgres.start()
         try:
+            # A first fit writes about 2 GB of WAL: with the default 1 GB between checkpoints it
+            # checkpoints 6-7 times, and every page touched after each one goes to the WAL whole
+            # again (data checksums: hint bits too). docs/operations.md recommends this size.
+            postgres.psql(f"ALTER SYSTEM SET max_wal_size = '{MAX_WAL_SIZE}'")
+            postgres.psql("SELECT pg_reload_conf()")
             postgres.create_database("recompute")
-            rows += asyncio.run(_recompute(postgres.dsn("recompute"), n))
+            rows += asyncio.run(_recompute(postgres.dsn("recompute"), n, postgres.process.pid))
             if not args.skip_master:
                 nats_server = NatsServer(Path(tmp) / "nats", free_port(), free_port())
                 nats_server.start()
@@ -219,7 +228,7 @@ def _histories(n: int) -> tuple[list[uuid.UUID], list[tuple[uuid.UUID, datetime,
     return persons, orders
 
 
-async def _recompute(dsn: str, n: int) -> list[tuple[str, str, str]]:
+async def _recompute(dsn: str, n: int, postgres_pid: int) -> list[tuple[str, str, str]]:
     await migrate(dsn, profile_main.SCHEMA, profile_main.MIGRATIONS)
     persons, orders = _histories(n)
     conn = await asyncpg.connect(dsn, server_settings={"search_path": "profile"})
@@ -239,6 +248,7 @@ async def _recompute(dsn: str, n: int) -> list[tuple[str, str, str]]:
             columns=["workspace_id", "order_id", "person_id", "status", "currency", "total_minor", "order_time"],
         )
         await conn.execute("VACUUM ANALYZE")
+        await conn.execute("CHECKPOINT")  # the load's dirty pages written out before the jobs, not during them
         loaded = time.perf_counter() - started
     finally:
         await conn.close()
@@ -259,18 +269,29 @@ async def _recompute(dsn: str, n: int) -> list[tuple[str, str, str]]:
         for run, label in ((1, "first fit: everyone announced"), (2, "a day later: what moved")):
             if run == 2:
                 clock.advance(timedelta(days=1))
+                # What a day does, not timed: the relay publishes and deletes the outbox rows,
+                # autovacuum cleans up after the first fit (else it runs during this one).
+                async with pool.acquire() as conn:
+                    await conn.execute("DELETE FROM outbox")
+                    await conn.execute("VACUUM ANALYZE")
             job = await service.request(WS, f"bench-{run}", None)
+            before = await _postgres_counters(pool)
+            cpu = time.process_time(), _postgres_cpu(postgres_pid)
             started = time.perf_counter()
             await service.run_next()
             total = time.perf_counter() - started
+            python_cpu, postgres_cpu = time.process_time() - cpu[0], _postgres_cpu(postgres_pid) - cpu[1]
             load = _load()
+            wal, full_pages, checkpoints = (b - a for a, b in zip(before, await _postgres_counters(pool), strict=True))
             job = await service.get_job(WS, job.job_id)
             assert job.state == "succeeded", job.error
             phases = ", ".join(f"{k} {v:.1f}" for k, v in job.timings.items())
             rows.append(
                 (
                     f"  {label}",
-                    f"{job.customers:,} customers, {job.announced:,} announced; {phases} s; {load}",
+                    f"{job.customers:,} customers, {job.announced:,} announced; {phases} s; WAL {wal / 2**20:,.0f} MB "
+                    f"({full_pages:,} full-page images), {checkpoints} checkpoints; CPU Python {python_cpu:.1f} s, "
+                    f"PostgreSQL {postgres_cpu:.1f} s; {load}",
                     f"{total:.1f} s",
                 )
             )
@@ -286,6 +307,36 @@ async def _recompute(dsn: str, n: int) -> list[tuple[str, str, str]]:
     finally:
         await pool.close()
     return rows
+
+
+async def _postgres_counters(pool: asyncpg.Pool) -> tuple[int, int, int]:
+    """WAL bytes written, full-page images, checkpoints: cumulative, for differences."""
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            """SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::int8,
+                      (SELECT wal_fpi FROM pg_stat_wal), (SELECT num_timed + num_requested FROM pg_stat_checkpointer)"""
+        )
+    return tuple(row)
+
+
+def _postgres_cpu(postmaster: int) -> float:
+    """CPU seconds of the PostgreSQL server: its processes' and those of its children that
+    exited (autovacuum workers...)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        pid, parent = int(entry), int(fields[1])
+        if pid == postmaster:
+            total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+        elif parent == postmaster:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
 
 
 def _serve(component: str, env: dict[str, str]) -> subprocess.Popen:

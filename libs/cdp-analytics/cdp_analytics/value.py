@@ -77,9 +77,7 @@ def predict(
     CLV = Σ over months of E[spend per purchase] × E[purchases in that month] / (1 + d)^month.
     """
     x, t_x, T = (np.asarray(v, float) for v in (x, t_x, T))
-    triples, inverse = np.unique(np.stack([x, t_x, T], axis=1), axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    ux, ut, uT = triples[:, 0], triples[:, 1], triples[:, 2]
+    ux, ut, uT, _, inverse = bgnbd.distinct(x, t_x, T)
     params = models.purchases
     alive = bgnbd.probability_alive(params, ux, ut, uT)
     upcoming = bgnbd.expected_purchases(params, horizon_weeks, ux, ut, uT)

@@ -50,6 +50,47 @@ def test_gamma_gamma_reproduces_fader_hardie_2013(cdnow):
     assert round(params.gamma, 2) == 15.44
 
 
+@pytest.mark.parametrize("at", [(0.243, 4.414, 0.793, 2.426), (1.5, 0.8, 3.0, 0.6)])
+def test_bgnbd_gradient_is_the_log_likelihoods(cdnow, at):
+    """The fit follows the analytic gradient: it must be the log-likelihood's (central differences)."""
+    x, t_x, T = cdnow.x.astype(float), cdnow.t_x, cdnow.T
+    weights = np.ones(len(x))
+    params = np.array(at)
+    value, gradient = bgnbd.log_likelihood_gradient(params, x, t_x, T, weights)
+    assert value == pytest.approx(bgnbd.log_likelihood(params, x, t_x, T, weights), rel=1e-12)
+    for i in range(4):
+        step = np.zeros(4)
+        step[i] = 1e-6 * params[i]
+        slope = (
+            bgnbd.log_likelihood(params + step, x, t_x, T, weights)
+            - bgnbd.log_likelihood(params - step, x, t_x, T, weights)
+        ) / (2 * step[i])
+        assert gradient[i] == pytest.approx(slope, rel=1e-4, abs=1e-3)
+
+
+@pytest.mark.parametrize("at", [(6.25, 3.74, 15.44), (1.2, 8.0, 3.0)])
+def test_gamma_gamma_gradient_is_the_log_likelihoods(cdnow, at):
+    keep = (cdnow.x > 0) & (cdnow.m_x > 0)
+    x, m_x = cdnow.x[keep].astype(float), cdnow.m_x[keep]
+    params = np.array(at)
+    value, gradient = gamma_gamma.log_likelihood_gradient(params, x, np.log(x), np.log(m_x), x * m_x)
+    assert value == pytest.approx(gamma_gamma.log_likelihood(params, x, m_x), rel=1e-12)
+    for i in range(3):
+        step = np.zeros(3)
+        step[i] = 1e-6 * params[i]
+        slope = (
+            gamma_gamma.log_likelihood(params + step, x, m_x) - gamma_gamma.log_likelihood(params - step, x, m_x)
+        ) / (2 * step[i])
+        assert gradient[i] == pytest.approx(slope, rel=1e-4, abs=1e-3)
+
+
+def test_distinct_summaries_group_and_spread_back():
+    x, t_x, T = np.array([2.0, 0, 2, 2, 0]), np.array([3.0, 0, 3, 1, 0]), np.array([9.0, 5, 9, 9, 7])
+    ux, ut, uT, counts, inverse = bgnbd.distinct(x, t_x, T)
+    assert list(zip(ux, ut, uT, counts, strict=True)) == [(0, 0, 5, 1), (0, 0, 7, 1), (2, 1, 9, 1), (2, 3, 9, 2)]
+    assert (ux[inverse] == x).all() and (ut[inverse] == t_x).all() and (uT[inverse] == T).all()
+
+
 def test_predictions_of_the_paper_example(cdnow):
     params = bgnbd.fit(cdnow.x, cdnow.t_x, cdnow.T)
     # Fader, Hardie & Lee (2005), section 5: a customer with x=2, t_x=30.43, T=38.86.

@@ -9,12 +9,14 @@ per workspace, in four steps:
 2. fit and predict (cdp_analytics, numpy);
 3. write: one transaction COPYs the predictions in, stores them under the new model (carrying
    over what was last announced) and drops the previous model's;
-4. announce, in batches of ``announce_batch`` persons, one transaction each: one statement
-   claims the marked rows, locks their profiles in person order, updates the profiles'
-   computed prediction traits and moves their versions on (values from the predictions table,
-   in SQL); then a ProfileChanged each (changed fields and values, no snapshot) is enqueued in
-   the outbox. Only rows that moved materially are announced (``min_change``); an interrupted
-   announcement is resumed by the next run of the worker (the rows stay marked).
+4. announce, lane by lane (the marked rows split by person id, ANNOUNCERS lanes at once), in
+   batches of ``announce_batch`` persons, one transaction each: one statement takes the lane's
+   next marked rows after its cursor and moves the cursor, locks their profiles in person
+   order, updates the profiles' computed prediction traits and moves their versions on (values
+   from the predictions table, in SQL); then a ProfileChanged each (changed fields and values,
+   no snapshot) is enqueued in the outbox. Only rows that moved materially are announced
+   (``min_change``); an interrupted announcement is resumed by the next run of the worker
+   (from the lanes' cursors).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from cdpkit.money import currency_exponent
 log = structlog.get_logger(__name__)
 
 ANNOUNCED = Counter("cdp_profile_predictions_announced_total", "ProfileChanged announcements of moved predictions")
-# Concurrent announcing transactions after a recompute.
+# Lanes of a recompute's announcement (announced at once, one transaction each).
 ANNOUNCERS = 2
 JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
@@ -311,6 +313,7 @@ class PredictionService:
                 fresh,
                 min_change=config.min_change,
                 announce_all=renamed,
+                lanes=ANNOUNCERS,
             )
             # Persons who had predictions and have none now (no counted order left, merged away).
             if gone:
@@ -333,24 +336,26 @@ class PredictionService:
             # The horizon changed: the old name is removed where the new one is set.
             removed = (f"expected_purchases_{previous[0].horizon_weeks}w",)
 
-        async def announcer() -> int:
-            # Several at once (SKIP LOCKED): one's statement runs in PostgreSQL while another
-            # builds its messages.
+        async def announcer(lane: int) -> int:
+            # One per lane, at once: one's statement runs in PostgreSQL while another builds its
+            # messages.
             announced = 0
             async with self._pool.acquire() as own:
                 while True:
                     async with own.transaction():
                         claimed, changed = await repo.announce_next(
-                            own, workspace_id, model_id, self.config.announce_batch, names, removed
+                            own, workspace_id, model_id, lane, self.config.announce_batch, names, removed
                         )
-                        if not claimed:
-                            return announced
-                        settings = await self._settings_of(own, workspace_id)
-                        if removed:
-                            changed = [(p, v, (*values, None)) for p, v, values in changed]
-                        announced += await self._enqueue(own, workspace_id, settings, names + removed, changed)
+                        if changed:
+                            settings = await self._settings_of(own, workspace_id)
+                            if removed:
+                                changed = [(p, v, (*values, None)) for p, v, values in changed]
+                            announced += await self._enqueue(own, workspace_id, settings, names + removed, changed)
+                    if claimed < self.config.announce_batch:  # the lane is done (and deleted)
+                        return announced
 
-        announced = sum(await asyncio.gather(*(announcer() for _ in range(ANNOUNCERS))))
+        lanes = await repo.announce_lanes(conn, workspace_id, model_id)
+        announced = sum(await asyncio.gather(*(announcer(lane) for lane in lanes)))
         timings["announce"] = timings.get("announce", 0.0) + time.perf_counter() - started
         return announced
 

@@ -330,10 +330,13 @@ async def test_tag_rules_on_churn_risk_and_the_schedule(service_env, nats_url):
         await runtime.stop()
 
 
-async def test_announcement_batches_claim_in_person_order_skip_claimed_rows_and_resume(svc):
-    """The announcing statement against real PostgreSQL: an interrupted batch changes nothing and
-    leaves its rows marked; two transactions at once claim disjoint rows in person order; a
-    claimed row without a profile is only unmarked; the old horizon's trait is removed."""
+async def test_announcement_lanes_go_in_person_order_one_transaction_at_a_time_and_resume(svc):
+    """The announcing statements against real PostgreSQL: an interrupted batch changes nothing
+    and leaves its lane's cursor where it was; a second transaction on the same lane waits for
+    the first and goes on after it (nothing twice); a row without a profile is passed over; the
+    old horizon's trait is removed; a lane with nothing left is deleted. A recompute after an
+    interrupted announcement marks the rows after the cursor again, and those only (with the
+    values they were to announce), and splits its marked rows into lanes."""
     pool, ws = svc.pool, "announce"
     a, b, c, gone, d = sorted(uuid.uuid4() for _ in range(5))
     names = predictions.prediction_names(12)
@@ -349,33 +352,41 @@ async def test_announcement_batches_claim_in_person_order_skip_claimed_rows_and_
                VALUES ($1, $2, 1, $3, $4, 5000, 9000, $3, $4, 5000, 9000, $5)""",
             [(ws, p, 0.123456, 1.987654, p != d) for p in (a, b, c, gone, d)],
         )
+        await conn.execute("INSERT INTO prediction_announce_lanes (workspace_id, model_id, lane) VALUES ($1, 1, 0)", ws)
 
         async def versions() -> dict:
             rows = await conn.fetch("SELECT person_id, version FROM profiles WHERE workspace_id = $1", ws)
             return {r["person_id"]: r["version"] for r in rows}
 
+        cursor = "SELECT after FROM prediction_announce_lanes WHERE workspace_id = $1 AND model_id = 1 AND lane = 0"
         with pytest.raises(RuntimeError):
             async with conn.transaction():
-                claimed, _ = await value_repository.announce_next(conn, ws, 1, 10, names, ["expected_purchases_8w"])
+                claimed, _ = await value_repository.announce_next(conn, ws, 1, 0, 10, names, ["expected_purchases_8w"])
                 assert claimed == 4
                 raise RuntimeError("interrupted before the outbox")
         assert set((await versions()).values()) == {3}
-        marked = "SELECT array_agg(person_id ORDER BY person_id) FROM predictions WHERE workspace_id = $1 AND announce"
-        assert await conn.fetchval(marked, ws) == [a, b, c, gone]
+        assert str(await conn.fetchval(cursor, ws)) == value_repository.NO_PERSON_BEFORE
 
-    async with pool.acquire() as first, pool.acquire() as second, first.transaction(), second.transaction():
-        claimed_first, changed_first = await value_repository.announce_next(
-            first, ws, 1, 2, names, ["expected_purchases_8w"]
-        )
-        claimed_second, changed_second = await value_repository.announce_next(
-            second, ws, 1, 2, names, ["expected_purchases_8w"]
-        )
+    async with pool.acquire() as first, pool.acquire() as second:
+        async with first.transaction():
+            claimed_first, changed_first = await value_repository.announce_next(
+                first, ws, 1, 0, 2, names, ["expected_purchases_8w"]
+            )
+
+            async def next_batch():
+                async with second.transaction():
+                    return await value_repository.announce_next(second, ws, 1, 0, 2, names, ["expected_purchases_8w"])
+
+            waiting = asyncio.create_task(next_batch())
+            await asyncio.sleep(0.3)
+            assert not waiting.done(), "the second transaction did not wait for the lane"
+        claimed_second, changed_second = await waiting
     assert claimed_first == claimed_second == 2
     values = (0.1235, 0.8765, 1.9877, 5000, 9000)
     assert changed_first == [(str(a), 4, values), (str(b), 4, values)]
     assert changed_second == [(str(c), 4, values)]  # `gone` has no profile
     async with pool.acquire() as conn:
-        assert await conn.fetchval(marked, ws) is None
+        assert await conn.fetchval(cursor, ws) == gone
         assert await versions() == {a: 4, b: 4, c: 4, d: 3}
         computed = await conn.fetchval(
             "SELECT computed FROM profiles WHERE workspace_id = $1 AND person_id = $2", ws, c
@@ -384,8 +395,43 @@ async def test_announcement_batches_claim_in_person_order_skip_claimed_rows_and_
             "order_count": 2, "p_alive": 0.1235, "churn_risk": 0.8765, "expected_purchases_12w": 1.9877,
             "expected_order_value_minor": 5000, "predicted_clv_minor": 9000,
         }  # fmt: skip
-        claimed, _ = await value_repository.announce_next(conn, ws, 1, 10, names, [])
-        assert claimed == 0
+        async with conn.transaction():
+            assert await value_repository.announce_next(conn, ws, 1, 0, 10, names, []) == (0, [])
+        assert await value_repository.announce_lanes(conn, ws, 1) == []
+        assert await value_repository.announce_next(conn, ws, 1, 0, 10, names, []) == (0, [])
+
+        # Interrupted after a and b: the next recompute (nothing moved) marks c and d again.
+        await conn.execute("UPDATE predictions SET announce = true WHERE workspace_id = $1", ws)
+        await conn.execute(
+            "INSERT INTO prediction_announce_lanes (workspace_id, model_id, lane, after) VALUES ($1, 1, 0, $2)", ws, b
+        )
+        fresh = {
+            "person_id": np.array([p.bytes for p in (a, b, c, d)], dtype="V16"),
+            "p_alive": np.full(4, 0.13),
+            "expected_purchases": np.full(4, 1.99),
+            "expected_order_value_minor": np.full(4, 5001),
+            "predicted_clv_minor": np.full(4, 9001),
+        }
+        async with conn.transaction():
+            marked, removed = await value_repository.write_predictions(
+                conn, ws, 2, 1, fresh, min_change=0.05, announce_all=False, lanes=2
+            )
+        assert marked == 2 and removed == [str(gone)]
+        rows = await conn.fetch(
+            """SELECT person_id, announce, announced_p_alive FROM predictions WHERE workspace_id = $1
+               ORDER BY person_id""",
+            ws,
+        )
+        assert [(r["person_id"], r["announce"], r["announced_p_alive"]) for r in rows] == [
+            (a, False, 0.123456), (b, False, 0.123456), (c, True, 0.123456), (d, True, 0.123456),
+        ]  # fmt: skip
+        lanes = await conn.fetch(
+            """SELECT model_id, lane, after, through FROM prediction_announce_lanes
+               WHERE workspace_id = $1 ORDER BY lane""",
+            ws,
+        )
+        nil, last = uuid.UUID(value_repository.NO_PERSON_BEFORE), uuid.UUID(value_repository.NO_PERSON_AFTER)
+        assert [tuple(r) for r in lanes] == [(2, 0, nil, c), (2, 1, c, last)]
 
 
 def test_announcement_payloads_built_in_parts_are_the_whole_message():
