@@ -24,7 +24,13 @@ runs the segment service in its own process (its real consumers, outbox relay an
   SegmentMembershipChanged on NATS (timer worker polling every 1 s, 500 timers a round).
 
     python -m bench segment [--persons 1000000] [--updates 20000] [--rates 250,500,1000] [--seconds 20]
-                            [--replicas 1] [--burst 10000] [--statements] [--no-fsync]
+                            [--replicas 1] [--burst 10000] [--statements] [--no-fsync] [--no-vacuum]
+                            [--pg-setting NAME=VALUE ...]
+
+Before it measures, the projection is settled as in production (untimed, stated in the output):
+VACUUM (ANALYZE) of the loaded tables after the COPY; after the segments' creation the outbox is
+truncated (their first announcements are not what is measured) and the membership tables
+vacuumed, then a CHECKPOINT. ``--no-vacuum`` skips both (the outbox DELETEd instead).
 
 The live rows also give the service process's CPU time per announcement (less noisy than
 wall-clock on a shared machine); ``--statements`` prints the SQL statements per announcement of
