@@ -24,7 +24,13 @@ runs the segment service in its own process (its real consumers, outbox relay an
   SegmentMembershipChanged on NATS (timer worker polling every 1 s, 500 timers a round).
 
     python -m bench segment [--persons 1000000] [--updates 20000] [--rates 250,500,1000] [--seconds 20]
-                            [--replicas 1] [--burst 10000] [--statements] [--no-fsync]
+                            [--replicas 1] [--burst 10000] [--statements] [--no-fsync] [--no-vacuum]
+                            [--pg-setting NAME=VALUE ...]
+
+Before it measures, the projection is settled as in production (untimed, stated in the output):
+VACUUM (ANALYZE) of the loaded tables after the COPY; after the segments' creation the outbox is
+truncated (their first announcements are not what is measured) and the membership tables
+vacuumed, then a CHECKPOINT. ``--no-vacuum`` skips both (the outbox DELETEd instead).
 
 The live rows also give the service process's CPU time per announcement (less noisy than
 wall-clock on a shared machine); ``--statements`` prints the SQL statements per announcement of
@@ -365,17 +371,24 @@ async def _latency(
     return p50, p99, len(sent), round(achieved)
 
 
-_STATEMENTS = """SELECT calls, total_exec_time, regexp_replace(query, '\\s+', ' ', 'g') AS query
+_STATEMENTS = """SELECT calls, total_exec_time, max_exec_time, shared_blks_read,
+                        regexp_replace(query, '\\s+', ' ', 'g') AS query
                  FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
                 WHERE d.datname = current_database() ORDER BY calls DESC"""
+_VACUUMS = """SELECT relname, autovacuum_count + autoanalyze_count AS autos FROM pg_stat_user_tables
+               WHERE schemaname = 'segment'"""
 
 
 def _print_statements(stats: list[asyncpg.Record], announcements: int) -> None:
     """Statements the service ran during a latency run, per announcement (bench's own included)."""
     total = sum(r["calls"] for r in stats)
     print(f"\nSQL statements during the first latency run: {total / announcements:.2f} per announcement")
+    print("  calls, ms per announcement, max ms of one call, blocks read from outside shared buffers per call")
     for r in stats[:40]:
-        print(f"{r['calls'] / announcements:7.3f} {r['total_exec_time'] / announcements:7.3f} ms  {r['query'][:150]}")
+        print(
+            f"{r['calls'] / announcements:7.3f} {r['total_exec_time'] / announcements:7.3f} ms"
+            f" {r['max_exec_time']:8.1f} {r['shared_blks_read'] / max(1, r['calls']):7.1f}  {r['query'][:150]}"
+        )
 
 
 def _percentiles(seen: list[float], lost: int, which: tuple[int, ...]) -> list[float]:
@@ -432,6 +445,22 @@ async def _run(dsn: str, nats_url: str, args) -> list[tuple[str, str]]:
     )
     await conn.close()
     rows.append(("  projection rows: orders / events", f"{counts['orders']:,} / {counts['events']:,}"))
+    if not args.no_vacuum:
+        # Right after a bulk COPY the tables have no hint bits and no visibility map, and autovacuum
+        # races what follows; production's projection is settled ("what the day does").
+        t0 = time.perf_counter()
+        conn = await asyncpg.connect(dsn)
+        await conn.execute(
+            "VACUUM (ANALYZE) segment.persons, segment.person_orders, segment.order_items,"
+            " segment.person_events, segment.object_tags"
+        )
+        await conn.close()
+        rows.append(
+            (
+                "  then VACUUM (ANALYZE) of the loaded tables (untimed above and below)",
+                f"{time.perf_counter() - t0:.1f} s",
+            )
+        )
 
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
@@ -520,7 +549,25 @@ async def _run(dsn: str, nats_url: str, args) -> list[tuple[str, str]]:
         # The first refreshes announced every member of the 21 segments (millions of outbox rows at
         # 1M persons); relaying them is not what is measured here, so they are dropped.
         conn = await asyncpg.connect(dsn)
-        await conn.execute("DELETE FROM segment.outbox")
+        if args.no_vacuum:
+            await conn.execute("DELETE FROM segment.outbox")
+        else:
+            # Settled as in production, where the memberships were written long ago: no millions of
+            # dead outbox rows and no fresh membership tables for autovacuum to work through during
+            # the live runs (untimed, stated).
+            t0 = time.perf_counter()
+            await conn.execute("TRUNCATE segment.outbox")
+            await conn.execute(
+                "VACUUM (ANALYZE) segment.memberships, segment.membership_history, segment.timers, segment.persons"
+            )
+            await conn.execute("CHECKPOINT")
+            rows.append(
+                (
+                    "  then TRUNCATE outbox, VACUUM (ANALYZE) memberships, history, timers, persons; CHECKPOINT"
+                    " (untimed)",
+                    f"{time.perf_counter() - t0:.1f} s",
+                )
+            )
         await conn.close()
         rng.shuffle(ids)
         updates = await _states(dsn, ids[: args.updates])
@@ -570,11 +617,14 @@ async def _run(dsn: str, nats_url: str, args) -> list[tuple[str, str]]:
                 conn = await asyncpg.connect(dsn)
                 await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
                 await conn.execute("SELECT pg_stat_statements_reset()")
+                vacuums = dict(await conn.fetch(_VACUUMS))
             cpu = _cpu_seconds(process)
             p50, p99, lost, achieved = await _latency(js, nc, names, triggers, rate, args.seconds)
             cpu = _cpu_seconds(process) - cpu
             if args.statements:
                 _print_statements(await conn.fetch(_STATEMENTS), len(triggers))
+                autos = [r["relname"] for r in await conn.fetch(_VACUUMS) if r["autos"] != vacuums.get(r["relname"])]
+                print(f"autovacuum / autoanalyze during it: {', '.join(autos) or 'none'}")
                 await conn.close()
                 args.statements = False
             rows.append(
@@ -633,13 +683,29 @@ def main() -> None:
     parser.add_argument(
         "--no-fsync", action="store_true", help="PostgreSQL without fsync (to see what the disk costs; not durable)"
     )
+    parser.add_argument(
+        "--no-vacuum",
+        action="store_true",
+        help="no VACUUM (ANALYZE) after the load and the segments' creation (as before 2026-12-02)",
+    )
+    parser.add_argument(
+        "--pg-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a PostgreSQL setting for the run (ALTER SYSTEM), e.g. plan_cache_mode=force_custom_plan",
+    )
     args, _ = parser.parse_known_args()
     with tempfile.TemporaryDirectory(prefix="cdp-bench-segment-") as tmp:
         postgres = PostgresServer(Path(tmp) / "pg", free_port(), fast=args.no_fsync)
         nats_server = NatsServer(Path(tmp) / "nats", free_port(), free_port())
         postgres.start()
+        settings = [setting.split("=", 1) for setting in args.pg_setting]
         if args.statements:  # counted per announcement with pg_stat_statements (loaded at start)
-            postgres.psql("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+            settings.append(["shared_preload_libraries", "pg_stat_statements"])
+        if settings:
+            for name, value in settings:
+                postgres.psql(f"ALTER SYSTEM SET {name} = '{value}'")
             postgres.stop()
             postgres.start()
         nats_server.start()
@@ -652,7 +718,8 @@ def main() -> None:
             postgres.stop()
     load = load_average()
     print(
-        f"\nsegment benchmark{' (PostgreSQL without fsync)' if args.no_fsync else ''}: {machine()},"
+        f"\nsegment benchmark{' (PostgreSQL without fsync)' if args.no_fsync else ''}"
+        f"{''.join(f' ({s})' for s in args.pg_setting)}: {machine()},"
         f" load average before {load_before}, at the end {load}"
     )
     print_rows(rows)
