@@ -123,14 +123,17 @@ async def test_sigkill_during_a_send_burst_then_restart_sends_every_message_exac
     assert sorted(v["body"]["to"] for v in webhooks.delivered.values()) == sorted(phone(n) for n in range(PERSONS))
     # Raw at the SMTP server: one distinct Message-ID per person; a message that arrived twice
     # is the one that was at the server at the kill (e-mails go one after another over one
-    # connection: at most one), with the same Message-ID and idempotency key both times, and it
-    # is exactly what the restarted service counted as re-sent. A relay without de-duplication
-    # would have delivered that one twice; a provider honouring the key delivers it once.
+    # connection: at most one), with the same Message-ID and idempotency key both times, and
+    # counted by the restarted service as re-sent. The count is of messages whose content had
+    # started to go out at the kill: when the kill cut the content short, the server discarded
+    # it and the re-send arrives once (counted, no duplicate; seen in a CI run), so the raw
+    # duplicates are at most the count. A relay without de-duplication would have delivered a
+    # fully received one twice; a provider honouring the key delivers it once.
     arrivals = list(smtp.arrivals)
     assert len({message_id for message_id, _ in arrivals}) == PERSONS
     assert all(message_id == f"<{key}@example.com>" for message_id, key in arrivals)
     raw_duplicates = len(arrivals) - PERSONS
-    assert raw_duplicates == resent_by_channel.get("email", 0) <= 1
+    assert raw_duplicates <= resent_by_channel.get("email", 0) <= 1
     # The SMS went concurrently: those in flight at the kill (at most a send batch) were re-sent
     # with their key; the receiver saw each key again at most once more.
     assert sum(webhooks.posts.values()) - PERSONS <= resent_by_channel.get("sms", 0) <= SEND_BATCH
