@@ -60,13 +60,18 @@ class SmtpReceiver:
         self._controller.stop()
 
     def env(self) -> dict[str, str]:
-        return {
-            "CDP_CAMPAIGN_EMAIL_PROVIDER": "smtp",
-            "CDP_CAMPAIGN_SMTP_HOST": "127.0.0.1",
-            "CDP_CAMPAIGN_SMTP_PORT": str(self.port),
-            "CDP_CAMPAIGN_SMTP_TLS": "none",
-            "CDP_CAMPAIGN_SMTP_FROM": "shop@example.com",
-        }
+        return smtp_env(self.port)
+
+
+def smtp_env(port: int) -> dict[str, str]:
+    """Campaign's settings for sending e-mail to a local test SMTP server on ``port``."""
+    return {
+        "CDP_CAMPAIGN_EMAIL_PROVIDER": "smtp",
+        "CDP_CAMPAIGN_SMTP_HOST": "127.0.0.1",
+        "CDP_CAMPAIGN_SMTP_PORT": str(port),
+        "CDP_CAMPAIGN_SMTP_TLS": "none",
+        "CDP_CAMPAIGN_SMTP_FROM": "shop@example.com",
+    }
 
 
 class WebhookReceiver:

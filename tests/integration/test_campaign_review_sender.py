@@ -17,6 +17,7 @@ from google.protobuf import field_mask_pb2
 from cdp.campaign.v1 import campaign_pb2
 from cdp_campaign.delivery import RESENT, Sender
 from cdp_devstack.infra import free_port
+from tests.e2e.delivery_receivers import smtp_env
 
 from .campaign_harness import WS, eventually
 
@@ -115,13 +116,7 @@ class _CountingSmtp:
         return sum(n for key, n in self.transmissions.items() if self.to[key] == address)
 
     def env(self) -> dict[str, str]:
-        return {
-            "CDP_CAMPAIGN_EMAIL_PROVIDER": "smtp",
-            "CDP_CAMPAIGN_SMTP_HOST": "127.0.0.1",
-            "CDP_CAMPAIGN_SMTP_PORT": str(self.port),
-            "CDP_CAMPAIGN_SMTP_TLS": "none",
-            "CDP_CAMPAIGN_SMTP_FROM": "shop@example.com",
-        }
+        return smtp_env(self.port)
 
 
 @pytest.fixture
