@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import random
@@ -50,13 +51,16 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import grpc
 import nats
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.report import load_average, machine, print_rows
 from cdp.events.v1 import events_pb2
@@ -220,14 +224,14 @@ async def _load(dsn: str, persons: int, rng: random.Random) -> list[str]:
     return ids
 
 
-def _start_service(dsn: str, nats_url: str, port: int) -> subprocess.Popen:
+def _start_service(dsn: str, nats_url: str, port: int, metrics_port: int = 0) -> subprocess.Popen:
     env = {
         **os.environ,
         "CDP_DATABASE_URL": dsn,
         "CDP_NATS_URL": nats_url,
         "CDP_BUS_PREFIX": PREFIX,
         "CDP_SEGMENT_GRPC_PORT": str(port),
-        "CDP_SEGMENT_METRICS_PORT": "0",
+        "CDP_SEGMENT_METRICS_PORT": str(metrics_port),
         "CDP_SEGMENT_RFM_INTERVAL_SECONDS": "0",
         "CDP_LOG_LEVEL": "warning",
         "CDP_LOG_FORMAT": "json",
@@ -334,41 +338,115 @@ async def _live_updates(js, names: BusNames, rows: list[asyncpg.Record]) -> floa
     return len(messages) / (time.perf_counter() - started)
 
 
-async def _latency(
-    js, nc, names: BusNames, rows: list[asyncpg.Record], rate: float, seconds: float
-) -> tuple[float, float, int, int]:
+class _Pauses:
+    """This process's own garbage-collection pauses while measuring (a pause here delays the
+    publisher and the timestamps of what arrives: it would show as service latency)."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self._started = 0.0
+
+    def __enter__(self) -> _Pauses:
+        gc.callbacks.append(self._observe)
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        gc.callbacks.remove(self._observe)
+
+    def _observe(self, phase: str, _info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds.append(time.perf_counter() - self._started)
+
+
+@dataclass
+class _LatencyRun:
+    p50: float
+    p99: float
+    lost: int
+    achieved: int
+    late_publish_ms: float  # the furthest behind schedule a publish went out
+    bench_gc: list[float]  # this process's GC pauses, seconds
+    worst: list[tuple[float, float]]  # (seconds into the run the message was sent, its latency ms)
+
+
+async def _latency(js, nc, names: BusNames, rows: list[asyncpg.Record], rate: float, seconds: float) -> _LatencyRun:
     """p50 / p99 ms from publishing a ProfileChanged (a new "Bench Trigger" event, the state as it
     is) to receiving the SegmentMembershipChanged of the person entering segment "trigger"."""
     sent: dict[str, float] = {}
     latencies: list[float] = []
+    timeline: list[tuple[float, float]] = []
+    late = 0.0
 
     async def on_change(msg) -> None:
         change = events_pb2.SegmentMembershipChanged.FromString(msg.data)
         if change.segment_id == "trigger" and change.person_id in sent:
-            latencies.append((time.perf_counter() - sent.pop(change.person_id)) * 1000)
+            at = sent.pop(change.person_id)
+            latencies.append((time.perf_counter() - at) * 1000)
+            timeline.append((at - started, latencies[-1]))
 
     sub = await nc.subscribe(names.subject(SEGMENT, "membership"), cb=on_change)
     messages = [(str(r["person_id"]), _change(r, 1000, "Bench Trigger", r["tier"])) for r in rows]
     total = len(messages)
-    started = time.perf_counter()
-    for n, (person_id, message) in enumerate(messages):
-        due = started + n / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        sent[person_id] = time.perf_counter()
-        await js.publish(
-            names.partitioned(PROFILE, person_id),
-            message.SerializeToString(),
-            headers={"Nats-Msg-Id": message.trigger_message_id},
-        )
-    achieved = total / (time.perf_counter() - started)
-    deadline = time.perf_counter() + 30
-    while sent and time.perf_counter() < deadline:  # noqa: ASYNC110 - the callback empties it
-        await asyncio.sleep(0.05)
+    with _Pauses() as pauses:
+        started = time.perf_counter()
+        for n, (person_id, message) in enumerate(messages):
+            due = started + n / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent[person_id] = time.perf_counter()
+            late = max(late, sent[person_id] - due)
+            await js.publish(
+                names.partitioned(PROFILE, person_id),
+                message.SerializeToString(),
+                headers={"Nats-Msg-Id": message.trigger_message_id},
+            )
+        achieved = total / (time.perf_counter() - started)
+        deadline = time.perf_counter() + 30
+        while sent and time.perf_counter() < deadline:  # noqa: ASYNC110 - the callback empties it
+            await asyncio.sleep(0.05)
     await sub.unsubscribe()
     p50, p99 = _percentiles(latencies, len(sent), (50, 99))
-    return p50, p99, len(sent), round(achieved)
+    # The slowest message of each of the slowest seconds: a tail made of one stall or spread out.
+    slowest: dict[int, tuple[float, float]] = {}
+    for at, ms in timeline:
+        if ms > slowest.get(int(at), (0.0, 0.0))[1]:
+            slowest[int(at)] = (at, ms)
+    worst = sorted(slowest.values(), key=lambda pair: -pair[1])[:4]
+    return _LatencyRun(p50, p99, len(sent), round(achieved), late * 1000, pauses.seconds, worst)
+
+
+def _scrape(port: int) -> dict[tuple[str, str], float]:
+    """The service's /metrics samples of interest: {(name, labels): value}."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        if family.name in ("cdp_gc_pause_seconds", "cdp_consumer_batch_seconds"):
+            for sample in family.samples:
+                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                samples[(sample.name, labels)] = sample.value
+    return samples
+
+
+def _service_pauses(before: dict[tuple[str, str], float], after: dict[tuple[str, str], float]) -> str:
+    """The service's GC pauses and slow consumer batches between two scrapes."""
+
+    def delta(name: str, labels: str) -> float:
+        return after.get((name, labels), 0.0) - before.get((name, labels), 0.0)
+
+    parts = []
+    for generation in range(3):
+        count = delta("cdp_gc_pause_seconds_count", f"generation={generation}")
+        total = delta("cdp_gc_pause_seconds_sum", f"generation={generation}")
+        if count:
+            parts.append(f"gen{generation} GC {count:.0f}x {total * 1000:.0f} ms")
+    batches = delta("cdp_consumer_batch_seconds_count", "consumer=segment-profile")
+    fast = delta("cdp_consumer_batch_seconds_bucket", "consumer=segment-profile,le=0.1")
+    parts.append(f"{batches:.0f} consumer batches, {batches - fast:.0f} over 100 ms")
+    return "; ".join(parts)
 
 
 _STATEMENTS = """SELECT calls, total_exec_time, max_exec_time, shared_blks_read,
@@ -466,8 +544,8 @@ async def _run(dsn: str, nats_url: str, args) -> list[tuple[str, str]]:
     js = nc.jetstream()
     names = BusNames(PREFIX)
     await ensure_streams(js, names)
-    port = free_port()
-    process = _start_service(dsn, nats_url, port)
+    port, metrics_port = free_port(), free_port()
+    process = _start_service(dsn, nats_url, port, metrics_port)
     # More replicas share the partitions (leases); they serve gRPC on ports of their own.
     replicas = [_start_service(dsn, nats_url, free_port()) for _ in range(args.replicas - 1)]
     profiler = None
@@ -618,9 +696,10 @@ async def _run(dsn: str, nats_url: str, args) -> list[tuple[str, str]]:
                 await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
                 await conn.execute("SELECT pg_stat_statements_reset()")
                 vacuums = dict(await conn.fetch(_VACUUMS))
-            cpu = _cpu_seconds(process)
-            p50, p99, lost, achieved = await _latency(js, nc, names, triggers, rate, args.seconds)
+            cpu, scraped = _cpu_seconds(process), await asyncio.to_thread(_scrape, metrics_port)
+            run = await _latency(js, nc, names, triggers, rate, args.seconds)
             cpu = _cpu_seconds(process) - cpu
+            pauses = _service_pauses(scraped, await asyncio.to_thread(_scrape, metrics_port))
             if args.statements:
                 _print_statements(await conn.fetch(_STATEMENTS), len(triggers))
                 autos = [r["relname"] for r in await conn.fetch(_VACUUMS) if r["autos"] != vacuums.get(r["relname"])]
@@ -629,10 +708,24 @@ async def _run(dsn: str, nats_url: str, args) -> list[tuple[str, str]]:
                 args.statements = False
             rows.append(
                 (
-                    f"ProfileChanged -> entered announced, at {achieved:,} /s for {args.seconds:.0f} s: p50 / p99",
-                    f"{_ms(p50)} / {_ms(p99)} ms (load average {os.getloadavg()[0]:.1f};"
+                    f"ProfileChanged -> entered announced, at {run.achieved:,} /s for {args.seconds:.0f} s: p50 / p99",
+                    f"{_ms(run.p50)} / {_ms(run.p99)} ms (load average {os.getloadavg()[0]:.1f};"
                     f" service CPU {cpu / len(triggers) * 1000:.2f} ms per announcement)"
-                    + (f" ({lost} not seen within 30 s, counted as lost)" if lost else ""),
+                    + (f" ({run.lost} not seen within 30 s, counted as lost)" if run.lost else ""),
+                )
+            )
+            rows.append(("  service: GC pauses; consumer batches", pauses))
+            rows.append(
+                (
+                    "  bench: GC pauses; publish furthest behind schedule",
+                    f"{len(run.bench_gc)}x, longest {max(run.bench_gc, default=0) * 1000:.0f} ms;"
+                    f" {run.late_publish_ms:.0f} ms",
+                )
+            )
+            rows.append(
+                (
+                    "  slowest seconds: sent at (s) -> latency",
+                    ", ".join(f"{at:.1f} s -> {ms:.0f} ms" for at, ms in run.worst),
                 )
             )
             while await _consumer_pending(js, names):  # noqa: ASYNC110 - polling the server's counters

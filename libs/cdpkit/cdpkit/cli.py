@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 
-from cdpkit import logs
+from cdpkit import collector, logs
 from cdpkit.config import CommonSettings, ConfigError, describe, load, redact_url
 from cdpkit.errors import DomainError
 from cdpkit.migrate import migrate, pending
@@ -78,6 +78,7 @@ def service_main(
         if settings.migrate_on_start:
             await apply_migrations()
         runtime = await bootstrap(settings)
+        collector.tune()  # after start-up made its long-lived objects
         await runtime.run_until_signal()
 
     async def extra() -> None:
@@ -85,6 +86,7 @@ def service_main(
         # commands, and it may not change the schema.
         if settings.migrate_on_start:
             await apply_migrations()
+        collector.tune()
         await extra_commands[command].run(settings, args)
 
     outcome = {"code": 0}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import sys
 from pathlib import Path
 
@@ -67,21 +66,7 @@ async def _import(settings: Settings, args: argparse.Namespace) -> None:
     )
 
 
-# The consumer makes many short-lived containers per event and keeps caches of hundreds of
-# thousands of objects (identifier hashes, opened PII): under the default thresholds (700, 10, 10)
-# the cyclic collector walked them over and over (7-30 % of the consumer's CPU, docs/benchmarks.md).
-# Cycles are rare here (reference counting frees nearly everything), so it runs 70x less often,
-# and what start-up made (modules, descriptors) is frozen out of its walks.
-GC_THRESHOLDS = (50_000, 20, 100)
-
-
-def tune_gc() -> None:
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-
-
 def main() -> int:
-    tune_gc()
     return service_main(
         service="profile",
         settings_class=Settings,
