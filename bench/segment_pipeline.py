@@ -39,13 +39,13 @@ import grpc
 import nats
 
 from bench.report import load_average, machine, print_rows
-from bench.segment import _ms, _percentiles
+from bench.segment import _freeze_heap, _ms, _percentiles
 from cdp.events.v1 import events_pb2
 from cdp.segment.v1 import segment_pb2, segment_pb2_grpc
 from cdp_devstack.infra import free_port
 from cdp_devstack.stack import Ports, Stack
 from cdp_gateway.publisher import EventPublisher
-from cdpkit.bus import PROFILE, SEGMENT, BusNames, ensure_streams
+from cdpkit.bus import PROFILE, RESOLVED, SEGMENT, BusNames, ensure_streams
 
 WS = "bench"
 SERVICES = ("identity", "profile", "segment")
@@ -78,6 +78,29 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _cpu_of(command: str) -> float:
+    """CPU seconds of every running process named ``command`` (PostgreSQL's backends, nats-server)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # ended meanwhile
+            continue
+        if text[text.index("(") + 1 : text.rindex(")")] == command:
+            total += _cpu_seconds(int(stat.parent.name))
+    return total
+
+
+def _cpu_now(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each service, of PostgreSQL and of NATS, and of this process."""
+    return {
+        **{s: _cpu_seconds(pids[s]) for s in SERVICES},
+        "postgres": _cpu_of("postgres"),
+        "nats": _cpu_of("nats-server"),
+        "bench": time.process_time(),
+    }
+
+
 async def _populate(publisher: EventPublisher, dsn: str, persons: int) -> float:
     """Every shopper's first event, through the pipeline; seconds until segment holds them all."""
     started = time.perf_counter()
@@ -97,12 +120,20 @@ async def _populate(publisher: EventPublisher, dsn: str, persons: int) -> float:
 
 async def _latency(
     publisher: EventPublisher, nc, names: BusNames, users: range, rate: float
-) -> tuple[list[float], list[float], int, int]:
-    """Per trigger event, ms from its publish to profile's ProfileChanged (identity + profile)
-    and to segment's entered announcement; how many were never seen entering; the rate achieved."""
+) -> tuple[list[float], list[float], list[float], int, int]:
+    """Per trigger event, ms from its publish to segment's entered announcement, to identity's
+    resolved event and to profile's ProfileChanged on NATS; how many were never seen entering;
+    the rate achieved."""
     sent: dict[str, float] = {}
     latencies: list[float] = []
     profiled: list[float] = []
+    resolved: list[float] = []
+
+    async def on_resolved(msg) -> None:
+        for item in events_pb2.ResolvedEventBatch.FromString(msg.data).events:
+            published = sent.get(item.event.message_id)
+            if published is not None:
+                resolved.append((time.perf_counter() - published) * 1000)
 
     async def on_profile(msg) -> None:
         if not msg.subject.rsplit(".", 1)[-1].isdigit():  # objects, settings
@@ -121,6 +152,7 @@ async def _latency(
 
     sub = await nc.subscribe(names.subject(SEGMENT, "membership"), cb=on_change)
     profile_sub = await nc.subscribe(names.subject(PROFILE, "*"), cb=on_profile)
+    resolved_sub = await nc.subscribe(names.subject(RESOLVED, "*"), cb=on_resolved)
     pending: set[asyncio.Task] = set()
     started = time.perf_counter()
     for n, user in enumerate(users):
@@ -140,7 +172,8 @@ async def _latency(
         await asyncio.sleep(0.05)
     await sub.unsubscribe()
     await profile_sub.unsubscribe()
-    return latencies, profiled, len(sent), round(achieved)
+    await resolved_sub.unsubscribe()
+    return latencies, resolved, profiled, len(sent), round(achieved)
 
 
 async def _run(stack: Stack, args) -> list[tuple[str, str]]:
@@ -150,7 +183,7 @@ async def _run(stack: Stack, args) -> list[tuple[str, str]]:
     if wanted > needed:
         raise SystemExit(f"--persons {needed} is fewer than the {wanted} triggers the runs need: raise it")
     nc = await nats.connect(stack.nats_url)
-    names = BusNames(stack.bus_prefix)
+    names = BusNames(stack.bus_prefix, args.partitions)
     await ensure_streams(nc.jetstream(), names)
     publisher = EventPublisher(nc.jetstream(), names)
     pids = stack.pids()
@@ -173,13 +206,14 @@ async def _run(stack: Stack, args) -> list[tuple[str, str]]:
             )
         )
         await asyncio.sleep(2)  # the population's tail (outbox relays) settles
+        _freeze_heap()
         used = 0
         for rate in rates:
             users = range(used, used + int(rate * args.seconds))
             used = users.stop
-            cpu = {s: _cpu_seconds(pids[s]) for s in SERVICES}
-            latencies, profiled, lost, achieved = await _latency(publisher, nc, names, users, rate)
-            per_event = {s: (_cpu_seconds(pids[s]) - cpu[s]) / len(users) * 1000 for s in SERVICES}
+            cpu = _cpu_now(pids)
+            latencies, resolved, profiled, lost, achieved = await _latency(publisher, nc, names, users, rate)
+            per_event = {s: (spent - cpu[s]) / len(users) * 1000 for s, spent in _cpu_now(pids).items()}
             p50, p99 = _percentiles(latencies, lost, (50, 99))
             rows.append(
                 (
@@ -189,12 +223,16 @@ async def _run(stack: Stack, args) -> list[tuple[str, str]]:
                     + (f" ({lost} not seen within 30 s, counted as lost)" if lost else ""),
                 )
             )
-            p50, p99 = _percentiles(profiled, len(users) - len(profiled), (50, 99))
-            rows.append(("  of which raw event -> ProfileChanged on NATS: p50 / p99", f"{_ms(p50)} / {_ms(p99)} ms"))
+            for label, hop in (("identity's resolved event", resolved), ("profile's ProfileChanged", profiled)):
+                p50, p99 = _percentiles(hop, len(users) - len(hop), (50, 99))
+                rows.append((f"  of which raw event -> {label} on NATS: p50 / p99", f"{_ms(p50)} / {_ms(p99)} ms"))
             rows.append(
                 (
-                    "  CPU per event: identity / profile / segment",
-                    " / ".join(f"{per_event[s]:.2f}" for s in SERVICES) + " ms",
+                    "  CPU per event: identity / profile / segment; PostgreSQL / NATS / this bench",
+                    " / ".join(f"{per_event[s]:.2f}" for s in SERVICES)
+                    + "; "
+                    + " / ".join(f"{per_event[s]:.2f}" for s in ("postgres", "nats", "bench"))
+                    + " ms",
                 )
             )
             await asyncio.sleep(2)
@@ -208,12 +246,19 @@ def main() -> None:
     parser.add_argument("--persons", type=int, default=20_000, help="shoppers (each triggers at most once)")
     parser.add_argument("--rates", default="250,500,1000", help="raw events per second, one run each")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--partitions", type=int, default=4, help="partitions of the event subjects (CDP_PARTITIONS), default 4"
+    )
     args, _ = parser.parse_known_args()
     load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="cdp-bench-pipeline-") as tmp:
         log = open(Path(tmp) / "stack.log", "w")  # noqa: SIM115
         stack = Stack(
-            Path(tmp) / "state", _ports(), bus_prefix="bench", log=log, extra_env={"CDP_LOG_LEVEL": "warning"}
+            Path(tmp) / "state",
+            _ports(),
+            bus_prefix="bench",
+            log=log,
+            extra_env={"CDP_LOG_LEVEL": "warning", "CDP_PARTITIONS": str(args.partitions)},
         )
         try:
             stack.start_infrastructure()
