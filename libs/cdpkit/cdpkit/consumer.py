@@ -191,6 +191,67 @@ class _Puller:
         return leftovers
 
 
+@dataclass
+class _Part:
+    messages: Sequence[Msg]
+    done: asyncio.Future[None]
+
+
+class CoalescingHandler:
+    """One handler call for the batches that several loops of a replica hand in at the same moment.
+
+    A replica holding several partitions runs one loop per partition; at a moderate rate each
+    brings a batch of one or two messages, and each batch paid a whole transaction (its
+    statements, its commit's WAL flush). Here the calls run one at a time, and the batches handed
+    in while one runs go together in the next (up to ``limit`` messages; a batch is never split):
+    the same work in fewer, larger transactions. Each loop still has one batch in flight at a
+    time, so a partition's messages are still applied in order.
+
+    A combined call that fails is run again batch by batch, so each loop learns of a failure
+    only if its own batch fails alone (and then retries it message by message as usual).
+    """
+
+    def __init__(self, handler: Handler, limit: int) -> None:
+        self._handler = handler
+        self._limit = limit
+        self._waiting: deque[_Part] = deque()
+        self._turn = asyncio.Lock()
+
+    async def __call__(self, messages: Sequence[Msg]) -> None:
+        part = _Part(messages, asyncio.get_running_loop().create_future())
+        self._waiting.append(part)
+        while not part.done.done():
+            async with self._turn:
+                if part not in self._waiting:  # in a call before (still running if its driver was cancelled)
+                    break
+                parts = [self._waiting.popleft()]
+                taken = len(parts[0].messages)
+                while self._waiting and taken + len(self._waiting[0].messages) <= self._limit:
+                    taken += len(self._waiting[0].messages)
+                    parts.append(self._waiting.popleft())
+                # Shielded: a loop cancelled meanwhile must not take the others' batches with it.
+                await asyncio.shield(asyncio.ensure_future(self._run(parts)))
+        await part.done
+
+    async def _run(self, parts: list[_Part]) -> None:
+        try:
+            await self._handler([message for part in parts for message in part.messages])
+        except Exception as exc:  # noqa: BLE001 - attributed to the batch that fails alone
+            if len(parts) == 1:
+                parts[0].done.set_exception(exc)
+                return
+            for part in parts:
+                try:
+                    await self._handler(part.messages)
+                except Exception as alone:  # noqa: BLE001
+                    part.done.set_exception(alone)
+                else:
+                    part.done.set_result(None)
+            return
+        for part in parts:
+            part.done.set_result(None)
+
+
 class ConsumerLoop:
     """Runs one durable pull consumer until :meth:`stop` is called.
 

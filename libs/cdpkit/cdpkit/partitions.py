@@ -121,7 +121,10 @@ class PartitionedConsumer:
         self._js = js
         self._names = names
         self._spec = spec
-        self._handler = handler
+        from cdpkit.consumer import CoalescingHandler  # consumer imports this module lazily too
+
+        # The partitions held here share one handler: what they bring at once is one call.
+        self._handler = CoalescingHandler(handler, spec.batch_size)
         self.member = _UNSAFE.sub("_", member_id or default_member_id())
         self.name = spec.durable
         self._ttl = spec.lease_seconds
