@@ -119,7 +119,7 @@ async def _populate(publisher: EventPublisher, dsn: str, persons: int) -> float:
 
 
 async def _latency(
-    publisher: EventPublisher, nc, names: BusNames, users: range, rate: float
+    publisher: EventPublisher, nc, names: BusNames, users: range, rate: float, with_hops: bool
 ) -> tuple[list[float], list[float], list[float], int, int]:
     """Per trigger event, ms from its publish to segment's entered announcement, to identity's
     resolved event and to profile's ProfileChanged on NATS; how many were never seen entering;
@@ -151,8 +151,12 @@ async def _latency(
                 latencies.append((time.perf_counter() - published) * 1000)
 
     sub = await nc.subscribe(names.subject(SEGMENT, "membership"), cb=on_change)
-    profile_sub = await nc.subscribe(names.subject(PROFILE, "*"), cb=on_profile)
-    resolved_sub = await nc.subscribe(names.subject(RESOLVED, "*"), cb=on_resolved)
+    hops = []
+    if with_hops:  # what the bench decodes for them costs CPU the pipeline shares: optional
+        hops = [
+            await nc.subscribe(names.subject(PROFILE, "*"), cb=on_profile),
+            await nc.subscribe(names.subject(RESOLVED, "*"), cb=on_resolved),
+        ]
     pending: set[asyncio.Task] = set()
     started = time.perf_counter()
     for n, user in enumerate(users):
@@ -171,8 +175,8 @@ async def _latency(
     while sent and time.perf_counter() < deadline:  # noqa: ASYNC110 - the callback empties it
         await asyncio.sleep(0.05)
     await sub.unsubscribe()
-    await profile_sub.unsubscribe()
-    await resolved_sub.unsubscribe()
+    for hop in hops:
+        await hop.unsubscribe()
     return latencies, resolved, profiled, len(sent), round(achieved)
 
 
@@ -212,7 +216,9 @@ async def _run(stack: Stack, args) -> list[tuple[str, str]]:
             users = range(used, used + int(rate * args.seconds))
             used = users.stop
             cpu = _cpu_now(pids)
-            latencies, resolved, profiled, lost, achieved = await _latency(publisher, nc, names, users, rate)
+            latencies, resolved, profiled, lost, achieved = await _latency(
+                publisher, nc, names, users, rate, not args.no_hops
+            )
             per_event = {s: (spent - cpu[s]) / len(users) * 1000 for s, spent in _cpu_now(pids).items()}
             p50, p99 = _percentiles(latencies, lost, (50, 99))
             rows.append(
@@ -224,6 +230,8 @@ async def _run(stack: Stack, args) -> list[tuple[str, str]]:
                 )
             )
             for label, hop in (("identity's resolved event", resolved), ("profile's ProfileChanged", profiled)):
+                if args.no_hops:
+                    break
                 p50, p99 = _percentiles(hop, len(users) - len(hop), (50, 99))
                 rows.append((f"  of which raw event -> {label} on NATS: p50 / p99", f"{_ms(p50)} / {_ms(p99)} ms"))
             rows.append(
@@ -248,6 +256,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument(
         "--partitions", type=int, default=4, help="partitions of the event subjects (CDP_PARTITIONS), default 4"
+    )
+    parser.add_argument(
+        "--no-hops", action="store_true", help="end to end only: no subscriptions to the resolved and profile subjects"
     )
     args, _ = parser.parse_known_args()
     load_before = load_average()
