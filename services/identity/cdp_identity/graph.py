@@ -154,6 +154,10 @@ def recompute(
     for merge in sorted(merges, key=lambda m: (m.created_at, m.merge_id)):
         if undo is not None and merge.merge_id == undo.merge_id:
             continue
+        if merge.anchor not in home and merge.bridge not in home and remove not in (merge.anchor, merge.bridge):
+            # Both identifiers are another person's now (an earlier split moved them there with
+            # the merge in force): not this person's merge to keep or undo.
+            continue
         if merge.anchor not in home or merge.bridge not in home:
             split.undone_merges.append(merge.merge_id)  # an identifier of the merge was removed
             continue

@@ -324,3 +324,24 @@ def test_the_reviewers_sequences_keep_the_graph_sound():
     world.unmerge(0, latest=True)
     world.check()
     assert world.rows[key(jd)].person not in (world.rows[key(user)].person, world.rows[key(phone)].person)
+
+
+def test_removing_what_a_former_survivor_still_holds_keeps_a_merge_that_moved_on():
+    """Found by the property test: a merge's identifiers can leave its survivor (a removal cut
+    their atom off, the merge still in force) while the merge log still names that survivor;
+    removing the survivor's last identifier must not undo a merge it no longer holds."""
+    world = World(DEFAULT_RULES)
+    u1, u2, a, b, c = POOL[0], POOL[1], POOL[2], POOL[3], POOL[4]
+    world.resolve([u1, u2, a])
+    world.resolve([b, u2])
+    world.remove(3, block=False)  # u2: b@ loses its anchor
+    world.resolve([c, u1])
+    world.resolve([b, c])  # merge: c@'s person survives, b@'s is merged into it
+    world.remove(3, block=False)  # u1: c@ (attached through it) goes to b@'s side, with the merge
+    world.check()
+    merge = next(iter(world.merges.values()))
+    assert world.rows[key(b)].person == world.rows[key(c)].person != world.rows[key(a)].person
+    world.remove(0, block=False)  # a@, the merge's former survivor's last identifier
+    world.check()
+    assert not merge.undone
+    assert world.rows[key(b)].person == world.rows[key(c)].person
