@@ -76,6 +76,9 @@ class ConsumerSpec:
     # One durable per partition, partitions leased among replicas (see cdpkit.partitions).
     partitioned: bool = False
     lease_seconds: float = 10.0
+    # Partitioned: the batches the replica's partitions bring at the same moment go to the handler
+    # together (CoalescingHandler). Worth it where a batch's cost is mostly per transaction.
+    coalesce: bool = False
 
     def tuned(self, settings: CommonSettings) -> ConsumerSpec:
         """This spec with the operator's settings; partitioned when its stream is (and no filter is set)."""
@@ -202,10 +205,15 @@ class CoalescingHandler:
 
     A replica holding several partitions runs one loop per partition; at a moderate rate each
     brings a batch of one or two messages, and each batch paid a whole transaction (its
-    statements, its commit's WAL flush). Here the calls run one at a time, and the batches handed
-    in while one runs go together in the next (up to ``limit`` messages; a batch is never split):
-    the same work in fewer, larger transactions. Each loop still has one batch in flight at a
-    time, so a partition's messages are still applied in order.
+    statements, its commit's WAL flush), its statements interleaved on the event loop with the
+    other loops' work while PostgreSQL kept its transaction open. Here the calls run one at a
+    time, and the batches handed in while one runs go together in the next (up to ``limit``
+    messages; a batch is never split): the same work in fewer, shorter transactions. Each loop
+    still has one batch in flight at a time, so a partition's messages are still applied in order.
+    The price: no two batches of the replica overlap, so a slow one holds up the others, and a
+    handler whose batches are mostly PostgreSQL work loses the overlap (segment's live path at 1M
+    persons applied half as many updates a second; two calls at a time lost the latency gain:
+    docs/benchmarks.md). Consumers opt in (``ConsumerSpec.coalesce``).
 
     A combined call that fails is run again batch by batch, so each loop learns of a failure
     only if its own batch fails alone (and then retries it message by message as usual).

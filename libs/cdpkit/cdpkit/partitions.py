@@ -123,8 +123,8 @@ class PartitionedConsumer:
         self._spec = spec
         from cdpkit.consumer import CoalescingHandler  # consumer imports this module lazily too
 
-        # The partitions held here share one handler: what they bring at once is one call.
-        self._handler = CoalescingHandler(handler, spec.batch_size)
+        # The partitions held here may share one handler: what they bring at once, one call.
+        self._handler = CoalescingHandler(handler, spec.batch_size) if spec.coalesce else handler
         self.member = _UNSAFE.sub("_", member_id or default_member_id())
         self.name = spec.durable
         self._ttl = spec.lease_seconds

@@ -44,7 +44,8 @@ CONSUMER = "identity-raw"
 
 
 def raw_events_consumer(batch_size: int) -> ConsumerSpec:
-    return ConsumerSpec(durable=CONSUMER, stream=RAW, batch_size=batch_size)
+    # Several partitions on one replica: their small batches resolved in one transaction.
+    return ConsumerSpec(durable=CONSUMER, stream=RAW, batch_size=batch_size, coalesce=True)
 
 
 def _traits(struct: events_pb2.RawEvent) -> tuple[dict, dict]:

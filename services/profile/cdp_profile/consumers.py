@@ -44,7 +44,8 @@ log = structlog.get_logger(__name__)
 
 
 def resolved_events_consumer(batch_size: int) -> ConsumerSpec:
-    return ConsumerSpec(durable="profile-resolved", stream=RESOLVED, batch_size=batch_size)
+    # Several partitions on one replica: their small batches applied in one transaction.
+    return ConsumerSpec(durable="profile-resolved", stream=RESOLVED, batch_size=batch_size, coalesce=True)
 
 
 class BadEvent(ValueError):
