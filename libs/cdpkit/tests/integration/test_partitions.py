@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from dataclasses import replace
 
 import nats
 
@@ -174,3 +175,61 @@ async def test_a_dead_replicas_partitions_are_taken_over_and_its_batch_comes_fir
         if not doomed_nc.is_closed:
             await doomed_nc.close()
         await admin.close()
+
+
+class CallRecorder:
+    """Records the partitions of each handler call; the first call waits until released."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+        self.seen: list = []
+        self.release = asyncio.Event()
+
+    async def __call__(self, messages):
+        self.calls.append([message.subject for message in messages])
+        if len(self.calls) == 1:
+            await self.release.wait()
+        for message in messages:
+            key, seq = message.data.decode().split(":")
+            self.seen.append(("a", message.subject, key, int(seq)))
+
+
+async def _calls_of_one_replica(nats_url, bus_prefix, *, coalesce: bool) -> CallRecorder:
+    names = BusNames(bus_prefix, PARTITIONS)
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_streams(js, names)
+    keys = [f"user-{i}" for i in range(12)]  # every partition has some
+    recorder = CallRecorder()
+    consumer = PartitionedConsumer(js, names, replace(spec(), coalesce=coalesce), recorder, member_id="a")
+    task = asyncio.create_task(consumer.run())
+    try:
+        await eventually(lambda: consumer.partitions == [0, 1, 2, 3], what="one replica to hold every partition")
+        await js.publish(names.partitioned(RAW, keys[0]), f"{keys[0]}:0".encode())
+        await eventually(lambda: len(recorder.calls) == 1, what="the first call")
+        await publish(js, names, keys[1:], 0, 1)  # while the first call runs, every partition gets some
+        await asyncio.sleep(1.0)  # the partitions' loops fetch them and hand them in
+        recorder.release.set()
+        await publish(js, names, keys, 1, 3)
+        await eventually(lambda: len(recorder.seen) == 4 * len(keys), what="every message")
+        assert per_key(recorder.seen) == {key: list(range(4)) for key in keys}  # in order, once
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(task, 20)
+        await nc.close()
+    return recorder
+
+
+async def test_a_coalescing_replica_applies_its_partitions_batches_together(nats_url, bus_prefix):
+    recorder = await _calls_of_one_replica(nats_url, bus_prefix, coalesce=True)
+    # What the other partitions handed in while the first call ran went in one call.
+    names = BusNames(bus_prefix, PARTITIONS)
+    busy = names.partitioned(RAW, "user-0")
+    others = {names.partitioned(RAW, f"user-{i}") for i in range(1, 12)} - {busy}
+    assert len(others) >= 2
+    assert set(recorder.calls[1]) == others, recorder.calls[:3]
+
+
+async def test_without_coalescing_each_call_holds_one_partition(nats_url, bus_prefix):
+    recorder = await _calls_of_one_replica(nats_url, bus_prefix, coalesce=False)
+    assert all(len(set(subjects)) == 1 for subjects in recorder.calls), recorder.calls
