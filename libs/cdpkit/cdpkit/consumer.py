@@ -228,9 +228,9 @@ class CoalescingHandler:
     async def __call__(self, messages: Sequence[Msg]) -> None:
         part = _Part(messages, asyncio.get_running_loop().create_future())
         self._waiting.append(part)
-        while not part.done.done():
+        while part in self._waiting:  # else taken by a call before (still running if its driver was cancelled)
             async with self._turn:
-                if part not in self._waiting:  # in a call before (still running if its driver was cancelled)
+                if part not in self._waiting:
                     break
                 parts = [self._waiting.popleft()]
                 taken = len(parts[0].messages)
