@@ -44,7 +44,7 @@ import numpy as np
 from cdp_analytics import bgnbd, gamma_gamma, simulate, summary
 from cdp_analytics.clv import customer_lifetime_value
 
-from bench.report import load_average, machine, serving
+from bench.report import load_average, machine, postgres_cpu, serving
 from cdp.identity.v1 import identity_pb2  # noqa: F401 - the stubs load with the profile ones
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
 from cdp_devstack.infra import NatsServer, PostgresServer, free_port
@@ -276,11 +276,11 @@ async def _recompute(dsn: str, n: int, postgres_pid: int) -> list[tuple[str, str
                     await conn.execute("VACUUM ANALYZE")
             job = await service.request(WS, f"bench-{run}", None)
             before = await _postgres_counters(pool)
-            cpu = time.process_time(), _postgres_cpu(postgres_pid)
+            cpu = time.process_time(), postgres_cpu(postgres_pid)
             started = time.perf_counter()
             await service.run_next()
             total = time.perf_counter() - started
-            python_cpu, postgres_cpu = time.process_time() - cpu[0], _postgres_cpu(postgres_pid) - cpu[1]
+            python_cpu, pg_cpu = time.process_time() - cpu[0], postgres_cpu(postgres_pid) - cpu[1]
             load = _load()
             wal, full_pages, checkpoints = (b - a for a, b in zip(before, await _postgres_counters(pool), strict=True))
             job = await service.get_job(WS, job.job_id)
@@ -291,7 +291,7 @@ async def _recompute(dsn: str, n: int, postgres_pid: int) -> list[tuple[str, str
                     f"  {label}",
                     f"{job.customers:,} customers, {job.announced:,} announced; {phases} s; WAL {wal / 2**20:,.0f} MB "
                     f"({full_pages:,} full-page images), {checkpoints} checkpoints; CPU Python {python_cpu:.1f} s, "
-                    f"PostgreSQL {postgres_cpu:.1f} s; {load}",
+                    f"PostgreSQL {pg_cpu:.1f} s; {load}",
                     f"{total:.1f} s",
                 )
             )
@@ -317,26 +317,6 @@ async def _postgres_counters(pool: asyncpg.Pool) -> tuple[int, int, int]:
                       (SELECT wal_fpi FROM pg_stat_wal), (SELECT num_timed + num_requested FROM pg_stat_checkpointer)"""
         )
     return tuple(row)
-
-
-def _postgres_cpu(postmaster: int) -> float:
-    """CPU seconds of the PostgreSQL server: its processes' and those of its children that
-    exited (autovacuum workers...)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # exited meanwhile
-        pid, parent = int(entry), int(fields[1])
-        if pid == postmaster:
-            total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
-        elif parent == postmaster:
-            total += int(fields[11]) + int(fields[12])
-    return total / tick
 
 
 def _serve(component: str, env: dict[str, str]) -> subprocess.Popen:

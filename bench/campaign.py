@@ -33,7 +33,7 @@ import grpc
 import nats
 from google.protobuf import struct_pb2
 
-from bench.report import load_average, machine, print_rows
+from bench.report import cpu_seconds, load_average, machine, print_rows
 from cdp.campaign.v1 import campaign_pb2_grpc
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
 from cdp_devstack.infra import NatsServer, PostgresServer, free_port
@@ -150,7 +150,7 @@ async def _run(dsn: str, nats_url: str, tmp: Path, burst: int, rate: float, seco
         await _wait_lines(sink, 200)
 
         # Burst.
-        cpu_before = _cpu_seconds(process.pid)
+        cpu_before = cpu_seconds(process.pid)
         started = time.perf_counter()
         await asyncio.gather(
             *(
@@ -161,7 +161,7 @@ async def _run(dsn: str, nats_url: str, tmp: Path, burst: int, rate: float, seco
         published = time.perf_counter() - started
         await _wait_lines(sink, 200 + burst)
         burst_seconds = time.perf_counter() - started
-        burst_cpu = _cpu_seconds(process.pid) - cpu_before
+        burst_cpu = cpu_seconds(process.pid) - cpu_before
 
         # Latency at a steady rate.
         sent_at: dict[str, float] = {}
@@ -193,13 +193,6 @@ async def _run(dsn: str, nats_url: str, tmp: Path, burst: int, rate: float, seco
             f"{statistics.median(latencies):.0f} / {p99:.0f} ms ({len(latencies)} sends)",
         ),
     ]
-
-
-def _cpu_seconds(pid: int) -> float:
-    """A process's user + system CPU time so far (Linux /proc): the cost per send, which the
-    machine's load moves much less than the wall-clock rate."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:

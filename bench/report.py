@@ -8,6 +8,7 @@ import platform
 import subprocess
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import grpc
 
@@ -40,3 +41,30 @@ async def serving(port: int, process: subprocess.Popen, timeout: float = 90.0) -
         except (TimeoutError, grpc.aio.AioRpcError):
             if time.monotonic() > deadline or process.poll() is not None:
                 raise RuntimeError(f"the service on port {port} did not start") from None
+
+
+def cpu_seconds(pid: int) -> float:
+    """A process's user + system CPU time so far (Linux /proc): what a measure costs, which the
+    machine's load moves much less than wall-clock rates."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu(postmaster: int) -> float:
+    """CPU seconds of the PostgreSQL server: its processes' and those of its children that
+    exited (autovacuum workers...)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        pid, parent = int(entry), int(fields[1])
+        if pid == postmaster:
+            total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+        elif parent == postmaster:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick

@@ -62,11 +62,12 @@ import grpc
 import nats
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.report import load_average, machine, print_rows
+from bench.report import cpu_seconds, load_average, machine, print_rows
 from cdp.events.v1 import events_pb2
 from cdp.segment.v1 import segment_pb2, segment_pb2_grpc
 from cdp_devstack.infra import NatsServer, PostgresServer, free_port
 from cdp_segment import __main__ as segment_main
+from cdpkit import collector
 from cdpkit.bus import PROFILE, SEGMENT, BusNames, ensure_streams
 from cdpkit.migrate import migrate
 
@@ -252,13 +253,6 @@ async def _ready(port: int, process: subprocess.Popen) -> None:
     await asyncio.sleep(3)  # consumers, partition leases, the first readiness round
 
 
-def _cpu_seconds(process: subprocess.Popen) -> float:
-    """CPU time (user + system) the service process has used so far: what an announcement costs,
-    less noisy than wall-clock on a shared machine."""
-    fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _snapshot(row: asyncpg.Record, tier: str | None) -> events_pb2.ProfileSnapshot:
     """The person's current state as the profile would announce it, with ``tier``."""
     snap = events_pb2.ProfileSnapshot(
@@ -338,34 +332,19 @@ async def _live_updates(js, names: BusNames, rows: list[asyncpg.Record]) -> floa
     return len(messages) / (time.perf_counter() - started)
 
 
-def _freeze_heap() -> None:
-    """Take what this process holds by now (a million ids, the loaded rows) out of its garbage
-    collector's walks: a full collection over them stopped the publisher and the subscriber for
-    ~100 ms, which showed as service latency."""
-    gc.collect()
-    gc.freeze()
-
-
 class _Pauses:
     """This process's own garbage-collection pauses while measuring (a pause here delays the
     publisher and the timestamps of what arrives: it would show as service latency)."""
 
     def __init__(self) -> None:
         self.seconds: list[float] = []
-        self._started = 0.0
 
     def __enter__(self) -> _Pauses:
-        gc.callbacks.append(self._observe)
+        self._callback = collector.watch(lambda _generation, seconds: self.seconds.append(seconds))
         return self
 
     def __exit__(self, *_exc) -> None:
-        gc.callbacks.remove(self._observe)
-
-    def _observe(self, phase: str, _info: dict) -> None:
-        if phase == "start":
-            self._started = time.perf_counter()
-        else:
-            self.seconds.append(time.perf_counter() - self._started)
+        gc.callbacks.remove(self._callback)
 
 
 @dataclass
@@ -657,7 +636,10 @@ async def _run(dsn: str, nats_url: str, args) -> list[tuple[str, str]]:
         await conn.close()
         rng.shuffle(ids)
         updates = await _states(dsn, ids[: args.updates])
-        _freeze_heap()
+        # What the bench holds by now (a million ids, the loaded rows) out of its collector's
+        # walks: a full collection over them stopped publisher and subscriber for ~100 ms, which
+        # showed as service latency.
+        collector.freeze()
         if os.environ.get("CDP_BENCH_PROFILE"):  # py-spy samples of the live path (dev aid)
             profiler = subprocess.Popen(  # noqa: ASYNC220
                 [
@@ -675,13 +657,13 @@ async def _run(dsn: str, nats_url: str, args) -> list[tuple[str, str]]:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-        cpu = _cpu_seconds(process)
+        cpu = cpu_seconds(process.pid)
         rate = await _live_updates(js, names, updates)
         conn = await asyncpg.connect(dsn)
         while await conn.fetchval("SELECT count(*) FROM segment.outbox"):  # noqa: ASYNC110 - polling a table
             await asyncio.sleep(0.5)
         await conn.close()
-        cpu = _cpu_seconds(process) - cpu
+        cpu = cpu_seconds(process.pid) - cpu
         rows.append(
             (
                 f"live updates (an event + a tier change each), {len(LIVE_SEGMENTS) + 1} segments,"
@@ -705,9 +687,9 @@ async def _run(dsn: str, nats_url: str, args) -> list[tuple[str, str]]:
                 await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
                 await conn.execute("SELECT pg_stat_statements_reset()")
                 vacuums = dict(await conn.fetch(_VACUUMS))
-            cpu, scraped = _cpu_seconds(process), await asyncio.to_thread(_scrape, metrics_port)
+            cpu, scraped = cpu_seconds(process.pid), await asyncio.to_thread(_scrape, metrics_port)
             run = await _latency(js, nc, names, triggers, rate, args.seconds)
-            cpu = _cpu_seconds(process) - cpu
+            cpu = cpu_seconds(process.pid) - cpu
             pauses = _service_pauses(scraped, await asyncio.to_thread(_scrape, metrics_port))
             if args.statements:
                 _print_statements(await conn.fetch(_STATEMENTS), len(triggers))

@@ -38,13 +38,14 @@ import asyncpg
 import grpc
 import nats
 
-from bench.report import load_average, machine, print_rows
-from bench.segment import _freeze_heap, _ms, _percentiles
+from bench.report import cpu_seconds, load_average, machine, postgres_cpu, print_rows
+from bench.segment import _ms, _percentiles
 from cdp.events.v1 import events_pb2
 from cdp.segment.v1 import segment_pb2, segment_pb2_grpc
 from cdp_devstack.infra import free_port
 from cdp_devstack.stack import Ports, Stack
 from cdp_gateway.publisher import EventPublisher
+from cdpkit import collector
 from cdpkit.bus import PROFILE, RESOLVED, SEGMENT, BusNames, ensure_streams
 
 WS = "bench"
@@ -73,30 +74,12 @@ def _raw(user: int, event: str) -> events_pb2.RawEvent:
     return raw
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_of(command: str) -> float:
-    """CPU seconds of every running process named ``command`` (PostgreSQL's backends, nats-server)."""
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:  # ended meanwhile
-            continue
-        if text[text.index("(") + 1 : text.rindex(")")] == command:
-            total += _cpu_seconds(int(stat.parent.name))
-    return total
-
-
-def _cpu_now(pids: dict[str, int]) -> dict[str, float]:
+def _cpu_now(stack: Stack, pids: dict[str, int]) -> dict[str, float]:
     """CPU seconds so far of each service, of PostgreSQL and of NATS, and of this process."""
     return {
-        **{s: _cpu_seconds(pids[s]) for s in SERVICES},
-        "postgres": _cpu_of("postgres"),
-        "nats": _cpu_of("nats-server"),
+        **{s: cpu_seconds(pids[s]) for s in SERVICES},
+        "postgres": postgres_cpu(stack.postgres.process.pid),
+        "nats": cpu_seconds(stack.nats.process.pid),
         "bench": time.process_time(),
     }
 
@@ -210,16 +193,16 @@ async def _run(stack: Stack, args) -> list[tuple[str, str]]:
             )
         )
         await asyncio.sleep(2)  # the population's tail (outbox relays) settles
-        _freeze_heap()
+        collector.freeze()  # the bench's own heap out of its collector's walks (bench/segment.py)
         used = 0
         for rate in rates:
             users = range(used, used + int(rate * args.seconds))
             used = users.stop
-            cpu = _cpu_now(pids)
+            cpu = _cpu_now(stack, pids)
             latencies, resolved, profiled, lost, achieved = await _latency(
                 publisher, nc, names, users, rate, not args.no_hops
             )
-            per_event = {s: (spent - cpu[s]) / len(users) * 1000 for s, spent in _cpu_now(pids).items()}
+            per_event = {s: (spent - cpu[s]) / len(users) * 1000 for s, spent in _cpu_now(stack, pids).items()}
             p50, p99 = _percentiles(latencies, lost, (50, 99))
             rows.append(
                 (

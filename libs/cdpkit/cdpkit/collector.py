@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import time
+from collections.abc import Callable
 
 from prometheus_client import Histogram
 
@@ -27,22 +28,37 @@ PAUSE_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
 )
 _PAUSES = [PAUSE_SECONDS.labels(str(generation)) for generation in range(3)]
-_started = 0.0
 
 
-def _observe(phase: str, info: dict[str, int]) -> None:
-    global _started
-    if phase == "start":
-        _started = time.perf_counter()
-    else:
-        _PAUSES[info["generation"]].observe(time.perf_counter() - _started)
+def watch(on_pause: Callable[[int, float], None]) -> Callable[[str, dict], None]:
+    """Call ``on_pause(generation, seconds)`` after every collection; returns the callback
+    registered in ``gc.callbacks`` (remove it to stop watching)."""
+    started = 0.0
+
+    def observe(phase: str, info: dict) -> None:
+        nonlocal started
+        if phase == "start":
+            started = time.perf_counter()
+        else:
+            on_pause(info["generation"], time.perf_counter() - started)
+
+    gc.callbacks.append(observe)
+    return observe
+
+
+def freeze() -> None:
+    """Take every object alive now out of the collector's walks (what start-up made)."""
+    gc.collect()
+    gc.freeze()
+
+
+_watching: list[Callable[[str, dict], None]] = []
 
 
 def tune() -> None:
     """Freeze what exists now (call it once start-up has imported everything), raise the
     thresholds and observe the pauses. Idempotent."""
-    gc.collect()
-    gc.freeze()
+    freeze()
     gc.set_threshold(*THRESHOLDS)
-    if _observe not in gc.callbacks:
-        gc.callbacks.append(_observe)
+    if not _watching:
+        _watching.append(watch(lambda generation, seconds: _PAUSES[generation].observe(seconds)))
