@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import itertools
 import json
 import os
 import random
@@ -225,7 +226,9 @@ async def _load(dsn: str, persons: int, rng: random.Random) -> list[str]:
     return ids
 
 
-def _start_service(dsn: str, nats_url: str, port: int, metrics_port: int = 0) -> subprocess.Popen:
+def _start_service(
+    dsn: str, nats_url: str, port: int, metrics_port: int = 0, linger_ms: str | None = None
+) -> subprocess.Popen:
     env = {
         **os.environ,
         "CDP_DATABASE_URL": dsn,
@@ -237,6 +240,8 @@ def _start_service(dsn: str, nats_url: str, port: int, metrics_port: int = 0) ->
         "CDP_LOG_LEVEL": "warning",
         "CDP_LOG_FORMAT": "json",
     }
+    if linger_ms is not None:
+        env["CDP_SEGMENT_CONSUMER_LINGER_MS"] = linger_ms
     return subprocess.Popen([sys.executable, "-m", "cdp_segment", "serve"], env=env, stdout=subprocess.DEVNULL)
 
 
@@ -678,7 +683,17 @@ async def _run(dsn: str, nats_url: str, args) -> list[tuple[str, str]]:
             )
         )
         used = args.updates
-        for rate in (float(r) for r in args.rates.split(",")):
+        lingers = args.linger_ms.split(",") if args.linger_ms else [None]
+        running_linger = None
+        for _round, linger, rate in itertools.product(
+            range(args.rounds), lingers, (float(r) for r in args.rates.split(","))
+        ):
+            if linger != running_linger:  # the service again, with this linger (A/B on the same data)
+                process.terminate()
+                process.wait(30)
+                process = _start_service(dsn, nats_url, port, metrics_port, linger)
+                await _ready(port, process)
+                running_linger = linger
             count = int(rate * args.seconds)
             triggers = await _states(dsn, ids[used : used + count])
             used += count
@@ -699,7 +714,9 @@ async def _run(dsn: str, nats_url: str, args) -> list[tuple[str, str]]:
                 args.statements = False
             rows.append(
                 (
-                    f"ProfileChanged -> entered announced, at {run.achieved:,} /s for {args.seconds:.0f} s: p50 / p99",
+                    f"ProfileChanged -> entered announced, at {run.achieved:,} /s for {args.seconds:.0f} s"
+                    + (f", linger {linger} ms" if linger is not None else "")
+                    + ": p50 / p99",
                     f"{_ms(run.p50)} / {_ms(run.p99)} ms (load average {os.getloadavg()[0]:.1f};"
                     f" service CPU {cpu / len(triggers) * 1000:.2f} ms per announcement)"
                     + (f" ({run.lost} not seen within 30 s, counted as lost)" if run.lost else ""),
@@ -759,6 +776,13 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=20_000)
     parser.add_argument("--rates", default="250,500,1000", help="announcements per second, one run each")
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--linger-ms",
+        default="",
+        help="CDP_SEGMENT_CONSUMER_LINGER_MS values, comma-separated: the latency runs once with each"
+        " (the service restarted between them; default: the service's own)",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="the latency runs this many times (interleaved A/B)")
     parser.add_argument("--replicas", type=int, default=1, help="segment service processes")
     parser.add_argument("--burst", type=int, default=10_000, help="persons whose timers fall due at once (0: skip)")
     parser.add_argument(

@@ -11,7 +11,9 @@ Fetching: the loop keeps one pull request for ``batch_size`` messages open on an
 own (expiring after ``fetch_timeout_seconds``), hands the handler whatever has arrived as soon as
 one message is there, and asks again as soon as a request is used up or has expired, before the
 handler runs, so that the next batch travels while this one is applied. A lone message is
-handled at once (no lingering for more).
+handled at once unless the spec sets ``linger_seconds``: then a batch that is not full waits for
+more until its oldest message has been in for that long (as Kafka's ``linger.ms``), trading that
+much latency at low rates for fewer, larger transactions.
 
 Stopping: :meth:`ConsumerLoop.stop` wakes a loop waiting for messages at once (it does not wait
 for the pull request to expire); a batch being handled is finished and acked first. Then the
@@ -73,6 +75,8 @@ class ConsumerSpec:
     ack_wait_seconds: float = 30.0
     backoff_seconds: tuple[float, ...] = (0.5, 2.0, 10.0, 30.0)
     fetch_timeout_seconds: float = 1.0
+    # A batch that is not full waits for more until its oldest message has been in this long.
+    linger_seconds: float = 0.0
     # One durable per partition, partitions leased among replicas (see cdpkit.partitions).
     partitioned: bool = False
     lease_seconds: float = 10.0
@@ -102,18 +106,22 @@ class _Puller:
     (``batch_size`` messages, expiring after ``expires`` seconds).
     """
 
-    def __init__(self, nc: NATS, stream: str, durable: str, batch_size: int, expires: float) -> None:
+    def __init__(
+        self, nc: NATS, stream: str, durable: str, batch_size: int, expires: float, linger: float = 0.0
+    ) -> None:
         self._nc = nc
         self._subject = f"{DEFAULT_PREFIX}.CONSUMER.MSG.NEXT.{stream}.{durable}"
         self._request = json.dumps({"batch": batch_size, "expires": int(expires * 1e9)}).encode()
         self._batch_size = batch_size
         self._expires = expires
+        self._linger = linger
         self._inbox = nc.new_inbox()
         self._sub = None
         self._queue: deque[Msg] = deque()
         self._arrived = asyncio.Event()
         self._outstanding = 0  # messages the open request may still bring
         self._deadline = 0.0  # when the open request expires (event loop time)
+        self._oldest = 0.0  # when the oldest queued message came in (event loop time)
         self.durable = durable
 
     async def open(self) -> None:
@@ -127,6 +135,8 @@ class _Puller:
                 if status == "409":
                     log.info("pull request ended", durable=self.durable, reason=msg.headers.get("Description"))
         else:
+            if not self._queue:
+                self._oldest = asyncio.get_running_loop().time()
             self._queue.append(msg)
             self._outstanding -= 1
         self._arrived.set()
@@ -150,7 +160,11 @@ class _Puller:
             except TimeoutError:
                 self._outstanding = 0  # its expiry never came (lost in a reconnect): ask again
         await self._rest_of_burst()
+        if self._linger:
+            await self._linger_for_more(stopping)
         batch = [self._queue.popleft() for _ in range(min(len(self._queue), self._batch_size))]
+        if self._queue:  # in since before now at least
+            self._oldest = loop.time()
         if not stopping.is_set():
             await self._ask()  # the next batch travels while this one is handled
         return batch
@@ -165,6 +179,20 @@ class _Puller:
             if deadline is None:
                 deadline = asyncio.get_running_loop().time() + _BURST_WAIT_SECONDS
             self._arrived.clear()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._arrived.wait()
+            except TimeoutError:
+                return
+
+    async def _linger_for_more(self, stopping: asyncio.Event) -> None:
+        """Wait until the batch is full, its oldest message has waited ``linger`` seconds, or a stop."""
+        deadline = self._oldest + self._linger
+        while len(self._queue) < self._batch_size and not stopping.is_set():
+            self._arrived.clear()
+            await self._ask()  # the open request may be used up
+            if len(self._queue) >= self._batch_size:
+                return
             try:
                 async with asyncio.timeout_at(deadline):
                     await self._arrived.wait()
@@ -322,7 +350,12 @@ class ConsumerLoop:
                 wait_seconds=self._hold_seconds,
             )
         self._puller = _Puller(
-            connection_of(self._js), stream, self.durable, self._spec.batch_size, self._spec.fetch_timeout_seconds
+            connection_of(self._js),
+            stream,
+            self.durable,
+            self._spec.batch_size,
+            self._spec.fetch_timeout_seconds,
+            self._spec.linger_seconds,
         )
         await self._puller.open()
 

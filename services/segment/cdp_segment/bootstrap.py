@@ -54,7 +54,12 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRu
     apply = handlers(live)
     batch = settings.consumer_batch
     workers = [
-        ConsumerLoop(infra.js, infra.names, profile_consumer(batch).tuned(settings), apply["profile"]),
+        ConsumerLoop(
+            infra.js,
+            infra.names,
+            profile_consumer(batch, settings.consumer_linger_ms / 1000).tuned(settings),
+            apply["profile"],
+        ),
         ConsumerLoop(infra.js, infra.names, objects_consumer(infra.names, batch).tuned(settings), apply["objects"]),
         ConsumerLoop(infra.js, infra.names, settings_consumer(infra.names, batch).tuned(settings), apply["settings"]),
         ConsumerLoop(infra.js, infra.names, identity_consumer(infra.names, batch).tuned(settings), apply["identity"]),

@@ -17,6 +17,11 @@ class Settings(CommonSettings):
     consumer_batch: int = env(
         "CDP_SEGMENT_CONSUMER_BATCH", 50, help="announcements fetched (and applied in one transaction) per batch"
     )
+    consumer_linger_ms: float = env(
+        "CDP_SEGMENT_CONSUMER_LINGER_MS",
+        0.0,
+        help="a profile-change batch that is not full waits for more until its oldest announcement is this old",
+    )
     timer_poll_seconds: float = env(
         "CDP_SEGMENT_TIMER_POLL_SECONDS", 1.0, help="how often due membership timers are looked for"
     )
@@ -40,6 +45,8 @@ class Settings(CommonSettings):
         super().__post_init__()
         if not 1 <= self.consumer_batch <= 500:
             raise ValueError("CDP_SEGMENT_CONSUMER_BATCH must be between 1 and 500")
+        if not 0 <= self.consumer_linger_ms <= 1000:
+            raise ValueError("CDP_SEGMENT_CONSUMER_LINGER_MS must be between 0 and 1000")
         if not 0.01 <= self.timer_poll_seconds <= 60:
             raise ValueError("CDP_SEGMENT_TIMER_POLL_SECONDS must be between 0.01 and 60")
         if self.rfm_interval_seconds < 0:

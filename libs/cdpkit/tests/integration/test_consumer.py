@@ -350,3 +350,53 @@ async def test_messages_published_while_running_are_handled_in_order(js, names, 
     await eventually(lambda: sum(len(c.batch) for c in handler.calls) == 30)
     assert [int(d) for c in handler.calls for d in c.batch] == list(range(30))
     assert all(len(c.batch) <= 10 for c in handler.calls)
+
+
+async def _trickle(js, names, count: int, gap: float) -> None:
+    """Publish ``count`` messages ``gap`` seconds apart, each after the last was stored."""
+    for i in range(count):
+        await js.publish(names.subject(RAW, 0), str(i).encode())
+        await asyncio.sleep(gap)
+
+
+async def test_without_linger_messages_a_few_ms_apart_are_handled_one_by_one(js, names, start, eventually):
+    handler = Recorder()
+    await start(spec("eager"), handler)
+    await _trickle(js, names, 6, 0.05)
+    await eventually(lambda: handler.seen_count() == 6)
+    assert handler.calls[0].batch == [b"0"]  # handed over at once, not held for the next
+    assert len(handler.calls) >= 3
+
+
+async def test_linger_gathers_a_trickle_into_one_batch_and_bounds_the_wait(js, names, start, eventually):
+    handler = Recorder()
+    await start(spec("lingering", linger_seconds=0.5), handler)
+    first_sent = time.monotonic()
+    await _trickle(js, names, 6, 0.02)
+    await eventually(lambda: handler.seen_count() == 6)
+    assert [[int(d) for d in c.batch] for c in handler.calls] == [list(range(6))]
+    # handed over once the first message had waited the linger, not at a full batch (10)
+    waited = handler.calls[0].at - first_sent
+    assert 0.45 <= waited < 1.5, waited
+
+
+async def test_linger_ends_when_the_batch_is_full(js, names, start, eventually):
+    handler = Recorder()
+    await start(spec("full", linger_seconds=5.0, batch_size=4), handler)
+    first_sent = time.monotonic()
+    await _trickle(js, names, 8, 0.01)
+    await eventually(lambda: handler.seen_count() == 8, 3.0)
+    assert [[int(d) for d in c.batch] for c in handler.calls] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert handler.calls[-1].at - first_sent < 2.0  # never waited out the 5 s linger
+
+
+async def test_stop_ends_a_linger_at_once_and_hands_over_what_came(js, names, start, eventually):
+    handler = Recorder()
+    loop = await start(spec("stopped-lingering", linger_seconds=30.0), handler)
+    await _trickle(js, names, 3, 0.01)
+    await asyncio.sleep(0.2)
+    assert handler.calls == []  # still lingering
+    loop.stop()
+    await eventually(lambda: handler.seen_count() == 3, 3.0)
+    assert [int(d) for c in handler.calls for d in c.batch] == [0, 1, 2]
+    assert (await consumer_state(js, names, "stopped-lingering")).num_ack_pending == 0
