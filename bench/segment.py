@@ -227,7 +227,7 @@ async def _load(dsn: str, persons: int, rng: random.Random) -> list[str]:
 
 
 def _start_service(
-    dsn: str, nats_url: str, port: int, metrics_port: int = 0, linger_ms: str | None = None
+    dsn: str, nats_url: str, port: int, metrics_port: int = 0, settings: dict[str, str] | None = None
 ) -> subprocess.Popen:
     env = {
         **os.environ,
@@ -240,8 +240,7 @@ def _start_service(
         "CDP_LOG_LEVEL": "warning",
         "CDP_LOG_FORMAT": "json",
     }
-    if linger_ms is not None:
-        env["CDP_SEGMENT_CONSUMER_LINGER_MS"] = linger_ms
+    env.update(settings or {})
     return subprocess.Popen([sys.executable, "-m", "cdp_segment", "serve"], env=env, stdout=subprocess.DEVNULL)
 
 
@@ -502,6 +501,68 @@ async def _timer_burst(js, nc, names: BusNames, rows: list[asyncpg.Record], lead
     return [(t - edge) * 1000 for t in arrived.values()], len(rows) - len(arrived)
 
 
+async def _live_rows(js, names, dsn, process, metrics_port, updates, args, label: str) -> list[tuple[str, str]]:
+    """Full-speed live updates: the rate, and the service's CPU per update."""
+    cpu = cpu_seconds(process.pid)
+    rate = await _live_updates(js, names, updates)
+    conn = await asyncpg.connect(dsn)
+    while await conn.fetchval("SELECT count(*) FROM segment.outbox"):  # noqa: ASYNC110 - polling a table
+        await asyncio.sleep(0.5)
+    await conn.close()
+    cpu = cpu_seconds(process.pid) - cpu
+    return [
+        (
+            f"live updates (an event + a tier change each), {len(LIVE_SEGMENTS) + 1} segments,"
+            f" {args.replicas} replica(s), applied per second{label}",
+            f"{rate:,.0f} /s",
+        ),
+        (
+            "  service CPU per live update (applied and its changes relayed; first replica)",
+            f"{cpu / len(updates) * 1000:.2f} ms",
+        ),
+    ]
+
+
+async def _latency_rows(
+    js, nc, names, dsn, process, metrics_port, triggers, rate: float, args, label: str
+) -> list[tuple[str, str]]:
+    """One latency run at ``rate``: p50 / p99 and what explains its tail."""
+    if args.statements:
+        conn = await asyncpg.connect(dsn)
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        await conn.execute("SELECT pg_stat_statements_reset()")
+        vacuums = dict(await conn.fetch(_VACUUMS))
+    cpu, scraped = cpu_seconds(process.pid), await asyncio.to_thread(_scrape, metrics_port)
+    run = await _latency(js, nc, names, triggers, rate, args.seconds)
+    cpu = cpu_seconds(process.pid) - cpu
+    pauses = _service_pauses(scraped, await asyncio.to_thread(_scrape, metrics_port))
+    if args.statements:
+        _print_statements(await conn.fetch(_STATEMENTS), len(triggers))
+        autos = [r["relname"] for r in await conn.fetch(_VACUUMS) if r["autos"] != vacuums.get(r["relname"])]
+        print(f"autovacuum / autoanalyze during it: {', '.join(autos) or 'none'}")
+        await conn.close()
+        args.statements = False
+    while await _consumer_pending(js, names):  # noqa: ASYNC110 - polling the server's counters
+        await asyncio.sleep(0.1)
+    return [
+        (
+            f"ProfileChanged -> entered announced, at {run.achieved:,} /s for {args.seconds:.0f} s{label}: p50 / p99",
+            f"{_ms(run.p50)} / {_ms(run.p99)} ms (load average {os.getloadavg()[0]:.1f};"
+            f" service CPU {cpu / len(triggers) * 1000:.2f} ms per announcement)"
+            + (f" ({run.lost} not seen within 30 s, counted as lost)" if run.lost else ""),
+        ),
+        ("  service: GC pauses; consumer batches", pauses),
+        (
+            "  bench: GC pauses; publish furthest behind schedule",
+            f"{len(run.bench_gc)}x, longest {max(run.bench_gc, default=0) * 1000:.0f} ms; {run.late_publish_ms:.0f} ms",
+        ),
+        (
+            "  slowest seconds: sent at (s) -> latency",
+            ", ".join(f"{at:.1f} s -> {ms:.0f} ms" for at, ms in run.worst),
+        ),
+    ]
+
+
 async def _run(dsn: str, nats_url: str, args) -> list[tuple[str, str]]:
     rng = random.Random(20260618)
     await migrate(dsn, segment_main.SCHEMA, segment_main.MIGRATIONS)
@@ -640,7 +701,6 @@ async def _run(dsn: str, nats_url: str, args) -> list[tuple[str, str]]:
             )
         await conn.close()
         rng.shuffle(ids)
-        updates = await _states(dsn, ids[: args.updates])
         # What the bench holds by now (a million ids, the loaded rows) out of its collector's
         # walks: a full collection over them stopped publisher and subscriber for ~100 ms, which
         # showed as service latency.
@@ -662,82 +722,25 @@ async def _run(dsn: str, nats_url: str, args) -> list[tuple[str, str]]:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-        cpu = cpu_seconds(process.pid)
-        rate = await _live_updates(js, names, updates)
-        conn = await asyncpg.connect(dsn)
-        while await conn.fetchval("SELECT count(*) FROM segment.outbox"):  # noqa: ASYNC110 - polling a table
-            await asyncio.sleep(0.5)
-        await conn.close()
-        cpu = cpu_seconds(process.pid) - cpu
-        rows.append(
-            (
-                f"live updates (an event + a tier change each), {len(LIVE_SEGMENTS) + 1} segments,"
-                f" {args.replicas} replica(s), applied per second",
-                f"{rate:,.0f} /s",
-            )
-        )
-        rows.append(
-            (
-                "  service CPU per live update (applied and its changes relayed; first replica)",
-                f"{cpu / len(updates) * 1000:.2f} ms",
-            )
-        )
-        used = args.updates
-        lingers = args.linger_ms.split(",") if args.linger_ms else [None]
-        running_linger = None
-        for _round, linger, rate in itertools.product(
-            range(args.rounds), lingers, (float(r) for r in args.rates.split(","))
-        ):
-            if linger != running_linger:  # the service again, with this linger (A/B on the same data)
+        variants = [dict(setting.split("=", 1) for setting in v.split(",")) for v in args.variant] or [None]
+        current = None  # the variant the service runs with; None: as started
+        used = 0
+        for _round, variant in itertools.product(range(args.rounds), variants):
+            if variant != current:  # the service again, with this variant's settings (A/B on the same data)
                 process.terminate()
                 process.wait(30)
-                process = _start_service(dsn, nats_url, port, metrics_port, linger)
+                process = _start_service(dsn, nats_url, port, metrics_port, variant)
                 await _ready(port, process)
-                running_linger = linger
-            count = int(rate * args.seconds)
-            triggers = await _states(dsn, ids[used : used + count])
-            used += count
-            if args.statements:
-                conn = await asyncpg.connect(dsn)
-                await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-                await conn.execute("SELECT pg_stat_statements_reset()")
-                vacuums = dict(await conn.fetch(_VACUUMS))
-            cpu, scraped = cpu_seconds(process.pid), await asyncio.to_thread(_scrape, metrics_port)
-            run = await _latency(js, nc, names, triggers, rate, args.seconds)
-            cpu = cpu_seconds(process.pid) - cpu
-            pauses = _service_pauses(scraped, await asyncio.to_thread(_scrape, metrics_port))
-            if args.statements:
-                _print_statements(await conn.fetch(_STATEMENTS), len(triggers))
-                autos = [r["relname"] for r in await conn.fetch(_VACUUMS) if r["autos"] != vacuums.get(r["relname"])]
-                print(f"autovacuum / autoanalyze during it: {', '.join(autos) or 'none'}")
-                await conn.close()
-                args.statements = False
-            rows.append(
-                (
-                    f"ProfileChanged -> entered announced, at {run.achieved:,} /s for {args.seconds:.0f} s"
-                    + (f", linger {linger} ms" if linger is not None else "")
-                    + ": p50 / p99",
-                    f"{_ms(run.p50)} / {_ms(run.p99)} ms (load average {os.getloadavg()[0]:.1f};"
-                    f" service CPU {cpu / len(triggers) * 1000:.2f} ms per announcement)"
-                    + (f" ({run.lost} not seen within 30 s, counted as lost)" if run.lost else ""),
-                )
-            )
-            rows.append(("  service: GC pauses; consumer batches", pauses))
-            rows.append(
-                (
-                    "  bench: GC pauses; publish furthest behind schedule",
-                    f"{len(run.bench_gc)}x, longest {max(run.bench_gc, default=0) * 1000:.0f} ms;"
-                    f" {run.late_publish_ms:.0f} ms",
-                )
-            )
-            rows.append(
-                (
-                    "  slowest seconds: sent at (s) -> latency",
-                    ", ".join(f"{at:.1f} s -> {ms:.0f} ms" for at, ms in run.worst),
-                )
-            )
-            while await _consumer_pending(js, names):  # noqa: ASYNC110 - polling the server's counters
-                await asyncio.sleep(0.1)
+                current = variant
+            label = f" [{', '.join(f'{k}={v}' for k, v in variant.items())}]" if variant else ""
+            updates = await _states(dsn, ids[used : used + args.updates])
+            used += args.updates
+            rows += await _live_rows(js, names, dsn, process, metrics_port, updates, args, label)
+            for rate in (float(r) for r in args.rates.split(",")):
+                count = int(rate * args.seconds)
+                triggers = await _states(dsn, ids[used : used + count])
+                used += count
+                rows += await _latency_rows(js, nc, names, dsn, process, metrics_port, triggers, rate, args, label)
         if args.burst:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 await segment_pb2_grpc.SegmentServiceStub(channel).CreateSegment(
@@ -777,12 +780,16 @@ def main() -> None:
     parser.add_argument("--rates", default="250,500,1000", help="announcements per second, one run each")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument(
-        "--linger-ms",
-        default="",
-        help="CDP_SEGMENT_CONSUMER_LINGER_MS values, comma-separated: the latency runs once with each"
-        " (the service restarted between them; default: the service's own)",
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE[,NAME=VALUE]",
+        help="service settings for the live measures, e.g. CDP_SEGMENT_CONSUMER_COALESCE=true (repeatable: the"
+        " live updates and latency runs once per variant, the service restarted between them, on the same data)",
     )
-    parser.add_argument("--rounds", type=int, default=1, help="the latency runs this many times (interleaved A/B)")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="the live measures this many times (variants interleaved)"
+    )
     parser.add_argument("--replicas", type=int, default=1, help="segment service processes")
     parser.add_argument("--burst", type=int, default=10_000, help="persons whose timers fall due at once (0: skip)")
     parser.add_argument(

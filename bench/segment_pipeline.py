@@ -243,6 +243,13 @@ def main() -> None:
     parser.add_argument(
         "--no-hops", action="store_true", help="end to end only: no subscriptions to the resolved and profile subjects"
     )
+    parser.add_argument(
+        "--service-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for every service, e.g. CDP_SEGMENT_CONSUMER_LINGER_MS=25 (repeatable)",
+    )
     args, _ = parser.parse_known_args()
     load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="cdp-bench-pipeline-") as tmp:
@@ -252,7 +259,11 @@ def main() -> None:
             _ports(),
             bus_prefix="bench",
             log=log,
-            extra_env={"CDP_LOG_LEVEL": "warning", "CDP_PARTITIONS": str(args.partitions)},
+            extra_env={
+                "CDP_LOG_LEVEL": "warning",
+                "CDP_PARTITIONS": str(args.partitions),
+                **dict(setting.split("=", 1) for setting in args.service_env),
+            },
         )
         try:
             stack.start_infrastructure()
@@ -266,6 +277,7 @@ def main() -> None:
     print(
         f"\nsegment pipeline benchmark (raw event -> identity -> profile -> segment): {machine()},"
         f" load average before {load_before}, at the end {load_average()}"
+        + "".join(f" ({setting})" for setting in args.service_env)
     )
     print_rows(rows)
 

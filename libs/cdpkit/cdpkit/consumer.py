@@ -360,6 +360,10 @@ class ConsumerLoop:
         await self._puller.open()
 
     @property
+    def spec(self) -> ConsumerSpec:
+        return self._spec
+
+    @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
 

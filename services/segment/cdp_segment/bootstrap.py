@@ -57,7 +57,9 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRu
         ConsumerLoop(
             infra.js,
             infra.names,
-            profile_consumer(batch, settings.consumer_linger_ms / 1000).tuned(settings),
+            profile_consumer(
+                batch, linger_seconds=settings.consumer_linger_ms / 1000, coalesce=settings.consumer_coalesce
+            ).tuned(settings),
             apply["profile"],
         ),
         ConsumerLoop(infra.js, infra.names, objects_consumer(infra.names, batch).tuned(settings), apply["objects"]),

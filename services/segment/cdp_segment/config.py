@@ -22,6 +22,12 @@ class Settings(CommonSettings):
         0.0,
         help="a profile-change batch that is not full waits for more until its oldest announcement is this old",
     )
+    consumer_coalesce: bool = env(
+        "CDP_SEGMENT_CONSUMER_COALESCE",
+        False,
+        help="one transaction at a time for the profile-change batches of the partitions a replica holds"
+        " (wins on small projections, loses at ~1M persons: docs/segment.md)",
+    )
     timer_poll_seconds: float = env(
         "CDP_SEGMENT_TIMER_POLL_SECONDS", 1.0, help="how often due membership timers are looked for"
     )

@@ -49,8 +49,14 @@ _EXACT = 2**53
 M = TypeVar("M", bound=Message)
 
 
-def profile_consumer(batch_size: int, linger_seconds: float = 0.0) -> ConsumerSpec:
-    return ConsumerSpec(durable="segment-profile", stream=PROFILE, batch_size=batch_size, linger_seconds=linger_seconds)
+def profile_consumer(batch_size: int, *, linger_seconds: float = 0.0, coalesce: bool = False) -> ConsumerSpec:
+    return ConsumerSpec(
+        durable="segment-profile",
+        stream=PROFILE,
+        batch_size=batch_size,
+        linger_seconds=linger_seconds,
+        coalesce=coalesce,
+    )
 
 
 def objects_consumer(names: BusNames, batch_size: int) -> ConsumerSpec:

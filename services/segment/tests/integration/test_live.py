@@ -5,6 +5,7 @@ the outbox, memberships read back over gRPC."""
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 
 import grpc
@@ -13,8 +14,10 @@ import pytest
 from cdp.events.v1 import events_pb2
 from cdp.segment.v1 import segment_pb2
 from cdpkit.bus import DLQ, PROFILE
+from cdpkit.clock import ManualClock
+from cdpkit.consumer import ConsumerLoop
 
-from .harness import START, WS, event_fact, order_fact, person, snapshot
+from .harness import START, WS, event_fact, order_fact, person, running_segment, snapshot, start_segment
 
 
 async def test_a_profile_change_enters_and_exits_once(segment):
@@ -210,3 +213,23 @@ async def test_object_tags_change_membership_of_the_persons_who_bought_there(seg
     [exited] = await segment.changes(1)
     assert (exited.person_id, exited.entered) == (carol, False)
     await segment.quiet()
+
+
+async def test_the_live_consumer_lingers_and_coalesces_when_configured(service_env, nats_url):
+    tuning = {"CDP_SEGMENT_CONSUMER_LINGER_MS": "400", "CDP_SEGMENT_CONSUMER_COALESCE": "true"}
+    runtime = await start_segment(service_env, nats_url, ManualClock(START), **tuning)
+    try:
+        [live] = [w for w in runtime.workers if isinstance(w, ConsumerLoop) and w.name == "segment-profile"]
+        assert (live.spec.linger_seconds, live.spec.coalesce, live.spec.partitioned) == (0.4, True, True)
+    finally:
+        await runtime.stop()
+
+    async with running_segment(service_env, nats_url, **tuning) as segment:
+        await segment.create("gold", 'tier = "gold"')
+        shoppers = [person() for _ in range(6)]
+        sent = time.monotonic()
+        for shopper in shoppers:
+            await segment.profile(shopper, 1, snapshot(tier="gold"))
+        entered = await segment.changes(6)
+        assert {(c.person_id, c.entered) for c in entered} == {(s, True) for s in shoppers}
+        assert time.monotonic() - sent >= 0.35  # held for the linger, not handed over at once
