@@ -24,9 +24,9 @@ class Settings(CommonSettings):
     )
     consumer_coalesce: bool = env(
         "CDP_SEGMENT_CONSUMER_COALESCE",
-        False,
-        help="one transaction at a time for the profile-change batches of the partitions a replica holds"
-        " (wins on small projections, loses at ~1M persons: docs/segment.md)",
+        True,
+        help="the profile-change batches the partitions of a replica bring at the same moment are applied in one"
+        " transaction (false: one transaction per partition; docs/segment.md)",
     )
     timer_poll_seconds: float = env(
         "CDP_SEGMENT_TIMER_POLL_SECONDS", 1.0, help="how often due membership timers are looked for"

@@ -215,16 +215,21 @@ async def test_object_tags_change_membership_of_the_persons_who_bought_there(seg
     await segment.quiet()
 
 
-async def test_the_live_consumer_lingers_and_coalesces_when_configured(service_env, nats_url):
-    tuning = {"CDP_SEGMENT_CONSUMER_LINGER_MS": "400", "CDP_SEGMENT_CONSUMER_COALESCE": "true"}
-    runtime = await start_segment(service_env, nats_url, ManualClock(START), **tuning)
-    try:
-        [live] = [w for w in runtime.workers if isinstance(w, ConsumerLoop) and w.name == "segment-profile"]
-        assert (live.spec.linger_seconds, live.spec.coalesce, live.spec.partitioned) == (0.4, True, True)
-    finally:
-        await runtime.stop()
+async def test_the_live_consumer_coalesces_by_default_and_takes_its_settings(service_env, nats_url):
+    for tuning, expected in (
+        ({}, (0.0, True)),
+        ({"CDP_SEGMENT_CONSUMER_LINGER_MS": "400", "CDP_SEGMENT_CONSUMER_COALESCE": "false"}, (0.4, False)),
+    ):
+        runtime = await start_segment(service_env, nats_url, ManualClock(START), **tuning)
+        try:
+            [live] = [w for w in runtime.workers if isinstance(w, ConsumerLoop) and w.name == "segment-profile"]
+            assert (live.spec.linger_seconds, live.spec.coalesce, live.spec.partitioned) == (*expected, True)
+        finally:
+            await runtime.stop()
 
-    async with running_segment(service_env, nats_url, **tuning) as segment:
+
+async def test_a_lingering_live_consumer_holds_a_trickle_for_its_linger(service_env, nats_url):
+    async with running_segment(service_env, nats_url, CDP_SEGMENT_CONSUMER_LINGER_MS="400") as segment:
         await segment.create("gold", 'tier = "gold"')
         shoppers = [person() for _ in range(6)]
         sent = time.monotonic()
