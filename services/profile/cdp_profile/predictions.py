@@ -22,7 +22,6 @@ per workspace, in four steps:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -48,6 +47,7 @@ from cdpkit.clock import Clock
 from cdpkit.errors import InvalidArgument, NotFound
 from cdpkit.ids import new_id
 from cdpkit.money import currency_exponent
+from cdpkit.periodic import Periodic
 
 log = structlog.get_logger(__name__)
 
@@ -437,29 +437,15 @@ def changed_messages(
         yield person_id, version, subjects[partition_of(person_id, bus_names.partitions)], encoded + own
 
 
-class PredictionWorker:
+class PredictionWorker(Periodic):
     """Runs queued recomputes and queues scheduled ones (every replica; one job per workspace
-    at a time)."""
-
-    name = "profile-predictions"
+    at a time). A failed job is marked failed; the worker goes on."""
 
     def __init__(self, service: PredictionService, *, poll_seconds: float) -> None:
+        super().__init__("profile-predictions", self.run_once, interval=poll_seconds)
         self._service = service
-        self._poll = poll_seconds
-        self._stopping = asyncio.Event()
 
-    def stop(self) -> None:
-        self._stopping.set()
-
-    async def run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                await self._service.schedule_due()
-                ran = await self._service.run_next()
-            except Exception as exc:  # noqa: BLE001 - the job is marked failed; keep the worker alive
-                log.warning("prediction worker round failed", error=f"{type(exc).__name__}: {exc}")
-                ran = False
-            if ran:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=self._poll)
+    async def run_once(self) -> bool:
+        """Queue what is due, run the next job; true when one ran (look for the next at once)."""
+        await self._service.schedule_due()
+        return await self._service.run_next()

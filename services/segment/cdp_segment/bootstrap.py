@@ -13,10 +13,10 @@ from cdp_segment.grpc_api import SegmentServicer
 from cdp_segment.live import LiveService
 from cdp_segment.membership import Catalogues, Memberships
 from cdp_segment.service import SegmentService
-from cdp_segment.workers import Periodic
 from cdpkit.clock import Clock
 from cdpkit.consumer import ConsumerLoop
 from cdpkit.outbox import OutboxRelay
+from cdpkit.periodic import Periodic
 from cdpkit.runtime import Infrastructure, ServiceRuntime
 from cdpkit.server import Registration, create_server
 
@@ -68,7 +68,7 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRu
         OutboxRelay(infra.pool, infra.js, schema=SCHEMA),
         Periodic(
             "segment-timers",
-            lambda: _fired(live.fire_due_timers(TIMER_BATCH)),
+            lambda: live.fire_due_timers(TIMER_BATCH),  # how many fired: more may be due
             interval=settings.timer_poll_seconds,
         ),
     ]
@@ -89,10 +89,6 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> ServiceRu
             )
         )
     return ServiceRuntime.for_service("segment", settings, infra, server, workers)
-
-
-async def _fired(step) -> bool:
-    return await step > 0
 
 
 async def _none(step) -> bool:
