@@ -20,7 +20,11 @@ as processes of the local stack (tools/devstack), then:
     python -m bench segment_pipeline [--persons 20000] [--rates 250,500,1000] [--seconds 10]
 
 The issue's target: p99 < 250 ms at 1,000 events/s. CPU seconds per event of each service
-process are printed too (less noisy than wall-clock on a shared machine).
+process are printed too (less noisy than wall-clock on a shared machine), and the transactions
+PostgreSQL committed per event (pg_stat_database, read after 11 s of quiet so that idle backends
+have reported theirs): the consumers take whatever is pending when they are ready, so at a low
+rate each event is a batch of its own and costs several transactions; PostgreSQL's CPU follows
+the transactions, not the events.
 """
 
 from __future__ import annotations
@@ -101,6 +105,13 @@ async def _populate(publisher: EventPublisher, dsn: str, persons: int) -> float:
     return time.perf_counter() - started
 
 
+async def _settled_commits(conn: asyncpg.Connection) -> int:
+    """Transactions PostgreSQL has committed so far, once the backends that went idle have
+    reported theirs (an idle backend flushes its statistics within 10 s)."""
+    await asyncio.sleep(11)
+    return await conn.fetchval("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+
+
 async def _latency(
     publisher: EventPublisher, nc, names: BusNames, users: range, rate: float, with_hops: bool
 ) -> tuple[list[float], list[float], list[float], int, int]:
@@ -175,6 +186,7 @@ async def _run(stack: Stack, args) -> list[tuple[str, str]]:
     publisher = EventPublisher(nc.jetstream(), names)
     pids = stack.pids()
     rows: list[tuple[str, str]] = []
+    stats = await asyncpg.connect(stack.database_url)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{stack.ports.segment}") as channel:
             await segment_pb2_grpc.SegmentServiceStub(channel).CreateSegment(
@@ -192,7 +204,7 @@ async def _run(stack: Stack, args) -> list[tuple[str, str]]:
                 f"{seconds:.1f} s ({args.persons / seconds:,.0f} events/s)",
             )
         )
-        await asyncio.sleep(2)  # the population's tail (outbox relays) settles
+        commits = await _settled_commits(stats)  # also lets the population's tail settle
         collector.freeze()  # the bench's own heap out of its collector's walks (bench/segment.py)
         used = 0
         for rate in rates:
@@ -226,8 +238,10 @@ async def _run(stack: Stack, args) -> list[tuple[str, str]]:
                     + " ms",
                 )
             )
-            await asyncio.sleep(2)
+            before, commits = commits, await _settled_commits(stats)
+            rows.append(("  PostgreSQL transactions committed per event", f"{(commits - before) / len(users):.2f}"))
     finally:
+        await stats.close()
         await nc.close()
     return rows
 
