@@ -501,7 +501,7 @@ async def _timer_burst(js, nc, names: BusNames, rows: list[asyncpg.Record], lead
     return [(t - edge) * 1000 for t in arrived.values()], len(rows) - len(arrived)
 
 
-async def _live_rows(js, names, dsn, process, metrics_port, updates, args, label: str) -> list[tuple[str, str]]:
+async def _live_rows(js, names, dsn, process, updates, args, label: str) -> list[tuple[str, str]]:
     """Full-speed live updates: the rate, and the service's CPU per update."""
     cpu = cpu_seconds(process.pid)
     rate = await _live_updates(js, names, updates)
@@ -735,7 +735,7 @@ async def _run(dsn: str, nats_url: str, args) -> list[tuple[str, str]]:
             label = f" [{', '.join(f'{k}={v}' for k, v in variant.items())}]" if variant else ""
             updates = await _states(dsn, ids[used : used + args.updates])
             used += args.updates
-            rows += await _live_rows(js, names, dsn, process, metrics_port, updates, args, label)
+            rows += await _live_rows(js, names, dsn, process, updates, args, label)
             for rate in (float(r) for r in args.rates.split(",")):
                 count = int(rate * args.seconds)
                 triggers = await _states(dsn, ids[used : used + count])

@@ -49,7 +49,7 @@ _EXACT = 2**53
 M = TypeVar("M", bound=Message)
 
 
-def profile_consumer(batch_size: int, *, linger_seconds: float = 0.0, coalesce: bool = False) -> ConsumerSpec:
+def profile_consumer(batch_size: int, *, linger_seconds: float = 0.0, coalesce: bool = True) -> ConsumerSpec:
     return ConsumerSpec(
         durable="segment-profile",
         stream=PROFILE,
