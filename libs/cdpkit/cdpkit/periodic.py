@@ -19,20 +19,12 @@ FAILURES = Counter("cdp_worker_failures_total", "Rounds of a periodic background
 
 class Periodic:
     """``step()`` returns something true when more work is waiting now (no pause before the next
-    round). ``on_failure(exc)``: a service's own accounting of a failed round."""
+    round)."""
 
-    def __init__(
-        self,
-        name: str,
-        step: Callable[[], Awaitable[object]],
-        *,
-        interval: float,
-        on_failure: Callable[[Exception], None] | None = None,
-    ) -> None:
+    def __init__(self, name: str, step: Callable[[], Awaitable[object]], *, interval: float) -> None:
         self.name = name
         self._step = step
         self._interval = interval
-        self._on_failure = on_failure
         self._stopping = asyncio.Event()
 
     @property
@@ -47,11 +39,9 @@ class Periodic:
             more = False
             try:
                 more = bool(await self._step())
-            except Exception as exc:
+            except Exception:
                 log.exception("background round failed", worker=self.name)
                 FAILURES.labels(self.name).inc()
-                if self._on_failure is not None:
-                    self._on_failure(exc)
             if more:
                 await asyncio.sleep(0)  # let the rest of the service in between rounds
                 continue

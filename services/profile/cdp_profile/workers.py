@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from prometheus_client import Counter
 
-from cdp_profile.metrics import BACKGROUND_FAILURES
 from cdp_profile.service import ProfileService
 from cdp_profile.upkeep import EventRetention, EventRewrite
 from cdpkit.periodic import Periodic
@@ -50,12 +49,7 @@ class PartitionMaintenance(Periodic):
         retention: EventRetention | None = None,
         interval: float = 3600.0,
     ) -> None:
-        super().__init__(
-            "profile-partitions",
-            self.run_once,
-            interval=interval,
-            on_failure=lambda _exc: BACKGROUND_FAILURES.labels("partitions").inc(),
-        )
+        super().__init__("profile-partitions", self.run_once, interval=interval)
         self._service = service
         self._months_ahead = months_ahead
         self._retention = retention

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sys
 import time
 
 from prometheus_client import REGISTRY
 
+from cdpkit import periodic
 from cdpkit.periodic import Periodic
 
 
@@ -50,8 +52,19 @@ async def test_a_round_that_reports_more_work_is_followed_at_once():
     assert time.monotonic() - started < 1  # five rounds without the 10 s pause between them
 
 
-async def test_a_failing_round_is_counted_reported_and_tried_again_after_the_interval():
-    seen: list[Exception] = []
+class ExceptionLog:
+    """Stands in for the module's logger: what was logged with which exception."""
+
+    def __init__(self) -> None:
+        self.logged: list[tuple[str, dict, str]] = []
+
+    def exception(self, event: str, **fields) -> None:
+        self.logged.append((event, fields, str(sys.exc_info()[1])))
+
+
+async def test_a_failing_round_is_counted_reported_and_tried_again_after_the_interval(monkeypatch):
+    seen = ExceptionLog()
+    monkeypatch.setattr(periodic, "log", seen)
     calls = [0]
 
     async def step() -> bool:
@@ -61,11 +74,11 @@ async def test_a_failing_round_is_counted_reported_and_tried_again_after_the_int
         return False
 
     before = failures("flaky")
-    worker = Periodic("flaky", step, interval=0.1, on_failure=seen.append)
+    worker = Periodic("flaky", step, interval=0.1)
     task = asyncio.create_task(worker.run())
     await asyncio.sleep(0.25)
     worker.stop()
     await asyncio.wait_for(task, 1)
     assert calls[0] >= 2  # alive after the failure
-    assert [str(e) for e in seen] == ["database away"]
+    assert seen.logged == [("background round failed", {"worker": "flaky"}, "database away")]
     assert failures("flaky") == before + 1
