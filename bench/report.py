@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import platform
@@ -41,6 +42,19 @@ async def serving(port: int, process: subprocess.Popen, timeout: float = 90.0) -
         except (TimeoutError, grpc.aio.AioRpcError):
             if time.monotonic() > deadline or process.poll() is not None:
                 raise RuntimeError(f"the service on port {port} did not start") from None
+
+
+def setting(text: str) -> tuple[str, str]:
+    """``NAME=VALUE`` from the command line (an argparse ``type``)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def settings(text: str) -> dict[str, str]:
+    """``NAME=VALUE[,NAME=VALUE...]`` from the command line (an argparse ``type``)."""
+    return dict(setting(part) for part in text.split(","))
 
 
 def cpu_seconds(pid: int) -> float:

@@ -63,7 +63,7 @@ import grpc
 import nats
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.report import cpu_seconds, load_average, machine, print_rows
+from bench.report import cpu_seconds, load_average, machine, print_rows, serving, setting, settings
 from cdp.events.v1 import events_pb2
 from cdp.segment.v1 import segment_pb2, segment_pb2_grpc
 from cdp_devstack.infra import NatsServer, PostgresServer, free_port
@@ -245,15 +245,7 @@ def _start_service(
 
 
 async def _ready(port: int, process: subprocess.Popen) -> None:
-    deadline = time.time() + 120
-    while True:
-        try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                await asyncio.wait_for(channel.channel_ready(), 1)
-            break
-        except (TimeoutError, grpc.aio.AioRpcError):
-            if time.time() > deadline or process.poll() is not None:
-                raise RuntimeError("segment service did not start") from None
+    await serving(port, process, timeout=120)
     await asyncio.sleep(3)  # consumers, partition leases, the first readiness round
 
 
@@ -722,7 +714,7 @@ async def _run(dsn: str, nats_url: str, args) -> list[tuple[str, str]]:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-        variants = [dict(setting.split("=", 1) for setting in v.split(",")) for v in args.variant] or [None]
+        variants = args.variant or [None]
         current = None  # the variant the service runs with; None: as started
         used = 0
         for _round, variant in itertools.product(range(args.rounds), variants):
@@ -782,6 +774,7 @@ def main() -> None:
     parser.add_argument(
         "--variant",
         action="append",
+        type=settings,
         default=[],
         metavar="NAME=VALUE[,NAME=VALUE]",
         help="service settings for the live measures, e.g. CDP_SEGMENT_CONSUMER_COALESCE=true (repeatable: the"
@@ -806,6 +799,7 @@ def main() -> None:
     parser.add_argument(
         "--pg-setting",
         action="append",
+        type=setting,
         default=[],
         metavar="NAME=VALUE",
         help="a PostgreSQL setting for the run (ALTER SYSTEM), e.g. plan_cache_mode=force_custom_plan",
@@ -815,11 +809,11 @@ def main() -> None:
         postgres = PostgresServer(Path(tmp) / "pg", free_port(), fast=args.no_fsync)
         nats_server = NatsServer(Path(tmp) / "nats", free_port(), free_port())
         postgres.start()
-        settings = [setting.split("=", 1) for setting in args.pg_setting]
+        pg_settings = list(args.pg_setting)
         if args.statements:  # counted per announcement with pg_stat_statements (loaded at start)
-            settings.append(["shared_preload_libraries", "pg_stat_statements"])
-        if settings:
-            for name, value in settings:
+            pg_settings.append(("shared_preload_libraries", "pg_stat_statements"))
+        if pg_settings:
+            for name, value in pg_settings:
                 postgres.psql(f"ALTER SYSTEM SET {name} = '{value}'")
             postgres.stop()
             postgres.start()
@@ -834,7 +828,7 @@ def main() -> None:
     load = load_average()
     print(
         f"\nsegment benchmark{' (PostgreSQL without fsync)' if args.no_fsync else ''}"
-        f"{''.join(f' ({s})' for s in args.pg_setting)}: {machine()},"
+        f"{''.join(f' ({name}={value})' for name, value in args.pg_setting)}: {machine()},"
         f" load average before {load_before}, at the end {load}"
     )
     print_rows(rows)
