@@ -154,16 +154,13 @@ class _Puller:
                 break
             if stopping.is_set():
                 return []
-            try:
-                async with asyncio.timeout(max(0.0, self._deadline + _EXPIRY_GRACE_SECONDS - loop.time())):
-                    await self._arrived.wait()
-            except TimeoutError:
+            if not await self._arrival_by(self._deadline + _EXPIRY_GRACE_SECONDS):
                 self._outstanding = 0  # its expiry never came (lost in a reconnect): ask again
         await self._rest_of_burst()
         if self._linger:
             await self._linger_for_more(stopping)
         batch = [self._queue.popleft() for _ in range(min(len(self._queue), self._batch_size))]
-        if self._queue:  # in since before now at least
+        if self._queue:  # left over from a full batch: their linger counts from now (arrivals not kept)
             self._oldest = loop.time()
         if not stopping.is_set():
             await self._ask()  # the next batch travels while this one is handled
@@ -179,10 +176,7 @@ class _Puller:
             if deadline is None:
                 deadline = asyncio.get_running_loop().time() + _BURST_WAIT_SECONDS
             self._arrived.clear()
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await self._arrived.wait()
-            except TimeoutError:
+            if not await self._arrival_by(deadline):
                 return
 
     async def _linger_for_more(self, stopping: asyncio.Event) -> None:
@@ -193,11 +187,18 @@ class _Puller:
             await self._ask()  # the open request may be used up
             if len(self._queue) >= self._batch_size:
                 return
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await self._arrived.wait()
-            except TimeoutError:
+            if not await self._arrival_by(deadline):
                 return
+
+    async def _arrival_by(self, deadline: float) -> bool:
+        """Wait for a delivery (``_arrived`` cleared by the caller) until ``deadline`` (event loop
+        time); false when it passed first."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._arrived.wait()
+        except TimeoutError:
+            return False
+        return True
 
     async def _ask(self) -> None:
         now = asyncio.get_running_loop().time()
