@@ -25,7 +25,11 @@ runs the segment service in its own process (its real consumers, outbox relay an
 
     python -m bench segment [--persons 1000000] [--updates 20000] [--rates 250,500,1000] [--seconds 20]
                             [--replicas 1] [--burst 10000] [--statements] [--no-fsync] [--no-vacuum]
-                            [--pg-setting NAME=VALUE ...]
+                            [--pg-setting NAME=VALUE ...] [--variant NAME=VALUE[,NAME=VALUE] ...] [--rounds 1]
+
+``--variant`` runs the live measures (full-speed updates, then the latency runs) once per set of
+service settings, restarting the service between them, on the same loaded data; ``--rounds N``
+repeats them with the variants interleaved (an A/B on one machine at one time).
 
 Before it measures, the projection is settled as in production (untimed, stated in the output):
 VACUUM (ANALYZE) of the loaded tables after the COPY; after the segments' creation the outbox is
